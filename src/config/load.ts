@@ -1,0 +1,103 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { Relay365Error } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+import { formatConfigIssues, toConfigIssues, type ConfigIssue } from './issues.js';
+
+/** Prefix of environment variables that override config fields; `__` separates nesting levels. */
+export const ENV_PREFIX = 'RELAY365_';
+
+/** Variables with the prefix that are settings of their own, not config overrides. */
+const NON_CONFIG_VARS = new Set(['RELAY365_SECRET_KEY', 'RELAY365_CONFIG']);
+
+export interface LoadConfigOptions {
+  /** Path of a YAML file; when absent only defaults and environment overrides apply. */
+  path?: string;
+  /** Environment to read `RELAY365_*` overrides from (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Reads, overrides, validates and freezes the config.
+ *
+ * `RELAY365_LOG__LEVEL=debug` sets `log.level`; values are parsed as YAML scalars, so `true`, `42`
+ * and `[a, b]` keep their types. Every problem is reported at once, each with its dotted path.
+ * @throws Relay365Error `R365_CONFIG_NOT_FOUND` or `R365_CONFIG_INVALID`
+ */
+export async function loadConfig(options: LoadConfigOptions = {}): Promise<Readonly<Config>> {
+  const issues: ConfigIssue[] = [];
+  let raw: unknown = {};
+  if (options.path !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(options.path, 'utf8');
+    } catch (cause) {
+      throw new Relay365Error(
+        'R365_CONFIG_NOT_FOUND',
+        `Cannot read config file ${options.path}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}. ` +
+          'Check the path, or run `relay365 init` to write one.',
+        { cause },
+      );
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (cause) {
+      const where = cause instanceof YAMLParseError ? ` (line ${cause.linePos?.[0].line ?? '?'})` : '';
+      throw new Relay365Error('R365_CONFIG_INVALID', `${options.path} is not valid YAML${where}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw new Relay365Error('R365_CONFIG_INVALID', `${options.path} must hold a YAML mapping at its top level.`);
+    }
+  }
+  const merged = applyEnvOverrides(raw as Record<string, unknown>, options.env ?? process.env, issues);
+  const result = configSchema.safeParse(merged);
+  if (!result.success) issues.push(...toConfigIssues(result.error));
+  if (issues.length > 0 || !result.success) {
+    const source = options.path ?? 'the configuration';
+    throw new Relay365Error('R365_CONFIG_INVALID', `${source} has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, {
+      details: { issues },
+    });
+  }
+  return deepFreeze(result.data);
+}
+
+/** Copies `raw` and sets each `RELAY365_A__B=value` as `a.b` (camelCase from snake_case). */
+export function applyEnvOverrides(
+  raw: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  issues: ConfigIssue[],
+): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || NON_CONFIG_VARS.has(name) || value === undefined) continue;
+    const path = name
+      .slice(ENV_PREFIX.length)
+      .split('__')
+      .map((part) => part.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(value);
+    } catch {
+      issues.push({ path: path.join('.'), message: `${name} is not a valid YAML value` });
+      continue;
+    }
+    let node: Record<string, unknown> = out;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key];
+      if (typeof next !== 'object' || next === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = parsed;
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,46 @@
+/**
+ * The one error type relay365 throws. Callers branch on `code`, never on the message.
+ *
+ * Every code is listed in {@link ERROR_CODES} and documented in `docs/errors.md`;
+ * `test/unit/errors.test.ts` fails when the two drift apart.
+ */
+
+/** Every stable error code, with a one-line summary used by the docs test. */
+export const ERROR_CODES = {
+  R365_CONFIG_NOT_FOUND: 'The config file does not exist or cannot be read.',
+  R365_CONFIG_INVALID: 'The config file or a RELAY365_* override does not pass validation.',
+  R365_SECRET_UNRESOLVED: 'A secret reference (env: or file:) points at nothing.',
+  R365_SCENARIO_INVALID: 'A sandbox scenario file does not pass validation.',
+  R365_SANDBOX_START_FAILED: 'The sandbox could not listen on its ports or write its files.',
+} as const;
+
+export type Relay365ErrorCode = keyof typeof ERROR_CODES;
+
+export interface Relay365ErrorOptions {
+  /** The error that led to this one; kept for logs and debuggers. */
+  cause?: unknown;
+  /** True when trying the same thing again later may succeed. */
+  retryable?: boolean;
+  /** Structured facts about the failure (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+/** Base error with a stable `code`; `cause` is always kept. */
+export class Relay365Error extends Error {
+  readonly code: Relay365ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: Relay365ErrorCode, message: string, options: Relay365ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'Relay365Error';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details;
+  }
+}
+
+/** Narrowing helper: `isRelay365Error(err, 'R365_CONFIG_INVALID')`. */
+export function isRelay365Error(err: unknown, code?: Relay365ErrorCode): err is Relay365Error {
+  return err instanceof Relay365Error && (code === undefined || err.code === code);
+}

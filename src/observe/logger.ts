@@ -1,0 +1,45 @@
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { REDACTED, REDACT_PATHS, scrubSecrets } from './redact.js';
+
+export type { Logger } from 'pino';
+
+export interface CreateLoggerOptions {
+  level?: LoggerOptions['level'];
+  /** Where lines go (default stdout); tests pass a stream to read them back. */
+  destination?: DestinationStream;
+  /** Fixed fields on every line, e.g. `{ component: 'sandbox' }`. */
+  base?: Record<string, unknown>;
+}
+
+/**
+ * JSON logger with the project's one redaction list. Error messages and stacks are scrubbed too,
+ * since upstream errors (MSAL, nodemailer) sometimes quote the request that failed.
+ */
+export function createLogger(options: CreateLoggerOptions = {}): Logger {
+  const opts: LoggerOptions = {
+    level: options.level ?? 'info',
+    base: options.base ?? null,
+    redact: { paths: REDACT_PATHS, censor: REDACTED },
+    serializers: {
+      err: (err: unknown) => {
+        const serialized = pino.stdSerializers.err(err as Error);
+        serialized.message = scrubSecrets(serialized.message);
+        if (serialized.stack) serialized.stack = scrubSecrets(serialized.stack);
+        return serialized;
+      },
+    },
+    hooks: {
+      // The message string itself is free text: scrub it as well.
+      logMethod(args, method) {
+        const scrubbed = args.map((a) => (typeof a === 'string' ? scrubSecrets(a) : a)) as Parameters<typeof method>;
+        method.apply(this, scrubbed);
+      },
+    },
+  };
+  return options.destination ? pino(opts, options.destination) : pino(opts);
+}
+
+/** A logger that writes nothing, for library users who bring none. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

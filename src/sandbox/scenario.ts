@@ -1,0 +1,281 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+import { Relay365Error } from '../errors.js';
+import { formatConfigIssues, toConfigIssues } from '../config/issues.js';
+
+/**
+ * The sandbox scenario: the tenants, apps, mailboxes, limits and faults that the simulated
+ * Microsoft 365 serves. Defaults are Microsoft's (shared/M365.md); every one can be overridden so a
+ * test can stage any setup, right or wrong. `docs/sandbox.md` documents the format.
+ */
+
+const guid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a GUID');
+
+/** Which API a permission belongs to: Office 365 Exchange Online or Microsoft Graph. */
+export const RESOURCES = {
+  exchange: { appId: '00000002-0000-0ff1-ce00-000000000000', delegatedAudience: 'https://outlook.office.com', appAudience: 'https://outlook.office365.com' },
+  graph: { appId: '00000003-0000-0000-c000-000000000000', delegatedAudience: 'https://graph.microsoft.com', appAudience: 'https://graph.microsoft.com' },
+} as const;
+export type ResourceName = keyof typeof RESOURCES;
+
+const permissionsSchema = z
+  .object({
+    exchange: z.array(z.string()).default([]),
+    graph: z.array(z.string()).default([]),
+  })
+  .strict();
+
+const appSchema = z
+  .object({
+    clientId: guid,
+    name: z.string().default('relay365'),
+    /** Object id of the app's service principal (enterprise application); app-only tokens carry it as `oid`. */
+    servicePrincipalId: guid.optional(),
+    secrets: z
+      .array(
+        z
+          .object({
+            value: z.string().min(1),
+            /** The secret's own id, which users sometimes paste instead of the value (AADSTS7000215). */
+            id: guid.optional(),
+            /** ISO date after which the secret is expired (AADSTS7000222). */
+            expiresAt: z.string().datetime().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Public certificates (PEM) whose private keys may sign client assertions. */
+    certificates: z.array(z.object({ pem: z.string().includes('BEGIN CERTIFICATE') }).strict()).default([]),
+    /** Application permissions (app roles) the app asks for, per resource. */
+    roles: permissionsSchema.default({ exchange: [], graph: [] }),
+    /** Delegated permissions (scopes) the app asks for, per resource. */
+    delegatedScopes: permissionsSchema.default({ exchange: [], graph: [] }),
+    /** Admin consent granted: without it app-only tokens carry no roles and users must consent themselves. */
+    adminConsent: z.boolean().default(true),
+    /** `New-ServicePrincipal` was run in Exchange Online for this app (needed for app-only SMTP). */
+    exchangeServicePrincipal: z.boolean().default(true),
+    /** Public client flows (device code) allowed ("Allow public client flows" in Entra). */
+    publicClient: z.boolean().default(true),
+    /** Registered redirect URIs; `http://localhost` allows any loopback port, as Entra does for native apps. */
+    redirectUris: z.array(z.string().url()).default(['http://localhost']),
+  })
+  .strict();
+
+const userSchema = z
+  .object({
+    upn: z.string().email(),
+    id: guid,
+    displayName: z.string().optional(),
+    /** Password for the sandbox's sign-in page (a person trying the device code flow by hand). */
+    password: z.string().optional(),
+    /** The user has an Exchange Online mailbox. */
+    mailbox: z.boolean().default(true),
+    /** `Set-CASMailbox -SmtpClientAuthenticationDisabled`: null follows the tenant setting. */
+    smtpAuthEnabled: z.boolean().nullable().default(null),
+    /** Apps (client ids) holding `Add-MailboxPermission -AccessRights FullAccess` on this mailbox. */
+    fullAccessApps: z.array(guid).default([]),
+    /** Addresses this mailbox may send as (`Add-RecipientPermission -AccessRights SendAs`). */
+    sendAs: z.array(z.string().email()).default([]),
+    /** The mailbox's own proxy addresses, which it may always send as. */
+    aliases: z.array(z.string().email()).default([]),
+    /** Apps the user consented to for delegated scopes (besides admin consent). */
+    consentedApps: z.array(guid).default([]),
+    /** Device code and authorize requests for this user are approved without a person. */
+    autoApprove: z.boolean().default(false),
+    /** Security Defaults or Conditional Access blocks this user's legacy SMTP AUTH sign-in. */
+    blockedByConditionalAccess: z.boolean().default(false),
+  })
+  .strict();
+
+const tenantSchema = z
+  .object({
+    id: guid,
+    domain: z.string().min(1),
+    /** `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` (true here means enabled). */
+    smtpAuthEnabled: z.boolean().default(true),
+    apps: z.array(appSchema).default([]),
+    users: z.array(userSchema).default([]),
+  })
+  .strict();
+
+/** Per-mailbox Exchange Online limits; defaults from shared/M365.md. */
+export const limitsSchema = z
+  .object({
+    messagesPerMinute: z.number().int().positive().default(30),
+    recipientsPerDay: z.number().int().positive().default(10_000),
+    recipientsPerMessage: z.number().int().positive().default(500),
+    connectionsPerMailbox: z.number().int().positive().default(3),
+    /** 35 MB: Exchange Online's default maximum send size. */
+    maxMessageBytes: z.number().int().positive().default(35 * 1024 * 1024),
+    /** Speeds up every rate window: 30 makes a "minute" last 2 s and a "day" 48 min. */
+    timeScale: z.number().positive().default(1),
+    /** Turns every limit off (benchmarks measure the relay, not the quota). */
+    unlimited: z.boolean().default(false),
+  })
+  .strict();
+
+export const tokenSettingsSchema = z
+  .object({
+    /** Access token lifetime; Microsoft's are 60 to 90 minutes. */
+    lifetimeSeconds: z.number().int().positive().default(3600),
+    refreshTokenLifetimeSeconds: z.number().int().positive().default(90 * 24 * 3600),
+    deviceCodeLifetimeSeconds: z.number().int().positive().default(900),
+    deviceCodeIntervalSeconds: z.number().int().nonnegative().default(5),
+  })
+  .strict();
+
+const tokenFaultSchema = z
+  .object({
+    /** Answer with this HTTP status (e.g. 500, 503) instead of a token. */
+    status: z.number().int().min(400).max(599).optional(),
+    /** Or answer with this AADSTS error (e.g. `AADSTS7000222`). */
+    aadsts: z.string().regex(/^AADSTS\d+$/).optional(),
+    /** Delay before answering, in ms. */
+    latencyMs: z.number().int().nonnegative().default(0),
+    /** Only requests from this app. */
+    clientId: guid.optional(),
+    /** How many requests the fault applies to (unset: until removed). */
+    count: z.number().int().positive().optional(),
+  })
+  .strict();
+
+const smtpFaultSchema = z
+  .object({
+    /** The command after which the fault fires. */
+    stage: z.enum(['connect', 'auth', 'mail', 'rcpt', 'data']),
+    /** The reply to give, e.g. `451 4.7.500 Server busy. Please try again later.` */
+    reply: z
+      .string()
+      .regex(/^[245]\d\d [245]\.\d{1,3}\.\d{1,3} .+/, 'must be "<code> <enhanced code> <text>"')
+      .optional(),
+    /** Close the connection instead of replying. */
+    drop: z.boolean().default(false),
+    /** Only sessions authenticated as this mailbox (not for `connect`). */
+    mailbox: z.string().email().optional(),
+    count: z.number().int().positive().optional(),
+  })
+  .strict()
+  .refine((f) => f.drop || f.reply !== undefined, { message: 'a fault needs a reply or drop: true' });
+
+export const faultsSchema = z
+  .object({
+    token: z.array(tokenFaultSchema).default([]),
+    smtp: z.array(smtpFaultSchema).default([]),
+  })
+  .strict();
+
+export const scenarioSchema = z
+  .object({
+    tenants: z.array(tenantSchema).min(1),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    token: tokenSettingsSchema.default(tokenSettingsSchema.parse({})),
+    faults: faultsSchema.default({ token: [], smtp: [] }),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const seen = new Set<string>();
+    s.tenants.forEach((t, ti) => {
+      t.users.forEach((u, ui) => {
+        const key = u.upn.toLowerCase();
+        if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['tenants', ti, 'users', ui, 'upn'], message: `${u.upn} appears twice` });
+        seen.add(key);
+      });
+    });
+  });
+
+export type Scenario = z.infer<typeof scenarioSchema>;
+export type ScenarioInput = z.input<typeof scenarioSchema>;
+export type Tenant = Scenario['tenants'][number];
+export type App = Tenant['apps'][number];
+export type User = Tenant['users'][number];
+export type Limits = Scenario['limits'];
+export type TokenFault = Scenario['faults']['token'][number];
+export type SmtpFault = Scenario['faults']['smtp'][number];
+
+/**
+ * Validates a scenario, reporting every problem at once.
+ * @throws Relay365Error `R365_SCENARIO_INVALID`
+ */
+export function parseScenario(input: unknown, source = 'scenario'): Scenario {
+  const result = scenarioSchema.safeParse(input);
+  if (!result.success) {
+    const issues = toConfigIssues(result.error);
+    throw new Relay365Error('R365_SCENARIO_INVALID', `${source} has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, {
+      details: { issues },
+    });
+  }
+  return result.data;
+}
+
+/** Reads a YAML (or JSON) scenario file. */
+export async function loadScenario(path: string): Promise<Scenario> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new Relay365Error('R365_SCENARIO_INVALID', `Cannot read scenario file ${path}.`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (cause) {
+    throw new Relay365Error('R365_SCENARIO_INVALID', `${path} is not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  return parseScenario(raw, path);
+}
+
+/** Fixed ids of the built-in scenario, so docs and examples can name them. */
+export const DEFAULT_IDS = {
+  tenantId: '5f0c6f2e-6b1e-4c55-9a43-2d1e7c3b9a10',
+  tenantDomain: 'contoso.example',
+  appClientId: '3c1b9a52-2f44-4d6e-8f0a-7b5e9d2c4a11',
+  appSecret: 'sandbox-app-secret-not-for-production',
+  appServicePrincipalId: '8a2d4f6b-1c3e-4a5b-9d7f-0e2c4b6a8d12',
+  publicClientId: '6e4a2c80-9b1d-4f3e-a5c7-2d9e0b4f6a13',
+  mailbox: 'relay@contoso.example',
+  mailboxId: '1b3d5f7a-9c2e-4b6d-8f0a-3c5e7a9b1d14',
+  user: 'alice@contoso.example',
+  userId: '2c4e6a8b-0d1f-4a3c-9e5b-7d9f1b3c5e15',
+  userPassword: 'sandbox-user-password',
+} as const;
+
+/** The scenario `relay365 sandbox` serves without `--scenario`: one tenant, an app-only app and a public client. */
+export function defaultScenario(): Scenario {
+  const d = DEFAULT_IDS;
+  return parseScenario({
+    tenants: [
+      {
+        id: d.tenantId,
+        domain: d.tenantDomain,
+        apps: [
+          {
+            clientId: d.appClientId,
+            name: 'relay365 (app-only)',
+            servicePrincipalId: d.appServicePrincipalId,
+            secrets: [{ value: d.appSecret }],
+            roles: { exchange: ['SMTP.SendAsApp'], graph: ['Mail.Send'] },
+            publicClient: false,
+          },
+          {
+            clientId: d.publicClientId,
+            name: 'relay365 (delegated)',
+            delegatedScopes: { exchange: ['SMTP.Send'], graph: ['Mail.Send'] },
+            publicClient: true,
+          },
+        ],
+        users: [
+          {
+            upn: d.mailbox,
+            id: d.mailboxId,
+            displayName: 'Relay mailbox',
+            fullAccessApps: [d.appClientId],
+            sendAs: [`noreply@${d.tenantDomain}`],
+            autoApprove: true,
+          },
+          { upn: d.user, id: d.userId, displayName: 'Alice', password: d.userPassword, fullAccessApps: [] },
+        ],
+      },
+    ],
+  });
+}

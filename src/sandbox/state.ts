@@ -1,0 +1,225 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { App, Scenario, SmtpFault, Tenant, TokenFault, User } from './scenario.js';
+
+/** One message the simulated Microsoft 365 accepted, exactly as it arrived. */
+export interface ReceivedMessage {
+  id: string;
+  receivedAt: string;
+  via: 'smtp' | 'graph';
+  tenantId: string;
+  /** The mailbox that authenticated (XOAUTH2 `user=` or Graph `/users/{id}`). */
+  mailbox: string;
+  /** Client id of the app whose token was used. */
+  appId: string;
+  envelope: { mailFrom: string; rcptTo: string[] };
+  size: number;
+  raw: Buffer;
+  /** The reply the sandbox gave, e.g. `250 2.0.0 OK <...> [Hostname=...]`. */
+  reply: string;
+}
+
+/** Counts of what the sandbox did, read by tests and `GET /sandbox/counters`. */
+export interface SandboxCounters {
+  /** Replies by basic and enhanced code, e.g. `{"250 2.0.0": 12, "535 5.7.3": 1}`. */
+  smtpReplies: Record<string, number>;
+  /** Throttling replies given (SMTP `4.3.2` thread limit, submission quota; Graph `429`). */
+  throttled: number;
+  /** Token endpoint requests, all and by grant type and by client id. */
+  tokenRequests: number;
+  tokenRequestsByGrant: Record<string, number>;
+  tokenRequestsByClient: Record<string, number>;
+  /** Token endpoint errors by AADSTS code or HTTP status. */
+  tokenErrors: Record<string, number>;
+  smtpConnections: number;
+  /** Highest number of simultaneous authenticated connections seen per mailbox. */
+  maxConcurrentByMailbox: Record<string, number>;
+  graphRequests: number;
+}
+
+function emptyCounters(): SandboxCounters {
+  return {
+    smtpReplies: {},
+    throttled: 0,
+    tokenRequests: 0,
+    tokenRequestsByGrant: {},
+    tokenRequestsByClient: {},
+    tokenErrors: {},
+    smtpConnections: 0,
+    maxConcurrentByMailbox: {},
+    graphRequests: 0,
+  };
+}
+
+function bump(map: Record<string, number>, key: string, by = 1): void {
+  map[key] = (map[key] ?? 0) + by;
+}
+
+/** The outcome of asking a mailbox's quota for one more message. */
+export type QuotaVerdict = 'ok' | 'rate' | 'recipients';
+
+/**
+ * Everything the sandbox knows and remembers: the scenario (replaceable at run time, so a test can
+ * switch SMTP AUTH off mid-run), the received messages, the counters and each mailbox's quota windows.
+ */
+export class SandboxState {
+  readonly messages: ReceivedMessage[] = [];
+  counters: SandboxCounters = emptyCounters();
+  private scenarioValue: Scenario;
+  /** Per mailbox: times of accepted messages within the last scaled minute. */
+  private readonly minuteWindow = new Map<string, number[]>();
+  /** Per mailbox: [time, recipients] of accepted messages within the last scaled day. */
+  private readonly dayWindow = new Map<string, Array<[number, number]>>();
+  private readonly connections = new Map<string, number>();
+  private tokenFaults: Array<TokenFault & { left: number }> = [];
+  private smtpFaults: Array<SmtpFault & { left: number }> = [];
+
+  constructor(
+    scenario: Scenario,
+    /** When set, each accepted message is also written there as `<id>.eml`. */
+    readonly emlDir?: string,
+  ) {
+    this.scenarioValue = scenario;
+    this.loadFaults(scenario);
+  }
+
+  get scenario(): Scenario {
+    return this.scenarioValue;
+  }
+
+  /** Replaces the scenario; quota windows and counters are kept, faults restart from the new list. */
+  setScenario(scenario: Scenario): void {
+    this.scenarioValue = scenario;
+    this.loadFaults(scenario);
+  }
+
+  private loadFaults(scenario: Scenario): void {
+    this.tokenFaults = scenario.faults.token.map((f) => ({ ...f, left: f.count ?? Infinity }));
+    this.smtpFaults = scenario.faults.smtp.map((f) => ({ ...f, left: f.count ?? Infinity }));
+  }
+
+  /** Looks a tenant up by id or verified domain, as the authority path allows either. */
+  findTenant(idOrDomain: string): Tenant | undefined {
+    const key = idOrDomain.toLowerCase();
+    return this.scenarioValue.tenants.find((t) => t.id.toLowerCase() === key || t.domain.toLowerCase() === key);
+  }
+
+  findApp(tenant: Tenant, clientId: string): App | undefined {
+    return tenant.apps.find((a) => a.clientId.toLowerCase() === clientId.toLowerCase());
+  }
+
+  /** Finds a user by UPN or alias in any tenant. */
+  findUser(address: string): { tenant: Tenant; user: User } | undefined {
+    const key = address.toLowerCase();
+    for (const tenant of this.scenarioValue.tenants) {
+      const user = tenant.users.find((u) => u.upn.toLowerCase() === key || u.aliases.some((a) => a.toLowerCase() === key));
+      if (user) return { tenant, user };
+    }
+    return undefined;
+  }
+
+  /** SMTP AUTH for this mailbox: its own setting, else the tenant's (the mailbox setting wins). */
+  smtpAuthEnabled(tenant: Tenant, user: User): boolean {
+    return user.smtpAuthEnabled ?? tenant.smtpAuthEnabled;
+  }
+
+  /** The next token fault that applies to this client, consuming one of its count. */
+  takeTokenFault(clientId: string | undefined): TokenFault | undefined {
+    const fault = this.tokenFaults.find((f) => f.left > 0 && (f.clientId === undefined || f.clientId === clientId));
+    if (fault) fault.left -= 1;
+    return fault;
+  }
+
+  /** The next SMTP fault for this stage and mailbox, consuming one of its count. */
+  takeSmtpFault(stage: SmtpFault['stage'], mailbox: string | undefined): SmtpFault | undefined {
+    const fault = this.smtpFaults.find(
+      (f) => f.left > 0 && f.stage === stage && (f.mailbox === undefined || f.mailbox.toLowerCase() === mailbox?.toLowerCase()),
+    );
+    if (fault) fault.left -= 1;
+    return fault;
+  }
+
+  /** Counts an SMTP reply by its basic and enhanced code. */
+  recordSmtpReply(reply: string): void {
+    const m = /^(\d{3})[ -](\d\.\d{1,3}\.\d{1,3})?/.exec(reply);
+    if (m) bump(this.counters.smtpReplies, m[2] ? `${m[1]} ${m[2]}` : m[1]!);
+  }
+
+  recordTokenRequest(grantType: string, clientId: string | undefined): void {
+    this.counters.tokenRequests += 1;
+    bump(this.counters.tokenRequestsByGrant, grantType || '(none)');
+    if (clientId) bump(this.counters.tokenRequestsByClient, clientId);
+  }
+
+  recordTokenError(code: string): void {
+    bump(this.counters.tokenErrors, code);
+  }
+
+  recordThrottle(): void {
+    this.counters.throttled += 1;
+  }
+
+  /** Registers an authenticated connection for the mailbox; returns how many it now holds. */
+  openConnection(mailbox: string): number {
+    const key = mailbox.toLowerCase();
+    const n = (this.connections.get(key) ?? 0) + 1;
+    this.connections.set(key, n);
+    if (n > (this.counters.maxConcurrentByMailbox[key] ?? 0)) this.counters.maxConcurrentByMailbox[key] = n;
+    return n;
+  }
+
+  closeConnection(mailbox: string): void {
+    const key = mailbox.toLowerCase();
+    const n = (this.connections.get(key) ?? 1) - 1;
+    if (n <= 0) this.connections.delete(key);
+    else this.connections.set(key, n);
+  }
+
+  connectionCount(mailbox: string): number {
+    return this.connections.get(mailbox.toLowerCase()) ?? 0;
+  }
+
+  /**
+   * Takes one message with `recipients` recipients from the mailbox's quota, or says which limit it
+   * would break. Windows slide (Exchange's limits are per rolling minute and rolling 24 hours),
+   * shortened by `limits.timeScale`.
+   */
+  consumeQuota(mailbox: string, recipients: number, now = Date.now()): QuotaVerdict {
+    const limits = this.scenarioValue.limits;
+    if (limits.unlimited) return 'ok';
+    const key = mailbox.toLowerCase();
+    const minuteMs = 60_000 / limits.timeScale;
+    const dayMs = 86_400_000 / limits.timeScale;
+    const minute = (this.minuteWindow.get(key) ?? []).filter((t) => t > now - minuteMs);
+    const day = (this.dayWindow.get(key) ?? []).filter(([t]) => t > now - dayMs);
+    this.minuteWindow.set(key, minute);
+    this.dayWindow.set(key, day);
+    if (minute.length >= limits.messagesPerMinute) return 'rate';
+    const used = day.reduce((sum, [, n]) => sum + n, 0);
+    if (used + recipients > limits.recipientsPerDay) return 'recipients';
+    minute.push(now);
+    day.push([now, recipients]);
+    return 'ok';
+  }
+
+  /** Keeps an accepted message (and writes it as .eml when asked). */
+  async addMessage(message: Omit<ReceivedMessage, 'id' | 'receivedAt'>): Promise<ReceivedMessage> {
+    const stored: ReceivedMessage = { id: randomUUID(), receivedAt: new Date().toISOString(), ...message };
+    this.messages.push(stored);
+    if (this.emlDir) {
+      await mkdir(this.emlDir, { recursive: true });
+      await writeFile(join(this.emlDir, `${stored.id}.eml`), stored.raw);
+    }
+    return stored;
+  }
+
+  /** Forgets messages and counters (quota windows too), for tests that reuse one sandbox. */
+  reset(): void {
+    this.messages.length = 0;
+    this.counters = emptyCounters();
+    this.minuteWindow.clear();
+    this.dayWindow.clear();
+    this.loadFaults(this.scenarioValue);
+  }
+}
