@@ -1,0 +1,26 @@
+import { CommanderError } from 'commander';
+import { isRelay365Error } from '../errors.js';
+import { scrubSecrets } from '../observe/index.js';
+
+/** Prints an error for a person (or as JSON with `--json`) and returns the exit code to use. */
+export function reportError(err: unknown, json = process.argv.includes('--json')): number {
+  if (err instanceof CommanderError) return err.exitCode;
+  const code = isRelay365Error(err) ? err.code : 'R365_UNEXPECTED';
+  const message = scrubSecrets(err instanceof Error ? err.message : String(err));
+  if (json) console.log(JSON.stringify({ ok: false, error: { code, message } }));
+  else console.error(`relay365: ${message}${isRelay365Error(err) ? ` [${code}]` : ''}`);
+  return isRelay365Error(err) && err.code === 'R365_CONFIG_INVALID' ? 78 : 1; // 78: EX_CONFIG (sysexits.h)
+}
+
+/** Waits for SIGINT or SIGTERM, then runs `stop` once. */
+export function onShutdown(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const handler = (): void => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+      void stop().finally(resolve);
+    };
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+  });
+}

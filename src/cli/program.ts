@@ -1,0 +1,15 @@
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { sandboxCommand } from './commands/sandbox.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Builds the `relay365` command tree; parsing and exiting are the entry's business. */
+export function buildProgram(): Command {
+  const program = new Command('relay365')
+    .description('Send mail through Microsoft 365 with OAuth2 (SMTP XOAUTH2 or Graph) from anything that speaks SMTP or HTTP.')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(sandboxCommand());
+  return program;
+}

@@ -1,0 +1,51 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { createLogger, scrubSecrets } from '../../src/observe/index.js';
+
+function capture(): { stream: Writable; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString());
+      cb();
+    },
+  });
+  return { stream, text: () => chunks.join('') };
+}
+
+// Every kind of secret relay365 handles, each a distinctive string to search the output for.
+const jwt = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL291dGxvb2sub2ZmaWNlMzY1LmNvbSJ9.c2lnbmF0dXJlLXNlY3JldC1ieXRlcw';
+const secrets = {
+  clientSecret: 'client-secret-VALUE-1234',
+  accessToken: jwt,
+  refreshToken: 'refresh-token-VALUE-5678',
+  password: 'local-password-VALUE-9',
+  apiKey: 'r365_apikey_VALUE_abcdef',
+  xoauth2: Buffer.from(`user=relay@contoso.example\x01auth=Bearer ${jwt}\x01\x01`).toString('base64'),
+};
+
+describe('logger redaction', () => {
+  it('never writes a secret, whatever key, depth or message it comes in', () => {
+    const out = capture();
+    const log = createLogger({ destination: out.stream, level: 'trace' });
+    log.info(secrets, 'top level');
+    log.info({ mailbox: { auth: secrets } }, 'nested');
+    log.info({ req: { headers: { authorization: `Bearer ${jwt}` } } }, 'header');
+    log.info(`free text with AUTH XOAUTH2 ${secrets.xoauth2} and Bearer ${jwt}`);
+    log.error({ err: new Error(`upstream said client_secret=${secrets.clientSecret}&refresh_token=${secrets.refreshToken}`) }, 'failed');
+    const text = out.text();
+    assert.ok(text.includes('<redacted>'), 'redaction marker present');
+    for (const [kind, value] of Object.entries(secrets)) assert.ok(!text.includes(value), `${kind} leaked into the log`);
+    assert.ok(!text.includes('c2lnbmF0dXJl'), 'token signature leaked');
+    assert.match(text, /"msg":"nested"/);
+  });
+
+  it('scrubs SMTP transcripts: AUTH lines, bearer tokens and bare XOAUTH2 responses', () => {
+    const transcript = [`C: AUTH XOAUTH2 ${secrets.xoauth2}`, 'S: 235 2.7.0 Authentication successful', `C: ${secrets.xoauth2}`].join('\n');
+    const scrubbed = scrubSecrets(transcript);
+    assert.ok(!scrubbed.includes(secrets.xoauth2));
+    assert.match(scrubbed, /AUTH XOAUTH2 <redacted>/);
+    assert.match(scrubbed, /235 2\.7\.0 Authentication successful/);
+  });
+});
