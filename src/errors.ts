@@ -12,6 +12,13 @@ export const ERROR_CODES = {
   R365_SECRET_UNRESOLVED: 'A secret reference (env: or file:) points at nothing.',
   R365_SCENARIO_INVALID: 'A sandbox scenario file does not pass validation.',
   R365_SANDBOX_START_FAILED: 'The sandbox could not listen on its ports or write its files.',
+  R365_SECRET_KEY_UNREADABLE: 'The key that encrypts the token cache cannot be read.',
+  R365_TOKEN_CACHE_UNREADABLE: 'The token cache cannot be decrypted: wrong key or damaged file.',
+  R365_TOKEN_REJECTED: 'The identity platform refused to issue a token (AADSTS error); the setup must change.',
+  R365_TOKEN_ENDPOINT_UNAVAILABLE: 'The identity platform could not be reached or answered with a server error.',
+  R365_LOGIN_REQUIRED: 'A delegated mailbox has no usable sign-in: run relay365 login.',
+  R365_TOKEN_COMMAND_FAILED: 'The external token command failed or printed no token.',
+  R365_UNKNOWN_MAILBOX: 'The mailbox is not in the config.',
 } as const;
 
 export type Relay365ErrorCode = keyof typeof ERROR_CODES;

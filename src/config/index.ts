@@ -1,4 +1,17 @@
-export { configSchema, secretRefSchema, type Config, type ConfigInput } from './schema.js';
+export {
+  configSchema,
+  secretRefSchema,
+  authSchema,
+  mailboxSchema,
+  CLOUD_NAMES,
+  AUTH_FLOWS,
+  type Config,
+  type ConfigInput,
+  type CloudName,
+  type AuthFlow,
+  type AuthSettings,
+  type MailboxConfig,
+} from './schema.js';
 export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';
 export { toConfigIssues, formatConfigIssues, type ConfigIssue } from './issues.js';

@@ -12,14 +12,115 @@ export const logSchema = z
   })
   .strict();
 
-/** The relay365 config file (`relay365.yaml`). Later parts add their sections here. */
-export const configSchema = z
+/** Microsoft's clouds (shared/M365.md, Endpoints) plus the local sandbox. */
+export const CLOUD_NAMES = ['global', 'usgov', 'usgov-dod', 'china', 'sandbox'] as const;
+export type CloudName = (typeof CLOUD_NAMES)[number];
+
+/** How relay365 gets a token for a mailbox. */
+export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'device-code', 'auth-code', 'token-command'] as const;
+export type AuthFlow = (typeof AUTH_FLOWS)[number];
+
+/**
+ * Authentication settings. Set once at the top level (`auth:`) and override per mailbox; the
+ * merged result must satisfy the flow's requirements (checked in `configSchema`'s refinement).
+ */
+export const authSchema = z
   .object({
-    /** Where relay365 keeps its database, keys and generated certificates. */
-    dataDir: z.string().min(1).default('./data'),
-    log: logSchema.default({ level: 'info' }),
+    flow: z.enum(AUTH_FLOWS).optional(),
+    /** Tenant id (GUID) or verified domain, e.g. `contoso.onmicrosoft.com`. */
+    tenant: z.string().min(1).optional(),
+    /** Application (client) id of the app registration. */
+    clientId: z.string().min(1).optional(),
+    /** client-secret flow: the secret's value (an `env:` or `file:` reference, please). */
+    clientSecret: secretRefSchema.optional(),
+    /** client-certificate flow: the PEM private key and the certificate (for its thumbprint). */
+    certificate: z
+      .object({
+        keyFile: z.string().min(1),
+        certFile: z.string().min(1).optional(),
+        /** SHA-256 (or legacy SHA-1) thumbprint in hex, when certFile is not given. */
+        thumbprint: z.string().regex(/^[0-9a-fA-F]{40}$|^[0-9a-fA-F]{64}$/, 'must be a 40 or 64 digit hex thumbprint').optional(),
+      })
+      .strict()
+      .refine((c) => c.certFile !== undefined || c.thumbprint !== undefined, { message: 'give certFile or thumbprint' })
+      .optional(),
+    /** token-command flow: a shell command that prints an access token on stdout. */
+    command: z.string().min(1).optional(),
+    /** token-command flow: how long to wait for the command. */
+    commandTimeoutMs: z.number().int().positive().default(30_000),
+    /** auth-code flow: loopback port for the redirect (0: any free port). */
+    redirectPort: z.number().int().min(0).max(65535).default(0),
+  })
+  .strict();
+export type AuthSettings = z.infer<typeof authSchema>;
+
+export const mailboxSchema = z
+  .object({
+    /** The mailbox relay365 signs in as (XOAUTH2 `user=`). */
+    address: z.string().email(),
+    auth: authSchema.partial().optional(),
   })
   .strict();
 
+/** The relay365 config file (`relay365.yaml`). Later parts add their sections here. */
+export const configSchema = z
+  .object({
+    /** Where relay365 keeps its database, keys, token cache and generated certificates. */
+    dataDir: z.string().min(1).default('./data'),
+    log: logSchema.default({ level: 'info' }),
+    /** Which Microsoft cloud to talk to. `sandbox` is the local simulator (`relay365 sandbox`). */
+    cloud: z.enum(CLOUD_NAMES).default('global'),
+    /** Where the sandbox listens, when `cloud: sandbox`. */
+    sandbox: z
+      .object({
+        url: z.string().url().default('https://localhost:10443'),
+        smtpHost: z.string().default('127.0.0.1'),
+        smtpPort: z.number().int().min(1).max(65535).default(10587),
+        /** The sandbox's CA, trusted for the sandbox only. */
+        caFile: z.string().default('./data/sandbox/ca.pem'),
+      })
+      .strict()
+      .default({ url: 'https://localhost:10443', smtpHost: '127.0.0.1', smtpPort: 10587, caFile: './data/sandbox/ca.pem' }),
+    network: z
+      .object({
+        /** An extra CA to trust (a TLS-inspecting proxy's), on top of the system's. */
+        caFile: z.string().min(1).optional(),
+        /** HTTPS proxy for the identity platform and Graph; default from HTTPS_PROXY. */
+        httpsProxy: z.string().url().optional(),
+        /** Timeout of each identity platform request. */
+        timeoutMs: z.number().int().positive().default(15_000),
+      })
+      .strict()
+      .default({ timeoutMs: 15_000 }),
+    auth: authSchema.default({ commandTimeoutMs: 30_000, redirectPort: 0 }),
+    mailboxes: z.array(mailboxSchema).default([]),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.mailboxes.forEach((mailbox, i) => {
+      const key = mailbox.address.toLowerCase();
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['mailboxes', i, 'address'], message: `${mailbox.address} is listed twice` });
+      seen.add(key);
+      const auth = { ...config.auth, ...mailbox.auth };
+      const at = (field: string): Array<string | number> => (mailbox.auth && field in mailbox.auth ? ['mailboxes', i, 'auth', field] : ['auth', field]);
+      const need = (field: keyof AuthSettings, why: string): void => {
+        if (auth[field] === undefined) ctx.addIssue({ code: 'custom', path: at(field), message: `required for ${mailbox.address}: ${why}` });
+      };
+      if (auth.flow === undefined) {
+        ctx.addIssue({ code: 'custom', path: at('flow'), message: `required for ${mailbox.address}: one of ${AUTH_FLOWS.join(', ')}` });
+        return;
+      }
+      if (auth.flow !== 'token-command') {
+        need('tenant', 'the tenant id or domain of the app registration');
+        need('clientId', 'the application (client) id of the app registration');
+      }
+      if (auth.flow === 'client-secret') need('clientSecret', 'the client secret (e.g. env:RELAY365_CLIENT_SECRET)');
+      if (auth.flow === 'client-certificate') need('certificate', 'keyFile and certFile (or thumbprint) of the app certificate');
+      if (auth.flow === 'token-command') need('command', 'a command that prints an access token');
+    });
+  });
+
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type MailboxConfig = Config['mailboxes'][number];

@@ -1,0 +1,2 @@
+export type { ReplyClass, Explanation } from './types.js';
+export { AADSTS_CATALOGUE, explainAadsts, findAadstsCode } from './aadsts.js';

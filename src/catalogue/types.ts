@@ -1,0 +1,22 @@
+/**
+ * How a failure is to be handled:
+ * - `sent`: Microsoft accepted the message;
+ * - `transient`: try again later with backoff (busy, network, 4xx without a better rule);
+ * - `throttled`: a Microsoft limit was hit: slow the mailbox down, then try again;
+ * - `auth`: the token or the tenant's setup is wrong: retry once with a fresh token, then pause the mailbox;
+ * - `permanent`: the same message will never go through as it is: fail it and report.
+ */
+export type ReplyClass = 'sent' | 'transient' | 'throttled' | 'auth' | 'permanent';
+
+/** A plain-language explanation of a Microsoft reply or error, with the fix and where it is documented. */
+export interface Explanation {
+  /** Stable id of the catalogue row, e.g. `aadsts-7000222` or `smtp-535-5.7.139-tenant`. */
+  id: string;
+  class: ReplyClass;
+  /** What went wrong, for a person. */
+  cause: string;
+  /** What to do, with the exact admin command where there is one. */
+  fix: string;
+  /** Where Microsoft documents it, or where it is reported. */
+  doc?: string;
+}

@@ -1,0 +1,80 @@
+import type { CloudName, Config } from '../config/index.js';
+
+/** Where a cloud's identity platform, Exchange Online and Graph live (shared/M365.md, Endpoints). */
+export interface CloudEndpoints {
+  name: CloudName;
+  /** Authority host; the authority is `${authorityHost}/${tenant}`. */
+  authorityHost: string;
+  smtpHost: string;
+  smtpPort: number;
+  graphHost: string;
+  /** Resource of Exchange Online for app-only tokens (`${exchangeResource}/.default`). */
+  exchangeAppResource: string;
+  /** Resource of Exchange Online for delegated scopes (`${exchangeDelegatedResource}/SMTP.Send`). */
+  exchangeDelegatedResource: string;
+  /** PEM of a CA to trust for this cloud only (the sandbox's); never set for Microsoft's clouds. */
+  caFile?: string;
+}
+
+/**
+ * Microsoft's national clouds. Exchange Online's resource in US Government is outlook.office365.us and in
+ * China partner.outlook.cn (Microsoft Learn: "Microsoft 365 national cloud endpoints").
+ */
+const CLOUDS: Record<Exclude<CloudName, 'sandbox'>, Omit<CloudEndpoints, 'name'>> = {
+  global: {
+    authorityHost: 'https://login.microsoftonline.com',
+    smtpHost: 'smtp.office365.com',
+    smtpPort: 587,
+    graphHost: 'https://graph.microsoft.com',
+    exchangeAppResource: 'https://outlook.office365.com',
+    exchangeDelegatedResource: 'https://outlook.office.com',
+  },
+  usgov: {
+    authorityHost: 'https://login.microsoftonline.us',
+    smtpHost: 'smtp.office365.us',
+    smtpPort: 587,
+    graphHost: 'https://graph.microsoft.us',
+    exchangeAppResource: 'https://outlook.office365.us',
+    exchangeDelegatedResource: 'https://outlook.office365.us',
+  },
+  'usgov-dod': {
+    authorityHost: 'https://login.microsoftonline.us',
+    smtpHost: 'smtp.office365.us',
+    smtpPort: 587,
+    graphHost: 'https://dod-graph.microsoft.us',
+    exchangeAppResource: 'https://outlook.office365.us',
+    exchangeDelegatedResource: 'https://outlook.office365.us',
+  },
+  china: {
+    authorityHost: 'https://login.chinacloudapi.cn',
+    smtpHost: 'smtp.partner.outlook.cn',
+    smtpPort: 587,
+    graphHost: 'https://microsoftgraph.chinacloudapi.cn',
+    exchangeAppResource: 'https://partner.outlook.cn',
+    exchangeDelegatedResource: 'https://partner.outlook.cn',
+  },
+};
+
+/** The endpoints of the configured cloud; for the sandbox, the configured local URLs and its CA. */
+export function cloudEndpoints(config: Pick<Config, 'cloud' | 'sandbox'>): CloudEndpoints {
+  if (config.cloud === 'sandbox') {
+    const url = config.sandbox.url.replace(/\/+$/, '');
+    return {
+      name: 'sandbox',
+      authorityHost: url,
+      smtpHost: config.sandbox.smtpHost,
+      smtpPort: config.sandbox.smtpPort,
+      graphHost: url,
+      // The sandbox plays the global cloud: same resources, same audiences.
+      exchangeAppResource: CLOUDS.global.exchangeAppResource,
+      exchangeDelegatedResource: CLOUDS.global.exchangeDelegatedResource,
+      caFile: config.sandbox.caFile,
+    };
+  }
+  return { name: config.cloud, ...CLOUDS[config.cloud] };
+}
+
+/** The scopes to ask for: app-only `/.default`; delegated `SMTP.Send` plus `offline_access` for a refresh token. */
+export function smtpScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
+  return appOnly ? [`${cloud.exchangeAppResource}/.default`] : [`${cloud.exchangeDelegatedResource}/SMTP.Send`, 'offline_access'];
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { AuthSettings, Config } from '../config/index.js';
+import { Relay365Error } from '../errors.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
+import { cloudEndpoints, type CloudEndpoints } from './clouds.js';
+import { CommandSource } from './command-source.js';
+import { ClientCredentialsSource, DelegatedSource, cacheKey, type MsalSourceDeps } from './msal-source.js';
+import { HttpsNetworkClient } from './network-client.js';
+import { loadSecretKey } from './secret-key.js';
+import { TokenProvider, type MailboxSource, type TokenProviderOptions } from './token-provider.js';
+
+export interface IdentityDeps {
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Where MSAL caches live; default: encrypted files under `<dataDir>/tokens`. */
+  cacheStore?: TokenCacheStore;
+  providerOptions?: TokenProviderOptions;
+}
+
+/** Everything identity built from a config: the token provider and the sources behind it (for `login`). */
+export interface Identity {
+  cloud: CloudEndpoints;
+  provider: TokenProvider;
+  /** The merged auth settings of each mailbox (lower-case address). */
+  auth: ReadonlyMap<string, AuthSettings>;
+  /** The delegated source of a mailbox, for `relay365 login`; undefined for app-only and token-command mailboxes. */
+  delegated(mailbox: string): DelegatedSource | undefined;
+  /** The network client (extra CA, proxy) for other HTTPS callers such as Graph. */
+  networkClient: HttpsNetworkClient;
+  close(): void;
+}
+
+/** Extra CAs to trust: the sandbox's (only for `cloud: sandbox`) and `network.caFile`. */
+export async function extraCas(config: Pick<Config, 'cloud' | 'sandbox' | 'network'>): Promise<string[]> {
+  const files = [cloudEndpoints(config).caFile, config.network.caFile].filter((f): f is string => f !== undefined);
+  return Promise.all(
+    files.map((f) =>
+      readFile(f, 'utf8').catch((cause: unknown) => {
+        throw new Relay365Error('R365_CONFIG_INVALID', `Cannot read the CA file ${f}${config.cloud === 'sandbox' ? ' (is `relay365 sandbox` running with the same --data-dir?)' : ''}.`, { cause });
+      }),
+    ),
+  );
+}
+
+/** Builds the token provider for every configured mailbox; no request is made until a token is asked for. */
+export async function createIdentity(config: Config, deps: IdentityDeps = {}): Promise<Identity> {
+  const logger = deps.logger ?? silentLogger();
+  const env = deps.env ?? process.env;
+  const cloud = cloudEndpoints(config);
+  const networkClient = new HttpsNetworkClient({
+    ca: await extraCas(config),
+    ...(config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy ? { httpsProxy: config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy } : {}),
+    noProxy: (env.NO_PROXY ?? env.no_proxy ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    timeoutMs: config.network.timeoutMs,
+  });
+  const cacheStore = deps.cacheStore ?? new EncryptedFileCacheStore(join(resolve(config.dataDir), 'tokens'), await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env));
+  const msalDeps: MsalSourceDeps = { cloud, networkClient, cacheStore, logger: logger.child({ component: 'identity' }), env };
+
+  // One source per app (and flow), shared by the mailboxes that use it, so one token request serves them all.
+  const appSources = new Map<string, ClientCredentialsSource | DelegatedSource>();
+  const sources = new Map<string, MailboxSource>();
+  const auth = new Map<string, AuthSettings>();
+  const delegated = new Map<string, DelegatedSource>();
+  for (const mailbox of config.mailboxes) {
+    const address = mailbox.address.toLowerCase();
+    const settings = { ...config.auth, ...mailbox.auth } as AuthSettings;
+    auth.set(address, settings);
+    if (settings.flow === 'token-command') {
+      sources.set(address, { source: new CommandSource(settings.command!, settings.commandTimeoutMs), key: `cmd:${address}` });
+      continue;
+    }
+    // Hashed: the key must not carry an inline secret around.
+    const appKey = createHash('sha256')
+      .update(`${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}`)
+      .digest('hex')
+      .slice(0, 32);
+    let source = appSources.get(appKey);
+    if (!source) {
+      source = settings.flow === 'client-secret' || settings.flow === 'client-certificate' ? new ClientCredentialsSource(settings, msalDeps) : new DelegatedSource(settings, msalDeps);
+      appSources.set(appKey, source);
+    }
+    if (source instanceof DelegatedSource) delegated.set(address, source);
+    // App-only tokens are the app's, not the mailbox's: every mailbox of the app shares one slot.
+    sources.set(address, { source, key: source.appOnly ? appKey : `${appKey}:${address}` });
+  }
+  const provider = new TokenProvider(sources, { logger: logger.child({ component: 'tokens' }), ...deps.providerOptions });
+  return {
+    cloud,
+    provider,
+    auth,
+    delegated: (mailbox) => delegated.get(mailbox.toLowerCase()),
+    networkClient,
+    close: () => provider.close(),
+  };
+}

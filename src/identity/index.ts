@@ -1,0 +1,11 @@
+export { createIdentity, extraCas, type Identity, type IdentityDeps } from './create.js';
+export { TokenProvider, type MailboxToken, type MailboxSource, type TokenProviderOptions } from './token-provider.js';
+export type { TokenSource, AcquiredToken } from './token-source.js';
+export { cloudEndpoints, smtpScopes, type CloudEndpoints } from './clouds.js';
+export { HttpsNetworkClient, type NetworkClientOptions } from './network-client.js';
+export { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
+export { loadSecretKey, SECRET_KEY_ENV } from './secret-key.js';
+export { decodeClaims, summarizeToken, type TokenSummary } from './claims.js';
+export { reviewPermissions, type PermissionFinding } from './permissions.js';
+export { DelegatedSource, ClientCredentialsSource, type DeviceCodeInfo } from './msal-source.js';
+export { CommandSource } from './command-source.js';

@@ -1,0 +1,190 @@
+import { readFile } from 'node:fs/promises';
+import { X509Certificate, createHash } from 'node:crypto';
+import {
+  ConfidentialClientApplication,
+  LogLevel,
+  ProtocolMode,
+  PublicClientApplication,
+  type AccountInfo,
+  type AuthenticationResult,
+  type Configuration,
+  type DeviceCodeRequest,
+  type INetworkModule,
+} from '@azure/msal-node';
+import { resolveSecret, type AuthSettings } from '../config/index.js';
+import { Relay365Error } from '../errors.js';
+import type { Logger } from '../observe/index.js';
+import type { CloudEndpoints } from './clouds.js';
+import { smtpScopes } from './clouds.js';
+import { createCachePlugin } from './cache-plugin.js';
+import type { TokenCacheStore } from './cache-store.js';
+import { toIdentityError } from './msal-errors.js';
+import type { AcquiredToken, TokenSource } from './token-source.js';
+
+/** What the identity platform says to show the person during device code sign-in (URL, code, message). */
+export type DeviceCodeInfo = Parameters<DeviceCodeRequest['deviceCodeCallback']>[0];
+
+export interface MsalSourceDeps {
+  cloud: CloudEndpoints;
+  networkClient: INetworkModule;
+  cacheStore: TokenCacheStore;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Stable name of an app's MSAL cache: one per cloud, tenant, client id and flow kind. */
+export function cacheKey(cloud: CloudEndpoints, auth: AuthSettings): string {
+  const appOnly = auth.flow === 'client-secret' || auth.flow === 'client-certificate';
+  const id = `${cloud.authorityHost}|${auth.tenant ?? ''}|${auth.clientId ?? ''}|${appOnly ? 'app' : 'user'}`;
+  return `msal-${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
+}
+
+function msalConfig(auth: AuthSettings, deps: MsalSourceDeps): Configuration {
+  const authority = `${deps.cloud.authorityHost}/${auth.tenant}`;
+  const known = deps.cloud.name === 'sandbox' ? { knownAuthorities: [new URL(deps.cloud.authorityHost).host], protocolMode: ProtocolMode.OIDC } : {};
+  return {
+    auth: { clientId: auth.clientId!, authority, ...known },
+    cache: { cachePlugin: createCachePlugin(deps.cacheStore, cacheKey(deps.cloud, auth)) },
+    system: {
+      networkClient: deps.networkClient,
+      loggerOptions: {
+        piiLoggingEnabled: false,
+        logLevel: LogLevel.Warning,
+        loggerCallback: (_level, message) => deps.logger.debug({ msal: message }, 'msal'),
+      },
+    },
+  };
+}
+
+/** App-only tokens (client credentials with a secret or a certificate): one token serves every mailbox of the app. */
+export class ClientCredentialsSource implements TokenSource {
+  readonly appOnly = true;
+  private app: Promise<ConfidentialClientApplication> | undefined;
+
+  constructor(
+    private readonly auth: AuthSettings,
+    private readonly deps: MsalSourceDeps,
+  ) {}
+
+  private build(): Promise<ConfidentialClientApplication> {
+    this.app ??= (async () => {
+      const config = msalConfig(this.auth, this.deps);
+      if (this.auth.flow === 'client-secret') {
+        config.auth.clientSecret = await resolveSecret(this.auth.clientSecret!, this.deps.env);
+      } else {
+        const cert = this.auth.certificate!;
+        const privateKey = await readFile(cert.keyFile, 'utf8').catch((cause: unknown) => {
+          throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the certificate key ${cert.keyFile}.`, { cause });
+        });
+        let thumbprintSha256 = cert.thumbprint?.length === 64 ? cert.thumbprint : undefined;
+        let thumbprint = cert.thumbprint?.length === 40 ? cert.thumbprint : undefined;
+        if (cert.certFile) {
+          const pem = await readFile(cert.certFile, 'utf8').catch((cause: unknown) => {
+            throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the certificate ${cert.certFile}.`, { cause });
+          });
+          thumbprintSha256 = createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+          thumbprint = undefined;
+        }
+        config.auth.clientCertificate = { privateKey, ...(thumbprintSha256 ? { thumbprintSha256 } : { thumbprint: thumbprint! }) };
+      }
+      return new ConfidentialClientApplication(config);
+    })();
+    return this.app;
+  }
+
+  async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
+    try {
+      const app = await this.build();
+      const result = await app.acquireTokenByClientCredential({ scopes: smtpScopes(this.deps.cloud, true), skipCache: options.force });
+      return toAcquired(result, mailbox);
+    } catch (err) {
+      this.app = undefined; // a bad secret file may have been fixed; rebuild next time
+      throw toIdentityError(err, mailbox);
+    }
+  }
+}
+
+/** Delegated tokens (device code or auth code + PKCE sign-in, then refresh tokens from the cache). */
+export class DelegatedSource implements TokenSource {
+  readonly appOnly = false;
+  private readonly app: PublicClientApplication;
+  private readonly scopes: string[];
+
+  constructor(
+    private readonly auth: AuthSettings,
+    deps: MsalSourceDeps,
+  ) {
+    this.app = new PublicClientApplication(msalConfig(auth, deps));
+    this.scopes = smtpScopes(deps.cloud, false);
+  }
+
+  private async account(mailbox: string): Promise<AccountInfo | undefined> {
+    const accounts = await this.app.getTokenCache().getAllAccounts();
+    return accounts.find((a) => a.username.toLowerCase() === mailbox.toLowerCase());
+  }
+
+  async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
+    try {
+      const account = await this.account(mailbox);
+      if (!account) {
+        throw new Relay365Error('R365_LOGIN_REQUIRED', `${mailbox} has not signed in yet (delegated ${this.auth.flow}). Fix: run \`relay365 login --mailbox ${mailbox}\`.`, {
+          details: { mailbox },
+        });
+      }
+      const result = await this.app.acquireTokenSilent({ account, scopes: this.scopes, forceRefresh: options.force });
+      return toAcquired(result, mailbox);
+    } catch (err) {
+      throw toIdentityError(err, mailbox);
+    }
+  }
+
+  /** Device code sign-in: `onCode` shows the URL and code to the person, the promise ends when they finish. */
+  async loginWithDeviceCode(mailbox: string, onCode: (info: DeviceCodeInfo) => void): Promise<AccountInfo> {
+    try {
+      const result = await this.app.acquireTokenByDeviceCode({ scopes: this.scopes, deviceCodeCallback: onCode });
+      return signedInAs(result, mailbox);
+    } catch (err) {
+      throw toIdentityError(err, mailbox);
+    }
+  }
+
+  /**
+   * Authorization code + PKCE with a loopback redirect (MSAL runs the listener and makes the verifier);
+   * `openBrowser` shows the sign-in page to the person.
+   */
+  async loginWithBrowser(mailbox: string, openBrowser: (url: string) => Promise<void>): Promise<AccountInfo> {
+    try {
+      const result = await this.app.acquireTokenInteractive({
+        scopes: this.scopes,
+        loginHint: mailbox,
+        openBrowser,
+        ...(this.auth.redirectPort ? { preferredPort: this.auth.redirectPort } : {}),
+        successTemplate: '<h1>relay365: signed in.</h1><p>You can close this window.</p>',
+        errorTemplate: '<h1>relay365: sign-in failed.</h1><p>{{error}}</p>',
+      });
+      return signedInAs(result, mailbox);
+    } catch (err) {
+      throw toIdentityError(err, mailbox);
+    }
+  }
+}
+
+function toAcquired(result: AuthenticationResult | null, mailbox: string): AcquiredToken {
+  if (!result?.accessToken || !result.expiresOn) {
+    throw new Relay365Error('R365_TOKEN_ENDPOINT_UNAVAILABLE', `The identity platform answered without an access token for ${mailbox}.`, { retryable: true });
+  }
+  return { accessToken: result.accessToken, expiresOn: result.expiresOn };
+}
+
+function signedInAs(result: AuthenticationResult | null, mailbox: string): AccountInfo {
+  const account = result?.account;
+  if (!account) throw new Relay365Error('R365_TOKEN_ENDPOINT_UNAVAILABLE', 'The sign-in finished without an account.', { retryable: true });
+  if (account.username.toLowerCase() !== mailbox.toLowerCase()) {
+    throw new Relay365Error(
+      'R365_TOKEN_REJECTED',
+      `Signed in as ${account.username}, but the mailbox is ${mailbox}: Exchange only accepts a delegated token for the user's own mailbox. Sign in as ${mailbox}.`,
+      { details: { mailbox, signedInAs: account.username } },
+    );
+  }
+  return account;
+}

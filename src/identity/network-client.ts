@@ -1,0 +1,87 @@
+import { request as httpsRequest, type Agent } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
+
+export interface NetworkClientOptions {
+  /** Extra CA certificates (PEM) to trust besides the system's: the sandbox's or a TLS-inspecting proxy's. */
+  ca?: string[];
+  /** `http://proxy:3128`-style HTTPS proxy (CONNECT tunnel); default none. */
+  httpsProxy?: string;
+  /** Host names that bypass the proxy (NO_PROXY); `localhost` and loopback always do. */
+  noProxy?: string[];
+  timeoutMs?: number;
+}
+
+/** The body of an identity platform response, parsed as JSON when possible. */
+type Body = Record<string, unknown> | string;
+
+/**
+ * MSAL's network module over node:https, so that relay365 can trust an extra CA and use a proxy for
+ * its own requests only, without process-wide TLS settings (DESIGN.md, Decisions).
+ */
+export class HttpsNetworkClient implements INetworkModule {
+  private readonly ca: string[] | undefined;
+  private readonly proxyAgent: Agent | undefined;
+  private readonly noProxy: string[];
+  private readonly timeoutMs: number;
+
+  constructor(options: NetworkClientOptions = {}) {
+    this.ca = options.ca && options.ca.length > 0 ? options.ca : undefined;
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.noProxy = ['localhost', '127.0.0.1', '::1', ...(options.noProxy ?? [])].map((h) => h.toLowerCase());
+    this.proxyAgent = options.httpsProxy ? new HttpsProxyAgent(options.httpsProxy, this.ca ? { ca: this.withSystemCas(this.ca) } : {}) : undefined;
+  }
+
+  /** Node replaces the default trust store when `ca` is given; keep the system's roots beside the extra CA. */
+  private withSystemCas(extra: string[]): string[] {
+    return [...extra, ...rootCertificates];
+  }
+
+  sendGetRequestAsync<T>(url: string, options?: NetworkRequestOptions, timeout?: number): Promise<NetworkResponse<T>> {
+    return this.send<T>('GET', url, options, timeout);
+  }
+
+  sendPostRequestAsync<T>(url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
+    return this.send<T>('POST', url, options);
+  }
+
+  /** A plain request for other callers (Graph), with the same trust and proxy settings. */
+  send<T = Body>(method: string, url: string, options: NetworkRequestOptions & { bodyBuffer?: Buffer } = {}, timeout?: number): Promise<NetworkResponse<T>> {
+    const target = new URL(url);
+    const useProxy = this.proxyAgent !== undefined && !this.noProxy.some((h) => target.hostname.toLowerCase() === h || target.hostname.toLowerCase().endsWith(`.${h}`));
+    const body = options.bodyBuffer ?? (options.body === undefined ? undefined : Buffer.from(options.body));
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        target,
+        {
+          method,
+          headers: { ...options.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
+          ...(useProxy ? { agent: this.proxyAgent } : this.ca ? { ca: this.withSystemCas(this.ca) } : {}),
+          minVersion: 'TLSv1.2',
+          timeout: timeout ?? this.timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = text.length > 0 ? JSON.parse(text) : {};
+            } catch {
+              // Not JSON (an HTML error page from a proxy, say): MSAL reports it as a server error.
+            }
+            const headers: Record<string, string> = {};
+            for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+            resolve({ status: res.statusCode ?? 0, headers, body: parsed as T });
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${target.host} within ${timeout ?? this.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}

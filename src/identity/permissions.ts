@@ -1,0 +1,89 @@
+import type { TokenSummary } from './claims.js';
+
+/** One finding of the least-privilege review. */
+export interface PermissionFinding {
+  level: 'ok' | 'warn' | 'fail';
+  permission: string;
+  message: string;
+  /** How to narrow it, when it is too broad. */
+  fix?: string;
+}
+
+/** Audiences Exchange Online accepts for SMTP AUTH (shared/M365.md, Token shape). */
+const EXCHANGE_AUDIENCES = ['https://outlook.office.com', 'https://outlook.office365.com', '00000002-0000-0ff1-ce00-000000000000', 'https://outlook.office365.us', 'https://partner.outlook.cn'];
+
+const SCOPE_FIX =
+  'Scope the app to the sending mailboxes: Exchange RBAC for Applications (New-ManagementScope -RecipientRestrictionFilter ...; ' +
+  'New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>) or New-ApplicationAccessPolicy -AccessRight RestrictAccess.';
+
+/**
+ * Permissions broader than sending mail needs. SMTP needs only `SMTP.SendAsApp` (app-only) or
+ * `SMTP.Send` (delegated); everything here reads or writes mail, or acts as any user.
+ */
+const OVER_BROAD: Record<string, { message: string; fix: string }> = {
+  full_access_as_app: {
+    message: 'full_access_as_app gives full EWS access to every mailbox in the tenant.',
+    fix: 'Remove it from API permissions (Office 365 Exchange Online) and revoke admin consent for it; SMTP.SendAsApp is all that sending needs.',
+  },
+  'Mail.ReadWrite': { message: 'Mail.ReadWrite can read and change mail, far beyond sending.', fix: 'Remove Mail.ReadWrite; sending needs SMTP.SendAsApp (SMTP) or Mail.Send (Graph).' },
+  'Mail.Read': { message: 'Mail.Read can read mail; sending does not need it.', fix: 'Remove Mail.Read from API permissions.' },
+  'Mail.ReadBasic.All': { message: 'Mail.ReadBasic.All can read mail metadata of every mailbox.', fix: 'Remove it from API permissions.' },
+  'EWS.AccessAsUser.All': { message: 'EWS.AccessAsUser.All gives full EWS access as the user.', fix: 'Remove it; delegated sending needs only SMTP.Send.' },
+  'EWS.AccessAsApp': { message: 'EWS.AccessAsApp gives EWS access to mailboxes.', fix: 'Remove it; SMTP needs SMTP.SendAsApp only.' },
+  'IMAP.AccessAsUser.All': { message: 'IMAP.AccessAsUser.All can read the whole mailbox over IMAP.', fix: 'Remove it unless this app also reads mail.' },
+  'POP.AccessAsUser.All': { message: 'POP.AccessAsUser.All can read the mailbox over POP.', fix: 'Remove it unless this app also reads mail.' },
+  'IMAP.AccessAsApp': { message: 'IMAP.AccessAsApp can read mailboxes over IMAP.', fix: 'Remove it unless this app also reads mail.' },
+  'POP.AccessAsApp': { message: 'POP.AccessAsApp can read mailboxes over POP.', fix: 'Remove it unless this app also reads mail.' },
+  'Directory.ReadWrite.All': { message: 'Directory.ReadWrite.All can change the whole directory.', fix: 'Remove it; mail sending needs no directory rights.' },
+  'User.ReadWrite.All': { message: 'User.ReadWrite.All can change every user.', fix: 'Remove it; mail sending needs no user rights.' },
+};
+
+/**
+ * Reviews what a token grants against what sending through `transport` needs. Returns one finding per
+ * permission plus audience and "missing permission" findings; `fail` means sending cannot work.
+ */
+export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'graph' = 'smtp'): PermissionFinding[] {
+  const findings: PermissionFinding[] = [];
+  const granted = summary.kind === 'app-only' ? summary.roles : summary.scopes;
+  const needed = transport === 'smtp' ? (summary.kind === 'app-only' ? 'SMTP.SendAsApp' : 'SMTP.Send') : 'Mail.Send';
+  const audOk = transport === 'smtp' ? EXCHANGE_AUDIENCES.includes(summary.audience) : /graph\.microsoft|00000003-0000-0000-c000-000000000000|microsoftgraph/.test(summary.audience);
+  findings.push(
+    audOk
+      ? { level: 'ok', permission: 'audience', message: `audience ${summary.audience} is right for ${transport === 'smtp' ? 'Exchange Online SMTP' : 'Microsoft Graph'}` }
+      : {
+          level: 'fail',
+          permission: 'audience',
+          message: `audience ${summary.audience} is not ${transport === 'smtp' ? 'Exchange Online' : 'Microsoft Graph'}: the token was asked for the wrong resource.`,
+          fix: transport === 'smtp' ? 'Ask for https://outlook.office365.com/.default (app-only) or https://outlook.office.com/SMTP.Send (delegated).' : 'Ask for https://graph.microsoft.com/.default.',
+        },
+  );
+  if (!granted.includes(needed)) {
+    findings.push({
+      level: 'fail',
+      permission: needed,
+      message: `the token lacks ${needed}, which sending ${summary.kind === 'app-only' ? 'as the app' : 'as the user'} needs.`,
+      fix: `Add ${needed} under API permissions (${transport === 'smtp' ? 'Office 365 Exchange Online' : 'Microsoft Graph'}, ${summary.kind === 'app-only' ? 'Application' : 'Delegated'}) and grant admin consent.`,
+    });
+  }
+  for (const permission of granted) {
+    const broad = OVER_BROAD[permission];
+    if (broad) {
+      findings.push({ level: 'warn', permission, message: broad.message, fix: broad.fix });
+    } else if (permission === 'Mail.Send' && summary.kind === 'app-only') {
+      findings.push({
+        level: transport === 'graph' ? 'warn' : 'warn',
+        permission,
+        message:
+          transport === 'graph'
+            ? 'application Mail.Send can send as ANY mailbox in the tenant unless scoped.'
+            : 'application Mail.Send (Graph) is not used for SMTP and can send as ANY mailbox in the tenant unless scoped.',
+        fix: transport === 'graph' ? SCOPE_FIX : `Remove Mail.Send if only SMTP is used; otherwise: ${SCOPE_FIX}`,
+      });
+    } else if (permission === needed) {
+      findings.push({ level: 'ok', permission, message: `${permission} is what sending needs` });
+    } else if (!['offline_access', 'openid', 'profile', 'email', 'User.Read'].includes(permission)) {
+      findings.push({ level: 'warn', permission, message: `${permission} is not needed for sending mail.`, fix: `Remove ${permission} from API permissions unless another feature of this app uses it.` });
+    }
+  }
+  return findings;
+}

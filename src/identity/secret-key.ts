@@ -1,0 +1,45 @@
+import { randomBytes, createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Relay365Error } from '../errors.js';
+
+/** Name of the environment variable holding the token cache key. */
+export const SECRET_KEY_ENV = 'RELAY365_SECRET_KEY';
+
+/**
+ * The 32-byte key that encrypts tokens at rest. From `RELAY365_SECRET_KEY` when set (base64 or hex of
+ * 32 bytes; any other text is hashed with SHA-256 into a key), else from `keyFile`, created with
+ * mode 0600 and 32 random bytes on first use.
+ */
+export async function loadSecretKey(keyFile: string, env: NodeJS.ProcessEnv = process.env): Promise<Buffer> {
+  const fromEnv = env[SECRET_KEY_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return keyFromText(fromEnv);
+  try {
+    return keyFromText(await readFile(keyFile, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new Relay365Error('R365_SECRET_KEY_UNREADABLE', `Cannot read the token key file ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}). Fix its permissions or set ${SECRET_KEY_ENV}.`, {
+        cause: err,
+      });
+    }
+  }
+  const key = randomBytes(32);
+  await mkdir(dirname(keyFile), { recursive: true, mode: 0o700 });
+  // 'wx': never overwrite a key another process has just written.
+  try {
+    await writeFile(keyFile, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return keyFromText(await readFile(keyFile, 'utf8'));
+    throw err;
+  }
+  await chmod(keyFile, 0o600);
+  return key;
+}
+
+function keyFromText(text: string): Buffer {
+  const t = text.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(t)) return Buffer.from(t, 'hex');
+  const b64 = Buffer.from(t, 'base64');
+  if (b64.length === 32 && /^[A-Za-z0-9+/=_-]+$/.test(t)) return b64;
+  return createHash('sha256').update(t, 'utf8').digest();
+}
