@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { sandboxCommand } from './commands/sandbox.js';
+import { loginCommand } from './commands/login.js';
+import { tokenCommand } from './commands/token.js';
+import { permissionsCommand } from './commands/permissions.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -10,6 +13,9 @@ export function buildProgram(): Command {
     .description('Send mail through Microsoft 365 with OAuth2 (SMTP XOAUTH2 or Graph) from anything that speaks SMTP or HTTP.')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(loginCommand());
+  program.addCommand(tokenCommand());
+  program.addCommand(permissionsCommand());
   program.addCommand(sandboxCommand());
   return program;
 }

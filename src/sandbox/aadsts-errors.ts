@@ -340,3 +340,8 @@ export function aadstsErrorBody(code: string, params: AadstsParams = {}, clientR
   if (entry?.suberror) body.suberror = entry.suberror;
   return { status: entry?.status ?? 400, body };
 }
+
+/** `AADSTS50126: Error validating credentials ...`: the code and its text, for pages shown to a person. */
+export function aadstsMessage(code: string, params: AadstsParams = {}): string {
+  return isKnownAadsts(code) ? `${code}: ${AADSTS_ERRORS[code].describe(params)}` : code;
+}

@@ -115,6 +115,7 @@ export const LIBRARY_REPLY_REWRITES: readonly LibraryReplyRewrite[] = [
     source: 'Exchange transport; RFC 5321 section 4.2 example wording',
     counted: false,
   },
+  { match: (c, t) => c === 250 && t === 'Flushed', line: '250 2.0.0 Resetting', source: 'Exchange transport (RSET)', counted: false },
   { match: (c, t) => c === 221 && t === 'Bye', line: '221 2.0.0 Service closing transmission channel', source: 'Exchange transport; RFC 5321 section 4.2.2', counted: false },
   // Exchange quotes 'unknown' rather than the command it did not recognise (TRANSCRIPT, issue #232).
   {

@@ -1,0 +1,59 @@
+import { Command, Option } from 'commander';
+import { spawn } from 'node:child_process';
+import { createIdentity } from '../../identity/index.js';
+import { cliContext, configOption, pickMailbox } from '../context.js';
+
+/** Tries the desktop's URL opener; the URL is printed anyway for headless machines. */
+function openInBrowser(url: string): void {
+  const opener = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
+  try {
+    const child = spawn(opener, [url], { stdio: 'ignore', detached: true });
+    child.on('error', () => undefined);
+    child.unref();
+  } catch {
+    // No opener: the person copies the printed URL.
+  }
+}
+
+export function loginCommand(): Command {
+  return new Command('login')
+    .description('Sign in a delegated mailbox (device code, or browser with auth code + PKCE) and keep its refresh token in the encrypted cache.')
+    .addOption(configOption())
+    .option('-m, --mailbox <address>', 'mailbox to sign in (default: the only configured one)')
+    .addOption(new Option('--browser', 'use the auth code + PKCE flow with a loopback redirect (default for flow: auth-code)'))
+    .addOption(new Option('--no-open', 'do not try to open a browser; only print the sign-in URL'))
+    .addHelpText(
+      'after',
+      `
+Device code (flow: device-code): prints a URL and a code; sign in there as the mailbox, on any device.
+Browser (flow: auth-code or --browser): prints the sign-in URL and waits on http://localhost:<port> for the redirect.
+Afterwards relay365 refreshes the token by itself; run login again only when told (R365_LOGIN_REQUIRED).`,
+    )
+    .action(async (flags: { config?: string; mailbox?: string; browser?: boolean; open: boolean }) => {
+      const { config, logger } = await cliContext(flags);
+      const mailbox = pickMailbox(config, flags.mailbox);
+      const identity = await createIdentity(config, { logger });
+      try {
+        const source = identity.delegated(mailbox);
+        const flow = identity.auth.get(mailbox.toLowerCase())?.flow;
+        if (!source) {
+          console.log(`${mailbox} uses ${flow ?? 'no'} sign-in: nothing to log in. Check it with \`relay365 token --mailbox ${mailbox}\`.`);
+          return;
+        }
+        const account =
+          flags.browser || flow === 'auth-code'
+            ? await source.loginWithBrowser(mailbox, async (url) => {
+                console.log(`Sign in as ${mailbox} in a browser:\n  ${url}`);
+                if (flags.open) openInBrowser(url);
+                await Promise.resolve();
+              })
+            : await source.loginWithDeviceCode(mailbox, (info) => {
+                console.log(info.message || `To sign in, open ${info.verificationUri} and enter the code ${info.userCode}`);
+                console.log(`  url:  ${info.verificationUri}\n  code: ${info.userCode}`);
+              });
+        console.log(`Signed in as ${account.username}; the refresh token is stored encrypted in ${config.dataDir}/tokens.`);
+      } finally {
+        identity.close();
+      }
+    });
+}

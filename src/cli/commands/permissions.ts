@@ -1,0 +1,39 @@
+import { Command } from 'commander';
+import { createIdentity, reviewPermissions, summarizeToken } from '../../identity/index.js';
+import { cliContext, configOption, pickMailbox } from '../context.js';
+
+const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
+
+export function permissionsCommand(): Command {
+  return new Command('permissions')
+    .description('Least-privilege review: what the mailbox token grants compared with what sending needs, and how to narrow it.')
+    .addOption(configOption())
+    .option('-m, --mailbox <address>', 'mailbox (default: the only configured one)')
+    .option('--json', 'print the findings as JSON')
+    .addHelpText('after', '\nExit status: 0 when every finding is ok, 1 when any is a warning or a failure.')
+    .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
+      const { config, logger } = await cliContext(flags);
+      const mailbox = pickMailbox(config, flags.mailbox);
+      const identity = await createIdentity(config, { logger });
+      try {
+        const token = await identity.provider.getToken(mailbox);
+        const summary = summarizeToken(token.accessToken);
+        if (!summary) throw new Error(`The token of ${mailbox} is not a JWT, so its permissions cannot be read (token-command with an opaque token?).`);
+        const findings = reviewPermissions(summary, 'smtp');
+        const worst = findings.some((f) => f.level === 'fail') ? 'fail' : findings.some((f) => f.level === 'warn') ? 'warn' : 'ok';
+        if (flags.json) {
+          console.log(JSON.stringify({ mailbox, kind: summary.kind, appId: summary.appId, result: worst, findings }, null, 2));
+        } else {
+          console.log(`${mailbox}: ${summary.kind} token of app ${summary.appId ?? '?'}${summary.appName ? ` (${summary.appName})` : ''}`);
+          for (const f of findings) {
+            console.log(`  ${MARK[f.level]}  ${f.permission}: ${f.message}`);
+            if (f.fix) console.log(`        fix: ${f.fix}`);
+          }
+          console.log(worst === 'ok' ? 'Least privilege: nothing broader than sending.' : worst === 'warn' ? 'The app holds more than sending needs: narrow it as shown.' : 'Sending cannot work with this token: see the failures above.');
+        }
+        if (worst !== 'ok') process.exitCode = 1;
+      } finally {
+        identity.close();
+      }
+    });
+}

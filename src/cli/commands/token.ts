@@ -1,0 +1,40 @@
+import { Command } from 'commander';
+import { createIdentity, summarizeToken } from '../../identity/index.js';
+import { cliContext, configOption, pickMailbox } from '../context.js';
+
+export function tokenCommand(): Command {
+  return new Command('token')
+    .description("Get a mailbox's access token and show its decoded claims: audience, roles or scopes, tenant, app, user, expiry.")
+    .addOption(configOption())
+    .option('-m, --mailbox <address>', 'mailbox (default: the only configured one)')
+    .option('--json', 'print the claims as JSON')
+    .option('--raw', 'also print the access token itself (it is a secret: keep it out of logs and tickets)')
+    .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
+      const { config, logger } = await cliContext(flags);
+      const mailbox = pickMailbox(config, flags.mailbox);
+      const identity = await createIdentity(config, { logger });
+      try {
+        const token = await identity.provider.getToken(mailbox);
+        const s = summarizeToken(token.accessToken);
+        if (flags.json) {
+          console.log(JSON.stringify({ mailbox, expiresOn: token.expiresOn.toISOString(), claims: s ?? null, ...(flags.raw ? { accessToken: token.accessToken } : {}) }, null, 2));
+          return;
+        }
+        console.log(`mailbox     ${mailbox}`);
+        if (s) {
+          console.log(`kind        ${s.kind}`);
+          console.log(`audience    ${s.audience}`);
+          console.log(`tenant      ${s.tenantId ?? '-'}`);
+          console.log(`app         ${s.appId ?? '-'}${s.appName ? ` (${s.appName})` : ''}`);
+          if (s.user) console.log(`user        ${s.user}`);
+          console.log(`${s.kind === 'app-only' ? 'roles ' : 'scopes'}      ${(s.kind === 'app-only' ? s.roles : s.scopes).join(' ') || '(none)'}`);
+        } else {
+          console.log('claims      (opaque token: not a JWT)');
+        }
+        console.log(`expires     ${token.expiresOn.toISOString()} (in ${Math.round((token.expiresOn.getTime() - Date.now()) / 1000)} s)`);
+        if (flags.raw) console.log(`token       ${token.accessToken}`);
+      } finally {
+        identity.close();
+      }
+    });
+}

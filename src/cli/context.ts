@@ -1,0 +1,32 @@
+import { existsSync } from 'node:fs';
+import { Option } from 'commander';
+import { loadConfig, type Config } from '../config/index.js';
+import { createLogger, type Logger } from '../observe/index.js';
+
+/** `--config FILE`, shared by every command that reads the config. */
+export function configOption(): Option {
+  return new Option('-c, --config <file>', 'config file (default: $RELAY365_CONFIG, else ./relay365.yaml when present)');
+}
+
+/** Where the config comes from: the flag, then RELAY365_CONFIG, then ./relay365.yaml if it exists. */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag) return flag;
+  if (env.RELAY365_CONFIG) return env.RELAY365_CONFIG;
+  return existsSync('relay365.yaml') ? 'relay365.yaml' : undefined;
+}
+
+/** Loads the config and a logger writing to stderr (stdout is for the command's own output). */
+export async function cliContext(flags: { config?: string }): Promise<{ config: Readonly<Config>; logger: Logger }> {
+  const path = configPath(flags.config);
+  const config = await loadConfig(path === undefined ? {} : { path });
+  const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, destination: process.stderr });
+  return { config, logger };
+}
+
+/** The mailbox a command acts on: the flag, or the only configured one. */
+export function pickMailbox(config: Config, flag: string | undefined): string {
+  if (flag) return flag;
+  const first = config.mailboxes[0];
+  if (config.mailboxes.length === 1 && first) return first.address;
+  throw new Error(config.mailboxes.length === 0 ? 'No mailbox is configured: add one under mailboxes: in the config.' : 'Several mailboxes are configured: choose one with --mailbox.');
+}
