@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   R365_LOGIN_REQUIRED: 'A delegated mailbox has no usable sign-in: run relay365 login.',
   R365_TOKEN_COMMAND_FAILED: 'The external token command failed or printed no token.',
   R365_UNKNOWN_MAILBOX: 'The mailbox is not in the config.',
+  R365_MESSAGE_INVALID: 'The message cannot be sent as given (no sender, no recipient, unreadable file).',
 } as const;
 
 export type Relay365ErrorCode = keyof typeof ERROR_CODES;

@@ -59,6 +59,22 @@ export const mailboxSchema = z
     /** The mailbox relay365 signs in as (XOAUTH2 `user=`). */
     address: z.string().email(),
     auth: authSchema.partial().optional(),
+    /** Concurrent SMTP connections for this mailbox; default `delivery.maxConnections`. */
+    maxConnections: z.number().int().min(1).max(3, 'Exchange Online allows at most 3 concurrent connections per mailbox').optional(),
+  })
+  .strict();
+
+/** SMTP delivery to Exchange Online. */
+export const deliverySchema = z
+  .object({
+    /** Concurrent connections per mailbox: Exchange Online allows 3 (more draw `432 4.3.2`). */
+    maxConnections: z.number().int().min(1).max(3, 'Exchange Online allows at most 3 concurrent connections per mailbox').default(3),
+    connectionTimeoutMs: z.number().int().positive().default(30_000),
+    greetingTimeoutMs: z.number().int().positive().default(30_000),
+    /** Inactivity timeout of each command and of the DATA transfer. */
+    socketTimeoutMs: z.number().int().positive().default(120_000),
+    /** Messages sent over one connection before it is replaced. */
+    maxMessagesPerConnection: z.number().int().positive().default(100),
   })
   .strict();
 
@@ -93,6 +109,7 @@ export const configSchema = z
       .strict()
       .default({ timeoutMs: 15_000 }),
     auth: authSchema.default({ commandTimeoutMs: 30_000, redirectPort: 0 }),
+    delivery: deliverySchema.default({ maxConnections: 3, connectionTimeoutMs: 30_000, greetingTimeoutMs: 30_000, socketTimeoutMs: 120_000, maxMessagesPerConnection: 100 }),
     mailboxes: z.array(mailboxSchema).default([]),
   })
   .strict()

@@ -1,0 +1,47 @@
+import MailComposer, { type MailComposerOptions } from 'nodemailer/lib/mail-composer';
+import { Relay365Error } from '../errors.js';
+import type { Envelope, OutgoingMessage } from './types.js';
+
+/** A message as nodemailer takes it (from, to, cc, bcc, subject, text, html, attachments, headers, ...). */
+export type MessageFields = MailComposerOptions;
+
+/** Raw MIME plus its envelope, sent byte for byte. */
+export interface RawMessage {
+  raw: Buffer | string;
+  envelope: Envelope;
+}
+
+export type MessageInput = MessageFields | RawMessage;
+
+function isRaw(input: MessageInput): input is RawMessage {
+  return 'raw' in input && input.raw !== undefined && 'envelope' in input && typeof input.envelope === 'object' && input.envelope !== null && 'to' in input.envelope;
+}
+
+/** Reads the Message-ID header of raw MIME (first header block only). */
+export function messageIdOf(raw: Buffer): string | undefined {
+  const end = raw.indexOf('\r\n\r\n');
+  const head = raw.subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end).toString('latin1');
+  return /^Message-ID:[ \t]*(<[^>\r\n]+>)/im.exec(head)?.[1];
+}
+
+/**
+ * Builds the exact bytes to send: nodemailer's composer for field messages (Bcc removed from the
+ * headers but kept in the envelope, Message-ID and Date added), or raw MIME as given.
+ * @throws Relay365Error `R365_MESSAGE_INVALID` when there is no sender or no recipient.
+ */
+export async function composeMessage(input: MessageInput): Promise<OutgoingMessage> {
+  if (isRaw(input)) {
+    const raw = Buffer.isBuffer(input.raw) ? input.raw : Buffer.from(input.raw, 'utf8');
+    if (!input.envelope.from || input.envelope.to.length === 0) {
+      throw new Relay365Error('R365_MESSAGE_INVALID', 'A raw message needs an envelope with from and at least one to address.');
+    }
+    return { raw, envelope: { from: input.envelope.from, to: [...input.envelope.to] }, ...(messageIdOf(raw) ? { messageId: messageIdOf(raw)! } : {}) };
+  }
+  const node = new MailComposer(input).compile();
+  const env = node.getEnvelope();
+  const from = typeof env.from === 'string' ? env.from : '';
+  if (!from) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no sender: set from (or envelope.from).');
+  if (env.to.length === 0) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no recipient: set to, cc or bcc.');
+  const raw = await node.build();
+  return { raw, envelope: { from, to: env.to }, messageId: node.messageId() };
+}

@@ -1,0 +1,4 @@
+export { createMailer, pickSendingMailbox, type Mailer, type MailerOptions } from './mailer.js';
+export { composeMessage, messageIdOf, type MessageInput, type MessageFields, type RawMessage } from './compose.js';
+export { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+export type { Envelope, OutgoingMessage, SendResult, Transport } from './types.js';

@@ -1,0 +1,93 @@
+import { configSchema, type Config, type ConfigInput } from '../config/index.js';
+import { Relay365Error } from '../errors.js';
+import { createIdentity, extraCas, type Identity } from '../identity/index.js';
+import { silentLogger, type Logger } from '../observe/index.js';
+import { composeMessage, type MessageInput } from './compose.js';
+import { SmtpTransport } from './smtp-transport.js';
+import type { SendResult } from './types.js';
+
+export interface MailerOptions {
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Receives the scrubbed SMTP transcript (for diagnostics). */
+  transcript?: (line: string) => void;
+  /** Pool connections per mailbox (default true); false opens one connection per send. */
+  pool?: boolean;
+}
+
+/** The library API: send messages through Microsoft 365 as a configured mailbox. */
+export interface Mailer {
+  /**
+   * Composes (or takes raw) and sends one message now, as `options.mailbox` or the mailbox whose address
+   * is the envelope sender, or the only configured one. Resolves with the outcome; never throws for a
+   * refusal by Microsoft (see `result.ok`, `result.class` and `result.explanation`).
+   */
+  send(message: MessageInput, options?: { mailbox?: string }): Promise<SendResult>;
+  /** The identity part (token provider), for callers that also want tokens. */
+  readonly identity: Identity;
+  close(): Promise<void>;
+}
+
+/**
+ * Creates a mailer from a config object (as in relay365.yaml).
+ * @example
+ * ```ts
+ * import { createMailer } from 'relay365';
+ * const mailer = await createMailer({
+ *   auth: { flow: 'client-secret', tenant: 'contoso.onmicrosoft.com', clientId: '...', clientSecret: 'env:RELAY365_CLIENT_SECRET' },
+ *   mailboxes: [{ address: 'relay@contoso.com' }],
+ * });
+ * const result = await mailer.send({ from: 'relay@contoso.com', to: 'you@example.net', subject: 'Hi', text: 'Hello' });
+ * console.log(result.ok ? result.reply : result.explanation?.fix);
+ * await mailer.close();
+ * ```
+ */
+export async function createMailer(config: ConfigInput | Config, options: MailerOptions = {}): Promise<Mailer> {
+  const parsed = configSchema.safeParse(config);
+  if (!parsed.success) {
+    throw new Relay365Error('R365_CONFIG_INVALID', `The mailer config is invalid:\n${parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n')}`);
+  }
+  const cfg = parsed.data;
+  const logger = options.logger ?? silentLogger();
+  const identity = await createIdentity(cfg, { logger, ...(options.env ? { env: options.env } : {}) });
+  const transport = new SmtpTransport({
+    cloud: identity.cloud,
+    tokens: identity.provider,
+    delivery: cfg.delivery,
+    maxConnections: new Map(cfg.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!])),
+    ca: await extraCas(cfg),
+    logger: logger.child({ component: 'delivery' }),
+    ...(options.transcript ? { transcript: options.transcript } : {}),
+    ...(options.pool === false ? { pool: false } : {}),
+  });
+  const addresses = cfg.mailboxes.map((m) => m.address);
+  return {
+    identity,
+    async send(message, sendOptions = {}) {
+      const outgoing = await composeMessage(message);
+      const mailbox = pickSendingMailbox(addresses, sendOptions.mailbox, outgoing.envelope.from);
+      return transport.send(mailbox, outgoing);
+    },
+    async close() {
+      await transport.close();
+      identity.close();
+    },
+  };
+}
+
+/** The explicit mailbox, else the mailbox that is the sender, else the only one. */
+export function pickSendingMailbox(addresses: readonly string[], explicit: string | undefined, sender: string): string {
+  const find = (a: string): string | undefined => addresses.find((m) => m.toLowerCase() === a.toLowerCase());
+  if (explicit) {
+    const found = find(explicit);
+    if (!found) throw new Relay365Error('R365_UNKNOWN_MAILBOX', `${explicit} is not a configured mailbox; add it under mailboxes: in the config.`);
+    return found;
+  }
+  const bySender = find(sender);
+  if (bySender) return bySender;
+  if (addresses.length === 1) return addresses[0]!;
+  throw new Relay365Error(
+    'R365_UNKNOWN_MAILBOX',
+    addresses.length === 0 ? 'No mailbox is configured: add one under mailboxes: in the config.' : `No configured mailbox is ${sender}: choose one with the mailbox option.`,
+  );
+}

@@ -1,0 +1,146 @@
+import { rootCertificates } from 'node:tls';
+import nodemailer from 'nodemailer';
+import type { NodemailerError } from 'nodemailer/lib/errors';
+import { explainConnectionError, explainSmtpReply, type Explanation } from '../catalogue/index.js';
+import type { Config } from '../config/index.js';
+import { isRelay365Error } from '../errors.js';
+import type { CloudEndpoints, TokenProvider } from '../identity/index.js';
+import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
+import type { OutgoingMessage, SendResult, Transport } from './types.js';
+
+type Mailer = ReturnType<typeof nodemailer.createTransport>;
+
+export interface SmtpTransportOptions {
+  cloud: CloudEndpoints;
+  tokens: TokenProvider;
+  delivery: Config['delivery'];
+  /** Per-mailbox connection caps (lower-case address), below `delivery.maxConnections`. */
+  maxConnections?: ReadonlyMap<string, number>;
+  /** Extra CAs (the sandbox's, a TLS-inspecting proxy's); Node's roots stay trusted. */
+  ca?: string[];
+  logger?: Logger;
+  /** Receives nodemailer's protocol transcript lines (already scrubbed), for `relay365 test`. */
+  transcript?: (line: string) => void;
+  /** No pooling: one connection per send (for `relay365 send`/`test`). */
+  pool?: boolean;
+}
+
+/** nodemailer's stage names for where a send failed. */
+const STAGES: Record<string, string> = { CONN: 'connect', AUTH: 'AUTH', EENVELOPE: 'MAIL FROM/RCPT TO', MESSAGE: 'DATA' };
+
+/**
+ * Sends through Exchange Online SMTP submission with XOAUTH2: one nodemailer pool per mailbox,
+ * STARTTLS required, TLS 1.2+, certificates verified, tokens from the provider. An auth refusal
+ * invalidates the token and retries the message once with a fresh one.
+ */
+export class SmtpTransport implements Transport {
+  private readonly pools = new Map<string, Mailer>();
+  private readonly logger: Logger;
+
+  constructor(private readonly options: SmtpTransportOptions) {
+    this.logger = options.logger ?? silentLogger();
+  }
+
+  private mailer(mailbox: string): Mailer {
+    const key = mailbox.toLowerCase();
+    let mailer = this.pools.get(key);
+    if (mailer) return mailer;
+    const { cloud, delivery } = this.options;
+    const pooled = this.options.pool !== false;
+    const maxConnections = Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections);
+    const transcript = this.options.transcript;
+    mailer = nodemailer.createTransport({
+      host: cloud.smtpHost,
+      port: cloud.smtpPort,
+      secure: false, // Exchange Online offers STARTTLS on 587 only (shared/M365.md, Endpoints)
+      requireTLS: true,
+      ...(pooled ? { pool: true, maxConnections, maxMessages: delivery.maxMessagesPerConnection } : {}),
+      tls: {
+        minVersion: 'TLSv1.2',
+        rejectUnauthorized: true,
+        ...(this.options.ca && this.options.ca.length > 0 ? { ca: [...this.options.ca, ...rootCertificates] } : {}),
+        // Certificates name a host, not an address: the sandbox listens on 127.0.0.1 with a cert for localhost.
+        ...(/^[\d.]+$|:/.test(cloud.smtpHost) ? { servername: 'localhost' } : {}),
+      },
+      connectionTimeout: delivery.connectionTimeoutMs,
+      greetingTimeout: delivery.greetingTimeoutMs,
+      socketTimeout: delivery.socketTimeoutMs,
+      auth: { type: 'OAuth2', user: mailbox },
+      ...(transcript ? { logger: transcriptLogger(transcript), debug: true } : { logger: false }),
+    });
+    // nodemailer asks for a token each time a connection authenticates; `renew` is set after a 334 challenge.
+    mailer.set('oauth2_provision_cb', (user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void) => {
+      if (renew) this.options.tokens.invalidate(user);
+      this.options.tokens.getToken(user).then(
+        (t) => callback(null, t.accessToken, t.expiresOn.getTime()),
+        (err: unknown) => callback(err as Error),
+      );
+    });
+    this.pools.set(key, mailer);
+    return mailer;
+  }
+
+  async send(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
+    const first = await this.attempt(mailbox, message);
+    if (first.ok || first.class !== 'auth' || first.errorCode === 'R365') return first;
+    // Exchange answers a bad token with a plain 535 (no 334 challenge), so nodemailer does not renew it
+    // itself: drop the token and try once more on a new connection with a fresh one.
+    this.options.tokens.invalidate(mailbox);
+    const second = await this.attempt(mailbox, message);
+    return { ...second, retriedWithFreshToken: true };
+  }
+
+  private async attempt(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
+    const base = { mailbox, messageId: message.messageId };
+    try {
+      const info = (await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as { response?: string; rejected?: unknown[] };
+      const rejected = (info.rejected ?? []).map(String);
+      return { ...base, ok: true, class: 'sent', reply: info.response, ...(rejected.length > 0 ? { rejected } : {}) };
+    } catch (err) {
+      return this.failure(base, err);
+    }
+  }
+
+  private failure(base: { mailbox: string; messageId: string | undefined }, err: unknown): SendResult {
+    // A token the identity platform would not give: the explanation is identity's (AADSTS).
+    if (isRelay365Error(err)) {
+      const explanation: Explanation = {
+        id: err.code.toLowerCase(),
+        class: err.retryable ? 'transient' : 'auth',
+        cause: err.message,
+        fix: err.code === 'R365_LOGIN_REQUIRED' ? `relay365 login --mailbox ${base.mailbox}` : 'See the cause.',
+      };
+      return { ...base, ok: false, class: explanation.class, reply: undefined, explanation, stage: 'token', errorCode: 'R365' };
+    }
+    const e = err as NodemailerError;
+    const reply = e.response ? scrubSecrets(e.response.split(/\r?\n/).pop() ?? e.response) : undefined;
+    const explanation = reply
+      ? explainSmtpReply(reply, base.mailbox)
+      : (explainConnectionError(e.originalCode ?? e.code, e.message) ?? {
+          id: 'net-unknown',
+          class: 'transient' as const,
+          cause: scrubSecrets(e.message),
+          fix: 'Check the network path to the SMTP host; relay365 retries.',
+        });
+    const stage = e.command ? (e.command.startsWith('AUTH') ? 'AUTH' : e.command.split(' ')[0]) : STAGES[e.code ?? ''];
+    this.logger.info({ mailbox: base.mailbox, messageId: base.messageId, reply, code: e.code, stage, class: explanation.class }, 'send failed');
+    return { ...base, ok: false, class: explanation.class, reply, explanation, ...(stage ? { stage } : {}), ...(e.code ? { errorCode: e.code } : {}) };
+  }
+
+  async close(): Promise<void> {
+    for (const mailer of this.pools.values()) mailer.close();
+    this.pools.clear();
+    await Promise.resolve();
+  }
+}
+
+/** A bunyan-style logger for nodemailer that hands each (scrubbed) protocol line to `sink`. */
+function transcriptLogger(sink: (line: string) => void): Record<string, (...args: unknown[]) => void> {
+  const log = (...args: unknown[]): void => {
+    const [first, message] = args;
+    const entry = typeof first === 'object' && first !== null ? (first as { tnx?: string }) : undefined;
+    const text = typeof message === 'string' ? message : typeof first === 'string' ? first : '';
+    if (entry?.tnx === 'client' || entry?.tnx === 'server') sink(scrubSecrets(`${entry.tnx === 'client' ? 'C:' : 'S:'} ${text}`));
+  };
+  return { trace: log, debug: log, info: log, warn: log, error: log, fatal: log };
+}

@@ -1,0 +1,40 @@
+import type { Explanation, ReplyClass } from '../catalogue/index.js';
+
+/** The SMTP envelope: MAIL FROM and RCPT TO, independent of the headers. */
+export interface Envelope {
+  from: string;
+  to: string[];
+}
+
+/** A message ready to leave: its exact MIME bytes and its envelope. */
+export interface OutgoingMessage {
+  raw: Buffer;
+  envelope: Envelope;
+  /** The Message-ID header, when known (for results and logs). */
+  messageId?: string;
+}
+
+/** What happened to one send, from Exchange's answer; never holds a secret. */
+export interface SendResult {
+  ok: boolean;
+  class: ReplyClass;
+  mailbox: string;
+  messageId: string | undefined;
+  /** Exchange's final reply, e.g. `250 2.0.0 OK <...> [Hostname=...]`, or the failing reply. */
+  reply: string | undefined;
+  /** For failures: the catalogue's explanation of the reply or the connection error. */
+  explanation?: Explanation;
+  /** For failures: the stage that failed (CONN, AUTH, MAIL FROM, RCPT TO, DATA) and nodemailer's error code. */
+  stage?: string;
+  errorCode?: string;
+  /** Recipients Exchange refused while accepting others. */
+  rejected?: string[];
+  /** True when the send was retried once with a fresh token after an auth refusal. */
+  retriedWithFreshToken?: boolean;
+}
+
+/** A way out to Microsoft: SMTP with XOAUTH2, or Graph. */
+export interface Transport {
+  send(mailbox: string, message: OutgoingMessage): Promise<SendResult>;
+  close(): Promise<void>;
+}
