@@ -4,6 +4,8 @@ import { sandboxCommand } from './commands/sandbox.js';
 import { loginCommand } from './commands/login.js';
 import { tokenCommand } from './commands/token.js';
 import { permissionsCommand } from './commands/permissions.js';
+import { sendCommand } from './commands/send.js';
+import { testCommand } from './commands/test-send.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
   program.addCommand(loginCommand());
   program.addCommand(tokenCommand());
   program.addCommand(permissionsCommand());
+  program.addCommand(sendCommand());
+  program.addCommand(testCommand());
   program.addCommand(sandboxCommand());
   return program;
 }
