@@ -41,7 +41,8 @@ const PATTERNS: Array<[RegExp, string]> = [
   // JWTs (access and id tokens): three base64url parts, the first starting with '{"' encoded.
   [/eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, REDACTED],
   // SASL lines: everything after AUTH XOAUTH2 / PLAIN / LOGIN, and bare base64 continuation lines of XOAUTH2.
-  [/(AUTH\s+(?:XOAUTH2|OAUTHBEARER|PLAIN|LOGIN))\s+\S+/gi, `$1 ${REDACTED}`],
+  // (An all-capitals word after the mechanism is another mechanism, as in EHLO's `AUTH LOGIN XOAUTH2`.)
+  [/(AUTH\s+(?:XOAUTH2|OAUTHBEARER|PLAIN|LOGIN))\s+(?![A-Z0-9_-]+(?:\s|$))\S+/gi, `$1 ${REDACTED}`],
   [/dXNlcj[A-Za-z0-9+/=]{16,}/g, REDACTED], // base64 of "user=..." (XOAUTH2 initial response)
   // Bearer tokens in headers or text.
   [/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, `$1${REDACTED}`],

@@ -70,7 +70,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   }
 
   let baseUrl = '';
-  const http = buildHttpsApp(tls, state, issuer, () => baseUrl, logger);
+  const http = buildHttpsApp(tls, state, issuer, () => baseUrl);
   const smtp = createExchangeSmtp({ state, issuer, tls: tls.server, logger });
   let httpsPort: number;
   let smtpPort: number;
@@ -102,11 +102,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   };
 }
 
-function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer, baseUrl: () => string, logger: Logger) {
+function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer, baseUrl: () => string) {
   const app = Fastify({
     https: { key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1.2' },
-    loggerInstance: logger.child({ component: 'sandbox-https' }),
-    disableRequestLogging: true,
     // Graph accepts MIME bodies of several MB and upload-session chunks; keep well above its 4 MB request limit.
     bodyLimit: 200 * 1024 * 1024,
   });

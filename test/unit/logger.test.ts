@@ -49,3 +49,11 @@ describe('logger redaction', () => {
     assert.match(scrubbed, /235 2\.7\.0 Authentication successful/);
   });
 });
+
+describe('scrubSecrets', () => {
+  it('keeps the mechanism list of an EHLO reply while redacting AUTH responses', () => {
+    assert.equal(scrubSecrets('250-AUTH LOGIN XOAUTH2'), '250-AUTH LOGIN XOAUTH2');
+    assert.equal(scrubSecrets('C: AUTH XOAUTH2 dXNlcj1yZWxheUBjb250b3NvLmV4YW1wbGUBYXV0aD1CZWFyZXIg'), 'C: AUTH XOAUTH2 <redacted>');
+    assert.equal(scrubSecrets('C: AUTH PLAIN AHVzZXIAcGFzc3dvcmQ='), 'C: AUTH PLAIN <redacted>');
+  });
+});

@@ -1,0 +1,14 @@
+import { createMailer } from '../../src/index.js';
+import { startTestSandbox } from '../helpers/sandbox.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { tempDir } from '../helpers/sandbox.js';
+const sb = await startTestSandbox();
+const d = await tempDir();
+const lines: string[] = [];
+const m = await createMailer(sandboxConfig(sb, d.path), { transcript: (l) => lines.push(l) });
+const r = await m.send({ from: 'relay@contoso.example', to: 'x@example.net', subject: 'héllo ✓', text: 'body ✓' });
+console.log(r);
+const r2 = await m.send({ from: 'ceo@contoso.example', to: 'x@example.net', subject: 'x', text: 'y' }, { mailbox: 'relay@contoso.example' });
+console.log(r2);
+console.log(lines.join('\n'));
+await m.close(); await sb.close(); await d.cleanup();
