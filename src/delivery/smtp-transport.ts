@@ -93,8 +93,16 @@ export class SmtpTransport implements Transport {
   private async attempt(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
     const base = { mailbox, messageId: message.messageId };
     try {
-      const info = (await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as { response?: string; rejected?: unknown[] };
-      const rejected = (info.rejected ?? []).map(String);
+      const info = (await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as {
+        response?: string;
+        rejected?: unknown[];
+        rejectedErrors?: NodemailerError[];
+      };
+      const rejected = (info.rejected ?? []).map((address) => {
+        const err = info.rejectedErrors?.find((e) => e.recipient === address);
+        const reply = err?.response ? scrubSecrets(err.response) : undefined;
+        return { address: String(address), reply, explanation: reply ? explainSmtpReply(reply, mailbox) : undefined };
+      });
       return { ...base, ok: true, class: 'sent', reply: info.response, ...(rejected.length > 0 ? { rejected } : {}) };
     } catch (err) {
       return this.failure(base, err);

@@ -27,8 +27,8 @@ export interface SendResult {
   /** For failures: the stage that failed (CONN, AUTH, MAIL FROM, RCPT TO, DATA) and nodemailer's error code. */
   stage?: string;
   errorCode?: string;
-  /** Recipients Exchange refused while accepting others. */
-  rejected?: string[];
+  /** Recipients Exchange refused while accepting the message for the others, each explained. */
+  rejected?: Array<{ address: string; reply: string | undefined; explanation: Explanation | undefined }>;
   /** True when the send was retried once with a fresh token after an auth refusal. */
   retriedWithFreshToken?: boolean;
 }

@@ -41,11 +41,13 @@ export function cacheKey(cloud: CloudEndpoints, auth: AuthSettings): string {
 
 function msalConfig(auth: AuthSettings, deps: MsalSourceDeps): Configuration {
   const authority = `${deps.cloud.authorityHost}/${auth.tenant}`;
-  const known = deps.cloud.name === 'sandbox' ? { knownAuthorities: [new URL(deps.cloud.authorityHost).host], protocolMode: ProtocolMode.OIDC } : {};
+  // The sandbox is not one of Microsoft's known clouds: MSAL must trust its host and read its OIDC discovery.
+  const sandbox = deps.cloud.name === 'sandbox';
   return {
-    auth: { clientId: auth.clientId!, authority, ...known },
+    auth: { clientId: auth.clientId!, authority, ...(sandbox ? { knownAuthorities: [new URL(deps.cloud.authorityHost).host] } : {}) },
     cache: { cachePlugin: createCachePlugin(deps.cacheStore, cacheKey(deps.cloud, auth)) },
     system: {
+      ...(sandbox ? { protocolMode: ProtocolMode.OIDC } : {}),
       networkClient: deps.networkClient,
       loggerOptions: {
         piiLoggingEnabled: false,

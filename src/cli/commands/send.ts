@@ -13,7 +13,7 @@ export function printResult(result: SendResult, json: boolean): number {
     console.log(JSON.stringify(result, null, 2));
   } else if (result.ok) {
     console.log(`sent as ${result.mailbox}: ${result.reply ?? ''}`);
-    if (result.rejected?.length) console.log(`refused recipients: ${result.rejected.join(', ')}`);
+    for (const r of result.rejected ?? []) console.log(`  refused ${r.address}: ${r.reply ?? ''}${r.explanation ? ` (${r.explanation.cause})` : ''}`);
   } else {
     console.log(`NOT sent as ${result.mailbox} (${result.class}${result.stage ? `, at ${result.stage}` : ''})`);
     if (result.reply) console.log(`  Exchange said: ${result.reply}`);
