@@ -25,13 +25,29 @@ export function messageIdOf(raw: Buffer): string | undefined {
 }
 
 /**
+ * SMTP carries lines ending in CRLF (RFC 5321 section 2.3.8) and nodemailer converts bare LFs on the
+ * wire; converting here makes the stored bytes the bytes that are sent.
+ */
+export function toCrlf(raw: Buffer): Buffer {
+  if (!raw.includes(0x0a)) return raw;
+  let bare = false;
+  for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, i + 1)) {
+    if (i === 0 || raw[i - 1] !== 0x0d) {
+      bare = true;
+      break;
+    }
+  }
+  return bare ? Buffer.from(raw.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : raw;
+}
+
+/**
  * Builds the exact bytes to send: nodemailer's composer for field messages (Bcc removed from the
  * headers but kept in the envelope, Message-ID and Date added), or raw MIME as given.
  * @throws Relay365Error `R365_MESSAGE_INVALID` when there is no sender or no recipient.
  */
 export async function composeMessage(input: MessageInput): Promise<OutgoingMessage> {
   if (isRaw(input)) {
-    const raw = Buffer.isBuffer(input.raw) ? input.raw : Buffer.from(input.raw, 'utf8');
+    const raw = toCrlf(Buffer.isBuffer(input.raw) ? input.raw : Buffer.from(input.raw, 'utf8'));
     if (!input.envelope.from || input.envelope.to.length === 0) {
       throw new Relay365Error('R365_MESSAGE_INVALID', 'A raw message needs an envelope with from and at least one to address.');
     }
@@ -42,6 +58,6 @@ export async function composeMessage(input: MessageInput): Promise<OutgoingMessa
   const from = typeof env.from === 'string' ? env.from : '';
   if (!from) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no sender: set from (or envelope.from).');
   if (env.to.length === 0) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no recipient: set to, cc or bcc.');
-  const raw = await node.build();
+  const raw = toCrlf(await node.build());
   return { raw, envelope: { from, to: env.to }, messageId: node.messageId() };
 }

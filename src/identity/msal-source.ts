@@ -3,7 +3,6 @@ import { X509Certificate, createHash } from 'node:crypto';
 import {
   ConfidentialClientApplication,
   LogLevel,
-  ProtocolMode,
   PublicClientApplication,
   type AccountInfo,
   type AuthenticationResult,
@@ -41,13 +40,13 @@ export function cacheKey(cloud: CloudEndpoints, auth: AuthSettings): string {
 
 function msalConfig(auth: AuthSettings, deps: MsalSourceDeps): Configuration {
   const authority = `${deps.cloud.authorityHost}/${auth.tenant}`;
-  // The sandbox is not one of Microsoft's known clouds: MSAL must trust its host and read its OIDC discovery.
+  // The sandbox is not one of Microsoft's known clouds: MSAL must be told to trust its host. MSAL's
+  // default (AAD) protocol mode is kept, so the sandbox is talked to exactly as Microsoft's clouds are.
   const sandbox = deps.cloud.name === 'sandbox';
   return {
     auth: { clientId: auth.clientId!, authority, ...(sandbox ? { knownAuthorities: [new URL(deps.cloud.authorityHost).host] } : {}) },
     cache: { cachePlugin: createCachePlugin(deps.cacheStore, cacheKey(deps.cloud, auth)) },
     system: {
-      ...(sandbox ? { protocolMode: ProtocolMode.OIDC } : {}),
       networkClient: deps.networkClient,
       loggerOptions: {
         piiLoggingEnabled: false,

@@ -36,9 +36,9 @@ export function msalSandboxConfig(input: { baseUrl: string; caPem: string; tenan
       clientId: input.clientId,
       authority: `${input.baseUrl}/${input.tenant}`,
       knownAuthorities: [host],
-      protocolMode: ProtocolMode.OIDC,
       ...input.auth,
     },
-    system: { networkClient: sandboxNetworkClient(input.caPem) },
+    // MSAL Node 7 keeps protocolMode under `system`; OIDC mode reads the authority's discovery document.
+    system: { protocolMode: ProtocolMode.OIDC, networkClient: sandboxNetworkClient(input.caPem) },
   };
 }
