@@ -589,7 +589,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     return { path: tenant.id, issuerTenant: tenant.id };
   }
 
-  app.get('/:tenant/v2.0/.well-known/openid-configuration', async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
+  const openIdConfiguration = async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const { path, issuerTenant } = discoveryTenant(request.params.tenant);
     const base = baseUrl();
     const authority = `${base}/${path}`;
@@ -616,7 +616,12 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       // The sandbox serves Graph on the same HTTPS listener.
       msgraph_host: new URL(base).host,
     });
-  });
+  };
+  app.get('/:tenant/v2.0/.well-known/openid-configuration', openIdConfiguration);
+  // Microsoft serves its v1 document here, but MSAL in OIDC mode reads `{authority}/.well-known/openid-configuration`
+  // for any non-Microsoft host (msal-common Authority.defaultOpenIdConfigurationEndpoint), so the sandbox answers
+  // with the v2.0 document: that is what makes `authority = https://localhost:PORT/{tenant}` work unmodified.
+  app.get('/:tenant/.well-known/openid-configuration', openIdConfiguration);
 
   const keys = async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     discoveryTenant(request.params.tenant);
