@@ -11,6 +11,8 @@ export {
   type AuthFlow,
   type AuthSettings,
   type MailboxConfig,
+  type LimitsConfig,
+  type QueueConfig,
 } from './schema.js';
 export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';

@@ -61,6 +61,50 @@ export const mailboxSchema = z
     auth: authSchema.partial().optional(),
     /** Concurrent SMTP connections for this mailbox; default `delivery.maxConnections`. */
     maxConnections: z.number().int().min(1).max(3, 'Exchange Online allows at most 3 concurrent connections per mailbox').optional(),
+    /**
+     * Other addresses this mailbox may send as (shared mailboxes or distribution groups it holds SendAs
+     * on: Add-RecipientPermission). Mailboxes that list the same alias form a pool that shares its load.
+     */
+    aliases: z.array(z.string().email()).default([]),
+    /** Messages per minute; default Microsoft's 30 (`limits.messagesPerMinute`). */
+    messagesPerMinute: z.number().int().positive().optional(),
+    /** Recipients per rolling 24 hours; default Microsoft's 10,000 (`limits.recipientsPerDay`). */
+    recipientsPerDay: z.number().int().positive().optional(),
+  })
+  .strict();
+
+/** Exchange Online's per-mailbox limits (shared/M365.md, Limits): the scheduler keeps every mailbox within them. */
+export const limitsSchema = z
+  .object({
+    messagesPerMinute: z.number().int().positive().default(30),
+    recipientsPerDay: z.number().int().positive().default(10_000),
+    /** 500 by default; a tenant may raise it to 1,000. */
+    recipientsPerMessage: z.number().int().positive().max(1000).default(500),
+    /** 35 MB: Exchange Online's default maximum send size. */
+    maxMessageBytes: z.number().int().positive().default(35 * 1024 * 1024),
+    /** Length of the rate window ("a minute") in ms; only tests and the scaled sandbox change it. */
+    minuteMs: z.number().int().positive().default(60_000),
+    /** Length of the recipient window ("24 hours") in ms. */
+    dayMs: z.number().int().positive().default(86_400_000),
+  })
+  .strict();
+
+/** The durable outbox and its retry policy. */
+export const queueSchema = z
+  .object({
+    /** SQLite database file (the embedded default). */
+    path: z.string().min(1).default('relay365.db'),
+    /** How long a worker holds a message it is sending before another may take it (crash recovery). */
+    leaseSeconds: z.number().int().positive().default(120),
+    /** First retry delay after a transient failure; doubles each attempt, with jitter. */
+    retryBaseSeconds: z.number().positive().default(30),
+    retryMaxSeconds: z.number().positive().default(3600),
+    /** A message still failing transiently after this long is failed for good. */
+    maxAgeHours: z.number().positive().default(48),
+    /** Pause of a mailbox after an auth failure before its token is tried again. */
+    authPauseSeconds: z.number().positive().default(60),
+    /** Send a delivery status notification (RFC 3464) to the envelope sender when a message fails. */
+    bounces: z.boolean().default(false),
   })
   .strict();
 
@@ -111,6 +155,8 @@ export const configSchema = z
     auth: authSchema.default({ commandTimeoutMs: 30_000, redirectPort: 0 }),
     delivery: deliverySchema.default({ maxConnections: 3, connectionTimeoutMs: 30_000, greetingTimeoutMs: 30_000, socketTimeoutMs: 120_000, maxMessagesPerConnection: 100 }),
     mailboxes: z.array(mailboxSchema).default([]),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    queue: queueSchema.default(queueSchema.parse({})),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -141,3 +187,5 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type MailboxConfig = Config['mailboxes'][number];
+export type LimitsConfig = Config['limits'];
+export type QueueConfig = Config['queue'];

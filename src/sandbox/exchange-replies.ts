@@ -1,7 +1,8 @@
 /**
  * The replies the simulated Exchange Online SMTP client submission endpoint gives, in one table.
- * Each is Microsoft's text, byte for byte, with the source it was taken from; the sandbox never
- * words a reply itself. Host names are the sandbox's fixed stand-ins for Microsoft's front-end
+ * Each is Microsoft's text, byte for byte, with the source it was taken from; rows marked
+ * {@link UNCHECKED} are Exchange's usual wording, not yet matched against a stored transcript.
+ * Host names are the sandbox's fixed stand-ins for Microsoft's front-end
  * (`AM3PR05CA0094.outlook.office365.com`) and mailbox server (`...namprd05.prod.outlook.com`) names.
  */
 
@@ -21,13 +22,15 @@ export interface ExchangeReply {
 
 const M365 = 'shared/M365.md, reply catalogue seed (SMTP)';
 const TRANSCRIPT = 'smtp.office365.com transcripts in github.com/simonrob/email-oauth2-proxy issues #95, #232, #416';
+/** Exchange's usual wording, as widely quoted, but not yet matched against a stored transcript. */
+export const UNCHECKED = 'Exchange wording as commonly quoted; not yet checked against a stored transcript';
 
 /**
  * Every reply the sandbox decides. Keys are the sandbox's names; `line` is what goes on the wire.
  * Replies smtp-server words itself and that Exchange words differently are in {@link LIBRARY_REPLY_REWRITES}.
  */
 export const EXCHANGE_REPLIES = {
-  authSuccessful: { line: '235 2.7.0 Authentication successful', source: 'RFC 4954 section 6; Exchange sends it unchanged' },
+  authSuccessful: { line: '235 2.7.0 Authentication successful', source: `RFC 4954 section 6 wording; ${UNCHECKED}` },
   authUnsuccessful: { line: '535 5.7.3 Authentication unsuccessful', source: M365 },
   basicAuthDisabled: { line: '535 5.7.139 Authentication unsuccessful, basic authentication is disabled.', source: M365 },
   smtpAuthDisabledForMailbox: {
@@ -42,7 +45,7 @@ export const EXCHANGE_REPLIES = {
     line: "535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.",
     source: M365,
   },
-  unrecognizedAuthType: { line: '504 5.7.4 Unrecognized authentication type', source: 'Exchange Online before STARTTLS and for mechanisms it does not offer' },
+  unrecognizedAuthType: { line: '504 5.7.4 Unrecognized authentication type', source: `Exchange's answer before STARTTLS and to mechanisms it does not offer; ${UNCHECKED}` },
   notAuthenticated: { line: `530 5.7.57 Client not authenticated to send mail. [${SANDBOX_HOST}]`, source: M365 },
   messageTooBig: { line: '552 5.3.4 Message size exceeds fixed maximum message size', source: M365 },
   tooManyRecipients: { line: '452 4.5.3 Too many recipients', source: M365 },
@@ -58,6 +61,7 @@ export const EXCHANGE_REPLIES = {
   },
 } as const satisfies Record<string, ExchangeReply>;
 
+/** The name of a row of {@link EXCHANGE_REPLIES}. */
 export type ExchangeReplyName = keyof typeof EXCHANGE_REPLIES;
 
 /** `250 2.0.0 OK <message-id> [Hostname=...]`: Exchange's answer to an accepted message (as reported). */
@@ -100,23 +104,23 @@ export const LIBRARY_REPLY_REWRITES: readonly LibraryReplyRewrite[] = [
   {
     match: (c, _t, ctx) => c === 250 && ctx === 'MAIL_FROM_OK',
     line: '250 2.1.0 Sender OK',
-    source: 'Exchange transport (RFC 3463 X.1.0 "Other address status")',
+    source: UNCHECKED,
     counted: false,
   },
   {
     match: (c, _t, ctx) => c === 250 && ctx === 'RCPT_TO_OK',
     line: '250 2.1.5 Recipient OK',
-    source: 'Exchange transport (RFC 3463 X.1.5 "Destination address valid")',
+    source: UNCHECKED,
     counted: false,
   },
   {
     match: (c) => c === 354,
     line: '354 Start mail input; end with <CRLF>.<CRLF>',
-    source: 'Exchange transport; RFC 5321 section 4.2 example wording',
+    source: UNCHECKED,
     counted: false,
   },
-  { match: (c, t) => c === 250 && t === 'Flushed', line: '250 2.0.0 Resetting', source: 'Exchange transport (RSET)', counted: false },
-  { match: (c, t) => c === 221 && t === 'Bye', line: '221 2.0.0 Service closing transmission channel', source: 'Exchange transport; RFC 5321 section 4.2.2', counted: false },
+  { match: (c, t) => c === 250 && t === 'Flushed', line: '250 2.0.0 Resetting', source: UNCHECKED, counted: false },
+  { match: (c, t) => c === 221 && t === 'Bye', line: '221 2.0.0 Service closing transmission channel', source: UNCHECKED, counted: false },
   // Exchange quotes 'unknown' rather than the command it did not recognise (TRANSCRIPT, issue #232).
   {
     match: (c, t) => c === 500 && t === 'Error: command not recognized',

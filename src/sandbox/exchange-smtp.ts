@@ -431,7 +431,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     });
     stream.on('error', (err) => {
       // The client went away mid-DATA: nothing to answer, nothing stored.
-      log.info({ session: session.id, err: err.message }, 'DATA ended early');
+      log.info({ session: session.id, reason: err.message }, 'DATA ended early');
     });
     stream.on('end', () => {
       // smtp-server hands over the message dot-unstuffed and otherwise as received.

@@ -19,7 +19,9 @@ export interface IdentityRoutesOptions {
 
 /** RFC 8628 section 3.4. */
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
-const GRANT_TYPES = new Set(['client_credentials', 'authorization_code', 'refresh_token', DEVICE_CODE_GRANT]);
+/** The short name Entra also accepts for the device code grant, and the one MSAL sends. */
+const DEVICE_CODE_GRANT_SHORT = 'device_code';
+const GRANT_TYPES = new Set(['client_credentials', 'authorization_code', 'refresh_token', DEVICE_CODE_GRANT, DEVICE_CODE_GRANT_SHORT]);
 
 /** Tenant-independent authority segments; `consumers` (personal accounts) has no place in the sandbox. */
 const MULTI_TENANT = new Set(['common', 'organizations']);
@@ -308,7 +310,8 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
         return issueAppOnly(tenant, app, field(form, 'scope'), clientAuth);
       }
 
-      case DEVICE_CODE_GRANT: {
+      case DEVICE_CODE_GRANT:
+      case DEVICE_CODE_GRANT_SHORT: {
         const clientAuth = await authenticateClient(ctx, !app.publicClient);
         const deviceCode = field(form, 'device_code');
         if (deviceCode === undefined) throw new AadstsError('AADSTS900144', { parameter: 'device_code' });

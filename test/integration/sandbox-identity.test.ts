@@ -85,7 +85,7 @@ async function authorizeCode(sandbox: TestSandbox, input: { scope: string; chall
     code_challenge_method: 'S256',
     login_hint: ids.mailbox,
   });
-  const res = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query}`, { ca: sandbox.caPem });
+  const res = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query.toString()}`, { ca: sandbox.caPem });
   assert.equal(res.status, 302, res.text);
   const location = new URL(String(res.headers.location));
   assert.equal(location.searchParams.get('state'), 'st-1');
@@ -297,7 +297,7 @@ describe('sandbox identity platform', () => {
           assert.equal(claims.idtyp, 'user');
           assert.match(pca.getTokenCache().serialize(), /"RefreshToken":\{"[^"]/);
 
-          const refreshed = await pca.acquireTokenSilent({ account: result.account!, scopes: [SMTP_SEND], forceRefresh: true });
+          const refreshed = await pca.acquireTokenSilent({ account: result.account, scopes: [SMTP_SEND], forceRefresh: true });
           assert.notEqual(refreshed.accessToken, result.accessToken);
           assert.equal(sandbox.state.counters.tokenRequestsByGrant.refresh_token, 1);
         },
@@ -411,22 +411,22 @@ describe('sandbox identity platform', () => {
           s.tenants[0]!.apps[1]!.redirectUris = ['http://localhost/callback'];
         },
         async (sandbox) => {
-        const pca = new PublicClientApplication(msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }));
-        const { verifier, challenge } = await new CryptoProvider().generatePkceCodes();
-        const redirectUri = 'http://127.0.0.1:47111/callback';
-        const url = await pca.getAuthCodeUrl({ scopes: [SMTP_SEND], redirectUri, codeChallenge: challenge, codeChallengeMethod: 'S256', loginHint: ids.mailbox, state: 'xyz' });
-        const res = await httpsRequest(url, { ca: sandbox.caPem });
-        // The registered http://localhost/callback matches any loopback host and port, as Entra allows for native apps.
-        assert.equal(res.status, 302, res.text);
-        const location = new URL(String(res.headers.location));
-        assert.equal(`${location.origin}${location.pathname}`, redirectUri);
-        assert.equal(location.searchParams.get('state'), 'xyz');
-        const result = await pca.acquireTokenByCode({ code: location.searchParams.get('code')!, scopes: [SMTP_SEND], redirectUri, codeVerifier: verifier });
-        assert.equal(result.account?.username, ids.mailbox);
-        const claims = await sandbox.issuer.verify(result.accessToken);
-        assert.equal(claims.scp, 'SMTP.Send');
-        assert.equal(claims.aud, 'https://outlook.office.com');
-        assert.equal(claims.appidacr, '0');
+          const pca = new PublicClientApplication(msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }));
+          const { verifier, challenge } = await new CryptoProvider().generatePkceCodes();
+          const redirectUri = 'http://127.0.0.1:47111/callback';
+          const url = await pca.getAuthCodeUrl({ scopes: [SMTP_SEND], redirectUri, codeChallenge: challenge, codeChallengeMethod: 'S256', loginHint: ids.mailbox, state: 'xyz' });
+          const res = await httpsRequest(url, { ca: sandbox.caPem });
+          // The registered http://localhost/callback matches any loopback host and port, as Entra allows for native apps.
+          assert.equal(res.status, 302, res.text);
+          const location = new URL(String(res.headers.location));
+          assert.equal(`${location.origin}${location.pathname}`, redirectUri);
+          assert.equal(location.searchParams.get('state'), 'xyz');
+          const result = await pca.acquireTokenByCode({ code: location.searchParams.get('code')!, scopes: [SMTP_SEND], redirectUri, codeVerifier: verifier });
+          assert.equal(result.account?.username, ids.mailbox);
+          const claims = await sandbox.issuer.verify(result.accessToken);
+          assert.equal(claims.scp, 'SMTP.Send');
+          assert.equal(claims.aud, 'https://outlook.office.com');
+          assert.equal(claims.appidacr, '0');
         },
       );
     });
@@ -449,7 +449,7 @@ describe('sandbox identity platform', () => {
     it('shows an error page for a redirect URI the app did not register (AADSTS50011), without redirecting', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const query = new URLSearchParams({ client_id: ids.publicClientId, response_type: 'code', redirect_uri: 'https://evil.example/cb', scope: SMTP_SEND, login_hint: ids.mailbox });
-        const res = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query}`, { ca: sandbox.caPem });
+        const res = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query.toString()}`, { ca: sandbox.caPem });
         assert.equal(res.status, 400);
         assert.equal(res.headers.location, undefined);
         assert.match(res.text, /AADSTS50011/);
@@ -468,7 +468,7 @@ describe('sandbox identity platform', () => {
           code_challenge: challenge,
           code_challenge_method: 'S256',
         });
-        const page = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query}`, { ca: sandbox.caPem });
+        const page = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query.toString()}`, { ca: sandbox.caPem });
         assert.equal(page.status, 200);
         assert.match(String(page.headers['content-type']), /text\/html/);
         const action = /<form method="post" action="([^"]+)"/.exec(page.text)?.[1];

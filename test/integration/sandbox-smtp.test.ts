@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
 import nodemailer from 'nodemailer';
+import { createLogger } from '../../src/observe/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import type { App, Scenario, Tenant, User } from '../../src/sandbox/scenario.js';
 import { scenario, startTestSandbox } from '../helpers/sandbox.js';
@@ -611,8 +612,10 @@ describe('Exchange SMTP submission: scenario faults', () => {
 describe('Exchange SMTP submission: malformed input', () => {
   let sb: TestSandbox;
   let token: string;
+  const logLines: string[] = [];
   before(async () => {
-    sb = await startTestSandbox();
+    const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void logLines.push(line) } });
+    sb = await startTestSandbox({ logger });
     token = await appToken(sb);
   });
   after(() => sb.close());
@@ -669,6 +672,16 @@ describe('Exchange SMTP submission: malformed input', () => {
     assert.match(info.response, ACCEPTED);
     transport.close();
   });
+
+  it('logs refusals and acceptances without tokens or XOAUTH2 strings', async () => {
+    const expired = await appToken(sb, { lifetimeSeconds: -60 });
+    assert.equal((await authenticate(sb, expired)).auth.last, R.auth535);
+    const log = logLines.join('');
+    assert.match(log, /XOAUTH2 refused.*ERR_JWT_EXPIRED|ERR_JWT_EXPIRED.*XOAUTH2 refused/);
+    assert.match(log, /XOAUTH2 accepted/);
+    assert.match(log, /message accepted/);
+    for (const secret of [token, expired, xoauth2(MAILBOX, token), token.split('.')[2]!]) assert.ok(!log.includes(secret), 'a token reached the log');
+  });
 });
 
 describe('Exchange SMTP submission: real clients', () => {
@@ -708,6 +721,54 @@ describe('Exchange SMTP submission: real clients', () => {
     assert.deepEqual(stored.raw, Buffer.from(data, 'utf8'));
     assert.deepEqual(stored.envelope, { mailFrom: MAILBOX, rcptTo: ['x@example.net'] });
     assert.equal(stored.via, 'smtp');
+  });
+
+  it('sends with curl using a token curl got from the sandbox token endpoint (client credentials)', async () => {
+    const tokenRes = await run('/usr/bin/curl', [
+      '--silent',
+      '--show-error',
+      '--fail-with-body',
+      '--cacert',
+      sb.caPath,
+      '--data-urlencode',
+      'grant_type=client_credentials',
+      '--data-urlencode',
+      `client_id=${DEFAULT_IDS.appClientId}`,
+      '--data-urlencode',
+      `client_secret=${DEFAULT_IDS.appSecret}`,
+      '--data-urlencode',
+      'scope=https://outlook.office365.com/.default',
+      `${sb.baseUrl}/${DEFAULT_IDS.tenantId}/oauth2/v2.0/token`,
+    ]);
+    assert.equal(tokenRes.code, 0, tokenRes.stdout + tokenRes.stderr);
+    const { access_token: accessToken, token_type: tokenType } = JSON.parse(tokenRes.stdout) as { access_token: string; token_type: string };
+    assert.equal(tokenType, 'Bearer');
+    const data = `From: ${MAILBOX}\r\nTo: w@example.net\r\nSubject: token from the endpoint\r\n\r\nhello\r\n`;
+    const file = join(sb.dir, 'curl-endpoint.eml');
+    await writeFile(file, data);
+    const res = await run('/usr/bin/curl', [
+      '--silent',
+      '--show-error',
+      '--url',
+      `smtp://127.0.0.1:${sb.smtpPort}`,
+      '--ssl-reqd',
+      '--cacert',
+      sb.caPath,
+      '--mail-from',
+      MAILBOX,
+      '--mail-rcpt',
+      'w@example.net',
+      '--upload-file',
+      file,
+      '--user',
+      MAILBOX,
+      '--oauth2-bearer',
+      accessToken,
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    const stored = sb.state.messages.at(-1)!;
+    assert.deepEqual(stored.raw, Buffer.from(data, 'utf8'));
+    assert.equal(stored.appId, DEFAULT_IDS.appClientId);
   });
 
   it("takes a message from Python's smtplib (STARTTLS, AUTH XOAUTH2 initial response, sendmail)", async () => {
