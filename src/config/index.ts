@@ -13,6 +13,7 @@ export {
   type MailboxConfig,
   type LimitsConfig,
   type QueueConfig,
+  type SmtpIngressConfig,
 } from './schema.js';
 export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';

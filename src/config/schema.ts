@@ -122,6 +122,77 @@ export const deliverySchema = z
   })
   .strict();
 
+/** A sender rule: an exact address or `@domain`; a user or address may only use senders its rules allow. */
+const senderRule = z.string().regex(/^([^@\s]+@[^@\s]+|@[^@\s]+)$/, 'must be an address or @domain');
+
+/** The local SMTP relay (`relay365 serve`) for printers, scanners and legacy apps. */
+export const smtpIngressSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    listeners: z
+      .array(
+        z
+          .object({
+            /** Address to bind; 127.0.0.1 by default, 0.0.0.0 to serve the LAN. */
+            host: z.string().default('127.0.0.1'),
+            port: z.number().int().min(0).max(65535),
+            /** `starttls` (offered; required before AUTH), `implicit` (465-style TLS from the first byte), or `none`. */
+            tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+            /**
+             * Allow AUTH without TLS on this listener: only for trusted devices on a trusted network that
+             * cannot do TLS (old printers). Passwords then cross the network in clear.
+             */
+            allowPlainAuth: z.boolean().default(false),
+          })
+          .strict(),
+      )
+      .default([{ host: '127.0.0.1', port: 2525, tls: 'starttls', allowPlainAuth: false }]),
+    /** PEM certificate and key for TLS; without them relay365 makes a self-signed pair in `<dataDir>/tls`. */
+    certFile: z.string().optional(),
+    keyFile: z.string().optional(),
+    /** Name in the greeting and `Received:` headers (default: the machine's host name). */
+    hostname: z.string().optional(),
+    /** Local users: `relay365 user add NAME` prints the line to paste. */
+    users: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            /** `scrypt$N$r$p$salt$hash` (base64); never the password itself. */
+            passwordHash: z.string().regex(/^scrypt\$/, 'must be an scrypt hash from `relay365 user add`'),
+            /** Senders this user may use (From and MAIL FROM); default: every configured mailbox and alias. */
+            allowedSenders: z.array(senderRule).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Addresses that may relay without AUTH (devices that cannot log in), as CIDRs. */
+    allowlist: z
+      .array(
+        z
+          .object({
+            cidr: z.string().min(1),
+            allowedSenders: z.array(senderRule).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Default: Microsoft's 35 MB (`limits.maxMessageBytes`). */
+    maxMessageBytes: z.number().int().positive().optional(),
+    /** Default: Microsoft's 500 (`limits.recipientsPerMessage`). */
+    maxRecipients: z.number().int().positive().optional(),
+    maxConnectionsPerClient: z.number().int().positive().default(20),
+    maxConnections: z.number().int().positive().default(500),
+    /** Commands allowed on one connection before it is closed (defence against endless sessions). */
+    maxCommandsPerConnection: z.number().int().positive().default(10_000),
+    idleTimeoutSeconds: z.number().int().positive().default(120),
+    /** After `lockoutFailures` wrong passwords within `lockoutWindowSeconds`, refuse AUTH from that address for `lockoutSeconds`. */
+    lockoutFailures: z.number().int().positive().default(10),
+    lockoutWindowSeconds: z.number().int().positive().default(600),
+    lockoutSeconds: z.number().int().positive().default(900),
+  })
+  .strict();
+
 /** The relay365 config file (`relay365.yaml`). Later parts add their sections here. */
 export const configSchema = z
   .object({
@@ -157,6 +228,7 @@ export const configSchema = z
     mailboxes: z.array(mailboxSchema).default([]),
     limits: limitsSchema.default(limitsSchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),
+    smtp: smtpIngressSchema.default(smtpIngressSchema.parse({})),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -189,3 +261,4 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type MailboxConfig = Config['mailboxes'][number];
 export type LimitsConfig = Config['limits'];
 export type QueueConfig = Config['queue'];
+export type SmtpIngressConfig = Config['smtp'];

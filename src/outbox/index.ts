@@ -1,1 +1,2 @@
 export * from './types.js';
+export { Router, type Route } from './routing.js';

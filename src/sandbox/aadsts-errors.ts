@@ -53,13 +53,13 @@ interface AadstsEntry {
   status: 400 | 401;
   /** Microsoft adds a `suberror` to some interaction errors, which MSAL reads. */
   suberror?: string;
-  describe: (p: AadstsParams) => string;
+  describe: (p: Required<AadstsParams>) => string;
 }
 
 /** Office 365 Exchange Online's app id, which MFA errors name when no resource is known. */
 const RESOURCE_PLACEHOLDER = '00000002-0000-0ff1-ce00-000000000000';
 
-const reason = (p: AadstsParams): string => (p.detail ? ` [Reason - ${p.detail}]` : '');
+const reason = (p: Required<AadstsParams>): string => (p.detail ? ` [Reason - ${p.detail}]` : '');
 
 /** Every AADSTS error the sandbox can give. Keys are the codes as they appear in `error_description`. */
 export const AADSTS_ERRORS = {
@@ -106,7 +106,7 @@ export const AADSTS_ERRORS = {
     error: 'invalid_scope',
     status: 400,
     describe: (p) =>
-      p.scope === undefined || p.scope === ''
+      p.scope === ''
         ? `The provided request must include a 'scope' input parameter.`
         : `The provided value for the input parameter 'scope' is not valid. The scope ${p.scope} is not valid.${p.detail ? ` ${p.detail}` : ''}`,
   },
@@ -153,7 +153,7 @@ export const AADSTS_ERRORS = {
     status: 400,
     // The same code answers a code redemption whose redirect_uri differs from the authorize request's.
     describe: (p) =>
-      p.codeRedirectUri !== undefined
+      p.codeRedirectUri
         ? `The reply address '${p.redirectUri}' does not match the reply address '${p.codeRedirectUri}' provided when requesting Authorization code.`
         : `The redirect URI '${p.redirectUri}' specified in the request does not match the redirect URIs configured for the application '${p.clientId}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.`,
   },
@@ -256,13 +256,13 @@ export const AADSTS_ERRORS = {
     status: 400,
     suberror: 'basic_action',
     describe: (p) =>
-      `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${p.resource ?? RESOURCE_PLACEHOLDER}'.`,
+      `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${p.resource || RESOURCE_PLACEHOLDER}'.`,
   },
   AADSTS50079: {
     error: 'interaction_required',
     status: 400,
     describe: (p) =>
-      `Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access '${p.resource ?? RESOURCE_PLACEHOLDER}'.`,
+      `Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access '${p.resource || RESOURCE_PLACEHOLDER}'.`,
   },
   AADSTS53003: {
     error: 'invalid_grant',
@@ -271,6 +271,30 @@ export const AADSTS_ERRORS = {
     describe: () => `Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.`,
   },
 } as const satisfies Record<string, AadstsEntry>;
+
+const EMPTY_PARAMS: Required<AadstsParams> = {
+  tenant: '',
+  clientId: '',
+  appName: '',
+  parameter: '',
+  scope: '',
+  resource: '',
+  redirectUri: '',
+  codeRedirectUri: '',
+  grantType: '',
+  responseType: '',
+  user: '',
+  issuedAt: '',
+  detail: '',
+  method: '',
+};
+
+/** The description of a known code; a fact the caller did not give reads as empty, never as "undefined". */
+function describe(code: AadstsCode, params: AadstsParams): string {
+  const filled: Required<AadstsParams> = { ...EMPTY_PARAMS };
+  for (const [key, value] of Object.entries(params) as Array<[keyof AadstsParams, string | undefined]>) if (value !== undefined) filled[key] = value;
+  return AADSTS_ERRORS[code].describe(filled);
+}
 
 /** An AADSTS code the sandbox knows. */
 export type AadstsCode = keyof typeof AADSTS_ERRORS;
@@ -327,7 +351,7 @@ export function aadstsErrorBody(code: string, params: AadstsParams = {}, clientR
   const traceId = randomUUID();
   const correlationId = clientRequestId && GUID.test(clientRequestId) ? clientRequestId.toLowerCase() : randomUUID();
   const timestamp = aadTimestamp(now);
-  const text = entry ? entry.describe(params) : `Sandbox fault ${code}: the scenario asked the identity platform to fail this request.`;
+  const text = isKnownAadsts(code) ? describe(code, params) : `Sandbox fault ${code}: the scenario asked the identity platform to fail this request.`;
   const body: AadstsErrorBody = {
     error: entry?.error ?? 'invalid_request',
     error_description: `${code}: ${text}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${timestamp}`,
@@ -343,5 +367,5 @@ export function aadstsErrorBody(code: string, params: AadstsParams = {}, clientR
 
 /** `AADSTS50126: Error validating credentials ...`: the code and its text, for pages shown to a person. */
 export function aadstsMessage(code: string, params: AadstsParams = {}): string {
-  return isKnownAadsts(code) ? `${code}: ${AADSTS_ERRORS[code].describe(params)}` : code;
+  return isKnownAadsts(code) ? `${code}: ${describe(code, params)}` : code;
 }
