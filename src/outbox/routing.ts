@@ -48,7 +48,7 @@ export class Router {
     if (!envelopeFrom || headerFrom === undefined || envelopeFrom.toLowerCase() === headerFrom.toLowerCase()) return byHeader;
     const byEnvelope = this.route(envelopeFrom);
     if (!byEnvelope) return undefined;
-    const members = (r: Route): string[] => (r.mailbox ? [r.mailbox] : (this.byAddress.get(r.pool) ?? []));
+    const members = (r: Route): string[] => (r.mailbox !== undefined ? [r.mailbox] : (this.byAddress.get(r.pool) ?? []));
     // Both must be sendable by one mailbox: choose one that can send both.
     const common = members(byHeader).filter((m) => members(byEnvelope).includes(m));
     if (common.length === 0) return undefined;
