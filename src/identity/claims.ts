@@ -18,7 +18,7 @@ export interface TokenSummary {
 /** Reads a JWT's payload without checking its signature (only Microsoft can); undefined if it is not a JWT. */
 export function decodeClaims(token: string): Record<string, unknown> | undefined {
   try {
-    return decodeJwt(token) as Record<string, unknown>;
+    return decodeJwt(token);
   } catch {
     return undefined;
   }

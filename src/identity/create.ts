@@ -66,7 +66,7 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
   const delegated = new Map<string, DelegatedSource>();
   for (const mailbox of config.mailboxes) {
     const address = mailbox.address.toLowerCase();
-    const settings = { ...config.auth, ...mailbox.auth } as AuthSettings;
+    const settings = { ...config.auth, ...mailbox.auth };
     auth.set(address, settings);
     if (settings.flow === 'token-command') {
       sources.set(address, { source: new CommandSource(settings.command!, settings.commandTimeoutMs), key: `cmd:${address}` });

@@ -22,9 +22,11 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: REDACTED },
     serializers: {
       err: (err: unknown) => {
-        const serialized = pino.stdSerializers.err(err as Error);
-        serialized.message = scrubSecrets(serialized.message);
-        if (serialized.stack) serialized.stack = scrubSecrets(serialized.stack);
+        // Anything can be thrown; only Error-like values have a message and stack to keep.
+        if (!(err instanceof Error)) return { message: scrubSecrets(String(err)) };
+        const serialized = pino.stdSerializers.err(err);
+        serialized.message = scrubSecrets(String(serialized.message ?? ''));
+        if (typeof serialized.stack === 'string') serialized.stack = scrubSecrets(serialized.stack);
         return serialized;
       },
     },

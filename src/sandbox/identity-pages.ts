@@ -73,3 +73,14 @@ export function deviceLoginDonePage(appName: string, upn: string): string {
 export function errorPage(description: string): string {
   return page('Sorry, but we are having trouble signing you in.', errorLine(description));
 }
+
+/**
+ * `response_mode=form_post` (OAuth 2.0 Form Post Response Mode): the browser posts the response to the
+ * redirect URI by itself. MSAL Node's loopback listener only accepts this mode.
+ */
+export function formPostPage(action: string, fields: Record<string, string>): string {
+  const inputs = Object.entries(fields)
+    .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`)
+    .join('');
+  return `<!doctype html><html><head><meta charset="utf-8"><title>Working...</title></head><body onload="document.forms[0].submit()"><form method="post" action="${escapeHtml(action)}">${inputs}<noscript><button type="submit">Continue</button></noscript></form></body></html>`;
+}

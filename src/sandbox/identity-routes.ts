@@ -4,7 +4,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { AadstsError, aadstsErrorBody, aadstsMessage, aadTimestamp, type AadstsParams } from './aadsts-errors.js';
 import { verifyClientAssertion } from './client-assertion.js';
 import { IdentityGrants } from './identity-grants.js';
-import { deviceLoginDonePage, deviceLoginPage, errorPage, signInPage } from './identity-pages.js';
+import { deviceLoginDonePage, deviceLoginPage, errorPage, formPostPage, signInPage } from './identity-pages.js';
 import { OIDC_SCOPES, grantablePermissions, grantedScopeString, parseAppOnlyScope, parseDelegatedScope } from './identity-scopes.js';
 import type { App, Tenant, User } from './scenario.js';
 import type { SandboxState } from './state.js';
@@ -469,14 +469,21 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
 
   // ---- authorization code with PKCE (RFC 6749 section 4.1, RFC 7636) ----
 
-  function errorRedirect(redirectUri: string, err: AadstsError, stateParam: string | undefined): string {
-    const { body } = aadstsErrorBody(err.code, err.params);
+  /** Sends the response parameters back to the app: in the redirect's query, or posted by the browser (`form_post`). */
+  function respond(redirectUri: string, fields: Record<string, string>, params: URLSearchParams): AuthorizeOutcome {
+    if (field(params, 'response_mode') === 'form_post') return { status: 200, html: formPostPage(redirectUri, fields) };
     const url = new URL(redirectUri);
-    url.searchParams.set('error', body.error);
-    url.searchParams.set('error_description', body.error_description);
-    url.searchParams.set('error_uri', body.error_uri);
-    if (stateParam !== undefined) url.searchParams.set('state', stateParam);
-    return url.toString();
+    for (const [name, value] of Object.entries(fields)) url.searchParams.set(name, value);
+    return { redirect: url.toString() };
+  }
+
+  function errorResponse(redirectUri: string, err: AadstsError, stateParam: string | undefined, params: URLSearchParams): AuthorizeOutcome {
+    const { body } = aadstsErrorBody(err.code, err.params);
+    return respond(
+      redirectUri,
+      { error: body.error, error_description: body.error_description, error_uri: body.error_uri, ...(stateParam !== undefined ? { state: stateParam } : {}) },
+      params,
+    );
   }
 
   /** The authorize parameters carried through the sign-in form. */
@@ -519,7 +526,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       }
     } catch (err) {
       if (!(err instanceof AadstsError)) throw err;
-      return { redirect: errorRedirect(redirectUri, err, stateParam) };
+      return errorResponse(redirectUri, err, stateParam, params);
     }
 
     const loginHint = field(params, 'login_hint');
@@ -546,11 +553,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       ...(challenge ?? {}),
       ...(nonce !== undefined ? { nonce } : {}),
     });
-    const url = new URL(redirectUri);
-    url.searchParams.set('code', grant.code);
-    if (stateParam !== undefined) url.searchParams.set('state', stateParam);
-    url.searchParams.set('session_state', randomUUID());
-    return { redirect: url.toString() };
+    return respond(redirectUri, { code: grant.code, ...(stateParam !== undefined ? { state: stateParam } : {}), session_state: randomUUID() }, params);
   }
 
   function signInForm(segment: string, client: App, params: URLSearchParams, username: string | undefined, error?: string): string {
@@ -601,7 +604,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       token_endpoint: `${authority}/oauth2/v2.0/token`,
       token_endpoint_auth_methods_supported: ['client_secret_post', 'private_key_jwt', 'client_secret_basic'],
       jwks_uri: `${authority}/discovery/v2.0/keys`,
-      response_modes_supported: ['query'],
+      response_modes_supported: ['query', 'form_post'],
       subject_types_supported: ['pairwise'],
       id_token_signing_alg_values_supported: ['RS256'],
       response_types_supported: ['code'],

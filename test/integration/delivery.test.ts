@@ -89,7 +89,7 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     assert.equal(result.class, 'auth');
     assert.match(result.reply!, /^535 5\.7\.139 .*did not meet the criteria/);
     assert.equal(result.explanation?.id, 'smtp-535-5.7.139-criteria');
-    assert.match(result.explanation!.fix, /Set-CASMailbox -Identity mbx-off@contoso\.example -SmtpClientAuthenticationDisabled \$false/);
+    assert.match(result.explanation.fix, /Set-CASMailbox -Identity mbx-off@contoso\.example -SmtpClientAuthenticationDisabled \$false/);
     assert.equal(result.retriedWithFreshToken, true, 'an auth refusal is retried once with a fresh token');
   });
 
@@ -107,7 +107,7 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
         const again = await mailer.send({ from: DEFAULT_IDS.mailbox, to: 'x@example.net', subject: 's', text: 't' });
         assert.equal(again.class, 'auth');
         assert.equal(again.explanation?.id, 'smtp-535-5.7.139-tenant');
-        assert.match(again.explanation!.fix, /Set-TransportConfig -SmtpClientAuthenticationDisabled \$false/);
+        assert.match(again.explanation.fix, /Set-TransportConfig -SmtpClientAuthenticationDisabled \$false/);
       } else {
         assert.equal(result.explanation?.id, 'smtp-535-5.7.139-tenant');
       }
@@ -247,7 +247,7 @@ describe('delivery connection failures are named', () => {
     await t.close();
     assert.equal(result.ok, false);
     assert.equal(result.explanation?.id, 'net-econnrefused');
-    assert.match(result.explanation!.cause, /refused the TCP connection/);
+    assert.match(result.explanation.cause, /refused the TCP connection/);
   });
 
   it('an untrusted certificate', async () => {
@@ -273,7 +273,7 @@ describe('delivery connection failures are named', () => {
     try {
       const result = await t.send('a@contoso.example', await msg());
       assert.equal(result.explanation?.id, 'net-err_tls_cert_altname_invalid');
-      assert.match(result.explanation!.cause, /wrong host name/);
+      assert.match(result.explanation.cause, /wrong host name/);
     } finally {
       await t.close();
       await server.close();

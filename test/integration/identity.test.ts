@@ -38,19 +38,26 @@ async function approveDeviceCode(sandbox: Sandbox, userCode: string, username: s
   assert.ok(res.status < 400, `device login answered ${res.status}: ${res.text}`);
 }
 
-/** Follows the authorize URL like a browser would: sandbox sign-in (auto-approved user), then the loopback redirect. */
+/**
+ * Follows the authorize URL like a browser would: the sandbox signs the auto-approved user in and
+ * answers with a form_post page (MSAL's loopback listener takes only that), which the browser posts.
+ */
 async function followAuthorize(sandbox: Sandbox, url: string): Promise<void> {
   const res = await httpsRequest(url, { ca: sandbox.caPem });
-  assert.equal(res.status, 302, `authorize answered ${res.status}: ${res.text.slice(0, 200)}`);
-  const location = String(res.headers.location);
-  assert.match(location, /^http:\/\/(localhost|127\.0\.0\.1):\d+/);
+  assert.equal(res.status, 200, `authorize answered ${res.status}: ${res.text.slice(0, 200)}`);
+  const action = /<form method="post" action="([^"]+)"/.exec(res.text)?.[1]?.replaceAll('&amp;', '&');
+  assert.ok(action, 'a form_post page');
+  assert.match(action, /^http:\/\/(localhost|127\.0\.0\.1):\d+/);
+  const fields = new URLSearchParams();
+  for (const m of res.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) fields.set(m[1]!, m[2]!.replaceAll('&amp;', '&'));
+  assert.ok(fields.get('code'), 'an authorization code');
   await new Promise<void>((resolve, reject) => {
-    httpRequest(location, (r) => {
+    const req = httpRequest(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, (r) => {
       r.resume();
       r.on('end', () => resolve());
-    })
-      .on('error', reject)
-      .end();
+    });
+    req.on('error', reject);
+    req.end(fields.toString());
   });
 }
 

@@ -57,3 +57,15 @@ describe('scrubSecrets', () => {
     assert.equal(scrubSecrets('C: AUTH PLAIN AHVzZXIAcGFzc3dvcmQ='), 'C: AUTH PLAIN <redacted>');
   });
 });
+
+describe('logger errors', () => {
+  it('logs a thrown string or object without crashing, scrubbed', () => {
+    const out = capture();
+    const log = createLogger({ destination: out.stream });
+    log.error({ err: `Bearer ${jwt}` }, 'string thrown');
+    log.error({ err: { weird: true } }, 'object thrown');
+    assert.ok(!out.text().includes(jwt));
+    assert.match(out.text(), /string thrown/);
+    assert.match(out.text(), /object thrown/);
+  });
+});
