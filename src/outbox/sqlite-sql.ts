@@ -1,0 +1,237 @@
+/**
+ * Every SQL statement of the SQLite outbox, and its numbered migrations. Nothing else in relay365
+ * writes SQL for this store: read this file to know exactly what the store does to the database.
+ *
+ * Times are integer milliseconds since the epoch. Tables are `STRICT` so a wrong type is an error,
+ * not a silently stored string.
+ */
+
+/** One schema step. Versions only grow; a released step is never edited, a new one is added. */
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/**
+ * The schema, oldest first. `migrate()` applies, in one transaction, every step whose version is not
+ * in `schema_migrations`.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'messages, attempts and sends',
+    sql: `
+      -- raw is the LAST column on purpose: SQLite reads a row's columns in order and a large value
+      -- spills into a chain of overflow pages, so a column stored after a 35 MB raw would cost a walk
+      -- of that chain on every read. Columns added later (ALTER TABLE ADD COLUMN appends) pay that
+      -- cost; put a hot new column in a side table instead.
+      CREATE TABLE messages (
+        id               TEXT    PRIMARY KEY,
+        mailbox          TEXT,
+        pool             TEXT,
+        envelope_from    TEXT    NOT NULL,
+        envelope_to      TEXT    NOT NULL,  -- JSON array of addresses
+        recipients       INTEGER NOT NULL,  -- length of envelope_to, counted against recipientsPerDay
+        size             INTEGER NOT NULL,
+        message_id       TEXT,
+        source           TEXT    NOT NULL,  -- JSON MessageSource
+        state            TEXT    NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'deferred', 'failed', 'cancelled')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        next_attempt_at  INTEGER NOT NULL,
+        lease_owner      TEXT,
+        lease_until      INTEGER,
+        last_reply       TEXT,
+        last_class       TEXT,
+        last_explanation TEXT,              -- JSON Explanation
+        raw              BLOB    NOT NULL,
+        CHECK (mailbox IS NOT NULL OR pool IS NOT NULL)
+      ) STRICT;
+
+      -- Claim of a mailbox's own messages, oldest first within each state (merged by the claim
+      -- query), and its live leases; next_attempt_at and lease_until ride along so the due test
+      -- is answered from the index without reading rows.
+      CREATE INDEX messages_mailbox_state ON messages (mailbox, state, created_at, id, next_attempt_at, lease_until);
+      -- Claim of pool messages no member has taken yet.
+      CREATE INDEX messages_pool_state ON messages (pool, state, created_at, id, next_attempt_at) WHERE mailbox IS NULL;
+      -- counts(), oldestWaiting() and list() by state.
+      CREATE INDEX messages_state_created ON messages (state, created_at, id);
+      -- list() unfiltered and by mailbox, newest first.
+      CREATE INDEX messages_created ON messages (created_at, id);
+      CREATE INDEX messages_mailbox_created ON messages (mailbox, created_at, id);
+
+      CREATE TABLE attempts (
+        id          INTEGER PRIMARY KEY,
+        message_id  TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        at          INTEGER NOT NULL,
+        mailbox     TEXT    NOT NULL,
+        reply       TEXT,
+        class       TEXT    NOT NULL,
+        explanation TEXT,                   -- JSON Explanation
+        duration_ms INTEGER NOT NULL,
+        owner       TEXT    NOT NULL
+      ) STRICT;
+      CREATE INDEX attempts_message ON attempts (message_id, id);
+
+      -- One row per claimed message: the sliding windows of messagesPerMinute and recipientsPerDay.
+      -- Rows older than the day window are pruned by claim().
+      CREATE TABLE sends (
+        id         INTEGER PRIMARY KEY,
+        mailbox    TEXT    NOT NULL,
+        at         INTEGER NOT NULL,
+        recipients INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX sends_mailbox_at ON sends (mailbox, at, recipients);
+    `,
+  },
+];
+
+/** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
+const MESSAGE_COLUMNS = `id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
+  created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation`;
+
+/** A row of `messages` as `MESSAGE_COLUMNS` selects it. */
+export interface MessageRow {
+  id: string;
+  mailbox: string | null;
+  pool: string | null;
+  envelope_from: string;
+  envelope_to: string;
+  recipients: number;
+  size: number;
+  message_id: string | null;
+  source: string;
+  state: string;
+  attempts: number;
+  created_at: number;
+  updated_at: number;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_reply: string | null;
+  last_class: string | null;
+  last_explanation: string | null;
+}
+
+/** A row of `attempts`. */
+export interface AttemptRow {
+  at: number;
+  mailbox: string;
+  reply: string | null;
+  class: string;
+  explanation: string | null;
+  duration_ms: number;
+  owner: string;
+}
+
+/**
+ * list(): newest first, keyset pagination on (created_at, id). Row-value comparison lets SQLite seek
+ * straight to the cursor in the index, so page 1,000 costs what page 1 does.
+ */
+function listSql(filter: { state: boolean; mailbox: boolean }): string {
+  const where = [filter.state ? 'state = @state' : '', filter.mailbox ? 'mailbox = @mailbox' : '', '(created_at, id) < (@createdAt, @id)'].filter(Boolean);
+  return `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT @limit`;
+}
+
+/** The statements, as text; the store prepares each once. */
+export const SQL = {
+  pragmas: {
+    /** WAL: readers never block the writer, and a commit is one append to the log. */
+    journalMode: 'journal_mode = WAL',
+    /** FULL: the log is fsynced at every commit, so an answered 250 survives a power cut, not only a crash. */
+    synchronous: 'synchronous = FULL',
+    foreignKeys: 'foreign_keys = ON',
+    /**
+     * A 35 MB message leaves the log at least that large; without a limit the file keeps its
+     * largest size forever after a checkpoint.
+     */
+    journalSizeLimit: `journal_size_limit = ${64 * 1024 * 1024}`,
+  },
+
+  createMigrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`,
+  appliedVersions: `SELECT version FROM schema_migrations ORDER BY version`,
+  recordMigration: `INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @appliedAt)`,
+
+  insertMessage: `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
+      attempts, created_at, updated_at, next_attempt_at, raw)
+    VALUES (@id, @mailbox, @pool, @envelopeFrom, @envelopeTo, @recipients, @size, @messageId, @source, 'queued',
+      0, @createdAt, @createdAt, @nextAttemptAt, @raw)`,
+  getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`,
+  getRaw: `SELECT raw FROM messages WHERE id = ?`,
+  attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY id`,
+
+  /** Live leases of a mailbox: its open connections. */
+  liveLeases: `SELECT count(*) AS n, min(lease_until) AS soonest FROM messages
+    WHERE mailbox = @mailbox AND state = 'sending' AND lease_until >= @now`,
+  /** Sends of a mailbox inside a window that started after @since. */
+  sendsSince: `SELECT count(*) AS n, coalesce(sum(recipients), 0) AS recipients, min(at) AS oldest FROM sends
+    WHERE mailbox = @mailbox AND at > @since`,
+  /** The same sends one by one, oldest first: when do enough recipients leave the day window. */
+  sendsSinceInOrder: `SELECT at, recipients FROM sends WHERE mailbox = @mailbox AND at > @since ORDER BY at`,
+  pruneSends: `DELETE FROM sends WHERE mailbox = @mailbox AND at <= @before`,
+  insertSend: `INSERT INTO sends (mailbox, at, recipients) VALUES (@mailbox, @at, @recipients)`,
+
+  /**
+   * A mailbox's due messages, oldest first: one ordered index range per state, merged (SQLite runs a
+   * compound ORDER BY as a merge), so LIMIT stops the scan early however long the queue is.
+   */
+  dueForMailbox: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'queued' AND next_attempt_at <= @now
+    UNION ALL
+    SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'deferred' AND next_attempt_at <= @now
+    UNION ALL
+    SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'sending' AND lease_until < @now
+    ORDER BY created_at, id LIMIT @limit`,
+  /** A pool's due messages no member has taken, oldest first (run once per pool, merged by the store). */
+  dueForPool: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'queued' AND next_attempt_at <= @now
+    UNION ALL
+    SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'deferred' AND next_attempt_at <= @now
+    ORDER BY created_at, id LIMIT @limit`,
+  leaseMessage: `UPDATE messages SET state = 'sending', mailbox = @mailbox, lease_owner = @owner, lease_until = @leaseUntil, updated_at = @updatedAt
+    WHERE id = @id`,
+
+  /**
+   * Only the lease holder may complete. A deferred pool message goes back to its pool, so any member
+   * (not only one that may be throttled or paused) takes the retry.
+   */
+  completeMessage: `UPDATE messages SET state = @state, attempts = attempts + 1, next_attempt_at = @nextAttemptAt,
+      lease_owner = NULL, lease_until = NULL, last_reply = @reply, last_class = @class, last_explanation = @explanation,
+      updated_at = @updatedAt, mailbox = CASE WHEN @state = 'deferred' AND pool IS NOT NULL THEN NULL ELSE mailbox END
+    WHERE id = @id AND lease_owner = @owner AND state = 'sending'`,
+  insertAttempt: `INSERT INTO attempts (message_id, at, mailbox, reply, class, explanation, duration_ms, owner)
+    VALUES (@messageId, @at, @mailbox, @reply, @class, @explanation, @durationMs, @owner)`,
+
+  /** An operator's retry: due now; a pool message goes back to its pool. */
+  retryMessage: `UPDATE messages SET state = 'queued', next_attempt_at = @now, updated_at = @now,
+      mailbox = CASE WHEN pool IS NOT NULL THEN NULL ELSE mailbox END
+    WHERE id = @id AND state IN ('queued', 'deferred', 'failed')`,
+  cancelMessage: `UPDATE messages SET state = 'cancelled', updated_at = @now WHERE id = @id AND state IN ('queued', 'deferred', 'failed')`,
+
+  list: {
+    all: listSql({ state: false, mailbox: false }),
+    byState: listSql({ state: true, mailbox: false }),
+    byMailbox: listSql({ state: false, mailbox: true }),
+    byStateAndMailbox: listSql({ state: true, mailbox: true }),
+  },
+  counts: `SELECT state, count(*) AS n FROM messages GROUP BY state`,
+  countsForMailbox: `SELECT state, count(*) AS n FROM messages WHERE mailbox = ? GROUP BY state`,
+  /** One index seek per state rather than a scan: min() over a single equality range. */
+  oldestWaiting: `SELECT min(t) AS t FROM (
+      SELECT min(created_at) AS t FROM messages WHERE state = 'queued'
+      UNION ALL
+      SELECT min(created_at) AS t FROM messages WHERE state = 'deferred')`,
+  /** A mailbox's next due time; a live lease becomes due the millisecond after it expires. */
+  nextDueForMailbox: `SELECT min(t) AS t FROM (
+      SELECT min(next_attempt_at) AS t FROM messages WHERE mailbox = @mailbox AND state = 'queued'
+      UNION ALL
+      SELECT min(next_attempt_at) AS t FROM messages WHERE mailbox = @mailbox AND state = 'deferred'
+      UNION ALL
+      SELECT min(lease_until) + 1 AS t FROM messages WHERE mailbox = @mailbox AND state = 'sending')`,
+  nextDueForPool: `SELECT min(t) AS t FROM (
+      SELECT min(next_attempt_at) AS t FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'queued'
+      UNION ALL
+      SELECT min(next_attempt_at) AS t FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'deferred')`,
+} as const;
