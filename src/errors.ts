@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   R365_TOKEN_COMMAND_FAILED: 'The external token command failed or printed no token.',
   R365_UNKNOWN_MAILBOX: 'The mailbox is not in the config.',
   R365_MESSAGE_INVALID: 'The message cannot be sent as given (no sender, no recipient, unreadable file).',
+  R365_OUTBOX_UNAVAILABLE: 'The outbox database cannot be opened, migrated or written (locked, disk full, damaged, newer schema).',
+  R365_LIST_CURSOR_INVALID: 'A list cursor was not one the outbox returned.',
 } as const;
 
 export type Relay365ErrorCode = keyof typeof ERROR_CODES;

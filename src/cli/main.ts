@@ -3,6 +3,15 @@
 import { buildProgram } from './program.js';
 import { reportError } from './output.js';
 
+// A second SIGINT/SIGTERM while a graceful stop runs exits at once; the outbox keeps what was accepted.
+let signals = 0;
+const hurry = (): void => {
+  signals += 1;
+  if (signals > 1) process.exit(130);
+};
+process.on('SIGINT', hurry);
+process.on('SIGTERM', hurry);
+
 const program = buildProgram();
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { sandboxCommand } from './commands/sandbox.js';
+import { serveCommand } from './commands/serve.js';
 import { loginCommand } from './commands/login.js';
 import { tokenCommand } from './commands/token.js';
 import { permissionsCommand } from './commands/permissions.js';
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .description('Send mail through Microsoft 365 with OAuth2 (SMTP XOAUTH2 or Graph) from anything that speaks SMTP or HTTP.')
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(serveCommand());
   program.addCommand(loginCommand());
   program.addCommand(tokenCommand());
   program.addCommand(permissionsCommand());

@@ -1,2 +1,5 @@
 export * from './types.js';
 export { Router, type Route } from './routing.js';
+export { openSqliteStore, SqliteOutboxStore, type SqliteStoreOptions } from './sqlite-store.js';
+export { DeliveryWorker, type WorkerOptions } from './worker.js';
+export { backoffDelay } from './backoff.js';

@@ -1,0 +1,607 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Explanation, ReplyClass } from '../catalogue/index.js';
+import { Relay365Error } from '../errors.js';
+import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
+import {
+  MESSAGE_STATES,
+  type Attempt,
+  type ClaimRequest,
+  type ClaimResult,
+  type CompleteRequest,
+  type ListQuery,
+  type MailboxLimits,
+  type MessageSource,
+  type MessageState,
+  type NewMessage,
+  type OutboxStore,
+  type QuotaUsage,
+  type StoredMessage,
+} from './types.js';
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * How long a write waits for another connection's write lock before it fails with
+   * `R365_OUTBOX_UNAVAILABLE` (retryable). Writers hold the lock for one claim or one enqueue
+   * (milliseconds), so the default 5 s only runs out when something holds a transaction open.
+   */
+  busyTimeoutMs?: number;
+}
+
+/** list(): page size when none is asked for, and the most one page may hold. */
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 500;
+/**
+ * When only the connection limit stopped a claim, try again this soon: a connection frees as soon
+ * as a send completes, which is usually well before the soonest lease expires.
+ */
+const CONNECTION_RETRY_MS = 1000;
+
+/**
+ * Opens (creating it and its folder if needed) the SQLite outbox at `path`, applies the pending
+ * migrations and returns the store. The file is made mode 0600, since it holds every message
+ * in full; SQLite gives its `-wal` and `-shm` files the same mode.
+ *
+ * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the file cannot be created, opened or
+ *   migrated (not writable, not a database, written by a newer relay365).
+ * @example
+ * ```ts
+ * const store = await openSqliteStore('./data/relay365.db');
+ * const message = await store.enqueue({ mailbox: 'relay@contoso.com', envelope, raw, source: { kind: 'smtp' } });
+ * ```
+ */
+export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<SqliteOutboxStore> {
+  return SqliteOutboxStore.open(path, options);
+}
+
+/**
+ * The embedded outbox: one SQLite file in WAL mode, fsynced at every commit. Several instances
+ * (processes or threads) may share the file; every write runs in a `BEGIN IMMEDIATE` transaction,
+ * so two claims never interleave. better-sqlite3 is synchronous: each call blocks the event loop for
+ * its transaction (well under a millisecond, plus the fsync of a commit), which is what keeps a claim
+ * atomic without locks of our own.
+ */
+export class SqliteOutboxStore implements OutboxStore {
+  private statements: Statements | undefined;
+  private transactions: Transactions | undefined;
+
+  private constructor(
+    private readonly db: Database.Database,
+    /** The database file. */
+    readonly path: string,
+  ) {}
+
+  /** See {@link openSqliteStore}. */
+  static async open(path: string, options: SqliteStoreOptions = {}): Promise<SqliteOutboxStore> {
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    const inMemory = path === ':memory:';
+    let db: Database.Database | undefined;
+    try {
+      if (!inMemory) await createPrivateFile(path);
+      db = new Database(path, { timeout: busyTimeoutMs });
+      const mode = db.pragma(SQL.pragmas.journalMode, { simple: true });
+      if (!inMemory && mode !== 'wal') {
+        throw new Relay365Error(
+          'R365_OUTBOX_UNAVAILABLE',
+          `The outbox database ${path} cannot use write-ahead logging (SQLite kept journal mode "${String(mode)}"), which relay365 needs for durable, concurrent writes. ` +
+            'This happens on network file systems: put queue.path on a local disk.',
+          { details: { path } },
+        );
+      }
+      db.pragma(SQL.pragmas.synchronous);
+      db.pragma(SQL.pragmas.foreignKeys);
+      db.pragma(SQL.pragmas.journalSizeLimit);
+      const store = new SqliteOutboxStore(db, path);
+      await store.migrate();
+      return store;
+    } catch (err) {
+      db?.close();
+      if (err instanceof Relay365Error) throw err;
+      throw new Relay365Error(
+        'R365_OUTBOX_UNAVAILABLE',
+        `Cannot open the outbox database ${path}: ${(err as Error).message}. ` +
+          'Check that its folder is writable by this user and that the file is a relay365 database (queue.path).',
+        { cause: err, details: { path } },
+      );
+    }
+  }
+
+  /** Applies every migration not yet recorded in `schema_migrations`, all in one transaction. */
+  migrate(): Promise<void> {
+    return this.run('apply the outbox migrations', () => {
+      const apply = this.db.transaction(() => {
+        this.db.exec(SQL.createMigrationsTable);
+        const applied = new Set(
+          this.db
+            .prepare<[], number>(SQL.appliedVersions)
+            .pluck()
+            .all(),
+        );
+        const known = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+        const newest = Math.max(0, ...applied);
+        if (newest > known) {
+          throw new Relay365Error(
+            'R365_OUTBOX_UNAVAILABLE',
+            `The outbox database ${this.path} has schema version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 wrote it. ` +
+              'Run that newer release, or restore the backup taken before the upgrade.',
+            { details: { path: this.path, version: newest, known } },
+          );
+        }
+        const record = this.db.prepare<[{ version: number; appliedAt: number }]>(SQL.recordMigration);
+        for (const migration of MIGRATIONS) {
+          if (applied.has(migration.version)) continue;
+          this.db.exec(migration.sql);
+          record.run({ version: migration.version, appliedAt: Date.now() });
+        }
+      });
+      apply.immediate();
+    });
+  }
+
+  /**
+   * Stores a message in state `queued`. The promise resolves after the commit is fsynced
+   * (`synchronous = FULL`), so a front door may answer 250 / 202 as soon as it does.
+   *
+   * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
+   */
+  enqueue(message: NewMessage): Promise<StoredMessage> {
+    return this.run('store the message', () => {
+      if ((message.mailbox === undefined) === (message.pool === undefined)) {
+        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.');
+      }
+      if (message.envelope.to.length === 0) {
+        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
+      }
+      const now = Date.now();
+      const row: MessageRow = {
+        id: newMessageId(now),
+        mailbox: message.mailbox ?? null,
+        pool: message.pool ?? null,
+        envelope_from: message.envelope.from,
+        envelope_to: JSON.stringify(message.envelope.to),
+        recipients: message.envelope.to.length,
+        size: message.raw.length,
+        message_id: message.messageId ?? null,
+        source: JSON.stringify(message.source),
+        state: 'queued',
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        next_attempt_at: message.notBefore?.getTime() ?? now,
+        lease_owner: null,
+        lease_until: null,
+        last_reply: null,
+        last_class: null,
+        last_explanation: null,
+      };
+      this.s.insertMessage.run({
+        id: row.id,
+        mailbox: row.mailbox,
+        pool: row.pool,
+        envelopeFrom: row.envelope_from,
+        envelopeTo: row.envelope_to,
+        recipients: row.recipients,
+        size: row.size,
+        messageId: row.message_id,
+        source: row.source,
+        createdAt: row.created_at,
+        nextAttemptAt: row.next_attempt_at,
+        raw: message.raw,
+      });
+      return toStoredMessage(row);
+    });
+  }
+
+  get(id: string): Promise<StoredMessage | undefined> {
+    return this.run('read a message', () => {
+      const row = this.s.getMessage.get(id);
+      return row === undefined ? undefined : toStoredMessage(row);
+    });
+  }
+
+  getRaw(id: string): Promise<Buffer | undefined> {
+    return this.run("read a message's content", () => this.s.getRaw.get(id));
+  }
+
+  attempts(id: string): Promise<Attempt[]> {
+    return this.run("read a message's attempts", () => this.s.attempts.all(id).map(toAttempt));
+  }
+
+  /**
+   * Leases what the mailbox may send now, in one `BEGIN IMMEDIATE` transaction so that no other
+   * claim (in this process or another) sees the quota or the messages half-updated.
+   */
+  claim(request: ClaimRequest): Promise<ClaimResult> {
+    const now = (request.now ?? new Date()).getTime();
+    return this.run('claim messages', () => this.tx.claim.immediate(request, now));
+  }
+
+  complete(request: CompleteRequest): Promise<boolean> {
+    return this.run('record a delivery attempt', () => this.tx.complete.immediate(request));
+  }
+
+  retry(id: string): Promise<boolean> {
+    return this.run('retry a message', () => this.s.retryMessage.run({ id, now: Date.now() }).changes === 1);
+  }
+
+  /** Cancels a queued, deferred or failed message; a message being sent or already sent stays as it is. */
+  cancel(id: string): Promise<boolean> {
+    return this.run('cancel a message', () => this.s.cancelMessage.run({ id, now: Date.now() }).changes === 1);
+  }
+
+  /**
+   * Newest first. `limit` defaults to 50 and is held to 1..500; the cursor is only valid with the
+   * filters of the page it came from.
+   *
+   * @throws Relay365Error `R365_LIST_CURSOR_INVALID` when the cursor was not made by this method.
+   */
+  list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
+    return this.run('list messages', () => {
+      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
+      // No cursor: start above every real key.
+      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const statement =
+        query.state !== undefined && query.mailbox !== undefined
+          ? this.s.listByStateAndMailbox
+          : query.state !== undefined
+            ? this.s.listByState
+            : query.mailbox !== undefined
+              ? this.s.listByMailbox
+              : this.s.listAll;
+      // One row more than the page tells whether another page follows.
+      const rows = statement.all({ state: query.state ?? null, mailbox: query.mailbox ?? null, createdAt: after.createdAt, id: after.id, limit: limit + 1 });
+      const items = rows.slice(0, limit).map(toStoredMessage);
+      const last = rows.length > limit ? rows[limit - 1] : undefined;
+      return { items, nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.id) };
+    });
+  }
+
+  counts(mailbox?: string): Promise<Record<MessageState, number>> {
+    return this.run('count messages', () => {
+      const rows = mailbox === undefined ? this.s.counts.all() : this.s.countsForMailbox.all(mailbox);
+      const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
+      for (const row of rows) counts[row.state as MessageState] = row.n;
+      return counts;
+    });
+  }
+
+  oldestWaiting(): Promise<Date | undefined> {
+    return this.run('read the queue age', () => toDate(this.s.oldestWaiting.get()?.t ?? null));
+  }
+
+  nextDue(mailbox: string, pools: readonly string[]): Promise<Date | undefined> {
+    return this.run('read the next due time', () => {
+      let next = this.s.nextDueForMailbox.get({ mailbox })?.t ?? null;
+      for (const pool of new Set(pools)) {
+        const t = this.s.nextDueForPool.get({ pool })?.t ?? null;
+        if (t !== null && (next === null || t < next)) next = t;
+      }
+      return toDate(next);
+    });
+  }
+
+  quotaUsage(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: Date = new Date()): Promise<QuotaUsage> {
+    return this.run('read quota usage', () => this.tx.quotaUsage.deferred(mailbox, limits, now.getTime()));
+  }
+
+  /** Closes the database; calling it again does nothing. */
+  close(): Promise<void> {
+    if (this.db.open) this.db.close();
+    return Promise.resolve();
+  }
+
+  /** Prepared once, on first use (the tables must exist first). */
+  private get s(): Statements {
+    return (this.statements ??= prepareStatements(this.db));
+  }
+
+  private get tx(): Transactions {
+    return (this.transactions ??= this.prepareTransactions());
+  }
+
+  private prepareTransactions(): Transactions {
+    const s = this.s;
+    const claim = this.db.transaction((request: ClaimRequest, now: number): ClaimResult => {
+      const { mailbox, limits } = request;
+      // The day window is the longest any quota looks back: older rows only take space.
+      s.pruneSends.run({ mailbox, before: now - limits.dayMs });
+      const live = s.liveLeases.get({ mailbox, now }) ?? { n: 0, soonest: null };
+      const minute = s.sendsSince.get({ mailbox, since: now - limits.minuteMs }) ?? { n: 0, recipients: 0, oldest: null };
+      const day = s.sendsSince.get({ mailbox, since: now - limits.dayMs }) ?? { n: 0, recipients: 0, oldest: null };
+      const connectionSlots = limits.maxConnections - live.n;
+      const rateSlots = limits.messagesPerMinute - minute.n;
+      const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
+      // One candidate more than the slots: tells a limit that stopped the claim from an empty queue.
+      const candidates = this.dueMessages(mailbox, request.pools, now, slots + 1);
+
+      const claimed: StoredMessage[] = [];
+      let recipients = day.recipients;
+      let recipientsNeeded: number | undefined;
+      for (const row of candidates) {
+        if (claimed.length === slots) break;
+        // A message with more recipients than a whole day allows could never fit: it goes alone,
+        // into an empty window, rather than hold up the mailbox forever.
+        const fits = recipients + row.recipients <= limits.recipientsPerDay || recipients === 0;
+        if (!fits) {
+          recipientsNeeded = recipients + row.recipients - limits.recipientsPerDay;
+          break;
+        }
+        const leased: MessageRow = { ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now };
+        s.leaseMessage.run({ id: row.id, mailbox, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now });
+        s.insertSend.run({ mailbox, at: now, recipients: row.recipients });
+        recipients += row.recipients;
+        claimed.push(toStoredMessage(leased));
+      }
+
+      if (recipientsNeeded !== undefined) {
+        return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(this.recipientsFreeAt(mailbox, now, limits.dayMs, recipientsNeeded)) };
+      }
+      // Nothing more was due, or `max` (not a limit) was what stopped the claim.
+      if (candidates.length <= claimed.length) return { messages: claimed };
+      const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
+      if (rateSlots - claimed.length <= 0) {
+        // The oldest send in the window leaves it minuteMs after it was made; sends of this claim are at `now`.
+        blocks.push({ by: 'rate', until: (minute.oldest ?? now) + limits.minuteMs });
+      }
+      if (connectionSlots - claimed.length <= 0) {
+        const soonestExpiry = Math.min(live.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
+        blocks.push({ by: 'connections', until: Math.min(now + CONNECTION_RETRY_MS, soonestExpiry) });
+      }
+      // Every binding limit must clear before another message may go: report the last one to clear.
+      const block = blocks.sort((a, b) => b.until - a.until)[0];
+      return block === undefined ? { messages: claimed } : { messages: claimed, blockedBy: block.by, blockedUntil: new Date(block.until) };
+    });
+
+    const complete = this.db.transaction((request: CompleteRequest): boolean => {
+      const { attempt } = request;
+      const explanation = attempt.explanation === undefined ? null : JSON.stringify(attempt.explanation);
+      const reply = attempt.reply ?? null;
+      const changed = s.completeMessage.run({
+        id: request.id,
+        owner: request.owner,
+        state: request.state,
+        nextAttemptAt: (request.state === 'deferred' ? (request.nextAttemptAt ?? attempt.at) : attempt.at).getTime(),
+        reply,
+        class: attempt.class,
+        explanation,
+        updatedAt: attempt.at.getTime(),
+      }).changes;
+      if (changed !== 1) return false;
+      s.insertAttempt.run({
+        messageId: request.id,
+        at: attempt.at.getTime(),
+        mailbox: attempt.mailbox,
+        reply,
+        class: attempt.class,
+        explanation,
+        durationMs: Math.round(attempt.durationMs),
+        owner: attempt.owner,
+      });
+      return true;
+    });
+
+    // One read transaction, so the three numbers describe the same moment.
+    const quotaUsage = this.db.transaction((mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: number): QuotaUsage => ({
+      messagesLastMinute: s.sendsSince.get({ mailbox, since: now - limits.minuteMs })?.n ?? 0,
+      recipientsLastDay: s.sendsSince.get({ mailbox, since: now - limits.dayMs })?.recipients ?? 0,
+      sending: s.liveLeases.get({ mailbox, now })?.n ?? 0,
+    }));
+
+    return { claim, complete, quotaUsage };
+  }
+
+  /**
+   * Up to `limit` due messages of the mailbox and of its pools, oldest first. Each query returns at
+   * most `limit` rows read along an index in order, so memory and time stay flat however many
+   * messages wait.
+   */
+  private dueMessages(mailbox: string, pools: readonly string[], now: number, limit: number): MessageRow[] {
+    let rows = this.s.dueForMailbox.all({ mailbox, now, limit });
+    for (const pool of new Set(pools)) {
+      const more = this.s.dueForPool.all({ pool, now, limit });
+      if (more.length > 0) rows = [...rows, ...more].sort(byAge).slice(0, limit);
+    }
+    return rows;
+  }
+
+  /** When enough of the day window's recipients have left it for `needed` more to fit. */
+  private recipientsFreeAt(mailbox: string, now: number, dayMs: number, needed: number): number {
+    let freed = 0;
+    let last = now;
+    // Walks the window oldest first and stops early; it holds one row at a time.
+    for (const send of this.s.sendsSinceInOrder.iterate({ mailbox, since: now - dayMs })) {
+      freed += send.recipients;
+      last = send.at;
+      if (freed >= needed) break;
+    }
+    return last + dayMs;
+  }
+
+  /** Runs one store operation, turning SQLite's environmental failures into `R365_OUTBOX_UNAVAILABLE`. */
+  private run<T>(doing: string, operation: () => T): Promise<T> {
+    try {
+      return Promise.resolve(operation());
+    } catch (err) {
+      return Promise.reject(explainSqliteError(err, doing, this.path));
+    }
+  }
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+interface Transactions {
+  claim: Database.Transaction<(request: ClaimRequest, now: number) => ClaimResult>;
+  complete: Database.Transaction<(request: CompleteRequest) => boolean>;
+  quotaUsage: Database.Transaction<(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: number) => QuotaUsage>;
+}
+
+interface ListParams {
+  state: string | null;
+  mailbox: string | null;
+  createdAt: number;
+  id: string;
+  limit: number;
+}
+
+function prepareStatements(db: Database.Database) {
+  const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number; oldest: number | null }>(SQL.sendsSince);
+  return {
+    insertMessage: db.prepare<Record<string, string | number | Buffer | null>>(SQL.insertMessage),
+    getMessage: db.prepare<[string], MessageRow>(SQL.getMessage),
+    getRaw: db.prepare<[string], Buffer>(SQL.getRaw).pluck(),
+    attempts: db.prepare<[string], AttemptRow>(SQL.attempts),
+    liveLeases: db.prepare<{ mailbox: string; now: number }, { n: number; soonest: number | null }>(SQL.liveLeases),
+    sendsSince,
+    sendsSinceInOrder: db.prepare<{ mailbox: string; since: number }, { at: number; recipients: number }>(SQL.sendsSinceInOrder),
+    pruneSends: db.prepare<{ mailbox: string; before: number }>(SQL.pruneSends),
+    insertSend: db.prepare<{ mailbox: string; at: number; recipients: number }>(SQL.insertSend),
+    dueForMailbox: db.prepare<{ mailbox: string; now: number; limit: number }, MessageRow>(SQL.dueForMailbox),
+    dueForPool: db.prepare<{ pool: string; now: number; limit: number }, MessageRow>(SQL.dueForPool),
+    leaseMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),
+    completeMessage: db.prepare<Record<string, string | number | null>>(SQL.completeMessage),
+    insertAttempt: db.prepare<Record<string, string | number | null>>(SQL.insertAttempt),
+    retryMessage: db.prepare<{ id: string; now: number }>(SQL.retryMessage),
+    cancelMessage: db.prepare<{ id: string; now: number }>(SQL.cancelMessage),
+    listAll: db.prepare<ListParams, MessageRow>(SQL.list.all),
+    listByState: db.prepare<ListParams, MessageRow>(SQL.list.byState),
+    listByMailbox: db.prepare<ListParams, MessageRow>(SQL.list.byMailbox),
+    listByStateAndMailbox: db.prepare<ListParams, MessageRow>(SQL.list.byStateAndMailbox),
+    counts: db.prepare<[], { state: string; n: number }>(SQL.counts),
+    countsForMailbox: db.prepare<[string], { state: string; n: number }>(SQL.countsForMailbox),
+    oldestWaiting: db.prepare<[], { t: number | null }>(SQL.oldestWaiting),
+    nextDueForMailbox: db.prepare<{ mailbox: string }, { t: number | null }>(SQL.nextDueForMailbox),
+    nextDueForPool: db.prepare<{ pool: string }, { t: number | null }>(SQL.nextDueForPool),
+  };
+}
+
+/** Creates the folder (0700) and the file (0600) before SQLite does, which would use the umask. */
+async function createPrivateFile(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const handle = await open(path, 'a', 0o600);
+  await handle.close();
+  // An existing file keeps its mode on open: tighten it too.
+  await chmod(path, 0o600);
+}
+
+function toStoredMessage(row: MessageRow): StoredMessage {
+  return {
+    id: row.id,
+    mailbox: row.mailbox ?? undefined,
+    pool: row.pool ?? undefined,
+    envelope: { from: row.envelope_from, to: JSON.parse(row.envelope_to) as string[] },
+    state: row.state as MessageState,
+    size: row.size,
+    messageId: row.message_id ?? undefined,
+    source: JSON.parse(row.source) as MessageSource,
+    attempts: row.attempts,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+    nextAttemptAt: new Date(row.next_attempt_at),
+    leaseOwner: row.lease_owner ?? undefined,
+    leaseUntil: toDate(row.lease_until),
+    lastReply: row.last_reply ?? undefined,
+    lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
+    lastExplanation: row.last_explanation === null ? undefined : (JSON.parse(row.last_explanation) as Explanation),
+  };
+}
+
+function toAttempt(row: AttemptRow): Attempt {
+  return {
+    at: new Date(row.at),
+    mailbox: row.mailbox,
+    reply: row.reply ?? undefined,
+    class: row.class as ReplyClass,
+    explanation: row.explanation === null ? undefined : (JSON.parse(row.explanation) as Explanation),
+    durationMs: row.duration_ms,
+    owner: row.owner,
+  };
+}
+
+function toDate(ms: number | null): Date | undefined {
+  return ms === null ? undefined : new Date(ms);
+}
+
+/** Oldest first, as the claim queries order them (ids compare as SQLite's BINARY collation does for ASCII). */
+function byAge(a: MessageRow, b: MessageRow): number {
+  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    value = undefined;
+  }
+  if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
+    return { createdAt: value[0] as number, id: value[1] };
+  }
+  throw new Relay365Error('R365_LIST_CURSOR_INVALID', 'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.');
+}
+
+let lastIdMs = 0;
+let idSequence = 0;
+
+/**
+ * A UUIDv7 (RFC 9562, 5.7): 48 bits of milliseconds, then a 12-bit counter (6.2, method 1) so that
+ * ids made in one process sort in the order they were made, which keeps "oldest first" exact for
+ * messages stored within the same millisecond. The counter starts at a random point in its lower
+ * half, leaving room to count up.
+ */
+function newMessageId(now: number): string {
+  if (now > lastIdMs) {
+    lastIdMs = now;
+    idSequence = randomBytes(2).readUInt16BE(0) & 0x7ff;
+  } else if (++idSequence > 0xfff) {
+    // 4,096 ids in one millisecond: borrow the next millisecond, as 6.2 allows.
+    lastIdMs += 1;
+    idSequence = 0;
+  }
+  const bytes = randomBytes(16);
+  bytes.writeUIntBE(lastIdMs, 0, 6);
+  bytes[6] = 0x70 | (idSequence >> 8);
+  bytes[7] = idSequence & 0xff;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80; // variant 10xx (RFC 9562, 4.1)
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * SQLite failures that come from the environment (lock held too long, disk full, file damaged) as
+ * `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) is passed on untouched.
+ */
+function explainSqliteError(err: unknown, doing: string, path: string): unknown {
+  if (!(err instanceof Database.SqliteError)) return err;
+  const details = { path, sqlite: err.code };
+  if (/^SQLITE_(BUSY|LOCKED)/.test(err.code)) {
+    return new Relay365Error(
+      'R365_OUTBOX_UNAVAILABLE',
+      `Could not ${doing}: the outbox database ${path} stayed locked by another connection for the whole busy timeout. ` +
+        'Another process holds a write transaction open (a SQLite shell, a backup tool); close it. Several relay365 nodes should share PostgreSQL, not one SQLite file.',
+      { cause: err, retryable: true, details },
+    );
+  }
+  if (/^SQLITE_(FULL|IOERR)/.test(err.code)) {
+    return new Relay365Error(
+      'R365_OUTBOX_UNAVAILABLE',
+      `Could not ${doing}: writing the outbox database ${path} failed (${err.code}): the disk is full or failing. Free space on its file system or move queue.path.`,
+      { cause: err, retryable: true, details },
+    );
+  }
+  if (/^SQLITE_(CANTOPEN|READONLY|PERM|NOTADB|CORRUPT)/.test(err.code)) {
+    return new Relay365Error(
+      'R365_OUTBOX_UNAVAILABLE',
+      `Could not ${doing}: the outbox database ${path} cannot be used (${err.code}: ${err.message}). ` +
+        'Check that the file and its folder are writable by this user; a damaged file must be restored from a backup.',
+      { cause: err, details },
+    );
+  }
+  return err;
+}

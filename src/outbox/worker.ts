@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import type { Explanation } from '../catalogue/index.js';
+import type { Config } from '../config/index.js';
+import type { SendResult, Transport } from '../delivery/index.js';
+import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
+import { backoffDelay } from './backoff.js';
+import type { Router } from './routing.js';
+import type { MailboxLimits, OutboxStore, StoredMessage } from './types.js';
+
+export interface WorkerOptions {
+  store: OutboxStore;
+  transport: Transport;
+  router: Router;
+  config: Pick<Config, 'mailboxes' | 'limits' | 'queue' | 'delivery'>;
+  events: EventBus;
+  logger?: Logger;
+  /** This worker's lease owner id (default: a random one per process). */
+  owner?: string;
+  /** Longest sleep between claims when nothing wakes the loop (other nodes may enqueue). */
+  pollMs?: number;
+}
+
+/** Per-mailbox scheduling state, kept in memory (the quota itself lives in the store). */
+interface MailboxState {
+  address: string;
+  pools: string[];
+  limits: MailboxLimits;
+  inflight: number;
+  /** Lowered after `432 4.3.2` (too many connections), restored after a quiet spell. */
+  connectionCap: number;
+  capRestoreAt: number;
+  /** No claims before this time (auth pause or throttling cooldown). */
+  holdUntil: number;
+  paused: boolean;
+  pauseReason: Explanation | undefined;
+  wake: (() => void) | undefined;
+}
+
+/**
+ * The delivery loop: for each mailbox, claim what its limits allow, send it, record the outcome.
+ * Transient and throttling replies defer with exponential backoff and slow the mailbox down; an auth
+ * failure (after the transport's one retry with a fresh token) pauses the mailbox and defers its
+ * message; a permanent failure, or a transient one past `queue.maxAgeHours`, fails the message.
+ */
+export class DeliveryWorker {
+  readonly owner: string;
+  private readonly mailboxes = new Map<string, MailboxState>();
+  private readonly logger: Logger;
+  private readonly inflight = new Set<Promise<void>>();
+  private running = false;
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly options: WorkerOptions) {
+    this.owner = options.owner ?? `worker-${randomUUID()}`;
+    this.logger = options.logger ?? silentLogger();
+    const { config } = options;
+    for (const m of config.mailboxes) {
+      const address = m.address.toLowerCase();
+      const maxConnections = Math.min(m.maxConnections ?? config.delivery.maxConnections, config.delivery.maxConnections);
+      this.mailboxes.set(address, {
+        address,
+        pools: options.router.poolsOf(address),
+        limits: {
+          messagesPerMinute: m.messagesPerMinute ?? config.limits.messagesPerMinute,
+          recipientsPerDay: m.recipientsPerDay ?? config.limits.recipientsPerDay,
+          maxConnections,
+          minuteMs: config.limits.minuteMs,
+          dayMs: config.limits.dayMs,
+        },
+        inflight: 0,
+        connectionCap: maxConnections,
+        capRestoreAt: 0,
+        holdUntil: 0,
+        paused: false,
+        pauseReason: undefined,
+        wake: undefined,
+      });
+    }
+  }
+
+  /** Starts one loop per mailbox. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loops = [...this.mailboxes.values()].map((m) => this.loop(m));
+  }
+
+  /** Wakes the loops that may send a newly queued message (its mailbox, or every member of its pool). */
+  notify(target: { mailbox?: string | undefined; pool?: string | undefined } = {}): void {
+    for (const m of this.mailboxes.values()) {
+      if (target.mailbox === undefined && target.pool === undefined) m.wake?.();
+      else if (m.address === target.mailbox?.toLowerCase() || (target.pool !== undefined && m.pools.includes(target.pool))) m.wake?.();
+    }
+  }
+
+  /** Paused mailboxes and why, for the API and the dashboard. */
+  status(): Array<{ mailbox: string; paused: boolean; reason: Explanation | undefined; holdUntil: Date | undefined; inflight: number; connectionCap: number; limits: MailboxLimits }> {
+    return [...this.mailboxes.values()].map((m) => ({
+      mailbox: m.address,
+      paused: m.paused,
+      reason: m.pauseReason,
+      holdUntil: m.holdUntil > Date.now() ? new Date(m.holdUntil) : undefined,
+      inflight: m.inflight,
+      connectionCap: m.connectionCap,
+      limits: m.limits,
+    }));
+  }
+
+  /** Stops claiming and waits for the sends in flight (their outcome is recorded); the rest stays queued. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const m of this.mailboxes.values()) m.wake?.();
+    await Promise.all(this.loops);
+    await Promise.all([...this.inflight]);
+  }
+
+  private sleep(m: MailboxState, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done(): void {
+        clearTimeout(timer);
+        m.wake = undefined;
+        resolve();
+      }
+      m.wake = done;
+    });
+  }
+
+  private async loop(m: MailboxState): Promise<void> {
+    const pollMs = this.options.pollMs ?? 1000;
+    const { store, config } = this.options;
+    while (this.running) {
+      const now = Date.now();
+      if (now < m.holdUntil) {
+        await this.sleep(m, Math.min(m.holdUntil - now, pollMs * 5));
+        continue;
+      }
+      if (m.capRestoreAt !== 0 && now >= m.capRestoreAt) {
+        m.connectionCap = Math.min(m.limits.maxConnections, m.connectionCap + 1);
+        m.capRestoreAt = m.connectionCap < m.limits.maxConnections ? now + m.limits.minuteMs : 0;
+      }
+      const free = m.connectionCap - m.inflight;
+      if (free <= 0) {
+        await this.sleep(m, pollMs);
+        continue;
+      }
+      let claimed;
+      try {
+        claimed = await store.claim({
+          mailbox: m.address,
+          pools: m.pools,
+          owner: this.owner,
+          leaseMs: config.queue.leaseSeconds * 1000,
+          limits: { ...m.limits, maxConnections: m.connectionCap },
+          max: free,
+        });
+      } catch (err) {
+        this.logger.error({ err, mailbox: m.address }, 'claim failed; retrying');
+        await this.sleep(m, pollMs);
+        continue;
+      }
+      for (const message of claimed.messages) {
+        m.inflight += 1;
+        const p = this.deliver(m, message).finally(() => {
+          m.inflight -= 1;
+          this.inflight.delete(p);
+          m.wake?.();
+        });
+        this.inflight.add(p);
+      }
+      if (claimed.messages.length > 0 && !claimed.blockedBy) continue;
+      const until = claimed.blockedUntil?.getTime() ?? (await store.nextDue(m.address, m.pools).catch(() => undefined))?.getTime();
+      await this.sleep(m, until === undefined ? pollMs : Math.min(pollMs, until - Date.now()));
+    }
+  }
+
+  private async deliver(m: MailboxState, message: StoredMessage): Promise<void> {
+    const { store, transport, events, config } = this.options;
+    const started = Date.now();
+    let result: SendResult;
+    const raw = await store.getRaw(message.id);
+    if (!raw) {
+      this.logger.error({ id: message.id }, 'message has no body; failing it');
+      result = { ok: false, class: 'permanent', mailbox: m.address, messageId: message.messageId, reply: undefined, explanation: { id: 'outbox-missing-body', class: 'permanent', cause: 'The stored message has no body.', fix: 'Resubmit it.' } };
+    } else {
+      result = await transport.send(m.address, { raw, envelope: message.envelope, ...(message.messageId ? { messageId: message.messageId } : {}) });
+    }
+    const durationMs = Date.now() - started;
+    const attempt = { at: new Date(), mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, durationMs, owner: this.owner };
+    const attempts = message.attempts + 1;
+    const age = Date.now() - message.createdAt.getTime();
+    const tooOld = age > config.queue.maxAgeHours * 3_600_000;
+
+    if (result.ok) {
+      if (m.paused) this.resume(m);
+      if (await store.complete({ id: message.id, owner: this.owner, state: 'sent', attempt })) {
+        events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
+        this.logger.info({ id: message.id, mailbox: m.address, reply: result.reply, attempts }, 'message sent');
+      }
+      return;
+    }
+    if (result.class === 'permanent' || (tooOld && result.class !== 'auth')) {
+      if (await store.complete({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
+        events.publish({ type: 'message.failed', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, attempts, at: new Date() });
+        this.logger.warn({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, cause: result.explanation?.cause }, tooOld ? 'message failed: too old' : 'message failed');
+      }
+      return;
+    }
+    let nextAttemptAt: Date;
+    if (result.class === 'auth') {
+      // The transport already retried once with a fresh token: the setup is wrong. Pause the mailbox,
+      // keep the message; it is tried again when the pause ends (and resumes the mailbox if it works).
+      const until = Date.now() + config.queue.authPauseSeconds * 1000;
+      this.pause(m, until, result);
+      nextAttemptAt = new Date(until);
+    } else {
+      if (result.class === 'throttled') this.throttle(m, result);
+      nextAttemptAt = new Date(Date.now() + backoffDelay(attempts, config.queue.retryBaseSeconds * 1000, config.queue.retryMaxSeconds * 1000));
+    }
+    if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
+      events.publish({ type: 'message.deferred', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, nextAttemptAt, attempts, at: new Date() });
+      this.logger.info({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, nextAttemptAt }, 'message deferred');
+    }
+  }
+
+  private pause(m: MailboxState, until: number, result: SendResult): void {
+    m.holdUntil = Math.max(m.holdUntil, until);
+    if (m.paused) return;
+    m.paused = true;
+    m.pauseReason = result.explanation;
+    this.options.events.publish({ type: 'mailbox.paused', mailbox: m.address, reason: result.reply ?? result.explanation?.cause ?? 'auth failure', explanation: result.explanation, until: new Date(until), at: new Date() });
+    this.logger.warn({ mailbox: m.address, reply: result.reply, cause: result.explanation?.cause, fix: result.explanation?.fix }, 'mailbox paused');
+  }
+
+  private resume(m: MailboxState): void {
+    m.paused = false;
+    m.pauseReason = undefined;
+    this.options.events.publish({ type: 'mailbox.resumed', mailbox: m.address, at: new Date() });
+    this.logger.info({ mailbox: m.address }, 'mailbox resumed');
+  }
+
+  /** Slows a mailbox that drew a throttling reply: fewer connections after 4.3.2, a cooldown after a quota reply. */
+  private throttle(m: MailboxState, result: SendResult): void {
+    const now = Date.now();
+    if (result.reply?.startsWith('432')) {
+      m.connectionCap = Math.max(1, m.connectionCap - 1);
+      m.capRestoreAt = now + m.limits.minuteMs;
+    }
+    // Exchange's rate window is a minute: waiting one lets it drain whatever another client used.
+    const until = now + (result.reply?.includes('QuotaExceeded') ? m.limits.minuteMs : Math.min(m.limits.minuteMs, 5_000));
+    m.holdUntil = Math.max(m.holdUntil, until);
+    this.options.events.publish({ type: 'mailbox.throttled', mailbox: m.address, reply: result.reply, until: new Date(until), at: new Date() });
+  }
+}

@@ -1,0 +1,1 @@
+export { startRelay, type Relay, type RelayDeps } from './relay.js';
