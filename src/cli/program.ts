@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { sandboxCommand } from './commands/sandbox.js';
 import { serveCommand } from './commands/serve.js';
+import { queueCommand } from './commands/queue.js';
 import { loginCommand } from './commands/login.js';
 import { tokenCommand } from './commands/token.js';
 import { permissionsCommand } from './commands/permissions.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)');
   program.addCommand(serveCommand());
+  program.addCommand(queueCommand());
   program.addCommand(loginCommand());
   program.addCommand(tokenCommand());
   program.addCommand(permissionsCommand());

@@ -86,6 +86,11 @@ export const limitsSchema = z
     minuteMs: z.number().int().positive().default(60_000),
     /** Length of the recipient window ("24 hours") in ms. */
     dayMs: z.number().int().positive().default(86_400_000),
+    /**
+     * Added to each window: relay365 counts a message when it starts sending it, Exchange when it has
+     * received it, so two sends a window apart can land closer together at Exchange. The margin absorbs that.
+     */
+    windowMarginMs: z.number().int().nonnegative().default(1_000),
   })
   .strict();
 
@@ -103,8 +108,6 @@ export const queueSchema = z
     maxAgeHours: z.number().positive().default(48),
     /** Pause of a mailbox after an auth failure before its token is tried again. */
     authPauseSeconds: z.number().positive().default(60),
-    /** Send a delivery status notification (RFC 3464) to the envelope sender when a message fails. */
-    bounces: z.boolean().default(false),
   })
   .strict();
 

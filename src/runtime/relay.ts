@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import { SmtpTransport } from '../delivery/index.js';
 import { createIdentity, extraCas, type Identity } from '../identity/index.js';
-import { createSmtpIngress, type SmtpIngress } from '../ingress/smtp/index.js';
+import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { EventBus, silentLogger, type Logger } from '../observe/index.js';
 import { DeliveryWorker, Router, openSqliteStore, type NewMessage, type OutboxStore, type StoredMessage } from '../outbox/index.js';
 
@@ -62,6 +62,8 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
   let smtp: SmtpIngress | undefined;
   let listeners: Relay['listeners'] = [];
   if (config.smtp.enabled) {
+    // Loaded only when the front door is on, so a library user without it never loads smtp-server.
+    const { createSmtpIngress } = await import('../ingress/smtp/index.js');
     smtp = createSmtpIngress({ config: config.smtp, limits: config.limits, dataDir: config.dataDir, router, outbox: { enqueue }, logger: logger.child({ component: 'smtp' }) });
     try {
       listeners = await smtp.listen();

@@ -1,0 +1,735 @@
+/**
+ * The outbox store contract: what every `OutboxStore` (SQLite, PostgreSQL) must do, tested only
+ * through the interface. A store's test file calls {@link outboxStoreContract} with a factory that
+ * opens a fresh, empty, migrated store.
+ *
+ * Times are explicit (`now`, `notBefore`, `attempt.at`) and placed a minute ahead of the wall clock,
+ * so every message enqueued during a test is already due and no test sleeps.
+ */
+import { describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Explanation } from '../../src/catalogue/index.js';
+import { isRelay365Error } from '../../src/errors.js';
+import { MESSAGE_STATES, type Attempt, type ClaimRequest, type MailboxLimits, type NewMessage, type OutboxStore, type StoredMessage } from '../../src/outbox/index.js';
+
+/** What the factory hands the suite. */
+export interface OpenedStore {
+  /** A fresh, empty, migrated store. */
+  store: OutboxStore;
+  /** Removes what the factory made (files, schemas); the suite closes every store before calling it. */
+  cleanup: () => Promise<void>;
+  /**
+   * Another, independent connection to the same database, as a second process would open it. Tests
+   * of durability across a reopen and of claims from two processes are skipped without it.
+   */
+  connect?: () => Promise<OutboxStore>;
+}
+
+const MAILBOX = 'relay@contoso.example';
+const OTHER = 'other@contoso.example';
+const POOL = 'noreply@contoso.example';
+
+/** Limits so wide they never stop a claim; tests narrow the one they are about. */
+const WIDE: MailboxLimits = { messagesPerMinute: 100_000, recipientsPerDay: 1_000_000, maxConnections: 100_000, minuteMs: 60_000, dayMs: 86_400_000 };
+
+function message(change: Partial<NewMessage> = {}): NewMessage {
+  return {
+    mailbox: MAILBOX,
+    envelope: { from: 'app@contoso.example', to: ['someone@example.net'] },
+    raw: Buffer.from('From: app@contoso.example\r\nTo: someone@example.net\r\nSubject: test\r\n\r\nbody\r\n'),
+    source: { kind: 'smtp', client: '192.0.2.10', user: 'printer' },
+    ...change,
+  };
+}
+
+function pooled(change: Partial<NewMessage> = {}): NewMessage {
+  return message({ mailbox: undefined, pool: POOL, ...change });
+}
+
+function attempt(change: Partial<Attempt> = {}): Attempt {
+  return { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 120, owner: 'node-a', ...change };
+}
+
+/** What a test gets besides its store. */
+interface Helpers {
+  /** Whether `second()` works. */
+  twoConnections: boolean;
+  /** Opens another connection to the same database; the suite closes it. */
+  second: () => Promise<OutboxStore>;
+  /** Closes the test's first store (the suite then leaves it closed). */
+  closeFirst: () => Promise<void>;
+}
+
+const ids = (messages: readonly StoredMessage[]): string[] => messages.map((m) => m.id);
+
+/**
+ * Registers the contract's `describe` blocks for one store implementation.
+ *
+ * @param name - shown in every test name, e.g. `'SQLite'`.
+ * @param open - opens a fresh, empty, migrated store for one test.
+ */
+export function outboxStoreContract(name: string, open: () => Promise<OpenedStore>): void {
+  /** Runs one test against a fresh store, then closes it (and any second connection) and cleans up. */
+  const withStore =
+    (test: (store: OutboxStore, t: TestContext, helpers: Helpers) => Promise<void>) =>
+    async (t: TestContext): Promise<void> => {
+      const opened = await open();
+      const stores = [opened.store];
+      let mainClosed = false;
+      const connect = opened.connect;
+      const helpers: Helpers = {
+        twoConnections: connect !== undefined,
+        second: async () => {
+          if (connect === undefined) throw new Error('the factory gives no second connection');
+          const store = await connect();
+          stores.push(store);
+          return store;
+        },
+        closeFirst: async () => {
+          mainClosed = true;
+          await opened.store.close();
+        },
+      };
+      try {
+        await test(opened.store, t, helpers);
+      } finally {
+        for (const store of stores.slice(1)) await store.close();
+        if (!mainClosed) await opened.store.close();
+        await opened.cleanup();
+      }
+    };
+
+  /** A minute ahead of the wall clock: every message enqueued during the test is due by then. */
+  const later = (): number => Date.now() + 60_000;
+
+  const claimOf =
+    (t0: number) =>
+    (change: Partial<ClaimRequest> & { at?: number } = {}): ClaimRequest => {
+      const { at, ...rest } = change;
+      return { mailbox: MAILBOX, pools: [], owner: 'node-a', leaseMs: 30_000, limits: WIDE, max: 100, now: new Date(at ?? t0), ...rest };
+    };
+
+  describe(`${name} outbox store: storing messages`, () => {
+    it(
+      'returns a message exactly as it was enqueued: raw bytes, envelope, source, Message-ID, state queued',
+      withStore(async (store) => {
+        const raw = Buffer.concat([Buffer.from('Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n\r\n'), Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256)), Buffer.from('\r\n.\r\n')]);
+        const before = Date.now();
+        const stored = await store.enqueue(
+          message({
+            raw,
+            envelope: { from: 'app@contoso.example', to: ['zoë@example.net', 'b@example.net', 'c@example.net'] },
+            messageId: '<abc.123@contoso.example>',
+            source: { kind: 'http', client: '2001:db8::1', user: 'erp-key' },
+          }),
+        );
+        const after = Date.now();
+        assert.match(stored.id, /^[A-Za-z0-9_-]+$/, 'ids are safe in a URL path');
+        assert.equal(stored.state, 'queued');
+        assert.equal(stored.mailbox, MAILBOX);
+        assert.equal(stored.pool, undefined);
+        assert.deepEqual(stored.envelope, { from: 'app@contoso.example', to: ['zoë@example.net', 'b@example.net', 'c@example.net'] });
+        assert.deepEqual(stored.source, { kind: 'http', client: '2001:db8::1', user: 'erp-key' });
+        assert.equal(stored.messageId, '<abc.123@contoso.example>');
+        assert.equal(stored.size, raw.length);
+        assert.equal(stored.attempts, 0);
+        assert.ok(stored.createdAt.getTime() >= before && stored.createdAt.getTime() <= after, 'createdAt is the time of enqueue');
+        assert.equal(stored.nextAttemptAt.getTime(), stored.createdAt.getTime(), 'due at once without notBefore');
+        assert.equal(stored.leaseOwner, undefined);
+        assert.equal(stored.leaseUntil, undefined);
+        assert.equal(stored.lastReply, undefined);
+        assert.equal(stored.lastClass, undefined);
+        assert.equal(stored.lastExplanation, undefined);
+        assert.deepEqual(await store.get(stored.id), stored);
+        assert.ok((await store.getRaw(stored.id))?.equals(raw), 'raw bytes come back exactly');
+        assert.deepEqual(await store.attempts(stored.id), []);
+      }),
+    );
+
+    it(
+      "keeps a 35 MB message (Exchange Online's maximum size) byte for byte",
+      withStore(async (store) => {
+        const raw = Buffer.alloc(35 * 1024 * 1024);
+        for (let i = 0; i < raw.length; i += 4096) raw.writeUInt32BE(i, i);
+        const stored = await store.enqueue(message({ raw }));
+        assert.equal(stored.size, raw.length);
+        const back = await store.getRaw(stored.id);
+        assert.ok(back?.equals(raw));
+        assert.equal((await store.get(stored.id))?.size, raw.length);
+      }),
+    );
+
+    it(
+      'keeps every enqueued message when the store is closed and opened again',
+      withStore(async (store, t, { twoConnections, second, closeFirst }) => {
+        if (!twoConnections) return t.skip('the factory gives no second connection');
+        const a = await store.enqueue(message());
+        const b = await store.enqueue(pooled({ raw: Buffer.from('second') }));
+        await closeFirst();
+        const reopened = await second();
+        assert.deepEqual(await reopened.get(a.id), a);
+        assert.deepEqual(await reopened.get(b.id), b);
+        assert.deepEqual(await reopened.getRaw(b.id), Buffer.from('second'));
+      }),
+    );
+
+    it(
+      'refuses a message with neither or both of mailbox and pool, or without a recipient',
+      withStore(async (store) => {
+        const invalid = (err: unknown): boolean => isRelay365Error(err, 'R365_MESSAGE_INVALID');
+        await assert.rejects(store.enqueue(message({ mailbox: undefined })), invalid);
+        await assert.rejects(store.enqueue(message({ pool: POOL })), invalid);
+        await assert.rejects(store.enqueue(message({ envelope: { from: 'app@contoso.example', to: [] } })), invalid);
+        assert.deepEqual((await store.list({})).items, []);
+      }),
+    );
+
+    it(
+      'answers nothing for an unknown id and changes nothing',
+      withStore(async (store) => {
+        const unknown = '00000000-0000-7000-8000-000000000000';
+        assert.equal(await store.get(unknown), undefined);
+        assert.equal(await store.getRaw(unknown), undefined);
+        assert.deepEqual(await store.attempts(unknown), []);
+        assert.equal(await store.retry(unknown), false);
+        assert.equal(await store.cancel(unknown), false);
+        assert.equal(await store.complete({ id: unknown, owner: 'node-a', state: 'sent', attempt: attempt() }), false);
+      }),
+    );
+
+    it(
+      'runs migrate() again without harm: the data stays',
+      withStore(async (store) => {
+        const a = await store.enqueue(message());
+        await store.migrate();
+        await store.migrate();
+        assert.deepEqual(await store.get(a.id), a);
+        await store.enqueue(message());
+        assert.equal((await store.counts()).queued, 2);
+      }),
+    );
+  });
+
+  describe(`${name} outbox store: claiming`, () => {
+    it(
+      'leases due messages oldest first, no more than max, and marks them sending under the lease',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const queued = [];
+        for (let i = 0; i < 5; i++) queued.push(await store.enqueue(message({ messageId: `<${i}@x>` })));
+        const result = await store.claim(claim({ max: 3 }));
+        assert.deepEqual(ids(result.messages), ids(queued.slice(0, 3)), 'the three oldest, in order');
+        assert.equal(result.blockedBy, undefined, 'max is not a mailbox limit');
+        for (const m of result.messages) {
+          assert.equal(m.state, 'sending');
+          assert.equal(m.mailbox, MAILBOX);
+          assert.equal(m.leaseOwner, 'node-a');
+          assert.equal(m.leaseUntil?.getTime(), t0 + 30_000);
+          assert.deepEqual(await store.get(m.id), m, 'the returned message is what the store now holds');
+        }
+        assert.deepEqual(ids((await store.claim(claim({ owner: 'node-b' }))).messages), ids(queued.slice(3)), 'leased messages are not handed out again');
+        const empty = await store.claim(claim());
+        assert.deepEqual(empty.messages, []);
+        assert.equal(empty.blockedBy, undefined);
+        assert.equal(empty.blockedUntil, undefined);
+      }),
+    );
+
+    it(
+      'does not lease a message before its notBefore time, and leases it from then on',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const m = await store.enqueue(message({ notBefore: new Date(t0 + 10_000) }));
+        assert.equal((await store.get(m.id))?.nextAttemptAt.getTime(), t0 + 10_000);
+        const early = await store.claim(claim({ at: t0 + 9_999 }));
+        assert.deepEqual(early.messages, []);
+        assert.equal(early.blockedBy, undefined, 'nothing due is not a block');
+        assert.deepEqual(ids((await store.claim(claim({ at: t0 + 10_000 }))).messages), [m.id]);
+      }),
+    );
+
+    it(
+      "never leases another mailbox's messages",
+      withStore(async (store) => {
+        const claim = claimOf(later());
+        await store.enqueue(message({ mailbox: OTHER }));
+        await store.enqueue(pooled());
+        assert.deepEqual((await store.claim(claim())).messages, [], 'not the other mailbox, and not a pool it is not a member of');
+        assert.equal((await store.claim(claim({ mailbox: OTHER }))).messages.length, 1);
+      }),
+    );
+
+    it(
+      'counts live leases against maxConnections and frees a slot when a send completes',
+      withStore(async (store) => {
+        const t0 = later();
+        const limits = { ...WIDE, maxConnections: 2 };
+        const claim = claimOf(t0);
+        for (let i = 0; i < 4; i++) await store.enqueue(message());
+        const first = await store.claim(claim({ limits }));
+        assert.equal(first.messages.length, 2);
+        assert.equal(first.blockedBy, 'connections', 'two more wait, and both connections are taken');
+        const until = first.blockedUntil?.getTime() ?? 0;
+        assert.ok(until > t0 && until <= t0 + 30_000 + 1, `blockedUntil ${until - t0} ms after now: soon, and no later than the leases expire`);
+
+        const other = await store.claim(claim({ limits, owner: 'node-b', at: t0 + 100 }));
+        assert.deepEqual(other.messages, [], 'the leases count for every owner of the mailbox');
+        assert.equal(other.blockedBy, 'connections');
+
+        assert.equal(await store.complete({ id: first.messages[0]!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 200) }) }), true);
+        const third = await store.claim(claim({ limits, owner: 'node-b', at: t0 + 300 }));
+        assert.equal(third.messages.length, 1, 'the completed send freed one connection');
+        assert.equal((await store.quotaUsage(MAILBOX, WIDE, new Date(t0 + 300))).sending, 2);
+      }),
+    );
+
+    it(
+      'holds messages per minute to the limit over a sliding window, and says when the oldest send leaves it',
+      withStore(async (store) => {
+        const t0 = later();
+        const limits = { ...WIDE, messagesPerMinute: 3 };
+        const claim = claimOf(t0);
+        for (let i = 0; i < 10; i++) await store.enqueue(message());
+
+        const a = await store.claim(claim({ limits, max: 2 }));
+        assert.equal(a.messages.length, 2);
+        assert.equal(a.blockedBy, undefined, 'one more would still fit this minute');
+
+        const b = await store.claim(claim({ limits, at: t0 + 20_000 }));
+        assert.equal(b.messages.length, 1, 'the third of the minute');
+        assert.equal(b.blockedBy, 'rate');
+        assert.equal(b.blockedUntil?.getTime(), t0 + 60_000, 'when the sends made at t0 leave the window');
+
+        const c = await store.claim(claim({ limits, at: t0 + 59_999 }));
+        assert.deepEqual(c.messages, []);
+        assert.equal(c.blockedBy, 'rate');
+        assert.equal(c.blockedUntil?.getTime(), t0 + 60_000);
+
+        const d = await store.claim(claim({ limits, at: t0 + 60_000 }));
+        assert.equal(d.messages.length, 2, 'the two sends of t0 have left; the one of t0+20s has not');
+        assert.equal(d.blockedBy, 'rate');
+        assert.equal(d.blockedUntil?.getTime(), t0 + 80_000);
+      }),
+    );
+
+    it(
+      'holds recipients per rolling day to the limit, oldest first, and says when enough recipients leave the window',
+      withStore(async (store) => {
+        const t0 = later();
+        const limits = { ...WIDE, recipientsPerDay: 5, dayMs: 3_600_000 };
+        const claim = claimOf(t0);
+        const to = (n: number): { from: string; to: string[] } => ({ from: 'app@contoso.example', to: Array.from({ length: n }, (_, i) => `r${i}@example.net`) });
+        const a = await store.enqueue(message({ envelope: to(2) }));
+        const b = await store.enqueue(message({ envelope: to(2) }));
+        const c = await store.enqueue(message({ envelope: to(4) }));
+        const d = await store.enqueue(message({ envelope: to(1) }));
+
+        assert.deepEqual(ids((await store.claim(claim({ limits, max: 1 }))).messages), [a.id]);
+        assert.deepEqual(ids((await store.claim(claim({ limits, max: 1, at: t0 + 1_000 }))).messages), [b.id]);
+        const blocked = await store.claim(claim({ limits, at: t0 + 2_000 }));
+        assert.deepEqual(blocked.messages, [], 'c needs 4 with 4 of 5 used; d behind it would fit, but waits its turn');
+        assert.equal(blocked.blockedBy, 'recipients');
+        assert.equal(blocked.blockedUntil?.getTime(), t0 + 1_000 + 3_600_000, 'both earlier sends must leave the window before 4 more fit');
+
+        assert.deepEqual((await store.claim(claim({ limits, at: t0 + 3_600_000 }))).messages, [], 'a has left (2 used), still not room for 4');
+        const freed = await store.claim(claim({ limits, at: t0 + 1_000 + 3_600_000 }));
+        assert.deepEqual(ids(freed.messages), [c.id, d.id], 'the window is empty: 4 + 1 fill it exactly');
+        assert.equal(freed.blockedBy, undefined);
+        assert.equal((await store.quotaUsage(MAILBOX, limits, new Date(t0 + 1_000 + 3_600_000))).recipientsLastDay, 5);
+      }),
+    );
+
+    it(
+      'reports no block when the mailbox simply has nothing due, even at its limits',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        await store.enqueue(message());
+        const limits = { ...WIDE, maxConnections: 1, messagesPerMinute: 1 };
+        assert.equal((await store.claim(claim({ limits }))).messages.length, 1);
+        const none = await store.claim(claim({ limits, at: t0 + 1 }));
+        assert.deepEqual(none.messages, []);
+        assert.equal(none.blockedBy, undefined);
+        assert.equal(none.blockedUntil, undefined);
+      }),
+    );
+
+    it(
+      'lets another owner take a message whose lease expired; the first owner can no longer complete it',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const m = await store.enqueue(message());
+        assert.equal((await store.claim(claim({ leaseMs: 1_000 }))).messages.length, 1);
+        assert.deepEqual((await store.claim(claim({ owner: 'node-b', at: t0 + 500 }))).messages, [], 'the lease is live');
+        const taken = await store.claim(claim({ owner: 'node-b', at: t0 + 1_001 }));
+        assert.deepEqual(ids(taken.messages), [m.id]);
+        assert.equal(taken.messages[0]?.leaseOwner, 'node-b');
+        assert.equal(taken.messages[0]?.attempts, 0, 'a lost lease is not an attempt');
+
+        assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 1_100) }) }), false);
+        assert.equal((await store.get(m.id))?.leaseOwner, 'node-b', 'the stale complete changed nothing');
+        assert.equal(await store.complete({ id: m.id, owner: 'node-b', state: 'sent', attempt: attempt({ owner: 'node-b', at: new Date(t0 + 1_200) }) }), true);
+        assert.deepEqual(
+          (await store.attempts(m.id)).map((a) => a.owner),
+          ['node-b'],
+        );
+        assert.equal((await store.quotaUsage(MAILBOX, WIDE, new Date(t0 + 1_200))).messagesLastMinute, 2, 'both leases counted against the rate: the first may have been sent');
+      }),
+    );
+
+    it(
+      'leases pool messages to a member, oldest first among its own, and records the member as their mailbox',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const own1 = await store.enqueue(message());
+        const pool1 = await store.enqueue(pooled());
+        const own2 = await store.enqueue(message());
+        assert.equal(pool1.mailbox, undefined);
+        assert.equal(pool1.pool, POOL);
+
+        const result = await store.claim(claim({ pools: [POOL] }));
+        assert.deepEqual(ids(result.messages), [own1.id, pool1.id, own2.id]);
+        const got = await store.get(pool1.id);
+        assert.equal(got?.mailbox, MAILBOX);
+        assert.equal(got?.pool, POOL);
+        assert.deepEqual((await store.claim(claim({ mailbox: OTHER, pools: [POOL], owner: 'node-b' }))).messages, [], 'another member does not get it twice');
+        assert.equal((await store.counts(MAILBOX)).sending, 3);
+      }),
+    );
+
+    it(
+      'returns a deferred pool message to its pool, so any member may take the retry',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const m = await store.enqueue(pooled());
+        assert.deepEqual(ids((await store.claim(claim({ pools: [POOL] }))).messages), [m.id]);
+        assert.equal(
+          await store.complete({ id: m.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 5_000), attempt: attempt({ class: 'throttled', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', at: new Date(t0 + 1_000) }) }),
+          true,
+        );
+        assert.equal((await store.get(m.id))?.mailbox, undefined);
+        const retried = await store.claim(claim({ mailbox: OTHER, pools: [POOL], owner: 'node-b', at: t0 + 5_000 }));
+        assert.deepEqual(ids(retried.messages), [m.id]);
+        assert.equal(retried.messages[0]?.mailbox, OTHER);
+        assert.equal((await store.attempts(m.id))[0]?.mailbox, MAILBOX, 'the attempt keeps the member that made it');
+      }),
+    );
+
+    it(
+      'never hands the same message to two owners claiming at once, through one connection or two',
+      withStore(async (store, _t, { twoConnections, second }) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const total = 300;
+        for (let i = 0; i < total; i++) await store.enqueue(i % 3 === 0 ? pooled() : message());
+        const stores = twoConnections ? [store, await second()] : [store];
+        const claims = Array.from({ length: 60 }, (_, i) =>
+          stores[i % stores.length]!.claim(claim({ owner: `node-${i % 4}`, pools: [POOL], max: 7, at: t0 + (i % 5) })),
+        );
+        const got = (await Promise.all(claims)).flatMap((r) => ids(r.messages));
+        assert.equal(new Set(got).size, got.length, 'no message leased twice');
+        assert.equal(got.length, total, 'every message leased once');
+        assert.equal((await store.counts()).sending, total);
+      }),
+    );
+  });
+
+  describe(`${name} outbox store: completing`, () => {
+    const throttled: Explanation = {
+      id: 'smtp-432-4.3.2-concurrency',
+      class: 'throttled',
+      cause: 'More than 3 connections sent as this mailbox at once — “über” limits apply.',
+      fix: 'Lower delivery.maxConnections to 3 or fewer.',
+      doc: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/how-to-set-up-a-multifunction-device-or-application-to-send-email-using-microsoft-365-or-office-365',
+    };
+
+    it(
+      'records a sent attempt: state sent, one attempt, last reply, lease released; not offered again',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const m = await store.enqueue(message());
+        await store.claim(claim());
+        const sent = attempt({ at: new Date(t0 + 250), reply: '250 2.0.0 OK <abc@contoso.example> [Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com]', durationMs: 250 });
+        assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'sent', attempt: sent }), true);
+        const got = await store.get(m.id);
+        assert.equal(got?.state, 'sent');
+        assert.equal(got?.attempts, 1);
+        assert.equal(got?.lastReply, sent.reply);
+        assert.equal(got?.lastClass, 'sent');
+        assert.equal(got?.lastExplanation, undefined);
+        assert.equal(got?.leaseOwner, undefined);
+        assert.equal(got?.leaseUntil, undefined);
+        assert.deepEqual(await store.attempts(m.id), [sent]);
+        assert.deepEqual((await store.claim(claim({ at: t0 + 3_600_000 }))).messages, []);
+        assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'sent', attempt: sent }), false, 'completing twice is refused');
+      }),
+    );
+
+    it(
+      'records a deferred attempt with its explanation, and offers the message again only from its next attempt time',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const m = await store.enqueue(message());
+        await store.claim(claim());
+        const deferred = attempt({ at: new Date(t0 + 100), class: 'throttled', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', explanation: throttled, durationMs: 80 });
+        assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 30_000), attempt: deferred }), true);
+        const got = await store.get(m.id);
+        assert.equal(got?.state, 'deferred');
+        assert.equal(got?.nextAttemptAt.getTime(), t0 + 30_000);
+        assert.equal(got?.lastClass, 'throttled');
+        assert.deepEqual(got?.lastExplanation, throttled, 'the explanation round-trips, Unicode included');
+        assert.deepEqual(await store.attempts(m.id), [deferred]);
+
+        assert.deepEqual((await store.claim(claim({ at: t0 + 29_999 }))).messages, []);
+        const again = await store.claim(claim({ at: t0 + 30_000, owner: 'node-b' }));
+        assert.deepEqual(ids(again.messages), [m.id]);
+        assert.equal(again.messages[0]?.attempts, 1);
+        const sent = attempt({ at: new Date(t0 + 30_500), owner: 'node-b' });
+        assert.equal(await store.complete({ id: m.id, owner: 'node-b', state: 'sent', attempt: sent }), true);
+        assert.deepEqual(await store.attempts(m.id), [deferred, sent], 'attempts in the order they were made');
+        assert.equal((await store.get(m.id))?.attempts, 2);
+      }),
+    );
+
+    it(
+      'records a failed attempt and keeps the content, so an operator may retry it',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const raw = Buffer.from('Subject: keep me\r\n\r\n.\r\n');
+        const m = await store.enqueue(message({ raw }));
+        await store.claim(claim());
+        const failed = attempt({ at: new Date(t0 + 10), class: 'permanent', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', explanation: { id: 'smtp-550-5.7.60', class: 'permanent', cause: 'No SendAs right.', fix: 'Add-RecipientPermission -Identity x -Trustee y -AccessRights SendAs' } });
+        assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'failed', attempt: failed }), true);
+        assert.equal((await store.get(m.id))?.state, 'failed');
+        assert.ok((await store.getRaw(m.id))?.equals(raw));
+        assert.equal(await store.retry(m.id), true);
+        assert.deepEqual(ids((await store.claim(claim({ at: t0 + 20 }))).messages), [m.id]);
+      }),
+    );
+
+    it(
+      'refuses to complete for an owner without the lease, or a message that is not being sent',
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const leased = await store.enqueue(message());
+        const queued = await store.enqueue(message());
+        assert.deepEqual(ids((await store.claim(claim({ max: 1 }))).messages), [leased.id]);
+        assert.equal(await store.complete({ id: queued.id, owner: 'node-a', state: 'sent', attempt: attempt() }), false, 'not leased');
+        assert.equal(await store.complete({ id: leased.id, owner: 'node-x', state: 'failed', attempt: attempt() }), false, 'someone else holds the lease');
+        for (const id of [queued.id, leased.id]) assert.deepEqual(await store.attempts(id), []);
+        assert.equal((await store.get(queued.id))?.state, 'queued');
+        assert.equal((await store.get(queued.id))?.attempts, 0);
+        assert.equal((await store.get(leased.id))?.state, 'sending');
+        assert.equal((await store.get(leased.id))?.leaseOwner, 'node-a');
+      }),
+    );
+  });
+
+  describe(`${name} outbox store: retry and cancel`, () => {
+    /** One message in each state, reached through the interface only. */
+    async function oneOfEach(store: OutboxStore, t0: number): Promise<Record<'queued' | 'deferred' | 'failed' | 'sent' | 'sending' | 'cancelled', StoredMessage>> {
+      const claim = claimOf(t0);
+      const [deferred, failed, sent, sending] = [await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message())];
+      assert.equal((await store.claim(claim())).messages.length, 4);
+      await store.complete({ id: deferred!.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 3_600_000), attempt: attempt({ class: 'transient', at: new Date(t0) }) });
+      await store.complete({ id: failed!.id, owner: 'node-a', state: 'failed', attempt: attempt({ class: 'permanent', at: new Date(t0) }) });
+      await store.complete({ id: sent!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0) }) });
+      const queued = await store.enqueue(message({ notBefore: new Date(t0 + 3_600_000) }));
+      const cancelled = await store.enqueue(message());
+      assert.equal(await store.cancel(cancelled.id), true);
+      return { queued, deferred: deferred!, failed: failed!, sent: sent!, sending: sending!, cancelled };
+    }
+
+    it(
+      'retries failed, deferred and queued messages by making them due now; refuses sent, sending and cancelled ones',
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await oneOfEach(store, t0);
+        for (const state of ['sent', 'sending', 'cancelled'] as const) {
+          assert.equal(await store.retry(m[state].id), false, `retry of a ${state} message`);
+          assert.equal((await store.get(m[state].id))?.state, state);
+        }
+        for (const state of ['failed', 'deferred', 'queued'] as const) {
+          const before = Date.now();
+          assert.equal(await store.retry(m[state].id), true, `retry of a ${state} message`);
+          const got = await store.get(m[state].id);
+          assert.equal(got?.state, 'queued');
+          assert.ok(got !== undefined && got.nextAttemptAt.getTime() <= Date.now() && got.nextAttemptAt.getTime() >= before - 1, 'due now');
+        }
+        const claimed = await store.claim(claimOf(t0)({ at: t0 + 1 }));
+        assert.deepEqual(new Set(ids(claimed.messages)), new Set([m.deferred.id, m.failed.id, m.queued.id]));
+      }),
+    );
+
+    it(
+      'cancels queued, deferred and failed messages; refuses one being sent, sent or already cancelled',
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await oneOfEach(store, t0);
+        for (const state of ['sent', 'sending', 'cancelled'] as const) {
+          assert.equal(await store.cancel(m[state].id), false, `cancel of a ${state} message`);
+          assert.equal((await store.get(m[state].id))?.state, state);
+        }
+        for (const state of ['queued', 'deferred', 'failed'] as const) {
+          assert.equal(await store.cancel(m[state].id), true, `cancel of a ${state} message`);
+          assert.equal((await store.get(m[state].id))?.state, 'cancelled');
+        }
+        const afterAll = await store.claim(claimOf(t0)({ at: t0 + 7_200_000 }));
+        assert.deepEqual(ids(afterAll.messages), [m.sending.id], 'cancelled messages are never sent; only the expired lease comes back');
+        assert.equal(await store.retry(m.queued.id), false, 'nor retried');
+      }),
+    );
+  });
+
+  describe(`${name} outbox store: listing and counting`, () => {
+    it(
+      'lists newest first in pages that neither skip nor repeat a message; 50 by default, at most 500',
+      withStore(async (store) => {
+        const all: string[] = [];
+        for (let i = 0; i < 501; i++) all.push((await store.enqueue(message())).id);
+        const newestFirst = [...all].reverse();
+
+        const first = await store.list({});
+        assert.equal(first.items.length, 50);
+        assert.deepEqual(ids(first.items), newestFirst.slice(0, 50));
+        assert.equal(typeof first.nextCursor, 'string');
+
+        const big = await store.list({ limit: 10_000 });
+        assert.equal(big.items.length, 500);
+        const rest = await store.list({ limit: 10_000, cursor: big.nextCursor });
+        assert.deepEqual(ids(rest.items), newestFirst.slice(500));
+        assert.equal(rest.nextCursor, undefined, 'no cursor after the last page');
+
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.list({ limit: 37, cursor });
+          assert.ok(page.items.length <= 37);
+          seen.push(...ids(page.items));
+          cursor = page.nextCursor;
+        } while (cursor !== undefined);
+        assert.deepEqual(seen, newestFirst);
+
+        const exact = await store.list({ limit: 1, cursor: (await store.list({ limit: 500 })).nextCursor });
+        assert.deepEqual(ids(exact.items), [all[0]]);
+        assert.equal(exact.nextCursor, undefined, 'a page that ends exactly at the last message has no cursor');
+      }),
+    );
+
+    it(
+      'filters the list by state and by mailbox, and pages within the filter',
+      withStore(async (store) => {
+        const t0 = later();
+        const mine = [await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message())];
+        const theirs = [await store.enqueue(message({ mailbox: OTHER })), await store.enqueue(message({ mailbox: OTHER }))];
+        const inPool = await store.enqueue(pooled());
+        await store.claim(claimOf(t0)({ max: 1 }));
+        await store.cancel(theirs[1]!.id);
+
+        assert.deepEqual(ids((await store.list({ mailbox: MAILBOX })).items), ids([...mine].reverse()));
+        assert.deepEqual(ids((await store.list({ mailbox: OTHER })).items), ids([...theirs].reverse()));
+        assert.deepEqual(ids((await store.list({ state: 'sending' })).items), [mine[0]!.id]);
+        assert.deepEqual(ids((await store.list({ state: 'queued' })).items), [inPool.id, theirs[0]!.id, mine[2]!.id, mine[1]!.id]);
+        assert.deepEqual(ids((await store.list({ state: 'queued', mailbox: MAILBOX })).items), [mine[2]!.id, mine[1]!.id]);
+        assert.deepEqual(ids((await store.list({ state: 'cancelled', mailbox: MAILBOX })).items), []);
+
+        const page1 = await store.list({ state: 'queued', limit: 3 });
+        const page2 = await store.list({ state: 'queued', limit: 3, cursor: page1.nextCursor });
+        assert.deepEqual(ids([...page1.items, ...page2.items]), [inPool.id, theirs[0]!.id, mine[2]!.id, mine[1]!.id]);
+        assert.equal(page2.nextCursor, undefined);
+      }),
+    );
+
+    it(
+      'rejects a cursor it did not make',
+      withStore(async (store) => {
+        await store.enqueue(message());
+        for (const cursor of ['not-a-cursor', Buffer.from('[1]').toString('base64url'), Buffer.from('{"a":1}').toString('base64url')]) {
+          await assert.rejects(store.list({ cursor }), (err) => isRelay365Error(err, 'R365_LIST_CURSOR_INVALID'), cursor);
+        }
+      }),
+    );
+
+    it(
+      'counts every state, zeros included, overall and for one mailbox',
+      withStore(async (store) => {
+        const t0 = later();
+        const zero = Object.fromEntries(MESSAGE_STATES.map((s) => [s, 0]));
+        assert.deepEqual(await store.counts(), zero);
+        assert.deepEqual(await store.counts(MAILBOX), zero);
+        const m = await store.enqueue(message());
+        await store.enqueue(message());
+        await store.enqueue(message({ mailbox: OTHER }));
+        await store.claim(claimOf(t0)({ max: 1 }));
+        await store.complete({ id: m.id, owner: 'node-a', state: 'failed', attempt: attempt({ class: 'permanent' }) });
+        await store.enqueue(message({ mailbox: OTHER }));
+        await store.cancel((await store.list({ mailbox: OTHER, limit: 1 })).items[0]!.id);
+        assert.deepEqual(await store.counts(), { ...zero, queued: 2, failed: 1, cancelled: 1 });
+        assert.deepEqual(await store.counts(MAILBOX), { ...zero, queued: 1, failed: 1 });
+        assert.deepEqual(await store.counts(OTHER), { ...zero, queued: 1, cancelled: 1 });
+      }),
+    );
+
+    it(
+      'tells the creation time of the oldest queued or deferred message, and nothing when none waits',
+      withStore(async (store) => {
+        const t0 = later();
+        assert.equal(await store.oldestWaiting(), undefined);
+        const first = await store.enqueue(message());
+        const second = await store.enqueue(message({ mailbox: OTHER }));
+        assert.deepEqual(await store.oldestWaiting(), first.createdAt);
+        await store.claim(claimOf(t0)({ max: 1 }));
+        assert.deepEqual(await store.oldestWaiting(), second.createdAt, 'a message being sent no longer waits');
+        await store.complete({ id: first.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 60_000), attempt: attempt({ class: 'transient' }) });
+        assert.deepEqual(await store.oldestWaiting(), first.createdAt, 'a deferred message waits again');
+        await store.cancel(first.id);
+        await store.cancel(second.id);
+        assert.equal(await store.oldestWaiting(), undefined);
+      }),
+    );
+
+    it(
+      "tells when the next message of a mailbox or its pools becomes due, ignoring other mailboxes' messages",
+      withStore(async (store) => {
+        const t0 = later();
+        assert.equal(await store.nextDue(MAILBOX, [POOL]), undefined);
+        await store.enqueue(message({ mailbox: OTHER, notBefore: new Date(t0 + 1_000) }));
+        await store.enqueue(message({ notBefore: new Date(t0 + 5_000) }));
+        await store.enqueue(pooled({ notBefore: new Date(t0 + 3_000) }));
+        assert.equal((await store.nextDue(MAILBOX, []))?.getTime(), t0 + 5_000);
+        assert.equal((await store.nextDue(MAILBOX, [POOL]))?.getTime(), t0 + 3_000);
+        assert.equal((await store.nextDue(OTHER, []))?.getTime(), t0 + 1_000);
+        const due = await store.enqueue(message());
+        assert.equal((await store.nextDue(MAILBOX, [POOL]))?.getTime(), due.nextAttemptAt.getTime(), 'a message due already');
+      }),
+    );
+
+    it(
+      "tells a mailbox's quota usage: messages in the last minute, recipients in the last day, live leases",
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        const limits = { minuteMs: 60_000, dayMs: 3_600_000 };
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
+        const two = { from: 'app@contoso.example', to: ['a@example.net', 'b@example.net'] };
+        for (let i = 0; i < 3; i++) await store.enqueue(message({ envelope: two }));
+        const first = await store.claim(claim({ max: 1, leaseMs: 60_000 }));
+        await store.claim(claim({ max: 2, at: t0 + 30_000, leaseMs: 10_000 }));
+        await store.complete({ id: first.messages[0]!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 30_001) }) });
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 30_001)), { messagesLastMinute: 3, recipientsLastDay: 6, sending: 2 });
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 60_000)), { messagesLastMinute: 2, recipientsLastDay: 6, sending: 0 }, 'the leases expired at t0+40s');
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_000)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
+        assert.deepEqual(await store.quotaUsage(OTHER, limits, new Date(t0 + 30_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
+      }),
+    );
+  });
+}

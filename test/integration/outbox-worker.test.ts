@@ -1,0 +1,160 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { composeMessage } from '../../src/delivery/index.js';
+import type { RelayEvent } from '../../src/observe/index.js';
+import { startRelay, type Relay } from '../../src/runtime/index.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+const MAILBOXES = ['relay@contoso.example', 'm2@contoso.example', 'm3@contoso.example'];
+
+/** A sandbox whose tenant has three sending mailboxes for the default app. */
+function threeMailboxes(change?: (s: ReturnType<typeof scenario>) => void) {
+  return scenario((s) => {
+    const t = s.tenants[0]!;
+    t.users.push(
+      { ...structuredClone(t.users[0]!), upn: 'm2@contoso.example', id: 'bbbbbbbb-0000-4000-8000-000000000002', sendAs: [] },
+      { ...structuredClone(t.users[0]!), upn: 'm3@contoso.example', id: 'bbbbbbbb-0000-4000-8000-000000000003', sendAs: [] },
+    );
+    change?.(s);
+  });
+}
+
+async function enqueueMany(relay: Relay, mailbox: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const m = await composeMessage({ from: mailbox, to: `r${i}@example.net`, subject: `n${i}`, text: 'x' });
+    await relay.enqueue({ mailbox, envelope: m.envelope, raw: m.raw, source: { kind: 'library' }, ...(m.messageId ? { messageId: m.messageId } : {}) });
+  }
+}
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function withRelay(sandbox: Sandbox, overrides: Parameters<typeof sandboxConfig>[2], fn: (relay: Relay, events: RelayEvent[]) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  const relay = await startRelay(sandboxConfig(sandbox, dir.path, { smtp: { enabled: false }, ...overrides }));
+  const events: RelayEvent[] = [];
+  relay.events.subscribe((e) => events.push(e));
+  try {
+    await fn(relay, events);
+  } finally {
+    await relay.close();
+    await dir.cleanup();
+  }
+}
+
+describe('outbox worker against the sandbox', () => {
+  it('uses at least 95% of the allowed rate over several mailboxes and never draws a throttling reply', async () => {
+    // Microsoft's limits scaled: 20 messages per 2-second "minute", 2 connections per mailbox.
+    const sandbox = await startTestSandbox({ scenario: threeMailboxes((s) => Object.assign(s.limits, { messagesPerMinute: 20, connectionsPerMailbox: 2, timeScale: 30 })) });
+    try {
+      await withRelay(
+        sandbox,
+        {
+          mailboxes: MAILBOXES.map((address) => ({ address })),
+          limits: { messagesPerMinute: 20, minuteMs: 2000, windowMarginMs: 60 },
+          delivery: { maxConnections: 2, maxMessagesPerConnection: 1000 },
+        },
+        async (relay) => {
+          const windows = 4;
+          for (const m of MAILBOXES) await enqueueMany(relay, m, 20 * windows + 10);
+          const t0 = Date.now();
+          // After 4 windows (less a little), 4 x 20 per mailbox is the most Exchange would take.
+          await new Promise((r) => setTimeout(r, windows * 2000 - 150));
+          const sent = sandbox.state.messages.length;
+          const allowed = windows * 20 * MAILBOXES.length;
+          const fraction = sent / allowed;
+          console.log(`# limits used: ${sent}/${allowed} = ${fraction.toFixed(3)} in ${Date.now() - t0} ms; throttling replies ${sandbox.state.counters.throttled} ${JSON.stringify(sandbox.state.counters.smtpReplies)}`);
+          assert.ok(fraction >= 0.95, `only ${(fraction * 100).toFixed(1)}% of the allowed rate used`);
+          assert.ok(sent <= allowed, 'more sent than the limits allow');
+          assert.equal(sandbox.state.counters.throttled, 0, 'the sandbox gave throttling replies');
+          for (const m of MAILBOXES) assert.ok((sandbox.state.counters.maxConcurrentByMailbox[m] ?? 0) <= 2);
+        },
+      );
+    } finally {
+      await sandbox.close();
+    }
+  });
+
+  it('backs off on forced 432 4.3.2 and quota replies, and still delivers everything', async () => {
+    const sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        s.limits.unlimited = true;
+        s.faults.smtp.push(
+          { stage: 'data', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', drop: false, count: 4 },
+          { stage: 'data', reply: '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.', drop: false, count: 3 },
+        );
+      }),
+    });
+    try {
+      await withRelay(sandbox, { limits: { minuteMs: 500, windowMarginMs: 0 }, queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 } }, async (relay, events) => {
+        await enqueueMany(relay, DEFAULT_IDS.mailbox, 30);
+        await until(async () => (await relay.store.counts()).sent === 30, 30_000, 'all 30 sent');
+        assert.equal(sandbox.state.messages.length, 30);
+        assert.ok(events.filter((e) => e.type === 'message.deferred' && e.class === 'throttled').length >= 7, 'each throttling reply deferred a message');
+        assert.ok(events.some((e) => e.type === 'mailbox.throttled'));
+        assert.equal((await relay.store.counts()).failed, 0);
+      });
+    } finally {
+      await sandbox.close();
+    }
+  });
+
+  it('pauses a mailbox whose SMTP AUTH is disabled mid-run, loses nothing, and resumes when it is enabled again', async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+    try {
+      await withRelay(sandbox, { queue: { authPauseSeconds: 0.5, retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 } }, async (relay, events) => {
+        await enqueueMany(relay, DEFAULT_IDS.mailbox, 5);
+        await until(() => sandbox.state.messages.length === 5, 15_000, 'first 5 sent');
+        // SMTP AUTH off for the mailbox; Exchange applies it to new sessions, so the pooled ones are dropped.
+        const off = structuredClone(sandbox.state.scenario);
+        off.tenants[0]!.users[0]!.smtpAuthEnabled = false;
+        off.faults.smtp = [{ stage: 'mail', drop: true, count: 3 }];
+        sandbox.state.setScenario(off);
+        await enqueueMany(relay, DEFAULT_IDS.mailbox, 10);
+        await until(() => events.some((e) => e.type === 'mailbox.paused'), 15_000, 'the mailbox to pause');
+        const paused = events.find((e) => e.type === 'mailbox.paused');
+        assert.ok(paused?.type === 'mailbox.paused' && /5\.7\.139/.test(paused.reason));
+        await new Promise((r) => setTimeout(r, 1500));
+        const counts = await relay.store.counts();
+        assert.equal(counts.failed, 0, 'nothing failed while paused');
+        assert.equal(counts.sent, 5);
+        const on = structuredClone(off);
+        on.tenants[0]!.users[0]!.smtpAuthEnabled = null;
+        on.faults.smtp = [];
+        sandbox.state.setScenario(on);
+        await until(async () => (await relay.store.counts()).sent === 15, 20_000, 'all 15 sent after re-enabling');
+        assert.ok(events.some((e) => e.type === 'mailbox.resumed'));
+        assert.equal(sandbox.state.messages.length, 15);
+      });
+    } finally {
+      await sandbox.close();
+    }
+  });
+
+  it('fails a message Exchange refuses for good (SendAs denied) with its explanation, without retrying', async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+    try {
+      await withRelay(sandbox, {}, async (relay, events) => {
+        const m = await composeMessage({ from: 'ceo@contoso.example', to: 'x@example.net', subject: 's', text: 't' });
+        const stored = await relay.enqueue({ mailbox: DEFAULT_IDS.mailbox, envelope: { from: DEFAULT_IDS.mailbox, to: m.envelope.to }, raw: m.raw, source: { kind: 'library' } });
+        await until(() => events.some((e) => e.type === 'message.failed'), 10_000, 'the failure');
+        const got = await relay.store.get(stored.id);
+        assert.equal(got?.state, 'failed');
+        assert.equal(got?.attempts, 1);
+        assert.match(got?.lastExplanation?.fix ?? '', /Add-RecipientPermission/);
+        const attempts = await relay.store.attempts(stored.id);
+        assert.equal(attempts.length, 1);
+        assert.match(attempts[0]!.reply ?? '', /^554 5\.2\.0 .*SendAsDenied/);
+      });
+    } finally {
+      await sandbox.close();
+    }
+  });
+});
