@@ -1,0 +1,216 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { isRelay365Error } from '../../src/errors.js';
+import { openSqliteStore, type MailboxLimits, type NewMessage } from '../../src/outbox/index.js';
+import { outboxStoreContract } from '../contract/outbox-store.js';
+import { tempDir } from '../helpers/sandbox.js';
+
+outboxStoreContract('SQLite', async () => {
+  const dir = await tempDir('relay365-outbox-');
+  const path = join(dir.path, 'relay365.db');
+  return { store: await openSqliteStore(path), cleanup: dir.cleanup, connect: () => openSqliteStore(path) };
+});
+
+const MAILBOX = 'relay@contoso.example';
+const WIDE: MailboxLimits = { messagesPerMinute: 1_000_000, recipientsPerDay: 10_000_000, maxConnections: 1_000_000, minuteMs: 60_000, dayMs: 86_400_000 };
+const STORE_MODULE = new URL('../../src/outbox/sqlite-store.ts', import.meta.url).href;
+
+function small(i: number): NewMessage {
+  return { mailbox: MAILBOX, envelope: { from: 'app@contoso.example', to: ['someone@example.net'] }, raw: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`), source: { kind: 'smtp' } };
+}
+
+describe('SQLite outbox store: the file', () => {
+  it('creates its folder and a database only its owner may read (0600), with its WAL file, in WAL mode', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'nested', 'deeper', 'relay365.db');
+      const store = await openSqliteStore(path);
+      await store.enqueue(small(1));
+      assert.equal((await stat(path)).mode & 0o777, 0o600);
+      assert.equal((await stat(`${path}-wal`)).mode & 0o777, 0o600, 'SQLite gives the log the mode of the database');
+      const look = new Database(path, { readonly: true });
+      assert.equal(look.pragma('journal_mode', { simple: true }), 'wal');
+      assert.deepEqual(look.prepare('SELECT version FROM schema_migrations').pluck().all(), [1]);
+      look.close();
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('tightens an existing database file to 0600', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      await writeFile(path, '', { mode: 0o644 });
+      const store = await openSqliteStore(path);
+      assert.equal((await stat(path)).mode & 0o777, 0o600);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('refuses a file that is not a database, and a database a newer relay365 migrated, naming the fix', async () => {
+    const dir = await tempDir();
+    try {
+      const garbage = join(dir.path, 'garbage.db');
+      await writeFile(garbage, 'this is not a database, it is a text file that is long enough to have a header'.repeat(20));
+      await assert.rejects(openSqliteStore(garbage), (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /relay365 database|backup/.test(err.message));
+
+      const newer = join(dir.path, 'newer.db');
+      await (await openSqliteStore(newer)).close();
+      const db = new Database(newer);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)').run();
+      db.close();
+      await assert.rejects(openSqliteStore(newer), (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message));
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('keeps every message enqueue resolved when its process is killed at once (kill -9)', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      // The child prints an id only after enqueue resolved; it is killed while it stores the next.
+      const code = `
+        const { openSqliteStore } = await import(${JSON.stringify(STORE_MODULE)});
+        const store = await openSqliteStore(${JSON.stringify(path)});
+        for (let i = 0; ; i++) {
+          const m = await store.enqueue({ mailbox: ${JSON.stringify(MAILBOX)}, envelope: { from: 'a@contoso.example', to: ['b@example.net'] }, raw: Buffer.alloc(20_000, i % 256), source: { kind: 'cli' } });
+          process.stdout.write(m.id + '\\n');
+        }`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const answered: string[] = [];
+      let buffered = '';
+      await new Promise<void>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('exit', () => resolve());
+        child.stdout.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString('utf8');
+          const lines = buffered.split('\n');
+          buffered = lines.pop() ?? '';
+          answered.push(...lines);
+          if (answered.length >= 200 && child.exitCode === null) child.kill('SIGKILL');
+        });
+      });
+      assert.equal(child.signalCode, 'SIGKILL');
+      const store = await openSqliteStore(path);
+      try {
+        const missing = [];
+        for (const id of answered) if ((await store.get(id)) === undefined) missing.push(id);
+        assert.deepEqual(missing, [], 'every answered message survived');
+        assert.ok((await store.counts()).queued >= answered.length);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+describe('SQLite outbox store: several connections and volume', () => {
+  it('never leases a message twice when four threads claim from one file at the same time', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const store = await openSqliteStore(path);
+      const total = 2_000;
+      for (let i = 0; i < total; i++) await store.enqueue(small(i));
+      // Each thread has its own connection, as a process would: the claims really run at once, and
+      // only SQLite's write lock (BEGIN IMMEDIATE + busy_timeout) keeps them apart.
+      const code = `
+        const { parentPort, workerData } = require('node:worker_threads');
+        import('tsx/esm/api').then((tsx) => { tsx.register(); return import(workerData.module); }).then(async ({ openSqliteStore }) => {
+          const store = await openSqliteStore(workerData.path);
+          const got = [];
+          for (;;) {
+            const { messages } = await store.claim({ mailbox: workerData.mailbox, pools: [], owner: workerData.owner, leaseMs: 600000, limits: workerData.limits, max: 7 });
+            if (messages.length === 0) break;
+            for (const m of messages) {
+              got.push(m.id);
+              const ok = await store.complete({ id: m.id, owner: workerData.owner, state: 'sent', attempt: { at: new Date(), mailbox: workerData.mailbox, reply: '250 2.0.0 OK', class: 'sent', durationMs: 1, owner: workerData.owner } });
+              if (!ok) throw new Error('lost the lease of ' + m.id);
+            }
+          }
+          await store.close();
+          parentPort.postMessage(got);
+        });`;
+      const results = await Promise.all(
+        ['t1', 't2', 't3', 't4'].map(
+          (owner) =>
+            new Promise<string[]>((resolve, reject) => {
+              const worker = new Worker(code, { eval: true, workerData: { module: STORE_MODULE, path, owner, mailbox: MAILBOX, limits: WIDE } });
+              worker.once('message', (ids: string[]) => resolve(ids));
+              worker.once('error', reject);
+            }),
+        ),
+      );
+      const all = results.flat();
+      assert.equal(new Set(all).size, all.length, 'no message leased twice');
+      assert.equal(all.length, total);
+      assert.ok(results.filter((r) => r.length > 0).length >= 2, `the threads shared the work: ${results.map((r) => r.length).join(', ')}`);
+      assert.equal((await store.counts()).sent, total);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('loses and repeats nothing across 20,000 messages claimed and completed in batches, with flat memory', async (t) => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const store = await openSqliteStore(path);
+      const total = 20_000;
+      const started = performance.now();
+      const rssBefore = process.memoryUsage().rss;
+      for (let i = 0; i < total; i++) await store.enqueue(small(i));
+      const enqueued = performance.now();
+
+      const seen = new Set<string>();
+      let batches = 0;
+      let firstClaimMs = 0;
+      let lastClaimMs = 0;
+      let rssPeak = 0;
+      for (;;) {
+        const claimStarted = performance.now();
+        const { messages } = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'bulk', leaseMs: 600_000, limits: WIDE, max: 500 });
+        const claimMs = performance.now() - claimStarted;
+        if (messages.length === 0) break;
+        if (batches === 0) firstClaimMs = claimMs;
+        lastClaimMs = claimMs;
+        batches++;
+        for (const m of messages) {
+          assert.ok(!seen.has(m.id), `${m.id} leased twice`);
+          seen.add(m.id);
+          assert.equal(await store.complete({ id: m.id, owner: 'bulk', state: 'sent', attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'bulk' } }), true);
+        }
+        rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+      }
+      const done = performance.now();
+      assert.equal(seen.size, total, 'every message leased once');
+      assert.equal(batches, total / 500);
+      const counts = await store.counts();
+      assert.equal(counts.sent, total);
+      assert.equal(counts.queued + counts.sending + counts.deferred + counts.failed + counts.cancelled, 0);
+      const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+      t.diagnostic(
+        `enqueue ${total}: ${((enqueued - started) / 1000).toFixed(1)} s; claim+complete: ${((done - enqueued) / 1000).toFixed(1)} s in ${batches} batches; ` +
+          `claim of 500 with ${total} waiting ${firstClaimMs.toFixed(1)} ms, with 500 waiting ${lastClaimMs.toFixed(1)} ms; RSS ${mb(rssBefore)} before, peak ${mb(rssPeak)}`,
+      );
+      // A store that loaded every row would hold 20,000 messages at once; the claim holds 500.
+      assert.ok(rssPeak - rssBefore < 150 * 1024 * 1024, `RSS grew by ${mb(rssPeak - rssBefore)}`);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
