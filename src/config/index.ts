@@ -14,6 +14,7 @@ export {
   type LimitsConfig,
   type QueueConfig,
   type SmtpIngressConfig,
+  type HttpIngressConfig,
 } from './schema.js';
 export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';

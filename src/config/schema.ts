@@ -196,6 +196,34 @@ export const smtpIngressSchema = z
   })
   .strict();
 
+/** The HTTP send API, metrics, health and the dashboard (`relay365 serve`). */
+export const httpIngressSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Address to bind; 127.0.0.1 by default. */
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8025),
+    /** Largest request body (JSON with base64 attachments grows by a third over the message). */
+    bodyLimitBytes: z.number().int().positive().default(50 * 1024 * 1024),
+    /** Admin password for the dashboard (an `env:` or `file:` reference); without it the dashboard is off. */
+    adminPassword: secretRefSchema.optional(),
+    /** Webhook receivers of message and mailbox events, signed with HMAC-SHA256. */
+    webhooks: z
+      .array(
+        z
+          .object({
+            url: z.string().url(),
+            /** Signing secret (an `env:` or `file:` reference). */
+            secret: secretRefSchema,
+            /** Only these event types (default: all). */
+            events: z.array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed'])).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+
 /** The relay365 config file (`relay365.yaml`). Later parts add their sections here. */
 export const configSchema = z
   .object({
@@ -232,6 +260,7 @@ export const configSchema = z
     limits: limitsSchema.default(limitsSchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),
     smtp: smtpIngressSchema.default(smtpIngressSchema.parse({})),
+    http: httpIngressSchema.default(httpIngressSchema.parse({})),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -265,3 +294,4 @@ export type MailboxConfig = Config['mailboxes'][number];
 export type LimitsConfig = Config['limits'];
 export type QueueConfig = Config['queue'];
 export type SmtpIngressConfig = Config['smtp'];
+export type HttpIngressConfig = Config['http'];
