@@ -1,0 +1,123 @@
+import { createHmac, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+
+/**
+ * scrypt cost for new hashes: N = 2^15, r = 8, p = 1 (the OWASP Password Storage Cheat Sheet's
+ * minimum for scrypt; about 0.1 to 0.3 s and 32 MiB per verification).
+ */
+const NEW_HASH = { N: 2 ** 15, r: 8, p: 1 } as const;
+const SALT_BYTES = 16;
+const KEY_BYTES = 32;
+/**
+ * The largest scrypt memory (128 * N * r * p bytes) a stored hash may ask for: a hash is config, but
+ * one with N = 2^24 would make every login allocate gigabytes.
+ */
+const MAX_SCRYPT_MEMORY = 256 * 1024 * 1024;
+
+/** `scrypt$N$r$p$saltB64$hashB64`, the format {@link hashPassword} writes. */
+const HASH_FORMAT = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
+
+/** The parts of a stored scrypt hash. */
+export interface ParsedPasswordHash {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  key: Buffer;
+}
+
+/**
+ * Parses `scrypt$N$r$p$salt$hash` and checks its parameters; returns a reason when it is not one
+ * relay365 can verify (used to report config problems before the relay starts).
+ */
+export function parsePasswordHash(hash: string): ParsedPasswordHash | { problem: string } {
+  const m = HASH_FORMAT.exec(hash);
+  if (!m) return { problem: 'must be scrypt$N$r$p$salt$hash (base64), as `relay365 user add` prints it' };
+  const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (!Number.isSafeInteger(N) || N < 2 || (N & (N - 1)) !== 0) return { problem: 'scrypt N must be a power of two' };
+  if (!Number.isSafeInteger(r) || r < 1 || !Number.isSafeInteger(p) || p < 1) return { problem: 'scrypt r and p must be positive integers' };
+  if (128 * N * r * p > MAX_SCRYPT_MEMORY) return { problem: `scrypt parameters need more than ${MAX_SCRYPT_MEMORY / 1024 / 1024} MiB per login` };
+  const salt = Buffer.from(m[4]!, 'base64');
+  const key = Buffer.from(m[5]!, 'base64');
+  if (salt.length < 8) return { problem: 'the salt must be at least 8 bytes' };
+  if (key.length < 16) return { problem: 'the hash must be at least 16 bytes' };
+  return { N, r, p, salt, key };
+}
+
+function derive(password: string, salt: Buffer, keyLength: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  // Node refuses scrypt above `maxmem` (32 MiB by default, exactly N=2^15 r=8): leave room.
+  const options: ScryptOptions = { ...params, maxmem: 2 * 128 * params.N * params.r * params.p };
+  return new Promise((resolve, reject) => {
+    scrypt(password.normalize('NFC'), salt, keyLength, options, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+/**
+ * Hashes a local SMTP user's password for the config (`smtp.users[].passwordHash`).
+ *
+ * @example
+ * const line = await hashPassword('correct horse battery staple');
+ * // scrypt$32768$8$1$<salt>$<hash>
+ */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(SALT_BYTES);
+  const key = await derive(password, salt, KEY_BYTES, NEW_HASH);
+  return `scrypt$${NEW_HASH.N}$${NEW_HASH.r}$${NEW_HASH.p}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/**
+ * True when `password` matches `hash` (from {@link hashPassword}); false for a wrong password or a
+ * hash it cannot read. The comparison takes the same time wherever the keys differ.
+ */
+export async function verifyPassword(password: string, hash: string): Promise<boolean> {
+  const parsed = parsePasswordHash(hash);
+  if ('problem' in parsed) return false;
+  const key = await derive(password, parsed.salt, parsed.key.length, parsed);
+  return timingSafeEqual(key, parsed.key);
+}
+
+/** At most this many known-good logins are remembered (oldest forgotten first). */
+const CACHE_ENTRIES = 1024;
+
+/**
+ * Checks logins against scrypt hashes, remembering the ones that passed so that a device logging in
+ * for every message pays the key derivation once. The cache holds only HMACs (under a key made at
+ * random for this process) of user, hash and password: reading the process's memory tells nothing
+ * about a password. Changing a user's hash in the config forgets its cached logins, since the hash is
+ * part of the HMAC. Concurrent checks of the same login share one derivation.
+ */
+export class PasswordChecker {
+  private readonly key = randomBytes(32);
+  private readonly known = new Set<string>();
+  private readonly pending = new Map<string, Promise<boolean>>();
+  /** Verified against when the user is unknown, so that the answer takes as long as for a known one. */
+  private decoy: Promise<string> | undefined;
+
+  /** True when `password` is the password of a user whose stored hash is `hash`. */
+  async check(user: string, password: string, hash: string): Promise<boolean> {
+    const id = createHmac('sha256', this.key).update(JSON.stringify([user, hash, password])).digest('base64');
+    if (this.known.has(id)) {
+      // Refresh its place: the set iterates oldest first.
+      this.known.delete(id);
+      this.known.add(id);
+      return true;
+    }
+    let verdict = this.pending.get(id);
+    if (!verdict) {
+      verdict = verifyPassword(password, hash).finally(() => this.pending.delete(id));
+      this.pending.set(id, verdict);
+    }
+    const ok = await verdict;
+    if (ok) {
+      this.known.add(id);
+      if (this.known.size > CACHE_ENTRIES) this.known.delete(this.known.values().next().value!);
+    }
+    return ok;
+  }
+
+  /** Spends one key derivation and returns false: the answer for a user that does not exist. */
+  async refuseUnknown(password: string): Promise<false> {
+    this.decoy ??= hashPassword(randomBytes(16).toString('base64'));
+    await verifyPassword(password, await this.decoy);
+    return false;
+  }
+}
