@@ -1,0 +1,153 @@
+import { X509Certificate, createSecureContext, webcrypto } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import { Relay365Error } from '../../errors.js';
+
+/** PEM texts of a certificate and its private key (PKCS#8). */
+export interface CertificatePair {
+  certPem: string;
+  keyPem: string;
+}
+
+/** Where the TLS identity of the SMTP front door came from. */
+export interface TlsIdentity extends CertificatePair {
+  /** `configured` (certFile/keyFile), `generated` (just made) or `reused` (made on an earlier start). */
+  origin: 'configured' | 'generated' | 'reused';
+  /** The certificate file in use. */
+  certPath: string;
+}
+
+const ECDSA: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+/** Validity of a generated certificate: 825 days, the longest the CA/Browser Forum ever allowed a TLS certificate. */
+const DAYS = 825;
+/** A generated certificate this close to its end is replaced at start. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+function toPem(der: ArrayBuffer, label: string): string {
+  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+function serial(): string {
+  // Positive 16-byte serial (RFC 5280 4.1.2.2: at most 20 octets, non-negative).
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = bytes[0]! & 0x7f;
+  return Buffer.from(bytes).toString('hex');
+}
+
+/**
+ * Makes a self-signed server certificate (ECDSA P-256: quick to make, and accepted by every client
+ * in use: Node, OpenSSL-based swaks, curl and Python) for `hostname`, `localhost`, `127.0.0.1` and
+ * `::1`, plus `extraNames` (host names or IP addresses).
+ */
+export async function createSelfSignedCertificate(hostname: string, extraNames: readonly string[] = []): Promise<CertificatePair> {
+  // A process-wide setting of @peculiar/x509; done here rather than at import (no side effects at import).
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const names = [...new Set([hostname, 'localhost', '127.0.0.1', '::1', ...extraNames].map((n) => n.toLowerCase()))].filter(
+    (n) => n !== '' && n !== '0.0.0.0' && n !== '::',
+  );
+  const keys = await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
+  // RFC 5280 4.1.2.4 wants a non-empty subject; the CN is informative, clients match the SAN.
+  const cn = hostname.replace(/[,=+<>#;"\\]/g, '') || 'relay365';
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${cn}, O=relay365`,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + DAYS * 86_400_000),
+    keys,
+    signingAlgorithm: ECDSA,
+    extensions: [
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+      new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: isIP(value) ? ('ip' as const) : ('dns' as const), value }))),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return {
+    certPem: cert.toString('pem') + '\n',
+    keyPem: toPem(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY'),
+  };
+}
+
+/** Why a pair cannot be used, or undefined when it can (the key matches and the certificate parses). */
+function unusable(pair: CertificatePair): string | undefined {
+  try {
+    // Throws "key values mismatch" when the key is not the certificate's.
+    createSecureContext({ cert: pair.certPem, key: pair.keyPem });
+    new X509Certificate(pair.certPem);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+async function readPair(certPath: string, keyPath: string): Promise<CertificatePair | undefined> {
+  try {
+    return { certPem: await readFile(certPath, 'utf8'), keyPem: await readFile(keyPath, 'utf8') };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Writes a file through a temporary name, so that a crash never leaves half a key behind. */
+async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await chmod(tmp, mode); // the umask may have narrowed or the file may have existed
+  await rename(tmp, path);
+}
+
+/**
+ * The certificate and key for the SMTP front door: `certFile` and `keyFile` when configured, else a
+ * self-signed pair kept in `<dataDir>/tls/relay.crt` and `relay.key` (mode 0600), made on the first
+ * start and reused afterwards (replaced when it is unreadable, does not match, or expires within 30
+ * days).
+ *
+ * @throws Relay365Error `R365_TLS_CERTIFICATE_UNUSABLE` when the configured files cannot be read or
+ *   do not belong together, or the generated pair cannot be written.
+ */
+export async function loadTlsIdentity(options: { certFile?: string | undefined; keyFile?: string | undefined; dataDir: string; hostname: string; extraNames?: readonly string[] }): Promise<TlsIdentity> {
+  const { certFile, keyFile } = options;
+  if (certFile !== undefined || keyFile !== undefined) {
+    if (certFile === undefined || keyFile === undefined) {
+      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `smtp.${certFile === undefined ? 'certFile' : 'keyFile'} is missing: give both smtp.certFile and smtp.keyFile, or neither for a self-signed certificate.`);
+    }
+    let pair: CertificatePair;
+    try {
+      pair = { certPem: await readFile(certFile, 'utf8'), keyPem: await readFile(keyFile, 'utf8') };
+    } catch (cause) {
+      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `Cannot read the SMTP TLS certificate or key (${(cause as Error).message}). Check smtp.certFile and smtp.keyFile and the files' permissions.`, { cause });
+    }
+    const problem = unusable(pair);
+    if (problem) {
+      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `smtp.certFile and smtp.keyFile cannot be used together: ${problem}. Give the PEM certificate and its own private key.`, {
+        details: { certFile, keyFile },
+      });
+    }
+    return { ...pair, origin: 'configured', certPath: certFile };
+  }
+
+  const dir = resolve(options.dataDir, 'tls');
+  const certPath = join(dir, 'relay.crt');
+  const keyPath = join(dir, 'relay.key');
+  try {
+    const existing = await readPair(certPath, keyPath);
+    if (existing && !unusable(existing) && Date.parse(new X509Certificate(existing.certPem).validTo) - Date.now() > RENEW_BEFORE_MS) {
+      return { ...existing, origin: 'reused', certPath };
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const pair = await createSelfSignedCertificate(options.hostname, options.extraNames);
+    // The key first: a certificate without its key is replaced at the next start anyway.
+    await writeAtomically(keyPath, pair.keyPem, 0o600);
+    await writeAtomically(certPath, pair.certPem, 0o644);
+    return { ...pair, origin: 'generated', certPath };
+  } catch (cause) {
+    throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `Cannot keep the self-signed SMTP certificate in ${dir}: ${(cause as Error).message}. Make dataDir writable, or set smtp.certFile and smtp.keyFile.`, {
+      cause,
+      details: { dir },
+    });
+  }
+}
