@@ -577,8 +577,8 @@ function newMessageId(now: number): string {
  * SQLite failures that come from the environment (lock held too long, disk full, file damaged) as
  * `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) is passed on untouched.
  */
-function explainSqliteError(err: unknown, doing: string, path: string): unknown {
-  if (!(err instanceof Database.SqliteError)) return err;
+function explainSqliteError(err: unknown, doing: string, path: string): Error {
+  if (!(err instanceof Database.SqliteError)) return err instanceof Error ? err : new Error(String(err));
   const details = { path, sqlite: err.code };
   if (/^SQLITE_(BUSY|LOCKED)/.test(err.code)) {
     return new Relay365Error(

@@ -541,13 +541,13 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
       const claim = claimOf(t0);
       const [deferred, failed, sent, sending] = [await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message())];
       assert.equal((await store.claim(claim())).messages.length, 4);
-      await store.complete({ id: deferred!.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 3_600_000), attempt: attempt({ class: 'transient', at: new Date(t0) }) });
-      await store.complete({ id: failed!.id, owner: 'node-a', state: 'failed', attempt: attempt({ class: 'permanent', at: new Date(t0) }) });
-      await store.complete({ id: sent!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0) }) });
+      await store.complete({ id: deferred.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 3_600_000), attempt: attempt({ class: 'transient', at: new Date(t0) }) });
+      await store.complete({ id: failed.id, owner: 'node-a', state: 'failed', attempt: attempt({ class: 'permanent', at: new Date(t0) }) });
+      await store.complete({ id: sent.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0) }) });
       const queued = await store.enqueue(message({ notBefore: new Date(t0 + 3_600_000) }));
       const cancelled = await store.enqueue(message());
       assert.equal(await store.cancel(cancelled.id), true);
-      return { queued, deferred: deferred!, failed: failed!, sent: sent!, sending: sending!, cancelled };
+      return { queued, deferred, failed, sent, sending, cancelled };
     }
 
     it(

@@ -1,7 +1,8 @@
-import { X509Certificate, createSecureContext, webcrypto } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { Relay365Error } from '../../errors.js';
 
