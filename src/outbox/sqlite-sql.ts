@@ -86,6 +86,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sends_mailbox_at ON sends (mailbox, at, recipients);
     `,
   },
+  {
+    version: 2,
+    description: 'sends remember their message, so a send counts from when Exchange received it',
+    sql: `
+      ALTER TABLE sends ADD COLUMN message_id TEXT;
+      CREATE INDEX sends_message ON sends (message_id);
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
@@ -171,7 +179,12 @@ export const SQL = {
   /** The same sends one by one, oldest first: when do enough recipients leave the day window. */
   sendsSinceInOrder: `SELECT at, recipients FROM sends WHERE mailbox = @mailbox AND at > @since ORDER BY at`,
   pruneSends: `DELETE FROM sends WHERE mailbox = @mailbox AND at <= @before`,
-  insertSend: `INSERT INTO sends (mailbox, at, recipients) VALUES (@mailbox, @at, @recipients)`,
+  insertSend: `INSERT INTO sends (mailbox, at, recipients, message_id) VALUES (@mailbox, @at, @recipients, @messageId)`,
+  /**
+   * A claim counts a send when it starts; Exchange counts it when it has received the message. Moving the
+   * send to the end of the attempt keeps relay365's window a superset of Exchange's, whatever the latency.
+   */
+  touchSend: `UPDATE sends SET at = max(at, @at) WHERE id = (SELECT max(id) FROM sends WHERE message_id = @messageId)`,
 
   /**
    * A mailbox's due messages, oldest first: one ordered index range per state, merged (SQLite runs a

@@ -177,7 +177,7 @@ export class SqliteOutboxStore implements OutboxStore {
         last_class: null,
         last_explanation: null,
       };
-      this.s.insertMessage.run({
+      this.sql.insertMessage.run({
         id: row.id,
         mailbox: row.mailbox,
         pool: row.pool,
@@ -197,17 +197,17 @@ export class SqliteOutboxStore implements OutboxStore {
 
   get(id: string): Promise<StoredMessage | undefined> {
     return this.run('read a message', () => {
-      const row = this.s.getMessage.get(id);
+      const row = this.sql.getMessage.get(id);
       return row === undefined ? undefined : toStoredMessage(row);
     });
   }
 
   getRaw(id: string): Promise<Buffer | undefined> {
-    return this.run("read a message's content", () => this.s.getRaw.get(id));
+    return this.run("read a message's content", () => this.sql.getRaw.get(id));
   }
 
   attempts(id: string): Promise<Attempt[]> {
-    return this.run("read a message's attempts", () => this.s.attempts.all(id).map(toAttempt));
+    return this.run("read a message's attempts", () => this.sql.attempts.all(id).map(toAttempt));
   }
 
   /**
@@ -224,12 +224,12 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   retry(id: string): Promise<boolean> {
-    return this.run('retry a message', () => this.s.retryMessage.run({ id, now: Date.now() }).changes === 1);
+    return this.run('retry a message', () => this.sql.retryMessage.run({ id, now: Date.now() }).changes === 1);
   }
 
   /** Cancels a queued, deferred or failed message; a message being sent or already sent stays as it is. */
   cancel(id: string): Promise<boolean> {
-    return this.run('cancel a message', () => this.s.cancelMessage.run({ id, now: Date.now() }).changes === 1);
+    return this.run('cancel a message', () => this.sql.cancelMessage.run({ id, now: Date.now() }).changes === 1);
   }
 
   /**
@@ -245,12 +245,12 @@ export class SqliteOutboxStore implements OutboxStore {
       const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
       const statement =
         query.state !== undefined && query.mailbox !== undefined
-          ? this.s.listByStateAndMailbox
+          ? this.sql.listByStateAndMailbox
           : query.state !== undefined
-            ? this.s.listByState
+            ? this.sql.listByState
             : query.mailbox !== undefined
-              ? this.s.listByMailbox
-              : this.s.listAll;
+              ? this.sql.listByMailbox
+              : this.sql.listAll;
       // One row more than the page tells whether another page follows.
       const rows = statement.all({ state: query.state ?? null, mailbox: query.mailbox ?? null, createdAt: after.createdAt, id: after.id, limit: limit + 1 });
       const items = rows.slice(0, limit).map(toStoredMessage);
@@ -261,7 +261,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   counts(mailbox?: string): Promise<Record<MessageState, number>> {
     return this.run('count messages', () => {
-      const rows = mailbox === undefined ? this.s.counts.all() : this.s.countsForMailbox.all(mailbox);
+      const rows = mailbox === undefined ? this.sql.counts.all() : this.sql.countsForMailbox.all(mailbox);
       const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
       for (const row of rows) counts[row.state as MessageState] = row.n;
       return counts;
@@ -269,14 +269,14 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   oldestWaiting(): Promise<Date | undefined> {
-    return this.run('read the queue age', () => toDate(this.s.oldestWaiting.get()?.t ?? null));
+    return this.run('read the queue age', () => toDate(this.sql.oldestWaiting.get()?.t ?? null));
   }
 
   nextDue(mailbox: string, pools: readonly string[]): Promise<Date | undefined> {
     return this.run('read the next due time', () => {
-      let next = this.s.nextDueForMailbox.get({ mailbox })?.t ?? null;
+      let next = this.sql.nextDueForMailbox.get({ mailbox })?.t ?? null;
       for (const pool of new Set(pools)) {
-        const t = this.s.nextDueForPool.get({ pool })?.t ?? null;
+        const t = this.sql.nextDueForPool.get({ pool })?.t ?? null;
         if (t !== null && (next === null || t < next)) next = t;
       }
       return toDate(next);
@@ -294,7 +294,7 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   /** Prepared once, on first use (the tables must exist first). */
-  private get s(): Statements {
+  private get sql(): Statements {
     return (this.statements ??= prepareStatements(this.db));
   }
 
@@ -303,14 +303,14 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   private prepareTransactions(): Transactions {
-    const s = this.s;
+    const sql = this.sql;
     const claim = this.db.transaction((request: ClaimRequest, now: number): ClaimResult => {
       const { mailbox, limits } = request;
       // The day window is the longest any quota looks back: older rows only take space.
-      s.pruneSends.run({ mailbox, before: now - limits.dayMs });
-      const live = s.liveLeases.get({ mailbox, now }) ?? { n: 0, soonest: null };
-      const minute = s.sendsSince.get({ mailbox, since: now - limits.minuteMs }) ?? { n: 0, recipients: 0, oldest: null };
-      const day = s.sendsSince.get({ mailbox, since: now - limits.dayMs }) ?? { n: 0, recipients: 0, oldest: null };
+      sql.pruneSends.run({ mailbox, before: now - limits.dayMs });
+      const live = sql.liveLeases.get({ mailbox, now }) ?? { n: 0, soonest: null };
+      const minute = sql.sendsSince.get({ mailbox, since: now - limits.minuteMs }) ?? { n: 0, recipients: 0, oldest: null };
+      const day = sql.sendsSince.get({ mailbox, since: now - limits.dayMs }) ?? { n: 0, recipients: 0, oldest: null };
       const connectionSlots = limits.maxConnections - live.n;
       const rateSlots = limits.messagesPerMinute - minute.n;
       const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
@@ -330,8 +330,8 @@ export class SqliteOutboxStore implements OutboxStore {
           break;
         }
         const leased: MessageRow = { ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now };
-        s.leaseMessage.run({ id: row.id, mailbox, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now });
-        s.insertSend.run({ mailbox, at: now, recipients: row.recipients });
+        sql.leaseMessage.run({ id: row.id, mailbox, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now });
+        sql.insertSend.run({ mailbox, at: now, recipients: row.recipients, messageId: row.id });
         recipients += row.recipients;
         claimed.push(toStoredMessage(leased));
       }
@@ -339,7 +339,7 @@ export class SqliteOutboxStore implements OutboxStore {
       if (recipientsNeeded !== undefined) {
         return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(this.recipientsFreeAt(mailbox, now, limits.dayMs, recipientsNeeded)) };
       }
-      // Nothing more was due, or `max` (not a limit) was what stopped the claim.
+      // Nothing more is due: the queue, not a limit, ended the claim.
       if (candidates.length <= claimed.length) return { messages: claimed };
       const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
       if (rateSlots - claimed.length <= 0) {
@@ -350,7 +350,8 @@ export class SqliteOutboxStore implements OutboxStore {
         const soonestExpiry = Math.min(live.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
         blocks.push({ by: 'connections', until: Math.min(now + CONNECTION_RETRY_MS, soonestExpiry) });
       }
-      // Every binding limit must clear before another message may go: report the last one to clear.
+      // No block when `max` alone stopped the claim. Otherwise every exhausted limit must clear
+      // before another message may go: report the last one to clear.
       const block = blocks.sort((a, b) => b.until - a.until)[0];
       return block === undefined ? { messages: claimed } : { messages: claimed, blockedBy: block.by, blockedUntil: new Date(block.until) };
     });
@@ -359,7 +360,7 @@ export class SqliteOutboxStore implements OutboxStore {
       const { attempt } = request;
       const explanation = attempt.explanation === undefined ? null : JSON.stringify(attempt.explanation);
       const reply = attempt.reply ?? null;
-      const changed = s.completeMessage.run({
+      const changed = sql.completeMessage.run({
         id: request.id,
         owner: request.owner,
         state: request.state,
@@ -370,7 +371,8 @@ export class SqliteOutboxStore implements OutboxStore {
         updatedAt: attempt.at.getTime(),
       }).changes;
       if (changed !== 1) return false;
-      s.insertAttempt.run({
+      sql.touchSend.run({ messageId: request.id, at: attempt.at.getTime() });
+      sql.insertAttempt.run({
         messageId: request.id,
         at: attempt.at.getTime(),
         mailbox: attempt.mailbox,
@@ -385,9 +387,9 @@ export class SqliteOutboxStore implements OutboxStore {
 
     // One read transaction, so the three numbers describe the same moment.
     const quotaUsage = this.db.transaction((mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: number): QuotaUsage => ({
-      messagesLastMinute: s.sendsSince.get({ mailbox, since: now - limits.minuteMs })?.n ?? 0,
-      recipientsLastDay: s.sendsSince.get({ mailbox, since: now - limits.dayMs })?.recipients ?? 0,
-      sending: s.liveLeases.get({ mailbox, now })?.n ?? 0,
+      messagesLastMinute: sql.sendsSince.get({ mailbox, since: now - limits.minuteMs })?.n ?? 0,
+      recipientsLastDay: sql.sendsSince.get({ mailbox, since: now - limits.dayMs })?.recipients ?? 0,
+      sending: sql.liveLeases.get({ mailbox, now })?.n ?? 0,
     }));
 
     return { claim, complete, quotaUsage };
@@ -399,9 +401,9 @@ export class SqliteOutboxStore implements OutboxStore {
    * messages wait.
    */
   private dueMessages(mailbox: string, pools: readonly string[], now: number, limit: number): MessageRow[] {
-    let rows = this.s.dueForMailbox.all({ mailbox, now, limit });
+    let rows = this.sql.dueForMailbox.all({ mailbox, now, limit });
     for (const pool of new Set(pools)) {
-      const more = this.s.dueForPool.all({ pool, now, limit });
+      const more = this.sql.dueForPool.all({ pool, now, limit });
       if (more.length > 0) rows = [...rows, ...more].sort(byAge).slice(0, limit);
     }
     return rows;
@@ -412,7 +414,7 @@ export class SqliteOutboxStore implements OutboxStore {
     let freed = 0;
     let last = now;
     // Walks the window oldest first and stops early; it holds one row at a time.
-    for (const send of this.s.sendsSinceInOrder.iterate({ mailbox, since: now - dayMs })) {
+    for (const send of this.sql.sendsSinceInOrder.iterate({ mailbox, since: now - dayMs })) {
       freed += send.recipients;
       last = send.at;
       if (freed >= needed) break;
@@ -457,7 +459,8 @@ function prepareStatements(db: Database.Database) {
     sendsSince,
     sendsSinceInOrder: db.prepare<{ mailbox: string; since: number }, { at: number; recipients: number }>(SQL.sendsSinceInOrder),
     pruneSends: db.prepare<{ mailbox: string; before: number }>(SQL.pruneSends),
-    insertSend: db.prepare<{ mailbox: string; at: number; recipients: number }>(SQL.insertSend),
+    insertSend: db.prepare<{ mailbox: string; at: number; recipients: number; messageId: string }>(SQL.insertSend),
+    touchSend: db.prepare<{ messageId: string; at: number }>(SQL.touchSend),
     dueForMailbox: db.prepare<{ mailbox: string; now: number; limit: number }, MessageRow>(SQL.dueForMailbox),
     dueForPool: db.prepare<{ pool: string; now: number; limit: number }, MessageRow>(SQL.dueForPool),
     leaseMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),

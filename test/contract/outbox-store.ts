@@ -727,8 +727,11 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         await store.claim(claim({ max: 2, at: t0 + 30_000, leaseMs: 10_000 }));
         await store.complete({ id: first.messages[0]!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 30_001) }) });
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 30_001)), { messagesLastMinute: 3, recipientsLastDay: 6, sending: 2 });
-        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 60_000)), { messagesLastMinute: 2, recipientsLastDay: 6, sending: 0 }, 'the leases expired at t0+40s');
-        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_000)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
+        // The first send counts from its completion (t0+30_001), when Exchange had received it, not from its claim.
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 60_000)), { messagesLastMinute: 3, recipientsLastDay: 6, sending: 0 }, 'the leases expired at t0+40s');
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 90_000)), { messagesLastMinute: 1, recipientsLastDay: 6, sending: 0 });
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_000)), { messagesLastMinute: 0, recipientsLastDay: 2, sending: 0 });
+        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
         assert.deepEqual(await store.quotaUsage(OTHER, limits, new Date(t0 + 30_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
       }),
     );

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { isRelay365Error } from '../../src/errors.js';
+import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { openSqliteStore, type MailboxLimits, type NewMessage } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
 import { tempDir } from '../helpers/sandbox.js';
@@ -50,7 +51,7 @@ describe('SQLite outbox store: the file', () => {
       assert.equal((await stat(`${path}-wal`)).mode & 0o777, 0o600, 'SQLite gives the log the mode of the database');
       const look = new Database(path, { readonly: true });
       assert.equal(look.pragma('journal_mode', { simple: true }), 'wal');
-      assert.deepEqual(look.prepare('SELECT version FROM schema_migrations').pluck().all(), [1]);
+      assert.deepEqual(look.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all(), MIGRATIONS.map((m) => m.version));
       look.close();
       await store.close();
     } finally {
