@@ -8,7 +8,7 @@ export interface NetworkClientOptions {
   ca?: string[];
   /** `http://proxy:3128`-style HTTPS proxy (CONNECT tunnel); default none. */
   httpsProxy?: string;
-  /** Host names that bypass the proxy (NO_PROXY); `localhost` and loopback always do. */
+  /** Host names (and their subdomains) that bypass the proxy, as in NO_PROXY. */
   noProxy?: string[];
   timeoutMs?: number;
 }
@@ -29,8 +29,8 @@ export class HttpsNetworkClient implements INetworkModule {
   constructor(options: NetworkClientOptions = {}) {
     this.ca = options.ca && options.ca.length > 0 ? options.ca : undefined;
     this.timeoutMs = options.timeoutMs ?? 15_000;
-    this.noProxy = ['localhost', '127.0.0.1', '::1', ...(options.noProxy ?? [])].map((h) => h.toLowerCase());
-    this.proxyAgent = options.httpsProxy ? new HttpsProxyAgent(options.httpsProxy, this.ca ? { ca: this.withSystemCas(this.ca) } : {}) : undefined;
+    this.noProxy = (options.noProxy ?? []).map((h) => h.toLowerCase().replace(/^\./, ''));
+    this.proxyAgent = options.httpsProxy ? new HttpsProxyAgent(options.httpsProxy) : undefined;
   }
 
   /** Node replaces the default trust store when `ca` is given; keep the system's roots beside the extra CA. */
@@ -57,7 +57,9 @@ export class HttpsNetworkClient implements INetworkModule {
         {
           method,
           headers: { ...options.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
-          ...(useProxy ? { agent: this.proxyAgent } : this.ca ? { ca: this.withSystemCas(this.ca) } : {}),
+          // Through a proxy the TLS session to the target runs inside the tunnel, with these same options.
+          ...(useProxy ? { agent: this.proxyAgent } : {}),
+          ...(this.ca ? { ca: this.withSystemCas(this.ca) } : {}),
           minVersion: 'TLSv1.2',
           timeout: timeout ?? this.timeoutMs,
         },
