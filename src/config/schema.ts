@@ -108,6 +108,8 @@ export const queueSchema = z
     maxAgeHours: z.number().positive().default(48),
     /** Pause of a mailbox after an auth failure before its token is tried again. */
     authPauseSeconds: z.number().positive().default(60),
+    /** Send a delivery status notification (RFC 3464) to the envelope sender of a message that failed. */
+    bounces: z.boolean().default(false),
   })
   .strict();
 

@@ -15,6 +15,23 @@ export interface MailboxSource {
   key: string;
 }
 
+/** What is known about a mailbox's token, without fetching one (for the API, the dashboard and metrics). */
+export interface TokenStatus {
+  mailbox: string;
+  /** True when a token is held in memory (it may be close to expiry). */
+  cached: boolean;
+  expiresOn: Date | undefined;
+  /** A request to the identity platform is in flight. */
+  refreshing: boolean;
+  /** Failed requests since the last success. */
+  failures: number;
+  /** The last failure, when the last request failed; the message says how to fix it. */
+  lastError: { code: string; message: string } | undefined;
+}
+
+/** The outcome of one token request, reported to {@link TokenProvider.onRefresh} listeners. */
+export type TokenRefreshOutcome = { mailbox: string; ok: true; expiresOn: Date } | { mailbox: string; ok: false; code: string };
+
 export interface TokenProviderOptions {
   /** Fraction of a token's lifetime after which it is refreshed ahead, in the background (default 0.7). */
   refreshAt?: number;
@@ -54,6 +71,7 @@ export class TokenProvider {
   private readonly logger: Logger;
   private readonly now: () => number;
   private closed = false;
+  private readonly refreshListeners = new Set<(outcome: TokenRefreshOutcome) => void>();
 
   constructor(
     private readonly sources: ReadonlyMap<string, MailboxSource>,
@@ -127,6 +145,41 @@ export class TokenProvider {
     }
   }
 
+  /**
+   * The mailbox's token as held now; never starts a request. Mailboxes sharing an app-only token
+   * report the same token.
+   * @throws Relay365Error `R365_UNKNOWN_MAILBOX`
+   */
+  status(mailbox: string): TokenStatus {
+    const slot = this.slots.get(this.entry(mailbox).key);
+    const current = slot?.stale ? undefined : slot?.current;
+    return {
+      mailbox: mailbox.toLowerCase(),
+      cached: current !== undefined && current.expiresOn.getTime() > this.now(),
+      expiresOn: current?.expiresOn,
+      refreshing: slot?.inflight !== undefined,
+      failures: slot?.failures ?? 0,
+      lastError: slot?.lastError ? { code: slot.lastError.code, message: slot.lastError.message } : undefined,
+    };
+  }
+
+  /** Calls `listener` after every token request (success or failure), e.g. for metrics; returns the unsubscribe. */
+  onRefresh(listener: (outcome: TokenRefreshOutcome) => void): () => void {
+    this.refreshListeners.add(listener);
+    return () => this.refreshListeners.delete(listener);
+  }
+
+  private report(outcome: TokenRefreshOutcome): void {
+    for (const listener of this.refreshListeners) {
+      try {
+        listener(outcome);
+      } catch (err) {
+        // An observer's bug must not turn a good token into a failed send.
+        this.logger.warn({ err }, 'token refresh listener failed');
+      }
+    }
+  }
+
   /** Stops the background refresh timers. */
   close(): void {
     this.closed = true;
@@ -154,6 +207,7 @@ export class TokenProvider {
         delete slot.lastError;
         this.schedule(key, source, mailbox, slot);
         this.logger.info({ mailbox, expiresOn: token.expiresOn.toISOString() }, 'token acquired');
+        this.report({ mailbox, ok: true, expiresOn: token.expiresOn });
         return token;
       })
       .catch((err: unknown) => {
@@ -164,6 +218,7 @@ export class TokenProvider {
         slot.retryAt = this.now() + ceiling / 2 + Math.random() * (ceiling / 2);
         slot.lastError = error;
         this.logger.warn({ mailbox, code: error.code, failures: slot.failures }, 'token request failed');
+        this.report({ mailbox, ok: false, code: error.code });
         throw error;
       })
       .finally(() => {

@@ -11,7 +11,8 @@ export const MESSAGE_STATES: readonly MessageState[] = ['queued', 'sending', 'se
 
 /** Where a message came in. */
 export interface MessageSource {
-  kind: 'smtp' | 'http' | 'library' | 'cli';
+  /** `bounce`: a delivery status notification relay365 made itself for a failed message. */
+  kind: 'smtp' | 'http' | 'library' | 'cli' | 'bounce';
   /** Client address (SMTP, HTTP). */
   client?: string;
   /** Local user or API key name that submitted it. */

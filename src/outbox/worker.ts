@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import type { SendResult, Transport } from '../delivery/index.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import { backoffDelay } from './backoff.js';
+import { composeBounce, headerBlock, isAutomatic } from './bounce.js';
 import type { Router } from './routing.js';
 import type { MailboxLimits, OutboxStore, StoredMessage } from './types.js';
 
@@ -203,6 +204,7 @@ export class DeliveryWorker {
       if (await store.complete({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
         events.publish({ type: 'message.failed', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, attempts, at: new Date() });
         this.logger.warn({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, cause: result.explanation?.cause }, tooOld ? 'message failed: too old' : 'message failed');
+        if (config.queue.bounces && raw) await this.bounce(m, message, raw, result);
       }
       return;
     }
@@ -220,6 +222,25 @@ export class DeliveryWorker {
     if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
       events.publish({ type: 'message.deferred', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, nextAttemptAt, attempts, at: new Date() });
       this.logger.info({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, nextAttemptAt }, 'message deferred');
+    }
+  }
+
+  /** Tells the envelope sender that its message failed (RFC 3464), unless it was itself automatic. */
+  private async bounce(m: MailboxState, message: StoredMessage, raw: Buffer, result: SendResult): Promise<void> {
+    const headers = headerBlock(raw);
+    if (!message.envelope.from || message.source.kind === 'bounce' || isAutomatic(headers)) return;
+    try {
+      const dsn = await composeBounce({
+        mailbox: m.address,
+        original: { id: message.id, envelope: message.envelope, headers, messageId: message.messageId },
+        reply: result.reply,
+        explanation: result.explanation,
+      });
+      const stored = await this.options.store.enqueue({ mailbox: m.address, envelope: dsn.envelope, raw: dsn.raw, source: { kind: 'bounce' } });
+      this.logger.info({ id: stored.id, for: message.id, to: message.envelope.from }, 'bounce queued');
+      this.notify({ mailbox: m.address });
+    } catch (err) {
+      this.logger.error({ err, id: message.id }, 'could not queue the bounce');
     }
   }
 

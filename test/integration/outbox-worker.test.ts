@@ -159,4 +159,29 @@ describe('outbox worker against the sandbox', () => {
       await sandbox.close();
     }
   });
+
+  it('sends a delivery status notification (RFC 3464) to the envelope sender when bounces are on, and never bounces a bounce', async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+    try {
+      await withRelay(sandbox, { queue: { bounces: true } }, async (relay) => {
+        const m = await composeMessage({ from: 'ceo@contoso.example', to: 'x@example.net', subject: 'quarterly', text: 't' });
+        const stored = await relay.enqueue({ mailbox: DEFAULT_IDS.mailbox, envelope: { from: 'app@example.org', to: m.envelope.to }, raw: m.raw, source: { kind: 'library' }, ...(m.messageId ? { messageId: m.messageId } : {}) });
+        await until(() => sandbox.state.messages.some((x) => x.envelope.rcptTo.includes('app@example.org')), 10_000, 'the bounce to arrive');
+        const dsn = sandbox.state.messages.find((x) => x.envelope.rcptTo.includes('app@example.org'))!;
+        const text = dsn.raw.toString('utf8');
+        assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/i);
+        assert.match(text, /Content-Type: message\/delivery-status/i);
+        assert.match(text, /Action: failed/);
+        assert.match(text, /Status: 5\.2\.0/);
+        assert.match(text, /Final-Recipient: rfc822;x@example\.net/);
+        assert.match(text, new RegExp(`X-Relay365-Message-Id: ${stored.id}`));
+        assert.match(text, /Auto-Submitted: auto-replied/);
+        assert.equal(dsn.envelope.mailFrom, DEFAULT_IDS.mailbox);
+        assert.equal((await relay.store.get(stored.id))?.state, 'failed');
+        assert.equal(sandbox.state.messages.length, 1, 'only the bounce arrived');
+      });
+    } finally {
+      await sandbox.close();
+    }
+  });
 });
