@@ -4,6 +4,7 @@ import { configSchema } from '../../src/config/index.js';
 import { Router, backoffDelay } from '../../src/outbox/index.js';
 
 const mailboxes = configSchema.parse({
+  auth: { flow: 'token-command', command: 'true' },
   mailboxes: [
     { address: 'Relay@contoso.com', aliases: ['noreply@contoso.com', 'billing@contoso.com'] },
     { address: 'relay2@contoso.com', aliases: ['noreply@contoso.com'] },
