@@ -8,6 +8,10 @@ import { tokenCommand } from './commands/token.js';
 import { permissionsCommand } from './commands/permissions.js';
 import { sendCommand } from './commands/send.js';
 import { testCommand } from './commands/test-send.js';
+import { apikeyCommand } from './commands/apikey.js';
+import { doctorCommand } from './commands/doctor.js';
+import { initCommand } from './commands/init.js';
+import { userCommand } from './commands/user.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -25,5 +29,9 @@ export function buildProgram(): Command {
   program.addCommand(sendCommand());
   program.addCommand(testCommand());
   program.addCommand(sandboxCommand());
+  program.addCommand(apikeyCommand());
+  program.addCommand(initCommand());
+  program.addCommand(doctorCommand());
+  program.addCommand(userCommand());
   return program;
 }

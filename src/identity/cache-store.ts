@@ -10,6 +10,13 @@ import { Relay365Error } from '../errors.js';
 export interface TokenCacheStore {
   read(key: string): Promise<string | undefined>;
   write(key: string, value: string): Promise<void>;
+  /**
+   * Runs `fn` while no other node (or caller) holds the lock of `key`. A shared store implements it so
+   * that one node at a time refreshes the tokens of a cache entry, and the next one finds the new token
+   * instead of asking again. Optional: a store used by one process (the file store) does without; the
+   * token provider already sends one request at a time per token within a process.
+   */
+  withLock?<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }
 
 const MAGIC = Buffer.from('R365C1'); // format marker and version

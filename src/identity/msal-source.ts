@@ -57,10 +57,36 @@ function msalConfig(auth: AuthSettings, deps: MsalSourceDeps): Configuration {
   };
 }
 
+/**
+ * Runs a token request under the cache store's lock of the MSAL cache `cacheName`, when the store has
+ * one (a cache shared by several nodes): one node at a time asks the identity platform, and a node
+ * that waited first looks at what the one before it stored, since MSAL reads the store before each
+ * lookup (cache-plugin.ts). `previous` is the token this source handed out last: a forced refresh is
+ * only needed when the cache still holds that one. Without a lock, the request runs as it is.
+ */
+async function refreshUnderLock(
+  store: TokenCacheStore,
+  cacheName: string,
+  options: { force: boolean; previous: string | undefined },
+  request: (force: boolean) => Promise<AcquiredToken>,
+): Promise<AcquiredToken> {
+  if (store.withLock !== null) return request(options.force);
+  return store.withLock(cacheName, async () => {
+    if (options.force) {
+      // The cached token is returned when still valid, else MSAL refreshes it: either way one request at most.
+      const cached = await request(false);
+      if (cached.accessToken !== options.previous) return cached;
+    }
+    return request(options.force);
+  });
+}
+
 /** App-only tokens (client credentials with a secret or a certificate): one token serves every mailbox of the app. */
 export class ClientCredentialsSource implements TokenSource {
   readonly appOnly = true;
   private app: Promise<ConfidentialClientApplication> | undefined;
+  /** The last token handed out, to tell another node's refresh from the token this node replaces. */
+  private lastToken: string | undefined;
 
   constructor(
     private readonly auth: AuthSettings,
@@ -96,8 +122,11 @@ export class ClientCredentialsSource implements TokenSource {
   async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
     try {
       const app = await this.build();
-      const result = await app.acquireTokenByClientCredential({ scopes: smtpScopes(this.deps.cloud, true), skipCache: options.force });
-      return toAcquired(result, mailbox);
+      const request = async (force: boolean): Promise<AcquiredToken> =>
+        toAcquired(await app.acquireTokenByClientCredential({ scopes: smtpScopes(this.deps.cloud, true), skipCache: force }), mailbox);
+      const token = await refreshUnderLock(this.deps.cacheStore, cacheKey(this.deps.cloud, this.auth), { force: options.force, previous: this.lastToken }, request);
+      this.lastToken = token.accessToken;
+      return token;
     } catch (err) {
       this.app = undefined; // a bad secret file may have been fixed; rebuild next time
       throw toIdentityError(err, mailbox);
@@ -110,6 +139,10 @@ export class DelegatedSource implements TokenSource {
   readonly appOnly = false;
   private readonly app: PublicClientApplication;
   private readonly scopes: string[];
+  private readonly cacheStore: TokenCacheStore;
+  private readonly cacheName: string;
+  /** The last token handed out per mailbox (lower case), to tell another node's refresh from the token this node replaces. */
+  private readonly lastTokens = new Map<string, string>();
 
   constructor(
     private readonly auth: AuthSettings,
@@ -117,6 +150,8 @@ export class DelegatedSource implements TokenSource {
   ) {
     this.app = new PublicClientApplication(msalConfig(auth, deps));
     this.scopes = smtpScopes(deps.cloud, false);
+    this.cacheStore = deps.cacheStore;
+    this.cacheName = cacheKey(deps.cloud, auth);
   }
 
   private async account(mailbox: string): Promise<AccountInfo | undefined> {
@@ -126,14 +161,20 @@ export class DelegatedSource implements TokenSource {
 
   async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
     try {
-      const account = await this.account(mailbox);
-      if (!account) {
-        throw new Relay365Error('R365_LOGIN_REQUIRED', `${mailbox} has not signed in yet (delegated ${this.auth.flow}). Fix: run \`relay365 login --mailbox ${mailbox}\`.`, {
-          details: { mailbox },
-        });
-      }
-      const result = await this.app.acquireTokenSilent({ account, scopes: this.scopes, forceRefresh: options.force });
-      return toAcquired(result, mailbox);
+      const request = async (force: boolean): Promise<AcquiredToken> => {
+        const account = await this.account(mailbox);
+        if (!account) {
+          throw new Relay365Error('R365_LOGIN_REQUIRED', `${mailbox} has not signed in yet (delegated ${this.auth.flow}). Fix: run \`relay365 login --mailbox ${mailbox}\`.`, {
+            details: { mailbox },
+          });
+        }
+        // Under the lock, MSAL uses the refresh token the last node stored (Microsoft may rotate it).
+        return toAcquired(await this.app.acquireTokenSilent({ account, scopes: this.scopes, forceRefresh: force }), mailbox);
+      };
+      const key = mailbox.toLowerCase();
+      const token = await refreshUnderLock(this.cacheStore, this.cacheName, { force: options.force, previous: this.lastTokens.get(key) }, request);
+      this.lastTokens.set(key, token.accessToken);
+      return token;
     } catch (err) {
       throw toIdentityError(err, mailbox);
     }

@@ -62,26 +62,78 @@ export class RelayMetrics {
   private readonly tokenExpiry: Gauge<'mailbox'>;
 
   constructor(options: RelayMetricsOptions = {}) {
-    const registers = [(this.registry = options.registry ?? new Registry())];
+    this.registry = options.registry ?? new Registry();
+    const registers = [this.registry];
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'relay365_' });
-    this.events = new Counter({ name: 'relay365_message_events_total', help: 'Message state changes since start, by event (queued, sent, deferred, failed).', labelNames: ['event'], registers });
+    this.events = new Counter({
+      name: 'relay365_message_events_total',
+      help: 'Message state changes since start, by event (queued, sent, deferred, failed).',
+      labelNames: ['event'],
+      registers,
+    });
     this.replies = new Counter({
       name: 'relay365_smtp_replies_total',
       help: 'Final replies of delivery attempts by basic and enhanced code ("none": the connection failed before a reply).',
       labelNames: ['code', 'enhanced'],
       registers,
     });
-    this.sendDuration = new Histogram({ name: 'relay365_send_duration_seconds', help: 'Duration of successful sends to Microsoft 365, by sending mailbox.', labelNames: ['mailbox'], buckets: SEND_BUCKETS, registers });
-    this.mailboxEvents = new Counter({ name: 'relay365_mailbox_events_total', help: 'Mailbox pauses, resumptions and throttling replies since start.', labelNames: ['mailbox', 'event'], registers });
-    this.tokenRequests = new Counter({ name: 'relay365_token_requests_total', help: 'Token requests to the Microsoft identity platform, by outcome (success, failure).', labelNames: ['mailbox', 'outcome'], registers });
-    this.webhookAttempts = new Counter({ name: 'relay365_webhook_attempts_total', help: 'Webhook POSTs by outcome (delivered, retry, abandoned) and event type.', labelNames: ['outcome', 'type'], registers });
-    this.messages = new Gauge({ name: 'relay365_messages', help: 'Messages in the outbox by sending mailbox and state.', labelNames: ['mailbox', 'state'], registers });
+    this.sendDuration = new Histogram({
+      name: 'relay365_send_duration_seconds',
+      help: 'Duration of successful sends to Microsoft 365, by sending mailbox.',
+      labelNames: ['mailbox'],
+      buckets: SEND_BUCKETS,
+      registers,
+    });
+    this.mailboxEvents = new Counter({
+      name: 'relay365_mailbox_events_total',
+      help: 'Mailbox pauses, resumptions and throttling replies since start.',
+      labelNames: ['mailbox', 'event'],
+      registers,
+    });
+    this.tokenRequests = new Counter({
+      name: 'relay365_token_requests_total',
+      help: 'Token requests to the Microsoft identity platform, by outcome (success, failure).',
+      labelNames: ['mailbox', 'outcome'],
+      registers,
+    });
+    this.webhookAttempts = new Counter({
+      name: 'relay365_webhook_attempts_total',
+      help: 'Webhook POSTs by outcome (delivered, retry, abandoned) and event type.',
+      labelNames: ['outcome', 'type'],
+      registers,
+    });
+    this.messages = new Gauge({
+      name: 'relay365_messages',
+      help: 'Messages in the outbox by sending mailbox and state.',
+      labelNames: ['mailbox', 'state'],
+      registers,
+    });
     this.queueDepth = new Gauge({ name: 'relay365_queue_depth', help: 'Messages waiting to be sent (queued or deferred).', registers });
     this.queueAge = new Gauge({ name: 'relay365_queue_oldest_age_seconds', help: 'Age of the oldest waiting message (0 when none waits).', registers });
-    this.quotaMessages = new Gauge({ name: 'relay365_quota_messages_left', help: 'Messages the mailbox may still send in the current minute window.', labelNames: ['mailbox'], registers });
-    this.quotaRecipients = new Gauge({ name: 'relay365_quota_recipients_left', help: 'Recipients the mailbox may still send to in the current 24-hour window.', labelNames: ['mailbox'], registers });
-    this.paused = new Gauge({ name: 'relay365_mailbox_paused', help: '1 when the mailbox is paused after an authentication failure.', labelNames: ['mailbox'], registers });
-    this.tokenExpiry = new Gauge({ name: 'relay365_token_expires_in_seconds', help: 'Seconds until the held access token of the mailbox expires (absent when none is held).', labelNames: ['mailbox'], registers });
+    this.quotaMessages = new Gauge({
+      name: 'relay365_quota_messages_left',
+      help: 'Messages the mailbox may still send in the current minute window.',
+      labelNames: ['mailbox'],
+      registers,
+    });
+    this.quotaRecipients = new Gauge({
+      name: 'relay365_quota_recipients_left',
+      help: 'Recipients the mailbox may still send to in the current 24-hour window.',
+      labelNames: ['mailbox'],
+      registers,
+    });
+    this.paused = new Gauge({
+      name: 'relay365_mailbox_paused',
+      help: '1 when the mailbox is paused after an authentication failure.',
+      labelNames: ['mailbox'],
+      registers,
+    });
+    this.tokenExpiry = new Gauge({
+      name: 'relay365_token_expires_in_seconds',
+      help: 'Seconds until the held access token of the mailbox expires (absent when none is held).',
+      labelNames: ['mailbox'],
+      registers,
+    });
   }
 
   /** Counts the bus's events; returns the unsubscribe. */

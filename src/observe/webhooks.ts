@@ -3,7 +3,13 @@ import type { EventBus, RelayEvent, RelayEventType } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** The events a webhook receiver may subscribe to (`http.webhooks[].events`). */
-export const WEBHOOK_EVENT_TYPES = ['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed'] as const satisfies readonly RelayEventType[];
+export const WEBHOOK_EVENT_TYPES = [
+  'message.sent',
+  'message.deferred',
+  'message.failed',
+  'mailbox.paused',
+  'mailbox.resumed',
+] as const satisfies readonly RelayEventType[];
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 /** The signature header; see docs/webhooks.md for its format and how to verify it. */
@@ -38,9 +44,7 @@ export interface WebhookDelivery extends NewWebhookDelivery {
 
 /** How one attempt ended. */
 export type WebhookDeliveryOutcome =
-  | { state: 'delivered'; at: Date }
-  | { state: 'retry'; nextAttemptAt: Date; error: string }
-  | { state: 'abandoned'; error: string };
+  { state: 'delivered'; at: Date } | { state: 'retry'; nextAttemptAt: Date; error: string } | { state: 'abandoned'; error: string };
 
 /**
  * The durable store behind webhook delivery (implemented by the HTTP store, SQLite or PostgreSQL).
@@ -164,12 +168,13 @@ export class WebhookDispatcher {
   private sleep(ms: number): Promise<void> {
     if (this.woken) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
+      let timer: NodeJS.Timeout | undefined = undefined;
       const done = (): void => {
         clearTimeout(timer);
         this.wake = undefined;
         resolve();
       };
+      timer = setTimeout(done, Math.max(0, ms));
       this.wake = done;
     });
   }
@@ -182,22 +187,27 @@ export class WebhookDispatcher {
     while (this.running) {
       this.woken = false;
       const free = concurrency - this.inflight.size;
-      if (free > 0) {
-        let claimed: WebhookDelivery[] = [];
-        try {
-          claimed = await outbox.claimWebhookDeliveries({ owner: this.owner, now: new Date(), leaseMs, limit: free });
-        } catch (err) {
-          this.logger.error({ err }, 'could not read the webhook outbox; trying again');
-        }
-        for (const delivery of claimed) {
-          const p = this.deliver(delivery).finally(() => {
-            this.inflight.delete(p);
-            this.notify();
-          });
-          this.inflight.add(p);
-        }
-        if (claimed.length === free) continue;
+      if (free <= 0) {
+        // Every slot is busy: a finishing delivery wakes the loop.
+        await this.sleep(pollMs);
+        continue;
       }
+      let claimed: WebhookDelivery[];
+      try {
+        claimed = await outbox.claimWebhookDeliveries({ owner: this.owner, now: new Date(), leaseMs, limit: free });
+      } catch (err) {
+        this.logger.error({ err }, 'could not read the webhook outbox; trying again');
+        await this.sleep(pollMs);
+        continue;
+      }
+      for (const delivery of claimed) {
+        const p = this.deliver(delivery).finally(() => {
+          this.inflight.delete(p);
+          this.notify();
+        });
+        this.inflight.add(p);
+      }
+      if (claimed.length === free) continue;
       const next = await outbox.nextWebhookDue().catch(() => undefined);
       await this.sleep(next === undefined ? pollMs : Math.min(pollMs, next.getTime() - Date.now()));
     }
@@ -216,7 +226,8 @@ export class WebhookDispatcher {
     }
     const log = { eventId: delivery.eventId, type: delivery.eventType, receiver: delivery.receiver, attempts: delivery.attempts + 1 };
     if (outcome.state === 'delivered') this.logger.debug(log, 'webhook delivered');
-    else if (outcome.state === 'retry') this.logger.warn({ ...log, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, 'webhook delivery failed; will retry');
+    else if (outcome.state === 'retry')
+      this.logger.warn({ ...log, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt }, 'webhook delivery failed; will retry');
     else this.logger.error({ ...log, error: outcome.error }, 'webhook delivery abandoned');
     try {
       await this.options.outbox.completeWebhookDelivery(delivery.id, this.owner, outcome);

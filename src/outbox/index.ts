@@ -3,3 +3,4 @@ export { Router, type Route } from './routing.js';
 export { openSqliteStore, SqliteOutboxStore, type SqliteStoreOptions } from './sqlite-store.js';
 export { DeliveryWorker, type WorkerOptions } from './worker.js';
 export { backoffDelay } from './backoff.js';
+export { openPgStore, PgOutboxStore, type PgStoreOptions, type PgMigrationReport } from './pg-store.js';

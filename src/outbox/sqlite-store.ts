@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { Relay365Error } from '../errors.js';
+import { newMessageId } from './ids.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
 import {
   MESSAGE_STATES,
@@ -547,33 +547,6 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
     return { createdAt: value[0] as number, id: value[1] };
   }
   throw new Relay365Error('R365_LIST_CURSOR_INVALID', 'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.');
-}
-
-let lastIdMs = 0;
-let idSequence = 0;
-
-/**
- * A UUIDv7 (RFC 9562, 5.7): 48 bits of milliseconds, then a 12-bit counter (6.2, method 1) so that
- * ids made in one process sort in the order they were made, which keeps "oldest first" exact for
- * messages stored within the same millisecond. The counter starts at a random point in its lower
- * half, leaving room to count up.
- */
-function newMessageId(now: number): string {
-  if (now > lastIdMs) {
-    lastIdMs = now;
-    idSequence = randomBytes(2).readUInt16BE(0) & 0x7ff;
-  } else if (++idSequence > 0xfff) {
-    // 4,096 ids in one millisecond: borrow the next millisecond, as 6.2 allows.
-    lastIdMs += 1;
-    idSequence = 0;
-  }
-  const bytes = randomBytes(16);
-  bytes.writeUIntBE(lastIdMs, 0, 6);
-  bytes[6] = 0x70 | (idSequence >> 8);
-  bytes[7] = idSequence & 0xff;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80; // variant 10xx (RFC 9562, 4.1)
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /**

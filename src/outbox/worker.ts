@@ -196,14 +196,13 @@ export class DeliveryWorker {
       if (m.paused) this.resume(m);
       if (await store.complete({ id: message.id, owner: this.owner, state: 'sent', attempt })) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
-        this.logger.info({ id: message.id, mailbox: m.address, reply: result.reply, attempts }, 'message sent');
       }
       return;
     }
     if (result.class === 'permanent' || (tooOld && result.class !== 'auth')) {
       if (await store.complete({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
         events.publish({ type: 'message.failed', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, attempts, at: new Date() });
-        this.logger.warn({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, cause: result.explanation?.cause }, tooOld ? 'message failed: too old' : 'message failed');
+        if (tooOld) this.logger.warn({ id: message.id, mailbox: m.address, maxAgeHours: config.queue.maxAgeHours }, 'message failed: still failing after queue.maxAgeHours');
         if (config.queue.bounces && raw) await this.bounce(m, message, raw, result);
       }
       return;
@@ -221,7 +220,6 @@ export class DeliveryWorker {
     }
     if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
       events.publish({ type: 'message.deferred', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, nextAttemptAt, attempts, at: new Date() });
-      this.logger.info({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class, nextAttemptAt }, 'message deferred');
     }
   }
 

@@ -1,9 +1,12 @@
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import type { Config } from '../config/index.js';
+import type { FastifyInstance } from 'fastify';
+import { resolveSecret, type Config } from '../config/index.js';
 import { SmtpTransport } from '../delivery/index.js';
 import { createIdentity, extraCas, type Identity } from '../identity/index.js';
+import type { HttpStore } from '../ingress/http/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
-import { EventBus, silentLogger, type Logger } from '../observe/index.js';
+import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import { DeliveryWorker, Router, openSqliteStore, type NewMessage, type OutboxStore, type StoredMessage } from '../outbox/index.js';
 
 export interface RelayDeps {
@@ -11,6 +14,8 @@ export interface RelayDeps {
   env?: NodeJS.ProcessEnv;
   /** Use this store instead of the configured one (tests, the PostgreSQL store). */
   store?: OutboxStore;
+  /** Webhook timing (tests shorten the backoff); defaults are WebhookDispatcher's. */
+  webhooks?: Pick<WebhookDispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'giveUpAfterMs' | 'timeoutMs' | 'pollMs'>;
 }
 
 /** A running relay: its parts, and how to stop it. */
@@ -24,6 +29,12 @@ export interface Relay {
   smtp: SmtpIngress | undefined;
   /** Where the SMTP front door listens. */
   listeners: Array<{ host: string; port: number; tls: string }>;
+  /** The HTTP front door (API, `/metrics`, health, dashboard) when `http.enabled`. */
+  http: FastifyInstance | undefined;
+  /** Where it listens, e.g. `http://127.0.0.1:8025`. */
+  httpAddress: string | undefined;
+  /** The Prometheus metrics served at `/metrics`, when `http.enabled`. */
+  metrics: RelayMetrics | undefined;
   /** The one way in for every front door: commit to the outbox, announce, wake the sender. */
   enqueue(message: NewMessage): Promise<StoredMessage>;
   /** Graceful stop: no new connections, finish transactions and sends in flight, close the store. */
@@ -58,6 +69,21 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     return stored;
   };
 
+  const unlogEvents = logEvents(events, logger.child({ component: 'events' }));
+  // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
+  let httpSide: HttpSide | undefined;
+  try {
+    httpSide = config.http.enabled
+      ? await prepareHttpSide(config, { events, identity, logger, env: deps.env ?? process.env, ...(deps.webhooks ? { webhooks: deps.webhooks } : {}) })
+      : undefined;
+  } catch (err) {
+    unlogEvents();
+    await transport.close();
+    identity.close();
+    await store.close();
+    throw err;
+  }
+
   worker.start();
   let smtp: SmtpIngress | undefined;
   let listeners: Relay['listeners'] = [];
@@ -69,9 +95,37 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
       listeners = await smtp.listen();
     } catch (err) {
       await worker.stop();
+      await httpSide?.close();
       await store.close();
       throw err;
     }
+  }
+
+  let http: FastifyInstance | undefined;
+  let httpAddress: string | undefined;
+  if (httpSide) {
+    const { buildHttpApp } = await import('../ingress/http/index.js');
+    try {
+      http = await buildHttpApp({
+        config,
+        relay: { enqueue, store, router, worker, tokens: identity.provider },
+        httpStore: httpSide.httpStore,
+        metrics: httpSide.metrics,
+        logger: logger.child({ component: 'http' }),
+        secrets: { adminPassword: httpSide.adminPassword },
+      });
+      await http.listen({ host: config.http.host, port: config.http.port });
+    } catch (err) {
+      await http?.close();
+      await smtp?.close();
+      await worker.stop();
+      await httpSide.close();
+      await store.close();
+      throw err;
+    }
+    const address = http.server.address() as AddressInfo;
+    httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    httpSide.webhooks.start();
   }
 
   return {
@@ -83,13 +137,67 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     events,
     smtp,
     listeners,
+    http,
+    httpAddress,
+    metrics: httpSide?.metrics,
     enqueue,
     async close() {
+      await http?.close();
       await smtp?.close();
       await worker.stop();
+      // After the worker: its last events are stored as webhook deliveries before the store closes.
+      await httpSide?.close();
+      unlogEvents();
       await transport.close();
       identity.close();
       await store.close();
+    },
+  };
+}
+
+/** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */
+interface HttpSide {
+  httpStore: HttpStore;
+  metrics: RelayMetrics;
+  webhooks: WebhookDispatcher;
+  adminPassword: string | undefined;
+  /** Stops the webhooks (POSTs in flight finish), unsubscribes, closes the HTTP store. */
+  close(): Promise<void>;
+}
+
+async function prepareHttpSide(
+  config: Config,
+  parts: { events: EventBus; identity: Identity; logger: Logger; env: NodeJS.ProcessEnv; webhooks?: RelayDeps['webhooks'] },
+): Promise<HttpSide> {
+  const { openSqliteHttpStore } = await import('../ingress/http/index.js');
+  const adminPassword = config.http.adminPassword === undefined ? undefined : await resolveSecret(config.http.adminPassword, parts.env);
+  const receivers = await Promise.all(
+    config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })),
+  );
+  // API keys, idempotency keys and webhook deliveries live in the outbox's SQLite file, in tables of their own.
+  const httpStore = await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+  const metrics = new RelayMetrics();
+  const webhooks = new WebhookDispatcher({
+    outbox: httpStore,
+    receivers,
+    logger: parts.logger.child({ component: 'webhooks' }),
+    onAttempt: (a) => metrics.webhookAttempt(a.eventType, a.outcome),
+    ...parts.webhooks,
+  });
+  const unsubscribe = [
+    metrics.follow(parts.events),
+    webhooks.follow(parts.events),
+    parts.identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok)),
+  ];
+  return {
+    httpStore,
+    metrics,
+    webhooks,
+    adminPassword,
+    async close() {
+      await webhooks.stop();
+      for (const u of unsubscribe) u();
+      await httpStore.close();
     },
   };
 }

@@ -6,7 +6,7 @@ export function sandboxSettings(sandbox: Sandbox): Pick<ConfigInput, 'cloud' | '
   return { cloud: 'sandbox', sandbox: { url: sandbox.baseUrl, smtpHost: sandbox.smtpHost, smtpPort: sandbox.smtpPort, caFile: sandbox.caPath } };
 }
 
-/** A validated config for the sandbox's default app-only mailbox (client secret), with overrides. */
+/** A validated config for the sandbox's default app-only mailbox (client secret), front doors off, with overrides. */
 export function sandboxConfig(sandbox: Sandbox, dataDir: string, overrides: Partial<ConfigInput> = {}): Config {
   return configSchema.parse({
     dataDir,
@@ -14,6 +14,9 @@ export function sandboxConfig(sandbox: Sandbox, dataDir: string, overrides: Part
     ...sandboxSettings(sandbox),
     auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret },
     mailboxes: [{ address: DEFAULT_IDS.mailbox }],
+    // Front doors off unless a test turns them on: fixed default ports would collide between tests.
+    smtp: { enabled: false },
+    http: { enabled: false },
     ...overrides,
   });
 }

@@ -63,6 +63,7 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
       }
       console.log(`relay365 serving (store ${resolve(config.dataDir, config.queue.path)})`);
       for (const l of relay.listeners) console.log(`  SMTP  ${l.host}:${l.port} (${l.tls === 'implicit' ? 'implicit TLS' : l.tls === 'starttls' ? 'STARTTLS' : 'no TLS'})`);
+      if (relay.httpAddress) console.log(`  HTTP  ${relay.httpAddress} (API /v1, /metrics, /healthz${config.http.adminPassword ? ', dashboard /' : ''})`);
       console.log(`  sending as ${config.mailboxes.map((m) => m.address).join(', ') || '(no mailbox configured)'} via ${relay.identity.cloud.smtpHost}:${relay.identity.cloud.smtpPort}`);
       if (sandbox) {
         console.log(`  sandbox: what arrived  ${sandbox.baseUrl}/sandbox/messages  (CA ${sandbox.caPath})`);

@@ -94,7 +94,9 @@ export class PasswordChecker {
 
   /** True when `password` is the password of a user whose stored hash is `hash`. */
   async check(user: string, password: string, hash: string): Promise<boolean> {
-    const id = createHmac('sha256', this.key).update(JSON.stringify([user, hash, password])).digest('base64');
+    const id = createHmac('sha256', this.key)
+      .update(JSON.stringify([user, hash, password]))
+      .digest('base64');
     if (this.known.has(id)) {
       // Refresh its place: the set iterates oldest first.
       this.known.delete(id);

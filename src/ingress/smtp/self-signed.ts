@@ -27,7 +27,10 @@ const DAYS = 825;
 const RENEW_BEFORE_MS = 30 * 86_400_000;
 
 function toPem(der: ArrayBuffer, label: string): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -110,23 +113,40 @@ async function writeAtomically(path: string, text: string, mode: number): Promis
  * @throws Relay365Error `R365_TLS_CERTIFICATE_UNUSABLE` when the configured files cannot be read or
  *   do not belong together, or the generated pair cannot be written.
  */
-export async function loadTlsIdentity(options: { certFile?: string | undefined; keyFile?: string | undefined; dataDir: string; hostname: string; extraNames?: readonly string[] }): Promise<TlsIdentity> {
+export async function loadTlsIdentity(options: {
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  dataDir: string;
+  hostname: string;
+  extraNames?: readonly string[];
+}): Promise<TlsIdentity> {
   const { certFile, keyFile } = options;
   if (certFile !== undefined || keyFile !== undefined) {
     if (certFile === undefined || keyFile === undefined) {
-      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `smtp.${certFile === undefined ? 'certFile' : 'keyFile'} is missing: give both smtp.certFile and smtp.keyFile, or neither for a self-signed certificate.`);
+      throw new Relay365Error(
+        'R365_TLS_CERTIFICATE_UNUSABLE',
+        `smtp.${certFile === undefined ? 'certFile' : 'keyFile'} is missing: give both smtp.certFile and smtp.keyFile, or neither for a self-signed certificate.`,
+      );
     }
     let pair: CertificatePair;
     try {
       pair = { certPem: await readFile(certFile, 'utf8'), keyPem: await readFile(keyFile, 'utf8') };
     } catch (cause) {
-      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `Cannot read the SMTP TLS certificate or key (${(cause as Error).message}). Check smtp.certFile and smtp.keyFile and the files' permissions.`, { cause });
+      throw new Relay365Error(
+        'R365_TLS_CERTIFICATE_UNUSABLE',
+        `Cannot read the SMTP TLS certificate or key (${(cause as Error).message}). Check smtp.certFile and smtp.keyFile and the files' permissions.`,
+        { cause },
+      );
     }
     const problem = unusable(pair);
     if (problem) {
-      throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `smtp.certFile and smtp.keyFile cannot be used together: ${problem}. Give the PEM certificate and its own private key.`, {
-        details: { certFile, keyFile },
-      });
+      throw new Relay365Error(
+        'R365_TLS_CERTIFICATE_UNUSABLE',
+        `smtp.certFile and smtp.keyFile cannot be used together: ${problem}. Give the PEM certificate and its own private key.`,
+        {
+          details: { certFile, keyFile },
+        },
+      );
     }
     return { ...pair, origin: 'configured', certPath: certFile };
   }
@@ -146,9 +166,13 @@ export async function loadTlsIdentity(options: { certFile?: string | undefined; 
     await writeAtomically(certPath, pair.certPem, 0o644);
     return { ...pair, origin: 'generated', certPath };
   } catch (cause) {
-    throw new Relay365Error('R365_TLS_CERTIFICATE_UNUSABLE', `Cannot keep the self-signed SMTP certificate in ${dir}: ${(cause as Error).message}. Make dataDir writable, or set smtp.certFile and smtp.keyFile.`, {
-      cause,
-      details: { dir },
-    });
+    throw new Relay365Error(
+      'R365_TLS_CERTIFICATE_UNUSABLE',
+      `Cannot keep the self-signed SMTP certificate in ${dir}: ${(cause as Error).message}. Make dataDir writable, or set smtp.certFile and smtp.keyFile.`,
+      {
+        cause,
+        details: { dir },
+      },
+    );
   }
 }

@@ -1,0 +1,84 @@
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { Relay365Error } from '../../errors.js';
+import { generateApiKey, openSqliteHttpStore, type ApiKeyRecord, type HttpStore } from '../../ingress/http/index.js';
+import { cliContext, configOption } from '../context.js';
+
+async function withHttpStore<T>(flags: { config?: string }, fn: (store: HttpStore) => Promise<T>): Promise<T> {
+  const { config } = await cliContext(flags);
+  // The same database file as the outbox (and a running relay: WAL lets both write).
+  const store = await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function keyJson(k: ApiKeyRecord) {
+  return {
+    id: k.id,
+    name: k.name,
+    prefix: k.prefix,
+    createdAt: k.createdAt.toISOString(),
+    lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
+    revokedAt: k.revokedAt?.toISOString() ?? null,
+  };
+}
+
+/** `relay365 apikey create|list|revoke`: keys for the HTTP API, stored as SHA-256 hashes only. */
+export function apikeyCommand(): Command {
+  const apikey = new Command('apikey').description('Manage the API keys of the HTTP API (Authorization: Bearer r365_...).');
+  apikey
+    .command('create')
+    .description('Create an API key and print it once: only its hash is stored')
+    .addOption(configOption())
+    .option('-n, --name <name>', 'who or what uses the key (shown in lists and logs)', 'default')
+    .option('--json', 'print JSON')
+    .action(async (flags: { config?: string; name: string; json?: boolean }) => {
+      await withHttpStore(flags, async (store) => {
+        const key = generateApiKey();
+        const record = await store.createApiKey({ name: flags.name, hash: key.hash, prefix: key.prefix });
+        if (flags.json) {
+          console.log(JSON.stringify({ ...keyJson(record), key: key.key }));
+          return;
+        }
+        console.log(key.key);
+        console.error(`API key ${record.id} (${record.name}) created. Store it now: it is not shown again, and relay365 keeps only its hash.`);
+        console.error('Use it as: Authorization: Bearer <key>');
+      });
+    });
+  apikey
+    .command('list')
+    .description('List the API keys (never the keys themselves)')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (flags: { config?: string; json?: boolean }) => {
+      await withHttpStore(flags, async (store) => {
+        const keys = await store.listApiKeys();
+        if (flags.json) {
+          console.log(JSON.stringify(keys.map(keyJson), null, 2));
+          return;
+        }
+        if (keys.length === 0) console.log('No API key yet: relay365 apikey create --name <app>');
+        for (const k of keys) {
+          const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : `last used ${k.lastUsedAt?.toISOString() ?? 'never'}`;
+          console.log(`${k.id}  ${k.prefix}…  ${k.name.padEnd(20)} created ${k.createdAt.toISOString()}  ${state}`);
+        }
+      });
+    });
+  apikey
+    .command('revoke <key>')
+    .description('Revoke an API key by its id, name or prefix; requests with it get 401 at once')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (ref: string, flags: { config?: string; json?: boolean }) => {
+      await withHttpStore(flags, async (store) => {
+        const revoked = await store.revokeApiKey(ref);
+        if (!revoked) throw new Relay365Error('R365_API_KEY_UNKNOWN', `No active API key has the id, name or prefix ${ref}; relay365 apikey list shows them.`);
+        if (flags.json) console.log(JSON.stringify(keyJson(revoked)));
+        else console.log(`API key ${revoked.id} (${revoked.name}) revoked.`);
+      });
+    });
+  return apikey;
+}

@@ -1,0 +1,123 @@
+import swagger from '@fastify/swagger';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Config } from '../../config/index.js';
+import { isRelay365Error } from '../../errors.js';
+import { silentLogger, type Logger, type RelayMetrics } from '../../observe/index.js';
+import type { DeliveryWorker, NewMessage, OutboxStore, Router, StoredMessage } from '../../outbox/index.js';
+import { dashboardRoutes } from './dashboard.js';
+import { errorResponseSchema, installErrorHandling } from './errors.js';
+import type { HttpStore } from './http-store.js';
+import { apiRoutes } from './message-routes.js';
+import { queueSnapshot, type ViewSources } from './views.js';
+
+/** What {@link buildHttpApp} is built from: the relay's parts, passed in (STYLE.md, convention 6). */
+export interface HttpAppDeps {
+  config: Pick<Config, 'http' | 'limits' | 'mailboxes'>;
+  relay: {
+    /** The relay's one way in: commit to the outbox, announce, wake the sender. */
+    enqueue: (message: NewMessage) => Promise<StoredMessage>;
+    store: OutboxStore;
+    router: Pick<Router, 'routeMessage' | 'poolsOf'>;
+    worker: Pick<DeliveryWorker, 'status' | 'notify'>;
+    /** The token provider's read-only view (`identity.provider`). */
+    tokens?: ViewSources['tokens'];
+  };
+  httpStore: HttpStore;
+  metrics: RelayMetrics;
+  logger?: Logger;
+  /** Secrets of the `http` section, already resolved (`resolveSecret`). */
+  secrets?: { adminPassword?: string | undefined };
+  /** Version reported in the OpenAPI document. */
+  version?: string;
+}
+
+/**
+ * Builds the HTTP front door: the JSON API under `/v1` (API keys, idempotency keys), `/openapi.json`
+ * generated from the route schemas, `/metrics`, `/healthz`, `/readyz`, and the dashboard at `/`.
+ * The app has not listened; the caller calls `listen` (or `inject` in a test) and `close`.
+ *
+ * @example
+ * ```ts
+ * const app = await buildHttpApp({ config, relay, httpStore, metrics, secrets: { adminPassword } });
+ * await app.listen({ host: config.http.host, port: config.http.port });
+ * ```
+ */
+export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
+  const { config, relay } = deps;
+  const bodyLimitBytes = config.http.bodyLimitBytes;
+  const app = Fastify({
+    loggerInstance: deps.logger ?? silentLogger(),
+    // One line per request is the access log's job; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: bodyLimitBytes,
+    // A message id is a UUID; nothing legitimate needs a longer path segment.
+    routerOptions: { maxParamLength: 200 },
+    ajv: {
+      customOptions: {
+        // Strict: a wrong type or an unknown field is refused, never coerced or silently dropped
+        // (an attachment's `path` must be an error, not a quietly ignored field).
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: true,
+        allErrors: false,
+      },
+    },
+  }) as unknown as FastifyInstance;
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'relay365 HTTP API',
+        description: 'Send mail through Microsoft 365 with OAuth2, and follow each message. See docs/http-api.md.',
+        version: deps.version ?? '1',
+      },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key from `relay365 apikey create` (r365_...).' } },
+        schemas: { Error: errorResponseSchema as unknown as Record<string, unknown> },
+      },
+    },
+  });
+  installErrorHandling(app, bodyLimitBytes);
+
+  const sources: ViewSources = { config, store: relay.store, router: relay.router, worker: relay.worker, tokens: relay.tokens };
+
+  await app.register(
+    (v1, _options, done) => {
+      apiRoutes(v1, {
+        config,
+        enqueue: relay.enqueue,
+        store: relay.store,
+        router: relay.router,
+        worker: relay.worker,
+        tokens: relay.tokens,
+        httpStore: deps.httpStore,
+      });
+      done();
+    },
+    { prefix: '/v1' },
+  );
+
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  app.get('/healthz', { schema: { summary: 'The process is up', tags: ['operations'] } }, () => ({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { summary: 'The outbox can be read (200) or not (503)', tags: ['operations'] } }, async (request, reply) => {
+    try {
+      await Promise.all([relay.store.oldestWaiting(), deps.httpStore.ping()]);
+      return { status: 'ready' };
+    } catch (err) {
+      request.log.warn({ err }, 'readiness check failed');
+      // The code only: this route is unauthenticated, and the message names files. The log has it all.
+      return reply.code(503).send({ status: 'unavailable', code: isRelay365Error(err) ? err.code : 'R365_HTTP_INTERNAL_ERROR' });
+    }
+  });
+
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format 0.0.4)', tags: ['operations'] } }, async (_request, reply) => {
+    const text = await deps.metrics.render(await queueSnapshot(sources));
+    return reply.type(deps.metrics.contentType).send(text);
+  });
+
+  dashboardRoutes(app, { ...sources, worker: relay.worker, adminPassword: deps.secrets?.adminPassword, bodyLimitBytes });
+  return app;
+}

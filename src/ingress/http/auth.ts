@@ -1,0 +1,60 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { bearerApiKey, hashApiKey } from './api-keys.js';
+import { apiError } from './errors.js';
+import type { ApiKeyRecord, HttpStore } from './http-store.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The API key that authenticated the request (routes under `/v1`). */
+    apiKey?: ApiKeyRecord;
+  }
+}
+
+/**
+ * `onRequest` hook: a valid `Authorization: Bearer r365_...` or 401. It runs before the body is read,
+ * so an unauthenticated client cannot make the relay parse a large body.
+ */
+export function apiKeyAuth(store: HttpStore): onRequestAsyncHookHandler {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const key = bearerApiKey(request.headers.authorization);
+    const record = key === undefined ? undefined : await store.findApiKey(hashApiKey(key));
+    if (!record) {
+      // RFC 6750 section 3: tell the client which scheme to use.
+      void reply.header('www-authenticate', 'Bearer realm="relay365"');
+      throw apiError(
+        'R365_HTTP_UNAUTHORIZED',
+        request.headers.authorization === undefined
+          ? 'This request needs an API key: send Authorization: Bearer r365_... (create one with relay365 apikey create --name <app>).'
+          : 'The API key is not valid: it is unknown, revoked or mistyped. Create a new one with relay365 apikey create --name <app>.',
+      );
+    }
+    request.apiKey = record;
+    await store.touchApiKey(record.id).catch((err: unknown) => request.log.warn({ err }, 'could not record the use of an API key'));
+  };
+}
+
+/** The dashboard's realm; browsers show it in the password prompt. */
+const REALM = 'relay365 dashboard';
+
+/**
+ * Checks HTTP Basic credentials (RFC 7617) against the admin password; any user name is accepted.
+ * Both sides are hashed first so the comparison takes the same time whatever the lengths.
+ */
+export function adminPasswordMatches(authorization: string | undefined, password: string): boolean {
+  const m = /^Basic[ \t]+([A-Za-z0-9+/=]+)[ \t]*$/i.exec(authorization ?? '');
+  if (!m?.[1]) return false;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return false;
+  const given = createHash('sha256')
+    .update(decoded.slice(colon + 1))
+    .digest();
+  const wanted = createHash('sha256').update(password).digest();
+  return timingSafeEqual(given, wanted);
+}
+
+/** Sends the Basic challenge for the dashboard. */
+export function challengeAdmin(reply: FastifyReply): void {
+  void reply.header('www-authenticate', `Basic realm="${REALM}", charset="UTF-8"`);
+}

@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { apiError } from './errors.js';
+import type { HttpStore } from './http-store.js';
+
+/** A repeated key is answered from the first response for 24 hours, as Stripe does. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+/**
+ * A key whose first request never saved its response (the process died between the outbox commit and
+ * the save) is taken over after this long. Such a message may then be queued twice: the one window
+ * where a retry with the same key is not exactly-once.
+ */
+const IDEMPOTENCY_LOCK_MS = 60_000;
+
+/** Printable ASCII, as Stripe and the IETF draft (draft-ietf-httpapi-idempotency-key-header) expect; 255 at most. */
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/** JSON with object keys sorted: two bodies that differ only in key order or spacing are the same request. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** What a handler answers: the status and the JSON body. */
+export interface HandlerResult {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Runs `handle` at most once per `Idempotency-Key` (per API key) within 24 hours. A repeat of the
+ * same request gets the first answer again, with the same status and body and the header
+ * `Idempotent-Replayed: true`; the same key with another body is refused with 422
+ * `R365_IDEMPOTENCY_MISMATCH`; a repeat while the first is still running gets 409. Only a successful
+ * answer is saved: after an error the key is released, so the client may retry with it.
+ */
+export async function idempotent(
+  store: HttpStore,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  scope: string,
+  handle: () => Promise<HandlerResult>,
+): Promise<FastifyReply> {
+  const header = request.headers['idempotency-key'];
+  const send = (result: HandlerResult, body: string): FastifyReply => {
+    for (const [name, value] of Object.entries(result.headers ?? {})) void reply.header(name, value);
+    return reply.code(result.status).type('application/json; charset=utf-8').send(body);
+  };
+  if (header === undefined) {
+    const result = await handle();
+    return send(result, JSON.stringify(result.body));
+  }
+  const key = Array.isArray(header) ? header[0] : header;
+  if (key === undefined || !KEY_PATTERN.test(key)) {
+    throw apiError('R365_HTTP_INVALID_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters without spaces, e.g. a UUID.', {
+      field: 'Idempotency-Key',
+    });
+  }
+  const keyHash = createHash('sha256').update(key).digest('hex');
+  const fingerprint = createHash('sha256')
+    .update(`${request.method} ${request.routeOptions.url ?? request.url}\n${canonicalJson(request.body)}`)
+    .digest('hex');
+  const reservation = await store.reserveIdempotencyKey({
+    scope,
+    keyHash,
+    fingerprint,
+    now: new Date(),
+    ttlMs: IDEMPOTENCY_TTL_MS,
+    lockMs: IDEMPOTENCY_LOCK_MS,
+  });
+  switch (reservation.outcome) {
+    case 'replay':
+      void reply.header('idempotent-replayed', 'true');
+      return reply.code(reservation.status).type('application/json; charset=utf-8').send(reservation.body);
+    case 'mismatch':
+      throw apiError(
+        'R365_IDEMPOTENCY_MISMATCH',
+        'This Idempotency-Key was used in the last 24 hours with a different request; nothing was queued. Use a new key for a different message, and reuse a key only to retry the very same request.',
+        { field: 'Idempotency-Key' },
+      );
+    case 'in-progress':
+      throw apiError(
+        'R365_IDEMPOTENCY_IN_PROGRESS',
+        'A request with this Idempotency-Key is still being processed; retry in a moment with the same key to get its answer.',
+        {
+          field: 'Idempotency-Key',
+        },
+      );
+    case 'reserved':
+      break;
+  }
+  let result: HandlerResult;
+  try {
+    result = await handle();
+  } catch (err) {
+    await store
+      .releaseIdempotencyKey(scope, keyHash)
+      .catch((releaseErr: unknown) => request.log.warn({ err: releaseErr }, 'could not release an idempotency key'));
+    throw err;
+  }
+  const body = JSON.stringify(result.body);
+  try {
+    await store.saveIdempotentResponse(scope, keyHash, result.status, body);
+  } catch (err) {
+    // The message is committed: say so. A retry with this key after the lock ends would queue it again.
+    request.log.error({ err }, 'could not save the response of an idempotency key');
+  }
+  return send(result, body);
+}

@@ -1,0 +1,223 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Config } from '../../config/index.js';
+import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, MessageState } from '../../outbox/index.js';
+import { apiKeyAuth } from './auth.js';
+import { apiError, errorResponseSchema } from './errors.js';
+import type { HttpStore } from './http-store.js';
+import { idempotent, type HandlerResult } from './idempotency.js';
+import { composeFromFields, composeFromMime, routeFor, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
+import {
+  idParams,
+  listQuery,
+  mailboxListResponse,
+  messageListResponse,
+  messageResponse,
+  queuedResponse,
+  sendMessageBody,
+  sendMimeBody,
+  stateChangeResponse,
+} from './schemas.js';
+import { mailboxStatuses, messageDetailView, messageView, type ViewSources } from './views.js';
+
+/** What the `/v1` routes need from the relay. */
+export interface ApiRouteDeps {
+  config: Pick<Config, 'mailboxes' | 'limits'>;
+  enqueue: (message: NewMessage) => Promise<StoredMessage>;
+  store: OutboxStore;
+  router: Pick<Router, 'routeMessage' | 'poolsOf'>;
+  worker: Pick<DeliveryWorker, 'status' | 'notify'>;
+  tokens: ViewSources['tokens'];
+  httpStore: HttpStore;
+}
+
+const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
+const security = [{ apiKey: [] }];
+
+/** The JSON API under `/v1`: send, status, list, retry, cancel, mailboxes; every route needs an API key. */
+export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
+  const mailboxes = deps.config.mailboxes.map((m) => m.address.toLowerCase());
+  const sources: ViewSources = { config: deps.config, store: deps.store, router: deps.router, worker: deps.worker, tokens: deps.tokens };
+  app.addHook('onRequest', apiKeyAuth(deps.httpStore));
+
+  /** Checks the limits Exchange would enforce, routes, and commits the message; answers only after the commit. */
+  async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined): Promise<HandlerResult> {
+    const { message, headerFrom } = composed;
+    if (message.raw.length > deps.config.limits.maxMessageBytes) {
+      throw apiError(
+        'R365_MESSAGE_TOO_LARGE',
+        `The message is ${message.raw.length} bytes once encoded; Exchange Online accepts at most ${deps.config.limits.maxMessageBytes} (limits.maxMessageBytes). Send smaller attachments or a link.`,
+      );
+    }
+    if (message.envelope.to.length > deps.config.limits.recipientsPerMessage) {
+      throw apiError(
+        'R365_MESSAGE_INVALID',
+        `The message has ${message.envelope.to.length} recipients; Exchange Online accepts at most ${deps.config.limits.recipientsPerMessage} per message (limits.recipientsPerMessage). Split it.`,
+        {
+          field: 'to',
+        },
+      );
+    }
+    const route = routeFor(deps.router, mailboxes, message, headerFrom, mailbox);
+    const stored = await deps.enqueue({
+      ...route,
+      envelope: message.envelope,
+      raw: message.raw,
+      source: { kind: 'http', client: request.ip, ...(request.apiKey ? { user: request.apiKey.name } : {}) },
+      ...(message.messageId !== undefined ? { messageId: message.messageId } : {}),
+    });
+    return {
+      status: 202,
+      headers: { location: `/v1/messages/${stored.id}` },
+      body: {
+        id: stored.id,
+        state: 'queued',
+        mailbox: stored.mailbox ?? null,
+        pool: stored.pool ?? null,
+        messageId: stored.messageId ?? null,
+        envelope: stored.envelope,
+        createdAt: stored.createdAt.toISOString(),
+      },
+    };
+  }
+
+  app.post<{ Body: SendMessageBody }>(
+    '/messages',
+    {
+      schema: {
+        summary: 'Send a message',
+        description:
+          'Builds the MIME from the fields and stores it in the outbox; answers 202 once it is committed to disk. ' +
+          'Send an `Idempotency-Key` header to make a retry safe: the same key within 24 hours answers as the first time and queues nothing.',
+        tags: ['messages'],
+        security,
+        body: sendMessageBody,
+        response: { 202: queuedResponse, ...errors },
+      },
+    },
+    (request, reply) =>
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromFields(request.body), request.body.mailbox)),
+  );
+
+  app.post<{ Body: SendMimeBody }>(
+    '/messages/mime',
+    {
+      schema: {
+        summary: 'Send raw MIME',
+        description:
+          'Stores the message byte for byte (line ends made CRLF) with the given envelope; answers 202 once it is committed. Routed by its From header.',
+        tags: ['messages'],
+        security,
+        body: sendMimeBody,
+        response: { 202: queuedResponse, ...errors },
+      },
+    },
+    (request, reply) =>
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromMime(request.body), request.body.mailbox)),
+  );
+
+  app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(
+    '/messages',
+    {
+      schema: {
+        summary: 'List messages, newest first',
+        tags: ['messages'],
+        security,
+        querystring: listQuery,
+        response: { 200: messageListResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const { state, mailbox, cursor } = request.query;
+      const limit = request.query.limit === undefined ? undefined : Number(request.query.limit);
+      if (limit !== undefined && (limit < 1 || limit > 500))
+        throw apiError('R365_HTTP_INVALID_REQUEST', 'limit must be between 1 and 500.', { field: 'limit' });
+      const page = await deps.store.list({
+        ...(state !== undefined ? { state } : {}),
+        ...(mailbox !== undefined ? { mailbox: mailbox.toLowerCase() } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
+      });
+      return { items: page.items.map(messageView), nextCursor: page.nextCursor ?? null };
+    },
+  );
+
+  async function found(id: string): Promise<StoredMessage> {
+    const message = await deps.store.get(id);
+    if (!message) throw apiError('R365_HTTP_NOT_FOUND', `No message ${id} in the outbox. Use the id the send answered with.`, { field: 'id' });
+    return message;
+  }
+
+  app.get<{ Params: { id: string } }>(
+    '/messages/:id',
+    {
+      schema: {
+        summary: 'A message, its state and every attempt with its explanation',
+        tags: ['messages'],
+        security,
+        params: idParams,
+        response: { 200: messageResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const message = await found(request.params.id);
+      return messageDetailView(message, await deps.store.attempts(message.id));
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/messages/:id/retry',
+    {
+      schema: {
+        summary: 'Send a failed or deferred message again now',
+        tags: ['messages'],
+        security,
+        params: idParams,
+        response: { 200: stateChangeResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const message = await found(request.params.id);
+      if (!(await deps.store.retry(message.id))) {
+        const now = (await deps.store.get(message.id))?.state ?? message.state;
+        throw apiError('R365_MESSAGE_NOT_RETRYABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be retried.`);
+      }
+      deps.worker.notify({ mailbox: message.pool === undefined ? message.mailbox : undefined, pool: message.pool });
+      return { id: message.id, state: 'queued' };
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/messages/:id',
+    {
+      schema: {
+        summary: 'Cancel a message not yet sent',
+        description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
+        tags: ['messages'],
+        security,
+        params: idParams,
+        response: { 200: stateChangeResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const message = await found(request.params.id);
+      if (!(await deps.store.cancel(message.id))) {
+        const now = (await deps.store.get(message.id))?.state ?? message.state;
+        throw apiError('R365_MESSAGE_NOT_CANCELLABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be cancelled.`);
+      }
+      return { id: message.id, state: 'cancelled' };
+    },
+  );
+
+  app.get(
+    '/mailboxes',
+    {
+      schema: {
+        summary: 'The sending mailboxes: token, quota used and left, pause and last error',
+        tags: ['mailboxes'],
+        security,
+        response: { 200: mailboxListResponse, ...errors },
+      },
+    },
+    async () => ({ items: await mailboxStatuses(sources) }),
+  );
+}

@@ -1,0 +1,255 @@
+/**
+ * JSON schemas of the API: fastify validates requests with them and @fastify/swagger turns them into
+ * `/openapi.json`, so the documentation is the validation.
+ */
+import { MESSAGE_STATES } from '../../outbox/index.js';
+
+/**
+ * A header value: one line without control characters (tab allowed). CR or LF would let a field
+ * start a header of its own (header injection); the error handler gives this pattern its own code.
+ */
+export const NO_CONTROL_PATTERN = '^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$';
+
+/** RFC 5322 lines are at most 998 characters; one header value (before folding) stays below that. */
+const headerText = (description: string, maxLength = 998) => ({ type: 'string', maxLength, pattern: NO_CONTROL_PATTERN, description }) as const;
+
+/** An address: `"Name" <a@b>` or `a@b`, or an object with name and address. */
+const address = {
+  anyOf: [
+    headerText('An address, e.g. `ops@contoso.com` or `"Ops" <ops@contoso.com>`.'),
+    {
+      type: 'object',
+      properties: { name: headerText('Display name.', 256), address: headerText('Address.', 320) },
+      required: ['address'],
+      additionalProperties: false,
+    },
+  ],
+} as const;
+
+const addressList = {
+  anyOf: [address, { type: 'array', items: address, maxItems: 1000 }],
+  description: 'One address, or a list.',
+} as const;
+
+/** An SMTP envelope address: no spaces, angle brackets or controls (it goes into MAIL FROM / RCPT TO as is). */
+const envelopeAddress = {
+  type: 'string',
+  minLength: 3,
+  maxLength: 320,
+  pattern: '^[^\\s<>()\\[\\],;:\\\\"\\u0000-\\u001f\\u007f]+@[^\\s<>()\\[\\],;:\\\\"\\u0000-\\u001f\\u007f@]+$',
+} as const;
+
+const mailboxField = {
+  type: 'string',
+  maxLength: 320,
+  pattern: NO_CONTROL_PATTERN,
+  description: 'Send from this configured mailbox (default: the one whose address or alias is the sender).',
+} as const;
+
+/** `POST /v1/messages`. */
+export const sendMessageBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['from'],
+  properties: {
+    from: address,
+    to: addressList,
+    cc: addressList,
+    bcc: { ...addressList, description: 'Recipients not shown in the headers.' },
+    replyTo: addressList,
+    subject: headerText('Subject (any Unicode; encoded as RFC 2047 when needed).'),
+    text: { type: 'string', description: 'Plain-text body.' },
+    html: { type: 'string', description: 'HTML body.' },
+    attachments: {
+      type: 'array',
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        // content is required too, checked in code: ajv stops at its first error, and for an attachment
+        // with a `path` instead of content the useful error is the refused `path`, not the missing content.
+        properties: {
+          filename: headerText('File name shown to the recipient.', 255),
+          content: {
+            type: 'string',
+            description: 'Required. The file, base64-encoded. (`path` and `href` are refused: the API never reads server files or URLs.)',
+          },
+          contentType: { ...headerText('MIME type, e.g. `application/pdf` (default: from the filename).', 255) },
+          contentId: headerText('Content-ID for an inline image referenced as `cid:...` in the HTML.', 255),
+          disposition: { type: 'string', enum: ['attachment', 'inline'] },
+        },
+      },
+    },
+    headers: {
+      type: 'object',
+      description: 'Extra headers, e.g. `{"X-Campaign": "spring"}`. Address, MIME-structure and trace headers cannot be set here.',
+      maxProperties: 50,
+      propertyNames: { pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,76}$" },
+      additionalProperties: headerText('Header value.'),
+    },
+    mailbox: mailboxField,
+  },
+} as const;
+
+/** `POST /v1/messages/mime`. */
+export const sendMimeBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['raw', 'envelope'],
+  properties: {
+    raw: { type: 'string', minLength: 1, description: 'The whole message (headers and body): base64, or text when encoding is `utf8`.' },
+    encoding: { type: 'string', enum: ['base64', 'utf8'], default: 'base64' },
+    envelope: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['from', 'to'],
+      properties: {
+        from: { ...envelopeAddress, description: 'MAIL FROM.' },
+        to: { type: 'array', items: envelopeAddress, minItems: 1, maxItems: 1000, description: 'RCPT TO.' },
+      },
+    },
+    mailbox: mailboxField,
+  },
+} as const;
+
+export const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', maxLength: 64 } },
+} as const;
+
+export const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    state: { type: 'string', enum: [...MESSAGE_STATES] },
+    mailbox: { type: 'string', maxLength: 320 },
+    limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 500 (default 50).' },
+    cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page, with the same filters.' },
+  },
+} as const;
+
+const nullable = <T extends object>(schema: T) => ({ anyOf: [schema, { type: 'null' }] }) as const;
+
+const explanation = {
+  type: 'object',
+  description: "The reply catalogue's explanation: the cause and the fix, for a person.",
+  properties: { id: { type: 'string' }, class: { type: 'string' }, cause: { type: 'string' }, fix: { type: 'string' }, doc: { type: 'string' } },
+} as const;
+
+const envelope = { type: 'object', properties: { from: { type: 'string' }, to: { type: 'array', items: { type: 'string' } } } } as const;
+
+/** 202 answer of both send routes. */
+export const queuedResponse = {
+  type: 'object',
+  description: 'The message is stored in the outbox (committed to disk) and will be sent.',
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string', enum: ['queued'] },
+    mailbox: nullable({ type: 'string' }),
+    pool: nullable({ type: 'string' }),
+    messageId: nullable({ type: 'string' }),
+    envelope,
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const attempt = {
+  type: 'object',
+  properties: {
+    at: { type: 'string', format: 'date-time' },
+    mailbox: { type: 'string' },
+    reply: nullable({ type: 'string' }),
+    class: { type: 'string' },
+    explanation: nullable(explanation),
+    durationMs: { type: 'number' },
+  },
+} as const;
+
+const messageProperties = {
+  id: { type: 'string' },
+  state: { type: 'string', enum: [...MESSAGE_STATES] },
+  mailbox: nullable({ type: 'string' }),
+  pool: nullable({ type: 'string' }),
+  envelope,
+  size: { type: 'integer' },
+  messageId: nullable({ type: 'string' }),
+  source: { type: 'object', properties: { kind: { type: 'string' }, client: { type: 'string' }, user: { type: 'string' } } },
+  attemptCount: { type: 'integer' },
+  createdAt: { type: 'string', format: 'date-time' },
+  updatedAt: { type: 'string', format: 'date-time' },
+  nextAttemptAt: nullable({ type: 'string', format: 'date-time' }),
+  lastReply: nullable({ type: 'string' }),
+  lastClass: nullable({ type: 'string' }),
+  explanation: nullable(explanation),
+} as const;
+
+export const messageResponse = {
+  type: 'object',
+  properties: { ...messageProperties, attempts: { type: 'array', items: attempt } },
+} as const;
+
+export const messageListResponse = {
+  type: 'object',
+  properties: {
+    items: { type: 'array', items: { type: 'object', properties: messageProperties } },
+    nextCursor: nullable({ type: 'string' }),
+  },
+} as const;
+
+export const stateChangeResponse = {
+  type: 'object',
+  properties: { id: { type: 'string' }, state: { type: 'string', enum: [...MESSAGE_STATES] } },
+} as const;
+
+const quota = { type: 'object', properties: { limit: { type: 'integer' }, used: { type: 'integer' }, left: { type: 'integer' } } } as const;
+
+export const mailboxListResponse = {
+  type: 'object',
+  properties: {
+    items: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          address: { type: 'string' },
+          aliases: { type: 'array', items: { type: 'string' } },
+          pools: { type: 'array', items: { type: 'string' } },
+          paused: { type: 'boolean' },
+          pausedUntil: nullable({ type: 'string', format: 'date-time' }),
+          pauseReason: nullable(explanation),
+          token: {
+            type: 'object',
+            properties: {
+              cached: { type: 'boolean' },
+              expiresAt: nullable({ type: 'string', format: 'date-time' }),
+              refreshing: { type: 'boolean' },
+              failures: { type: 'integer' },
+              lastError: nullable({ type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } }),
+            },
+          },
+          quota: {
+            type: 'object',
+            properties: {
+              messagesPerMinute: quota,
+              recipientsPerDay: quota,
+              connections: { type: 'object', properties: { limit: { type: 'integer' }, inUse: { type: 'integer' } } },
+            },
+          },
+          counts: { type: 'object', additionalProperties: { type: 'integer' } },
+          lastError: nullable({
+            type: 'object',
+            properties: {
+              source: { type: 'string' },
+              at: nullable({ type: 'string', format: 'date-time' }),
+              reply: nullable({ type: 'string' }),
+              code: nullable({ type: 'string' }),
+              cause: { type: 'string' },
+              fix: { type: 'string' },
+            },
+          }),
+        },
+      },
+    },
+  },
+} as const;

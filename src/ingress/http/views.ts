@@ -1,0 +1,171 @@
+/** What the API, the dashboard and /metrics show of messages and mailboxes, built from the relay's parts. */
+import type { Explanation } from '../../catalogue/index.js';
+import type { Config } from '../../config/index.js';
+import type { TokenStatus } from '../../identity/index.js';
+import type { QueueSnapshot } from '../../observe/index.js';
+import { MESSAGE_STATES, type Attempt, type DeliveryWorker, type MessageState, type OutboxStore, type Router, type StoredMessage } from '../../outbox/index.js';
+
+/** The relay parts the views read. */
+export interface ViewSources {
+  config: Pick<Config, 'mailboxes'>;
+  store: OutboxStore;
+  router: Pick<Router, 'poolsOf'>;
+  worker: Pick<DeliveryWorker, 'status'>;
+  /** The token provider's read-only view; absent when tokens are not this process's business. */
+  tokens?: { status(mailbox: string): TokenStatus } | undefined;
+}
+
+/** Explanations as the API shows them (catalogue rows without undefined fields). */
+function explanationView(e: Explanation | undefined): Explanation | null {
+  return e === undefined ? null : { ...e };
+}
+
+/** A message as `GET /v1/messages` lists it. */
+export function messageView(m: StoredMessage) {
+  const waiting = m.state === 'queued' || m.state === 'deferred';
+  return {
+    id: m.id,
+    state: m.state,
+    mailbox: m.mailbox ?? null,
+    pool: m.pool ?? null,
+    envelope: m.envelope,
+    size: m.size,
+    messageId: m.messageId ?? null,
+    source: m.source,
+    attemptCount: m.attempts,
+    createdAt: m.createdAt.toISOString(),
+    updatedAt: m.updatedAt.toISOString(),
+    nextAttemptAt: waiting ? m.nextAttemptAt.toISOString() : null,
+    lastReply: m.lastReply ?? null,
+    lastClass: m.lastClass ?? null,
+    explanation: m.state === 'sent' ? null : explanationView(m.lastExplanation),
+  };
+}
+
+/** A message with each attempt, as `GET /v1/messages/{id}` shows it. */
+export function messageDetailView(m: StoredMessage, attempts: readonly Attempt[]) {
+  return {
+    ...messageView(m),
+    attempts: attempts.map((a) => ({
+      at: a.at.toISOString(),
+      mailbox: a.mailbox,
+      reply: a.reply ?? null,
+      class: a.class,
+      explanation: explanationView(a.explanation),
+      durationMs: a.durationMs,
+    })),
+  };
+}
+
+/** One mailbox's health: token, quota used and left, pause, last error. */
+export interface MailboxStatusView {
+  address: string;
+  aliases: string[];
+  pools: string[];
+  paused: boolean;
+  pausedUntil: string | null;
+  pauseReason: Explanation | null;
+  token: { cached: boolean; expiresAt: string | null; refreshing: boolean; failures: number; lastError: { code: string; message: string } | null };
+  quota: {
+    messagesPerMinute: { limit: number; used: number; left: number };
+    recipientsPerDay: { limit: number; used: number; left: number };
+    connections: { limit: number; inUse: number };
+  };
+  counts: Record<MessageState, number>;
+  /** The most pressing problem: a token failure, the reason of a pause, or the last failed message. */
+  lastError: { source: 'token' | 'pause' | 'message'; at: string | null; reply: string | null; code: string | null; cause: string; fix: string } | null;
+}
+
+/** The status of every configured mailbox. */
+export async function mailboxStatuses(sources: ViewSources, now: Date = new Date()): Promise<MailboxStatusView[]> {
+  const workerStatus = new Map(sources.worker.status().map((s) => [s.mailbox, s]));
+  return Promise.all(
+    sources.config.mailboxes.map(async (m): Promise<MailboxStatusView> => {
+      const address = m.address.toLowerCase();
+      const status = workerStatus.get(address);
+      const limits = status?.limits;
+      const usage = limits ? await sources.store.quotaUsage(address, limits, now) : { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 };
+      const token = sources.tokens?.status(address);
+      const [counts, lastFailed] = await Promise.all([sources.store.counts(address), sources.store.list({ mailbox: address, state: 'failed', limit: 1 })]);
+      const failed = lastFailed.items[0];
+      let lastError: MailboxStatusView['lastError'] = null;
+      if (token?.lastError) {
+        lastError = {
+          source: 'token',
+          at: null,
+          reply: null,
+          code: token.lastError.code,
+          cause: token.lastError.message,
+          fix: 'See the message; relay365 doctor walks every setup step.',
+        };
+      } else if (status?.paused && status.reason) {
+        lastError = { source: 'pause', at: null, reply: null, code: status.reason.id, cause: status.reason.cause, fix: status.reason.fix };
+      } else if (failed?.lastExplanation) {
+        lastError = {
+          source: 'message',
+          at: failed.updatedAt.toISOString(),
+          reply: failed.lastReply ?? null,
+          code: failed.lastExplanation.id,
+          cause: failed.lastExplanation.cause,
+          fix: failed.lastExplanation.fix,
+        };
+      }
+      const messagesLimit = limits?.messagesPerMinute ?? 0;
+      const recipientsLimit = limits?.recipientsPerDay ?? 0;
+      return {
+        address,
+        aliases: m.aliases.map((a) => a.toLowerCase()),
+        pools: sources.router.poolsOf(address),
+        paused: status?.paused ?? false,
+        pausedUntil: status?.paused && status.holdUntil ? status.holdUntil.toISOString() : null,
+        pauseReason: status?.paused ? explanationView(status.reason) : null,
+        token: {
+          cached: token?.cached ?? false,
+          expiresAt: token?.expiresOn?.toISOString() ?? null,
+          refreshing: token?.refreshing ?? false,
+          failures: token?.failures ?? 0,
+          lastError: token?.lastError ?? null,
+        },
+        quota: {
+          messagesPerMinute: { limit: messagesLimit, used: usage.messagesLastMinute, left: Math.max(0, messagesLimit - usage.messagesLastMinute) },
+          recipientsPerDay: { limit: recipientsLimit, used: usage.recipientsLastDay, left: Math.max(0, recipientsLimit - usage.recipientsLastDay) },
+          connections: { limit: status?.connectionCap ?? 0, inUse: usage.sending },
+        },
+        counts,
+        lastError,
+      };
+    }),
+  );
+}
+
+/** Label of messages in the outbox that no mailbox holds yet (a pool's, waiting for a member). */
+export const POOL_LABEL = '(pool)';
+
+/** The gauges' values at this moment, for {@link RelayMetrics.render}. */
+export async function queueSnapshot(sources: ViewSources, now: Date = new Date()): Promise<QueueSnapshot> {
+  const [total, oldest, mailboxes] = await Promise.all([sources.store.counts(), sources.store.oldestWaiting(), mailboxStatuses(sources, now)]);
+  const messages: Array<{ mailbox: string; state: string; count: number }> = [];
+  const assigned = Object.fromEntries(MESSAGE_STATES.map((s) => [s, 0])) as Record<MessageState, number>;
+  for (const m of mailboxes) {
+    for (const state of MESSAGE_STATES) {
+      messages.push({ mailbox: m.address, state, count: m.counts[state] });
+      assigned[state] += m.counts[state];
+    }
+  }
+  for (const state of MESSAGE_STATES) {
+    const rest = total[state] - assigned[state];
+    if (rest > 0) messages.push({ mailbox: POOL_LABEL, state, count: rest });
+  }
+  return {
+    messages,
+    waiting: total.queued + total.deferred,
+    oldestWaitingSeconds: oldest === undefined ? 0 : Math.max(0, (now.getTime() - oldest.getTime()) / 1000),
+    mailboxes: mailboxes.map((m) => ({
+      mailbox: m.address,
+      messagesLeftThisMinute: m.quota.messagesPerMinute.left,
+      recipientsLeftToday: m.quota.recipientsPerDay.left,
+      paused: m.paused,
+      tokenExpiresInSeconds: m.token.cached && m.token.expiresAt !== null ? Math.max(0, (Date.parse(m.token.expiresAt) - now.getTime()) / 1000) : undefined,
+    })),
+  };
+}

@@ -1,0 +1,497 @@
+import { hostname as osHostname } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type {
+  SMTPServerAddress,
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerDataStream,
+  SMTPServerOptions,
+  SMTPServerSession,
+} from 'smtp-server';
+import type { Config } from '../../config/index.js';
+import { Relay365Error } from '../../errors.js';
+import type { ConfigIssue } from '../../config/issues.js';
+import type { Logger } from '../../observe/index.js';
+import type { NewMessage, OutboxStore, Router } from '../../outbox/index.js';
+import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
+import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
+import { LoginLockout } from './login-lockout.js';
+import { MAX_LINE_OCTETS, MessageCollector, headerFromAddresses, readHeaders, traceFields } from './message.js';
+import { PasswordChecker, parsePasswordHash } from './password.js';
+import { REPLIES, replyError } from './replies.js';
+import { loadTlsIdentity, type TlsIdentity } from './self-signed.js';
+import { SenderPolicy, asciiAddress } from './sender-policy.js';
+
+/** What the SMTP front door needs; the runtime wires the real ones, tests their own. */
+export interface SmtpIngressDeps {
+  config: Config['smtp'];
+  limits: Config['limits'];
+  /** Where a self-signed certificate is kept (`<dataDir>/tls`) when none is configured. */
+  dataDir: string;
+  router: Router;
+  /** Resolves only once the message is committed: the 250 waits for it. */
+  outbox: Pick<OutboxStore, 'enqueue'>;
+  logger: Logger;
+  /** Name in the greeting and `Received:`; default `smtp.hostname`, else the machine's name. */
+  hostname?: string;
+  /** How long close() lets transactions under way finish before it cuts them (default 30 s). */
+  closeTimeoutMs?: number;
+}
+
+/** Where a listener listens. */
+export interface SmtpListenerAddress {
+  host: string;
+  port: number;
+  tls: 'starttls' | 'implicit' | 'none';
+}
+
+/** The SMTP front door: listeners that accept mail from local devices into the outbox. */
+export interface SmtpIngress {
+  /** Opens every configured listener; resolves with their addresses (port 0 becomes the real port). */
+  listen(): Promise<SmtpListenerAddress[]>;
+  /** Stops accepting connections, lets transactions under way finish (each gets its reply), then closes. */
+  close(): Promise<void>;
+  /** Closes every listener and connection at once; a message not yet answered is not accepted. */
+  closeNow(): void;
+}
+
+/** Who may relay on a connection: a logged-in user, or the allowlist entry holding its address. */
+interface Principal {
+  /** `NewMessage.source.user`: the user's name, or `allowlist:<cidr>`. */
+  source: string;
+  /** How a reply names it. */
+  display: string;
+  senders: SenderPolicy;
+}
+
+/** A logged-in user: its principal and its stored hash. */
+interface LocalUser extends Principal {
+  name: string;
+  passwordHash: string;
+}
+
+/** smtp-server's command line limit; AUTH PLAIN of a long name and password stays far below it. */
+const MAX_COMMAND_OCTETS = 4096;
+const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+
+/** Checks what the schema cannot (CIDRs, hash formats, duplicate users); every problem at once. */
+function configProblems(config: Config['smtp']): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const names = new Set<string>();
+  config.users.forEach((user, i) => {
+    if (names.has(user.name)) issues.push({ path: `smtp.users.${i}.name`, message: `${user.name} is listed twice` });
+    names.add(user.name);
+    const parsed = parsePasswordHash(user.passwordHash);
+    if ('problem' in parsed) issues.push({ path: `smtp.users.${i}.passwordHash`, message: parsed.problem });
+  });
+  config.allowlist.forEach((entry, i) => {
+    const parsed = parseCidr(entry.cidr);
+    if ('problem' in parsed) issues.push({ path: `smtp.allowlist.${i}.cidr`, message: parsed.problem });
+  });
+  return issues;
+}
+
+/**
+ * The local SMTP relay for printers, scanners and legacy apps (DESIGN.md, ingress). smtp-server owns
+ * the protocol; this owns the policy: who may relay (local users with scrypt hashes, AUTH only over
+ * TLS unless a listener allows it, an IP allowlist), as whom (`allowedSenders` and the Router), how
+ * much (size, recipients, connections, commands), and it answers `250` only once the outbox has
+ * committed the message. Nothing listens until {@link SmtpIngress.listen}.
+ *
+ * @throws Relay365Error `R365_CONFIG_INVALID` for an allowlist CIDR, password hash or user name
+ *   the relay cannot use (every problem listed).
+ * @example
+ * const smtp = createSmtpIngress({ config: config.smtp, limits: config.limits, dataDir: config.dataDir, router, outbox: store, logger });
+ * const listeners = await smtp.listen(); // [{ host: '127.0.0.1', port: 2525, tls: 'starttls' }]
+ * await smtp.close();
+ */
+export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
+  const { config, router, outbox, logger } = deps;
+  const issues = configProblems(config);
+  if (issues.length > 0) {
+    throw new Relay365Error(
+      'R365_CONFIG_INVALID',
+      `The smtp section has ${issues.length} problem(s):\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n')}`,
+      {
+        details: { issues },
+      },
+    );
+  }
+  const hostname = deps.hostname ?? config.hostname ?? osHostname();
+  const maxMessageBytes = config.maxMessageBytes ?? deps.limits.maxMessageBytes;
+  const maxRecipients = config.maxRecipients ?? deps.limits.recipientsPerMessage;
+  const closeTimeoutMs = deps.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+
+  const users = new Map<string, LocalUser>(
+    config.users.map((u) => [
+      u.name,
+      { name: u.name, passwordHash: u.passwordHash, source: u.name, display: u.name, senders: new SenderPolicy(u.allowedSenders) },
+    ]),
+  );
+  const allowlist = new Allowlist<Principal>(
+    config.allowlist.map((e) => ({
+      cidr: e.cidr,
+      value: { source: `allowlist:${e.cidr}`, display: `clients in ${e.cidr}`, senders: new SenderPolicy(e.allowedSenders) },
+    })),
+  );
+  const passwords = new PasswordChecker();
+  const lockout = new LoginLockout({ failures: config.lockoutFailures, windowMs: config.lockoutWindowSeconds * 1000, lockMs: config.lockoutSeconds * 1000 });
+
+  /** Open connections per client address, and in all (counted from onConnect to onClose). */
+  const perClient = new Map<string, number>();
+  let total = 0;
+  const counted = new WeakSet<SMTPServerSession>();
+
+  let servers: RelayServer[] = [];
+  let addresses: SmtpListenerAddress[] | undefined;
+  let tlsIdentity: TlsIdentity | undefined;
+  let draining = false;
+
+  const clientOf = (session: SMTPServerSession): string => unmapIPv4(session.remoteAddress);
+  const connectionOf = (session: SMTPServerSession): RelayConnection | undefined => {
+    for (const server of servers) {
+      const connection = server.bySession.get(session);
+      if (connection) return connection;
+    }
+    return undefined;
+  };
+  const userOf = (session: SMTPServerSession): LocalUser | undefined => (typeof session.user === 'string' ? users.get(session.user) : undefined);
+  const principalOf = (session: SMTPServerSession): Principal | undefined => userOf(session) ?? allowlist.match(session.remoteAddress)?.value;
+
+  /** Refuses through a hook's callback, with the details for the refusal's log line. */
+  const refuse = (session: SMTPServerSession, line: string, details?: Record<string, unknown>): Error => {
+    if (details) connectionOf(session)?.noteRefusal(details);
+    return replyError(line);
+  };
+
+  const hooks: ConnectionHooks = {
+    get draining() {
+      return draining;
+    },
+    maxCommandsPerConnection: config.maxCommandsPerConnection,
+    lockedUntil: (client) => lockout.lockedUntil(unmapIPv4(client)),
+    refused: (connection, line, details) => {
+      const session = connection.session;
+      logger.info(
+        { session: session.id, client: unmapIPv4(connection.remoteAddress), user: principalOf(session)?.source, reply: line, ...details },
+        'SMTP refused',
+      );
+    },
+  };
+
+  const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
+    if (draining) return callback(replyError(REPLIES.shuttingDown));
+    const client = clientOf(session);
+    const mine = perClient.get(client) ?? 0;
+    if (mine >= config.maxConnectionsPerClient || total >= config.maxConnections) {
+      return callback(refuse(session, REPLIES.tooManyConnections, { connections: { client: mine, total } }));
+    }
+    perClient.set(client, mine + 1);
+    total += 1;
+    counted.add(session);
+    callback();
+  };
+
+  const onClose = (session: SMTPServerSession): void => {
+    if (!counted.delete(session)) return;
+    const client = clientOf(session);
+    const left = (perClient.get(client) ?? 1) - 1;
+    if (left > 0) perClient.set(client, left);
+    else perClient.delete(client);
+    total -= 1;
+  };
+
+  const onAuth = (
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+  ): void => {
+    const client = clientOf(session);
+    // The lock may have started while this client typed its password.
+    const until = lockout.lockedUntil(client);
+    if (until) return callback(refuse(session, REPLIES.authLockedOut, { lockedUntil: until.toISOString() }));
+    if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
+      return callback(refuse(session, REPLIES.authzidRefused));
+    }
+    const user = users.get(auth.username ?? '');
+    const password = auth.password ?? '';
+    const check = user ? passwords.check(user.name, password, user.passwordHash) : passwords.refuseUnknown(password);
+    check.then(
+      (ok) => {
+        if (ok && user) {
+          logger.debug({ session: session.id, client, user: user.name, method: auth.method }, 'SMTP login');
+          return callback(null, { user: user.name });
+        }
+        const locked = lockout.fail(client);
+        // Only a configured name is logged: a password typed into the name field must not reach a log.
+        callback(refuse(session, REPLIES.authInvalid, { attemptedUser: user ? user.name : '(unknown user)', ...(locked ? { lockedOut: true } : {}) }));
+      },
+      (err: unknown) => {
+        logger.error({ err, session: session.id, client }, 'SMTP password check failed');
+        callback(refuse(session, REPLIES.authInvalid));
+      },
+    );
+  };
+
+  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
+    const principal = principalOf(session);
+    if (!principal) return callback(refuse(session, REPLIES.authRequired));
+    if (!address.address) return callback(refuse(session, REPLIES.nullSender));
+    const sender = asciiAddress(address.address);
+    if (!principal.senders.allows(sender)) return callback(refuse(session, REPLIES.senderNotAllowed(principal.display, sender)));
+    if (!router.route(sender)) return callback(refuse(session, REPLIES.noRoute(sender)));
+    callback();
+  };
+
+  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
+    if (!principalOf(session)) return callback(refuse(session, REPLIES.relayingDenied));
+    // RFC 5321 4.1.1.3 makes servers accept a bare `postmaster`; a relay has nowhere to send it.
+    if (!address.address.includes('@')) return callback(refuse(session, REPLIES.recipientWithoutDomain));
+    const rcpts = session.envelope.rcptTo;
+    // A repeated recipient replaces its earlier entry in smtp-server, so it adds nothing.
+    const repeat = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
+    if (!repeat && rcpts.length >= maxRecipients) return callback(refuse(session, REPLIES.tooManyRecipients(maxRecipients)));
+    callback();
+  };
+
+  /** Decides on a message received in full: the reply line, after the outbox committed it if accepted. */
+  const finishData = async (session: SMTPServerSession, collector: MessageCollector, connection: RelayConnection | undefined): Promise<string> => {
+    if (collector.oversized) return REPLIES.tooBig(maxMessageBytes);
+    if (collector.hasNul) return REPLIES.nulBytes;
+    if (collector.longest > MAX_LINE_OCTETS) return REPLIES.lineTooLong(collector.longest);
+    const principal = principalOf(session);
+    const { mailFrom } = session.envelope;
+    // MAIL checked these already; the session may have changed since (a defence, not a path).
+    if (!principal || !mailFrom) return REPLIES.authRequired;
+    const sender = asciiAddress(mailFrom.address);
+    const raw = collector.bytes();
+    const headers = readHeaders(raw);
+    const froms = headerFromAddresses(headers).map(asciiAddress);
+    if (froms.includes('')) return REPLIES.noHeaderFrom;
+    const notAllowed = [sender, ...froms].find((a) => !principal.senders.allows(a));
+    if (notAllowed !== undefined) return REPLIES.senderNotAllowed(principal.display, notAllowed);
+    // Exchange checks SendAs on the header From: every From address must be sendable along with MAIL FROM.
+    const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({ from: from ?? sender, route: router.routeMessage(sender, from) }));
+    const unroutable = routes.find((r) => !r.route);
+    if (unroutable) return REPLIES.noRoute(unroutable.from);
+    const route = routes[0]!.route!;
+
+    const recipients = session.envelope.rcptTo.map((r) => asciiAddress(r.address));
+    const client = clientOf(session);
+    const traceId = `${session.id}.${session.transaction}`;
+    const { prefix, messageId } = traceFields(headers, {
+      helo: session.hostNameAppearsAs,
+      clientAddress: client,
+      hostname,
+      protocol: session.transmissionType,
+      id: traceId,
+      recipients,
+      date: new Date(),
+    });
+    // A client that left before its reply will send again: keeping this copy would only duplicate it.
+    if (connection?.gone) return REPLIES.storeUnavailable;
+    const message: NewMessage = {
+      ...(route.mailbox !== undefined ? { mailbox: route.mailbox } : { pool: route.pool }),
+      envelope: { from: sender, to: recipients },
+      raw: Buffer.concat([prefix, raw]),
+      source: { kind: 'smtp', client, user: principal.source },
+      messageId,
+    };
+    try {
+      const stored = await outbox.enqueue(message);
+      logger.info(
+        {
+          id: stored.id,
+          trace: traceId,
+          client,
+          user: principal.source,
+          size: message.raw.length,
+          recipients: recipients.length,
+          mailbox: route.mailbox,
+          pool: route.pool,
+        },
+        'SMTP message queued',
+      );
+      return REPLIES.queued(stored.id);
+    } catch (err) {
+      logger.error({ err, trace: traceId, client, user: principal.source }, 'SMTP message could not be queued');
+      connection?.noteRefusal({ cause: (err as { code?: string }).code ?? 'error' });
+      return REPLIES.storeUnavailable;
+    }
+  };
+
+  const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
+    const connection = connectionOf(session);
+    const collector = new MessageCollector(maxMessageBytes);
+    stream.on('data', (chunk: Buffer) => collector.push(chunk));
+    stream.on('error', (err) => {
+      // The client went away mid-DATA: nothing to answer, nothing stored.
+      logger.info(
+        { session: session.id, client: clientOf(session), user: principalOf(session)?.source, received: collector.size, reason: err.message },
+        'SMTP DATA ended early',
+      );
+    });
+    stream.on('end', () => {
+      // smtp-server hands the message over dot-unstuffed and otherwise as received.
+      finishData(session, collector, connection).then(
+        (line) => (line.startsWith('2') ? callback(null, line.slice(4)) : callback(replyError(line))),
+        (err: unknown) => {
+          logger.error({ err, session: session.id }, 'SMTP DATA handling failed');
+          callback(replyError(REPLIES.storeUnavailable));
+        },
+      );
+    });
+  };
+
+  const serverOptions = (listener: Config['smtp']['listeners'][number]): SMTPServerOptions => {
+    const tlsOptions = listener.tls === 'none' || !tlsIdentity ? {} : { key: tlsIdentity.keyPem, cert: tlsIdentity.certPem };
+    return {
+      ...tlsOptions,
+      secure: listener.tls === 'implicit',
+      // DESIGN.md quality bar: TLS 1.2 or newer.
+      minVersion: 'TLSv1.2',
+      name: hostname,
+      banner: 'relay365',
+      heloResponse: '%s Hello %s',
+      // Devices on a LAN rarely have PTR records; the lookup would only delay every greeting.
+      disableReverseLookup: true,
+      authMethods: ['PLAIN', 'LOGIN'],
+      // Allowlisted devices relay without AUTH: onMailFrom answers 530 to everyone else.
+      authOptional: true,
+      allowInsecureAuth: listener.allowPlainAuth,
+      hideSTARTTLS: listener.tls !== 'starttls',
+      disabledCommands: [
+        ...(listener.tls === 'starttls' ? [] : ['STARTTLS']),
+        ...(users.size === 0 ? ['AUTH'] : []),
+        // sendmail jokes and proxy commands: a relay for devices has no use for them.
+        'WIZ',
+        'SHELL',
+        'KILL',
+        'XCLIENT',
+        'XFORWARD',
+      ],
+      // Every reply but the greeting and EHLO carries its RFC 3463 code (RFC 2034).
+      hideENHANCEDSTATUSCODES: false,
+      // 8BITMIME, SMTPUTF8 and PIPELINING stay advertised (smtp-server's defaults); DSN stays off.
+      size: maxMessageBytes,
+      // A backstop for sockets still in their TLS handshake; onConnect applies the real limits.
+      maxClients: config.maxConnections,
+      maxCommandLength: MAX_COMMAND_OCTETS,
+      socketTimeout: config.idleTimeoutSeconds * 1000,
+      logger: false,
+      onConnect,
+      onAuth,
+      onMailFrom,
+      onRcptTo,
+      onData,
+      onClose,
+    };
+  };
+
+  const listenOne = (server: RelayServer, host: string, port: number): Promise<AddressInfo> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      server.server.once('error', onError);
+      server.server.listen(port, host, () => {
+        server.server.off('error', onError);
+        resolve(server.server.address() as AddressInfo);
+      });
+    });
+
+  const allConnections = (): RelayConnection[] => servers.flatMap((s) => [...s.live]);
+
+  const stopListening = (): Promise<void[]> =>
+    Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if (!server.server.listening) return resolve();
+            server.server.close(() => resolve());
+            // Sockets still in their implicit-TLS handshake have no session that could finish.
+            server._pendingSockets.forEach((socket) => socket.destroy());
+          }),
+      ),
+    );
+
+  const closeNow = (): void => {
+    draining = true;
+    void stopListening();
+    for (const connection of allConnections()) connection.destroy();
+    addresses = undefined;
+  };
+
+  return {
+    async listen() {
+      if (addresses) return addresses;
+      draining = false;
+      if (config.listeners.some((l) => l.tls !== 'none')) {
+        tlsIdentity ??= await loadTlsIdentity({
+          certFile: config.certFile,
+          keyFile: config.keyFile,
+          dataDir: deps.dataDir,
+          hostname,
+          extraNames: config.listeners.map((l) => l.host),
+        });
+        if (tlsIdentity.origin === 'generated') logger.info({ cert: tlsIdentity.certPath }, 'SMTP made a self-signed TLS certificate');
+      }
+      const opened: SmtpListenerAddress[] = [];
+      servers = [];
+      for (const listener of config.listeners) {
+        const policy: ListenerPolicy = { tls: listener.tls, allowPlainAuth: listener.allowPlainAuth };
+        const server = new RelayServer(serverOptions(listener), policy, hooks);
+        // A failed handshake or a reset must never take the relay down; smtp-server reports them here.
+        server.on('error', (err: Error & { code?: string }) => logger.debug({ err, code: err.code }, 'SMTP connection error'));
+        servers.push(server);
+        try {
+          const bound = await listenOne(server, listener.host, listener.port);
+          opened.push({ host: bound.address, port: bound.port, tls: listener.tls });
+        } catch (cause) {
+          closeNow();
+          servers = [];
+          const code = (cause as NodeJS.ErrnoException).code;
+          throw new Relay365Error(
+            'R365_SMTP_LISTEN_FAILED',
+            `The SMTP relay cannot listen on ${listener.host}:${listener.port} (${code ?? (cause as Error).message}). ` +
+              (code === 'EADDRINUSE'
+                ? 'Another program uses the port: stop it or choose another port in smtp.listeners.'
+                : code === 'EACCES'
+                  ? 'Ports below 1024 need privileges: choose a port above 1024 or grant CAP_NET_BIND_SERVICE.'
+                  : 'Check smtp.listeners.'),
+            { cause, details: { host: listener.host, port: listener.port } },
+          );
+        }
+        logger.info({ host: listener.host, port: opened.at(-1)!.port, tls: listener.tls, allowPlainAuth: listener.allowPlainAuth }, 'SMTP listening');
+      }
+      addresses = opened;
+      return opened;
+    },
+
+    async close() {
+      if (!addresses) return;
+      draining = true;
+      const stopped = stopListening();
+      const deadline = Date.now() + closeTimeoutMs;
+      for (;;) {
+        let waiting = 0;
+        for (const connection of allConnections()) {
+          if (connection.ending) continue;
+          if (connection.busy) waiting += 1;
+          else connection.sendLine(REPLIES.shuttingDown); // 421 closes the connection
+        }
+        if (waiting === 0) break;
+        if (Date.now() > deadline) {
+          logger.warn({ connections: waiting }, 'SMTP close timed out; cutting transactions still under way');
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // Clients normally hang up on a 421 at once; do not wait for one that does not.
+      const grace = setTimeout(() => allConnections().forEach((c) => c.destroy()), 1000);
+      await stopped;
+      clearTimeout(grace);
+      addresses = undefined;
+    },
+
+    closeNow,
+  };
+}

@@ -1,0 +1,568 @@
+import pg from 'pg';
+import type { Explanation, ReplyClass } from '../catalogue/index.js';
+import { Relay365Error } from '../errors.js';
+import { newMessageId } from './ids.js';
+import { DURABLE_COMMITS, PG_MIGRATIONS, SCHEMA_NAME, pgStatements, type PgAttemptRow, type PgMessageRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
+import {
+  MESSAGE_STATES,
+  type Attempt,
+  type ClaimRequest,
+  type ClaimResult,
+  type CompleteRequest,
+  type ListQuery,
+  type MailboxLimits,
+  type MessageSource,
+  type MessageState,
+  type NewMessage,
+  type OutboxStore,
+  type QuotaUsage,
+  type StoredMessage,
+} from './types.js';
+
+/** Options of {@link openPgStore}. */
+export interface PgStoreOptions {
+  /** Schema holding relay365's tables (`queue.schema`); created by the first migration when missing. Default `relay365`. */
+  schema?: string;
+  /**
+   * Connections this node keeps to PostgreSQL (default 10). Each claim, complete and enqueue holds one
+   * for a few milliseconds; the shared token cache holds one while a token request is in flight.
+   */
+  poolSize?: number;
+  /** How long to wait for a connection before failing with `R365_OUTBOX_UNAVAILABLE` (retryable). Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Apply pending migrations on open (default true); `relay365 db migrate` opens without and reports what it applies. */
+  migrate?: boolean;
+}
+
+/** What {@link PgOutboxStore.applyMigrations} did. */
+export interface PgMigrationReport {
+  /** Versions applied by this call, oldest first (empty when the schema was up to date). */
+  applied: number[];
+  /** The schema version now. */
+  version: number;
+}
+
+/** list(): page size when none is asked for, and the most one page may hold (as the SQLite store). */
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 500;
+/**
+ * When only the connection limit stopped a claim, try again this soon: a connection frees as soon
+ * as a send completes, which is usually well before the soonest lease expires.
+ */
+const CONNECTION_RETRY_MS = 1000;
+/** getRaw() reads a message in slices of this size (see `getRawSlice` in pg-sql.ts). */
+const RAW_SLICE_BYTES = 1024 * 1024;
+
+/**
+ * `bigint` columns (times in ms, counts) as JavaScript numbers: every value relay365 stores there is far
+ * below 2^53, and pg's default (a string) would leak into every comparison.
+ */
+const TYPES = new pg.TypeOverrides();
+TYPES.setTypeParser(pg.types.builtins.INT8, 'text', (value: string) => Number(value));
+
+/** Runs on every new connection: see {@link DURABLE_COMMITS}. */
+async function durableCommits(client: pg.ClientBase): Promise<void> {
+  await client.query(DURABLE_COMMITS);
+}
+
+/**
+ * Opens a pool to the PostgreSQL database at `url`, applies the pending migrations (unless told not
+ * to) and returns the store. Several nodes may open the same database and schema: they then share
+ * one queue and one set of quota windows.
+ *
+ * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the server cannot be reached or refuses the
+ *   login, the schema cannot be created, or a newer relay365 migrated it.
+ * @example
+ * ```ts
+ * const store = await openPgStore('postgresql://relay365@db.internal/relay365', { schema: 'relay365' });
+ * const message = await store.enqueue({ mailbox: 'relay@contoso.com', envelope, raw, source: { kind: 'smtp' } });
+ * ```
+ */
+export async function openPgStore(url: string, options: PgStoreOptions = {}): Promise<PgOutboxStore> {
+  return PgOutboxStore.open(url, options);
+}
+
+/**
+ * The shared outbox: tables in one PostgreSQL schema, used by every node at once. A claim leases rows
+ * with `FOR UPDATE SKIP LOCKED`, so no message goes to two workers, and holds the mailbox's advisory
+ * lock for its transaction, so two nodes never both see room left in the same quota. Every write is
+ * acknowledged after PostgreSQL's commit, which is flushed to its WAL first (`synchronous_commit`).
+ */
+export class PgOutboxStore implements OutboxStore {
+  private readonly sql: PgStatements;
+  private closed = false;
+
+  private constructor(
+    /**
+     * The connection pool. Other tables of relay365 in the same database (the shared token cache) may
+     * use it, so a node keeps one set of connections; it is ended by {@link close}.
+     */
+    readonly pool: pg.Pool,
+    /** The schema holding the tables. */
+    readonly schema: string,
+    /** The database, for messages: the URL without its password. */
+    readonly where: string,
+  ) {
+    this.sql = pgStatements(schema);
+  }
+
+  /** See {@link openPgStore}. */
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgOutboxStore> {
+    const schema = options.schema ?? 'relay365';
+    const where = describeDatabase(url, schema);
+    if (!SCHEMA_NAME.test(schema)) {
+      throw new Relay365Error('R365_CONFIG_INVALID', `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`, {
+        details: { schema },
+      });
+    }
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      // TCP keepalive: a connection to a server that vanished (failover, cable) fails instead of hanging.
+      keepAlive: true,
+      fallback_application_name: 'relay365',
+      types: TYPES,
+      // Awaited before the pool hands the new connection out.
+      onConnect: durableCommits,
+    });
+    const store = new PgOutboxStore(pool, schema, where);
+    // An idle connection that breaks (server restart) is dropped by the pool, which reports it here;
+    // the next query opens a new one and fails there, with a Relay365Error, if the server is still away.
+    pool.on('error', () => undefined);
+    try {
+      if (options.migrate !== false) await store.migrate();
+      else await store.run('connect to the outbox database', () => pool.query(store.sql.ping));
+      return store;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** Applies every migration not yet recorded in `schema_migrations`, all in one transaction. */
+  async migrate(): Promise<void> {
+    await this.applyMigrations();
+  }
+
+  /**
+   * Creates the schema when missing and applies the pending migrations, in one transaction under an
+   * advisory lock: nodes starting at once wait for the first, then find nothing left to do.
+   */
+  applyMigrations(): Promise<PgMigrationReport> {
+    return this.run('apply the outbox migrations', () =>
+      this.transaction(async (client) => {
+        await client.query(this.sql.lockMigrations, [this.schema]);
+        if ((await client.query(this.sql.schemaExists, [this.schema])).rowCount === 0) await client.query(this.sql.createSchema);
+        await client.query(this.sql.createMigrationsTable);
+        const applied = new Set((await client.query<{ version: number }>(this.sql.appliedVersions)).rows.map((r) => r.version));
+        const known = PG_MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+        const newest = Math.max(0, ...applied);
+        if (newest > known) {
+          throw new Relay365Error(
+            'R365_OUTBOX_UNAVAILABLE',
+            `The outbox schema ${this.where} has version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated it. ` +
+              'Run that newer release on every node, or restore the backup taken before the upgrade.',
+            { details: { schema: this.schema, version: newest, known } },
+          );
+        }
+        const report: PgMigrationReport = { applied: [], version: newest };
+        for (const migration of PG_MIGRATIONS) {
+          if (applied.has(migration.version)) continue;
+          await client.query(migration.sql(pg.escapeIdentifier(this.schema)));
+          await client.query(this.sql.recordMigration, [migration.version, migration.description, Date.now()]);
+          report.applied.push(migration.version);
+          report.version = Math.max(report.version, migration.version);
+        }
+        return report;
+      }),
+    );
+  }
+
+  /**
+   * Stores a message in state `queued`. The promise resolves after PostgreSQL has committed the row
+   * (flushed to its WAL), so a front door may answer 250 / 202 as soon as it does.
+   *
+   * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
+   */
+  enqueue(message: NewMessage): Promise<StoredMessage> {
+    return this.run('store the message', async () => {
+      if ((message.mailbox === undefined) === (message.pool === undefined)) {
+        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.');
+      }
+      if (message.envelope.to.length === 0) {
+        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
+      }
+      // The node's clock, as for every other time the store keeps: nodes must keep theirs in sync (NTP).
+      const now = Date.now();
+      const { rows } = await this.pool.query<PgMessageRow>(this.sql.insertMessage, [
+        newMessageId(now),
+        message.mailbox ?? null,
+        message.pool ?? null,
+        message.envelope.from,
+        JSON.stringify(message.envelope.to),
+        message.envelope.to.length,
+        message.raw.length,
+        message.messageId ?? null,
+        JSON.stringify(message.source),
+        now,
+        message.notBefore?.getTime() ?? now,
+        message.raw,
+      ]);
+      return toStoredMessage(rows[0]!);
+    });
+  }
+
+  get(id: string): Promise<StoredMessage | undefined> {
+    return this.run('read a message', async () => {
+      const row = (await this.pool.query<PgMessageRow>(this.sql.getMessage, [id])).rows[0];
+      return row === undefined ? undefined : toStoredMessage(row);
+    });
+  }
+
+  getRaw(id: string): Promise<Buffer | undefined> {
+    return this.run("read a message's content", async () => {
+      // raw is never changed once stored, so slices read one after another fit together.
+      const parts: Buffer[] = [];
+      for (let offset = 0; ; offset += RAW_SLICE_BYTES) {
+        const part = (await this.pool.query<{ part: Buffer }>(this.sql.getRawSlice, [id, offset + 1, RAW_SLICE_BYTES])).rows[0]?.part;
+        if (part === undefined) return undefined;
+        parts.push(part);
+        if (part.length < RAW_SLICE_BYTES) return parts.length === 1 ? part : Buffer.concat(parts);
+      }
+    });
+  }
+
+  attempts(id: string): Promise<Attempt[]> {
+    return this.run("read a message's attempts", async () => (await this.pool.query<PgAttemptRow>(this.sql.attempts, [id])).rows.map(toAttempt));
+  }
+
+  /**
+   * Leases what the mailbox may send now. One transaction holds the mailbox's advisory lock from the
+   * quota reads to the commit of the leases and sends, so claims for one mailbox run one after another
+   * across every node, while claims for different mailboxes run side by side.
+   */
+  claim(request: ClaimRequest): Promise<ClaimResult> {
+    const now = (request.now ?? new Date()).getTime();
+    return this.run('claim messages', () => this.transaction((client) => this.claimIn(client, request, now)));
+  }
+
+  private async claimIn(client: pg.PoolClient, request: ClaimRequest, now: number): Promise<ClaimResult> {
+    const { mailbox, limits } = request;
+    const sql = this.sql;
+    await client.query(sql.lockMailbox, [this.schema, mailbox]);
+    // The day window is the longest any quota looks back: older rows only take space.
+    await client.query(sql.pruneSends, [mailbox, now - limits.dayMs]);
+    const usage = (await client.query<PgUsageRow>(sql.usage, [mailbox, now, now - limits.minuteMs, now - limits.dayMs])).rows[0]!;
+    const connectionSlots = limits.maxConnections - usage.live;
+    const rateSlots = limits.messagesPerMinute - usage.minute_n;
+    const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
+    // One candidate more than the slots: tells a limit that stopped the claim from an empty queue.
+    const candidates = await this.dueMessages(client, mailbox, request.pools, now, slots + 1);
+
+    const claimed: StoredMessage[] = [];
+    let recipients = usage.day_recipients;
+    let recipientsNeeded: number | undefined;
+    for (const row of candidates) {
+      if (claimed.length === slots) break;
+      // A message with more recipients than a whole day allows could never fit: it goes alone,
+      // into an empty window, rather than hold up the mailbox forever.
+      const fits = recipients + row.recipients <= limits.recipientsPerDay || recipients === 0;
+      if (!fits) {
+        recipientsNeeded = recipients + row.recipients - limits.recipientsPerDay;
+        break;
+      }
+      recipients += row.recipients;
+      claimed.push(toStoredMessage({ ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now }));
+    }
+    if (claimed.length > 0) {
+      const ids = claimed.map((m) => m.id);
+      await client.query(sql.leaseMessages, [mailbox, request.owner, now + request.leaseMs, now, ids]);
+      await client.query(sql.insertSends, [mailbox, now, claimed.map((m) => m.envelope.to.length), ids]);
+    }
+
+    if (recipientsNeeded !== undefined) {
+      const freed = (await client.query<{ at: number | null }>(sql.recipientsFreedAt, [mailbox, now - limits.dayMs, recipientsNeeded])).rows[0]?.at ?? now;
+      return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(freed + limits.dayMs) };
+    }
+    // Nothing more is due: the queue, not a limit, ended the claim.
+    if (candidates.length <= claimed.length) return { messages: claimed };
+    const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
+    if (rateSlots - claimed.length <= 0) {
+      // The oldest send in the window leaves it minuteMs after it was made; sends of this claim are at `now`.
+      blocks.push({ by: 'rate', until: (usage.minute_oldest ?? now) + limits.minuteMs });
+    }
+    if (connectionSlots - claimed.length <= 0) {
+      const soonestExpiry = Math.min(usage.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
+      blocks.push({ by: 'connections', until: Math.min(now + CONNECTION_RETRY_MS, soonestExpiry) });
+    }
+    // No block when `max` alone stopped the claim. Otherwise every exhausted limit must clear
+    // before another message may go: report the last one to clear.
+    const block = blocks.sort((a, b) => b.until - a.until)[0];
+    return block === undefined ? { messages: claimed } : { messages: claimed, blockedBy: block.by, blockedUntil: new Date(block.until) };
+  }
+
+  /**
+   * Up to `limit` due messages of the mailbox and of its pools, oldest first, locked until the claim
+   * commits. Each query returns at most `limit` rows read along an index in order; the rows a merge
+   * leaves out stay locked only until the commit, milliseconds later.
+   */
+  private async dueMessages(client: pg.PoolClient, mailbox: string, pools: readonly string[], now: number, limit: number): Promise<PgMessageRow[]> {
+    let rows = (await client.query<PgMessageRow>(this.sql.dueForMailbox, [mailbox, now, limit])).rows;
+    for (const pool of new Set(pools)) {
+      const more = (await client.query<PgMessageRow>(this.sql.dueForPool, [pool, now, limit])).rows;
+      if (more.length > 0) rows = [...rows, ...more];
+    }
+    return rows.sort(byAge).slice(0, limit);
+  }
+
+  /**
+   * Records the attempt and the new state when `owner` still holds the lease. The mailbox's lock is
+   * taken first, so moving the send to the completion time never lands in the middle of a claim's
+   * quota reads on another node.
+   */
+  complete(request: CompleteRequest): Promise<boolean> {
+    return this.run('record a delivery attempt', () =>
+      this.transaction(async (client) => {
+        const held = await client.query(this.sql.lockLeaseMailbox, [this.schema, request.id, request.owner]);
+        if (held.rowCount === 0) return false;
+        const { attempt } = request;
+        const at = attempt.at.getTime();
+        const done = await client.query(this.sql.completeMessage, [
+          request.id,
+          request.owner,
+          request.state,
+          request.state === 'deferred' ? (request.nextAttemptAt ?? attempt.at).getTime() : at,
+          attempt.reply ?? null,
+          attempt.class,
+          attempt.explanation === undefined ? null : JSON.stringify(attempt.explanation),
+          at,
+          attempt.mailbox,
+          Math.round(attempt.durationMs),
+          attempt.owner,
+        ]);
+        return done.rowCount === 1;
+      }),
+    );
+  }
+
+  retry(id: string): Promise<boolean> {
+    return this.run('retry a message', async () => (await this.pool.query(this.sql.retryMessage, [id, Date.now()])).rowCount === 1);
+  }
+
+  /** Cancels a queued, deferred or failed message; a message being sent or already sent stays as it is. */
+  cancel(id: string): Promise<boolean> {
+    return this.run('cancel a message', async () => (await this.pool.query(this.sql.cancelMessage, [id, Date.now()])).rowCount === 1);
+  }
+
+  /**
+   * Newest first. `limit` defaults to 50 and is held to 1..500; the cursor is only valid with the
+   * filters of the page it came from (and is the SQLite store's format).
+   *
+   * @throws Relay365Error `R365_LIST_CURSOR_INVALID` when the cursor was not made by this method.
+   */
+  list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
+    return this.run('list messages', async () => {
+      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
+      // No cursor: start above every real key.
+      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const filters = [...(query.state !== undefined ? [query.state] : []), ...(query.mailbox !== undefined ? [query.mailbox] : [])];
+      const text =
+        query.state !== undefined && query.mailbox !== undefined
+          ? this.sql.list.byStateAndMailbox
+          : query.state !== undefined
+            ? this.sql.list.byState
+            : query.mailbox !== undefined
+              ? this.sql.list.byMailbox
+              : this.sql.list.all;
+      // One row more than the page tells whether another page follows.
+      const { rows } = await this.pool.query<PgMessageRow>(text, [after.createdAt, after.id, limit + 1, ...filters]);
+      const items = rows.slice(0, limit).map(toStoredMessage);
+      const last = rows.length > limit ? rows[limit - 1] : undefined;
+      return { items, nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.id) };
+    });
+  }
+
+  counts(mailbox?: string): Promise<Record<MessageState, number>> {
+    return this.run('count messages', async () => {
+      const { rows } = mailbox === undefined ? await this.pool.query<{ state: string; n: number }>(this.sql.counts) : await this.pool.query<{ state: string; n: number }>(this.sql.countsForMailbox, [mailbox]);
+      const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
+      for (const row of rows) counts[row.state as MessageState] = row.n;
+      return counts;
+    });
+  }
+
+  oldestWaiting(): Promise<Date | undefined> {
+    return this.run('read the queue age', async () => toDate((await this.pool.query<{ t: number | null }>(this.sql.oldestWaiting)).rows[0]?.t ?? null));
+  }
+
+  nextDue(mailbox: string, pools: readonly string[]): Promise<Date | undefined> {
+    return this.run('read the next due time', async () => toDate((await this.pool.query<{ t: number | null }>(this.sql.nextDue, [mailbox, [...new Set(pools)]])).rows[0]?.t ?? null));
+  }
+
+  /** One statement, so the three numbers describe the same moment. */
+  quotaUsage(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: Date = new Date()): Promise<QuotaUsage> {
+    return this.run('read quota usage', async () => {
+      const t = now.getTime();
+      const usage = (await this.pool.query<PgUsageRow>(this.sql.usage, [mailbox, t, t - limits.minuteMs, t - limits.dayMs])).rows[0]!;
+      return { messagesLastMinute: usage.minute_n, recipientsLastDay: usage.day_recipients, sending: usage.live };
+    });
+  }
+
+  /** Ends the pool after the queries in flight; calling it again does nothing. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  /** BEGIN ... COMMIT on one connection; ROLLBACK on any failure (a connection that cannot roll back is discarded). */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    // A checked-out connection reports a break between two queries (server restart) as an 'error'
+    // event, which would end the process unheard; it is kept so the connection is discarded.
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
+    try {
+      await client.query(this.sql.begin);
+      const result = await work(client);
+      await client.query(this.sql.commit);
+      return result;
+    } catch (err) {
+      await client.query(this.sql.rollback).catch((rollbackFailed: unknown) => {
+        broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
+      });
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  /** Runs one store operation, turning PostgreSQL's environmental failures into `R365_OUTBOX_UNAVAILABLE`. */
+  private async run<T>(doing: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (err) {
+      throw explainPgError(err, doing, this.where);
+    }
+  }
+}
+
+function toStoredMessage(row: PgMessageRow): StoredMessage {
+  return {
+    id: row.id,
+    mailbox: row.mailbox ?? undefined,
+    pool: row.pool ?? undefined,
+    envelope: { from: row.envelope_from, to: row.envelope_to },
+    state: row.state as MessageState,
+    size: row.size,
+    messageId: row.message_id ?? undefined,
+    source: row.source as MessageSource,
+    attempts: row.attempts,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+    nextAttemptAt: new Date(row.next_attempt_at),
+    leaseOwner: row.lease_owner ?? undefined,
+    leaseUntil: toDate(row.lease_until),
+    lastReply: row.last_reply ?? undefined,
+    lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
+    lastExplanation: row.last_explanation === null ? undefined : (row.last_explanation as Explanation),
+  };
+}
+
+function toAttempt(row: PgAttemptRow): Attempt {
+  return {
+    at: new Date(row.at),
+    mailbox: row.mailbox,
+    reply: row.reply ?? undefined,
+    class: row.class as ReplyClass,
+    explanation: row.explanation === null ? undefined : (row.explanation as Explanation),
+    durationMs: row.duration_ms,
+    owner: row.owner,
+  };
+}
+
+function toDate(ms: number | null): Date | undefined {
+  return ms === null ? undefined : new Date(ms);
+}
+
+/** Oldest first, as the claim query orders them (ids compare byte by byte, as COLLATE "C" does for ASCII). */
+function byAge(a: PgMessageRow, b: PgMessageRow): number {
+  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    value = undefined;
+  }
+  if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
+    return { createdAt: value[0] as number, id: value[1] };
+  }
+  throw new Relay365Error('R365_LIST_CURSOR_INVALID', 'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.');
+}
+
+/** The database and schema for messages and logs: the URL without its password. */
+export function describeDatabase(url: string, schema: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return `${parsed.toString()} (schema ${schema})`;
+  } catch {
+    return `the PostgreSQL database in queue.url (schema ${schema})`;
+  }
+}
+
+/**
+ * PostgreSQL failures that come from the environment, by SQLSTATE (PostgreSQL, Appendix A) or by the
+ * socket's error code, with whether trying the same thing later may succeed. Anything not listed
+ * (a syntax error, a broken constraint) is a bug and is passed on untouched.
+ */
+const PG_FAILURES: ReadonlyArray<{ match: RegExp; retryable: boolean; cause: string; fix: string }> = [
+  // The server is away or going away: down, restarting, failing over, or the network dropped.
+  {
+    match: /^(08\w{3}|57P0[123]|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|EPIPE|CONNECTION_LOST)$/,
+    retryable: true,
+    cause: 'PostgreSQL cannot be reached or is restarting',
+    fix: 'Check that the server is up and reachable from this node (host, port, firewall, TLS).',
+  },
+  // A standby, or a primary demoted by a failover: writes go elsewhere until the pooler or DNS follows.
+  { match: /^25006$/, retryable: true, cause: 'the server is a read-only standby', fix: 'Point queue.url at the primary (or at a pooler or DNS name that follows failovers).' },
+  // insufficient_resources: disk_full, out_of_memory, too_many_connections.
+  { match: /^53\w{3}$/, retryable: true, cause: 'the server is out of a resource (disk, memory or connections)', fix: 'Free disk space on the server, or raise max_connections or lower the nodes\' pool sizes.' },
+  // Another transaction held a lock too long (lock_timeout), a deadlock victim, or statement_timeout.
+  { match: /^(55P03|40001|40P01|57014)$/, retryable: true, cause: 'a lock or statement timed out', fix: 'Look for a session holding a transaction open (pg_stat_activity) and end it.' },
+  // Will not get better by waiting: the login, the database name or the privileges are wrong.
+  { match: /^28\w{3}$/, retryable: false, cause: 'PostgreSQL refused the login', fix: 'Check the user and password in queue.url (or PGPASSWORD, ~/.pgpass) and pg_hba.conf.' },
+  { match: /^3D000$/, retryable: false, cause: 'the database does not exist', fix: 'Create it (createdb) or correct the database name in queue.url.' },
+  { match: /^(42501|3F000)$/, retryable: false, cause: 'the role lacks a privilege on the schema or its tables', fix: 'Grant the role CREATE on the database (or own the schema), then run `relay365 db migrate`.' },
+  { match: /^ENOTFOUND$/, retryable: false, cause: 'the host name in queue.url does not resolve', fix: 'Correct the host in queue.url.' },
+];
+
+/** Errors pg raises without a code, by their message: a lost or timed-out connection. */
+const PG_CONNECTION_MESSAGES = /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
+
+/** An environmental PostgreSQL failure as `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) untouched. */
+function explainPgError(err: unknown, doing: string, where: string): Error {
+  if (err instanceof Relay365Error) return err;
+  if (!(err instanceof Error)) return new Error(String(err));
+  const code = (err as { code?: unknown }).code;
+  const key = typeof code === 'string' ? code : PG_CONNECTION_MESSAGES.test(err.message) ? 'CONNECTION_LOST' : undefined;
+  const failure = key === undefined ? undefined : PG_FAILURES.find((f) => f.match.test(key));
+  if (failure === undefined) return err;
+  return new Relay365Error('R365_OUTBOX_UNAVAILABLE', `Could not ${doing}: ${failure.cause} (${err.message}) at ${where}. ${failure.fix}`, {
+    cause: err,
+    retryable: failure.retryable,
+    details: { database: where, code: key },
+  });
+}

@@ -1,0 +1,193 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { startRelay, type Relay } from '../../src/runtime/index.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const OUTPUT = fileURLToPath(new URL('../../test-output/', import.meta.url));
+const MAILBOX = DEFAULT_IDS.mailbox;
+/** An alias the relay routes but Exchange (the sandbox) refuses SendAs on, until the test grants it. */
+const CEO = `ceo@${DEFAULT_IDS.tenantDomain}`;
+const PASSWORD = 'correct horse battery staple';
+
+async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startDashboardRelay(
+  sandbox: Sandbox,
+  dataDir: string,
+  adminPassword: string | undefined,
+): Promise<{ relay: Relay; send: (body: object) => Promise<string> }> {
+  const store = await openSqliteHttpStore(resolve(dataDir, 'relay365.db'));
+  const key = generateApiKey();
+  await store.createApiKey({ name: 'dashboard-test', hash: key.hash, prefix: key.prefix });
+  await store.close();
+  const relay = await startRelay(
+    sandboxConfig(sandbox, dataDir, {
+      smtp: { enabled: false },
+      mailboxes: [{ address: MAILBOX, aliases: [CEO] }],
+      http: { port: 0, ...(adminPassword !== undefined ? { adminPassword } : {}) },
+    }),
+  );
+  const send = async (body: object): Promise<string> => {
+    const r = await fetch(`${relay.httpAddress!}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(r.status, 202);
+    return ((await r.json()) as { id: string }).id;
+  };
+  return { relay, send };
+}
+
+describe('dashboard', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+  let sandbox: Sandbox & { dir: string };
+  before(async () => {
+    sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+  });
+  after(async () => {
+    await sandbox.close();
+  });
+
+  it('shows a sent message and a failed one with its explanation in Chromium, retries it with a click and shows the new state', async () => {
+    const dir = await tempDir();
+    const profile = await tempDir('relay365-chromium-');
+    const { relay, send } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    const base = relay.httpAddress!;
+    const context = await chromium.launchPersistentContext(profile.path, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      httpCredentials: { username: 'admin', password: PASSWORD },
+      viewport: { width: 1280, height: 900 },
+    });
+    try {
+      const ok = await send({ from: MAILBOX, to: 'alice@example.net', subject: 'Monthly report', text: 'Attached.' });
+      const denied = await send({ from: CEO, to: 'board@example.net', subject: 'From the CEO', text: 'Hello.' });
+      await until(
+        async () => (await relay.store.get(ok))?.state === 'sent' && (await relay.store.get(denied))?.state === 'failed',
+        15_000,
+        'one sent and one failed',
+      );
+
+      const page = context.pages()[0] ?? (await context.newPage());
+      const requests: string[] = [];
+      const problems: string[] = [];
+      page.on('request', (r) => requests.push(r.url()));
+      page.on('console', (m) => void (m.type() === 'error' && problems.push(m.text())));
+      page.on('pageerror', (e) => problems.push(e.message));
+      const response = await page.goto(`${base}/`);
+      assert.equal(response?.status(), 200);
+      assert.match(response?.headers()['content-security-policy'] ?? '', /default-src 'none'/);
+
+      const sentRow = page.locator(`tr[data-id="${ok}"]`);
+      assert.equal(await sentRow.getAttribute('data-state'), 'sent');
+      assert.match(await sentRow.innerText(), /250 2\.0\.0 OK/);
+      const failedRow = page.locator(`tr[data-id="${denied}"]`);
+      assert.equal(await failedRow.getAttribute('data-state'), 'failed');
+      const failedText = await failedRow.innerText();
+      assert.match(failedText, /SendAsDenied/);
+      assert.match(failedText, /Add-RecipientPermission/, 'the explanation with its fix');
+      const card = page.locator(`section.mailbox[data-mailbox="${MAILBOX}"]`);
+      assert.match(await card.innerText(), /Token: valid, expires in \d+ min/);
+      assert.equal(await card.locator('meter').count(), 3, 'quota gauges');
+      assert.equal(await page.locator('[data-count="sent"] .n').innerText(), '1');
+      assert.equal(await page.locator('[data-count="failed"] .n').innerText(), '1');
+
+      // The page refreshes itself: a message sent now shows up without a reload.
+      const later = await send({ from: MAILBOX, to: 'bob@example.net', subject: 'Later', text: 'x' });
+      await page.locator(`tr[data-id="${later}"][data-state="sent"]`).waitFor({ timeout: 10_000 });
+
+      await mkdir(OUTPUT, { recursive: true });
+      await page.screenshot({ path: join(OUTPUT, 'dashboard-failed.png'), fullPage: true });
+
+      // Exchange now lets the mailbox send as the CEO; the retry button sends it again.
+      const granted = structuredClone(sandbox.state.scenario);
+      granted.tenants[0]!.users[0]!.sendAs.push(CEO);
+      sandbox.state.setScenario(granted);
+      await failedRow.locator('button.retry').click();
+      await page.locator(`tr[data-id="${denied}"][data-state="sent"]`).waitFor({ timeout: 15_000 });
+      assert.equal((await relay.store.get(denied))?.state, 'sent');
+      assert.equal(await page.locator('[data-count="failed"] .n').innerText(), '0');
+
+      await page.screenshot({ path: join(OUTPUT, 'dashboard.png'), fullPage: true });
+      assert.deepEqual(
+        requests.filter((u) => !u.startsWith(base)),
+        [],
+        'no request leaves the relay (no CDN)',
+      );
+      assert.deepEqual(problems, [], 'no script error or CSP violation');
+    } finally {
+      await context.close();
+      await relay.close();
+      await profile.cleanup();
+      await dir.cleanup();
+    }
+  });
+
+  it('asks for the admin password, refuses a wrong one, and refuses a retry not posted by the page itself', async () => {
+    const dir = await tempDir();
+    const { relay } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    try {
+      const base = relay.httpAddress!;
+      const none = await fetch(`${base}/`);
+      assert.equal(none.status, 401);
+      assert.match(none.headers.get('www-authenticate') ?? '', /^Basic realm="relay365 dashboard"/);
+      const wrong = await fetch(`${base}/dashboard/panel`, { headers: { authorization: `Basic ${Buffer.from('admin:guess').toString('base64')}` } });
+      assert.equal(wrong.status, 401);
+      const auth = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
+      assert.equal((await fetch(`${base}/`, { headers: { authorization: auth } })).status, 200);
+      // A cross-site form post carries the browser's Basic credentials but not the page's header.
+      const forged = await fetch(`${base}/dashboard/messages/x/retry`, { method: 'POST', headers: { authorization: auth, origin: 'https://evil.example' } });
+      assert.equal(forged.status, 403);
+      const noHeader = await fetch(`${base}/dashboard/messages/x/retry`, { method: 'POST', headers: { authorization: auth } });
+      assert.equal(noHeader.status, 403);
+      const unknown = await fetch(`${base}/dashboard/messages/x/retry`, { method: 'POST', headers: { authorization: auth, 'x-relay365-dashboard': '1' } });
+      assert.equal(unknown.status, 404);
+    } finally {
+      await relay.close();
+      await dir.cleanup();
+    }
+  });
+
+  it('answers 404 saying how to turn the dashboard on when no admin password is set', async () => {
+    const dir = await tempDir();
+    const { relay } = await startDashboardRelay(sandbox, dir.path, undefined);
+    try {
+      const page = await fetch(`${relay.httpAddress!}/`);
+      assert.equal(page.status, 404);
+      assert.match(await page.text(), /set http\.adminPassword/);
+      const panel = await fetch(`${relay.httpAddress!}/dashboard/panel`);
+      assert.equal(panel.status, 404);
+      assert.equal(((await panel.json()) as { error: { code: string } }).error.code, 'R365_DASHBOARD_DISABLED');
+    } finally {
+      await relay.close();
+      await dir.cleanup();
+    }
+  });
+});

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Allowlist, parseCidr } from '../../src/ingress/smtp/allowlist.js';
+import { LoginLockout } from '../../src/ingress/smtp/login-lockout.js';
+import { MessageCollector, headerFromAddresses, readHeaders, traceFields } from '../../src/ingress/smtp/message.js';
+import { PasswordChecker, hashPassword, parsePasswordHash, verifyPassword } from '../../src/ingress/smtp/password.js';
+import { SenderPolicy, asciiAddress } from '../../src/ingress/smtp/sender-policy.js';
+
+describe('SMTP passwords', () => {
+  it('hashes with scrypt N=2^15 r=8 p=1 and a 16-byte salt, and verifies only the right password', async () => {
+    const hash = await hashPassword('correct horse');
+    assert.match(hash, /^scrypt\$32768\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    const parsed = parsePasswordHash(hash);
+    assert.ok(!('problem' in parsed));
+    assert.equal(parsed.salt.length, 16);
+    assert.equal(await verifyPassword('correct horse', hash), true);
+    assert.equal(await verifyPassword('correct horsE', hash), false);
+    assert.equal(await verifyPassword('correct horse', 'scrypt$not-a-hash'), false);
+    assert.notEqual(await hashPassword('correct horse'), hash, 'every hash has its own salt');
+  });
+
+  it('refuses hashes it cannot verify, with the reason', () => {
+    assert.match((parsePasswordHash('bcrypt$2b$10$x') as { problem: string }).problem, /scrypt\$N\$r\$p/);
+    assert.match((parsePasswordHash('scrypt$1000$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==') as { problem: string }).problem, /power of two/);
+    assert.match((parsePasswordHash('scrypt$16777216$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==') as { problem: string }).problem, /MiB/);
+  });
+
+  it('remembers a login that passed, so that the next one needs no key derivation', async () => {
+    const hash = await hashPassword('pw-1');
+    const checker = new PasswordChecker();
+    let t = performance.now();
+    assert.equal(await checker.check('alice', 'pw-1', hash), true);
+    const first = performance.now() - t;
+    t = performance.now();
+    assert.equal(await checker.check('alice', 'pw-1', hash), true);
+    const second = performance.now() - t;
+    assert.ok(second < first / 10, `cached check took ${second} ms, the first ${first} ms`);
+    assert.equal(await checker.check('alice', 'pw-2', hash), false, 'another password is not taken from the cache');
+    assert.equal(await checker.check('bob', 'pw-1', await hashPassword('other')), false);
+    // The cache holds HMACs only: no password in the object.
+    assert.ok(!JSON.stringify([...(checker as unknown as { known: Set<string> }).known]).includes('pw-1'));
+  });
+});
+
+describe('SMTP allowlist', () => {
+  it('matches IPv4 and IPv6 CIDRs, and IPv4-mapped IPv6 peers as IPv4', () => {
+    const list = new Allowlist([
+      { cidr: '192.0.2.0/24', value: 'lan' },
+      { cidr: '2001:db8::/32', value: 'v6' },
+      { cidr: '::ffff:198.51.100.7', value: 'mapped' },
+      { cidr: '203.0.113.9', value: 'one' },
+    ]);
+    assert.equal(list.match('192.0.2.77')?.value, 'lan');
+    assert.equal(list.match('::ffff:192.0.2.77')?.value, 'lan');
+    assert.equal(list.match('::FFFF:192.0.2.77')?.value, 'lan');
+    assert.equal(list.match('192.0.3.1'), undefined);
+    assert.equal(list.match('2001:db8:1::5')?.value, 'v6');
+    assert.equal(list.match('2001:db9::5'), undefined);
+    assert.equal(list.match('198.51.100.7')?.value, 'mapped');
+    assert.equal(list.match('203.0.113.9')?.value, 'one');
+    assert.equal(list.match('203.0.113.10'), undefined);
+    assert.equal(list.match('not-an-ip'), undefined);
+  });
+
+  it('explains a CIDR it cannot read', () => {
+    assert.match((parseCidr('10.0.0.0/33') as { problem: string }).problem, /0-32/);
+    assert.match((parseCidr('printer.lan') as { problem: string }).problem, /not an IPv4 or IPv6 address/);
+    assert.match((parseCidr('10.0.0.0/8/1') as { problem: string }).problem, /not a CIDR/);
+  });
+});
+
+describe('SMTP sender policy', () => {
+  it('allows exact addresses and @domain rules, case-insensitively and for IDN domains in either form', () => {
+    const policy = new SenderPolicy(['Relay@Contoso.example', '@fabrikam.example', '@bücher.example']);
+    assert.ok(policy.allows('relay@contoso.EXAMPLE'));
+    assert.ok(policy.allows('anyone@FABRIKAM.example'));
+    assert.ok(!policy.allows('anyone@sub.fabrikam.example'), '@domain is that domain, not its subdomains');
+    assert.ok(!policy.allows('other@contoso.example'));
+    assert.ok(policy.allows('x@xn--bcher-kva.example'));
+    assert.ok(policy.allows('x@bücher.example'));
+    assert.ok(new SenderPolicy(undefined).allows('whoever@example.net'), 'without rules the Router decides');
+    assert.equal(asciiAddress('Ünïcode@Bücher.example'), 'Ünïcode@xn--bcher-kva.example');
+  });
+});
+
+describe('SMTP login lockout', () => {
+  it('locks an address after N failures within the window, for the lock time', () => {
+    let now = 1_000_000;
+    const lockout = new LoginLockout({ failures: 3, windowMs: 60_000, lockMs: 300_000 }, () => now);
+    assert.equal(lockout.fail('192.0.2.1'), false);
+    now += 61_000; // the first failure leaves the window
+    assert.equal(lockout.fail('192.0.2.1'), false);
+    assert.equal(lockout.fail('192.0.2.1'), false);
+    assert.equal(lockout.lockedUntil('192.0.2.1'), undefined);
+    assert.equal(lockout.fail('192.0.2.1'), true);
+    assert.equal(lockout.lockedUntil('192.0.2.1')?.getTime(), now + 300_000);
+    assert.equal(lockout.lockedUntil('192.0.2.2'), undefined, 'other addresses are not affected');
+    now += 300_001;
+    assert.equal(lockout.lockedUntil('192.0.2.1'), undefined);
+  });
+});
+
+describe('SMTP message handling', () => {
+  it('measures the longest line across chunk boundaries and notices NUL bytes', () => {
+    const c = new MessageCollector(1_000_000);
+    c.push(Buffer.from('Subject: x\r\n\r\n' + 'a'.repeat(600)));
+    c.push(Buffer.from('b'.repeat(500) + '\r\nshort\r\n'));
+    assert.equal(c.longest, 1102);
+    assert.equal(c.hasNul, false);
+    c.push(Buffer.from([0x61, 0x00, 0x0d, 0x0a]));
+    assert.equal(c.hasNul, true);
+    const small = new MessageCollector(10);
+    small.push(Buffer.from('0123456789AB'));
+    assert.equal(small.oversized, true);
+  });
+
+  it('reads every From address, folded or not, and flags a From without one', () => {
+    const h = readHeaders(Buffer.from('From: "Printer, 2nd floor"\r\n <printer@contoso.example>\r\nTo: a@b.example\r\n\r\nFrom: body@x.example\r\n'));
+    assert.deepEqual(headerFromAddresses(h), ['printer@contoso.example']);
+    assert.deepEqual(headerFromAddresses(readHeaders(Buffer.from('From: undisclosed:;\r\n\r\nx'))), ['']);
+    assert.deepEqual(headerFromAddresses(readHeaders(Buffer.from('Subject: none\n\nx'))), []);
+  });
+
+  it('adds Received, and Message-ID and Date only when missing, in the line ending of the message', () => {
+    const info = {
+      helo: 'printer.lan',
+      clientAddress: '192.0.2.5',
+      hostname: 'relay.test',
+      protocol: 'ESMTPSA',
+      id: 'abc.1',
+      recipients: ['x@example.net'],
+      date: new Date('2026-01-02T03:04:05Z'),
+    };
+    const full = traceFields(readHeaders(Buffer.from('Date: Thu, 1 Jan 2026 00:00:00 +0000\r\nMessage-ID: <m1@contoso.example>\r\n\r\nbody\r\n')), info);
+    assert.equal(full.messageId, '<m1@contoso.example>');
+    assert.equal(
+      full.prefix.toString(),
+      'Received: from printer.lan ([192.0.2.5])\r\n\tby relay.test (relay365) with ESMTPSA id abc.1\r\n\tfor <x@example.net>;\r\n\tFri, 02 Jan 2026 03:04:05 +0000\r\n',
+    );
+    const hostile = traceFields(readHeaders(Buffer.from('Subject: x\r\n\r\n')), { ...info, helo: 'evil;by\u00e9(x)' });
+    assert.match(hostile.prefix.toString(), /^Received: from evil\?by\?\?x\? \(\[192\.0\.2\.5\]\)\r\n/);
+    const bare = traceFields(readHeaders(Buffer.from('Subject: hi\n\nbody\n')), {
+      ...info,
+      clientAddress: '2001:db8::5',
+      recipients: ['a@x.example', 'b@x.example'],
+    });
+    assert.match(bare.messageId, /^<[0-9a-f-]{36}@relay\.test>$/);
+    assert.equal(
+      bare.prefix.toString(),
+      `Received: from printer.lan ([IPv6:2001:db8::5])\n\tby relay.test (relay365) with ESMTPSA id abc.1;\n\tFri, 02 Jan 2026 03:04:05 +0000\nMessage-ID: ${bare.messageId}\nDate: Fri, 02 Jan 2026 03:04:05 +0000\n`,
+    );
+  });
+});
