@@ -18,6 +18,12 @@ export default tseslint.config(
   },
   { files: ['src/cli/**', 'bench/**', 'examples/**', 'test/**'], rules: { 'no-console': 'off' } },
   {
+    // Plain JavaScript examples run as users would run them: no type information to check against.
+    files: ['**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
     files: ['test/**'],
     rules: {
       // node:test's describe/it return promises that the runner itself awaits.

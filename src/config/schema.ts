@@ -99,6 +99,13 @@ export const queueSchema = z
   .object({
     /** SQLite database file (the embedded default). */
     path: z.string().min(1).default('relay365.db'),
+    /** PostgreSQL URL; when set, the outbox and token cache live there and several nodes may share them. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+    /** PostgreSQL schema holding relay365's tables (with `url`); a plain lower-case name, created by `relay365 db migrate`. */
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and _, not starting with a digit, at most 63')
+      .default('relay365'),
     /** How long a worker holds a message it is sending before another may take it (crash recovery). */
     leaseSeconds: z.number().int().positive().default(120),
     /** First retry delay after a transient failure; doubles each attempt, with jitter. */

@@ -70,7 +70,7 @@ async function refreshUnderLock(
   options: { force: boolean; previous: string | undefined },
   request: (force: boolean) => Promise<AcquiredToken>,
 ): Promise<AcquiredToken> {
-  if (store.withLock !== null) return request(options.force);
+  if (store.withLock === undefined) return request(options.force);
   return store.withLock(cacheName, async () => {
     if (options.force) {
       // The cached token is returned when still valid, else MSAL refreshes it: either way one request at most.
