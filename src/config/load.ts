@@ -7,8 +7,12 @@ import { formatConfigIssues, toConfigIssues, type ConfigIssue } from './issues.j
 /** Prefix of environment variables that override config fields; `__` separates nesting levels. */
 export const ENV_PREFIX = 'RELAY365_';
 
-/** Variables with the prefix that are settings of their own, not config overrides. */
-const NON_CONFIG_VARS = new Set(['RELAY365_SECRET_KEY', 'RELAY365_CONFIG']);
+/**
+ * Only variables naming a top-level config field are overrides: others with the prefix are settings of
+ * their own (RELAY365_SECRET_KEY, RELAY365_CONFIG) or secrets that the config refers to
+ * (`clientSecret: env:RELAY365_CLIENT_SECRET`).
+ */
+const TOP_LEVEL_KEYS = new Set(Object.keys(configSchema.shape));
 
 export interface LoadConfigOptions {
   /** Path of a YAML file; when absent only defaults and environment overrides apply. */
@@ -71,11 +75,12 @@ export function applyEnvOverrides(
 ): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || NON_CONFIG_VARS.has(name) || value === undefined) continue;
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const path = name
       .slice(ENV_PREFIX.length)
       .split('__')
       .map((part) => part.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    if (!TOP_LEVEL_KEYS.has(path[0]!)) continue;
     let parsed: unknown;
     try {
       parsed = parseYaml(value);

@@ -128,49 +128,9 @@ export class PgTokenCacheStore implements TokenCacheStore {
     }
   }
 
-  /** Creates the schema and table when missing, under the schema's migration lock; returns the versions applied. */
-  migrate(): Promise<number[]> {
-    return this.guard('migrate the token cache', async () => {
-      const client = await this.pool.connect();
-      let broken: Error | undefined;
-      const onError = (err: Error): void => {
-        broken = err;
-      };
-      client.on('error', onError);
-      try {
-        await client.query(this.sql.begin);
-        await client.query(this.sql.lockMigrations, [this.options.schema]);
-        if ((await client.query(this.sql.schemaExists, [this.options.schema])).rowCount === 0) await client.query(this.sql.createSchema);
-        await client.query(this.sql.createLedger);
-        const applied = new Set((await client.query<{ version: number }>(this.sql.appliedVersions)).rows.map((r) => r.version));
-        const known = Math.max(...MIGRATIONS.map((m) => m.version));
-        const newest = Math.max(0, ...applied);
-        if (newest > known) {
-          throw new Relay365Error(
-            'R365_TOKEN_CACHE_UNAVAILABLE',
-            `The token cache in schema ${this.options.schema} has version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated it. Run that newer release on every node.`,
-            { details: { schema: this.options.schema, version: newest, known } },
-          );
-        }
-        const done: number[] = [];
-        for (const migration of MIGRATIONS) {
-          if (applied.has(migration.version)) continue;
-          await client.query(migration.sql(pg.escapeIdentifier(this.options.schema)));
-          await client.query(this.sql.recordMigration, [migration.version, migration.description, Date.now()]);
-          done.push(migration.version);
-        }
-        await client.query(this.sql.commit);
-        return done;
-      } catch (err) {
-        await client.query(this.sql.rollback).catch((e: unknown) => {
-          broken = e instanceof Error ? e : new Error(String(e));
-        });
-        throw err;
-      } finally {
-        client.off('error', onError);
-        client.release(broken);
-      }
-    });
+  /** Creates the schema and table when missing (see {@link migrateTokenCache}). */
+  async migrate(): Promise<void> {
+    await migrateTokenCache(this.pool, this.options.schema);
   }
 
   /** @throws Relay365Error `R365_TOKEN_CACHE_UNREADABLE` when the entry was encrypted with another key. */
@@ -293,6 +253,63 @@ export class PgTokenCacheStore implements TokenCacheStore {
     } catch (err) {
       throw explainPgError(err, doing, this.options.schema);
     }
+  }
+}
+
+/**
+ * Creates the schema and the token cache table when missing, in one transaction under the schema's
+ * migration lock (the outbox's, so nodes starting at once never run DDL side by side). Needs no key:
+ * `relay365 db migrate` runs it from any machine.
+ *
+ * @returns the versions this call applied, and the version now.
+ * @throws Relay365Error `R365_TOKEN_CACHE_UNAVAILABLE` when PostgreSQL cannot be used or a newer relay365 migrated the table.
+ */
+export async function migrateTokenCache(pool: pg.Pool, schema: string): Promise<{ applied: number[]; version: number }> {
+  const sql = statements(checkSchema(schema));
+  let client: pg.PoolClient | undefined;
+  let broken: Error | undefined;
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  try {
+    client = await pool.connect();
+    client.on('error', onError);
+    await client.query(sql.begin);
+    try {
+      await client.query(sql.lockMigrations, [schema]);
+      if ((await client.query(sql.schemaExists, [schema])).rowCount === 0) await client.query(sql.createSchema);
+      await client.query(sql.createLedger);
+      const applied = new Set((await client.query<{ version: number }>(sql.appliedVersions)).rows.map((r) => r.version));
+      const known = Math.max(...MIGRATIONS.map((m) => m.version));
+      const newest = Math.max(0, ...applied);
+      if (newest > known) {
+        throw new Relay365Error(
+          'R365_TOKEN_CACHE_UNAVAILABLE',
+          `The token cache in schema ${schema} has version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated it. Run that newer release on every node.`,
+          { details: { schema, version: newest, known } },
+        );
+      }
+      const report = { applied: [] as number[], version: newest };
+      for (const migration of MIGRATIONS) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql(pg.escapeIdentifier(schema)));
+        await client.query(sql.recordMigration, [migration.version, migration.description, Date.now()]);
+        report.applied.push(migration.version);
+        report.version = Math.max(report.version, migration.version);
+      }
+      await client.query(sql.commit);
+      return report;
+    } catch (err) {
+      await client.query(sql.rollback).catch((e: unknown) => {
+        broken = e instanceof Error ? e : new Error(String(e));
+      });
+      throw err;
+    }
+  } catch (err) {
+    throw explainPgError(err, 'migrate the token cache', schema);
+  } finally {
+    client?.off('error', onError);
+    client?.release(broken);
   }
 }
 

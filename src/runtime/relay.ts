@@ -1,18 +1,19 @@
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
 import { SmtpTransport } from '../delivery/index.js';
-import { createIdentity, extraCas, type Identity } from '../identity/index.js';
+import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
+import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
-import { DeliveryWorker, Router, openSqliteStore, type NewMessage, type OutboxStore, type StoredMessage } from '../outbox/index.js';
+import { DeliveryWorker, Router, openPgStore, openSqliteStore, type NewMessage, type OutboxStore, type PgOutboxStore, type StoredMessage } from '../outbox/index.js';
 
 export interface RelayDeps {
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
-  /** Use this store instead of the configured one (tests, the PostgreSQL store). */
+  /** Use this store instead of the configured one (tests). Without it, `queue.url` selects PostgreSQL for the outbox and the token cache. */
   store?: OutboxStore;
   /** Webhook timing (tests shorten the backoff); defaults are WebhookDispatcher's. */
   webhooks?: Pick<WebhookDispatcherOptions, 'backoffBaseMs' | 'backoffMaxMs' | 'giveUpAfterMs' | 'timeoutMs' | 'pollMs'>;
@@ -48,7 +49,15 @@ export interface Relay {
 export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<Relay> {
   const logger = deps.logger ?? silentLogger();
   const events = new EventBus();
-  const identity = await createIdentity(config, { logger, ...(deps.env ? { env: deps.env } : {}) });
+  const pgStore = deps.store === undefined && config.queue.url !== undefined ? await openPgStore(config.queue.url, { schema: config.queue.schema }) : undefined;
+  let identity: Identity;
+  try {
+    const cacheStore = pgStore === undefined ? undefined : await sharedTokenCache(config, pgStore, deps.env ?? process.env, logger);
+    identity = await createIdentity(config, { logger, ...(deps.env ? { env: deps.env } : {}), ...(cacheStore ? { cacheStore } : {}) });
+  } catch (err) {
+    await pgStore?.close();
+    throw err;
+  }
   const transport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
@@ -57,7 +66,7 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     ca: await extraCas(config),
     logger: logger.child({ component: 'delivery' }),
   });
-  const store = deps.store ?? (await openSqliteStore(resolve(config.dataDir, config.queue.path)));
+  const store = deps.store ?? pgStore ?? (await openSqliteStore(resolve(config.dataDir, config.queue.path)));
   await store.migrate();
   const router = new Router(config.mailboxes);
   const worker = new DeliveryWorker({ store, transport, router, config, events, logger: logger.child({ component: 'worker' }) });
@@ -153,6 +162,22 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
       await store.close();
     },
   };
+}
+
+/**
+ * With `queue.url`, the token cache lives beside the outbox in PostgreSQL, on the outbox's pool (closed
+ * with the store), so every node uses one token and one node at a time refreshes it. Its entries are
+ * encrypted with this node's key, which must be every node's: a node with another key refuses to start.
+ */
+async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJS.ProcessEnv, logger: Logger): Promise<PgTokenCacheStore> {
+  if (!env[SECRET_KEY_ENV]) {
+    logger.warn(
+      { dataDir: config.dataDir },
+      `queue.url is set but ${SECRET_KEY_ENV} is not: the shared token cache is encrypted with this node's key file (dataDir/secret.key), which other nodes do not have. Set the same ${SECRET_KEY_ENV} on every node.`,
+    );
+  }
+  const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
+  return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
 }
 
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */

@@ -14,12 +14,12 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.log));
   });
 
-  it('lets RELAY365_* variables override the file, nested with __', async () => {
+  it('lets RELAY365_* variables naming a config field override the file, nested with __, and leaves other RELAY365_* variables alone', async () => {
     const dir = await tempDir();
     try {
       const path = join(dir.path, 'relay365.yaml');
       await writeFile(path, 'dataDir: /var/lib/relay365\nlog:\n  level: warn\n');
-      const config = await loadConfig({ path, env: { RELAY365_LOG__LEVEL: 'debug', RELAY365_SECRET_KEY: 'not-a-config-field' } });
+      const config = await loadConfig({ path, env: { RELAY365_LOG__LEVEL: 'debug', RELAY365_SECRET_KEY: 'k', RELAY365_CLIENT_SECRET: 'a secret the config refers to', RELAY365_FULL_TESTS: '1' } });
       assert.equal(config.dataDir, '/var/lib/relay365');
       assert.equal(config.log.level, 'debug');
     } finally {

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { Command } from 'commander';
+import type { Config } from '../../config/index.js';
+import { migrateTokenCache } from '../../identity/pg-cache-store.js';
+import { openPgStore, openSqliteStore } from '../../outbox/index.js';
+import { SQL as SQLITE_SQL } from '../../outbox/sqlite-sql.js';
+import { cliContext, configOption } from '../context.js';
+
+/** What `db migrate` did to one set of tables. */
+interface Applied {
+  applied: number[];
+  version: number;
+}
+
+/** What `db migrate` did, as `--json` prints it. */
+interface MigrateReport {
+  ok: true;
+  store: 'postgresql' | 'sqlite';
+  /** The database: the URL without its password and the schema, or the SQLite file. */
+  database: string;
+  outbox: Applied;
+  /** The shared token cache's table (PostgreSQL only; the embedded cache is files). */
+  tokenCache?: Applied;
+}
+
+/** Applies the outbox's (and the shared token cache's) pending migrations in PostgreSQL. */
+async function migratePg(config: Config, url: string): Promise<MigrateReport> {
+  const store = await openPgStore(url, { schema: config.queue.schema, migrate: false, poolSize: 1 });
+  try {
+    const outbox = await store.applyMigrations();
+    const tokenCache = await migrateTokenCache(store.pool, config.queue.schema);
+    return { ok: true, store: 'postgresql', database: store.where, outbox, tokenCache };
+  } finally {
+    await store.close();
+  }
+}
+
+/** The versions a SQLite outbox file records; none for a file that does not exist yet. */
+function sqliteVersions(path: string): number[] {
+  if (!existsSync(path)) return [];
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare<[], number>(SQLITE_SQL.appliedVersions).pluck().all();
+  } catch {
+    return []; // an empty file: no schema_migrations table yet
+  } finally {
+    db.close();
+  }
+}
+
+/** Opening the SQLite store applies its migrations; the versions before and after tell which. */
+async function migrateSqlite(config: Config): Promise<MigrateReport> {
+  const path = resolve(config.dataDir, config.queue.path);
+  const before = new Set(sqliteVersions(path));
+  await (await openSqliteStore(path)).close();
+  const after = sqliteVersions(path);
+  return { ok: true, store: 'sqlite', database: path, outbox: { applied: after.filter((v) => !before.has(v)), version: Math.max(0, ...after) } };
+}
+
+function summary(name: string, result: Applied): string {
+  return result.applied.length === 0 ? `${name}: up to date at schema version ${result.version}` : `${name}: applied ${result.applied.join(', ')}; now at schema version ${result.version}`;
+}
+
+/**
+ * `relay365 db migrate`: creates or upgrades the outbox's tables (PostgreSQL with `queue.url`, else the
+ * SQLite file) and prints the versions applied. Run it once before starting upgraded nodes; nodes also
+ * migrate when they start, under a lock, so running it is never required for a first start.
+ */
+export function dbCommand(): Command {
+  const db = new Command('db').description('The outbox database: create or upgrade its schema.');
+  db.command('migrate')
+    .description('Apply pending schema migrations to the configured outbox (queue.url, else queue.path) and print the versions applied')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (flags: { config?: string; json?: boolean }) => {
+      const { config } = await cliContext(flags);
+      const report = config.queue.url === undefined ? await migrateSqlite(config) : await migratePg(config, config.queue.url);
+      if (flags.json) {
+        console.log(JSON.stringify(report, null, 2));
+        return;
+      }
+      console.log(`${report.store === 'postgresql' ? 'PostgreSQL' : 'SQLite'} ${report.database}`);
+      console.log(summary('outbox', report.outbox));
+      if (report.tokenCache) console.log(summary('token cache', report.tokenCache));
+    });
+  return db;
+}
