@@ -5,6 +5,8 @@ export {
   mailboxSchema,
   CLOUD_NAMES,
   AUTH_FLOWS,
+  MAILBOX_TRANSPORTS,
+  type MailboxTransport,
   type Config,
   type ConfigInput,
   type CloudName,

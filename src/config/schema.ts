@@ -54,6 +54,10 @@ export const authSchema = z
   .strict();
 export type AuthSettings = z.infer<typeof authSchema>;
 
+/** How a mailbox's messages leave: SMTP AUTH client submission, or Microsoft Graph `sendMail`. */
+export const MAILBOX_TRANSPORTS = ['smtp', 'graph'] as const;
+export type MailboxTransport = (typeof MAILBOX_TRANSPORTS)[number];
+
 export const mailboxSchema = z
   .object({
     /** The mailbox relay365 signs in as (XOAUTH2 `user=`). */
@@ -70,6 +74,8 @@ export const mailboxSchema = z
     messagesPerMinute: z.number().int().positive().optional(),
     /** Recipients per rolling 24 hours; default Microsoft's 10,000 (`limits.recipientsPerDay`). */
     recipientsPerDay: z.number().int().positive().optional(),
+    /** The way out: SMTP submission with XOAUTH2, or Microsoft Graph `sendMail` (docs/graph.md). */
+    transport: z.enum(MAILBOX_TRANSPORTS).default('smtp'),
   })
   .strict();
 

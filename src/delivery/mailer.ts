@@ -3,6 +3,8 @@ import { Relay365Error } from '../errors.js';
 import { createIdentity, extraCas, type Identity } from '../identity/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { composeMessage, type MessageInput } from './compose.js';
+import { GraphTransport } from './graph-transport.js';
+import { transportForMailboxes } from './routing-transport.js';
 import { SmtpTransport } from './smtp-transport.js';
 import type { SendResult } from './types.js';
 
@@ -50,7 +52,7 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
   const cfg = parsed.data;
   const logger = options.logger ?? silentLogger();
   const identity = await createIdentity(cfg, { logger, ...(options.env ? { env: options.env } : {}) });
-  const transport = new SmtpTransport({
+  const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
     delivery: cfg.delivery,
@@ -60,6 +62,11 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
     ...(options.transcript ? { transcript: options.transcript } : {}),
     ...(options.pool === false ? { pool: false } : {}),
   });
+  const transport = transportForMailboxes(
+    cfg.mailboxes,
+    smtpTransport,
+    () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
+  );
   const addresses = cfg.mailboxes.map((m) => m.address);
   return {
     identity,

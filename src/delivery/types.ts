@@ -31,6 +31,8 @@ export interface SendResult {
   rejected?: Array<{ address: string; reply: string | undefined; explanation: Explanation | undefined }>;
   /** True when the send was retried once with a fresh token after an auth refusal. */
   retriedWithFreshToken?: boolean;
+  /** For throttled failures: how long Microsoft asked to wait (Graph's `Retry-After`), in ms. */
+  retryAfterMs?: number;
 }
 
 /** A way out to Microsoft: SMTP with XOAUTH2, or Graph. */

@@ -1,4 +1,4 @@
-import type { CloudName, Config } from '../config/index.js';
+import type { CloudName, Config, MailboxTransport } from '../config/index.js';
 
 /** Where a cloud's identity platform, Exchange Online and Graph live (shared/M365.md, Endpoints). */
 export interface CloudEndpoints {
@@ -77,4 +77,23 @@ export function cloudEndpoints(config: Pick<Config, 'cloud' | 'sandbox'>): Cloud
 /** The scopes to ask for: app-only `/.default`; delegated `SMTP.Send` plus `offline_access` for a refresh token. */
 export function smtpScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
   return appOnly ? [`${cloud.exchangeAppResource}/.default`] : [`${cloud.exchangeDelegatedResource}/SMTP.Send`, 'offline_access'];
+}
+
+/**
+ * Graph scopes: app-only `/.default` (the app's `Mail.Send` application permission); delegated `Mail.Send`
+ * plus `offline_access` (shared/M365.md, Scopes and permissions).
+ */
+export function graphScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
+  const resource = graphResource(cloud);
+  return appOnly ? [`${resource}/.default`] : [`${resource}/Mail.Send`, 'offline_access'];
+}
+
+/** The scopes a mailbox's token needs for its transport: Exchange's for SMTP, Graph's for Graph. */
+export function scopesFor(cloud: CloudEndpoints, appOnly: boolean, transport: MailboxTransport = 'smtp'): string[] {
+  return transport === 'graph' ? graphScopes(cloud, appOnly) : smtpScopes(cloud, appOnly);
+}
+
+/** Graph's resource (token audience): the cloud's Graph host; the sandbox plays the global cloud's. */
+function graphResource(cloud: CloudEndpoints): string {
+  return cloud.name === 'sandbox' ? CLOUDS.global.graphHost : cloud.graphHost;
 }

@@ -72,14 +72,19 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
       sources.set(address, { source: new CommandSource(settings.command!, settings.commandTimeoutMs), key: `cmd:${address}` });
       continue;
     }
-    // Hashed: the key must not carry an inline secret around.
+    // Hashed: the key must not carry an inline secret around. A token is for one resource (Exchange or
+    // Graph), so an app with SMTP and Graph mailboxes has one source, and one token slot, per resource.
+    const transport = mailbox.transport;
     const appKey = createHash('sha256')
-      .update(`${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}`)
+      .update(`${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}${transport === 'graph' ? '|graph' : ''}`)
       .digest('hex')
       .slice(0, 32);
     let source = appSources.get(appKey);
     if (!source) {
-      source = settings.flow === 'client-secret' || settings.flow === 'client-certificate' ? new ClientCredentialsSource(settings, msalDeps) : new DelegatedSource(settings, msalDeps);
+      source =
+        settings.flow === 'client-secret' || settings.flow === 'client-certificate'
+          ? new ClientCredentialsSource(settings, msalDeps, transport)
+          : new DelegatedSource(settings, msalDeps, transport);
       appSources.set(appKey, source);
     }
     if (source instanceof DelegatedSource) delegated.set(address, source);

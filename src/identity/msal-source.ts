@@ -13,8 +13,9 @@ import {
 import { resolveSecret, type AuthSettings } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
 import type { Logger } from '../observe/index.js';
+import type { MailboxTransport } from '../config/index.js';
 import type { CloudEndpoints } from './clouds.js';
-import { smtpScopes } from './clouds.js';
+import { scopesFor } from './clouds.js';
 import { createCachePlugin } from './cache-plugin.js';
 import type { TokenCacheStore } from './cache-store.js';
 import { toIdentityError } from './msal-errors.js';
@@ -91,6 +92,8 @@ export class ClientCredentialsSource implements TokenSource {
   constructor(
     private readonly auth: AuthSettings,
     private readonly deps: MsalSourceDeps,
+    /** Which resource the tokens are for: Exchange (SMTP) or Graph; an app with both has one source per resource. */
+    private readonly transport: MailboxTransport = 'smtp',
   ) {}
 
   private build(): Promise<ConfidentialClientApplication> {
@@ -123,7 +126,7 @@ export class ClientCredentialsSource implements TokenSource {
     try {
       const app = await this.build();
       const request = async (force: boolean): Promise<AcquiredToken> =>
-        toAcquired(await app.acquireTokenByClientCredential({ scopes: smtpScopes(this.deps.cloud, true), skipCache: force }), mailbox);
+        toAcquired(await app.acquireTokenByClientCredential({ scopes: scopesFor(this.deps.cloud, true, this.transport), skipCache: force }), mailbox);
       const token = await refreshUnderLock(this.deps.cacheStore, cacheKey(this.deps.cloud, this.auth), { force: options.force, previous: this.lastToken }, request);
       this.lastToken = token.accessToken;
       return token;
@@ -147,9 +150,11 @@ export class DelegatedSource implements TokenSource {
   constructor(
     private readonly auth: AuthSettings,
     deps: MsalSourceDeps,
+    /** Which resource the tokens (and the sign-in) are for: Exchange (SMTP) or Graph. */
+    transport: MailboxTransport = 'smtp',
   ) {
     this.app = new PublicClientApplication(msalConfig(auth, deps));
-    this.scopes = smtpScopes(deps.cloud, false);
+    this.scopes = scopesFor(deps.cloud, false, transport);
     this.cacheStore = deps.cacheStore;
     this.cacheName = cacheKey(deps.cloud, auth);
   }

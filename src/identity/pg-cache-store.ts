@@ -114,7 +114,13 @@ export class PgTokenCacheStore implements TokenCacheStore {
   /** Opens a pool of its own to `url` (closed by `close`); otherwise as {@link attach}. */
   static async open(url: string, options: PgTokenCacheStoreOptions): Promise<PgTokenCacheStore> {
     const schema = checkSchema(options.schema ?? 'relay365');
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 4, connectionTimeoutMillis: 10_000, keepAlive: true, fallback_application_name: 'relay365' });
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.poolSize ?? 4,
+      connectionTimeoutMillis: 10_000,
+      keepAlive: true,
+      fallback_application_name: 'relay365',
+    });
     // A broken idle connection is dropped by the pool; the next query reports the failure.
     pool.on('error', () => undefined);
     const store = new PgTokenCacheStore(pool, true, { ...options, schema });
@@ -137,7 +143,9 @@ export class PgTokenCacheStore implements TokenCacheStore {
   read(key: string): Promise<string | undefined> {
     return this.guard('read the token cache', async () => {
       const row = (await this.query<{ value: Buffer }>(this.sql.read, [key])).rows[0];
-      return row === undefined ? undefined : decrypt(this.options.key, key, row.value, `The token cache entry ${key} (PostgreSQL schema ${this.options.schema})`);
+      return row === undefined
+        ? undefined
+        : decrypt(this.options.key, key, row.value, `The token cache entry ${key} (PostgreSQL schema ${this.options.schema})`);
     });
   }
 
@@ -208,7 +216,9 @@ export class PgTokenCacheStore implements TokenCacheStore {
    * stored. The first node leaves a check entry; every later one must be able to open it.
    */
   private async checkKey(): Promise<void> {
-    await this.guard('check the token cache key', () => this.query(this.sql.writeIfAbsent, [KEY_CHECK, encrypt(this.options.key, KEY_CHECK, 'relay365'), Date.now()]));
+    await this.guard('check the token cache key', () =>
+      this.query(this.sql.writeIfAbsent, [KEY_CHECK, encrypt(this.options.key, KEY_CHECK, 'relay365'), Date.now()]),
+    );
     try {
       await this.read(KEY_CHECK);
     } catch (err) {
@@ -315,9 +325,13 @@ export async function migrateTokenCache(pool: pg.Pool, schema: string): Promise<
 
 function checkSchema(schema: string): string {
   if (!SCHEMA_NAME.test(schema)) {
-    throw new Relay365Error('R365_CONFIG_INVALID', `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`, {
-      details: { schema },
-    });
+    throw new Relay365Error(
+      'R365_CONFIG_INVALID',
+      `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`,
+      {
+        details: { schema },
+      },
+    );
   }
   return schema;
 }
@@ -329,7 +343,8 @@ function checkSchema(schema: string): string {
  */
 const RETRYABLE = /^(08\w{3}|57P0[123]|53\w{3}|25006|55P03|40001|40P01|57014|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|EPIPE)$/;
 const PERMANENT = /^(28\w{3}|3D000|42501|3F000|ENOTFOUND)$/;
-const CONNECTION_LOST = /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
+const CONNECTION_LOST =
+  /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
 
 function explainPgError(err: unknown, doing: string, schema: string): Error {
   if (err instanceof Relay365Error) return err;
@@ -342,9 +357,13 @@ function explainPgError(err: unknown, doing: string, schema: string): Error {
     key === '55P03'
       ? `another node held the refresh lock longer than the lock timeout; it may be stuck on a slow identity platform (look in pg_locks for its session)`
       : `PostgreSQL failed (${err.message})`;
-  return new Relay365Error('R365_TOKEN_CACHE_UNAVAILABLE', `Could not ${doing} in PostgreSQL schema ${schema}: ${why}. Check that queue.url reaches the server with a role that may use the schema.`, {
-    cause: err,
-    retryable,
-    details: { schema, code: key },
-  });
+  return new Relay365Error(
+    'R365_TOKEN_CACHE_UNAVAILABLE',
+    `Could not ${doing} in PostgreSQL schema ${schema}: ${why}. Check that queue.url reaches the server with a role that may use the schema.`,
+    {
+      cause: err,
+      retryable,
+      details: { schema, code: key },
+    },
+  );
 }

@@ -160,9 +160,8 @@ export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 function listSql(s: string, filter: { state: boolean; mailbox: boolean }): string {
   const where = ['(created_at, id) < ($1, $2)'];
-  let next = 4;
-  if (filter.state) where.push(`state = $${next++}`);
-  if (filter.mailbox) where.push(`mailbox = $${next++}`);
+  if (filter.state) where.push('state = $4');
+  if (filter.mailbox) where.push(`mailbox = $${filter.state ? 5 : 4}`);
   return `SELECT ${MESSAGE_COLUMNS} FROM ${s}.messages WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $3`;
 }
 

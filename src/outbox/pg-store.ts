@@ -2,7 +2,16 @@ import pg from 'pg';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
-import { DURABLE_COMMITS, PG_MIGRATIONS, SCHEMA_NAME, pgStatements, type PgAttemptRow, type PgMessageRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
+import {
+  DURABLE_COMMITS,
+  PG_MIGRATIONS,
+  SCHEMA_NAME,
+  pgStatements,
+  type PgAttemptRow,
+  type PgMessageRow,
+  type PgStatements,
+  type PgUsageRow,
+} from './pg-sql.js';
 import {
   MESSAGE_STATES,
   type Attempt,
@@ -111,9 +120,13 @@ export class PgOutboxStore implements OutboxStore {
     const schema = options.schema ?? 'relay365';
     const where = describeDatabase(url, schema);
     if (!SCHEMA_NAME.test(schema)) {
-      throw new Relay365Error('R365_CONFIG_INVALID', `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`, {
-        details: { schema },
-      });
+      throw new Relay365Error(
+        'R365_CONFIG_INVALID',
+        `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`,
+        {
+          details: { schema },
+        },
+      );
     }
     const pool = new pg.Pool({
       connectionString: url,
@@ -123,7 +136,9 @@ export class PgOutboxStore implements OutboxStore {
       keepAlive: true,
       fallback_application_name: 'relay365',
       types: TYPES,
-      // Awaited before the pool hands the new connection out.
+      // Awaited before the pool hands the new connection out (pg-pool's _promiseTry); @types/pg
+      // declares the hook as returning void.
+      // eslint-disable-next-line @typescript-eslint/no-misused-promises
       onConnect: durableCommits,
     });
     const store = new PgOutboxStore(pool, schema, where);
@@ -188,7 +203,10 @@ export class PgOutboxStore implements OutboxStore {
   enqueue(message: NewMessage): Promise<StoredMessage> {
     return this.run('store the message', async () => {
       if ((message.mailbox === undefined) === (message.pool === undefined)) {
-        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.');
+        throw new Relay365Error(
+          'R365_MESSAGE_INVALID',
+          'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
+        );
       }
       if (message.envelope.to.length === 0) {
         throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
@@ -385,7 +403,10 @@ export class PgOutboxStore implements OutboxStore {
 
   counts(mailbox?: string): Promise<Record<MessageState, number>> {
     return this.run('count messages', async () => {
-      const { rows } = mailbox === undefined ? await this.pool.query<{ state: string; n: number }>(this.sql.counts) : await this.pool.query<{ state: string; n: number }>(this.sql.countsForMailbox, [mailbox]);
+      const { rows } =
+        mailbox === undefined
+          ? await this.pool.query<{ state: string; n: number }>(this.sql.counts)
+          : await this.pool.query<{ state: string; n: number }>(this.sql.countsForMailbox, [mailbox]);
       const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
       for (const row of rows) counts[row.state as MessageState] = row.n;
       return counts;
@@ -397,7 +418,9 @@ export class PgOutboxStore implements OutboxStore {
   }
 
   nextDue(mailbox: string, pools: readonly string[]): Promise<Date | undefined> {
-    return this.run('read the next due time', async () => toDate((await this.pool.query<{ t: number | null }>(this.sql.nextDue, [mailbox, [...new Set(pools)]])).rows[0]?.t ?? null));
+    return this.run('read the next due time', async () =>
+      toDate((await this.pool.query<{ t: number | null }>(this.sql.nextDue, [mailbox, [...new Set(pools)]])).rows[0]?.t ?? null),
+    );
   }
 
   /** One statement, so the three numbers describe the same moment. */
@@ -509,7 +532,10 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
     return { createdAt: value[0] as number, id: value[1] };
   }
-  throw new Relay365Error('R365_LIST_CURSOR_INVALID', 'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.');
+  throw new Relay365Error(
+    'R365_LIST_CURSOR_INVALID',
+    'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.',
+  );
 }
 
 /** The database and schema for messages and logs: the URL without its password. */
@@ -537,20 +563,46 @@ const PG_FAILURES: ReadonlyArray<{ match: RegExp; retryable: boolean; cause: str
     fix: 'Check that the server is up and reachable from this node (host, port, firewall, TLS).',
   },
   // A standby, or a primary demoted by a failover: writes go elsewhere until the pooler or DNS follows.
-  { match: /^25006$/, retryable: true, cause: 'the server is a read-only standby', fix: 'Point queue.url at the primary (or at a pooler or DNS name that follows failovers).' },
+  {
+    match: /^25006$/,
+    retryable: true,
+    cause: 'the server is a read-only standby',
+    fix: 'Point queue.url at the primary (or at a pooler or DNS name that follows failovers).',
+  },
   // insufficient_resources: disk_full, out_of_memory, too_many_connections.
-  { match: /^53\w{3}$/, retryable: true, cause: 'the server is out of a resource (disk, memory or connections)', fix: 'Free disk space on the server, or raise max_connections or lower the nodes\' pool sizes.' },
+  {
+    match: /^53\w{3}$/,
+    retryable: true,
+    cause: 'the server is out of a resource (disk, memory or connections)',
+    fix: "Free disk space on the server, or raise max_connections or lower the nodes' pool sizes.",
+  },
   // Another transaction held a lock too long (lock_timeout), a deadlock victim, or statement_timeout.
-  { match: /^(55P03|40001|40P01|57014)$/, retryable: true, cause: 'a lock or statement timed out', fix: 'Look for a session holding a transaction open (pg_stat_activity) and end it.' },
+  {
+    match: /^(55P03|40001|40P01|57014)$/,
+    retryable: true,
+    cause: 'a lock or statement timed out',
+    fix: 'Look for a session holding a transaction open (pg_stat_activity) and end it.',
+  },
   // Will not get better by waiting: the login, the database name or the privileges are wrong.
-  { match: /^28\w{3}$/, retryable: false, cause: 'PostgreSQL refused the login', fix: 'Check the user and password in queue.url (or PGPASSWORD, ~/.pgpass) and pg_hba.conf.' },
+  {
+    match: /^28\w{3}$/,
+    retryable: false,
+    cause: 'PostgreSQL refused the login',
+    fix: 'Check the user and password in queue.url (or PGPASSWORD, ~/.pgpass) and pg_hba.conf.',
+  },
   { match: /^3D000$/, retryable: false, cause: 'the database does not exist', fix: 'Create it (createdb) or correct the database name in queue.url.' },
-  { match: /^(42501|3F000)$/, retryable: false, cause: 'the role lacks a privilege on the schema or its tables', fix: 'Grant the role CREATE on the database (or own the schema), then run `relay365 db migrate`.' },
+  {
+    match: /^(42501|3F000)$/,
+    retryable: false,
+    cause: 'the role lacks a privilege on the schema or its tables',
+    fix: 'Grant the role CREATE on the database (or own the schema), then run `relay365 db migrate`.',
+  },
   { match: /^ENOTFOUND$/, retryable: false, cause: 'the host name in queue.url does not resolve', fix: 'Correct the host in queue.url.' },
 ];
 
 /** Errors pg raises without a code, by their message: a lost or timed-out connection. */
-const PG_CONNECTION_MESSAGES = /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
+const PG_CONNECTION_MESSAGES =
+  /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
 
 /** An environmental PostgreSQL failure as `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) untouched. */
 function explainPgError(err: unknown, doing: string, where: string): Error {

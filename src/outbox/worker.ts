@@ -216,7 +216,9 @@ export class DeliveryWorker {
       nextAttemptAt = new Date(until);
     } else {
       if (result.class === 'throttled') this.throttle(m, result);
-      nextAttemptAt = new Date(Date.now() + backoffDelay(attempts, config.queue.retryBaseSeconds * 1000, config.queue.retryMaxSeconds * 1000));
+      const backoff = backoffDelay(attempts, config.queue.retryBaseSeconds * 1000, config.queue.retryMaxSeconds * 1000);
+      // Never earlier than Microsoft asked (Graph's Retry-After): an earlier retry only draws another 429.
+      nextAttemptAt = new Date(Date.now() + Math.max(backoff, result.retryAfterMs ?? 0));
     }
     if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
       events.publish({ type: 'message.deferred', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, nextAttemptAt, attempts, at: new Date() });
@@ -266,7 +268,8 @@ export class DeliveryWorker {
       m.capRestoreAt = now + m.limits.minuteMs;
     }
     // Exchange's rate window is a minute: waiting one lets it drain whatever another client used.
-    const until = now + (result.reply?.includes('QuotaExceeded') ? m.limits.minuteMs : Math.min(m.limits.minuteMs, 5_000));
+    // A Retry-After (Graph) says exactly when the mailbox may send again.
+    const until = now + (result.retryAfterMs ?? (result.reply?.includes('QuotaExceeded') ? m.limits.minuteMs : Math.min(m.limits.minuteMs, 5_000)));
     m.holdUntil = Math.max(m.holdUntil, until);
     this.options.events.publish({ type: 'mailbox.throttled', mailbox: m.address, reply: result.reply, until: new Date(until), at: new Date() });
   }

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
-import { SmtpTransport } from '../delivery/index.js';
+import { GraphTransport, SmtpTransport, transportForMailboxes } from '../delivery/index.js';
 import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
@@ -58,7 +58,7 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     await pgStore?.close();
     throw err;
   }
-  const transport = new SmtpTransport({
+  const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
     delivery: config.delivery,
@@ -66,6 +66,12 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     ca: await extraCas(config),
     logger: logger.child({ component: 'delivery' }),
   });
+  // Each mailbox leaves through its configured transport (`mailboxes[].transport`).
+  const transport = transportForMailboxes(
+    config.mailboxes,
+    smtpTransport,
+    () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
+  );
   const store = deps.store ?? pgStore ?? (await openSqliteStore(resolve(config.dataDir, config.queue.path)));
   await store.migrate();
   const router = new Router(config.mailboxes);
@@ -178,6 +184,25 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
   }
   const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
   return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
+}
+
+/**
+ * The configured outbox, for commands that use only the store (`queue list`, `queue retry`, ...):
+ * PostgreSQL with `queue.url`, else the SQLite file. Migrated; the caller closes it.
+ */
+export function openOutboxStore(config: Config): Promise<OutboxStore> {
+  return config.queue.url !== undefined ? openPgStore(config.queue.url, { schema: config.queue.schema, poolSize: 2 }) : openSqliteStore(resolve(config.dataDir, config.queue.path));
+}
+
+/**
+ * The shared token cache, for commands that use only identity (`login`, `token`): with `queue.url`, a
+ * PgTokenCacheStore to pass as `createIdentity`'s `cacheStore`, so a sign-in on one node serves all;
+ * undefined without it (the encrypted files under dataDir). The caller closes it.
+ */
+export async function openSharedTokenCache(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<PgTokenCacheStore | undefined> {
+  if (config.queue.url === undefined) return undefined;
+  const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
+  return PgTokenCacheStore.open(config.queue.url, { schema: config.queue.schema, key, poolSize: 2 });
 }
 
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */

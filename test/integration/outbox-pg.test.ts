@@ -86,7 +86,10 @@ if (unavailable !== undefined) {
         tables.map((t) => t.table_name),
         ['attempts', 'messages', 'schema_migrations', 'sends'],
       );
-      const [raw] = await pgQuery<{ data_type: string }>(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'messages' AND column_name = 'raw'`, [schema]);
+      const [raw] = await pgQuery<{ data_type: string }>(
+        `SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'messages' AND column_name = 'raw'`,
+        [schema],
+      );
       assert.equal(raw?.data_type, 'bytea');
     });
 
@@ -95,7 +98,10 @@ if (unavailable !== undefined) {
       try {
         await (await openPgStore(PG_URL, { schema: newer })).close();
         await pgQuery(`INSERT INTO ${newer}.schema_migrations (version, description, applied_at) VALUES (999, 'from the future', 0)`);
-        await assert.rejects(openPgStore(PG_URL, { schema: newer }), (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message) && !err.retryable);
+        await assert.rejects(
+          openPgStore(PG_URL, { schema: newer }),
+          (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message) && !err.retryable,
+        );
       } finally {
         await dropSchema(newer);
       }
@@ -122,7 +128,10 @@ if (unavailable !== undefined) {
     it('reports a database that does not exist as R365_OUTBOX_UNAVAILABLE, not retryable', async () => {
       const url = new URL(PG_URL);
       url.pathname = '/relay365_no_such_database';
-      await assert.rejects(openPgStore(url.toString()), (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && !err.retryable && /does not exist/.test(err.message));
+      await assert.rejects(
+        openPgStore(url.toString()),
+        (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && !err.retryable && /does not exist/.test(err.message),
+      );
     });
 
     it('keeps every message enqueue resolved when its process is killed at once (kill -9)', async () => {
@@ -190,7 +199,9 @@ if (unavailable !== undefined) {
         assert.ok(round < 400, `still ${total - seen.size} messages left after 400 rounds`);
         const at = t0 + round * 2_000;
         const results: ClaimResult[] = await Promise.all(
-          nodes.flatMap((node, n) => [0, 1, 2, 3].map(() => node.claim({ mailbox: MAILBOX, pools: [], owner: `node-${n}`, leaseMs: 1_500, limits, max: 10, now: new Date(at) }))),
+          nodes.flatMap((node, n) =>
+            [0, 1, 2, 3].map(() => node.claim({ mailbox: MAILBOX, pools: [], owner: `node-${n}`, leaseMs: 1_500, limits, max: 10, now: new Date(at) })),
+          ),
         );
         const claimed = results.flatMap((r) => r.messages);
         for (const r of results) if (r.blockedBy) blockedBy.add(r.blockedBy);
@@ -202,7 +213,15 @@ if (unavailable !== undefined) {
           // Completed at the claim time, so relay365's windows and this test's are the same.
           const owner = m.leaseOwner!;
           const node = nodes[Number(owner.slice(-1))]!;
-          assert.equal(await node.complete({ id: m.id, owner, state: 'sent', attempt: { at: new Date(at), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner } }), true);
+          assert.equal(
+            await node.complete({
+              id: m.id,
+              owner,
+              state: 'sent',
+              attempt: { at: new Date(at), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner },
+            }),
+            true,
+          );
         }
         const inMinute = sends.filter((s) => s.at > at - limits.minuteMs).length;
         const inDay = sends.filter((s) => s.at > at - limits.dayMs).reduce((sum, s) => sum + s.recipients, 0);

@@ -101,7 +101,10 @@ if (unavailable !== undefined) {
     });
 
     it('shares a delegated sign-in: one refresh-token request between two nodes, and no token in clear in the table', async () => {
-      const delegated = { auth: { flow: 'device-code' as const, tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.publicClientId }, mailboxes: [{ address: DEFAULT_IDS.user }] };
+      const delegated = {
+        auth: { flow: 'device-code' as const, tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.publicClientId },
+        mailboxes: [{ address: DEFAULT_IDS.user }],
+      };
       const a = await node(await store(), delegated);
       const b = await node(await store(), delegated);
       await a.delegated(DEFAULT_IDS.user)!.loginWithDeviceCode(DEFAULT_IDS.user, (info) => void approveDeviceCode(sandbox, info.userCode, DEFAULT_IDS.user));
@@ -111,7 +114,7 @@ if (unavailable !== undefined) {
       const refreshes = counters.refresh_token ?? 0;
       const fromA = await a.provider.getToken(DEFAULT_IDS.user);
       const fromB = await b.provider.getToken(DEFAULT_IDS.user);
-      assert.equal(fromB.accessToken, fromA.accessToken, 'node b found node a\'s sign-in and token in the shared cache');
+      assert.equal(fromB.accessToken, fromA.accessToken, "node b found node a's sign-in and token in the shared cache");
       assert.equal(counters[DEVICE_CODE_GRANT] ?? 0, deviceCodes, 'node b needed no sign-in of its own');
 
       a.provider.invalidate(DEFAULT_IDS.user);
@@ -126,13 +129,22 @@ if (unavailable !== undefined) {
       const rows = await pgQuery<{ key: string; value: Buffer }>(`SELECT key, value FROM ${schema}.token_cache`);
       assert.ok(rows.length >= 2, 'the delegated cache and the key check');
       for (const row of rows) {
-        for (const secret of [fromA.accessToken, renewedA!.accessToken, renewedA!.accessToken.split('.')[1]!, 'refresh_token', 'RefreshToken', 'AccessToken', DEFAULT_IDS.user, 'secret']) {
+        for (const secret of [
+          fromA.accessToken,
+          renewedA!.accessToken,
+          renewedA!.accessToken.split('.')[1]!,
+          'refresh_token',
+          'RefreshToken',
+          'AccessToken',
+          DEFAULT_IDS.user,
+          'secret',
+        ]) {
           assert.ok(!row.value.includes(secret), `entry ${row.key} holds ${secret.slice(0, 12)}... in clear`);
         }
       }
     });
 
-    it('refuses to start a node whose RELAY365_SECRET_KEY is not the other nodes\' key', async () => {
+    it("refuses to start a node whose RELAY365_SECRET_KEY is not the other nodes' key", async () => {
       await assert.rejects(PgTokenCacheStore.open(PG_URL, { schema, key: randomBytes(32) }), (err) => {
         assert.ok(isRelay365Error(err, 'R365_TOKEN_CACHE_UNREADABLE'), String(err));
         assert.match(err.message, /RELAY365_SECRET_KEY/);
@@ -161,7 +173,8 @@ if (unavailable !== undefined) {
             log.push(`${name}-`);
           });
         await Promise.all([hold(a, 'a1', 'msal-x', 100), hold(b, 'b1', 'msal-x', 10), hold(a, 'a2', 'msal-x', 10)]);
-        for (let i = 0; i < log.length; i += 2) assert.equal(log[i]!.slice(0, -1), log[i + 1]!.slice(0, -1), `no two holders of one key at once: ${log.join(' ')}`);
+        for (let i = 0; i < log.length; i += 2)
+          assert.equal(log[i]!.slice(0, -1), log[i + 1]!.slice(0, -1), `no two holders of one key at once: ${log.join(' ')}`);
 
         log.length = 0;
         await Promise.all([hold(a, 'a', 'msal-y', 100), hold(b, 'b', 'msal-z', 100)]);
@@ -183,10 +196,10 @@ if (unavailable !== undefined) {
         const held = a.withLock('msal-dead', () => stuck);
         const holder = async (): Promise<number | undefined> =>
           (
-            await pgQuery<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = hashtext($1 || ' token cache')::oid AND objid = hashtext($2)::oid`, [
-              schema,
-              'msal-dead',
-            ])
+            await pgQuery<{ pid: number }>(
+              `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = hashtext($1 || ' token cache')::oid AND objid = hashtext($2)::oid`,
+              [schema, 'msal-dead'],
+            )
           )[0]?.pid;
         await waitFor(async () => (await holder()) !== undefined, 'node a to hold the lock');
         let bGotIt = false;

@@ -60,7 +60,9 @@ async function migrateSqlite(config: Config): Promise<MigrateReport> {
 }
 
 function summary(name: string, result: Applied): string {
-  return result.applied.length === 0 ? `${name}: up to date at schema version ${result.version}` : `${name}: applied ${result.applied.join(', ')}; now at schema version ${result.version}`;
+  return result.applied.length === 0
+    ? `${name}: up to date at schema version ${result.version}`
+    : `${name}: applied ${result.applied.join(', ')}; now at schema version ${result.version}`;
 }
 
 /**

@@ -119,8 +119,8 @@ class Prompter {
   /** Asks until `validate` accepts the answer; an empty answer takes the default. */
   async ask(label: string, options: { default?: string; validate?: (v: string) => string | undefined } = {}): Promise<string> {
     for (;;) {
-      const answer = (await this.question(`${label}${options.default !== undefined ? ` [${options.default}]` : ''}: `)) || (options.default ?? '');
-      const problem = options.validate?.(answer) ?? check.nonEmpty(answer);
+      const answer = (await this.question(`${label}${options.default ? ` [${options.default}]` : ''}: `)) || (options.default ?? '');
+      const problem = options.validate ? options.validate(answer) : check.nonEmpty(answer);
       if (problem === undefined) return answer;
       process.stdout.write(`  ${problem}\n`);
     }

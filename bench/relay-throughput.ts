@@ -1,0 +1,176 @@
+/**
+ * Relay throughput: K SMTP clients (one pooled nodemailer connection each) submit N messages through
+ * `relay365 serve` (a separate process, SQLite outbox) to the sandbox, timed until the sandbox holds
+ * them all. In the same run, the ceiling: nodemailer pooling 3 XOAUTH2 connections straight to the
+ * sandbox with the same messages and the same K concurrent senders.
+ */
+import nodemailer from 'nodemailer';
+import type { Sandbox } from '../src/sandbox/index.js';
+import { DEFAULT_IDS } from '../src/sandbox/index.js';
+import { MAILBOX, benchSandbox, envInt, freePort, percentile, rawMessage, relayConfig, round, runPool, startServe, tempDir, until, type Row, type ScenarioResult } from './lib.js';
+
+const KB = 1024;
+/** Each phase stops taking new messages after this long, and waits at most this long for delivery. */
+const PHASE_CAP_MS = envInt('BENCH_PHASE_SECONDS', 90) * 1000;
+
+interface Load {
+  label: string;
+  clients: number;
+  count: number;
+  /** Size of message i. */
+  size: (i: number) => number;
+}
+
+interface PhaseResult {
+  sent: number;
+  arrived: number;
+  seconds: number;
+  bytes: number;
+  p50: number;
+  p99: number;
+}
+
+/** 1 in 10 is 1 MB, 3 in 10 are 50 KB, the rest 2 KB. */
+const mixedSize = (i: number): number => (i % 10 === 0 ? 1024 * KB : i % 10 <= 3 ? 50 * KB : 2 * KB);
+
+/** Sends `load` through `send` on `load.clients` loops and waits until the sandbox holds `baseline + sent`. */
+async function phase(sandbox: Sandbox, load: Load, tag: string, send: (raw: Buffer, worker: number) => Promise<void>): Promise<PhaseResult> {
+  const bodies = new Map<number, Buffer>();
+  const body = (i: number): Buffer => {
+    const size = load.size(i);
+    // One buffer per size (with its own Message-ID per phase): a 1 MB message is not built 200 times.
+    let b = bodies.get(size);
+    if (!b) bodies.set(size, (b = rawMessage(size, `${tag}-${size}`)));
+    return b;
+  };
+  const baseline = sandbox.state.messages.length;
+  const latencies: number[] = [];
+  let bytes = 0;
+  const start = performance.now();
+  const sent = await runPool(load.count, load.clients, Date.now() + PHASE_CAP_MS, async (i, w) => {
+    const raw = body(i);
+    const t = performance.now();
+    await send(raw, w);
+    latencies.push(performance.now() - t);
+    bytes += raw.length;
+  });
+  await until(() => sandbox.state.messages.length >= baseline + sent, PHASE_CAP_MS);
+  const seconds = (performance.now() - start) / 1000;
+  return { sent, arrived: sandbox.state.messages.length - baseline, seconds, bytes, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/** An app-only Exchange token for the default app, as the client credentials grant would issue it. */
+async function sandboxToken(sandbox: Sandbox): Promise<string> {
+  const tenant = sandbox.state.scenario.tenants[0]!;
+  const app = tenant.apps.find((a) => a.clientId === DEFAULT_IDS.appClientId)!;
+  const { token } = await sandbox.issuer.accessToken({ tenant, app, audience: 'https://outlook.office365.com', roles: ['SMTP.SendAsApp'], lifetimeSeconds: 3600, clientAuth: '1' });
+  return token;
+}
+
+const envelope = { from: MAILBOX, to: ['bench@example.net'] };
+
+async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult & { rssMb: number }> {
+  const dir = await tempDir('relay365-bench-relay-');
+  const port = await freePort();
+  const relay = await startServe(
+    dir.path,
+    relayConfig(sandbox, `${dir.path}/data`, {
+      limits: { messagesPerMinute: 100_000_000, recipientsPerDay: 1_000_000_000 },
+      delivery: { maxConnections: 3, maxMessagesPerConnection: 100_000 },
+      queue: { path: 'relay365.db' },
+      smtp: { listeners: [{ host: '127.0.0.1', port, tls: 'starttls' }], allowlist: [{ cidr: '127.0.0.1/32' }], maxConnectionsPerClient: 200 },
+    }),
+  );
+  const clients = Array.from({ length: load.clients }, () =>
+    nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, pool: true, maxConnections: 1, maxMessages: Infinity, tls: { rejectUnauthorized: false } }),
+  );
+  try {
+    // Warm up: every client connects (greeting, EHLO, STARTTLS) and the relay fetches its token before the clock starts.
+    const before = sandbox.state.messages.length;
+    await Promise.all(clients.map((c, w) => c.sendMail({ envelope, raw: rawMessage(2 * KB, `warm-${load.label}-${w}`) })));
+    await until(() => sandbox.state.messages.length >= before + clients.length, 30_000);
+    const result = await phase(sandbox, load, `relay-${load.label}`, async (raw, w) => void (await clients[w]!.sendMail({ envelope, raw })));
+    return { ...result, rssMb: relay.peakRssMb() };
+  } finally {
+    for (const c of clients) c.close();
+    await relay.stop();
+    await dir.cleanup();
+  }
+}
+
+async function ceiling(sandbox: Sandbox, load: Load): Promise<PhaseResult> {
+  const token = await sandboxToken(sandbox);
+  const transport = nodemailer.createTransport({
+    host: sandbox.smtpHost,
+    port: sandbox.smtpPort,
+    secure: false,
+    requireTLS: true,
+    pool: true,
+    maxConnections: 3,
+    maxMessages: Infinity,
+    tls: { ca: sandbox.caPem, servername: 'localhost' },
+    auth: { type: 'OAuth2', user: MAILBOX, accessToken: token },
+  });
+  try {
+    await Promise.all([0, 1, 2].map((w) => transport.sendMail({ envelope, raw: rawMessage(2 * KB, `warm-ceiling-${load.label}-${w}`) })));
+    return await phase(sandbox, load, `ceiling-${load.label}`, async (raw) => void (await transport.sendMail({ envelope, raw })));
+  } finally {
+    transport.close();
+  }
+}
+
+export async function run(): Promise<ScenarioResult> {
+  const n = envInt('BENCH_N', 2000);
+  const loads: Load[] = [
+    { label: '2KB-K1', clients: 1, count: Math.max(1, Math.floor(n / 4)), size: () => 2 * KB },
+    { label: '2KB-K8', clients: 8, count: n, size: () => 2 * KB },
+    { label: '2KB-K32', clients: 32, count: n, size: () => 2 * KB },
+    { label: 'mixed-K8', clients: 8, count: Math.max(10, Math.floor(n / 10)), size: mixedSize },
+  ];
+  const sandbox = await benchSandbox((s) => void (s.limits.unlimited = true));
+  const rows: Row[] = [];
+  const targets: ScenarioResult['targets'] = [];
+  try {
+    for (const load of loads) {
+      sandbox.state.reset();
+      const relay = await throughRelay(sandbox, load);
+      sandbox.state.reset();
+      const direct = await ceiling(sandbox, load);
+      sandbox.state.reset();
+      const ratio = relay.sent / relay.seconds / (direct.sent / direct.seconds);
+      rows.push({
+        load: load.label,
+        K: load.clients,
+        messages: `${relay.sent} (${relay.arrived} arrived)`,
+        'relay msg/s': round(relay.sent / relay.seconds),
+        'relay MB/s': round(relay.bytes / 2 ** 20 / relay.seconds, 2),
+        'submit p50 ms': round(relay.p50),
+        'submit p99 ms': round(relay.p99),
+        'relay peak RSS MB': relay.rssMb,
+        'ceiling msg/s': round(direct.sent / direct.seconds),
+        'ceiling p99 ms': round(direct.p99),
+        'relay/ceiling': round(ratio, 2),
+      });
+      if (load.label === '2KB-K8') {
+        targets.push({ what: 'relay ≥ 0.5 of the ceiling, 2 KB at K=8', value: `${round(ratio, 2)}`, met: ratio >= 0.5 });
+      }
+      targets.push({ what: `every submitted message arrived (${load.label})`, value: `${relay.arrived}/${relay.sent}`, met: relay.arrived >= relay.sent });
+      targets.push({ what: `relay peak RSS < 200 MB (${load.label})`, value: `${relay.rssMb} MB`, met: relay.rssMb < 200 });
+    }
+  } finally {
+    await sandbox.close();
+  }
+  return {
+    name: 'relay-throughput',
+    title: 'Relay throughput: SMTP clients → relay365 serve (SQLite) → sandbox, against nodemailer straight to the sandbox',
+    columns: ['load', 'K', 'messages', 'relay msg/s', 'relay MB/s', 'submit p50 ms', 'submit p99 ms', 'relay peak RSS MB', 'ceiling msg/s', 'ceiling p99 ms', 'relay/ceiling'],
+    rows,
+    targets,
+    notes: [
+      'msg/s and MB/s: from the first timed submission until the sandbox holds every message (warm-up connections and token fetch excluded).',
+      'Submit latency: one sendMail on an open connection (MAIL FROM to the 250 after DATA). Each client is a nodemailer pool of one connection with STARTTLS.',
+      'Ceiling: one nodemailer pool of 3 XOAUTH2 connections (Exchange allows 3 per mailbox) straight to the sandbox, fed by the same K concurrent senders.',
+      'mixed: 1 in 10 messages 1 MB, 3 in 10 50 KB, the rest 2 KB.',
+    ],
+  };
+}
