@@ -204,8 +204,8 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
  * A raw RFC 5322 message of about `bytes` bytes (headers plus base64-like body lines of 76
  * characters), so that clients spend nothing on MIME building while measured.
  */
-export function rawMessage(bytes: number, tag: string, to = 'bench@example.net'): Buffer {
-  const head = `From: <${MAILBOX}>\r\nTo: <${to}>\r\nSubject: bench ${tag}\r\nMessage-ID: <${tag}@bench.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n`;
+export function rawMessage(bytes: number, tag: string, to = 'bench@example.net', from = MAILBOX): Buffer {
+  const head = `From: <${from}>\r\nTo: <${to}>\r\nSubject: bench ${tag}\r\nMessage-ID: <${tag}@bench.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n`;
   const line = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKL\r\n';
   const lines = Math.max(1, Math.ceil((bytes - head.length) / line.length));
   return Buffer.from(head + line.repeat(lines));

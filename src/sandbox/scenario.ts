@@ -112,6 +112,10 @@ export const limitsSchema = z
     timeScale: z.number().positive().default(1),
     /** Turns every limit off (benchmarks measure the relay, not the quota). */
     unlimited: z.boolean().default(false),
+    /** Graph requests per mailbox per 10 minutes (scaled by `timeScale`); more draw `429` with `Retry-After`. */
+    graphRequestsPer10Minutes: z.number().int().positive().default(10_000),
+    /** Concurrent Graph requests per mailbox; more draw `429` (MailboxConcurrency). */
+    graphConcurrentRequests: z.number().int().positive().default(4),
   })
   .strict();
 
@@ -158,10 +162,23 @@ const smtpFaultSchema = z
   .strict()
   .refine((f) => f.drop || f.reply !== undefined, { message: 'a fault needs a reply or drop: true' });
 
+const graphFaultSchema = z
+  .object({
+    /** Answer Graph requests with this status instead: 429 (throttled) or 503 (busy). */
+    status: z.union([z.literal(429), z.literal(503)]),
+    /** The `Retry-After` header to send, in seconds (none when unset). */
+    retryAfterSeconds: z.number().int().nonnegative().optional(),
+    /** Only requests for this mailbox. */
+    mailbox: z.string().email().optional(),
+    count: z.number().int().positive().optional(),
+  })
+  .strict();
+
 export const faultsSchema = z
   .object({
     token: z.array(tokenFaultSchema).default([]),
     smtp: z.array(smtpFaultSchema).default([]),
+    graph: z.array(graphFaultSchema).default([]),
   })
   .strict();
 
@@ -170,7 +187,7 @@ export const scenarioSchema = z
     tenants: z.array(tenantSchema).min(1),
     limits: limitsSchema.default(limitsSchema.parse({})),
     token: tokenSettingsSchema.default(tokenSettingsSchema.parse({})),
-    faults: faultsSchema.default({ token: [], smtp: [] }),
+    faults: faultsSchema.default({ token: [], smtp: [], graph: [] }),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -192,6 +209,7 @@ export type User = Tenant['users'][number];
 export type Limits = Scenario['limits'];
 export type TokenFault = Scenario['faults']['token'][number];
 export type SmtpFault = Scenario['faults']['smtp'][number];
+export type GraphFault = Scenario['faults']['graph'][number];
 
 /**
  * Validates a scenario, reporting every problem at once.

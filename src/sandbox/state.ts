@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { App, Scenario, SmtpFault, Tenant, TokenFault, User } from './scenario.js';
+import type { App, GraphFault, Scenario, SmtpFault, Tenant, TokenFault, User } from './scenario.js';
 
 /** One message the simulated Microsoft 365 accepted, exactly as it arrived. */
 export interface ReceivedMessage {
@@ -74,6 +74,7 @@ export class SandboxState {
   private readonly connections = new Map<string, number>();
   private tokenFaults: Array<TokenFault & { left: number }> = [];
   private smtpFaults: Array<SmtpFault & { left: number }> = [];
+  private graphFaults: Array<GraphFault & { left: number }> = [];
 
   constructor(
     scenario: Scenario,
@@ -97,6 +98,7 @@ export class SandboxState {
   private loadFaults(scenario: Scenario): void {
     this.tokenFaults = scenario.faults.token.map((f) => ({ ...f, left: f.count ?? Infinity }));
     this.smtpFaults = scenario.faults.smtp.map((f) => ({ ...f, left: f.count ?? Infinity }));
+    this.graphFaults = scenario.faults.graph.map((f) => ({ ...f, left: f.count ?? Infinity }));
   }
 
   /** Looks a tenant up by id or verified domain, as the authority path allows either. */
@@ -136,6 +138,13 @@ export class SandboxState {
     const fault = this.smtpFaults.find(
       (f) => f.left > 0 && f.stage === stage && (f.mailbox === undefined || f.mailbox.toLowerCase() === mailbox?.toLowerCase()),
     );
+    if (fault) fault.left -= 1;
+    return fault;
+  }
+
+  /** The next Graph fault for this mailbox, consuming one of its count. */
+  takeGraphFault(mailbox: string): GraphFault | undefined {
+    const fault = this.graphFaults.find((f) => f.left > 0 && (f.mailbox === undefined || f.mailbox.toLowerCase() === mailbox.toLowerCase()));
     if (fault) fault.left -= 1;
     return fault;
   }

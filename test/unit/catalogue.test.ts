@@ -1,0 +1,73 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AADSTS_CATALOGUE, SMTP_REPLY_CATALOGUE, explainAadsts, explainConnectionError, explainSmtpReply, findAadstsCode } from '../../src/catalogue/index.js';
+
+/**
+ * Reply texts as Microsoft gives them (shared/M365.md, "Reply catalogue seed"; the `[...]` suffixes as
+ * Exchange Online appends them). Each must land on its own catalogue row.
+ */
+const RECORDED: Array<[reply: string, id: string, cls: string]> = [
+  ['535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [SN4PR0501CA0054.namprd05.prod.outlook.com]', 'smtp-535-5.7.139-tenant', 'auth'],
+  ['535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator. [DM6PR02CA0091.namprd02.prod.outlook.com]', 'smtp-535-5.7.139-criteria', 'auth'],
+  ['535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [BN9PR03CA0112.namprd03.prod.outlook.com]', 'smtp-535-5.7.139-basic', 'auth'],
+  ["535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator. [AM0PR02CA0123.eurprd02.prod.outlook.com]", 'smtp-535-5.7.139-security-defaults', 'auth'],
+  ['535 5.7.3 Authentication unsuccessful [PH0PR07CA0025.namprd07.prod.outlook.com]', 'smtp-535-5.7.3', 'auth'],
+  ['530 5.7.57 Client not authenticated to send mail. [MW4PR03CA0262.namprd03.prod.outlook.com]', 'smtp-530-5.7.57', 'auth'],
+  ['554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.', 'smtp-554-5.2.0-sendas', 'permanent'],
+  ['550 5.7.60 SMTP; Client does not have permissions to send as this sender', 'smtp-550-5.7.60', 'permanent'],
+  ['432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded [Hostname=BY5PR04MB6964.namprd04.prod.outlook.com]', 'smtp-432-4.3.2-threads', 'throttled'],
+  ['554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.', 'smtp-554-5.2.0-quota', 'throttled'],
+  ['550 5.1.8 Access denied, bad outbound sender', 'smtp-550-5.1.8', 'permanent'],
+  ['421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2.', 'smtp-421-4.7.66', 'permanent'],
+  ['451 4.7.500 Server busy. Please try again later. [PR1P264CA0012.FRAP264.PROD.OUTLOOK.COM]', 'smtp-451-4.7.500', 'transient'],
+  ['421 4.3.2 Service not available', 'smtp-421-4.3.2', 'transient'],
+  ['552 5.3.4 Message size exceeds fixed maximum message size', 'smtp-552-5.3.4', 'permanent'],
+  ['452 4.5.3 Too many recipients', 'smtp-452-4.5.3', 'permanent'],
+  ['550 5.5.4 Too many recipients', 'smtp-550-5.5.4', 'permanent'],
+];
+
+describe('the reply catalogue', () => {
+  it('maps every recorded Exchange Online reply to its row, class, cause and fix', () => {
+    for (const [reply, id, cls] of RECORDED) {
+      const e = explainSmtpReply(reply, 'relay@contoso.com');
+      assert.equal(e.id, id, reply);
+      assert.equal(e.class, cls, reply);
+      assert.ok(e.cause.length > 10 && e.fix.length > 10, `${id} explains itself`);
+      assert.ok(!e.fix.includes('{mailbox}'), 'the mailbox is filled in');
+    }
+  });
+
+  it('has a recorded reply for every SMTP row (no untested row)', () => {
+    const tested = new Set(RECORDED.map(([, id]) => id));
+    assert.deepEqual(
+      SMTP_REPLY_CATALOGUE.map((r) => r.id).filter((id) => !tested.has(id)),
+      [],
+    );
+  });
+
+  it('falls back to the RFC 3463 class for replies it does not know', () => {
+    assert.equal(explainSmtpReply('450 4.2.1 Mailbox busy').class, 'transient');
+    assert.equal(explainSmtpReply('550 5.1.1 User unknown').class, 'permanent');
+    assert.equal(explainSmtpReply('535 5.7.8 Bad credentials').class, 'auth');
+    assert.equal(explainSmtpReply('250 2.0.0 OK').class, 'sent');
+    assert.equal(explainSmtpReply('garbage').id, 'smtp-unparsable');
+  });
+
+  it('explains every AADSTS row and finds codes in error bodies and messages', () => {
+    for (const [code, row] of Object.entries(AADSTS_CATALOGUE)) {
+      assert.equal(explainAadsts(code), row);
+      assert.match(row.id, /^aadsts-\d+$/);
+      assert.ok(row.fix.length > 10, `${code} has a fix`);
+    }
+    assert.equal(findAadstsCode('invalid_client: AADSTS7000222: The provided client secret keys for app ... are expired.'), 'AADSTS7000222');
+    assert.equal(findAadstsCode(undefined, [700016]), 'AADSTS700016');
+    assert.equal(explainAadsts('AADSTS1'), undefined);
+  });
+
+  it('names connection failures by their Node and OpenSSL codes', () => {
+    assert.equal(explainConnectionError('ECONNREFUSED')?.class, 'transient');
+    assert.equal(explainConnectionError(undefined, 'Hostname/IP does not match certificate: ERR_TLS_CERT_ALTNAME_INVALID')?.id, 'net-err_tls_cert_altname_invalid');
+    assert.equal(explainConnectionError('SELF_SIGNED_CERT_IN_CHAIN')?.class, 'permanent');
+    assert.equal(explainConnectionError('E_SOMETHING_ELSE'), undefined);
+  });
+});
