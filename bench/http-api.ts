@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { generateApiKey, openSqliteHttpStore } from '../src/ingress/http/index.js';
 import { MAILBOX, benchSandbox, envInt, freePort, percentile, relayConfig, round, runPool, startServe, tempDir, type Row, type ScenarioResult } from './lib.js';
 
-const PHASE_CAP_MS = envInt('BENCH_PHASE_SECONDS', 90) * 1000;
+const PHASE_CAP_MS = envInt('BENCH_PHASE_SECONDS', 60) * 1000;
 
 /** Creates an API key in the relay's database before it starts, as `relay365 apikey create` does. */
 export async function createApiKey(dbPath: string): Promise<string> {
@@ -24,7 +24,12 @@ export async function createApiKey(dbPath: string): Promise<string> {
 }
 
 /** One request; resolves with the status code and the body. */
-export function post(url: URL, agent: Agent | undefined, headers: Record<string, string | number>, body: string | Buffer): Promise<{ status: number; body: string }> {
+export function post(
+  url: URL,
+  agent: Agent | undefined,
+  headers: Record<string, string | number>,
+  body: string | Buffer,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', agent, headers: { 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
       const chunks: Buffer[] = [];
@@ -39,7 +44,7 @@ export function post(url: URL, agent: Agent | undefined, headers: Record<string,
 }
 
 export async function run(): Promise<ScenarioResult> {
-  const n = envInt('BENCH_HTTP_N', 2000);
+  const n = envInt('BENCH_HTTP_N', 1000);
   const sandbox = await benchSandbox((s) => void (s.limits.unlimited = true));
   const dir = await tempDir('relay365-bench-http-');
   const dataDir = join(dir.path, 'data');

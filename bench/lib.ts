@@ -163,14 +163,14 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let exited = false;
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     // Keep the tail only: a long run must not grow the bench's own memory.
     stderr = (stderr + d.toString()).slice(-20_000);
   });
   child.once('exit', () => (exited = true));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay365 serve did not start within 20 s: ${stderr}`)), 20_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line.startsWith('relay365 serving')) {
         clearTimeout(timer);
         resolve();
@@ -204,7 +204,7 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
  * A raw RFC 5322 message of about `bytes` bytes (headers plus base64-like body lines of 76
  * characters), so that clients spend nothing on MIME building while measured.
  */
-export function rawMessage(bytes: number, tag: string, to = 'bench@example.net', from = MAILBOX): Buffer {
+export function rawMessage(bytes: number, tag: string, to = 'bench@example.net', from: string = MAILBOX): Buffer {
   const head = `From: <${from}>\r\nTo: <${to}>\r\nSubject: bench ${tag}\r\nMessage-ID: <${tag}@bench.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n`;
   const line = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKL\r\n';
   const lines = Math.max(1, Math.ceil((bytes - head.length) / line.length));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { openSqliteStore } from '../src/outbox/index.js';
 import { benchSandbox, envInt, rawMessage, relayConfig, round, sleep, startServe, tempDir, until, type ScenarioResult } from './lib.js';
 
-const MAILBOXES = ['relay@contoso.example', 'm2@contoso.example', 'm3@contoso.example'];
+const MAILBOXES: string[] = ['relay@contoso.example', 'm2@contoso.example', 'm3@contoso.example'];
 const PER_MINUTE = 20;
 const MINUTE_MS = 2000;
 const CONNECTIONS = 2;
@@ -31,7 +31,12 @@ export async function run(): Promise<ScenarioResult> {
     const store = await openSqliteStore(join(dataDir, 'relay365.db'));
     for (const mailbox of MAILBOXES) {
       for (let i = 0; i < PER_MINUTE * windows + 10; i++) {
-        await store.enqueue({ mailbox, envelope: { from: mailbox, to: [`r${i}@example.net`] }, raw: rawMessage(2048, `limits-${mailbox}-${i}`, `r${i}@example.net`, mailbox), source: { kind: 'library' } });
+        await store.enqueue({
+          mailbox,
+          envelope: { from: mailbox, to: [`r${i}@example.net`] },
+          raw: rawMessage(2048, `limits-${mailbox}-${i}`, `r${i}@example.net`, mailbox),
+          source: { kind: 'library' },
+        });
       }
     }
     await store.close();
@@ -65,14 +70,27 @@ export async function run(): Promise<ScenarioResult> {
       name: 'limits-used',
       title: `Limits used: ${MAILBOXES.length} mailboxes, ${PER_MINUTE} messages per ${MINUTE_MS / 1000}-second minute, ${CONNECTIONS} connections each, ${windows} windows`,
       columns: ['mailboxes', 'windows', 'allowed', 'sent', 'fraction used', 'throttling replies', 'max concurrent connections', 'relay peak RSS MB'],
-      rows: [{ mailboxes: MAILBOXES.length, windows, allowed, sent, 'fraction used': round(fraction, 3), 'throttling replies': throttled, 'max concurrent connections': maxConcurrent, 'relay peak RSS MB': rss }],
+      rows: [
+        {
+          mailboxes: MAILBOXES.length,
+          windows,
+          allowed,
+          sent,
+          'fraction used': round(fraction, 3),
+          'throttling replies': throttled,
+          'max concurrent connections': maxConcurrent,
+          'relay peak RSS MB': rss,
+        },
+      ],
       targets: [
         { what: 'fraction of the allowed rate used ≥ 0.95', value: `${round(fraction, 3)}`, met: fraction >= 0.95 },
         { what: 'never more than allowed', value: `${sent}/${allowed}`, met: sent <= allowed },
         { what: '0 throttling replies', value: `${throttled}`, met: throttled === 0 },
         { what: `at most ${CONNECTIONS} connections per mailbox`, value: `${maxConcurrent}`, met: maxConcurrent <= CONNECTIONS },
       ],
-      notes: ['Sandbox limits scaled with timeScale 30; relay365 serve with limits.minuteMs 2000 and windowMarginMs 60. The queue is filled before the relay starts.'],
+      notes: [
+        'Sandbox limits scaled with timeScale 30; relay365 serve with limits.minuteMs 2000 and windowMarginMs 60. The queue is filled before the relay starts.',
+      ],
     };
   } finally {
     await sandbox.close();

@@ -13,7 +13,13 @@ import { join } from 'node:path';
 import { openSqliteStore, type MailboxLimits, type SqliteOutboxStore } from '../src/outbox/index.js';
 import { MAILBOX, envInt, rawMessage, round, rssMb, type Row, type ScenarioResult } from './lib.js';
 
-const LIMITS: MailboxLimits = { messagesPerMinute: 1_000_000_000, recipientsPerDay: 1_000_000_000_000, maxConnections: 1_000_000, minuteMs: 60_000, dayMs: 86_400_000 };
+const LIMITS: MailboxLimits = {
+  messagesPerMinute: 1_000_000_000,
+  recipientsPerDay: 1_000_000_000_000,
+  maxConnections: 1_000_000,
+  minuteMs: 60_000,
+  dayMs: 86_400_000,
+};
 const CLAIM_BATCH = 100;
 
 function sizeMb(path: string): number {
@@ -38,7 +44,12 @@ async function drain(store: SqliteOutboxStore, deadline: number): Promise<{ coun
     const { messages } = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'bench', leaseMs: 600_000, limits: LIMITS, max: CLAIM_BATCH });
     if (messages.length === 0) break;
     for (const m of messages) {
-      await store.complete({ id: m.id, owner: 'bench', state: 'sent', attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'bench' } });
+      await store.complete({
+        id: m.id,
+        owner: 'bench',
+        state: 'sent',
+        attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'bench' },
+      });
       count += 1;
     }
   }
@@ -75,18 +86,24 @@ async function measure(folder: string, total: number, capMs: number): Promise<Ro
 export async function run(): Promise<ScenarioResult> {
   const total = envInt('BENCH_OUTBOX_N', 100_000);
   const diskN = envInt('BENCH_OUTBOX_DISK_N', 2000);
-  const capMs = envInt('BENCH_PHASE_SECONDS', 90) * 1000;
+  const capMs = envInt('BENCH_PHASE_SECONDS', 60) * 1000;
   const fast = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const rows = [await measure(fast, total, capMs), await measure(tmpdir(), diskN, Math.min(capMs, 60_000))];
   const first = rows[0]!;
-  const [before, , after] = String(first['RSS before → after enqueue → after drain MB'])
-    .split(' → ')
-    .map(Number);
+  const [before, , after] = String(first['RSS before → after enqueue → after drain MB']).split(' → ').map(Number);
   const growth = after! - before!;
   return {
     name: 'outbox-scale',
     title: `Outbox scale: SqliteOutboxStore, ${total} messages of 1 KB enqueued, then claimed (${CLAIM_BATCH} a claim) and completed`,
-    columns: ['database', 'messages', 'enqueue msg/s', 'claim+complete msg/s', 'sent / left queued', 'RSS before → after enqueue → after drain MB', 'database MB (with WAL)'],
+    columns: [
+      'database',
+      'messages',
+      'enqueue msg/s',
+      'claim+complete msg/s',
+      'sent / left queued',
+      'RSS before → after enqueue → after drain MB',
+      'database MB (with WAL)',
+    ],
     rows,
     targets: [{ what: 'memory flat: RSS grows < 50 MB over the 100,000', value: `${round(growth)} MB`, met: growth < 50 }],
     notes: [

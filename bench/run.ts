@@ -13,7 +13,9 @@ const scenarios: Record<string, () => Promise<{ run: () => Promise<ScenarioResul
 };
 
 async function main(): Promise<number> {
-  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = process.env.BENCH_ONLY?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = only?.filter((name) => !(name in scenarios)) ?? [];
   if (unknown.length > 0) {
     console.error(`Unknown scenario ${unknown.join(', ')}; choose from ${Object.keys(scenarios).join(', ')}.`);

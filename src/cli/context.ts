@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { Option } from 'commander';
 import { loadConfig, type Config } from '../config/index.js';
 import { createLogger, type Logger } from '../observe/index.js';
+import type { TokenCacheStore } from '../identity/index.js';
+import { openSharedTokenCache } from '../runtime/index.js';
 
 /** `--config FILE`, shared by every command that reads the config. */
 export function configOption(): Option {
@@ -29,4 +31,13 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
   const first = config.mailboxes[0];
   if (config.mailboxes.length === 1 && first) return first.address;
   throw new Error(config.mailboxes.length === 0 ? 'No mailbox is configured: add one under mailboxes: in the config.' : 'Several mailboxes are configured: choose one with --mailbox.');
+}
+
+/**
+ * The token cache a command should use: with `queue.url` the one the cluster shares (so `relay365 login`
+ * on one node serves every node), else the encrypted files under `dataDir`. `close` releases it.
+ */
+export async function cliTokenCache(config: Config): Promise<{ cacheStore?: TokenCacheStore; close: () => Promise<void> }> {
+  const shared = await openSharedTokenCache(config);
+  return shared ? { cacheStore: shared, close: () => shared.close() } : { close: () => Promise.resolve() };
 }

@@ -12,6 +12,7 @@ import { apikeyCommand } from './commands/apikey.js';
 import { doctorCommand } from './commands/doctor.js';
 import { initCommand } from './commands/init.js';
 import { userCommand } from './commands/user.js';
+import { dbCommand } from './commands/db.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -33,5 +34,6 @@ export function buildProgram(): Command {
   program.addCommand(initCommand());
   program.addCommand(doctorCommand());
   program.addCommand(userCommand());
+  program.addCommand(dbCommand());
   return program;
 }

@@ -1,6 +1,6 @@
 import { configSchema, type Config, type ConfigInput } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
-import { createIdentity, extraCas, type Identity } from '../identity/index.js';
+import { createIdentity, extraCas, type Identity, type TokenCacheStore } from '../identity/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { composeMessage, type MessageInput } from './compose.js';
 import { GraphTransport } from './graph-transport.js';
@@ -15,6 +15,8 @@ export interface MailerOptions {
   transcript?: (line: string) => void;
   /** Pool connections per mailbox (default true); false opens one connection per send. */
   pool?: boolean;
+  /** Where tokens are cached (default: encrypted files under `dataDir`); a shared store for several nodes. */
+  cacheStore?: TokenCacheStore;
 }
 
 /** The library API: send messages through Microsoft 365 as a configured mailbox. */
@@ -51,7 +53,7 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
   }
   const cfg = parsed.data;
   const logger = options.logger ?? silentLogger();
-  const identity = await createIdentity(cfg, { logger, ...(options.env ? { env: options.env } : {}) });
+  const identity = await createIdentity(cfg, { logger, ...(options.env ? { env: options.env } : {}), ...(options.cacheStore ? { cacheStore: options.cacheStore } : {}) });
   const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,

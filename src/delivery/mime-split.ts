@@ -81,7 +81,7 @@ export function splitLargeAttachments(raw: Buffer, maxDraftBytes: number): Split
   if (start > 0) start += 2;
   const preamble = body.slice(0, start);
   const parts: Part[] = [];
-  let epilogue = '';
+  let epilogue: string;
   let cursor = start + delimiter.length;
   for (;;) {
     const lineEnd = body.indexOf(CRLF, cursor);

@@ -3,7 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { rootCertificates, type PeerCertificate, type TLSSocket } from 'node:tls';
-import { explainAadsts, explainConnectionError, explainSetupFinding, explainSmtpReply, type Explanation } from '../catalogue/index.js';
+import { explainAadsts, explainConnectionError, explainSetupFinding, explainSmtpReply, findAadstsCode, type Explanation } from '../catalogue/index.js';
 import { resolveSecret } from '../config/index.js';
 import { createMailer } from '../delivery/index.js';
 import { isRelay365Error } from '../errors.js';
@@ -378,8 +378,27 @@ const ehloCheck: Check = {
   },
 };
 
+/**
+ * Asks the authority's discovery document directly. MSAL fetches it before any token request and, when
+ * it fails (an unknown tenant answers 400 with AADSTS90002), reports only `endpoints_resolution_error`:
+ * the answer itself says which AADSTS error it was.
+ */
+async function discoveryRefusal(ctx: DoctorContext): Promise<string | undefined> {
+  const tenant = ctx.auth?.tenant;
+  if (!ctx.identity || tenant === undefined) return undefined;
+  const url = `${ctx.cloud.authorityHost}/${encodeURIComponent(tenant)}/v2.0/.well-known/openid-configuration`;
+  try {
+    const res = await ctx.identity.networkClient.send<Record<string, unknown> | string>('GET', url, {}, ctx.config.network.timeoutMs);
+    if (res.status < 400 || typeof res.body !== 'object') return undefined;
+    const codes = Array.isArray(res.body.error_codes) ? res.body.error_codes.filter((n): n is number => typeof n === 'number') : undefined;
+    return findAadstsCode(typeof res.body.error_description === 'string' ? res.body.error_description : undefined, codes);
+  } catch {
+    return undefined; // unreachable: the token error's own explanation stands
+  }
+}
+
 /** Explains why no token came: the AADSTS row, or what the identity error says. */
-function tokenFailure(err: unknown, ctx: DoctorContext): CheckResult {
+async function tokenFailure(err: unknown, ctx: DoctorContext): Promise<CheckResult> {
   const mailbox = ctx.mailbox ?? '<mailbox>';
   const message = scrubSecrets(err instanceof Error ? err.message : String(err));
   if (!isRelay365Error(err)) return { status: 'fail', detail: 'no token', cause: message, fix: 'See the cause; run relay365 token --mailbox ' + mailbox + ' for details.' };
@@ -391,6 +410,9 @@ function tokenFailure(err: unknown, ctx: DoctorContext): CheckResult {
     case 'R365_LOGIN_REQUIRED':
       return { status: 'fail', detail: `${mailbox} has no usable sign-in`, cause: message, fix: `Sign in once: relay365 login --mailbox ${mailbox} (relay365 refreshes the token by itself afterwards).`, data };
     case 'R365_TOKEN_ENDPOINT_UNAVAILABLE': {
+      const refused = await discoveryRefusal(ctx);
+      const refusedRow = explainAadsts(refused);
+      if (refused && refusedRow) return explained('fail', `the authority's discovery document answered ${refused}`, refusedRow, { data: { ...data, aadsts: refused } });
       const net = explainConnectionError(undefined, message);
       if (net) return explained('fail', `the identity platform could not be reached: ${message.split('. ')[0] ?? message}`, net, { data });
       return { status: 'fail', detail: 'the identity platform could not be reached', cause: message, fix: 'Check DNS, the firewall (outbound HTTPS 443), HTTPS_PROXY and network.caFile (a TLS-inspecting proxy).', data };
@@ -423,7 +445,7 @@ const tokenCheck: Check = {
       const minutes = Math.round((token.expiresOn.getTime() - Date.now()) / 60_000);
       return { status: 'pass', detail: `token for ${mailbox} (${FLOW_KIND[ctx.auth?.flow ?? ''] ?? 'token'}), valid until ${token.expiresOn.toISOString()} (${minutes} min)`, data: { expiresOn: token.expiresOn.toISOString() } };
     } catch (err) {
-      return tokenFailure(err, ctx);
+      return await tokenFailure(err, ctx);
     }
   },
 };

@@ -159,7 +159,7 @@ export class SmtpProbe {
         this.attach(secure);
         resolve(secure);
       });
-      secure.once('error', (err) => {
+      secure.once('error', (err: Error) => {
         clearTimeout(timer);
         this.closedFlag = true;
         reject(err);

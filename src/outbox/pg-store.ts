@@ -539,10 +539,12 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
 }
 
 /** The database and schema for messages and logs: the URL without its password. */
-export function describeDatabase(url: string, schema: string): string {
+function describeDatabase(url: string, schema: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    // libpq-style URLs may carry it as a parameter too.
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
     return `${parsed.toString()} (schema ${schema})`;
   } catch {
     return `the PostgreSQL database in queue.url (schema ${schema})`;

@@ -1,1 +1,1 @@
-export { startRelay, type Relay, type RelayDeps } from './relay.js';
+export { startRelay, openOutboxStore, openSharedTokenCache, type Relay, type RelayDeps } from './relay.js';

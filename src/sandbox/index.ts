@@ -10,6 +10,7 @@ import { SandboxState } from './state.js';
 import { createSandboxTls, type SandboxTls } from './tls.js';
 import { TokenIssuer } from './tokens.js';
 import { identityRoutes } from './identity-routes.js';
+import { graphRoutes } from './graph-routes.js';
 import { adminRoutes } from './admin-routes.js';
 import { createExchangeSmtp } from './exchange-smtp.js';
 
@@ -109,6 +110,7 @@ function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer
     bodyLimit: 200 * 1024 * 1024,
   });
   void app.register(identityRoutes, { state, issuer, baseUrl });
+  void app.register(graphRoutes, { state, issuer, baseUrl });
   void app.register(adminRoutes, { state });
   return app;
 }

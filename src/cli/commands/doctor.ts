@@ -30,7 +30,8 @@ function printer(live: boolean): { onStart(check: Check): void; onProgress(check
     onProgress(check, result) {
       // \r and erase-line (CSI 2K) replace the "running" line with the result.
       if (live) process.stdout.write('\r\x1b[2K');
-      console.log(formatResult(check, result, live).join('\n'));
+      // https://no-color.org: colour only on a terminal, and not when NO_COLOR is set.
+      console.log(formatResult(check, result, live && !process.env.NO_COLOR).join('\n'));
     },
   };
 }

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { Command, Option } from 'commander';
 import { Document } from 'yaml';
 import { z } from 'zod';
-import { CLOUD_NAMES, configSchema, type CloudName, type ConfigInput } from '../../config/index.js';
+import { CLOUD_NAMES, configSchema, type CloudName } from '../../config/index.js';
 import { SETUPS, SETUP_FLOWS, adminSteps, renderAdminStepsText, setupName, type AdminStepsInput, type Setup } from '../../doctor/index.js';
 import { Relay365Error } from '../../errors.js';
 import { hashPassword } from '../../ingress/smtp/index.js';
@@ -337,7 +337,7 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
     config.smtp = { users: await Promise.all(answers.users.map(async (u) => ({ name: u.name, passwordHash: await hashPassword(u.password) }))) };
   }
   // Never write a config relay365 would refuse.
-  const parsed = configSchema.safeParse(config as ConfigInput);
+  const parsed = configSchema.safeParse(config);
   if (!parsed.success) throw invalid(`The answers do not make a valid config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
 
   const doc = new Document(config);

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
 import { createIdentity } from '../../identity/index.js';
-import { cliContext, configOption, pickMailbox } from '../context.js';
+import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 /** Tries the desktop's URL opener; the URL is printed anyway for headless machines. */
 function openInBrowser(url: string): void {
@@ -32,7 +32,8 @@ Afterwards relay365 refreshes the token by itself; run login again only when tol
     .action(async (flags: { config?: string; mailbox?: string; browser?: boolean; open: boolean }) => {
       const { config, logger } = await cliContext(flags);
       const mailbox = pickMailbox(config, flags.mailbox);
-      const identity = await createIdentity(config, { logger });
+      const cache = await cliTokenCache(config);
+      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
       try {
         const source = identity.delegated(mailbox);
         const flow = identity.auth.get(mailbox.toLowerCase())?.flow;
@@ -54,6 +55,7 @@ Afterwards relay365 refreshes the token by itself; run login again only when tol
         console.log(`Signed in as ${account.username}; the refresh token is stored encrypted in ${config.dataDir}/tokens.`);
       } finally {
         identity.close();
+        await cache.close();
       }
     });
 }

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { createIdentity, reviewPermissions, summarizeToken } from '../../identity/index.js';
-import { cliContext, configOption, pickMailbox } from '../context.js';
+import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
 
@@ -14,7 +14,8 @@ export function permissionsCommand(): Command {
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
       const mailbox = pickMailbox(config, flags.mailbox);
-      const identity = await createIdentity(config, { logger });
+      const cache = await cliTokenCache(config);
+      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
       try {
         const token = await identity.provider.getToken(mailbox);
         const summary = summarizeToken(token.accessToken);
@@ -34,6 +35,7 @@ export function permissionsCommand(): Command {
         if (worst !== 'ok') process.exitCode = 1;
       } finally {
         identity.close();
+        await cache.close();
       }
     });
 }

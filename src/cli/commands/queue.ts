@@ -1,11 +1,11 @@
-import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { openSqliteStore, MESSAGE_STATES, type OutboxStore, type StoredMessage } from '../../outbox/index.js';
+import { MESSAGE_STATES, type OutboxStore, type StoredMessage } from '../../outbox/index.js';
+import { openOutboxStore } from '../../runtime/index.js';
 import { cliContext, configOption } from '../context.js';
 
 async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore) => Promise<T>): Promise<T> {
   const { config } = await cliContext(flags);
-  const store = await openSqliteStore(resolve(config.dataDir, config.queue.path));
+  const store = await openOutboxStore(config);
   try {
     await store.migrate();
     return await fn(store);

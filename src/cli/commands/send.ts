@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import { Command } from 'commander';
 import { createMailer, type SendResult } from '../../delivery/index.js';
 import { Relay365Error } from '../../errors.js';
-import { cliContext, configOption } from '../context.js';
+import { cliContext, cliTokenCache, configOption } from '../context.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -74,12 +74,14 @@ export function sendCommand(): Command {
               ...(flags.html !== undefined ? { html: flags.html } : {}),
               attachments: await Promise.all((flags.attach ?? []).map(async (file) => ({ filename: basename(file), content: await readOrFail(file) }))),
             };
-        const mailer = await createMailer(config, { logger, pool: false });
+        const cache = await cliTokenCache(config);
+        const mailer = await createMailer(config, { logger, pool: false, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
         try {
           const result = await mailer.send(message, flags.mailbox ? { mailbox: flags.mailbox } : {});
           process.exitCode = printResult(result, flags.json === true);
         } finally {
           await mailer.close();
+          await cache.close();
         }
       },
     );

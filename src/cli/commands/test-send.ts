@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { createMailer } from '../../delivery/index.js';
-import { cliContext, configOption, pickMailbox } from '../context.js';
+import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 import { printResult } from './send.js';
 
 export function testCommand(): Command {
@@ -15,8 +15,10 @@ export function testCommand(): Command {
       const { config, logger } = await cliContext(flags);
       const mailbox = pickMailbox(config, flags.mailbox);
       const transcript: string[] = [];
+      const cache = await cliTokenCache(config);
       const mailer = await createMailer(config, {
         logger,
+        ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}),
         pool: false,
         transcript: (line) => {
           transcript.push(line);
@@ -49,6 +51,7 @@ export function testCommand(): Command {
         if (flags.json) process.exitCode = result.ok ? 0 : 1;
       } finally {
         await mailer.close();
+        await cache.close();
       }
     });
 }

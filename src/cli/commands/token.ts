@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { createIdentity, summarizeToken } from '../../identity/index.js';
-import { cliContext, configOption, pickMailbox } from '../context.js';
+import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 export function tokenCommand(): Command {
   return new Command('token')
@@ -12,7 +12,8 @@ export function tokenCommand(): Command {
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
       const { config, logger } = await cliContext(flags);
       const mailbox = pickMailbox(config, flags.mailbox);
-      const identity = await createIdentity(config, { logger });
+      const cache = await cliTokenCache(config);
+      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
       try {
         const token = await identity.provider.getToken(mailbox);
         const s = summarizeToken(token.accessToken);
@@ -35,6 +36,7 @@ export function tokenCommand(): Command {
         if (flags.raw) console.log(`token       ${token.accessToken}`);
       } finally {
         identity.close();
+        await cache.close();
       }
     });
 }

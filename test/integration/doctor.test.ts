@@ -1,0 +1,121 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runDoctor, type CheckResult } from '../../src/doctor/index.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+/** An unsigned JWT with these claims: enough for the claims check, which reads and never verifies. */
+function fakeJwt(claims: Record<string, unknown>): string {
+  const part = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part(claims)}.c2lnbmF0dXJl`;
+}
+
+describe('runDoctor (in process, against the sandbox)', () => {
+  let sandbox: Sandbox & { dir: string };
+  let dir: { path: string; cleanup: () => Promise<void> };
+
+  before(async () => {
+    dir = await tempDir();
+    sandbox = await startTestSandbox();
+  });
+  after(async () => {
+    await sandbox.close();
+    await dir.cleanup();
+  });
+
+  /** A token-command config whose command prints `token`. */
+  function printing(token: string): ReturnType<typeof sandboxConfig> {
+    return sandboxConfig(sandbox, dir.path, { auth: { flow: 'token-command', command: `echo ${token}` } });
+  }
+
+  const appOnlyClaims = (now: number): Record<string, unknown> => ({
+    aud: 'https://outlook.office365.com',
+    tid: DEFAULT_IDS.tenantId,
+    appid: DEFAULT_IDS.appClientId,
+    roles: ['SMTP.SendAsApp'],
+    iat: now,
+    nbf: now,
+    exp: now + 3600,
+  });
+
+  it('reports each check to onStart and onProgress in order, and names the token nowhere', async () => {
+    const started: string[] = [];
+    const finished: Array<[string, CheckResult['status']]> = [];
+    const report = await runDoctor(sandboxConfig(sandbox, dir.path), {
+      onStart: (check) => started.push(check.id),
+      onProgress: (check, result) => finished.push([check.id, result.status]),
+    });
+    assert.equal(report.ok, true);
+    assert.deepEqual(started, report.results.map((r) => r.id));
+    assert.deepEqual(finished, report.results.map((r) => [r.id, r.status]));
+    // The secret is inline in this config: the doctor says so, and the report does not repeat it.
+    assert.equal(report.results[0]!.status, 'warn');
+    const text = JSON.stringify(report);
+    assert.ok(!text.includes(DEFAULT_IDS.appSecret));
+    assert.doesNotMatch(text, /eyJ[\w-]{8,}\.[\w-]{8,}\./);
+    assert.equal(report.results.find((r) => r.id === 'claims')!.data?.servicePrincipalId, DEFAULT_IDS.appServicePrincipalId);
+  });
+
+  it('fails the claims check when this clock is behind the token issuer by more than five minutes', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const report = await runDoctor(printing(fakeJwt(appOnlyClaims(now + 900))));
+    const claims = report.results.find((r) => r.id === 'claims')!;
+    assert.equal(claims.status, 'fail');
+    assert.match(claims.cause ?? '', /issued 9\d\d s in this machine's future/);
+    assert.match(claims.fix ?? '', /NTP/);
+    assert.equal(report.results.find((r) => r.id === 'auth')!.status, 'skip');
+  });
+
+  it('fails the claims check for an expired token, and warns for a small skew', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await runDoctor(printing(fakeJwt({ ...appOnlyClaims(now - 7200), exp: now - 3600 })));
+    const claims = expired.results.find((r) => r.id === 'claims')!;
+    assert.equal(claims.status, 'fail');
+    assert.match(claims.cause ?? '', /The token expired at/);
+
+    const skewed = await runDoctor(printing(fakeJwt(appOnlyClaims(now + 120))));
+    assert.equal(skewed.results.find((r) => r.id === 'claims')!.status, 'warn');
+  });
+
+  it('fails the claims check when the token comes from another tenant than the config names', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const config = sandboxConfig(sandbox, dir.path, {
+      auth: { flow: 'token-command', tenant: '0badc0de-1111-4222-8333-444455556600', command: `echo ${fakeJwt(appOnlyClaims(now))}` },
+    });
+    const claims = (await runDoctor(config)).results.find((r) => r.id === 'claims')!;
+    assert.equal(claims.status, 'fail');
+    assert.match(claims.cause ?? '', new RegExp(`issued by tenant ${DEFAULT_IDS.tenantId}, but the config names tenant 0badc0de`));
+  });
+
+  it('warns that an opaque token cannot be read, and lets AUTH decide', async () => {
+    const report = await runDoctor(printing('not-a-jwt-at-all'));
+    assert.equal(report.results.find((r) => r.id === 'claims')!.status, 'warn');
+    const auth = report.results.find((r) => r.id === 'auth')!;
+    assert.equal(auth.status, 'fail');
+    assert.match(auth.detail, /535 5\.7\.3/);
+  });
+
+  it('tells a delegated mailbox that has not signed in to run relay365 login', async () => {
+    const config = sandboxConfig(sandbox, dir.path, {
+      auth: { flow: 'device-code', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.publicClientId },
+      mailboxes: [{ address: DEFAULT_IDS.user }],
+    });
+    const token = (await runDoctor(config)).results.find((r) => r.id === 'token')!;
+    assert.equal(token.status, 'fail');
+    assert.match(token.fix ?? '', /relay365 login --mailbox alice@contoso\.example/);
+  });
+
+  it('fails the config check for a mailbox that is not configured, or a secret reference that points at nothing', async () => {
+    const missing = await runDoctor(sandboxConfig(sandbox, dir.path), { mailbox: 'other@contoso.example' });
+    assert.equal(missing.results[0]!.status, 'fail');
+    assert.match(missing.results[0]!.fix ?? '', /relay@contoso\.example/);
+    assert.ok(missing.results.slice(1).every((r) => r.status === 'skip'));
+
+    const unset = await runDoctor(sandboxConfig(sandbox, dir.path, { auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:RELAY365_TEST_UNSET' } }), {
+      env: {},
+    });
+    assert.equal(unset.results[0]!.status, 'fail');
+    assert.match(unset.results[0]!.cause ?? '', /RELAY365_TEST_UNSET is not set/);
+  });
+});

@@ -1,0 +1,464 @@
+/**
+ * Robustness: for ROBUST_SECONDS (default 20), malformed and hostile SMTP sessions and HTTP requests
+ * hit `relay365 serve` (the built CLI, a separate process) while real messages flow beside them.
+ * The relay must not die, its memory must stay bounded, every real message must reach the sandbox,
+ * and nothing malformed may be queued. Run with `npm run test:robust`; ROBUST_SEED replays a run.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import nodemailer from 'nodemailer';
+import { stringify } from 'yaml';
+import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { openSqliteStore } from '../../src/outbox/index.js';
+import { DEFAULT_IDS } from '../../src/sandbox/index.js';
+import { CLI } from '../helpers/cli.js';
+import { sandboxSettings } from '../helpers/config.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+const BUDGET_MS = Number(process.env.ROBUST_SECONDS ?? 20) * 1000;
+const SEED = Number(process.env.ROBUST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const RSS_LIMIT_MB = 300;
+const MAILBOX = DEFAULT_IDS.mailbox;
+/** A sender the relay does not send as: sessions using it must be refused at MAIL FROM or RCPT TO. */
+const STRANGER = 'evil@attacker.example';
+const MAX_MESSAGE_BYTES = 1_000_000;
+const HTTP_BODY_LIMIT = 1_000_000;
+
+/** mulberry32: a small seeded generator, so a failing run can be replayed with ROBUST_SEED. */
+function generator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = generator(SEED);
+const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+const int = (max: number): number => Math.floor(random() * max);
+const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function rssMb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const m = new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function startServe(config: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 20_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('relay365 serving')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited ${code}: ${stderr}`));
+    });
+  });
+}
+
+/**
+ * One raw SMTP session: writes `steps` (a buffer, or a pause in ms), reads and discards the replies,
+ * and ends the socket after `lingerMs` (or half-closes it when `halfClose`). Errors are expected.
+ */
+async function rawSession(port: number, steps: Array<Buffer | string | number>, options: { lingerMs?: number; halfClose?: boolean } = {}): Promise<string> {
+  const socket: Socket = connect({ host: '127.0.0.1', port });
+  let replies = '';
+  socket.on('data', (d: Buffer) => {
+    if (replies.length < 4096) replies += d.toString('latin1');
+  });
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    for (const step of steps) {
+      if (socket.destroyed) break;
+      if (typeof step === 'number') await sleep(step);
+      else await new Promise<void>((r) => socket.write(step, () => r()));
+    }
+    if (options.halfClose) socket.end();
+    await Promise.race([closed, sleep(options.lingerMs ?? 300)]);
+  } catch {
+    // Refused or reset: a hostile client gets no promise of a clean session.
+  } finally {
+    socket.destroy();
+  }
+  return replies;
+}
+
+/** The malformed SMTP sessions, one picked at random each time. None of them may queue a message. */
+const smtpAttacks: Record<string, (port: number) => Promise<unknown>> = {
+  garbage: (port) => rawSession(port, [bytes(1 + int(4096))]),
+  'garbage after greeting': (port) => rawSession(port, [150, bytes(1 + int(2048)), '\r\n']),
+  'long line': (port) => rawSession(port, [150, `EHLO ${'x'.repeat(20_000 + int(200_000))}`], { lingerMs: 500 }),
+  'long command after EHLO': (port) => rawSession(port, [150, 'EHLO robust\r\n', `MAIL FROM:<${'a'.repeat(50_000)}@x.example>\r\n`]),
+  NULs: (port) =>
+    rawSession(port, [150, 'EHLO \0\0\0\r\n', `MAIL FROM:<${MAILBOX}\0>\r\n`, 'RCPT TO:<a\0b@example.net>\r\n', 'DATA\r\n', 'Subject: \0\r\n\r\n\0\r\n.\r\n']),
+  'pipelined junk': (port) =>
+    rawSession(port, [
+      150,
+      `EHLO robust\r\nMAIL FROM:<${STRANGER}>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: junk\r\n\r\n${bytes(500).toString('latin1')}\r\n.\r\nQUIT\r\n`,
+    ]),
+  'pipelined before greeting': (port) =>
+    rawSession(port, [`EHLO early\r\nMAIL FROM:<${MAILBOX}>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: early\r\n\r\nhi\r\n.\r\n`]),
+  'commands out of order': (port) =>
+    rawSession(port, [
+      150,
+      'DATA\r\nRCPT TO:<x@example.net>\r\nMAIL FROM:<>\r\nRSET\r\nDATA\r\n.\r\nVRFY root\r\nEXPN all\r\nHELP\r\nNOOP\r\nBDAT 10 LAST\r\n0123456789',
+    ]),
+  'DATA abandoned midway': (port) =>
+    rawSession(port, [
+      150,
+      `EHLO robust\r\nMAIL FROM:<${MAILBOX}>\r\nRCPT TO:<cut@example.net>\r\nDATA\r\n`,
+      100,
+      `Subject: cut\r\n\r\n${'y'.repeat(int(50_000))}`,
+    ]),
+  'too large': (port) =>
+    rawSession(
+      port,
+      [
+        150,
+        `EHLO robust\r\nMAIL FROM:<${MAILBOX}>\r\nRCPT TO:<big@example.net>\r\nDATA\r\n`,
+        100,
+        `Subject: big\r\n\r\n${'z'.repeat(76)}\r\n`.repeat(Math.ceil((MAX_MESSAGE_BYTES * 1.3) / 78)),
+        '\r\n.\r\n',
+      ],
+      { lingerMs: 1500 },
+    ),
+  'declared SIZE too large': (port) =>
+    rawSession(port, [150, `EHLO robust\r\nMAIL FROM:<${MAILBOX}> SIZE=${MAX_MESSAGE_BYTES * 10}\r\nRCPT TO:<x@example.net>\r\nDATA\r\n`]),
+  'stranger sender': (port) =>
+    rawSession(port, [150, `EHLO robust\r\nMAIL FROM:<${STRANGER}>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nFrom: <${STRANGER}>\r\n\r\nhi\r\n.\r\n`]),
+  'STARTTLS then garbage': (port) => rawSession(port, [150, 'EHLO robust\r\nSTARTTLS\r\n', 50, bytes(200 + int(2000))]),
+  'AUTH junk': (port) =>
+    rawSession(port, [150, 'EHLO robust\r\nAUTH PLAIN !!!not-base64!!!\r\nAUTH LOGIN\r\n\0\0\0\r\nAUTH XOAUTH2 ' + 'A'.repeat(int(20_000)) + '\r\nAUTH\r\n']),
+  'half-open': (port) => rawSession(port, [150, 'EHLO half\r\n'], { halfClose: true, lingerMs: 500 }),
+  'silent client': (port) => rawSession(port, [], { lingerMs: 500 + int(2000) }),
+  'slow client': (port) => rawSession(port, [150, ...Array.from(`EHLO slow\r\nMAIL FROM:<${STRANGER}>\r\n`).flatMap((ch) => [ch, 20])]),
+  'bare LF and lone dots': (port) => rawSession(port, [150, `EHLO robust\nMAIL FROM:<${STRANGER}>\nRCPT TO:<x@example.net>\nDATA\n.\n\r.\r\n..\r\n`]),
+  'header injection in envelope': (port) =>
+    rawSession(port, [150, `EHLO robust\r\nMAIL FROM:<${MAILBOX}>\rRCPT TO:<inject@example.net>\r\nRCPT TO:<x@example.net>\nBcc: y@example.net\r\n`]),
+};
+
+/** A random JSON value, never a valid address (no `@`). */
+function randomJson(depth = 0): unknown {
+  const k = int(depth > 2 ? 4 : 7);
+  switch (k) {
+    case 0:
+      return random() * 1e6 - 5e5;
+    case 1:
+      return pick([true, false, null]);
+    case 2:
+    case 3:
+      return Array.from({ length: int(40) }, () => String.fromCharCode(int(0x3000)))
+        .join('')
+        .replaceAll('@', '');
+    case 4:
+      return Array.from({ length: int(5) }, () => randomJson(depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: int(6) }, () => [
+          pick(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'attachments', 'headers', 'mailbox', '__proto__', 'constructor']),
+          randomJson(depth + 1),
+        ]),
+      );
+  }
+}
+
+interface HttpAnswer {
+  status: number;
+}
+
+function httpRequest(
+  port: number,
+  agent: Agent,
+  options: { method?: string; path?: string; headers?: Record<string, string | number>; body?: string | Buffer },
+): Promise<HttpAnswer> {
+  return new Promise((resolve) => {
+    const body = options.body ?? '';
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        agent,
+        method: options.method ?? 'POST',
+        path: options.path ?? '/v1/messages',
+        headers: { 'content-length': Buffer.byteLength(body), ...options.headers },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+        res.on('error', () => resolve({ status: 0 }));
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy());
+    req.on('error', () => resolve({ status: 0 }));
+    req.end(body);
+  });
+}
+
+/** The malformed HTTP requests. Any of them answered 202 is a failure. */
+function httpAttacks(key: string): Record<string, (port: number, agent: Agent) => Promise<HttpAnswer>> {
+  const json = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const injected = (s: string) => `${s}\r\nBcc: victim@example.net`;
+  return {
+    'random JSON': (port, agent) => httpRequest(port, agent, { headers: json, body: JSON.stringify(randomJson()) }),
+    'CRLF in every header field': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: json,
+        body: JSON.stringify({
+          from: pick([injected(MAILBOX), MAILBOX]),
+          to: [injected('a@example.net')],
+          cc: [pick([injected('c@example.net'), 'c@example.net'])],
+          replyTo: [injected('r@example.net')],
+          subject: injected('hello'),
+          text: 'body',
+          attachments: [{ filename: injected('a.txt'), content: 'aGk=', contentType: injected('text/plain') }],
+        }),
+      }),
+    'CRLF in the subject only': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: json,
+        body: JSON.stringify({ from: MAILBOX, to: ['a@example.net'], subject: `hi\r\nBcc: victim@example.net`, text: 'x' }),
+      }),
+    'CRLF in the address only': (port, agent) =>
+      httpRequest(port, agent, { headers: json, body: JSON.stringify({ from: MAILBOX, to: ['a@example.net\r\nRCPT TO:<b@example.net>'], text: 'x' }) }),
+    'huge body': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: json,
+        body: JSON.stringify({ from: MAILBOX, to: ['a@example.net'], text: 'h'.repeat(HTTP_BODY_LIMIT * 2 + int(HTTP_BODY_LIMIT)) }),
+      }),
+    'wrong content type': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': pick(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'image/png']),
+        },
+        body: JSON.stringify({ from: MAILBOX, to: ['a@example.net'], text: 'wrong type' }),
+      }),
+    'no content type': (port, agent) =>
+      httpRequest(port, agent, { headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ from: MAILBOX, to: ['a@example.net'], text: 'x' }) }),
+    'broken JSON': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: json,
+        body: pick(['{', '{"from":', '[1,2', '\0\0\0', '{"from": "a" "to": []}', bytes(int(3000)).toString('latin1')]),
+      }),
+    'no or bad API key': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: {
+          'content-type': 'application/json',
+          ...pick<Record<string, string>>([
+            {},
+            { authorization: 'Bearer r365_wrong' },
+            { authorization: `Basic ${key}` },
+            { authorization: `Bearer ${key}\u0000` },
+          ]),
+        },
+        body: JSON.stringify({ from: MAILBOX, to: ['a@example.net'], text: 'no key' }),
+      }).catch(() => ({ status: 0 })),
+    'random method and path': (port, agent) =>
+      httpRequest(port, agent, {
+        method: pick(['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'POST']),
+        path: pick(['/v1/messages/..%2f..%2fetc', '/v1/messages/%00', `/v1/${'a'.repeat(5000)}`, '/v1/messages?x=' + '%'.repeat(100), '/']),
+        headers: json,
+        body: '{}',
+      }),
+    'stranger sender': (port, agent) =>
+      httpRequest(port, agent, { headers: json, body: JSON.stringify({ from: STRANGER, to: ['a@example.net'], text: 'not ours' }) }),
+    'truncated upload': (port) =>
+      new Promise<HttpAnswer>((resolve) => {
+        // Declares 500 KB, sends a little, then hangs up.
+        const s = connect({ host: '127.0.0.1', port }, () => {
+          s.write(
+            `POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n{"from":"${MAILBOX}","to":["a@example.net"],"text":"`,
+          );
+          setTimeout(() => s.destroy(), 200);
+        });
+        s.on('error', () => undefined);
+        s.on('close', () => resolve({ status: 0 }));
+      }),
+  };
+}
+
+describe('robustness (built CLI, hostile clients beside real traffic)', () => {
+  it(
+    `survives ${BUDGET_MS / 1000} s of malformed SMTP and HTTP, delivers every real message and queues nothing else (seed ${SEED})`,
+    { timeout: BUDGET_MS + 180_000 },
+    async () => {
+      const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+      const dir = await tempDir();
+      const dataDir = join(dir.path, 'data');
+      const dbPath = join(dataDir, 'relay365.db');
+      const httpStore = await openSqliteHttpStore(dbPath);
+      const apiKey = generateApiKey();
+      await httpStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix });
+      await httpStore.close();
+      const [smtpPort, httpPort] = [await freePort(), await freePort()];
+      const config = join(dir.path, 'relay365.yaml');
+      await writeFile(
+        config,
+        stringify({
+          dataDir,
+          log: { level: 'error' },
+          ...sandboxSettings(sandbox),
+          auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret },
+          mailboxes: [{ address: MAILBOX }],
+          limits: { messagesPerMinute: 1_000_000, recipientsPerDay: 100_000_000 },
+          smtp: {
+            listeners: [{ host: '127.0.0.1', port: smtpPort }],
+            allowlist: [{ cidr: '127.0.0.1/32', allowedSenders: [MAILBOX] }],
+            maxMessageBytes: MAX_MESSAGE_BYTES,
+            maxConnectionsPerClient: 500,
+            idleTimeoutSeconds: 5,
+          },
+          http: { host: '127.0.0.1', port: httpPort, bodyLimitBytes: HTTP_BODY_LIMIT },
+        }),
+      );
+      const relay = await startServe(config);
+      const pid = relay.pid!;
+      let died: string | undefined;
+      relay.once('exit', (code, signal) => (died = `exited with ${code ?? signal}`));
+      let peakRss = 0;
+      const sampler = setInterval(() => {
+        if (!died) peakRss = Math.max(peakRss, rssMb(pid, 'VmRSS'));
+      }, 200);
+
+      const deadline = Date.now() + BUDGET_MS;
+      const accepted = new Set<string>();
+      const realFailures: string[] = [];
+      const attacks = { smtp: new Map<string, number>(), http: new Map<string, number>() };
+      const malformedAccepted: string[] = [];
+      const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+
+      // Real traffic: SMTP through a pooled client, and the HTTP API, both at a steady trickle.
+      const smtpClient = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: smtpPort,
+        secure: false,
+        pool: true,
+        maxConnections: 2,
+        tls: { rejectUnauthorized: false },
+      });
+      const realSmtp = async () => {
+        for (let i = 0; Date.now() < deadline; i++) {
+          const tag = `robust-smtp-${i}`;
+          try {
+            await smtpClient.sendMail({ from: MAILBOX, to: `real${i}@example.net`, subject: tag, text: `real message ${tag}` });
+            accepted.add(tag);
+          } catch (err) {
+            realFailures.push(`${tag}: ${(err as Error).message}`);
+          }
+          await sleep(20);
+        }
+      };
+      const realAgent = new Agent({ keepAlive: true, maxSockets: 2 });
+      const realHttp = async () => {
+        for (let i = 0; Date.now() < deadline; i++) {
+          const tag = `robust-http-${i}`;
+          const r = await httpRequest(httpPort, realAgent, {
+            headers: { authorization: `Bearer ${apiKey.key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ from: MAILBOX, to: [`real${i}@example.net`], subject: tag, text: `real message ${tag}` }),
+          });
+          if (r.status === 202) accepted.add(tag);
+          else realFailures.push(`${tag}: HTTP ${r.status}`);
+          await sleep(20);
+        }
+      };
+      // Hostile traffic: several loops of each kind.
+      const smtpNames = Object.keys(smtpAttacks);
+      const hostileSmtp = async () => {
+        while (Date.now() < deadline && !died) {
+          const name = pick(smtpNames);
+          bump(attacks.smtp, name);
+          await smtpAttacks[name]!(smtpPort);
+        }
+      };
+      const httpTable = httpAttacks(apiKey.key);
+      const httpNames = Object.keys(httpTable);
+      const hostileAgent = new Agent({ keepAlive: true, maxSockets: 4 });
+      const hostileHttp = async () => {
+        while (Date.now() < deadline && !died) {
+          const name = pick(httpNames);
+          bump(attacks.http, name);
+          const r = await httpTable[name]!(httpPort, hostileAgent);
+          if (r.status === 202) malformedAccepted.push(`HTTP ${name}`);
+        }
+      };
+      await Promise.all([realSmtp(), realHttp(), ...Array.from({ length: 6 }, hostileSmtp), ...Array.from({ length: 3 }, hostileHttp)]);
+      smtpClient.close();
+      realAgent.destroy();
+      hostileAgent.destroy();
+
+      // Every real message delivered, and nothing else.
+      const tags = () => new Set(sandbox.state.messages.map((m) => /robust-(?:smtp|http)-\d+/.exec(m.raw.toString('latin1'))?.[0] ?? `(untagged ${m.id})`));
+      const end = Date.now() + 60_000;
+      while (!died && [...accepted].some((t) => !tags().has(t)) && Date.now() < end) await sleep(200);
+      clearInterval(sampler);
+      const peakHwm = died ? peakRss : rssMb(pid, 'VmHWM');
+      const store = await openSqliteStore(dbPath);
+      const counts = await store.counts();
+      await store.close();
+      const queuedTotal = Object.values(counts).reduce((a, b) => a + b, 0);
+      const arrived = tags();
+      const summary = (m: Map<string, number>) => [...m].map(([k, n]) => `${k} ${n}`).join(', ');
+      console.log(
+        `# robustness (seed ${SEED}): ${accepted.size} real messages accepted, ${arrived.size} arrived, ${queuedTotal} in the store; relay peak RSS ${peakHwm.toFixed(0)} MB`,
+      );
+      console.log(`#   SMTP attacks: ${summary(attacks.smtp)}`);
+      console.log(`#   HTTP attacks: ${summary(attacks.http)}`);
+      if (realFailures.length > 0)
+        console.log(`#   real sends refused: ${realFailures.slice(0, 5).join('; ')}${realFailures.length > 5 ? ` (+${realFailures.length - 5})` : ''}`);
+
+      const diedUnderLoad = died;
+      if (!died) {
+        const exited = new Promise((r) => relay.once('exit', r));
+        relay.kill('SIGTERM');
+        await exited;
+      }
+      await sandbox.close();
+      await dir.cleanup();
+
+      assert.equal(diedUnderLoad, undefined, 'the relay died under hostile traffic');
+      assert.ok(peakHwm < RSS_LIMIT_MB, `the relay's peak RSS was ${peakHwm.toFixed(0)} MB (limit ${RSS_LIMIT_MB} MB)`);
+      assert.ok(accepted.size > 0, 'no real message was accepted');
+      assert.deepEqual(malformedAccepted, [], 'malformed requests were accepted');
+      assert.deepEqual(
+        [...accepted].filter((t) => !arrived.has(t)),
+        [],
+        'accepted real messages did not arrive',
+      );
+      assert.deepEqual(
+        [...arrived].filter((t) => !accepted.has(t)),
+        [],
+        'messages arrived that no real client had acknowledged',
+      );
+      assert.equal(queuedTotal, accepted.size, `the store holds ${queuedTotal} messages for ${accepted.size} real ones: something malformed was queued`);
+    },
+  );
+});
