@@ -137,6 +137,11 @@ export const deliverySchema = z
     socketTimeoutMs: z.number().int().positive().default(120_000),
     /** Messages sent over one connection before it is replaced. */
     maxMessagesPerConnection: z.number().int().positive().default(100),
+    /**
+     * Keep connections open between messages. Default: yes on one node; no with `queue.url`, because
+     * Exchange counts open connections per mailbox and the nodes' idle connections would add up past 3.
+     */
+    reuseConnections: z.boolean().optional(),
   })
   .strict();
 

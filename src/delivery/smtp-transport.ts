@@ -1,5 +1,7 @@
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
+import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
+import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { NodemailerError } from 'nodemailer/lib/errors';
 import { explainConnectionError, explainSmtpReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
@@ -9,6 +11,13 @@ import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
 import type { OutgoingMessage, SendResult, Transport } from './types.js';
 
 type Mailer = ReturnType<typeof nodemailer.createTransport>;
+
+/** What a successful SMTP transaction reports. */
+interface SentInfo {
+  response?: string;
+  rejected?: unknown[];
+  rejectedErrors?: NodemailerError[];
+}
 
 export interface SmtpTransportOptions {
   cloud: CloudEndpoints;
@@ -21,7 +30,7 @@ export interface SmtpTransportOptions {
   logger?: Logger;
   /** Receives nodemailer's protocol transcript lines (already scrubbed), for `relay365 test`. */
   transcript?: (line: string) => void;
-  /** No pooling: one connection per send (for `relay365 send`/`test`). */
+  /** No pooling: one connection per send, closed before the send resolves (CLI sends; several nodes). */
   pool?: boolean;
 }
 
@@ -41,20 +50,15 @@ export class SmtpTransport implements Transport {
     this.logger = options.logger ?? silentLogger();
   }
 
-  private mailer(mailbox: string): Mailer {
-    const key = mailbox.toLowerCase();
-    let mailer = this.pools.get(key);
-    if (mailer) return mailer;
+  /** Connection settings shared by pooled and one-off connections. */
+  private connectionOptions(): SMTPConnectionOptions {
     const { cloud, delivery } = this.options;
-    const pooled = this.options.pool !== false;
-    const maxConnections = Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections);
     const transcript = this.options.transcript;
-    mailer = nodemailer.createTransport({
+    return {
       host: cloud.smtpHost,
       port: cloud.smtpPort,
       secure: false, // Exchange Online offers STARTTLS on 587 only (shared/M365.md, Endpoints)
       requireTLS: true,
-      ...(pooled ? { pool: true, maxConnections, maxMessages: delivery.maxMessagesPerConnection } : {}),
       tls: {
         minVersion: 'TLSv1.2',
         rejectUnauthorized: true,
@@ -65,19 +69,67 @@ export class SmtpTransport implements Transport {
       connectionTimeout: delivery.connectionTimeoutMs,
       greetingTimeout: delivery.greetingTimeoutMs,
       socketTimeout: delivery.socketTimeoutMs,
-      auth: { type: 'OAuth2', user: mailbox },
       ...(transcript ? { logger: transcriptLogger(transcript), debug: true } : { logger: false }),
+    };
+  }
+
+  /** nodemailer asks for a token each time a connection authenticates; `renew` is set after a 334 challenge. */
+  private readonly provision = (user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void): void => {
+    if (renew) this.options.tokens.invalidate(user);
+    this.options.tokens.getToken(user).then(
+      (t) => callback(null, t.accessToken, t.expiresOn.getTime()),
+      (err: unknown) => callback(err as Error),
+    );
+  };
+
+  private mailer(mailbox: string): Mailer {
+    const key = mailbox.toLowerCase();
+    let mailer = this.pools.get(key);
+    if (mailer) return mailer;
+    const { delivery } = this.options;
+    const maxConnections = Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections);
+    mailer = nodemailer.createTransport({
+      ...this.connectionOptions(),
+      pool: true,
+      maxConnections,
+      maxMessages: delivery.maxMessagesPerConnection,
+      auth: { type: 'OAuth2', user: mailbox },
     });
-    // nodemailer asks for a token each time a connection authenticates; `renew` is set after a 334 challenge.
-    mailer.set('oauth2_provision_cb', (user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void) => {
-      if (renew) this.options.tokens.invalidate(user);
-      this.options.tokens.getToken(user).then(
-        (t) => callback(null, t.accessToken, t.expiresOn.getTime()),
-        (err: unknown) => callback(err as Error),
-      );
-    });
+    mailer.set('oauth2_provision_cb', this.provision);
     this.pools.set(key, mailer);
     return mailer;
+  }
+
+  /**
+   * One connection for one message, resolved only once the connection has closed: the next send may
+   * then open its own without Exchange ever seeing more open connections than were leased.
+   */
+  private sendOnce(mailbox: string, message: OutgoingMessage): Promise<SentInfo> {
+    return new Promise((resolve, reject) => {
+      const connection = new SMTPConnection(this.connectionOptions());
+      const oauth2 = new XOAuth2({ user: mailbox, provisionCallback: this.provision });
+      let info: SentInfo | undefined;
+      let failure: Error | undefined;
+      connection.once('end', () => (info && !failure ? resolve(info) : reject(failure ?? new Error('connection closed before the message was sent'))));
+      connection.on('error', (err: Error) => {
+        failure ??= err;
+        connection.close();
+      });
+      connection.connect(() => {
+        connection.login({ type: 'OAuth2', user: mailbox, method: 'XOAUTH2', oauth2 }, (loginError) => {
+          if (loginError) {
+            failure ??= loginError;
+            connection.close();
+            return;
+          }
+          connection.send({ from: message.envelope.from, to: [...message.envelope.to] }, message.raw, (sendError, sent) => {
+            if (sendError) failure ??= sendError;
+            else info = sent as SentInfo;
+            connection.quit();
+          });
+        });
+      });
+    });
   }
 
   async send(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
@@ -93,11 +145,10 @@ export class SmtpTransport implements Transport {
   private async attempt(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
     const base = { mailbox, messageId: message.messageId };
     try {
-      const info = (await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as {
-        response?: string;
-        rejected?: unknown[];
-        rejectedErrors?: NodemailerError[];
-      };
+      const info =
+        this.options.pool === false
+          ? await this.sendOnce(mailbox, message)
+          : ((await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as SentInfo);
       const rejected = (info.rejected ?? []).map((address) => {
         const err = info.rejectedErrors?.find((e) => e.recipient === address);
         const reply = err?.response ? scrubSecrets(err.response) : undefined;

@@ -137,6 +137,9 @@ const FLOW_KIND: Record<string, string> = {
   'token-command': 'external token command',
 };
 
+/** The result of an SMTP check for a mailbox that sends through Graph. */
+const NOT_SMTP: CheckResult = { status: 'skip', detail: 'the mailbox sends through Microsoft Graph (transport: graph), not SMTP' };
+
 // ---- the checks, in the order of the setup steps ----
 
 const configCheck: Check = {
@@ -163,6 +166,7 @@ const configCheck: Check = {
     }
     ctx.mailbox = mailbox.address;
     ctx.mailboxConfig = mailbox;
+    ctx.transport = mailbox.transport;
     const auth = { ...config.auth, ...mailbox.auth };
     ctx.auth = auth;
 
@@ -232,8 +236,8 @@ const configCheck: Check = {
       };
     }
     const app = auth.flow === 'token-command' ? '' : ` with app ${auth.clientId ?? '?'} in tenant ${auth.tenant ?? '?'}`;
-    const detail = `${who}${app}, ${ctx.cloud.name} cloud`;
-    const data = { mailbox: mailbox.address, flow: auth.flow, cloud: ctx.cloud.name };
+    const detail = `${who}${app}, ${ctx.cloud.name} cloud${mailbox.transport === 'graph' ? ', sending through Microsoft Graph' : ''}`;
+    const data = { mailbox: mailbox.address, flow: auth.flow, cloud: ctx.cloud.name, transport: mailbox.transport };
     if (warnings.length > 0) return { status: 'warn', detail, cause: warnings.map((w) => w.cause).join(' '), fix: warnings.map((w) => w.fix).join(' '), data };
     return { status: 'pass', detail, data };
   },
@@ -267,6 +271,7 @@ const dnsSmtpCheck: Check = {
   title: 'DNS: the SMTP host',
   dependsOn: ['config'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const host = ctx.cloud.smtpHost;
     const literal = literalHost(host);
     if (literal) return { status: 'pass', detail: `${host} is ${literal}: nothing to resolve`, data: { host } };
@@ -284,6 +289,7 @@ const tcpCheck: Check = {
   title: 'TCP: the SMTP host answers',
   dependsOn: ['dns-smtp'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const { smtpHost, smtpPort } = ctx.cloud;
     const where = `${smtpHost}:${smtpPort}`;
     const started = Date.now();
@@ -308,6 +314,7 @@ const tlsCheck: Check = {
   title: 'STARTTLS: TLS 1.2+ and a trusted certificate',
   dependsOn: ['tcp'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const probe = ctx.probe!;
     const where = `${ctx.cloud.smtpHost}:${ctx.cloud.smtpPort}`;
     let socket: TLSSocket;
@@ -361,6 +368,7 @@ const ehloCheck: Check = {
   title: 'EHLO after STARTTLS offers AUTH XOAUTH2',
   dependsOn: ['tls'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const probe = ctx.probe!;
     let ehlo: SmtpReply;
     try {
@@ -438,7 +446,8 @@ const tokenCheck: Check = {
       // token would hide a secret that no longer works) and the doctor leaves the relay's cache alone.
       // Delegated: the real cache, which holds the sign-in.
       const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate';
-      ctx.identity = await createIdentity(ctx.config, { logger: ctx.logger, env: ctx.env, ...(appOnly ? { cacheStore: EMPTY_CACHE } : {}) });
+      const cacheStore = appOnly ? EMPTY_CACHE : ctx.cacheStore;
+      ctx.identity = await createIdentity(ctx.config, { logger: ctx.logger, env: ctx.env, ...(cacheStore ? { cacheStore } : {}) });
       const token = await ctx.identity.provider.getToken(mailbox);
       ctx.accessToken = token.accessToken;
       ctx.secrets.add(token.accessToken);
@@ -475,13 +484,17 @@ const claimsCheck: Check = {
     const failures: Explanation[] = [];
     const warnings: Explanation[] = [];
     const audiences = new Set([...GLOBAL_EXCHANGE_AUDIENCES, ctx.cloud.exchangeAppResource, ctx.cloud.exchangeDelegatedResource]);
-    if (!s.audience.split(' ').some((a) => audiences.has(a))) failures.push(explainSetupFinding('token-audience', { audience: s.audience || '(no audience)' }));
-    if (appOnly) {
-      if (!s.roles.includes('SMTP.SendAsApp')) {
+    if (ctx.transport === 'graph') {
+      // Graph wants its own audience and Mail.Send: the least-privilege review knows both.
+      for (const f of reviewPermissions(s, 'graph')) if (f.level === 'fail') failures.push({ id: `permission-${f.permission}`, class: 'auth', cause: f.message, fix: f.fix ?? '' });
+    } else {
+      if (!s.audience.split(' ').some((a) => audiences.has(a))) failures.push(explainSetupFinding('token-audience', { audience: s.audience || '(no audience)' }));
+      if (appOnly && !s.roles.includes('SMTP.SendAsApp')) {
         failures.push(explainSetupFinding(s.roles.length === 0 ? 'token-no-roles' : 'token-role-missing', { roles: s.roles.join(', '), clientId: s.appId ?? ctx.auth?.clientId }));
       }
-    } else {
-      if (!s.scopes.includes('SMTP.Send')) failures.push(explainSetupFinding('token-scope-missing', { mailbox }));
+      if (!appOnly && !s.scopes.includes('SMTP.Send')) failures.push(explainSetupFinding('token-scope-missing', { mailbox }));
+    }
+    if (!appOnly) {
       const own = [mailbox, ...(ctx.mailboxConfig?.aliases ?? [])].map((a) => a.toLowerCase());
       if (s.user && !own.includes(s.user.toLowerCase())) warnings.push(explainSetupFinding('token-user', { user: s.user, mailbox }));
     }
@@ -496,7 +509,7 @@ const claimsCheck: Check = {
     const skew = Math.round(ahead / 1000);
     if (skew > MAX_SKEW_SECONDS) failures.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
     else if (skew > WARN_SKEW_SECONDS) warnings.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
-    for (const finding of reviewPermissions(s, 'smtp')) {
+    for (const finding of reviewPermissions(s, ctx.transport)) {
       if (finding.level === 'warn') warnings.push({ id: `permission-${finding.permission}`, class: 'permanent', cause: finding.message, fix: finding.fix ?? '' });
     }
 
@@ -535,6 +548,7 @@ const authCheck: Check = {
   title: 'AUTH XOAUTH2: Exchange accepts the token for the mailbox',
   dependsOn: ['ehlo', 'claims'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const mailbox = ctx.mailbox!;
     const where = `${ctx.cloud.smtpHost}:${ctx.cloud.smtpPort}`;
     let reply: SmtpReply;
@@ -568,6 +582,7 @@ const mailFromCheck: Check = {
   title: 'MAIL FROM: the mailbox may start a message',
   dependsOn: ['auth'],
   async run(ctx) {
+    if (ctx.transport === 'graph') return NOT_SMTP;
     const mailbox = ctx.mailbox!;
     const probe = ctx.probe!;
     try {
@@ -588,7 +603,7 @@ const mailFromCheck: Check = {
 /** Sends one test message from `from` as the mailbox; a refusal is explained by the catalogue. */
 async function sendTest(ctx: DoctorContext, from: string): Promise<CheckResult | undefined> {
   const mailbox = ctx.mailbox!;
-  ctx.mailer ??= await createMailer(ctx.config, { logger: ctx.logger, env: ctx.env, pool: false });
+  ctx.mailer ??= await createMailer(ctx.config, { logger: ctx.logger, env: ctx.env, pool: false, ...(ctx.cacheStore ? { cacheStore: ctx.cacheStore } : {}) });
   const now = new Date().toISOString();
   const result = await ctx.mailer.send(
     {

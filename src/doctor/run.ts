@@ -84,6 +84,8 @@ export async function runDoctor(config: Readonly<Config>, options: DoctorOptions
     sendTest: options.sendTest,
     logger: options.logger ?? silentLogger(),
     env: options.env ?? process.env,
+    transport: 'smtp',
+    cacheStore: options.cacheStore,
     extraCas: [],
     secrets: new Set(),
   };

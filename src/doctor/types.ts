@@ -1,6 +1,6 @@
 import type { AuthSettings, Config, MailboxConfig } from '../config/index.js';
 import type { Mailer } from '../delivery/index.js';
-import type { CloudEndpoints, Identity, TokenSummary } from '../identity/index.js';
+import type { CloudEndpoints, Identity, TokenCacheStore, TokenSummary } from '../identity/index.js';
 import type { Logger } from '../observe/index.js';
 import type { SmtpProbe } from './smtp-probe.js';
 
@@ -57,6 +57,11 @@ export interface DoctorOptions {
   onStart?(check: Check): void;
   /** Called after each check with its result. */
   onProgress?(check: Check, result: CheckResult): void;
+  /**
+   * Where delegated sign-ins are cached (the cluster's shared store with `queue.url`); default the
+   * encrypted files under `dataDir`. App-only checks never read a cache: they ask for a fresh token.
+   */
+  cacheStore?: TokenCacheStore;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
 }
@@ -78,6 +83,9 @@ export interface DoctorContext {
   sendTest: string | undefined;
   logger: Logger;
   env: NodeJS.ProcessEnv;
+  /** The mailbox's way out: most checks are about SMTP submission and skip for a Graph mailbox. */
+  transport: 'smtp' | 'graph';
+  cacheStore: TokenCacheStore | undefined;
   /** PEMs of the extra CAs to trust (sandbox, network.caFile) beside the system's. */
   extraCas: string[];
   probe?: SmtpProbe;

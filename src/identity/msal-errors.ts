@@ -26,6 +26,16 @@ export function toIdentityError(err: unknown, mailbox: string): Relay365Error {
     return new Relay365Error('R365_TOKEN_REJECTED', `The identity platform refused a token for ${mailbox}: ${safe}.${explained}`, { cause: err, details });
   }
   const status = err instanceof ServerError ? err.status : undefined;
+  if (err instanceof AuthError && err.errorCode === 'endpoints_resolution_error') {
+    // MSAL hides the discovery answer: an unknown tenant (AADSTS90002) and an unreachable authority look alike.
+    return new Relay365Error(
+      'R365_TOKEN_ENDPOINT_UNAVAILABLE',
+      `The identity platform's metadata for ${mailbox}'s tenant could not be read: either the tenant id or domain in the config is wrong ` +
+        '(AADSTS90002: use the Directory (tenant) ID from the app\'s Overview page), or the authority cannot be reached (DNS, firewall, HTTPS_PROXY, network.caFile). ' +
+        '`relay365 doctor` tells which.',
+      { cause: err, retryable: true, details },
+    );
+  }
   return new Relay365Error(
     'R365_TOKEN_ENDPOINT_UNAVAILABLE',
     `The identity platform did not issue a token for ${mailbox}${status ? ` (HTTP ${status})` : ''}: ${safe}. ` +

@@ -65,6 +65,8 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     maxConnections: new Map(config.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!])),
     ca: await extraCas(config),
     logger: logger.child({ component: 'delivery' }),
+    // Open connections count against the mailbox's 3 at Exchange; idle ones on several nodes would add up.
+    pool: config.delivery.reuseConnections ?? config.queue.url === undefined,
   });
   // Each mailbox leaves through its configured transport (`mailboxes[].transport`).
   const transport = transportForMailboxes(

@@ -6,7 +6,9 @@ import type { RelayEvent } from '../../src/observe/index.js';
 import { startRelay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox, type Scenario } from '../../src/sandbox/index.js';
 import type { ConfigInput } from '../../src/config/index.js';
+import { summarizeToken } from '../../src/identity/index.js';
 import { sandboxConfig } from '../helpers/config.js';
+import { httpsRequest } from '../helpers/https.js';
 import { parseWithPython } from '../helpers/python-mime.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
@@ -242,6 +244,40 @@ describe('an app with SMTP and Graph mailboxes', () => {
         ],
       );
       assert.equal(sandbox.state.counters.tokenRequests, 2, 'one app-only token for Exchange and one for Graph');
+    } finally {
+      await mailer.close();
+      await dir.cleanup();
+      await sandbox.close();
+    }
+  });
+});
+
+describe('a delegated Graph mailbox', () => {
+  it('signs in with the Graph Mail.Send scope and sends as itself', async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => (s.token.deviceCodeIntervalSeconds = 1)) });
+    const dir = await tempDir();
+    const mailer = await createMailer(
+      sandboxConfig(sandbox, dir.path, {
+        auth: { flow: 'device-code', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.publicClientId },
+        mailboxes: [{ address: MAILBOX, transport: 'graph' }],
+      }),
+    );
+    try {
+      await mailer.identity.delegated(MAILBOX)!.loginWithDeviceCode(MAILBOX, (info) => {
+        // Plays the person at the sandbox's device login page.
+        void httpsRequest(`${sandbox.baseUrl}/devicelogin`, {
+          method: 'POST',
+          ca: sandbox.caPem,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ user_code: info.userCode, username: MAILBOX }).toString(),
+        });
+      });
+      const token = await mailer.identity.provider.getToken(MAILBOX);
+      assert.deepEqual(summarizeToken(token.accessToken)?.scopes, ['Mail.Send']);
+      const result = await mailer.send({ from: MAILBOX, to: 'bob@example.net', subject: 'delegated', text: 'x' });
+      assert.equal(result.ok, true, JSON.stringify(result));
+      assert.equal(sandbox.state.messages.at(-1)?.via, 'graph');
+      assert.equal(sandbox.state.messages.at(-1)?.appId, DEFAULT_IDS.publicClientId);
     } finally {
       await mailer.close();
       await dir.cleanup();

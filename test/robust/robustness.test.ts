@@ -432,7 +432,12 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       );
       console.log(`#   SMTP attacks: ${summary(attacks.smtp)}`);
       console.log(`#   HTTP attacks: ${summary(attacks.http)}`);
-      if (realFailures.length > 0)
+      for (const m of sandbox.state.messages) {
+      const tag = /robust-(?:smtp|http)-\d+/.exec(m.raw.toString('latin1'))?.[0];
+      // What arrived without a 250 / 202 to a real client: show its start, to tell which session sent it.
+      if (tag === undefined || !accepted.has(tag)) console.log(`#   unexpected arrival: ${JSON.stringify(m.raw.subarray(0, 400).toString('latin1'))}`);
+    }
+    if (realFailures.length > 0)
         console.log(`#   real sends refused: ${realFailures.slice(0, 5).join('; ')}${realFailures.length > 5 ? ` (+${realFailures.length - 5})` : ''}`);
 
       const diedUnderLoad = died;

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { loadConfig, type Config } from '../../config/index.js';
 import { doctorReportForConfigError, runDoctor, toDoctorJson, type Check, type CheckResult, type DoctorReport } from '../../doctor/index.js';
 import { isRelay365Error } from '../../errors.js';
-import { configOption, configPath } from '../context.js';
+import { cliTokenCache, configOption, configPath } from '../context.js';
 
 const MARK: Record<CheckResult['status'], string> = { pass: 'pass', warn: 'warn', fail: 'FAIL', skip: 'skip' };
 /** ANSI colours for a terminal: green, yellow, red, dim. */
@@ -75,7 +75,15 @@ export function doctorCommand(): Command {
     .action(async (flags: { config?: string; mailbox?: string; sendTest?: string; json?: boolean }) => {
       const options = { mailbox: flags.mailbox, sendTest: flags.sendTest, ...(flags.json ? {} : printer(process.stdout.isTTY === true)) };
       const report = await loadConfigForDoctor(flags.config).then(
-        (config) => runDoctor(config, options),
+        async (config) => {
+          // Delegated sign-ins live in the cluster's shared cache when there is one (queue.url).
+          const cache = await cliTokenCache(config);
+          try {
+            return await runDoctor(config, { ...options, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
+          } finally {
+            await cache.close();
+          }
+        },
         (err: unknown) => {
           // A config that cannot be loaded is the first check failing, not a crash: same output, same exit status.
           if (!isRelay365Error(err, 'R365_CONFIG_INVALID') && !isRelay365Error(err, 'R365_CONFIG_NOT_FOUND')) throw err;

@@ -61,7 +61,8 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
         await sandbox?.close();
         throw err;
       }
-      console.log(`relay365 serving (store ${resolve(config.dataDir, config.queue.path)})`);
+      const storeName = config.queue.url ? `PostgreSQL schema ${config.queue.schema}` : resolve(config.dataDir, config.queue.path);
+      console.log(`relay365 serving (store ${storeName}; worker ${relay.worker.owner})`);
       for (const l of relay.listeners) console.log(`  SMTP  ${l.host}:${l.port} (${l.tls === 'implicit' ? 'implicit TLS' : l.tls === 'starttls' ? 'STARTTLS' : 'no TLS'})`);
       if (relay.httpAddress) console.log(`  HTTP  ${relay.httpAddress} (API /v1, /metrics, /healthz${config.http.adminPassword ? ', dashboard /' : ''})`);
       console.log(`  sending as ${config.mailboxes.map((m) => m.address).join(', ') || '(no mailbox configured)'} via ${relay.identity.cloud.smtpHost}:${relay.identity.cloud.smtpPort}`);
