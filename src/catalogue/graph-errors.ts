@@ -43,8 +43,7 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     class: 'auth',
     cause:
       'Graph denied access to this mailbox: the app lacks the Mail.Send application permission (or admin consent for it), an application access policy or RBAC for Applications scope leaves this mailbox out, or (delegated) the signed-in user is not the mailbox.',
-    fix:
-      'Grant Mail.Send (Application) on Microsoft Graph and admin consent; include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
+    fix: 'Grant Mail.Send (Application) on Microsoft Graph and admin consent; include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
     doc: DOC_RBAC_APPS,
   },
   {
@@ -95,7 +94,7 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     id: 'graph-413-request-too-large',
     status: 413,
     class: 'permanent',
-    cause: 'The request body is over Graph\'s 4 MB limit for sendMail and draft creation.',
+    cause: "The request body is over Graph's 4 MB limit for sendMail and draft creation.",
     fix: 'relay365 sends larger messages through a draft and upload sessions; if this persists, the message has a single body part over 3 MB: send it as an attachment.',
     doc: DOC_LARGE,
   },
@@ -120,7 +119,8 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     id: 'graph-429',
     status: 429,
     class: 'throttled',
-    cause: 'Graph throttled this mailbox: over 10,000 requests per 10 minutes for the app and mailbox, over 4 concurrent requests, or over 150 MB uploaded per 5 minutes.',
+    cause:
+      'Graph throttled this mailbox: over 10,000 requests per 10 minutes for the app and mailbox, over 4 concurrent requests, or over 150 MB uploaded per 5 minutes.',
     fix: 'Nothing to do if rare: relay365 waits the Retry-After that Graph gave, then tries again. If frequent, lower mailboxes[].messagesPerMinute or spread the load over more mailboxes.',
     doc: DOC_THROTTLING,
   },
@@ -145,7 +145,14 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
 /** What an unlisted status means: 5xx transient; any other unlisted answer permanent. */
 function fallback(status: number): GraphErrorRow {
   if (status >= 500) return GRAPH_ERROR_CATALOGUE.find((r) => r.id === 'graph-5xx')!;
-  return { id: `graph-${status}`, status, class: 'permanent', cause: `Graph answered ${status}.`, fix: 'Read the error code and message in the reply.', doc: DOC_ERRORS };
+  return {
+    id: `graph-${status}`,
+    status,
+    class: 'permanent',
+    cause: `Graph answered ${status}.`,
+    fix: 'Read the error code and message in the reply.',
+    doc: DOC_ERRORS,
+  };
 }
 
 /**

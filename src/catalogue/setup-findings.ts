@@ -2,7 +2,8 @@ import type { Explanation } from './types.js';
 
 const DOC_OAUTH = 'https://learn.microsoft.com/exchange/client-developers/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth';
 const DOC_SMTP_AUTH = 'https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission';
-const DOC_SMTP_SETTINGS = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/how-to-set-up-a-multifunction-device-or-application-to-send-email-using-microsoft-365-or-office-365';
+const DOC_SMTP_SETTINGS =
+  'https://learn.microsoft.com/exchange/mail-flow-best-practices/how-to-set-up-a-multifunction-device-or-application-to-send-email-using-microsoft-365-or-office-365';
 const DOC_TOKENS = 'https://learn.microsoft.com/entra/identity-platform/access-tokens';
 const DOC_CONSENT = 'https://learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent';
 
@@ -23,7 +24,8 @@ export const SETUP_FINDINGS = {
   'starttls-missing': {
     id: 'setup-starttls-missing',
     class: 'permanent',
-    cause: 'The SMTP server does not offer STARTTLS: it is not Exchange Online client submission (smtp.office365.com:587), or something on the way (an antivirus, a firewall with SMTP inspection) strips it.',
+    cause:
+      'The SMTP server does not offer STARTTLS: it is not Exchange Online client submission (smtp.office365.com:587), or something on the way (an antivirus, a firewall with SMTP inspection) strips it.',
     fix: 'Use the SMTP host and port of your cloud (smtp.office365.com:587 for the global one) and turn off SMTP inspection between this machine and Microsoft.',
     doc: DOC_SMTP_SETTINGS,
   },
@@ -37,7 +39,8 @@ export const SETUP_FINDINGS = {
   'xoauth2-missing': {
     id: 'setup-xoauth2-missing',
     class: 'permanent',
-    cause: 'After STARTTLS the server does not offer AUTH XOAUTH2 (it offers: {offered}): it is not Exchange Online client submission, or a proxy in between rewrites the EHLO answer.',
+    cause:
+      'After STARTTLS the server does not offer AUTH XOAUTH2 (it offers: {offered}): it is not Exchange Online client submission, or a proxy in between rewrites the EHLO answer.',
     fix: 'Use the SMTP host and port of your cloud (smtp.office365.com:587 for the global one), without an SMTP proxy in between.',
     doc: DOC_OAUTH,
   },
@@ -51,14 +54,16 @@ export const SETUP_FINDINGS = {
   'token-no-roles': {
     id: 'setup-token-no-roles',
     class: 'auth',
-    cause: 'The app-only token carries no roles at all: admin consent was not granted for the app, or SMTP.SendAsApp was never added to its API permissions (either one leaves the token without SMTP.SendAsApp).',
+    cause:
+      'The app-only token carries no roles at all: admin consent was not granted for the app, or SMTP.SendAsApp was never added to its API permissions (either one leaves the token without SMTP.SendAsApp).',
     fix: 'In the Entra admin center, App registrations > the app ({clientId}) > API permissions: add Office 365 Exchange Online > Application permissions > SMTP.SendAsApp if it is not listed, then click "Grant admin consent" (its status must read Granted). Then run relay365 doctor again.',
     doc: DOC_CONSENT,
   },
   'token-role-missing': {
     id: 'setup-token-role-missing',
     class: 'auth',
-    cause: 'The app-only token has roles ({roles}) but not SMTP.SendAsApp: the permission is not among the app\'s API permissions, or it was added after admin consent was last granted.',
+    cause:
+      "The app-only token has roles ({roles}) but not SMTP.SendAsApp: the permission is not among the app's API permissions, or it was added after admin consent was last granted.",
     fix: 'In the Entra admin center, App registrations > the app ({clientId}) > API permissions: add Office 365 Exchange Online > Application permissions > SMTP.SendAsApp, then click "Grant admin consent" again.',
     doc: DOC_OAUTH,
   },
@@ -73,34 +78,35 @@ export const SETUP_FINDINGS = {
     id: 'setup-token-tenant',
     class: 'auth',
     cause: 'The token was issued by tenant {tokenTenant}, but the config names tenant {tenant}.',
-    fix: 'Use the Directory (tenant) ID from the app\'s Overview page in auth.tenant, and make sure the mailbox belongs to that tenant.',
+    fix: "Use the Directory (tenant) ID from the app's Overview page in auth.tenant, and make sure the mailbox belongs to that tenant.",
     doc: DOC_TOKENS,
   },
   'token-user': {
     id: 'setup-token-user',
     class: 'auth',
-    cause: 'The delegated token is signed in as {user}, not as {mailbox}: Exchange accepts XOAUTH2 only for the signed-in user\'s own mailbox (or its aliases).',
+    cause: "The delegated token is signed in as {user}, not as {mailbox}: Exchange accepts XOAUTH2 only for the signed-in user's own mailbox (or its aliases).",
     fix: 'Sign in as the mailbox: relay365 login --mailbox {mailbox}, and log in there as {mailbox}.',
     doc: DOC_OAUTH,
   },
   'token-expired': {
     id: 'setup-token-expired',
     class: 'auth',
-    cause: 'The token expired at {expiresAt} by this machine\'s clock: either the token source hands out old tokens, or this clock is ahead.',
-    fix: 'Synchronize this machine\'s clock (NTP). With flow: token-command, make the command print a fresh token.',
+    cause: "The token expired at {expiresAt} by this machine's clock: either the token source hands out old tokens, or this clock is ahead.",
+    fix: "Synchronize this machine's clock (NTP). With flow: token-command, make the command print a fresh token.",
     doc: DOC_TOKENS,
   },
   'clock-skew': {
     id: 'setup-clock-skew',
     class: 'auth',
-    cause: 'The token was issued {skew} s in this machine\'s future (iat/nbf): this clock is behind Microsoft\'s, and tokens look not yet valid or expire early.',
-    fix: 'Synchronize this machine\'s clock (NTP: timedatectl set-ntp true, or w32tm /resync on Windows).',
+    cause: "The token was issued {skew} s in this machine's future (iat/nbf): this clock is behind Microsoft's, and tokens look not yet valid or expire early.",
+    fix: "Synchronize this machine's clock (NTP: timedatectl set-ntp true, or w32tm /resync on Windows).",
     doc: DOC_TOKENS,
   },
   'auth-refused-app-only': {
     id: 'setup-auth-refused-app-only',
     class: 'auth',
-    cause: 'Exchange refused a token that has the right audience and SMTP.SendAsApp: the app\'s service principal is not registered in Exchange Online (New-ServicePrincipal), or it holds no FullAccess permission on {mailbox} (Add-MailboxPermission).',
+    cause:
+      "Exchange refused a token that has the right audience and SMTP.SendAsApp: the app's service principal is not registered in Exchange Online (New-ServicePrincipal), or it holds no FullAccess permission on {mailbox} (Add-MailboxPermission).",
     fix:
       'In Exchange Online PowerShell (Connect-ExchangeOnline): New-ServicePrincipal -AppId {clientId} -ObjectId {servicePrincipalId}; then ' +
       'Add-MailboxPermission -Identity {mailbox} -User {servicePrincipalId} -AccessRights FullAccess. Check with Get-ServicePrincipal -Identity {clientId} and ' +
@@ -110,7 +116,8 @@ export const SETUP_FINDINGS = {
   'auth-refused-delegated': {
     id: 'setup-auth-refused-delegated',
     class: 'auth',
-    cause: 'Exchange refused a delegated token that has the right audience and SMTP.Send: the signed-in user is not {mailbox}, or the user has no Exchange Online mailbox (license).',
+    cause:
+      'Exchange refused a delegated token that has the right audience and SMTP.Send: the signed-in user is not {mailbox}, or the user has no Exchange Online mailbox (license).',
     fix: 'Sign in again as the mailbox itself: relay365 login --mailbox {mailbox}; check in the Microsoft 365 admin center that {mailbox} has an Exchange Online license.',
     doc: DOC_OAUTH,
   },

@@ -66,8 +66,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause:
       'Exchange refused the token: wrong audience or scope (a Graph token?), expired, the app lacks SMTP.SendAsApp (app-only) or SMTP.Send (delegated), the service principal is not registered in Exchange or has no permission on the mailbox, or the XOAUTH2 user is not the mailbox.',
-    fix:
-      'Run `relay365 doctor --mailbox {mailbox}`. For app-only: New-ServicePrincipal -AppId <appId> -ObjectId <enterprise app object id>; Add-MailboxPermission -Identity {mailbox} -User <service principal id> -AccessRights FullAccess; and grant admin consent for SMTP.SendAsApp.',
+    fix: 'Run `relay365 doctor --mailbox {mailbox}`. For app-only: New-ServicePrincipal -AppId <appId> -ObjectId <enterprise app object id>; Add-MailboxPermission -Identity {mailbox} -User <service principal id> -AccessRights FullAccess; and grant admin consent for SMTP.SendAsApp.',
     doc: DOC_OAUTH,
   },
   {
@@ -86,7 +85,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     pattern: /SendAsDenied/i,
     class: 'permanent',
     cause: 'The From address is not the mailbox and the mailbox has no SendAs right on it.',
-    fix: 'Send from the mailbox\'s own address, or grant the right: Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs.',
+    fix: "Send from the mailbox's own address, or grant the right: Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs.",
     doc: DOC_NDR,
   },
   {
@@ -95,7 +94,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     enhanced: '5.7.60',
     class: 'permanent',
     cause: 'The mailbox has no permission to send as this sender.',
-    fix: 'Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs, or send from the mailbox\'s own address.',
+    fix: "Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs, or send from the mailbox's own address.",
     doc: M365,
   },
   {
@@ -105,7 +104,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     pattern: /thread limit/i,
     class: 'throttled',
     cause: 'More than 3 simultaneous SMTP connections for this mailbox (Exchange Online limit).',
-    fix: 'relay365 lowers the mailbox\'s concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as the same mailbox at the same time.',
+    fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as the same mailbox at the same time.",
     doc: DOC_LIMITS,
   },
   {
@@ -198,7 +197,12 @@ function fallback(code: number, enhanced: string | undefined): Explanation {
           : cls === 'auth'
             ? 'Exchange Online refused the authentication.'
             : 'Exchange Online refused the message permanently (RFC 5321 5xx).',
-    fix: cls === 'transient' ? 'Nothing to do: relay365 retries with backoff.' : cls === 'sent' ? '' : 'Read the reply text; `relay365 doctor` checks the setup step by step.',
+    fix:
+      cls === 'transient'
+        ? 'Nothing to do: relay365 retries with backoff.'
+        : cls === 'sent'
+          ? ''
+          : 'Read the reply text; `relay365 doctor` checks the setup step by step.',
     doc: 'RFC 5321 section 4.2.1; RFC 3463',
   };
 }
@@ -213,9 +217,17 @@ export function parseReply(reply: string): { code: number; enhanced: string | un
 /** The catalogue row for a reply, or the RFC class when the reply is unknown. `{mailbox}` is filled in. */
 export function explainSmtpReply(reply: string, mailbox = '<mailbox>'): Explanation {
   const parsed = parseReply(reply);
-  if (!parsed) return { id: 'smtp-unparsable', class: 'transient', cause: `Unexpected answer from the server: ${reply.slice(0, 200)}`, fix: 'Check that the SMTP host is Exchange Online (smtp.office365.com:587).' };
+  if (!parsed)
+    return {
+      id: 'smtp-unparsable',
+      class: 'transient',
+      cause: `Unexpected answer from the server: ${reply.slice(0, 200)}`,
+      fix: 'Check that the SMTP host is Exchange Online (smtp.office365.com:587).',
+    };
   const row =
-    SMTP_REPLY_CATALOGUE.find((r) => r.code === parsed.code && (r.enhanced === undefined || r.enhanced === parsed.enhanced) && (r.pattern === undefined || r.pattern.test(parsed.text))) ??
+    SMTP_REPLY_CATALOGUE.find(
+      (r) => r.code === parsed.code && (r.enhanced === undefined || r.enhanced === parsed.enhanced) && (r.pattern === undefined || r.pattern.test(parsed.text)),
+    ) ??
     // The enhanced code alone is enough when the basic code differs between builds (e.g. 550 vs 554).
     SMTP_REPLY_CATALOGUE.find((r) => r.enhanced !== undefined && r.enhanced === parsed.enhanced && r.pattern !== undefined && r.pattern.test(parsed.text));
   const found = row ?? fallback(parsed.code, parsed.enhanced);

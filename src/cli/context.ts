@@ -30,7 +30,11 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
   if (flag) return flag;
   const first = config.mailboxes[0];
   if (config.mailboxes.length === 1 && first) return first.address;
-  throw new Error(config.mailboxes.length === 0 ? 'No mailbox is configured: add one under mailboxes: in the config.' : 'Several mailboxes are configured: choose one with --mailbox.');
+  throw new Error(
+    config.mailboxes.length === 0
+      ? 'No mailbox is configured: add one under mailboxes: in the config.'
+      : 'Several mailboxes are configured: choose one with --mailbox.',
+  );
 }
 
 /**

@@ -68,11 +68,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
 }
 
 /** Copies `raw` and sets each `RELAY365_A__B=value` as `a.b` (camelCase from snake_case). */
-export function applyEnvOverrides(
-  raw: Record<string, unknown>,
-  env: NodeJS.ProcessEnv,
-  issues: ConfigIssue[],
-): Record<string, unknown> {
+export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;

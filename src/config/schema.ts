@@ -39,7 +39,10 @@ export const authSchema = z
         keyFile: z.string().min(1),
         certFile: z.string().min(1).optional(),
         /** SHA-256 (or legacy SHA-1) thumbprint in hex, when certFile is not given. */
-        thumbprint: z.string().regex(/^[0-9a-fA-F]{40}$|^[0-9a-fA-F]{64}$/, 'must be a 40 or 64 digit hex thumbprint').optional(),
+        thumbprint: z
+          .string()
+          .regex(/^[0-9a-fA-F]{40}$|^[0-9a-fA-F]{64}$/, 'must be a 40 or 64 digit hex thumbprint')
+          .optional(),
       })
       .strict()
       .refine((c) => c.certFile !== undefined || c.thumbprint !== undefined, { message: 'give certFile or thumbprint' })
@@ -87,7 +90,11 @@ export const limitsSchema = z
     /** 500 by default; a tenant may raise it to 1,000. */
     recipientsPerMessage: z.number().int().positive().max(1000).default(500),
     /** 35 MB: Exchange Online's default maximum send size. */
-    maxMessageBytes: z.number().int().positive().default(35 * 1024 * 1024),
+    maxMessageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(35 * 1024 * 1024),
     /** Length of the rate window ("a minute") in ms; only tests and the scaled sandbox change it. */
     minuteMs: z.number().int().positive().default(60_000),
     /** Length of the recipient window ("24 hours") in ms. */
@@ -106,7 +113,10 @@ export const queueSchema = z
     /** SQLite database file (the embedded default). */
     path: z.string().min(1).default('relay365.db'),
     /** PostgreSQL URL; when set, the outbox and token cache live there and several nodes may share them. */
-    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+    url: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
     /** PostgreSQL schema holding relay365's tables (with `url`); a plain lower-case name, created by `relay365 db migrate`. */
     schema: z
       .string()
@@ -224,7 +234,11 @@ export const httpIngressSchema = z
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8025),
     /** Largest request body (JSON with base64 attachments grows by a third over the message). */
-    bodyLimitBytes: z.number().int().positive().default(50 * 1024 * 1024),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(50 * 1024 * 1024),
     /** Admin password for the dashboard (an `env:` or `file:` reference); without it the dashboard is off. */
     adminPassword: secretRefSchema.optional(),
     /** Webhook receivers of message and mailbox events, signed with HMAC-SHA256. */
@@ -275,7 +289,13 @@ export const configSchema = z
       .strict()
       .default({ timeoutMs: 15_000 }),
     auth: authSchema.default({ commandTimeoutMs: 30_000, redirectPort: 0 }),
-    delivery: deliverySchema.default({ maxConnections: 3, connectionTimeoutMs: 30_000, greetingTimeoutMs: 30_000, socketTimeoutMs: 120_000, maxMessagesPerConnection: 100 }),
+    delivery: deliverySchema.default({
+      maxConnections: 3,
+      connectionTimeoutMs: 30_000,
+      greetingTimeoutMs: 30_000,
+      socketTimeoutMs: 120_000,
+      maxMessagesPerConnection: 100,
+    }),
     mailboxes: z.array(mailboxSchema).default([]),
     limits: limitsSchema.default(limitsSchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),

@@ -14,7 +14,9 @@ export interface RawMessage {
 export type MessageInput = MessageFields | RawMessage;
 
 function isRaw(input: MessageInput): input is RawMessage {
-  return 'raw' in input && input.raw !== undefined && 'envelope' in input && typeof input.envelope === 'object' && input.envelope !== null && 'to' in input.envelope;
+  return (
+    'raw' in input && input.raw !== undefined && 'envelope' in input && typeof input.envelope === 'object' && input.envelope !== null && 'to' in input.envelope
+  );
 }
 
 /** Reads the Message-ID header of raw MIME (first header block only). */

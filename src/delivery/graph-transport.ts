@@ -61,7 +61,8 @@ function headerRecipients(raw: Buffer): Set<string> {
   const { head } = splitHeaderBody(raw.subarray(0, Math.min(raw.length, 256 * 1024)).toString('latin1'));
   const headers = parseHeaderBlock(head);
   const out = new Set<string>();
-  for (const name of ['to', 'cc', 'bcc']) for (const value of headers.get(name) ?? []) for (const a of addressparser(value, { flatten: true })) out.add(a.address.toLowerCase());
+  for (const name of ['to', 'cc', 'bcc'])
+    for (const value of headers.get(name) ?? []) for (const a of addressparser(value, { flatten: true })) out.add(a.address.toLowerCase());
   return out;
 }
 
@@ -160,12 +161,21 @@ export class GraphTransport implements Transport {
     const draftUrl = this.userUrl(mailbox, `/messages/${encodeURIComponent(draftId)}`);
     try {
       for (const attachment of split.attachments) {
-        const session = await this.request(mailbox, 'POST', `${draftUrl}/attachments/createUploadSession`, token, {
-          contentType: 'application/json',
-          body: Buffer.from(
-            JSON.stringify({ AttachmentItem: { attachmentType: 'file', name: attachment.name, size: attachment.content.length, contentType: attachment.contentType } }),
-          ),
-        }, [201]);
+        const session = await this.request(
+          mailbox,
+          'POST',
+          `${draftUrl}/attachments/createUploadSession`,
+          token,
+          {
+            contentType: 'application/json',
+            body: Buffer.from(
+              JSON.stringify({
+                AttachmentItem: { attachmentType: 'file', name: attachment.name, size: attachment.content.length, contentType: attachment.contentType },
+              }),
+            ),
+          },
+          [201],
+        );
         const uploadUrl = (session.body as { uploadUrl?: unknown }).uploadUrl;
         if (typeof uploadUrl !== 'string') throw new GraphFailure(unexpected(session, 'the upload session has no uploadUrl'));
         await this.upload(mailbox, uploadUrl, attachment.content);
@@ -189,7 +199,11 @@ export class GraphTransport implements Transport {
         'PUT',
         uploadUrl,
         undefined,
-        { contentType: 'application/octet-stream', body: content.subarray(start, end), headers: { 'content-range': `bytes ${start}-${Math.max(start, end - 1)}/${content.length}` } },
+        {
+          contentType: 'application/octet-stream',
+          body: content.subarray(start, end),
+          headers: { 'content-range': `bytes ${start}-${Math.max(start, end - 1)}/${content.length}` },
+        },
         last ? [200, 201] : [200],
       );
       if (content.length === 0) break;
@@ -230,7 +244,14 @@ export class GraphTransport implements Transport {
         cause: scrubSecrets(e.message),
         fix: `Check the network path to ${new URL(url).host}; relay365 retries.`,
       };
-      throw new GraphFailure({ ok: false, class: explanation.class, reply: undefined, explanation, stage: stageOf(url, method), ...(e.code ? { errorCode: e.code } : {}) });
+      throw new GraphFailure({
+        ok: false,
+        class: explanation.class,
+        reply: undefined,
+        explanation,
+        stage: stageOf(url, method),
+        ...(e.code ? { errorCode: e.code } : {}),
+      });
     }
     if (expected.includes(answer.status)) return answer;
     const error = typeof answer.body === 'object' && answer.body !== null ? (answer.body as GraphErrorBody).error : undefined;
@@ -239,7 +260,9 @@ export class GraphTransport implements Transport {
     throw new GraphFailure({
       ok: false,
       class: explanation.class,
-      reply: scrubSecrets(`${answer.status} ${error?.code ?? 'HttpError'}: ${error?.message ?? (typeof answer.body === 'string' ? answer.body.slice(0, 200) : '')}`.trim()),
+      reply: scrubSecrets(
+        `${answer.status} ${error?.code ?? 'HttpError'}: ${error?.message ?? (typeof answer.body === 'string' ? answer.body.slice(0, 200) : '')}`.trim(),
+      ),
       explanation,
       stage: stageOf(url, method),
       errorCode: `HTTP_${answer.status}`,
@@ -269,7 +292,12 @@ function stageOf(url: string, method: string): string {
 
 function unexpected(answer: GraphAnswer, what: string): Omit<SendResult, 'mailbox' | 'messageId'> {
   const explanation = explainGraphError(500, undefined);
-  return { ok: false, class: 'transient', reply: `${answer.status}: ${what}`, explanation: { ...explanation, cause: `Graph answered ${answer.status} but ${what}.` } };
+  return {
+    ok: false,
+    class: 'transient',
+    reply: `${answer.status}: ${what}`,
+    explanation: { ...explanation, cause: `Graph answered ${answer.status} but ${what}.` },
+  };
 }
 
 /** A token identity would not give: explained by identity (AADSTS), as the SMTP transport does. */

@@ -49,11 +49,18 @@ export interface Mailer {
 export async function createMailer(config: ConfigInput | Config, options: MailerOptions = {}): Promise<Mailer> {
   const parsed = configSchema.safeParse(config);
   if (!parsed.success) {
-    throw new Relay365Error('R365_CONFIG_INVALID', `The mailer config is invalid:\n${parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n')}`);
+    throw new Relay365Error(
+      'R365_CONFIG_INVALID',
+      `The mailer config is invalid:\n${parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n')}`,
+    );
   }
   const cfg = parsed.data;
   const logger = options.logger ?? silentLogger();
-  const identity = await createIdentity(cfg, { logger, ...(options.env ? { env: options.env } : {}), ...(options.cacheStore ? { cacheStore: options.cacheStore } : {}) });
+  const identity = await createIdentity(cfg, {
+    logger,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.cacheStore ? { cacheStore: options.cacheStore } : {}),
+  });
   const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
@@ -97,6 +104,8 @@ export function pickSendingMailbox(addresses: readonly string[], explicit: strin
   if (addresses.length === 1) return addresses[0]!;
   throw new Relay365Error(
     'R365_UNKNOWN_MAILBOX',
-    addresses.length === 0 ? 'No mailbox is configured: add one under mailboxes: in the config.' : `No configured mailbox is ${sender}: choose one with the mailbox option.`,
+    addresses.length === 0
+      ? 'No mailbox is configured: add one under mailboxes: in the config.'
+      : `No configured mailbox is ${sender}: choose one with the mailbox option.`,
   );
 }

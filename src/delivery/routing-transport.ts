@@ -25,7 +25,11 @@ export class RoutingTransport implements Transport {
  * The transport for a set of mailboxes: the SMTP one alone when no mailbox uses Graph (Graph's is then
  * never built), else a {@link RoutingTransport} that sends Graph mailboxes through `graph()`.
  */
-export function transportForMailboxes(mailboxes: ReadonlyArray<{ address: string; transport?: 'smtp' | 'graph' }>, smtp: Transport, graph: () => Transport): Transport {
+export function transportForMailboxes(
+  mailboxes: ReadonlyArray<{ address: string; transport?: 'smtp' | 'graph' }>,
+  smtp: Transport,
+  graph: () => Transport,
+): Transport {
   const graphMailboxes = mailboxes.filter((m) => m.transport === 'graph');
   if (graphMailboxes.length === 0) return smtp;
   const g = graph();

@@ -5,7 +5,10 @@ export const SETUPS = ['app-secret', 'app-certificate', 'device-code'] as const;
 export type Setup = (typeof SETUPS)[number];
 
 /** The auth flow of each setup in the config. */
-export const SETUP_FLOWS = { 'app-secret': 'client-secret', 'app-certificate': 'client-certificate', 'device-code': 'device-code' } as const satisfies Record<Setup, string>;
+export const SETUP_FLOWS = { 'app-secret': 'client-secret', 'app-certificate': 'client-certificate', 'device-code': 'device-code' } as const satisfies Record<
+  Setup,
+  string
+>;
 
 /** What the admin steps are written for; every value appears in the commands as given. */
 export interface AdminStepsInput {
@@ -70,7 +73,9 @@ const SETUP_NAMES: Record<Setup, string> = {
 const EXCHANGE_ENVIRONMENTS: Partial<Record<CloudName, string>> = { usgov: 'O365USGovGCCHigh', 'usgov-dod': 'O365USGovDoD', china: 'O365China' };
 
 function entraCenter(cloud: CloudName): string {
-  return cloud === 'global' || cloud === 'sandbox' ? 'Microsoft Entra admin center (https://entra.microsoft.com)' : 'Microsoft Entra admin center of your cloud';
+  return cloud === 'global' || cloud === 'sandbox'
+    ? 'Microsoft Entra admin center (https://entra.microsoft.com)'
+    : 'Microsoft Entra admin center of your cloud';
 }
 
 function connectExchange(cloud: CloudName): string {
@@ -106,7 +111,9 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
       'Identity > Applications > App registrations > New registration. Name: `relay365`; supported account types: accounts in this organizational directory only (single tenant); no redirect URI.',
       `On its Overview page, the Application (client) ID goes into \`auth.clientId\` (now \`${clientId}\`) and the Directory (tenant) ID into \`auth.tenant\` (now \`${tenant}\`).`,
     ],
-    check: { text: `The Overview page shows Application (client) ID \`${clientId}\`; a wrong id makes the token request fail with AADSTS700016, a wrong tenant with AADSTS90002.` },
+    check: {
+      text: `The Overview page shows Application (client) ID \`${clientId}\`; a wrong id makes the token request fail with AADSTS700016, a wrong tenant with AADSTS90002.`,
+    },
   });
 
   if (input.setup === 'app-secret') {
@@ -135,7 +142,10 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
         `App registrations > relay365 > Certificates & secrets > Certificates > Upload certificate: upload \`${certFile}\` (the public part). The private key \`${keyFile}\` stays on this machine, readable only by relay365.`,
         'No certificate yet? Make a self-signed one here (valid two years):',
       ],
-      commands: { shell: 'sh', lines: [`openssl req -x509 -newkey rsa:2048 -sha256 -days 730 -nodes -subj "/CN=relay365" -keyout ${keyFile} -out ${certFile}`, `chmod 600 ${keyFile}`] },
+      commands: {
+        shell: 'sh',
+        lines: [`openssl req -x509 -newkey rsa:2048 -sha256 -days 730 -nodes -subj "/CN=relay365" -keyout ${keyFile} -out ${certFile}`, `chmod 600 ${keyFile}`],
+      },
       check: {
         text: 'The thumbprint Entra lists under Certificates is the SHA-1 fingerprint of the file (without colons); a certificate that is not uploaded fails the token request with AADSTS700027.',
         commands: { shell: 'sh', lines: [`openssl x509 -in ${certFile} -noout -fingerprint -sha1`] },
@@ -145,7 +155,9 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     steps.push({
       title: 'Allow the device code flow',
       where: entra,
-      text: ['App registrations > relay365 > Authentication > Advanced settings > Allow public client flows: Yes. The device code flow uses no secret; without this switch the sign-in fails with AADSTS7000218.'],
+      text: [
+        'App registrations > relay365 > Authentication > Advanced settings > Allow public client flows: Yes. The device code flow uses no secret; without this switch the sign-in fails with AADSTS7000218.',
+      ],
     });
   }
 
@@ -163,7 +175,7 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
           title: 'Add the one permission sending needs: delegated SMTP.Send',
           where: entra,
           text: [
-            'App registrations > relay365 > API permissions > Add a permission > Microsoft Graph > Delegated permissions > SMTP.Send (Exchange Online\'s permission, which Entra lists under Microsoft Graph), and offline_access so that relay365 keeps a refresh token.',
+            "App registrations > relay365 > API permissions > Add a permission > Microsoft Graph > Delegated permissions > SMTP.Send (Exchange Online's permission, which Entra lists under Microsoft Graph), and offline_access so that relay365 keeps a refresh token.",
             'Do not add IMAP.AccessAsUser.All, POP.AccessAsUser.All, EWS.AccessAsUser.All, Mail.ReadWrite or Mail.Read: they read the mailbox. Do not add Microsoft Graph Mail.Send unless relay365 sends through Graph.',
           ],
         },
@@ -173,8 +185,12 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     title: 'Grant admin consent',
     where: entra,
     text: appOnly
-      ? [`API permissions > Grant admin consent for the tenant (\`${tenant}\`). The Status column of SMTP.SendAsApp must read "Granted". Without consent the app still gets tokens, but without the role, and Exchange refuses them.`]
-      : [`API permissions > Grant admin consent for the tenant (\`${tenant}\`), or let the mailbox's user consent at the first sign-in if your tenant allows user consent.`],
+      ? [
+          `API permissions > Grant admin consent for the tenant (\`${tenant}\`). The Status column of SMTP.SendAsApp must read "Granted". Without consent the app still gets tokens, but without the role, and Exchange refuses them.`,
+        ]
+      : [
+          `API permissions > Grant admin consent for the tenant (\`${tenant}\`), or let the mailbox's user consent at the first sign-in if your tenant allows user consent.`,
+        ],
     check: { text: `\`relay365 token --config ${configPath}\` shows ${appOnly ? 'roles SMTP.SendAsApp' : 'scopes ... SMTP.Send (after the sign-in below)'}.` },
   });
 
@@ -186,21 +202,32 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
         `Identity > Applications > Enterprise applications, search for \`${clientId}\` and open it: its Overview page shows the Object ID. That is the id of the app's service principal, which Exchange needs. It is not the Object ID on the App registrations page (that one belongs to the application object, and Exchange refuses it).`,
         `Or with Microsoft Graph PowerShell. Below, \`${SP_OBJECT_ID}\` stands for this id.`,
       ],
-      commands: { shell: 'powershell', lines: ['Connect-MgGraph -Scopes Application.Read.All', `(Get-MgServicePrincipal -Filter "appId eq '${clientId}'").Id`] },
+      commands: {
+        shell: 'powershell',
+        lines: ['Connect-MgGraph -Scopes Application.Read.All', `(Get-MgServicePrincipal -Filter "appId eq '${clientId}'").Id`],
+      },
     });
     steps.push({
       title: 'Register the service principal in Exchange Online',
       where: exo,
-      text: ['Install the ExchangeOnlineManagement module once (`Install-Module ExchangeOnlineManagement`), connect as an Exchange administrator, and register the app:'],
+      text: [
+        'Install the ExchangeOnlineManagement module once (`Install-Module ExchangeOnlineManagement`), connect as an Exchange administrator, and register the app:',
+      ],
       commands: { shell: 'powershell', lines: [connectExchange(cloud), `New-ServicePrincipal -AppId ${clientId} -ObjectId ${SP_OBJECT_ID}`] },
-      check: { text: 'Exchange lists it, with the same AppId and ObjectId:', commands: { shell: 'powershell', lines: [`Get-ServicePrincipal -Identity ${clientId} | Format-List DisplayName,AppId,ObjectId`] } },
+      check: {
+        text: 'Exchange lists it, with the same AppId and ObjectId:',
+        commands: { shell: 'powershell', lines: [`Get-ServicePrincipal -Identity ${clientId} | Format-List DisplayName,AppId,ObjectId`] },
+      },
     });
     steps.push({
       title: mailboxes.length > 1 ? 'Give the app permission on each mailbox' : 'Give the app permission on the mailbox',
       where: exo,
       text: ['SMTP.SendAsApp alone opens no mailbox: this permission is what lets the app send as the mailbox, and only as the mailboxes listed here.'],
       commands: { shell: 'powershell', lines: each((m) => `Add-MailboxPermission -Identity ${m} -User ${SP_OBJECT_ID} -AccessRights FullAccess`) },
-      check: { text: 'The app is listed with FullAccess:', commands: { shell: 'powershell', lines: each((m) => `Get-MailboxPermission -Identity ${m} | Format-Table User,AccessRights,IsInherited`) } },
+      check: {
+        text: 'The app is listed with FullAccess:',
+        commands: { shell: 'powershell', lines: each((m) => `Get-MailboxPermission -Identity ${m} | Format-Table User,AccessRights,IsInherited`) },
+      },
     });
   }
 
@@ -208,8 +235,14 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     title: mailboxes.length > 1 ? 'Turn SMTP AUTH on for each mailbox' : 'Turn SMTP AUTH on for the mailbox',
     where: exo,
     text: ['Client SMTP submission (SMTP AUTH) is off in most tenants. Turn it on for the sending mailbox only:'],
-    commands: { shell: 'powershell', lines: [...(appOnly ? [] : [connectExchange(cloud)]), ...each((m) => `Set-CASMailbox -Identity ${m} -SmtpClientAuthenticationDisabled $false`)] },
-    check: { text: 'It must read False (empty means the mailbox follows the tenant setting of the next step):', commands: { shell: 'powershell', lines: each((m) => `Get-CASMailbox -Identity ${m} | fl SmtpClientAuthenticationDisabled`) } },
+    commands: {
+      shell: 'powershell',
+      lines: [...(appOnly ? [] : [connectExchange(cloud)]), ...each((m) => `Set-CASMailbox -Identity ${m} -SmtpClientAuthenticationDisabled $false`)],
+    },
+    check: {
+      text: 'It must read False (empty means the mailbox follows the tenant setting of the next step):',
+      commands: { shell: 'powershell', lines: each((m) => `Get-CASMailbox -Identity ${m} | fl SmtpClientAuthenticationDisabled`) },
+    },
   });
 
   steps.push({
@@ -238,9 +271,15 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
       ],
       commands: {
         shell: 'powershell',
-        lines: [`New-ManagementScope -Name "relay365 senders" -RecipientRestrictionFilter "${filter}"`, `New-ManagementRoleAssignment -App ${SP_OBJECT_ID} -Role "Application Mail.Send" -CustomResourceScope "relay365 senders"`],
+        lines: [
+          `New-ManagementScope -Name "relay365 senders" -RecipientRestrictionFilter "${filter}"`,
+          `New-ManagementRoleAssignment -App ${SP_OBJECT_ID} -Role "Application Mail.Send" -CustomResourceScope "relay365 senders"`,
+        ],
       },
-      check: { text: 'InScope must be True for each sending mailbox, and False for any other:', commands: { shell: 'powershell', lines: each((m) => `Test-ServicePrincipalAuthorization -Identity ${SP_OBJECT_ID} -Resource ${m} | Format-Table`) } },
+      check: {
+        text: 'InScope must be True for each sending mailbox, and False for any other:',
+        commands: { shell: 'powershell', lines: each((m) => `Test-ServicePrincipalAuthorization -Identity ${SP_OBJECT_ID} -Resource ${m} | Format-Table`) },
+      },
     });
   }
 
@@ -251,15 +290,23 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     text: [
       `Only when devices put another address in From (a shared mailbox, \`noreply@...\`): give the sending mailbox SendAs on it, and list it under the mailbox's \`aliases:\` in \`${configPath}\`. Exchange checks this only after the message is sent (SendAsDenied); \`relay365 doctor --send-test\` sends one message from each alias.`,
     ],
-    commands: { shell: 'powershell', lines: [`Add-RecipientPermission -Identity <other-address> -Trustee ${mailboxes[0] ?? '<mailbox>'} -AccessRights SendAs`] },
-    check: { text: 'The mailbox is listed as trustee with SendAs:', commands: { shell: 'powershell', lines: ['Get-RecipientPermission -Identity <other-address>'] } },
+    commands: {
+      shell: 'powershell',
+      lines: [`Add-RecipientPermission -Identity <other-address> -Trustee ${mailboxes[0] ?? '<mailbox>'} -AccessRights SendAs`],
+    },
+    check: {
+      text: 'The mailbox is listed as trustee with SendAs:',
+      commands: { shell: 'powershell', lines: ['Get-RecipientPermission -Identity <other-address>'] },
+    },
   });
 
   if (!appOnly) {
     steps.push({
       title: 'Sign in once as the mailbox',
       where: here,
-      text: ['relay365 prints a URL and a code; open the URL on any device, enter the code, and sign in as the mailbox itself. relay365 keeps the refresh token, encrypted, and renews it by itself.'],
+      text: [
+        'relay365 prints a URL and a code; open the URL on any device, enter the code, and sign in as the mailbox itself. relay365 keeps the refresh token, encrypted, and renews it by itself.',
+      ],
       commands: { shell: 'sh', lines: each((m) => `relay365 login --config ${configPath} --mailbox ${m}`) },
     });
   }
@@ -267,10 +314,15 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
   steps.push({
     title: 'Then run relay365 doctor',
     where: here,
-    text: ['It checks each step above in order, names the first one that fails, and prints its fix. Exchange can take some minutes to apply new permissions: run it again if AUTH fails right after a change. With `--send-test`, it sends a real message too.'],
+    text: [
+      'It checks each step above in order, names the first one that fails, and prints its fix. Exchange can take some minutes to apply new permissions: run it again if AUTH fails right after a change. With `--send-test`, it sends a real message too.',
+    ],
     commands: {
       shell: 'sh',
-      lines: mailboxes.length > 1 ? each((m) => `relay365 doctor --config ${configPath} --mailbox ${m}`) : [`relay365 doctor --config ${configPath}`, `relay365 doctor --config ${configPath} --send-test <your address>`],
+      lines:
+        mailboxes.length > 1
+          ? each((m) => `relay365 doctor --config ${configPath} --mailbox ${m}`)
+          : [`relay365 doctor --config ${configPath}`, `relay365 doctor --config ${configPath} --send-test <your address>`],
     },
   });
   return steps;
@@ -285,7 +337,8 @@ export function renderAdminStepsText(steps: readonly AdminStep[]): string {
     if (step.commands) for (const line of step.commands.lines) out.push(`      ${step.commands.shell === 'powershell' ? 'PS>' : '$'} ${line}`);
     if (step.check) {
       out.push(`    Check: ${step.check.text}`);
-      if (step.check.commands) for (const line of step.check.commands.lines) out.push(`      ${step.check.commands.shell === 'powershell' ? 'PS>' : '$'} ${line}`);
+      if (step.check.commands)
+        for (const line of step.check.commands.lines) out.push(`      ${step.check.commands.shell === 'powershell' ? 'PS>' : '$'} ${line}`);
     }
     out.push('');
   });

@@ -53,7 +53,12 @@ function connectionFailure(err: unknown, where: string): CheckResult {
   const explanation = explainConnectionError(code, message);
   const detail = `${where}: ${code ?? 'error'} (${message})`;
   if (explanation) return explained('fail', detail, explanation);
-  return { status: 'fail', detail, cause: `The connection to ${where} failed: ${message}`, fix: 'Check the network path (firewall, proxy, DNS) between this machine and the host.' };
+  return {
+    status: 'fail',
+    detail,
+    cause: `The connection to ${where} failed: ${message}`,
+    fix: 'Check the network path (firewall, proxy, DNS) between this machine and the host.',
+  };
 }
 
 /** A reply other than the one expected, explained by the reply catalogue. */
@@ -87,7 +92,13 @@ function ehloKeywords(reply: SmtpReply): string[] {
 
 function authMechanisms(keywords: string[]): string[] {
   const line = keywords.find((k) => /^AUTH[ =]/i.test(k));
-  return line ? line.slice(5).trim().split(/\s+/).map((m) => m.toUpperCase()) : [];
+  return line
+    ? line
+        .slice(5)
+        .trim()
+        .split(/\s+/)
+        .map((m) => m.toUpperCase())
+    : [];
 }
 
 function certName(cert: PeerCertificate | undefined, part: 'subject' | 'issuer'): string {
@@ -103,7 +114,10 @@ function certName(cert: PeerCertificate | undefined, part: 'subject' | 'issuer')
  */
 async function openSession(ctx: DoctorContext): Promise<SmtpProbe> {
   const { cloud, config } = ctx;
-  const probe = await SmtpProbe.connect(cloud.smtpHost, cloud.smtpPort, { connectMs: config.delivery.connectionTimeoutMs, replyMs: config.delivery.greetingTimeoutMs });
+  const probe = await SmtpProbe.connect(cloud.smtpHost, cloud.smtpPort, {
+    connectMs: config.delivery.connectionTimeoutMs,
+    replyMs: config.delivery.greetingTimeoutMs,
+  });
   try {
     if ((await probe.reply()).code !== 220) throw new Error('no 220 greeting');
     if ((await probe.command(`EHLO ${ehloName()}`)).code !== 250) throw new Error('EHLO refused');
@@ -161,8 +175,18 @@ const configCheck: Check = {
     const mailbox = requested ? list.find((m) => m.address.toLowerCase() === requested.toLowerCase()) : list.length === 1 ? list[0] : undefined;
     if (!mailbox) {
       return requested
-        ? { status: 'fail', detail: `${requested} is not configured`, cause: `${requested} is not one of the configured mailboxes (${names}).`, fix: `Pass --mailbox with one of ${names}, or add ${requested} under mailboxes: in the config.` }
-        : { status: 'fail', detail: `${list.length} mailboxes are configured`, cause: 'Several mailboxes are configured and none was chosen.', fix: `Choose one with --mailbox: ${names}.` };
+        ? {
+            status: 'fail',
+            detail: `${requested} is not configured`,
+            cause: `${requested} is not one of the configured mailboxes (${names}).`,
+            fix: `Pass --mailbox with one of ${names}, or add ${requested} under mailboxes: in the config.`,
+          }
+        : {
+            status: 'fail',
+            detail: `${list.length} mailboxes are configured`,
+            cause: 'Several mailboxes are configured and none was chosen.',
+            fix: `Choose one with --mailbox: ${names}.`,
+          };
     }
     ctx.mailbox = mailbox.address;
     ctx.mailboxConfig = mailbox;
@@ -175,20 +199,37 @@ const configCheck: Check = {
     if (auth.flow === undefined) {
       problems.push({ cause: 'auth.flow is not set.', fix: 'Set auth.flow to client-secret, client-certificate, device-code, auth-code or token-command.' });
     } else if (auth.flow !== 'token-command') {
-      if (auth.tenant === undefined) problems.push({ cause: 'auth.tenant is not set.', fix: "Set auth.tenant to the Directory (tenant) ID from the app's Overview page in the Entra admin center." });
+      if (auth.tenant === undefined)
+        problems.push({
+          cause: 'auth.tenant is not set.',
+          fix: "Set auth.tenant to the Directory (tenant) ID from the app's Overview page in the Entra admin center.",
+        });
       else if (!GUID.test(auth.tenant) && !DOMAIN.test(auth.tenant)) {
-        problems.push({ cause: `auth.tenant (${auth.tenant}) is neither a tenant id (GUID) nor a domain.`, fix: "Use the Directory (tenant) ID from the app's Overview page, or the tenant's *.onmicrosoft.com domain." });
+        problems.push({
+          cause: `auth.tenant (${auth.tenant}) is neither a tenant id (GUID) nor a domain.`,
+          fix: "Use the Directory (tenant) ID from the app's Overview page, or the tenant's *.onmicrosoft.com domain.",
+        });
       } else if (/^(common|organizations|consumers)$/i.test(auth.tenant)) {
-        problems.push({ cause: `auth.tenant is ${auth.tenant}, not a tenant.`, fix: 'Name the tenant itself (its id or domain): app-only tokens and Exchange mailboxes belong to one tenant.' });
+        problems.push({
+          cause: `auth.tenant is ${auth.tenant}, not a tenant.`,
+          fix: 'Name the tenant itself (its id or domain): app-only tokens and Exchange mailboxes belong to one tenant.',
+        });
       }
-      if (auth.clientId === undefined) problems.push({ cause: 'auth.clientId is not set.', fix: "Set auth.clientId to the Application (client) ID from the app's Overview page." });
+      if (auth.clientId === undefined)
+        problems.push({ cause: 'auth.clientId is not set.', fix: "Set auth.clientId to the Application (client) ID from the app's Overview page." });
       else if (!GUID.test(auth.clientId)) {
-        problems.push({ cause: `auth.clientId (${auth.clientId}) is not a GUID.`, fix: "Copy the Application (client) ID from the app's Overview page (not its name or object id)." });
+        problems.push({
+          cause: `auth.clientId (${auth.clientId}) is not a GUID.`,
+          fix: "Copy the Application (client) ID from the app's Overview page (not its name or object id).",
+        });
       }
     }
     if (auth.flow === 'client-secret') {
       if (auth.clientSecret === undefined) {
-        problems.push({ cause: 'auth.clientSecret is not set.', fix: 'Set auth.clientSecret: env:RELAY365_CLIENT_SECRET and export the secret value in that variable.' });
+        problems.push({
+          cause: 'auth.clientSecret is not set.',
+          fix: 'Set auth.clientSecret: env:RELAY365_CLIENT_SECRET and export the secret value in that variable.',
+        });
       } else {
         try {
           ctx.secrets.add(await resolveSecret(auth.clientSecret, ctx.env));
@@ -199,18 +240,28 @@ const configCheck: Check = {
             });
           }
         } catch (err) {
-          problems.push({ cause: scrubSecrets((err as Error).message), fix: `Provide the secret where ${auth.clientSecret} points (e.g. export RELAY365_CLIENT_SECRET=<secret value> before starting relay365).` });
+          problems.push({
+            cause: scrubSecrets((err as Error).message),
+            fix: `Provide the secret where ${auth.clientSecret} points (e.g. export RELAY365_CLIENT_SECRET=<secret value> before starting relay365).`,
+          });
         }
       }
     }
     if (auth.flow === 'client-certificate') {
       const files = [auth.certificate?.keyFile, auth.certificate?.certFile].filter((f): f is string => f !== undefined);
-      if (files.length === 0) problems.push({ cause: 'auth.certificate is not set.', fix: 'Set auth.certificate.keyFile and certFile (PEM) of the certificate uploaded to the app registration.' });
+      if (files.length === 0)
+        problems.push({
+          cause: 'auth.certificate is not set.',
+          fix: 'Set auth.certificate.keyFile and certFile (PEM) of the certificate uploaded to the app registration.',
+        });
       for (const file of files) {
         try {
           await access(file, constants.R_OK);
         } catch (err) {
-          problems.push({ cause: `Cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, fix: 'Check the path in auth.certificate and that relay365 may read the file.' });
+          problems.push({
+            cause: `Cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`,
+            fix: 'Check the path in auth.certificate and that relay365 may read the file.',
+          });
         }
       }
     }
@@ -222,7 +273,10 @@ const configCheck: Check = {
     } catch (err) {
       problems.push({
         cause: scrubSecrets((err as Error).message),
-        fix: config.cloud === 'sandbox' ? 'Point sandbox.caFile at the ca.pem the running sandbox wrote (in its --data-dir).' : 'Point network.caFile at a readable PEM file, or remove it.',
+        fix:
+          config.cloud === 'sandbox'
+            ? 'Point sandbox.caFile at the ca.pem the running sandbox wrote (in its --data-dir).'
+            : 'Point network.caFile at a readable PEM file, or remove it.',
       });
     }
     const who = `${mailbox.address}: ${auth.flow ? (FLOW_KIND[auth.flow] ?? auth.flow) : 'no flow'}`;
@@ -294,7 +348,10 @@ const tcpCheck: Check = {
     const where = `${smtpHost}:${smtpPort}`;
     const started = Date.now();
     try {
-      ctx.probe = await SmtpProbe.connect(smtpHost, smtpPort, { connectMs: ctx.config.delivery.connectionTimeoutMs, replyMs: ctx.config.delivery.greetingTimeoutMs });
+      ctx.probe = await SmtpProbe.connect(smtpHost, smtpPort, {
+        connectMs: ctx.config.delivery.connectionTimeoutMs,
+        replyMs: ctx.config.delivery.greetingTimeoutMs,
+      });
     } catch (err) {
       return connectionFailure(err, where);
     }
@@ -305,7 +362,11 @@ const tcpCheck: Check = {
       return connectionFailure(err, `${where} (waiting for the greeting)`);
     }
     if (greeting.code !== 220) return replyFailure(greeting, `${where} greeting`, ctx.mailbox);
-    return { status: 'pass', detail: `${where} answered in ${Date.now() - started} ms: ${greeting.last.slice(0, 120)}`, data: { host: smtpHost, port: smtpPort } };
+    return {
+      status: 'pass',
+      detail: `${where} answered in ${Date.now() - started} ms: ${greeting.last.slice(0, 120)}`,
+      data: { host: smtpHost, port: smtpPort },
+    };
   },
 };
 
@@ -347,8 +408,14 @@ const tlsCheck: Check = {
         cause: `The server's certificate is not trusted (${code}).`,
         fix: 'Add the issuing CA with network.caFile if a TLS-inspecting proxy sits in between; never turn verification off.',
       };
-      const sandboxHint = ctx.cloud.name === 'sandbox' ? ' For the sandbox: sandbox.caFile must be the ca.pem that the running sandbox wrote (in its --data-dir).' : '';
-      return explained('fail', `certificate of ${where} (for ${subject}, issued by ${issuer}): ${code}`, { ...explanation, fix: explanation.fix + sandboxHint }, { data });
+      const sandboxHint =
+        ctx.cloud.name === 'sandbox' ? ' For the sandbox: sandbox.caFile must be the ca.pem that the running sandbox wrote (in its --data-dir).' : '';
+      return explained(
+        'fail',
+        `certificate of ${where} (for ${subject}, issued by ${issuer}): ${code}`,
+        { ...explanation, fix: explanation.fix + sandboxHint },
+        { data },
+      );
     }
     if (protocol !== 'TLSv1.2' && protocol !== 'TLSv1.3') {
       await probe.close();
@@ -380,7 +447,12 @@ const ehloCheck: Check = {
     const keywords = ehloKeywords(ehlo);
     const mechanisms = authMechanisms(keywords);
     if (!mechanisms.includes('XOAUTH2')) {
-      return explained('fail', `AUTH offered: ${mechanisms.join(' ') || 'none'}`, explainSetupFinding('xoauth2-missing', { offered: mechanisms.join(' ') || 'no AUTH at all' }), { data: { keywords } });
+      return explained(
+        'fail',
+        `AUTH offered: ${mechanisms.join(' ') || 'none'}`,
+        explainSetupFinding('xoauth2-missing', { offered: mechanisms.join(' ') || 'no AUTH at all' }),
+        { data: { keywords } },
+      );
     }
     return { status: 'pass', detail: `AUTH ${mechanisms.join(' ')}`, data: { keywords } };
   },
@@ -409,24 +481,44 @@ async function discoveryRefusal(ctx: DoctorContext): Promise<string | undefined>
 async function tokenFailure(err: unknown, ctx: DoctorContext): Promise<CheckResult> {
   const mailbox = ctx.mailbox ?? '<mailbox>';
   const message = scrubSecrets(err instanceof Error ? err.message : String(err));
-  if (!isRelay365Error(err)) return { status: 'fail', detail: 'no token', cause: message, fix: 'See the cause; run relay365 token --mailbox ' + mailbox + ' for details.' };
+  if (!isRelay365Error(err))
+    return { status: 'fail', detail: 'no token', cause: message, fix: 'See the cause; run relay365 token --mailbox ' + mailbox + ' for details.' };
   const aadsts = typeof err.details?.aadsts === 'string' ? err.details.aadsts : undefined;
   const row = explainAadsts(aadsts);
   if (row) return explained('fail', `the identity platform refused the token request: ${aadsts ?? ''}`, row, { data: { code: err.code, aadsts } });
   const data = { code: err.code, ...(aadsts ? { aadsts } : {}) };
   switch (err.code) {
     case 'R365_LOGIN_REQUIRED':
-      return { status: 'fail', detail: `${mailbox} has no usable sign-in`, cause: message, fix: `Sign in once: relay365 login --mailbox ${mailbox} (relay365 refreshes the token by itself afterwards).`, data };
+      return {
+        status: 'fail',
+        detail: `${mailbox} has no usable sign-in`,
+        cause: message,
+        fix: `Sign in once: relay365 login --mailbox ${mailbox} (relay365 refreshes the token by itself afterwards).`,
+        data,
+      };
     case 'R365_TOKEN_ENDPOINT_UNAVAILABLE': {
       const refused = await discoveryRefusal(ctx);
       const refusedRow = explainAadsts(refused);
-      if (refused && refusedRow) return explained('fail', `the authority's discovery document answered ${refused}`, refusedRow, { data: { ...data, aadsts: refused } });
+      if (refused && refusedRow)
+        return explained('fail', `the authority's discovery document answered ${refused}`, refusedRow, { data: { ...data, aadsts: refused } });
       const net = explainConnectionError(undefined, message);
       if (net) return explained('fail', `the identity platform could not be reached: ${message.split('. ')[0] ?? message}`, net, { data });
-      return { status: 'fail', detail: 'the identity platform could not be reached', cause: message, fix: 'Check DNS, the firewall (outbound HTTPS 443), HTTPS_PROXY and network.caFile (a TLS-inspecting proxy).', data };
+      return {
+        status: 'fail',
+        detail: 'the identity platform could not be reached',
+        cause: message,
+        fix: 'Check DNS, the firewall (outbound HTTPS 443), HTTPS_PROXY and network.caFile (a TLS-inspecting proxy).',
+        data,
+      };
     }
     case 'R365_TOKEN_COMMAND_FAILED':
-      return { status: 'fail', detail: 'the token command failed', cause: message, fix: 'Run the command by hand: it must print only the access token on stdout and exit 0.', data };
+      return {
+        status: 'fail',
+        detail: 'the token command failed',
+        cause: message,
+        fix: 'Run the command by hand: it must print only the access token on stdout and exit 0.',
+        data,
+      };
     default:
       return { status: 'fail', detail: `no token (${err.code})`, cause: message, fix: `See docs/errors.md, ${err.code}.`, data };
   }
@@ -452,7 +544,11 @@ const tokenCheck: Check = {
       ctx.accessToken = token.accessToken;
       ctx.secrets.add(token.accessToken);
       const minutes = Math.round((token.expiresOn.getTime() - Date.now()) / 60_000);
-      return { status: 'pass', detail: `token for ${mailbox} (${FLOW_KIND[ctx.auth?.flow ?? ''] ?? 'token'}), valid until ${token.expiresOn.toISOString()} (${minutes} min)`, data: { expiresOn: token.expiresOn.toISOString() } };
+      return {
+        status: 'pass',
+        detail: `token for ${mailbox} (${FLOW_KIND[ctx.auth?.flow ?? ''] ?? 'token'}), valid until ${token.expiresOn.toISOString()} (${minutes} min)`,
+        data: { expiresOn: token.expiresOn.toISOString() },
+      };
     } catch (err) {
       return await tokenFailure(err, ctx);
     }
@@ -486,11 +582,18 @@ const claimsCheck: Check = {
     const audiences = new Set([...GLOBAL_EXCHANGE_AUDIENCES, ctx.cloud.exchangeAppResource, ctx.cloud.exchangeDelegatedResource]);
     if (ctx.transport === 'graph') {
       // Graph wants its own audience and Mail.Send: the least-privilege review knows both.
-      for (const f of reviewPermissions(s, 'graph')) if (f.level === 'fail') failures.push({ id: `permission-${f.permission}`, class: 'auth', cause: f.message, fix: f.fix ?? '' });
+      for (const f of reviewPermissions(s, 'graph'))
+        if (f.level === 'fail') failures.push({ id: `permission-${f.permission}`, class: 'auth', cause: f.message, fix: f.fix ?? '' });
     } else {
-      if (!s.audience.split(' ').some((a) => audiences.has(a))) failures.push(explainSetupFinding('token-audience', { audience: s.audience || '(no audience)' }));
+      if (!s.audience.split(' ').some((a) => audiences.has(a)))
+        failures.push(explainSetupFinding('token-audience', { audience: s.audience || '(no audience)' }));
       if (appOnly && !s.roles.includes('SMTP.SendAsApp')) {
-        failures.push(explainSetupFinding(s.roles.length === 0 ? 'token-no-roles' : 'token-role-missing', { roles: s.roles.join(', '), clientId: s.appId ?? ctx.auth?.clientId }));
+        failures.push(
+          explainSetupFinding(s.roles.length === 0 ? 'token-no-roles' : 'token-role-missing', {
+            roles: s.roles.join(', '),
+            clientId: s.appId ?? ctx.auth?.clientId,
+          }),
+        );
       }
       if (!appOnly && !s.scopes.includes('SMTP.Send')) failures.push(explainSetupFinding('token-scope-missing', { mailbox }));
     }
@@ -510,7 +613,8 @@ const claimsCheck: Check = {
     if (skew > MAX_SKEW_SECONDS) failures.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
     else if (skew > WARN_SKEW_SECONDS) warnings.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
     for (const finding of reviewPermissions(s, ctx.transport)) {
-      if (finding.level === 'warn') warnings.push({ id: `permission-${finding.permission}`, class: 'permanent', cause: finding.message, fix: finding.fix ?? '' });
+      if (finding.level === 'warn')
+        warnings.push({ id: `permission-${finding.permission}`, class: 'permanent', cause: finding.message, fix: finding.fix ?? '' });
     }
 
     const granted = appOnly ? `roles ${s.roles.join(' ') || '(none)'}` : `scopes ${s.scopes.join(' ') || '(none)'}`;
@@ -570,7 +674,11 @@ const authCheck: Check = {
     if (explanation.id === 'smtp-535-5.7.3' && ctx.summary) {
       const servicePrincipalId = typeof ctx.claims?.oid === 'string' ? ctx.claims.oid : '<enterprise app object id>';
       const clientId = ctx.summary.appId ?? ctx.auth?.clientId ?? '<client id>';
-      const narrowed = explainSetupFinding(ctx.summary.kind === 'app-only' ? 'auth-refused-app-only' : 'auth-refused-delegated', { mailbox, clientId, servicePrincipalId });
+      const narrowed = explainSetupFinding(ctx.summary.kind === 'app-only' ? 'auth-refused-app-only' : 'auth-refused-delegated', {
+        mailbox,
+        clientId,
+        servicePrincipalId,
+      });
       explanation = { ...narrowed, doc: narrowed.doc ?? explanation.doc };
     }
     return explained('fail', `Exchange answered ${reply.last}`, explanation, { data: { reply: reply.last, catalogueId: explanation.id } });
@@ -589,7 +697,10 @@ const mailFromCheck: Check = {
       const reply = await probe.command(`MAIL FROM:<${mailbox}>`);
       if (reply.code !== 250) return replyFailure(reply, `MAIL FROM:<${mailbox}>`, mailbox);
       await probe.command('RSET');
-      return { status: 'pass', detail: `MAIL FROM:<${mailbox}> answered ${reply.last} (Exchange checks the From address only after DATA: --send-test checks that)` };
+      return {
+        status: 'pass',
+        detail: `MAIL FROM:<${mailbox}> answered ${reply.last} (Exchange checks the From address only after DATA: --send-test checks that)`,
+      };
     } catch (err) {
       return connectionFailure(err, `${ctx.cloud.smtpHost}:${ctx.cloud.smtpPort} (MAIL FROM)`);
     } finally {
@@ -615,7 +726,12 @@ async function sendTest(ctx: DoctorContext, from: string): Promise<CheckResult |
     { mailbox },
   );
   if (result.ok) return undefined;
-  const explanation = result.explanation ?? { id: 'send-unknown', class: result.class, cause: `The message was not sent (${result.class}).`, fix: 'See the reply.' };
+  const explanation = result.explanation ?? {
+    id: 'send-unknown',
+    class: result.class,
+    cause: `The message was not sent (${result.class}).`,
+    fix: 'See the reply.',
+  };
   return explained('fail', `From ${from}: not sent${result.stage ? ` (at ${result.stage})` : ''}: ${result.reply ?? explanation.cause}`, {
     ...explanation,
     fix: explanation.fix.replaceAll('<From address>', from),

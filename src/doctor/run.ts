@@ -115,7 +115,9 @@ export async function doctorReportForConfigError(error: unknown, options: Doctor
         status: 'fail',
         detail: notFound ? 'the config file cannot be read' : 'the config does not pass validation',
         cause: message,
-        fix: notFound ? 'Pass --config with the right path, or write a config with `relay365 init`.' : 'Correct each field listed; docs/configuration.md describes them all.',
+        fix: notFound
+          ? 'Pass --config with the right path, or write a config with `relay365 init`.'
+          : 'Correct each field listed; docs/configuration.md describes them all.',
         doc: 'docs/configuration.md',
       }),
   };

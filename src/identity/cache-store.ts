@@ -35,7 +35,10 @@ export function encrypt(key: Buffer, name: string, plaintext: string): Buffer {
 /** @throws Relay365Error `R365_TOKEN_CACHE_UNREADABLE` when the key is wrong or the file damaged. */
 export function decrypt(key: Buffer, name: string, data: Buffer, where: string): string {
   if (data.length < MAGIC.length + IV_BYTES + TAG_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC)) {
-    throw new Relay365Error('R365_TOKEN_CACHE_UNREADABLE', `${where} is not a relay365 token cache (damaged or written by something else). Move it away and sign in again.`);
+    throw new Relay365Error(
+      'R365_TOKEN_CACHE_UNREADABLE',
+      `${where} is not a relay365 token cache (damaged or written by something else). Move it away and sign in again.`,
+    );
   }
   const iv = data.subarray(MAGIC.length, MAGIC.length + IV_BYTES);
   const tag = data.subarray(data.length - TAG_BYTES);

@@ -27,14 +27,20 @@ export class CommandSource implements TokenSource {
       child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
       child.on('error', (cause) => {
         clearTimeout(timer);
-        reject(new Relay365Error('R365_TOKEN_COMMAND_FAILED', `The token command for ${mailbox} could not start: ${cause.message}.`, { cause, retryable: true }));
+        reject(
+          new Relay365Error('R365_TOKEN_COMMAND_FAILED', `The token command for ${mailbox} could not start: ${cause.message}.`, { cause, retryable: true }),
+        );
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         const token = out.trim().split(/\s+/)[0] ?? '';
         if (code !== 0 || token === '') {
           const why = signal ? `was stopped after ${this.timeoutMs} ms` : code !== 0 ? `exited with status ${code}` : 'printed nothing';
-          reject(new Relay365Error('R365_TOKEN_COMMAND_FAILED', `The token command for ${mailbox} ${why}. Run it by hand: it must print only the access token.`, { retryable: true }));
+          reject(
+            new Relay365Error('R365_TOKEN_COMMAND_FAILED', `The token command for ${mailbox} ${why}. Run it by hand: it must print only the access token.`, {
+              retryable: true,
+            }),
+          );
           return;
         }
         const exp = decodeClaims(token)?.exp;

@@ -39,7 +39,11 @@ export async function extraCas(config: Pick<Config, 'cloud' | 'sandbox' | 'netwo
   return Promise.all(
     files.map((f) =>
       readFile(f, 'utf8').catch((cause: unknown) => {
-        throw new Relay365Error('R365_CONFIG_INVALID', `Cannot read the CA file ${f}${config.cloud === 'sandbox' ? ' (is `relay365 sandbox` running with the same --data-dir?)' : ''}.`, { cause });
+        throw new Relay365Error(
+          'R365_CONFIG_INVALID',
+          `Cannot read the CA file ${f}${config.cloud === 'sandbox' ? ' (is `relay365 sandbox` running with the same --data-dir?)' : ''}.`,
+          { cause },
+        );
       }),
     ),
   );
@@ -52,11 +56,18 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
   const cloud = cloudEndpoints(config);
   const networkClient = new HttpsNetworkClient({
     ca: await extraCas(config),
-    ...(config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy ? { httpsProxy: config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy } : {}),
-    noProxy: (env.NO_PROXY ?? env.no_proxy ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    ...((config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy)
+      ? { httpsProxy: config.network.httpsProxy ?? env.HTTPS_PROXY ?? env.https_proxy }
+      : {}),
+    noProxy: (env.NO_PROXY ?? env.no_proxy ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     timeoutMs: config.network.timeoutMs,
   });
-  const cacheStore = deps.cacheStore ?? new EncryptedFileCacheStore(join(resolve(config.dataDir), 'tokens'), await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env));
+  const cacheStore =
+    deps.cacheStore ??
+    new EncryptedFileCacheStore(join(resolve(config.dataDir), 'tokens'), await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env));
   const msalDeps: MsalSourceDeps = { cloud, networkClient, cacheStore, logger: logger.child({ component: 'identity' }), env };
 
   // One source per app (and flow), shared by the mailboxes that use it, so one token request serves them all.
@@ -76,7 +87,9 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     // Graph), so an app with SMTP and Graph mailboxes has one source, and one token slot, per resource.
     const transport = mailbox.transport;
     const appKey = createHash('sha256')
-      .update(`${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}${transport === 'graph' ? '|graph' : ''}`)
+      .update(
+        `${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}${transport === 'graph' ? '|graph' : ''}`,
+      )
       .digest('hex')
       .slice(0, 32);
     let source = appSources.get(appKey);

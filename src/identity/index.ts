@@ -1,5 +1,12 @@
 export { createIdentity, extraCas, type Identity, type IdentityDeps } from './create.js';
-export { TokenProvider, type MailboxToken, type MailboxSource, type TokenProviderOptions, type TokenStatus, type TokenRefreshOutcome } from './token-provider.js';
+export {
+  TokenProvider,
+  type MailboxToken,
+  type MailboxSource,
+  type TokenProviderOptions,
+  type TokenStatus,
+  type TokenRefreshOutcome,
+} from './token-provider.js';
 export type { TokenSource, AcquiredToken } from './token-source.js';
 export { cloudEndpoints, smtpScopes, graphScopes, scopesFor, type CloudEndpoints } from './clouds.js';
 export { HttpsNetworkClient, type NetworkClientOptions } from './network-client.js';

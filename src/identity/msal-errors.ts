@@ -31,7 +31,7 @@ export function toIdentityError(err: unknown, mailbox: string): Relay365Error {
     return new Relay365Error(
       'R365_TOKEN_ENDPOINT_UNAVAILABLE',
       `The identity platform's metadata for ${mailbox}'s tenant could not be read: either the tenant id or domain in the config is wrong ` +
-        '(AADSTS90002: use the Directory (tenant) ID from the app\'s Overview page), or the authority cannot be reached (DNS, firewall, HTTPS_PROXY, network.caFile). ' +
+        "(AADSTS90002: use the Directory (tenant) ID from the app's Overview page), or the authority cannot be reached (DNS, firewall, HTTPS_PROXY, network.caFile). " +
         '`relay365 doctor` tells which.',
       { cause: err, retryable: true, details },
     );

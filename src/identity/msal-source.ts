@@ -127,7 +127,12 @@ export class ClientCredentialsSource implements TokenSource {
       const app = await this.build();
       const request = async (force: boolean): Promise<AcquiredToken> =>
         toAcquired(await app.acquireTokenByClientCredential({ scopes: scopesFor(this.deps.cloud, true, this.transport), skipCache: force }), mailbox);
-      const token = await refreshUnderLock(this.deps.cacheStore, cacheKey(this.deps.cloud, this.auth), { force: options.force, previous: this.lastToken }, request);
+      const token = await refreshUnderLock(
+        this.deps.cacheStore,
+        cacheKey(this.deps.cloud, this.auth),
+        { force: options.force, previous: this.lastToken },
+        request,
+      );
       this.lastToken = token.accessToken;
       return token;
     } catch (err) {
@@ -169,9 +174,13 @@ export class DelegatedSource implements TokenSource {
       const request = async (force: boolean): Promise<AcquiredToken> => {
         const account = await this.account(mailbox);
         if (!account) {
-          throw new Relay365Error('R365_LOGIN_REQUIRED', `${mailbox} has not signed in yet (delegated ${this.auth.flow}). Fix: run \`relay365 login --mailbox ${mailbox}\`.`, {
-            details: { mailbox },
-          });
+          throw new Relay365Error(
+            'R365_LOGIN_REQUIRED',
+            `${mailbox} has not signed in yet (delegated ${this.auth.flow}). Fix: run \`relay365 login --mailbox ${mailbox}\`.`,
+            {
+              details: { mailbox },
+            },
+          );
         }
         // Under the lock, MSAL uses the refresh token the last node stored (Microsoft may rotate it).
         return toAcquired(await this.app.acquireTokenSilent({ account, scopes: this.scopes, forceRefresh: force }), mailbox);

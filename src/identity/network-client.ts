@@ -49,7 +49,8 @@ export class HttpsNetworkClient implements INetworkModule {
   /** A plain request for other callers (Graph), with the same trust and proxy settings. */
   send<T = Body>(method: string, url: string, options: NetworkRequestOptions & { bodyBuffer?: Buffer } = {}, timeout?: number): Promise<NetworkResponse<T>> {
     const target = new URL(url);
-    const useProxy = this.proxyAgent !== undefined && !this.noProxy.some((h) => target.hostname.toLowerCase() === h || target.hostname.toLowerCase().endsWith(`.${h}`));
+    const useProxy =
+      this.proxyAgent !== undefined && !this.noProxy.some((h) => target.hostname.toLowerCase() === h || target.hostname.toLowerCase().endsWith(`.${h}`));
     const body = options.bodyBuffer ?? (options.body === undefined ? undefined : Buffer.from(options.body));
     return new Promise((resolve, reject) => {
       const req = httpsRequest(

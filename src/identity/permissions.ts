@@ -10,7 +10,13 @@ export interface PermissionFinding {
 }
 
 /** Audiences Exchange Online accepts for SMTP AUTH (shared/M365.md, Token shape). */
-const EXCHANGE_AUDIENCES = ['https://outlook.office.com', 'https://outlook.office365.com', '00000002-0000-0ff1-ce00-000000000000', 'https://outlook.office365.us', 'https://partner.outlook.cn'];
+const EXCHANGE_AUDIENCES = [
+  'https://outlook.office.com',
+  'https://outlook.office365.com',
+  '00000002-0000-0ff1-ce00-000000000000',
+  'https://outlook.office365.us',
+  'https://partner.outlook.cn',
+];
 
 const SCOPE_FIX =
   'Scope the app to the sending mailboxes: Exchange RBAC for Applications (New-ManagementScope -RecipientRestrictionFilter ...; ' +
@@ -25,7 +31,10 @@ const OVER_BROAD: Record<string, { message: string; fix: string }> = {
     message: 'full_access_as_app gives full EWS access to every mailbox in the tenant.',
     fix: 'Remove it from API permissions (Office 365 Exchange Online) and revoke admin consent for it; SMTP.SendAsApp is all that sending needs.',
   },
-  'Mail.ReadWrite': { message: 'Mail.ReadWrite can read and change mail, far beyond sending.', fix: 'Remove Mail.ReadWrite; sending needs SMTP.SendAsApp (SMTP) or Mail.Send (Graph).' },
+  'Mail.ReadWrite': {
+    message: 'Mail.ReadWrite can read and change mail, far beyond sending.',
+    fix: 'Remove Mail.ReadWrite; sending needs SMTP.SendAsApp (SMTP) or Mail.Send (Graph).',
+  },
   'Mail.Read': { message: 'Mail.Read can read mail; sending does not need it.', fix: 'Remove Mail.Read from API permissions.' },
   'Mail.ReadBasic.All': { message: 'Mail.ReadBasic.All can read mail metadata of every mailbox.', fix: 'Remove it from API permissions.' },
   'EWS.AccessAsUser.All': { message: 'EWS.AccessAsUser.All gives full EWS access as the user.', fix: 'Remove it; delegated sending needs only SMTP.Send.' },
@@ -46,15 +55,25 @@ export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'gr
   const findings: PermissionFinding[] = [];
   const granted = summary.kind === 'app-only' ? summary.roles : summary.scopes;
   const needed = transport === 'smtp' ? (summary.kind === 'app-only' ? 'SMTP.SendAsApp' : 'SMTP.Send') : 'Mail.Send';
-  const audOk = transport === 'smtp' ? EXCHANGE_AUDIENCES.includes(summary.audience) : /graph\.microsoft|00000003-0000-0000-c000-000000000000|microsoftgraph/.test(summary.audience);
+  const audOk =
+    transport === 'smtp'
+      ? EXCHANGE_AUDIENCES.includes(summary.audience)
+      : /graph\.microsoft|00000003-0000-0000-c000-000000000000|microsoftgraph/.test(summary.audience);
   findings.push(
     audOk
-      ? { level: 'ok', permission: 'audience', message: `audience ${summary.audience} is right for ${transport === 'smtp' ? 'Exchange Online SMTP' : 'Microsoft Graph'}` }
+      ? {
+          level: 'ok',
+          permission: 'audience',
+          message: `audience ${summary.audience} is right for ${transport === 'smtp' ? 'Exchange Online SMTP' : 'Microsoft Graph'}`,
+        }
       : {
           level: 'fail',
           permission: 'audience',
           message: `audience ${summary.audience} is not ${transport === 'smtp' ? 'Exchange Online' : 'Microsoft Graph'}: the token was asked for the wrong resource.`,
-          fix: transport === 'smtp' ? 'Ask for https://outlook.office365.com/.default (app-only) or https://outlook.office.com/SMTP.Send (delegated).' : 'Ask for https://graph.microsoft.com/.default.',
+          fix:
+            transport === 'smtp'
+              ? 'Ask for https://outlook.office365.com/.default (app-only) or https://outlook.office.com/SMTP.Send (delegated).'
+              : 'Ask for https://graph.microsoft.com/.default.',
         },
   );
   if (!granted.includes(needed)) {
@@ -82,7 +101,12 @@ export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'gr
     } else if (permission === needed) {
       findings.push({ level: 'ok', permission, message: `${permission} is what sending needs` });
     } else if (!['offline_access', 'openid', 'profile', 'email', 'User.Read'].includes(permission)) {
-      findings.push({ level: 'warn', permission, message: `${permission} is not needed for sending mail.`, fix: `Remove ${permission} from API permissions unless another feature of this app uses it.` });
+      findings.push({
+        level: 'warn',
+        permission,
+        message: `${permission} is not needed for sending mail.`,
+        fix: `Remove ${permission} from API permissions unless another feature of this app uses it.`,
+      });
     }
   }
   return findings;

@@ -18,9 +18,13 @@ export async function loadSecretKey(keyFile: string, env: NodeJS.ProcessEnv = pr
     return keyFromText(await readFile(keyFile, 'utf8'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Relay365Error('R365_SECRET_KEY_UNREADABLE', `Cannot read the token key file ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}). Fix its permissions or set ${SECRET_KEY_ENV}.`, {
-        cause: err,
-      });
+      throw new Relay365Error(
+        'R365_SECRET_KEY_UNREADABLE',
+        `Cannot read the token key file ${keyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}). Fix its permissions or set ${SECRET_KEY_ENV}.`,
+        {
+          cause: err,
+        },
+      );
     }
   }
   const key = randomBytes(32);

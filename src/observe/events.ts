@@ -5,8 +5,27 @@ import type { Explanation, ReplyClass } from '../catalogue/index.js';
 export type RelayEvent =
   | { type: 'message.queued'; id: string; mailbox: string | undefined; pool: string | undefined; source: string; at: Date }
   | { type: 'message.sent'; id: string; mailbox: string; reply: string | undefined; attempts: number; durationMs: number; at: Date }
-  | { type: 'message.deferred'; id: string; mailbox: string; reply: string | undefined; class: ReplyClass; explanation: Explanation | undefined; nextAttemptAt: Date; attempts: number; at: Date }
-  | { type: 'message.failed'; id: string; mailbox: string; reply: string | undefined; class: ReplyClass; explanation: Explanation | undefined; attempts: number; at: Date }
+  | {
+      type: 'message.deferred';
+      id: string;
+      mailbox: string;
+      reply: string | undefined;
+      class: ReplyClass;
+      explanation: Explanation | undefined;
+      nextAttemptAt: Date;
+      attempts: number;
+      at: Date;
+    }
+  | {
+      type: 'message.failed';
+      id: string;
+      mailbox: string;
+      reply: string | undefined;
+      class: ReplyClass;
+      explanation: Explanation | undefined;
+      attempts: number;
+      at: Date;
+    }
   | { type: 'mailbox.paused'; mailbox: string; reason: string; explanation: Explanation | undefined; until: Date; at: Date }
   | { type: 'mailbox.resumed'; mailbox: string; at: Date }
   | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date };

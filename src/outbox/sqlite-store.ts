@@ -114,12 +114,7 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.run('apply the outbox migrations', () => {
       const apply = this.db.transaction(() => {
         this.db.exec(SQL.createMigrationsTable);
-        const applied = new Set(
-          this.db
-            .prepare<[], number>(SQL.appliedVersions)
-            .pluck()
-            .all(),
-        );
+        const applied = new Set(this.db.prepare<[], number>(SQL.appliedVersions).pluck().all());
         const known = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
         const newest = Math.max(0, ...applied);
         if (newest > known) {
@@ -150,7 +145,10 @@ export class SqliteOutboxStore implements OutboxStore {
   enqueue(message: NewMessage): Promise<StoredMessage> {
     return this.run('store the message', () => {
       if ((message.mailbox === undefined) === (message.pool === undefined)) {
-        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.');
+        throw new Relay365Error(
+          'R365_MESSAGE_INVALID',
+          'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
+        );
       }
       if (message.envelope.to.length === 0) {
         throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
@@ -546,7 +544,10 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
     return { createdAt: value[0] as number, id: value[1] };
   }
-  throw new Relay365Error('R365_LIST_CURSOR_INVALID', 'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.');
+  throw new Relay365Error(
+    'R365_LIST_CURSOR_INVALID',
+    'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.',
+  );
 }
 
 /**

@@ -95,7 +95,15 @@ export class DeliveryWorker {
   }
 
   /** Paused mailboxes and why, for the API and the dashboard. */
-  status(): Array<{ mailbox: string; paused: boolean; reason: Explanation | undefined; holdUntil: Date | undefined; inflight: number; connectionCap: number; limits: MailboxLimits }> {
+  status(): Array<{
+    mailbox: string;
+    paused: boolean;
+    reason: Explanation | undefined;
+    holdUntil: Date | undefined;
+    inflight: number;
+    connectionCap: number;
+    limits: MailboxLimits;
+  }> {
     return [...this.mailboxes.values()].map((m) => ({
       mailbox: m.address,
       paused: m.paused,
@@ -182,12 +190,27 @@ export class DeliveryWorker {
     const raw = await store.getRaw(message.id);
     if (!raw) {
       this.logger.error({ id: message.id }, 'message has no body; failing it');
-      result = { ok: false, class: 'permanent', mailbox: m.address, messageId: message.messageId, reply: undefined, explanation: { id: 'outbox-missing-body', class: 'permanent', cause: 'The stored message has no body.', fix: 'Resubmit it.' } };
+      result = {
+        ok: false,
+        class: 'permanent',
+        mailbox: m.address,
+        messageId: message.messageId,
+        reply: undefined,
+        explanation: { id: 'outbox-missing-body', class: 'permanent', cause: 'The stored message has no body.', fix: 'Resubmit it.' },
+      };
     } else {
       result = await transport.send(m.address, { raw, envelope: message.envelope, ...(message.messageId ? { messageId: message.messageId } : {}) });
     }
     const durationMs = Date.now() - started;
-    const attempt = { at: new Date(), mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, durationMs, owner: this.owner };
+    const attempt = {
+      at: new Date(),
+      mailbox: m.address,
+      reply: result.reply,
+      class: result.class,
+      explanation: result.explanation,
+      durationMs,
+      owner: this.owner,
+    };
     const attempts = message.attempts + 1;
     const age = Date.now() - message.createdAt.getTime();
     const tooOld = age > config.queue.maxAgeHours * 3_600_000;
@@ -201,8 +224,21 @@ export class DeliveryWorker {
     }
     if (result.class === 'permanent' || (tooOld && result.class !== 'auth')) {
       if (await store.complete({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
-        events.publish({ type: 'message.failed', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, attempts, at: new Date() });
-        if (tooOld) this.logger.warn({ id: message.id, mailbox: m.address, maxAgeHours: config.queue.maxAgeHours }, 'message failed: still failing after queue.maxAgeHours');
+        events.publish({
+          type: 'message.failed',
+          id: message.id,
+          mailbox: m.address,
+          reply: result.reply,
+          class: result.class,
+          explanation: result.explanation,
+          attempts,
+          at: new Date(),
+        });
+        if (tooOld)
+          this.logger.warn(
+            { id: message.id, mailbox: m.address, maxAgeHours: config.queue.maxAgeHours },
+            'message failed: still failing after queue.maxAgeHours',
+          );
         if (config.queue.bounces && raw) await this.bounce(m, message, raw, result);
       }
       return;
@@ -221,7 +257,17 @@ export class DeliveryWorker {
       nextAttemptAt = new Date(Date.now() + Math.max(backoff, result.retryAfterMs ?? 0));
     }
     if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
-      events.publish({ type: 'message.deferred', id: message.id, mailbox: m.address, reply: result.reply, class: result.class, explanation: result.explanation, nextAttemptAt, attempts, at: new Date() });
+      events.publish({
+        type: 'message.deferred',
+        id: message.id,
+        mailbox: m.address,
+        reply: result.reply,
+        class: result.class,
+        explanation: result.explanation,
+        nextAttemptAt,
+        attempts,
+        at: new Date(),
+      });
     }
   }
 
@@ -249,7 +295,14 @@ export class DeliveryWorker {
     if (m.paused) return;
     m.paused = true;
     m.pauseReason = result.explanation;
-    this.options.events.publish({ type: 'mailbox.paused', mailbox: m.address, reason: result.reply ?? result.explanation?.cause ?? 'auth failure', explanation: result.explanation, until: new Date(until), at: new Date() });
+    this.options.events.publish({
+      type: 'mailbox.paused',
+      mailbox: m.address,
+      reason: result.reply ?? result.explanation?.cause ?? 'auth failure',
+      explanation: result.explanation,
+      until: new Date(until),
+      at: new Date(),
+    });
     this.logger.warn({ mailbox: m.address, reply: result.reply, cause: result.explanation?.cause, fix: result.explanation?.fix }, 'mailbox paused');
   }
 

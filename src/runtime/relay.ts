@@ -8,7 +8,16 @@ import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
-import { DeliveryWorker, Router, openPgStore, openSqliteStore, type NewMessage, type OutboxStore, type PgOutboxStore, type StoredMessage } from '../outbox/index.js';
+import {
+  DeliveryWorker,
+  Router,
+  openPgStore,
+  openSqliteStore,
+  type NewMessage,
+  type OutboxStore,
+  type PgOutboxStore,
+  type StoredMessage,
+} from '../outbox/index.js';
 
 export interface RelayDeps {
   logger?: Logger;
@@ -107,7 +116,14 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
   if (config.smtp.enabled) {
     // Loaded only when the front door is on, so a library user without it never loads smtp-server.
     const { createSmtpIngress } = await import('../ingress/smtp/index.js');
-    smtp = createSmtpIngress({ config: config.smtp, limits: config.limits, dataDir: config.dataDir, router, outbox: { enqueue }, logger: logger.child({ component: 'smtp' }) });
+    smtp = createSmtpIngress({
+      config: config.smtp,
+      limits: config.limits,
+      dataDir: config.dataDir,
+      router,
+      outbox: { enqueue },
+      logger: logger.child({ component: 'smtp' }),
+    });
     try {
       listeners = await smtp.listen();
     } catch (err) {
@@ -193,7 +209,9 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
  * PostgreSQL with `queue.url`, else the SQLite file. Migrated; the caller closes it.
  */
 export function openOutboxStore(config: Config): Promise<OutboxStore> {
-  return config.queue.url !== undefined ? openPgStore(config.queue.url, { schema: config.queue.schema, poolSize: 2 }) : openSqliteStore(resolve(config.dataDir, config.queue.path));
+  return config.queue.url !== undefined
+    ? openPgStore(config.queue.url, { schema: config.queue.schema, poolSize: 2 })
+    : openSqliteStore(resolve(config.dataDir, config.queue.path));
 }
 
 /**

@@ -336,7 +336,10 @@ export class AadstsError extends Error {
 
 /** `2024-01-09 02:02:12Z`, the identity platform's timestamp format. */
 export function aadTimestamp(date = new Date()): string {
-  return date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return date
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -345,7 +348,12 @@ const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * Builds the error body for `code`. The correlation id echoes the client's `client-request-id`
  * header when it is a GUID, as the identity platform does; MSAL sends one with every request.
  */
-export function aadstsErrorBody(code: string, params: AadstsParams = {}, clientRequestId?: string, now = new Date()): { status: 400 | 401; body: AadstsErrorBody } {
+export function aadstsErrorBody(
+  code: string,
+  params: AadstsParams = {},
+  clientRequestId?: string,
+  now = new Date(),
+): { status: 400 | 401; body: AadstsErrorBody } {
   const entry: AadstsEntry | undefined = isKnownAadsts(code) ? AADSTS_ERRORS[code] : undefined;
   const number = Number(code.replace(/^AADSTS/, ''));
   const traceId = randomUUID();

@@ -13,7 +13,10 @@ export interface MessageSummary extends Omit<ReceivedMessage, 'raw'> {
 /** Reads one header (unfolded) from the header block of a raw message. */
 function header(raw: Buffer, name: string): string | undefined {
   const end = raw.indexOf('\r\n\r\n');
-  const head = raw.subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
+  const head = raw
+    .subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end)
+    .toString('utf8')
+    .replace(/\r?\n[ \t]+/g, ' ');
   const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(head);
   return m?.[1]?.trim();
 }

@@ -86,7 +86,8 @@ export async function verifyClientAssertion(input: { assertion: string; assertio
     if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') {
       throw new AadstsError('AADSTS700027', { detail: `The audience must be the token endpoint, ${input.audiences[0]}.` });
     }
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new AadstsError('AADSTS700027', { detail: 'Client assertion contains an invalid signature.' });
+    if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+      throw new AadstsError('AADSTS700027', { detail: 'Client assertion contains an invalid signature.' });
     throw new AadstsError('AADSTS700027', { detail: err instanceof Error ? err.message : 'The client assertion is invalid.' });
   }
   // Client ids are GUIDs, compared without regard to case.

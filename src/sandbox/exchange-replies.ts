@@ -45,7 +45,10 @@ export const EXCHANGE_REPLIES = {
     line: "535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.",
     source: M365,
   },
-  unrecognizedAuthType: { line: '504 5.7.4 Unrecognized authentication type', source: `Exchange's answer before STARTTLS and to mechanisms it does not offer; ${UNCHECKED}` },
+  unrecognizedAuthType: {
+    line: '504 5.7.4 Unrecognized authentication type',
+    source: `Exchange's answer before STARTTLS and to mechanisms it does not offer; ${UNCHECKED}`,
+  },
   notAuthenticated: { line: `530 5.7.57 Client not authenticated to send mail. [${SANDBOX_HOST}]`, source: M365 },
   messageTooBig: { line: '552 5.3.4 Message size exceeds fixed maximum message size', source: M365 },
   tooManyRecipients: { line: '452 4.5.3 Too many recipients', source: M365 },

@@ -171,7 +171,10 @@ function headerBlock(raw: Buffer): string {
   const lf = raw.indexOf('\n\n');
   const ends = [crlf, lf].filter((i) => i !== -1);
   const end = ends.length ? Math.min(...ends) : raw.length;
-  return raw.subarray(0, end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
+  return raw
+    .subarray(0, end)
+    .toString('utf8')
+    .replace(/\r?\n[ \t]+/g, ' ');
 }
 
 function headerValues(head: string, name: string): string[] {
@@ -416,11 +419,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     return { reply: splitReply(reply).text };
   };
 
-  const onData = (
-    stream: SMTPServerDataStream,
-    session: SMTPServerSession,
-    callback: (err?: Error | null, message?: string) => void,
-  ): void => {
+  const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const max = limits().maxMessageBytes;
     const chunks: Buffer[] = [];
     let size = 0;

@@ -142,7 +142,11 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
         error: {
           code: err.code,
           message: err.message,
-          innerError: { date: new Date().toISOString().replace(/\.\d+Z$/, ''), 'request-id': requestId, 'client-request-id': typeof clientRequestId === 'string' ? clientRequestId : requestId },
+          innerError: {
+            date: new Date().toISOString().replace(/\.\d+Z$/, ''),
+            'request-id': requestId,
+            'client-request-id': typeof clientRequestId === 'string' ? clientRequestId : requestId,
+          },
         },
       });
   }
@@ -172,11 +176,16 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
       claims = await issuer.verify(match[1]!);
     } catch (err) {
       const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
-      throw new GraphError(401, 'InvalidAuthenticationToken', expired ? 'Lifetime validation failed, the token is expired.' : 'Access token validation failure.');
+      throw new GraphError(
+        401,
+        'InvalidAuthenticationToken',
+        expired ? 'Lifetime validation failed, the token is expired.' : 'Access token validation failure.',
+      );
     }
     if (!GRAPH_AUDIENCES.has(claims.aud)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.');
     const found = state.findUser(userRef) ?? findById(userRef);
-    if (!found || found.tenant.id.toLowerCase() !== claims.tid.toLowerCase()) throw new GraphError(404, 'ErrorInvalidUser', `The requested user '${userRef}' is invalid.`);
+    if (!found || found.tenant.id.toLowerCase() !== claims.tid.toLowerCase())
+      throw new GraphError(404, 'ErrorInvalidUser', `The requested user '${userRef}' is invalid.`);
     if (claims.idtyp === 'user' || claims.scp !== undefined) {
       const scopes = (claims.scp ?? '').split(' ').map((s) => s.toLowerCase());
       const self = claims.oid.toLowerCase() === found.user.id.toLowerCase() || claims.upn?.toLowerCase() === found.user.upn.toLowerCase();
@@ -261,7 +270,8 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
         'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.',
       );
     }
-    if (mime.length > state.scenario.limits.maxMessageBytes) throw new GraphError(400, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.');
+    if (mime.length > state.scenario.limits.maxMessageBytes)
+      throw new GraphError(400, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.');
     return { mailFrom: from, rcptTo };
   }
 
@@ -312,7 +322,8 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
 
   function draftOf(caller: Caller, id: string): Draft {
     const draft = drafts.get(id);
-    if (!draft || draft.mailbox !== caller.user.upn.toLowerCase()) throw new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+    if (!draft || draft.mailbox !== caller.user.upn.toLowerCase())
+      throw new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
     return draft;
   }
 
@@ -371,7 +382,8 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
     '/graph-upload/:session',
     route(async (request, reply) => {
       const session = sessions.get((request.params as { session: string }).session);
-      if (!session || session.expires.getTime() < Date.now()) throw new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found or has expired.');
+      if (!session || session.expires.getTime() < Date.now())
+        throw new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found or has expired.');
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       if (body.length > MAX_CHUNK_BYTES) throw new GraphError(413, 'RequestBodyTooLarge', 'An upload chunk must not be larger than 4MB.');
       const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(request.headers['content-range'] ?? ''));
@@ -387,7 +399,10 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
       }
       sessions.delete(session.id);
       session.draft.attachments.push({ name: session.name, contentType: session.contentType, content: Buffer.concat(session.received) });
-      return reply.code(201).header('location', `${baseUrl()}/v1.0/users/${session.draft.mailbox}/messages/${session.draft.id}/attachments/${randomUUID()}`).send();
+      return reply
+        .code(201)
+        .header('location', `${baseUrl()}/v1.0/users/${session.draft.mailbox}/messages/${session.draft.id}/attachments/${randomUUID()}`)
+        .send();
     }),
   );
 

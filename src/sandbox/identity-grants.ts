@@ -106,7 +106,11 @@ export class IdentityGrants {
     return this.authCodes.get(code);
   }
 
-  createRefreshToken(input: Pick<RefreshTokenGrant, 'tenantId' | 'clientId' | 'userId' | 'scope'>, lifetimeSeconds: number, now = Date.now()): RefreshTokenGrant {
+  createRefreshToken(
+    input: Pick<RefreshTokenGrant, 'tenantId' | 'clientId' | 'userId' | 'scope'>,
+    lifetimeSeconds: number,
+    now = Date.now(),
+  ): RefreshTokenGrant {
     this.prune(now);
     // Real refresh tokens are opaque and about 1 KB long.
     const grant: RefreshTokenGrant = { ...input, token: `1.A${opaqueId(700)}`, issuedAt: now, expiresAt: now + lifetimeSeconds * 1000, used: false };

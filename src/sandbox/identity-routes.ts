@@ -215,11 +215,19 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
    * Authenticates a confidential client by `client_assertion` or `client_secret` (form or HTTP Basic).
    * A public client may send neither; a confidential one must send one (AADSTS7000218).
    */
-  async function authenticateClient(ctx: { segment: string; tenant: Tenant; app: App; form: URLSearchParams; basicSecret?: string }, required: boolean): Promise<ClientAuth> {
+  async function authenticateClient(
+    ctx: { segment: string; tenant: Tenant; app: App; form: URLSearchParams; basicSecret?: string },
+    required: boolean,
+  ): Promise<ClientAuth> {
     const { app, form } = ctx;
     const assertion = field(form, 'client_assertion');
     if (assertion !== undefined) {
-      await verifyClientAssertion({ assertion, assertionType: field(form, 'client_assertion_type'), app, audiences: tokenEndpointAudiences(ctx.segment, ctx.tenant) });
+      await verifyClientAssertion({
+        assertion,
+        assertionType: field(form, 'client_assertion_type'),
+        app,
+        audiences: tokenEndpointAudiences(ctx.segment, ctx.tenant),
+      });
       return '2';
     }
     const secret = field(form, 'client_secret') ?? ctx.basicSecret;
@@ -260,7 +268,14 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
    * registration lists, with admin consent or the user's own (else AADSTS65001). A refresh token
    * comes only with `offline_access`, an id token only with `openid`.
    */
-  async function issueDelegated(input: { tenant: Tenant; app: App; userId: string; scope: string | undefined; clientAuth: ClientAuth; nonce?: string }): Promise<DelegatedTokenResponse> {
+  async function issueDelegated(input: {
+    tenant: Tenant;
+    app: App;
+    userId: string;
+    scope: string | undefined;
+    clientAuth: ClientAuth;
+    nonce?: string;
+  }): Promise<DelegatedTokenResponse> {
     const { tenant, app } = input;
     const user = tenant.users.find((u) => sameId(u.id, input.userId));
     if (!user) throw new AadstsError('AADSTS50034', { user: input.userId, tenant: tenant.domain });
@@ -271,7 +286,15 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     const lifetimeSeconds = state.scenario.token.lifetimeSeconds;
     // A request with OpenID Connect scopes only gets a Graph token carrying them, as Entra does.
     const scp = permissions.length > 0 ? permissions : OIDC_SCOPES.filter((s) => s !== 'offline_access' && request.oidc.has(s));
-    const { token } = await issuer.accessToken({ tenant, app, user, audience: request.resource.audience, lifetimeSeconds, scopes: scp, clientAuth: input.clientAuth });
+    const { token } = await issuer.accessToken({
+      tenant,
+      app,
+      user,
+      audience: request.resource.audience,
+      lifetimeSeconds,
+      scopes: scp,
+      clientAuth: input.clientAuth,
+    });
     const body: DelegatedTokenResponse = {
       token_type: 'Bearer',
       scope: grantedScopeString(request, permissions),
@@ -293,7 +316,11 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     return body;
   }
 
-  async function tokenRequest(segment: string, form: URLSearchParams, basic: { clientId: string; secret: string } | undefined): Promise<AppTokenResponse | DelegatedTokenResponse> {
+  async function tokenRequest(
+    segment: string,
+    form: URLSearchParams,
+    basic: { clientId: string; secret: string } | undefined,
+  ): Promise<AppTokenResponse | DelegatedTokenResponse> {
     const grantType = field(form, 'grant_type');
     const clientId = field(form, 'client_id') ?? basic?.clientId;
     const tenant = resolveTenant(segment, clientId);
@@ -342,7 +369,8 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
         if (redirectUri !== grant.redirectUri) throw new AadstsError('AADSTS50011', { redirectUri, codeRedirectUri: grant.redirectUri });
         if (grant.codeChallenge !== undefined) {
           const verifier = field(form, 'code_verifier');
-          if (verifier === undefined || !pkceMatches(verifier, grant.codeChallenge, grant.codeChallengeMethod ?? 'plain')) throw new AadstsError('AADSTS501481');
+          if (verifier === undefined || !pkceMatches(verifier, grant.codeChallenge, grant.codeChallengeMethod ?? 'plain'))
+            throw new AadstsError('AADSTS501481');
         }
         // An authorization code is redeemed once (RFC 6749 section 4.1.2); mark it before signing so a
         // concurrent second redemption fails.
@@ -396,13 +424,28 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       if (fault.latencyMs > 0) await sleep(fault.latencyMs);
       if (fault.status !== undefined) {
         state.recordTokenError(String(fault.status));
-        const error = fault.status === 429 || fault.status === 503 || fault.status === 504 ? 'temporarily_unavailable' : fault.status >= 500 ? 'server_error' : 'invalid_request';
-        return reply.code(fault.status).headers(NO_STORE).send({ error, error_description: `Sandbox token fault: HTTP ${fault.status}.` });
+        const error =
+          fault.status === 429 || fault.status === 503 || fault.status === 504
+            ? 'temporarily_unavailable'
+            : fault.status >= 500
+              ? 'server_error'
+              : 'invalid_request';
+        return reply
+          .code(fault.status)
+          .headers(NO_STORE)
+          .send({ error, error_description: `Sandbox token fault: HTTP ${fault.status}.` });
       }
       if (fault.aadsts !== undefined) {
         const faultTenant = state.findTenant(segment);
         const faultApp = faultTenant && clientId ? state.findApp(faultTenant, clientId) : undefined;
-        const params: AadstsParams = { tenant: segment, clientId: clientId ?? '', appName: faultApp?.name ?? '', scope: field(form, 'scope') ?? '', user: '', issuedAt: aadTimestamp() };
+        const params: AadstsParams = {
+          tenant: segment,
+          clientId: clientId ?? '',
+          appName: faultApp?.name ?? '',
+          scope: field(form, 'scope') ?? '',
+          user: '',
+          issuedAt: aadTimestamp(),
+        };
         throw new AadstsError(fault.aadsts, params);
       }
     }
@@ -462,7 +505,12 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       return reply.type('text/html; charset=utf-8').send(deviceLoginDonePage(client?.name ?? grant.clientId, user.upn));
     } catch (err) {
       if (!(err instanceof AadstsError)) throw err;
-      const page = deviceLoginPage({ action: '/devicelogin', ...(userCode ? { userCode } : {}), ...(username ? { username } : {}), error: aadstsMessage(err.code, err.params) });
+      const page = deviceLoginPage({
+        action: '/devicelogin',
+        ...(userCode ? { userCode } : {}),
+        ...(username ? { username } : {}),
+        error: aadstsMessage(err.code, err.params),
+      });
       return reply.code(400).type('text/html; charset=utf-8').send(page);
     }
   });
@@ -487,13 +535,29 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
   }
 
   /** The authorize parameters carried through the sign-in form. */
-  const AUTHORIZE_PARAMS = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'code_challenge', 'code_challenge_method', 'nonce', 'login_hint', 'response_mode', 'prompt'];
+  const AUTHORIZE_PARAMS = [
+    'client_id',
+    'response_type',
+    'redirect_uri',
+    'scope',
+    'state',
+    'code_challenge',
+    'code_challenge_method',
+    'nonce',
+    'login_hint',
+    'response_mode',
+    'prompt',
+  ];
 
   /**
    * One authorize request: errors about the app or its redirect URI are shown as a page (the redirect
    * URI cannot be trusted yet); later errors go back to the app on its redirect URI.
    */
-  function authorize(segment: string, params: URLSearchParams, signIn: { username: string | undefined; password: string | undefined } | undefined): AuthorizeOutcome {
+  function authorize(
+    segment: string,
+    params: URLSearchParams,
+    signIn: { username: string | undefined; password: string | undefined } | undefined,
+  ): AuthorizeOutcome {
     const clientId = field(params, 'client_id');
     let tenant: Tenant;
     let client: App;

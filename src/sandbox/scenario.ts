@@ -107,7 +107,11 @@ export const limitsSchema = z
     recipientsPerMessage: z.number().int().positive().default(500),
     connectionsPerMailbox: z.number().int().positive().default(3),
     /** 35 MB: Exchange Online's default maximum send size. */
-    maxMessageBytes: z.number().int().positive().default(35 * 1024 * 1024),
+    maxMessageBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(35 * 1024 * 1024),
     /** Speeds up every rate window: 30 makes a "minute" last 2 s and a "day" 48 min. */
     timeScale: z.number().positive().default(1),
     /** Turns every limit off (benchmarks measure the relay, not the quota). */
@@ -123,7 +127,11 @@ export const tokenSettingsSchema = z
   .object({
     /** Access token lifetime; Microsoft's are 60 to 90 minutes. */
     lifetimeSeconds: z.number().int().positive().default(3600),
-    refreshTokenLifetimeSeconds: z.number().int().positive().default(90 * 24 * 3600),
+    refreshTokenLifetimeSeconds: z
+      .number()
+      .int()
+      .positive()
+      .default(90 * 24 * 3600),
     deviceCodeLifetimeSeconds: z.number().int().positive().default(900),
     deviceCodeIntervalSeconds: z.number().int().nonnegative().default(5),
   })
@@ -134,7 +142,10 @@ const tokenFaultSchema = z
     /** Answer with this HTTP status (e.g. 500, 503) instead of a token. */
     status: z.number().int().min(400).max(599).optional(),
     /** Or answer with this AADSTS error (e.g. `AADSTS7000222`). */
-    aadsts: z.string().regex(/^AADSTS\d+$/).optional(),
+    aadsts: z
+      .string()
+      .regex(/^AADSTS\d+$/)
+      .optional(),
     /** Delay before answering, in ms. */
     latencyMs: z.number().int().nonnegative().default(0),
     /** Only requests from this app. */

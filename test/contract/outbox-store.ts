@@ -10,7 +10,15 @@ import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Explanation } from '../../src/catalogue/index.js';
 import { isRelay365Error } from '../../src/errors.js';
-import { MESSAGE_STATES, type Attempt, type ClaimRequest, type MailboxLimits, type NewMessage, type OutboxStore, type StoredMessage } from '../../src/outbox/index.js';
+import {
+  MESSAGE_STATES,
+  type Attempt,
+  type ClaimRequest,
+  type MailboxLimits,
+  type NewMessage,
+  type OutboxStore,
+  type StoredMessage,
+} from '../../src/outbox/index.js';
 
 /** What the factory hands the suite. */
 export interface OpenedStore {
@@ -113,7 +121,11 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     it(
       'returns a message exactly as it was enqueued: raw bytes, envelope, source, Message-ID, state queued',
       withStore(async (store) => {
-        const raw = Buffer.concat([Buffer.from('Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n\r\n'), Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256)), Buffer.from('\r\n.\r\n')]);
+        const raw = Buffer.concat([
+          Buffer.from('Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n\r\n'),
+          Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256)),
+          Buffer.from('\r\n.\r\n'),
+        ]);
         const before = Date.now();
         const stored = await store.enqueue(
           message({
@@ -321,7 +333,10 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const limits = { ...WIDE, recipientsPerDay: 5, dayMs: 3_600_000 };
         // Leases outlast the test's two hours, so no expired lease comes back into the claims.
         const claim = (change: Partial<ClaimRequest> & { at?: number }): ClaimRequest => claimOf(t0)({ leaseMs: 36_000_000, ...change });
-        const to = (n: number): { from: string; to: string[] } => ({ from: 'app@contoso.example', to: Array.from({ length: n }, (_, i) => `r${i}@example.net`) });
+        const to = (n: number): { from: string; to: string[] } => ({
+          from: 'app@contoso.example',
+          to: Array.from({ length: n }, (_, i) => `r${i}@example.net`),
+        });
         const a = await store.enqueue(message({ envelope: to(2) }));
         const b = await store.enqueue(message({ envelope: to(2) }));
         const c = await store.enqueue(message({ envelope: to(4) }));
@@ -377,7 +392,11 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
           (await store.attempts(m.id)).map((a) => a.owner),
           ['node-b'],
         );
-        assert.equal((await store.quotaUsage(MAILBOX, WIDE, new Date(t0 + 1_200))).messagesLastMinute, 2, 'both leases counted against the rate: the first may have been sent');
+        assert.equal(
+          (await store.quotaUsage(MAILBOX, WIDE, new Date(t0 + 1_200))).messagesLastMinute,
+          2,
+          'both leases counted against the rate: the first may have been sent',
+        );
       }),
     );
 
@@ -410,7 +429,13 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const m = await store.enqueue(pooled());
         assert.deepEqual(ids((await store.claim(claim({ pools: [POOL] }))).messages), [m.id]);
         assert.equal(
-          await store.complete({ id: m.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 5_000), attempt: attempt({ class: 'throttled', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', at: new Date(t0 + 1_000) }) }),
+          await store.complete({
+            id: m.id,
+            owner: 'node-a',
+            state: 'deferred',
+            nextAttemptAt: new Date(t0 + 5_000),
+            attempt: attempt({ class: 'throttled', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', at: new Date(t0 + 1_000) }),
+          }),
           true,
         );
         assert.equal((await store.get(m.id))?.mailbox, undefined);
@@ -456,7 +481,11 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const claim = claimOf(t0);
         const m = await store.enqueue(message());
         await store.claim(claim());
-        const sent = attempt({ at: new Date(t0 + 250), reply: '250 2.0.0 OK <abc@contoso.example> [Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com]', durationMs: 250 });
+        const sent = attempt({
+          at: new Date(t0 + 250),
+          reply: '250 2.0.0 OK <abc@contoso.example> [Hostname=AM0PR01MB1234.eurprd01.prod.exchangelabs.com]',
+          durationMs: 250,
+        });
         assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'sent', attempt: sent }), true);
         const got = await store.get(m.id);
         assert.equal(got?.state, 'sent');
@@ -479,7 +508,13 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const claim = claimOf(t0);
         const m = await store.enqueue(message());
         await store.claim(claim());
-        const deferred = attempt({ at: new Date(t0 + 100), class: 'throttled', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', explanation: throttled, durationMs: 80 });
+        const deferred = attempt({
+          at: new Date(t0 + 100),
+          class: 'throttled',
+          reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded',
+          explanation: throttled,
+          durationMs: 80,
+        });
         assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 30_000), attempt: deferred }), true);
         const got = await store.get(m.id);
         assert.equal(got?.state, 'deferred');
@@ -507,7 +542,17 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const raw = Buffer.from('Subject: keep me\r\n\r\n.\r\n');
         const m = await store.enqueue(message({ raw }));
         await store.claim(claim());
-        const failed = attempt({ at: new Date(t0 + 10), class: 'permanent', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', explanation: { id: 'smtp-550-5.7.60', class: 'permanent', cause: 'No SendAs right.', fix: 'Add-RecipientPermission -Identity x -Trustee y -AccessRights SendAs' } });
+        const failed = attempt({
+          at: new Date(t0 + 10),
+          class: 'permanent',
+          reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender',
+          explanation: {
+            id: 'smtp-550-5.7.60',
+            class: 'permanent',
+            cause: 'No SendAs right.',
+            fix: 'Add-RecipientPermission -Identity x -Trustee y -AccessRights SendAs',
+          },
+        });
         assert.equal(await store.complete({ id: m.id, owner: 'node-a', state: 'failed', attempt: failed }), true);
         assert.equal((await store.get(m.id))?.state, 'failed');
         assert.ok((await store.getRaw(m.id))?.equals(raw));
@@ -537,11 +582,25 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
 
   describe(`${name} outbox store: retry and cancel`, () => {
     /** One message in each state, reached through the interface only. */
-    async function oneOfEach(store: OutboxStore, t0: number): Promise<Record<'queued' | 'deferred' | 'failed' | 'sent' | 'sending' | 'cancelled', StoredMessage>> {
+    async function oneOfEach(
+      store: OutboxStore,
+      t0: number,
+    ): Promise<Record<'queued' | 'deferred' | 'failed' | 'sent' | 'sending' | 'cancelled', StoredMessage>> {
       const claim = claimOf(t0);
-      const [deferred, failed, sent, sending] = [await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message()), await store.enqueue(message())];
+      const [deferred, failed, sent, sending] = [
+        await store.enqueue(message()),
+        await store.enqueue(message()),
+        await store.enqueue(message()),
+        await store.enqueue(message()),
+      ];
       assert.equal((await store.claim(claim())).messages.length, 4);
-      await store.complete({ id: deferred.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 3_600_000), attempt: attempt({ class: 'transient', at: new Date(t0) }) });
+      await store.complete({
+        id: deferred.id,
+        owner: 'node-a',
+        state: 'deferred',
+        nextAttemptAt: new Date(t0 + 3_600_000),
+        attempt: attempt({ class: 'transient', at: new Date(t0) }),
+      });
       await store.complete({ id: failed.id, owner: 'node-a', state: 'failed', attempt: attempt({ class: 'permanent', at: new Date(t0) }) });
       await store.complete({ id: sent.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0) }) });
       const queued = await store.enqueue(message({ notBefore: new Date(t0 + 3_600_000) }));
@@ -690,7 +749,13 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         assert.deepEqual(await store.oldestWaiting(), first.createdAt);
         await store.claim(claimOf(t0)({ max: 1 }));
         assert.deepEqual(await store.oldestWaiting(), second.createdAt, 'a message being sent no longer waits');
-        await store.complete({ id: first.id, owner: 'node-a', state: 'deferred', nextAttemptAt: new Date(t0 + 60_000), attempt: attempt({ class: 'transient' }) });
+        await store.complete({
+          id: first.id,
+          owner: 'node-a',
+          state: 'deferred',
+          nextAttemptAt: new Date(t0 + 60_000),
+          attempt: attempt({ class: 'transient' }),
+        });
         assert.deepEqual(await store.oldestWaiting(), first.createdAt, 'a deferred message waits again');
         await store.cancel(first.id);
         await store.cancel(second.id);
@@ -728,7 +793,11 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         await store.complete({ id: first.messages[0]!.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 30_001) }) });
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 30_001)), { messagesLastMinute: 3, recipientsLastDay: 6, sending: 2 });
         // The first send counts from its completion (t0+30_001), when Exchange had received it, not from its claim.
-        assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 60_000)), { messagesLastMinute: 3, recipientsLastDay: 6, sending: 0 }, 'the leases expired at t0+40s');
+        assert.deepEqual(
+          await store.quotaUsage(MAILBOX, limits, new Date(t0 + 60_000)),
+          { messagesLastMinute: 3, recipientsLastDay: 6, sending: 0 },
+          'the leases expired at t0+40s',
+        );
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 90_000)), { messagesLastMinute: 1, recipientsLastDay: 6, sending: 0 });
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_000)), { messagesLastMinute: 0, recipientsLastDay: 2, sending: 0 });
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });

@@ -56,7 +56,8 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
         Object.assign(s.limits, { messagesPerMinute: 60, connectionsPerMailbox: 2, timeScale: 30 });
         s.token.lifetimeSeconds = 3600;
         const t = s.tenants[0]!;
-        for (const [i, upn] of MAILBOXES.slice(1).entries()) t.users.push({ ...structuredClone(t.users[0]!), upn, id: `cccccccc-0000-4000-8000-00000000000${i}`, sendAs: [] });
+        for (const [i, upn] of MAILBOXES.slice(1).entries())
+          t.users.push({ ...structuredClone(t.users[0]!), upn, id: `cccccccc-0000-4000-8000-00000000000${i}`, sendAs: [] });
       }),
     });
     const dir = await tempDir();
@@ -91,7 +92,9 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
     const acked = new Set<number>();
     const retried = new Set<number>();
     const alive = [true, true, true];
-    const transports = ports.map((port) => nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, tls: { rejectUnauthorized: false }, pool: true, maxConnections: 3 }));
+    const transports = ports.map((port) =>
+      nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, tls: { rejectUnauthorized: false }, pool: true, maxConnections: 3 }),
+    );
     let victimInFlight = 0;
     try {
       const submit = async (i: number): Promise<void> => {
@@ -99,7 +102,13 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
           const n = (i + attempt) % 3;
           if (!alive[n]) continue;
           try {
-            await transports[n]!.sendMail({ from: MAILBOXES[i % 3], to: `r${i}@example.net`, subject: `cluster ${i}`, text: `message ${i}`, messageId: `<cluster-${i}@test.example>` });
+            await transports[n]!.sendMail({
+              from: MAILBOXES[i % 3],
+              to: `r${i}@example.net`,
+              subject: `cluster ${i}`,
+              text: `message ${i}`,
+              messageId: `<cluster-${i}@test.example>`,
+            });
             acked.add(i);
             return;
           } catch {
@@ -113,15 +122,23 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
         alive[1] = false;
         nodes[1]!.child.kill('SIGKILL');
         await new Promise((r) => nodes[1]!.child.once('exit', r));
-        const res = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.messages WHERE state = 'sending' AND lease_owner = $1`, [nodes[1]!.owner]);
+        const res = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.messages WHERE state = 'sending' AND lease_owner = $1`, [
+          nodes[1]!.owner,
+        ]);
         victimInFlight = Number(res.rows[0]!.n);
       })();
       const queue = Array.from({ length: TOTAL }, (_, i) => i);
-      await Promise.all(Array.from({ length: 9 }, async () => {
-        for (let i = queue.shift(); i !== undefined; i = queue.shift()) await submit(i);
-      }));
+      await Promise.all(
+        Array.from({ length: 9 }, async () => {
+          for (let i = queue.shift(); i !== undefined; i = queue.shift()) await submit(i);
+        }),
+      );
       await killer;
-      const arrived = () => sandbox.state.messages.map((m) => /^Message-ID: <cluster-(\d+)@/im.exec(m.raw.toString('latin1'))?.[1]).filter((x): x is string => x !== undefined).map(Number);
+      const arrived = () =>
+        sandbox.state.messages
+          .map((m) => /^Message-ID: <cluster-(\d+)@/im.exec(m.raw.toString('latin1'))?.[1])
+          .filter((x): x is string => x !== undefined)
+          .map(Number);
       const deadline = Date.now() + 180_000;
       while (new Set(arrived()).size < acked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
       const ids = arrived();
@@ -134,7 +151,7 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
       );
       assert.equal(acked.size, TOTAL);
       assert.deepEqual(missing, [], 'acknowledged messages were lost');
-      assert.ok(duplicates <= victimInFlight + retried.size, 'duplicates beyond the dead node\'s in-flight messages');
+      assert.ok(duplicates <= victimInFlight + retried.size, "duplicates beyond the dead node's in-flight messages");
       assert.equal(sandbox.state.counters.throttled, 0, 'cluster-wide limits held: no throttling reply');
       // One app-only token serves all three mailboxes; the cluster shares it through PostgreSQL.
       assert.equal(sandbox.state.counters.tokenRequests, 1, 'one token request for the whole cluster within a token lifetime');

@@ -69,11 +69,25 @@ describe('crash safety (built CLI, SIGKILL)', () => {
     const acked = new Set<number>();
     const retried = new Set<number>();
     let inFlightAtKills = 0;
-    const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, tls: { rejectUnauthorized: false }, pool: true, maxConnections: 8, maxMessages: 50 });
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port,
+      secure: false,
+      tls: { rejectUnauthorized: false },
+      pool: true,
+      maxConnections: 8,
+      maxMessages: 50,
+    });
     const submit = async (i: number): Promise<void> => {
       for (;;) {
         try {
-          await transport.sendMail({ from: DEFAULT_IDS.mailbox, to: `r${i}@example.net`, subject: `crash ${i}`, text: `message ${i}`, messageId: `<crash-${i}@test.example>` });
+          await transport.sendMail({
+            from: DEFAULT_IDS.mailbox,
+            to: `r${i}@example.net`,
+            subject: `crash ${i}`,
+            text: `message ${i}`,
+            messageId: `<crash-${i}@test.example>`,
+          });
           acked.add(i);
           return;
         } catch {
@@ -98,13 +112,19 @@ describe('crash safety (built CLI, SIGKILL)', () => {
       }
     })();
     const queue = Array.from({ length: TOTAL }, (_, i) => i);
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      for (let i = queue.shift(); i !== undefined; i = queue.shift()) await submit(i);
-    }));
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = queue.shift(); i !== undefined; i = queue.shift()) await submit(i);
+      }),
+    );
     await killer;
     transport.close();
     const deadline = Date.now() + 120_000;
-    const arrivedIds = () => sandbox.state.messages.map((m) => /^Message-ID: <crash-(\d+)@/im.exec(m.raw.toString('latin1'))?.[1]).filter((x): x is string => x !== undefined).map(Number);
+    const arrivedIds = () =>
+      sandbox.state.messages
+        .map((m) => /^Message-ID: <crash-(\d+)@/im.exec(m.raw.toString('latin1'))?.[1])
+        .filter((x): x is string => x !== undefined)
+        .map(Number);
     while (new Set(arrivedIds()).size < acked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     relay.kill('SIGTERM');
     await new Promise((r) => relay.once('exit', r));
@@ -112,7 +132,9 @@ describe('crash safety (built CLI, SIGKILL)', () => {
     const unique = new Set(ids);
     const missing = [...acked].filter((i) => !unique.has(i));
     const duplicates = ids.length - unique.size;
-    console.log(`# crash safety: ${acked.size} acknowledged, ${unique.size} arrived, ${duplicates} duplicates, ${inFlightAtKills} in flight at the kills, ${retried.size} messages retried by the client`);
+    console.log(
+      `# crash safety: ${acked.size} acknowledged, ${unique.size} arrived, ${duplicates} duplicates, ${inFlightAtKills} in flight at the kills, ${retried.size} messages retried by the client`,
+    );
     assert.deepEqual(missing, [], 'acknowledged messages were lost');
     assert.equal(acked.size, TOTAL);
     // A duplicate is a message that was being sent when the relay died, or one the client sent again

@@ -36,10 +36,13 @@ describe('relay365 send, relay365 test and the library example (built package ag
     await dir.cleanup();
   });
 
-  it('send delivers a message with a UTF-8 subject and an attachment, and prints Exchange\'s reply', async () => {
+  it("send delivers a message with a UTF-8 subject and an attachment, and prints Exchange's reply", async () => {
     const file = join(dir.path, 'report.csv');
     await writeFile(file, 'a,b\n1,2\n');
-    const res = await runCli(['send', '--config', config, '--from', DEFAULT_IDS.mailbox, '--to', 'ops@example.net', '--subject', 'Rapport ✓', '--text', 'Voilà', '--attach', file], { env });
+    const res = await runCli(
+      ['send', '--config', config, '--from', DEFAULT_IDS.mailbox, '--to', 'ops@example.net', '--subject', 'Rapport ✓', '--text', 'Voilà', '--attach', file],
+      { env },
+    );
     assert.equal(res.code, 0, res.stdout + res.stderr);
     assert.match(res.stdout, /^sent as relay@contoso\.example: 250 2\.0\.0 OK/m);
     const parsed = await parseWithPython(sandbox.state.messages.at(-1)!.raw);
@@ -55,7 +58,10 @@ describe('relay365 send, relay365 test and the library example (built package ag
     const ok = await runCli(['send', '--config', config, '--from', DEFAULT_IDS.mailbox, '--to', 'ops@example.net', '--eml', eml], { env });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(sandbox.state.messages.at(-1)!.raw.toString(), raw);
-    const denied = await runCli(['send', '--config', config, '--from', 'boss@contoso.example', '--to', 'ops@example.net', '--text', 'x', '--mailbox', DEFAULT_IDS.mailbox, '--json'], { env });
+    const denied = await runCli(
+      ['send', '--config', config, '--from', 'boss@contoso.example', '--to', 'ops@example.net', '--text', 'x', '--mailbox', DEFAULT_IDS.mailbox, '--json'],
+      { env },
+    );
     assert.equal(denied.code, 1);
     const result = JSON.parse(denied.stdout) as { ok: boolean; class: string; explanation: { fix: string } };
     assert.equal(result.ok, false);

@@ -22,7 +22,12 @@ const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 
 // The misconfigurations the sandbox stages, each by its own app, mailbox or tenant.
 const NO_CONSENT_APP = 'c0c0c0c0-1111-4222-8333-444455556601';
 const GRAPH_ONLY_APP = 'c0c0c0c0-1111-4222-8333-444455556602';
-const FABRIKAM = { id: 'f0f0f0f0-1111-4222-8333-444455556603', domain: 'fabrikam.example', app: 'f0f0f0f0-1111-4222-8333-444455556604', mailbox: 'relay@fabrikam.example' };
+const FABRIKAM = {
+  id: 'f0f0f0f0-1111-4222-8333-444455556603',
+  domain: 'fabrikam.example',
+  app: 'f0f0f0f0-1111-4222-8333-444455556604',
+  mailbox: 'relay@fabrikam.example',
+};
 const MAILBOX_SMTP_OFF = 'nosmtp@contoso.example';
 const MAILBOX_NO_PERMISSION = 'noperm@contoso.example';
 const SECRETS = { noConsent: 'no-consent-secret-value', graphOnly: 'graph-only-secret-value', fabrikam: 'fabrikam-secret-value' };
@@ -47,7 +52,13 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
         t.apps.push(
           { ...structuredClone(app), clientId: NO_CONSENT_APP, name: 'no admin consent', secrets: [{ value: SECRETS.noConsent }], adminConsent: false },
           // The usual mistake: Graph Mail.Send added instead of Exchange's SMTP.SendAsApp.
-          { ...structuredClone(app), clientId: GRAPH_ONLY_APP, name: 'graph only', secrets: [{ value: SECRETS.graphOnly }], roles: { exchange: [], graph: ['Mail.Send'] } },
+          {
+            ...structuredClone(app),
+            clientId: GRAPH_ONLY_APP,
+            name: 'graph only',
+            secrets: [{ value: SECRETS.graphOnly }],
+            roles: { exchange: [], graph: ['Mail.Send'] },
+          },
         );
         t.users.push(
           { ...structuredClone(mailbox), upn: MAILBOX_SMTP_OFF, id: 'c0c0c0c0-1111-4222-8333-444455556605', smtpAuthEnabled: false, sendAs: [] },
@@ -59,7 +70,9 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
           domain: FABRIKAM.domain,
           smtpAuthEnabled: false,
           apps: [{ ...structuredClone(app), clientId: FABRIKAM.app, secrets: [{ value: SECRETS.fabrikam }] }],
-          users: [{ ...structuredClone(mailbox), upn: FABRIKAM.mailbox, id: 'f0f0f0f0-1111-4222-8333-444455556607', fullAccessApps: [FABRIKAM.app], sendAs: [] }],
+          users: [
+            { ...structuredClone(mailbox), upn: FABRIKAM.mailbox, id: 'f0f0f0f0-1111-4222-8333-444455556607', fullAccessApps: [FABRIKAM.app], sendAs: [] },
+          ],
         });
       }),
     });
@@ -71,7 +84,9 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
 
   let configs = 0;
   /** Writes a config for the sandbox (the default app-only app and mailbox unless overridden). */
-  async function writeConfig(overrides: { auth?: Record<string, unknown>; mailbox?: Record<string, unknown>; sandbox?: Record<string, unknown> } = {}): Promise<string> {
+  async function writeConfig(
+    overrides: { auth?: Record<string, unknown>; mailbox?: Record<string, unknown>; sandbox?: Record<string, unknown> } = {},
+  ): Promise<string> {
     configs += 1;
     const path = join(dir.path, `doctor-${configs}.yaml`);
     const settings = sandboxSettings(sandbox);
@@ -145,7 +160,12 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
 
   it('SMTP AUTH disabled for the mailbox: the AUTH check fails with Set-CASMailbox', async () => {
     const report = await doctor(await writeConfig({ mailbox: { address: MAILBOX_SMTP_OFF } }));
-    assertFirstFailure(report, 'auth', /disabled for this mailbox/, new RegExp(`Set-CASMailbox -Identity ${MAILBOX_SMTP_OFF} -SmtpClientAuthenticationDisabled \\$false`));
+    assertFirstFailure(
+      report,
+      'auth',
+      /disabled for this mailbox/,
+      new RegExp(`Set-CASMailbox -Identity ${MAILBOX_SMTP_OFF} -SmtpClientAuthenticationDisabled \\$false`),
+    );
     assert.match(report.checks.find((c) => c.id === 'auth')!.detail, /535 5\.7\.139/);
     assert.equal(report.checks.find((c) => c.id === 'mail-from')!.status, 'skip');
   });
@@ -203,7 +223,10 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
       // The service principal's object id comes from the token's oid claim.
       new RegExp(`Add-MailboxPermission -Identity ${MAILBOX_NO_PERMISSION} -User ${DEFAULT_IDS.appServicePrincipalId} -AccessRights FullAccess`),
     );
-    assert.match(report.checks.find((c) => c.id === 'auth')!.fix ?? '', new RegExp(`New-ServicePrincipal -AppId ${DEFAULT_IDS.appClientId} -ObjectId ${DEFAULT_IDS.appServicePrincipalId}`));
+    assert.match(
+      report.checks.find((c) => c.id === 'auth')!.fix ?? '',
+      new RegExp(`New-ServicePrincipal -AppId ${DEFAULT_IDS.appClientId} -ObjectId ${DEFAULT_IDS.appServicePrincipalId}`),
+    );
   });
 
   it('a token for the wrong audience (a Graph token from a token command): the claims check fails', async () => {
@@ -211,7 +234,9 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
       `curl -s --cacert ${sandbox.caPath} ${sandbox.baseUrl}/${DEFAULT_IDS.tenantId}/oauth2/v2.0/token ` +
       `-d grant_type=client_credentials -d client_id=${DEFAULT_IDS.appClientId} -d client_secret=$APP_SECRET ` +
       `--data-urlencode scope=https://graph.microsoft.com/.default | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'`;
-    const report = await doctor(await writeConfig({ auth: { flow: 'token-command', command, tenant: undefined, clientId: undefined, clientSecret: undefined } }));
+    const report = await doctor(
+      await writeConfig({ auth: { flow: 'token-command', command, tenant: undefined, clientId: undefined, clientSecret: undefined } }),
+    );
     assertFirstFailure(report, 'claims', /https:\/\/graph\.microsoft\.com, not for Exchange Online/, /https:\/\/outlook\.office365\.com\/\.default/);
     assert.equal(report.checks.find((c) => c.id === 'dns-authority')!.status, 'skip');
   });
@@ -340,9 +365,25 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
   });
 
   it('init --non-interactive lists every missing or invalid answer at once', async () => {
-    const res = await runCli(['init', '--non-interactive', '--output', join(dir.path, 'never.yaml'), '--tenant', 'common', '--client-id', 'my-app', '--mailbox', 'not-an-address']);
+    const res = await runCli([
+      'init',
+      '--non-interactive',
+      '--output',
+      join(dir.path, 'never.yaml'),
+      '--tenant',
+      'common',
+      '--client-id',
+      'my-app',
+      '--mailbox',
+      'not-an-address',
+    ]);
     assert.equal(res.code, 1);
-    for (const problem of [/--tenant: common is not a tenant/, /--client-id: my-app is not an application \(client\) id/, /--setup is required/, /--mailbox: not an e-mail address/]) {
+    for (const problem of [
+      /--tenant: common is not a tenant/,
+      /--client-id: my-app is not an application \(client\) id/,
+      /--setup is required/,
+      /--mailbox: not an e-mail address/,
+    ]) {
       assert.match(res.stderr, problem);
     }
     assert.match(res.stderr, /R365_INIT_INPUT_INVALID/);

@@ -46,7 +46,12 @@ describe('relay365 login, token and permissions (built CLI against the sandbox)'
   });
 
   it('token prints the decoded claims and never the token unless --raw', async () => {
-    const config = await writeConfig('secret', { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:APP_SECRET' });
+    const config = await writeConfig('secret', {
+      flow: 'client-secret',
+      tenant: DEFAULT_IDS.tenantId,
+      clientId: DEFAULT_IDS.appClientId,
+      clientSecret: 'env:APP_SECRET',
+    });
     const env = { APP_SECRET: DEFAULT_IDS.appSecret };
     const plain = await runCli(['token', '--config', config], { env });
     assert.equal(plain.code, 0, plain.stderr);
@@ -63,7 +68,12 @@ describe('relay365 login, token and permissions (built CLI against the sandbox)'
   });
 
   it('permissions passes a least-privileged app and flags an over-privileged one with the fix', async () => {
-    const good = await writeConfig('good', { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret });
+    const good = await writeConfig('good', {
+      flow: 'client-secret',
+      tenant: DEFAULT_IDS.tenantId,
+      clientId: DEFAULT_IDS.appClientId,
+      clientSecret: DEFAULT_IDS.appSecret,
+    });
     // The default app also holds Graph Mail.Send, but an app-only SMTP token only carries Exchange roles.
     const ok = await runCli(['permissions', '--config', good]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);

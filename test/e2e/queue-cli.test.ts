@@ -16,17 +16,36 @@ describe('relay365 queue (built CLI on a real SQLite outbox)', () => {
       await writeFile(config, stringify({ dataDir, auth: { flow: 'token-command', command: 'true' }, mailboxes: [{ address: 'relay@contoso.com' }] }));
       const store = await openSqliteStore(join(dataDir, 'relay365.db'));
       const raw = Buffer.from('From: relay@contoso.com\r\nTo: a@example.net\r\nSubject: q\r\n\r\nbody\r\n');
-      const failing = await store.enqueue({ mailbox: 'relay@contoso.com', envelope: { from: 'relay@contoso.com', to: ['a@example.net'] }, raw, source: { kind: 'smtp', client: '192.0.2.7', user: 'printer' } });
-      const waiting = await store.enqueue({ mailbox: 'relay@contoso.com', envelope: { from: 'relay@contoso.com', to: ['b@example.net'] }, raw, source: { kind: 'http' } });
+      const failing = await store.enqueue({
+        mailbox: 'relay@contoso.com',
+        envelope: { from: 'relay@contoso.com', to: ['a@example.net'] },
+        raw,
+        source: { kind: 'smtp', client: '192.0.2.7', user: 'printer' },
+      });
+      const waiting = await store.enqueue({
+        mailbox: 'relay@contoso.com',
+        envelope: { from: 'relay@contoso.com', to: ['b@example.net'] },
+        raw,
+        source: { kind: 'http' },
+      });
       const limits = { messagesPerMinute: 100, recipientsPerDay: 1000, maxConnections: 3, minuteMs: 60_000, dayMs: 86_400_000 };
       const claimed = await store.claim({ mailbox: 'relay@contoso.com', pools: [], owner: 'test', leaseMs: 60_000, limits, max: 1 });
       assert.equal(claimed.messages[0]?.id, failing.id);
-      const reply = '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.';
+      const reply =
+        '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.';
       await store.complete({
         id: failing.id,
         owner: 'test',
         state: 'failed',
-        attempt: { at: new Date(), mailbox: 'relay@contoso.com', reply, class: 'permanent', explanation: { id: 'smtp-554-5.2.0-sendas', class: 'permanent', cause: 'no SendAs', fix: 'Add-RecipientPermission' }, durationMs: 12, owner: 'test' },
+        attempt: {
+          at: new Date(),
+          mailbox: 'relay@contoso.com',
+          reply,
+          class: 'permanent',
+          explanation: { id: 'smtp-554-5.2.0-sendas', class: 'permanent', cause: 'no SendAs', fix: 'Add-RecipientPermission' },
+          durationMs: 12,
+          owner: 'test',
+        },
       });
       await store.close();
 
@@ -35,7 +54,10 @@ describe('relay365 queue (built CLI on a real SQLite outbox)', () => {
       assert.match(list.stdout, /queued 1 .*failed 1/);
       assert.match(list.stdout, new RegExp(`${failing.id}\\s+failed`));
       const json = JSON.parse((await runCli(['queue', 'list', '--config', config, '--state', 'failed', '--json'])).stdout) as { items: Array<{ id: string }> };
-      assert.deepEqual(json.items.map((i) => i.id), [failing.id]);
+      assert.deepEqual(
+        json.items.map((i) => i.id),
+        [failing.id],
+      );
 
       const show = await runCli(['queue', 'show', failing.id, '--config', config]);
       assert.equal(show.code, 0);

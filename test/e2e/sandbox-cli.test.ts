@@ -10,14 +10,21 @@ describe('relay365 sandbox (built CLI)', () => {
   it('explains itself in --help: scenario, endpoints and how to see what arrived', async () => {
     const { code, stdout } = await runCli(['sandbox', '--help']);
     assert.equal(code, 0);
-    for (const text of ['--scenario', '--smtp-port', '--eml-dir', '/sandbox/messages', 'relay@contoso.example']) assert.ok(stdout.includes(text), `help mentions ${text}`);
+    for (const text of ['--scenario', '--smtp-port', '--eml-dir', '/sandbox/messages', 'relay@contoso.example'])
+      assert.ok(stdout.includes(text), `help mentions ${text}`);
   });
 
   it('starts, prints its endpoints as JSON, serves /sandbox/messages and stops cleanly on SIGTERM', async () => {
     const dir = await tempDir();
     try {
       const { child, firstLine } = await startCli(['sandbox', '--json', '--port', '0', '--smtp-port', '0', '--data-dir', dir.path]);
-      const info = JSON.parse(firstLine) as { baseUrl: string; caPath: string; smtp: { port: number }; messagesUrl: string; tenants: Array<{ authority: string }> };
+      const info = JSON.parse(firstLine) as {
+        baseUrl: string;
+        caPath: string;
+        smtp: { port: number };
+        messagesUrl: string;
+        tenants: Array<{ authority: string }>;
+      };
       assert.equal(info.caPath, join(dir.path, 'ca.pem'));
       assert.ok(info.smtp.port > 0);
       const ca = await readFile(info.caPath, 'utf8');

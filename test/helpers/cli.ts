@@ -6,7 +6,10 @@ import { createInterface } from 'node:readline';
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 /** Runs the built CLI to completion and returns its exit code and output. */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -24,7 +27,10 @@ export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input
 }
 
 /** Starts a long-running CLI command and resolves with the process and its first stdout line. */
-export function startCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ child: ChildProcess; firstLine: string; stderr: () => string }> {
+export function startCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ child: ChildProcess; firstLine: string; stderr: () => string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

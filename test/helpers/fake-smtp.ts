@@ -6,7 +6,9 @@ import type { AddressInfo } from 'node:net';
  * A minimal SMTP server that greets, offers STARTTLS and upgrades with the given TLS settings, for
  * tests of what the client does with a bad certificate or an old TLS version. It never accepts mail.
  */
-export async function startFakeStarttlsServer(tls: SecureContextOptions & { minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2'; maxVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): Promise<{ port: number; close: () => Promise<void> }> {
+export async function startFakeStarttlsServer(
+  tls: SecureContextOptions & { minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2'; maxVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' },
+): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);

@@ -29,7 +29,13 @@ export function sandboxNetworkClient(caPem: string): INetworkModule {
 }
 
 /** MSAL configuration for a sandbox tenant: the setup DESIGN.md records as working with MSAL Node 7. */
-export function msalSandboxConfig(input: { baseUrl: string; caPem: string; tenant: string; clientId: string; auth?: Partial<Configuration['auth']> }): Configuration {
+export function msalSandboxConfig(input: {
+  baseUrl: string;
+  caPem: string;
+  tenant: string;
+  clientId: string;
+  auth?: Partial<Configuration['auth']>;
+}): Configuration {
   const host = new URL(input.baseUrl).host;
   return {
     auth: {

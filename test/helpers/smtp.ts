@@ -19,7 +19,12 @@ export async function smtpAuthWorks(sandbox: Sandbox, user: string, accessToken:
 }
 
 /** Sends one small message as `user` with the token; returns nodemailer's info (the server's reply in `response`). */
-export async function sendWithToken(sandbox: Sandbox, user: string, accessToken: string, to = 'someone@example.net'): Promise<{ response: string; messageId: string }> {
+export async function sendWithToken(
+  sandbox: Sandbox,
+  user: string,
+  accessToken: string,
+  to = 'someone@example.net',
+): Promise<{ response: string; messageId: string }> {
   const transport = nodemailer.createTransport({
     host: sandbox.smtpHost,
     port: sandbox.smtpPort,

@@ -26,17 +26,33 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
       scenario: scenario((s) => {
         s.limits.unlimited = true;
         const t = s.tenants[0]!;
-        t.apps.push({ ...structuredClone(t.apps[0]!), clientId: NO_ROLE_APP, name: 'no role', secrets: [{ value: 'no-role-secret' }], roles: { exchange: [], graph: ['Mail.Send'] } });
+        t.apps.push({
+          ...structuredClone(t.apps[0]!),
+          clientId: NO_ROLE_APP,
+          name: 'no role',
+          secrets: [{ value: 'no-role-secret' }],
+          roles: { exchange: [], graph: ['Mail.Send'] },
+        });
         t.users.push(
           { ...structuredClone(t.users[0]!), upn: 'mbx-off@contoso.example', id: 'aaaaaaaa-0000-4000-8000-000000000001', smtpAuthEnabled: false, sendAs: [] },
-          { ...structuredClone(t.users[0]!), upn: 'norole@contoso.example', id: 'aaaaaaaa-0000-4000-8000-000000000002', fullAccessApps: [NO_ROLE_APP], sendAs: [] },
+          {
+            ...structuredClone(t.users[0]!),
+            upn: 'norole@contoso.example',
+            id: 'aaaaaaaa-0000-4000-8000-000000000002',
+            fullAccessApps: [NO_ROLE_APP],
+            sendAs: [],
+          },
         );
         t.users[1]!.autoApprove = true;
       }),
     });
     mailer = await createMailer(
       sandboxConfig(sandbox, dir.path, {
-        mailboxes: [{ address: DEFAULT_IDS.mailbox }, { address: 'mbx-off@contoso.example' }, { address: 'norole@contoso.example', auth: { clientId: NO_ROLE_APP, clientSecret: 'no-role-secret' } }],
+        mailboxes: [
+          { address: DEFAULT_IDS.mailbox },
+          { address: 'mbx-off@contoso.example' },
+          { address: 'norole@contoso.example', auth: { clientId: NO_ROLE_APP, clientSecret: 'no-role-secret' } },
+        ],
       }),
     );
   });
@@ -117,7 +133,12 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
   });
 
   it('explains a token without SMTP.SendAsApp (535 5.7.3) and points at the Exchange setup', async () => {
-    const m = await createMailer(sandboxConfig(sandbox, dir.path, { auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: NO_ROLE_APP, clientSecret: 'no-role-secret' }, mailboxes: [{ address: 'norole@contoso.example' }] }));
+    const m = await createMailer(
+      sandboxConfig(sandbox, dir.path, {
+        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: NO_ROLE_APP, clientSecret: 'no-role-secret' },
+        mailboxes: [{ address: 'norole@contoso.example' }],
+      }),
+    );
     try {
       const result = await m.send({ from: 'norole@contoso.example', to: 'x@example.net', subject: 's', text: 't' });
       assert.equal(result.class, 'auth');
@@ -142,7 +163,9 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     mailer = m;
     const connectionsBefore = sandbox.state.counters.smtpConnections;
     sandbox.state.counters.maxConcurrentByMailbox = {};
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => m.send({ from: DEFAULT_IDS.mailbox, to: `r${i}@example.net`, subject: `n${i}`, text: 'x' })));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => m.send({ from: DEFAULT_IDS.mailbox, to: `r${i}@example.net`, subject: `n${i}`, text: 'x' })),
+    );
     assert.equal(results.filter((r) => r.ok).length, 200);
     assert.ok((sandbox.state.counters.maxConcurrentByMailbox[DEFAULT_IDS.mailbox] ?? 0) <= 2, 'at most 2 at once');
     const opened = sandbox.state.counters.smtpConnections - connectionsBefore;
@@ -150,7 +173,7 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     assert.ok(opened <= 4, `opened ${opened} connections`);
   });
 
-  it('refuses a config asking for more than Microsoft\'s 3 connections per mailbox', () => {
+  it("refuses a config asking for more than Microsoft's 3 connections per mailbox", () => {
     const r = configSchema.safeParse({ delivery: { maxConnections: 4 } });
     assert.equal(r.success, false);
     assert.match(JSON.stringify(r.error?.issues), /at most 3 concurrent connections/);
@@ -207,7 +230,14 @@ describe('delivery under throttling and limits', () => {
       appOnly: true,
       async acquire() {
         calls += 1;
-        const { token } = await sandbox.issuer.accessToken({ tenant, app, audience: 'https://outlook.office365.com', roles: ['SMTP.SendAsApp'], lifetimeSeconds: calls === 1 ? -10 : 3600, clientAuth: '1' });
+        const { token } = await sandbox.issuer.accessToken({
+          tenant,
+          app,
+          audience: 'https://outlook.office365.com',
+          roles: ['SMTP.SendAsApp'],
+          lifetimeSeconds: calls === 1 ? -10 : 3600,
+          clientAuth: '1',
+        });
         return { accessToken: token, expiresOn: new Date(Date.now() + 3_600_000) };
       },
     };
@@ -232,8 +262,17 @@ describe('delivery under throttling and limits', () => {
 describe('delivery connection failures are named', () => {
   const token: TokenSource = { appOnly: true, acquire: () => Promise.resolve({ accessToken: 'not-used', expiresOn: new Date(Date.now() + 3_600_000) }) };
   const transportFor = (host: string, port: number, ca: string[]) => {
-    const config = configSchema.parse({ cloud: 'sandbox', sandbox: { smtpHost: host, smtpPort: port }, delivery: { connectionTimeoutMs: 3000, greetingTimeoutMs: 3000 } });
-    return new SmtpTransport({ cloud: cloudEndpoints(config), tokens: new TokenProvider(new Map([['a@contoso.example', { source: token, key: 'k' }]])), delivery: config.delivery, ca });
+    const config = configSchema.parse({
+      cloud: 'sandbox',
+      sandbox: { smtpHost: host, smtpPort: port },
+      delivery: { connectionTimeoutMs: 3000, greetingTimeoutMs: 3000 },
+    });
+    return new SmtpTransport({
+      cloud: cloudEndpoints(config),
+      tokens: new TokenProvider(new Map([['a@contoso.example', { source: token, key: 'k' }]])),
+      delivery: config.delivery,
+      ca,
+    });
   };
   const msg = () => composeMessage({ from: 'a@contoso.example', to: 'b@example.net', subject: 's', text: 't' });
 
@@ -282,7 +321,13 @@ describe('delivery connection failures are named', () => {
 
   it('a server that offers only TLS 1.1', async () => {
     const tls = await createSandboxTls();
-    const server = await startFakeStarttlsServer({ key: tls.server.keyPem, cert: tls.server.certPem, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
+    const server = await startFakeStarttlsServer({
+      key: tls.server.keyPem,
+      cert: tls.server.certPem,
+      minVersion: 'TLSv1',
+      maxVersion: 'TLSv1.1',
+      ciphers: 'DEFAULT@SECLEVEL=0',
+    });
     const t = transportFor('127.0.0.1', server.port, [tls.ca.certPem]);
     try {
       const result = await t.send('a@contoso.example', await msg());
@@ -295,4 +340,3 @@ describe('delivery connection failures are named', () => {
     }
   });
 });
-

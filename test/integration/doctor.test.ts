@@ -52,8 +52,14 @@ describe('runDoctor (in process, against the sandbox)', () => {
       report.results.filter((r) => r.status === 'skip').map((r) => r.id),
       ['send-test', 'send-as'],
     );
-    assert.deepEqual(started, report.results.map((r) => r.id));
-    assert.deepEqual(finished, report.results.map((r) => [r.id, r.status]));
+    assert.deepEqual(
+      started,
+      report.results.map((r) => r.id),
+    );
+    assert.deepEqual(
+      finished,
+      report.results.map((r) => [r.id, r.status]),
+    );
     // The secret is inline in this config: the doctor says so, and the report does not repeat it.
     assert.equal(report.results[0]!.status, 'warn');
     const text = JSON.stringify(report);
@@ -133,9 +139,14 @@ describe('runDoctor (in process, against the sandbox)', () => {
     assert.match(missing.results[0]!.fix ?? '', /relay@contoso\.example/);
     assert.ok(missing.results.slice(1).every((r) => r.status === 'skip'));
 
-    const unset = await runDoctor(sandboxConfig(sandbox, dir.path, { auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:RELAY365_TEST_UNSET' } }), {
-      env: {},
-    });
+    const unset = await runDoctor(
+      sandboxConfig(sandbox, dir.path, {
+        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:RELAY365_TEST_UNSET' },
+      }),
+      {
+        env: {},
+      },
+    );
     assert.equal(unset.results[0]!.status, 'fail');
     assert.match(unset.results[0]!.cause ?? '', /RELAY365_TEST_UNSET is not set/);
   });

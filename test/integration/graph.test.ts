@@ -45,7 +45,14 @@ describe('Graph sendMail through the sandbox', () => {
   it('delivers the MIME byte for byte through sendMail, with a Graph token', async () => {
     sandbox.state.reset();
     await withMailer(sandbox, {}, async (mailer) => {
-      const message = await composeMessage({ from: MAILBOX, to: 'bob@example.net', cc: 'carol@example.net', subject: 'Über Graph', text: 'Hallo\r\nWelt', attachments: [{ filename: 'a.bin', content: randomBytes(50_000) }] });
+      const message = await composeMessage({
+        from: MAILBOX,
+        to: 'bob@example.net',
+        cc: 'carol@example.net',
+        subject: 'Über Graph',
+        text: 'Hallo\r\nWelt',
+        attachments: [{ filename: 'a.bin', content: randomBytes(50_000) }],
+      });
       const result = await mailer.send({ raw: message.raw, envelope: message.envelope });
       assert.equal(result.ok, true, JSON.stringify(result));
       assert.equal(result.class, 'sent');
@@ -149,7 +156,11 @@ describe('Graph errors are classified and explained from the catalogue', () => {
   });
 
   it('ErrorMessageSizeExceeded over the mailbox send limit: permanent, with the Set-Mailbox fix', async () => {
-    const r = await sendWith((s) => (s.limits.maxMessageBytes = 1024 * 1024), {}, { ...plain, attachments: [{ filename: 'x.bin', content: randomBytes(2 * 1024 * 1024) }] });
+    const r = await sendWith(
+      (s) => (s.limits.maxMessageBytes = 1024 * 1024),
+      {},
+      { ...plain, attachments: [{ filename: 'x.bin', content: randomBytes(2 * 1024 * 1024) }] },
+    );
     assert.equal(r.class, 'permanent');
     assert.equal(r.explanation?.id, 'graph-message-size-exceeded');
     assert.match(r.explanation?.fix ?? '', /Set-Mailbox -Identity relay@contoso\.example -MaxSendSize/);
@@ -197,7 +208,13 @@ describe('the outbox worker with a Graph mailbox', () => {
       const ids: string[] = [];
       for (let i = 0; i < n; i++) {
         const m = await composeMessage({ from: MAILBOX, to: `r${i}@example.net`, subject: `n${i}`, text: 'x' });
-        const stored = await relay.enqueue({ mailbox: MAILBOX, envelope: m.envelope, raw: m.raw, source: { kind: 'library' }, ...(m.messageId ? { messageId: m.messageId } : {}) });
+        const stored = await relay.enqueue({
+          mailbox: MAILBOX,
+          envelope: m.envelope,
+          raw: m.raw,
+          source: { kind: 'library' },
+          ...(m.messageId ? { messageId: m.messageId } : {}),
+        });
         ids.push(stored.id);
       }
       await until(() => events.filter((e) => e.type === 'message.sent').length === n, 20_000, 'every message sent');

@@ -109,7 +109,12 @@ describe('identity against the sandbox (real HTTPS, real MSAL)', () => {
     await writeFile(join(dir.path, 'app.crt'), cert.certPem);
     const identity = await createIdentity(
       sandboxConfig(sandbox, dir.path, {
-        auth: { flow: 'client-certificate', tenant: DEFAULT_IDS.tenantDomain, clientId: DEFAULT_IDS.appClientId, certificate: { keyFile: join(dir.path, 'app.key'), certFile: join(dir.path, 'app.crt') } },
+        auth: {
+          flow: 'client-certificate',
+          tenant: DEFAULT_IDS.tenantDomain,
+          clientId: DEFAULT_IDS.appClientId,
+          certificate: { keyFile: join(dir.path, 'app.key'), certFile: join(dir.path, 'app.crt') },
+        },
       }),
     );
     try {
@@ -148,7 +153,11 @@ describe('identity against the sandbox (real HTTPS, real MSAL)', () => {
       identity = await createIdentity(config);
       const second = await identity.provider.getToken(DEFAULT_IDS.user);
       assert.ok(await smtpAuthWorks(sandbox, DEFAULT_IDS.user, second.accessToken));
-      assert.equal(sandbox.state.counters.tokenRequestsByGrant['urn:ietf:params:oauth:grant-type:device_code'] ?? 0, deviceCodesBefore, 'no new device code poll');
+      assert.equal(
+        sandbox.state.counters.tokenRequestsByGrant['urn:ietf:params:oauth:grant-type:device_code'] ?? 0,
+        deviceCodesBefore,
+        'no new device code poll',
+      );
       assert.ok((sandbox.state.counters.tokenRequestsByGrant.refresh_token ?? 0) >= refreshBefore, 'refresh token grant or cached token used');
 
       // The cache at rest holds no token or refresh token in clear, and it and the key are 0600.
@@ -216,7 +225,10 @@ describe('identity against the sandbox (real HTTPS, real MSAL)', () => {
       await dir.cleanup();
     }
     const failing = await createIdentity(sandboxConfig(sandbox, dir.path, { auth: { flow: 'token-command', command: 'exit 3' } }));
-    await assert.rejects(failing.provider.getToken(DEFAULT_IDS.mailbox), (err: Relay365Error) => err.code === 'R365_TOKEN_COMMAND_FAILED' && /status 3/.test(err.message));
+    await assert.rejects(
+      failing.provider.getToken(DEFAULT_IDS.mailbox),
+      (err: Relay365Error) => err.code === 'R365_TOKEN_COMMAND_FAILED' && /status 3/.test(err.message),
+    );
     failing.close();
   });
 
@@ -236,7 +248,11 @@ describe('identity against the sandbox (real HTTPS, real MSAL)', () => {
 
   it('explains AADSTS errors and never puts the secret in the message', async () => {
     const dir = await tempDir();
-    const identity = await createIdentity(sandboxConfig(sandbox, dir.path, { auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'wrong-secret-value-123' } }));
+    const identity = await createIdentity(
+      sandboxConfig(sandbox, dir.path, {
+        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'wrong-secret-value-123' },
+      }),
+    );
     try {
       await assert.rejects(identity.provider.getToken(DEFAULT_IDS.mailbox), (err: Relay365Error) => {
         assert.ok(isRelay365Error(err, 'R365_TOKEN_REJECTED'));
@@ -258,7 +274,10 @@ describe('token provider under a failing or short-lived identity platform', () =
     const dir = await tempDir();
     const identity = await createIdentity(sandboxConfig(sandbox, dir.path), { providerOptions: { backoffBaseMs: 200, backoffMaxMs: 400 } });
     try {
-      await assert.rejects(identity.provider.getToken(DEFAULT_IDS.mailbox), (err: Relay365Error) => err.code === 'R365_TOKEN_ENDPOINT_UNAVAILABLE' && err.retryable);
+      await assert.rejects(
+        identity.provider.getToken(DEFAULT_IDS.mailbox),
+        (err: Relay365Error) => err.code === 'R365_TOKEN_ENDPOINT_UNAVAILABLE' && err.retryable,
+      );
       const requests = sandbox.state.counters.tokenRequests;
       // Within the backoff, callers get the same error without a new request.
       await assert.rejects(identity.provider.getToken(DEFAULT_IDS.mailbox), { code: 'R365_TOKEN_ENDPOINT_UNAVAILABLE' });
@@ -280,9 +299,14 @@ describe('token provider under a failing or short-lived identity platform', () =
   it('times out on a slow token endpoint with a transient error', async () => {
     const sandbox = await startTestSandbox({ scenario: scenario((s) => void s.faults.token.push({ latencyMs: 1500, count: 1 })) });
     const dir = await tempDir();
-    const identity = await createIdentity(sandboxConfig(sandbox, dir.path, { network: { timeoutMs: 300 } }), { providerOptions: { backoffBaseMs: 50, backoffMaxMs: 50 } });
+    const identity = await createIdentity(sandboxConfig(sandbox, dir.path, { network: { timeoutMs: 300 } }), {
+      providerOptions: { backoffBaseMs: 50, backoffMaxMs: 50 },
+    });
     try {
-      await assert.rejects(identity.provider.getToken(DEFAULT_IDS.mailbox), (err: Relay365Error) => err.code === 'R365_TOKEN_ENDPOINT_UNAVAILABLE' && err.retryable);
+      await assert.rejects(
+        identity.provider.getToken(DEFAULT_IDS.mailbox),
+        (err: Relay365Error) => err.code === 'R365_TOKEN_ENDPOINT_UNAVAILABLE' && err.retryable,
+      );
       await new Promise((r) => setTimeout(r, 1600));
       const token = await identity.provider.getToken(DEFAULT_IDS.mailbox);
       assert.ok(token.accessToken.length > 1000);

@@ -37,7 +37,12 @@ async function volumeDir(): Promise<{ path: string; cleanup: () => Promise<void>
 }
 
 function small(i: number): NewMessage {
-  return { mailbox: MAILBOX, envelope: { from: 'app@contoso.example', to: ['someone@example.net'] }, raw: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`), source: { kind: 'smtp' } };
+  return {
+    mailbox: MAILBOX,
+    envelope: { from: 'app@contoso.example', to: ['someone@example.net'] },
+    raw: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`),
+    source: { kind: 'smtp' },
+  };
 }
 
 describe('SQLite outbox store: the file', () => {
@@ -51,7 +56,10 @@ describe('SQLite outbox store: the file', () => {
       assert.equal((await stat(`${path}-wal`)).mode & 0o777, 0o600, 'SQLite gives the log the mode of the database');
       const look = new Database(path, { readonly: true });
       assert.equal(look.pragma('journal_mode', { simple: true }), 'wal');
-      assert.deepEqual(look.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all(), MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(
+        look.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all(),
+        MIGRATIONS.map((m) => m.version),
+      );
       look.close();
       await store.close();
     } finally {
@@ -84,7 +92,10 @@ describe('SQLite outbox store: the file', () => {
       const db = new Database(newer);
       db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)').run();
       db.close();
-      await assert.rejects(openSqliteStore(newer), (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message));
+      await assert.rejects(
+        openSqliteStore(newer),
+        (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message),
+      );
     } finally {
       await dir.cleanup();
     }
@@ -207,7 +218,15 @@ describe('SQLite outbox store: several connections and volume', () => {
         for (const m of messages) {
           assert.ok(!seen.has(m.id), `${m.id} leased twice`);
           seen.add(m.id);
-          assert.equal(await store.complete({ id: m.id, owner: 'bulk', state: 'sent', attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'bulk' } }), true);
+          assert.equal(
+            await store.complete({
+              id: m.id,
+              owner: 'bulk',
+              state: 'sent',
+              attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'bulk' },
+            }),
+            true,
+          );
         }
         rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
       }

@@ -36,7 +36,11 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
   }
 }
 
-async function withRelay(sandbox: Sandbox, overrides: Parameters<typeof sandboxConfig>[2], fn: (relay: Relay, events: RelayEvent[]) => Promise<void>): Promise<void> {
+async function withRelay(
+  sandbox: Sandbox,
+  overrides: Parameters<typeof sandboxConfig>[2],
+  fn: (relay: Relay, events: RelayEvent[]) => Promise<void>,
+): Promise<void> {
   const dir = await tempDir();
   const relay = await startRelay(sandboxConfig(sandbox, dir.path, { smtp: { enabled: false }, ...overrides }));
   const events: RelayEvent[] = [];
@@ -52,7 +56,9 @@ async function withRelay(sandbox: Sandbox, overrides: Parameters<typeof sandboxC
 describe('outbox worker against the sandbox', () => {
   it('uses at least 95% of the allowed rate over several mailboxes and never draws a throttling reply', async () => {
     // Microsoft's limits scaled: 20 messages per 2-second "minute", 2 connections per mailbox.
-    const sandbox = await startTestSandbox({ scenario: threeMailboxes((s) => Object.assign(s.limits, { messagesPerMinute: 20, connectionsPerMailbox: 2, timeScale: 30 })) });
+    const sandbox = await startTestSandbox({
+      scenario: threeMailboxes((s) => Object.assign(s.limits, { messagesPerMinute: 20, connectionsPerMailbox: 2, timeScale: 30 })),
+    });
     try {
       await withRelay(
         sandbox,
@@ -90,19 +96,29 @@ describe('outbox worker against the sandbox', () => {
         s.limits.unlimited = true;
         s.faults.smtp.push(
           { stage: 'data', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', drop: false, count: 4 },
-          { stage: 'data', reply: '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.', drop: false, count: 3 },
+          {
+            stage: 'data',
+            reply:
+              '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.',
+            drop: false,
+            count: 3,
+          },
         );
       }),
     });
     try {
-      await withRelay(sandbox, { limits: { minuteMs: 500, windowMarginMs: 0 }, queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 } }, async (relay, events) => {
-        await enqueueMany(relay, DEFAULT_IDS.mailbox, 30);
-        await until(async () => (await relay.store.counts()).sent === 30, 30_000, 'all 30 sent');
-        assert.equal(sandbox.state.messages.length, 30);
-        assert.ok(events.filter((e) => e.type === 'message.deferred' && e.class === 'throttled').length >= 7, 'each throttling reply deferred a message');
-        assert.ok(events.some((e) => e.type === 'mailbox.throttled'));
-        assert.equal((await relay.store.counts()).failed, 0);
-      });
+      await withRelay(
+        sandbox,
+        { limits: { minuteMs: 500, windowMarginMs: 0 }, queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 } },
+        async (relay, events) => {
+          await enqueueMany(relay, DEFAULT_IDS.mailbox, 30);
+          await until(async () => (await relay.store.counts()).sent === 30, 30_000, 'all 30 sent');
+          assert.equal(sandbox.state.messages.length, 30);
+          assert.ok(events.filter((e) => e.type === 'message.deferred' && e.class === 'throttled').length >= 7, 'each throttling reply deferred a message');
+          assert.ok(events.some((e) => e.type === 'mailbox.throttled'));
+          assert.equal((await relay.store.counts()).failed, 0);
+        },
+      );
     } finally {
       await sandbox.close();
     }
@@ -145,7 +161,12 @@ describe('outbox worker against the sandbox', () => {
     try {
       await withRelay(sandbox, {}, async (relay, events) => {
         const m = await composeMessage({ from: 'ceo@contoso.example', to: 'x@example.net', subject: 's', text: 't' });
-        const stored = await relay.enqueue({ mailbox: DEFAULT_IDS.mailbox, envelope: { from: DEFAULT_IDS.mailbox, to: m.envelope.to }, raw: m.raw, source: { kind: 'library' } });
+        const stored = await relay.enqueue({
+          mailbox: DEFAULT_IDS.mailbox,
+          envelope: { from: DEFAULT_IDS.mailbox, to: m.envelope.to },
+          raw: m.raw,
+          source: { kind: 'library' },
+        });
         await until(() => events.some((e) => e.type === 'message.failed'), 10_000, 'the failure');
         const got = await relay.store.get(stored.id);
         assert.equal(got?.state, 'failed');
@@ -165,7 +186,13 @@ describe('outbox worker against the sandbox', () => {
     try {
       await withRelay(sandbox, { queue: { bounces: true } }, async (relay) => {
         const m = await composeMessage({ from: 'ceo@contoso.example', to: 'x@example.net', subject: 'quarterly', text: 't' });
-        const stored = await relay.enqueue({ mailbox: DEFAULT_IDS.mailbox, envelope: { from: 'app@example.org', to: m.envelope.to }, raw: m.raw, source: { kind: 'library' }, ...(m.messageId ? { messageId: m.messageId } : {}) });
+        const stored = await relay.enqueue({
+          mailbox: DEFAULT_IDS.mailbox,
+          envelope: { from: 'app@example.org', to: m.envelope.to },
+          raw: m.raw,
+          source: { kind: 'library' },
+          ...(m.messageId ? { messageId: m.messageId } : {}),
+        });
         await until(() => sandbox.state.messages.some((x) => x.envelope.rcptTo.includes('app@example.org')), 10_000, 'the bounce to arrive');
         const dsn = sandbox.state.messages.find((x) => x.envelope.rcptTo.includes('app@example.org'))!;
         const text = dsn.raw.toString('utf8');

@@ -73,4 +73,3 @@ describe('identity through an HTTPS proxy', () => {
     }
   });
 });
-

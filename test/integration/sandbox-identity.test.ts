@@ -60,7 +60,10 @@ function assertAadsts(res: FormResponse, status: number, error: string, code: nu
   assert.deepEqual(body.error_codes, [code]);
   assert.match(
     body.error_description,
-    new RegExp(`^AADSTS${code}: .+\\r\\nTrace ID: [0-9a-f-]{36}\\r\\nCorrelation ID: [0-9a-f-]{36}\\r\\nTimestamp: \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ$`, 's'),
+    new RegExp(
+      `^AADSTS${code}: .+\\r\\nTrace ID: [0-9a-f-]{36}\\r\\nCorrelation ID: [0-9a-f-]{36}\\r\\nTimestamp: \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ$`,
+      's',
+    ),
   );
   assert.match(body.timestamp, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
   assert.match(body.trace_id, /^[0-9a-f-]{36}$/);
@@ -95,7 +98,11 @@ async function authorizeCode(sandbox: TestSandbox, input: { scope: string; chall
 }
 
 /** Starts a device code flow over plain HTTP. */
-async function startDeviceCode(sandbox: TestSandbox, clientId: string, scope: string): Promise<{ device_code: string; user_code: string; interval: number; expires_in: number; verification_uri: string; message: string }> {
+async function startDeviceCode(
+  sandbox: TestSandbox,
+  clientId: string,
+  scope: string,
+): Promise<{ device_code: string; user_code: string; interval: number; expires_in: number; verification_uri: string; message: string }> {
   const res = await postForm(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/devicecode`, { client_id: clientId, scope }, { ca: sandbox.caPem });
   assert.equal(res.status, 200, res.text);
   return res.json();
@@ -210,7 +217,13 @@ describe('sandbox identity platform', () => {
     it('gives MSAL Node ConfidentialClientApplication a token for a client secret', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const cca = new ConfidentialClientApplication(
-          msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.appClientId, auth: { clientSecret: ids.appSecret } }),
+          msalSandboxConfig({
+            baseUrl: sandbox.baseUrl,
+            caPem: sandbox.caPem,
+            tenant: ids.tenantId,
+            clientId: ids.appClientId,
+            auth: { clientSecret: ids.appSecret },
+          }),
         );
         const result = await cca.acquireTokenByClientCredential({ scopes: [EXCHANGE_APP_SCOPE] });
         assert.ok(result?.accessToken);
@@ -275,7 +288,9 @@ describe('sandbox identity platform', () => {
           s.token.deviceCodeIntervalSeconds = 1;
         },
         async (sandbox) => {
-          const pca = new PublicClientApplication(msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }));
+          const pca = new PublicClientApplication(
+            msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }),
+          );
           let approval: Promise<FormResponse> | undefined;
           const result = await pca.acquireTokenByDeviceCode({
             scopes: [SMTP_SEND],
@@ -349,7 +364,12 @@ describe('sandbox identity platform', () => {
         async (sandbox) => {
           const started = await startDeviceCode(sandbox, ids.publicClientId, SMTP_SEND);
           await new Promise((r) => setTimeout(r, 1100));
-          assertAadsts(await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: started.device_code }), 400, 'expired_token', 70019);
+          assertAadsts(
+            await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: started.device_code }),
+            400,
+            'expired_token',
+            70019,
+          );
           const late = await approveDevice(sandbox, started.user_code, ids.mailbox);
           assert.equal(late.status, 400);
           assert.match(late.text, /AADSTS70019/);
@@ -391,7 +411,12 @@ describe('sandbox identity platform', () => {
 
           const unregistered = await startDeviceCode(sandbox, ids.publicClientId, 'https://outlook.office.com/IMAP.AccessAsUser.All');
           await approveDevice(sandbox, unregistered.user_code, ids.user, ids.userPassword);
-          assertAadsts(await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: unregistered.device_code }), 400, 'invalid_grant', 65001);
+          assertAadsts(
+            await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: unregistered.device_code }),
+            400,
+            'invalid_grant',
+            65001,
+          );
         },
       );
     });
@@ -399,7 +424,12 @@ describe('sandbox identity platform', () => {
     it('refuses the device code grant to a confidential app that sends no secret (AADSTS7000218)', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const started = await startDeviceCode(sandbox, ids.appClientId, SMTP_SEND);
-        assertAadsts(await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.appClientId, device_code: started.device_code }), 401, 'invalid_client', 7000218);
+        assertAadsts(
+          await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.appClientId, device_code: started.device_code }),
+          401,
+          'invalid_client',
+          7000218,
+        );
       });
     });
   });
@@ -411,10 +441,19 @@ describe('sandbox identity platform', () => {
           s.tenants[0]!.apps[1]!.redirectUris = ['http://localhost/callback'];
         },
         async (sandbox) => {
-          const pca = new PublicClientApplication(msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }));
+          const pca = new PublicClientApplication(
+            msalSandboxConfig({ baseUrl: sandbox.baseUrl, caPem: sandbox.caPem, tenant: ids.tenantId, clientId: ids.publicClientId }),
+          );
           const { verifier, challenge } = await new CryptoProvider().generatePkceCodes();
           const redirectUri = 'http://127.0.0.1:47111/callback';
-          const url = await pca.getAuthCodeUrl({ scopes: [SMTP_SEND], redirectUri, codeChallenge: challenge, codeChallengeMethod: 'S256', loginHint: ids.mailbox, state: 'xyz' });
+          const url = await pca.getAuthCodeUrl({
+            scopes: [SMTP_SEND],
+            redirectUri,
+            codeChallenge: challenge,
+            codeChallengeMethod: 'S256',
+            loginHint: ids.mailbox,
+            state: 'xyz',
+          });
           const res = await httpsRequest(url, { ca: sandbox.caPem });
           // The registered http://localhost/callback matches any loopback host and port, as Entra allows for native apps.
           assert.equal(res.status, 302, res.text);
@@ -435,7 +474,14 @@ describe('sandbox identity platform', () => {
       await withSandbox(undefined, async (sandbox) => {
         const { verifier, challenge } = pkcePair();
         const redeem = (code: string, codeVerifier: string): Promise<FormResponse> =>
-          token(sandbox, { grant_type: 'authorization_code', client_id: ids.publicClientId, code, redirect_uri: 'http://localhost:53123/', code_verifier: codeVerifier, scope: SMTP_SEND });
+          token(sandbox, {
+            grant_type: 'authorization_code',
+            client_id: ids.publicClientId,
+            code,
+            redirect_uri: 'http://localhost:53123/',
+            code_verifier: codeVerifier,
+            scope: SMTP_SEND,
+          });
 
         const first = await authorizeCode(sandbox, { scope: SMTP_SEND, challenge });
         assertAadsts(await redeem(first, pkcePair().verifier), 400, 'invalid_grant', 501481);
@@ -448,7 +494,13 @@ describe('sandbox identity platform', () => {
 
     it('shows an error page for a redirect URI the app did not register (AADSTS50011), without redirecting', async () => {
       await withSandbox(undefined, async (sandbox) => {
-        const query = new URLSearchParams({ client_id: ids.publicClientId, response_type: 'code', redirect_uri: 'https://evil.example/cb', scope: SMTP_SEND, login_hint: ids.mailbox });
+        const query = new URLSearchParams({
+          client_id: ids.publicClientId,
+          response_type: 'code',
+          redirect_uri: 'https://evil.example/cb',
+          scope: SMTP_SEND,
+          login_hint: ids.mailbox,
+        });
         const res = await httpsRequest(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/authorize?${query.toString()}`, { ca: sandbox.caPem });
         assert.equal(res.status, 400);
         assert.equal(res.headers.location, undefined);
@@ -473,7 +525,9 @@ describe('sandbox identity platform', () => {
         assert.match(String(page.headers['content-type']), /text\/html/);
         const action = /<form method="post" action="([^"]+)"/.exec(page.text)?.[1];
         assert.ok(action);
-        const hidden = Object.fromEntries([...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!.replace(/&amp;/g, '&')]));
+        const hidden = Object.fromEntries(
+          [...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!.replace(/&amp;/g, '&')]),
+        );
         assert.equal(hidden.code_challenge, challenge);
 
         const wrong = await postForm(`${sandbox.baseUrl}${action}`, { ...hidden, username: ids.user, password: 'nope' }, { ca: sandbox.caPem });
@@ -495,11 +549,19 @@ describe('sandbox identity platform', () => {
         const { verifier, challenge } = pkcePair();
         const scope = `${SMTP_SEND} offline_access`;
         const code = await authorizeCode(sandbox, { scope, challenge });
-        const redeemed = await token(sandbox, { grant_type: 'authorization_code', client_id: ids.publicClientId, code, redirect_uri: 'http://localhost:53123/', code_verifier: verifier, scope });
+        const redeemed = await token(sandbox, {
+          grant_type: 'authorization_code',
+          client_id: ids.publicClientId,
+          code,
+          redirect_uri: 'http://localhost:53123/',
+          code_verifier: verifier,
+          scope,
+        });
         assert.equal(redeemed.status, 200, redeemed.text);
         const first = redeemed.json<{ refresh_token: string }>().refresh_token;
 
-        const refresh = (refreshToken: string): Promise<FormResponse> => token(sandbox, { grant_type: 'refresh_token', client_id: ids.publicClientId, refresh_token: refreshToken, scope });
+        const refresh = (refreshToken: string): Promise<FormResponse> =>
+          token(sandbox, { grant_type: 'refresh_token', client_id: ids.publicClientId, refresh_token: refreshToken, scope });
         const rotated = await refresh(first);
         assert.equal(rotated.status, 200, rotated.text);
         const second = rotated.json<{ refresh_token: string; access_token: string }>().refresh_token;
@@ -520,9 +582,19 @@ describe('sandbox identity platform', () => {
           const { verifier, challenge } = pkcePair();
           const scope = `${SMTP_SEND} offline_access`;
           const code = await authorizeCode(sandbox, { scope, challenge });
-          const redeemed = await token(sandbox, { grant_type: 'authorization_code', client_id: ids.publicClientId, code, redirect_uri: 'http://localhost:53123/', code_verifier: verifier });
+          const redeemed = await token(sandbox, {
+            grant_type: 'authorization_code',
+            client_id: ids.publicClientId,
+            code,
+            redirect_uri: 'http://localhost:53123/',
+            code_verifier: verifier,
+          });
           await new Promise((r) => setTimeout(r, 1100));
-          const res = await token(sandbox, { grant_type: 'refresh_token', client_id: ids.publicClientId, refresh_token: redeemed.json<{ refresh_token: string }>().refresh_token });
+          const res = await token(sandbox, {
+            grant_type: 'refresh_token',
+            client_id: ids.publicClientId,
+            refresh_token: redeemed.json<{ refresh_token: string }>().refresh_token,
+          });
           assertAadsts(res, 400, 'invalid_grant', 700082);
         },
       );
@@ -533,7 +605,10 @@ describe('sandbox identity platform', () => {
     it('answers AADSTS90002 for an unknown tenant, at the token endpoint and at discovery, echoing the client-request-id', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const correlationId = randomUUID();
-        const res = await postForm(tokenUrl(sandbox, 'fabrikam.example'), appSecretRequest(), { ca: sandbox.caPem, headers: { 'client-request-id': correlationId } });
+        const res = await postForm(tokenUrl(sandbox, 'fabrikam.example'), appSecretRequest(), {
+          ca: sandbox.caPem,
+          headers: { 'client-request-id': correlationId },
+        });
         const body = assertAadsts(res, 400, 'invalid_request', 90002);
         assert.equal(body.correlation_id, correlationId);
         assert.match(body.error_description, /Tenant 'fabrikam\.example' not found/);
@@ -588,7 +663,11 @@ describe('sandbox identity platform', () => {
 
     it('answers AADSTS700022 for a delegated scope naming two resources', async () => {
       await withSandbox(undefined, async (sandbox) => {
-        const res = await postForm(`${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/devicecode`, { client_id: ids.publicClientId, scope: `${SMTP_SEND} https://graph.microsoft.com/Mail.Send` }, { ca: sandbox.caPem });
+        const res = await postForm(
+          `${sandbox.baseUrl}/${ids.tenantId}/oauth2/v2.0/devicecode`,
+          { client_id: ids.publicClientId, scope: `${SMTP_SEND} https://graph.microsoft.com/Mail.Send` },
+          { ca: sandbox.caPem },
+        );
         assertAadsts(res, 400, 'invalid_scope', 700022);
       });
     });
@@ -612,21 +691,43 @@ describe('sandbox identity platform', () => {
               .setExpirationTime(input.exp ?? now + 600)
               .sign(await importPKCS8(input.key, 'RS256'));
           const request = async (jwt: string): Promise<FormResponse> =>
-            token(sandbox, { grant_type: 'client_credentials', client_id: ids.appClientId, client_assertion_type: JWT_BEARER, client_assertion: jwt, scope: EXCHANGE_APP_SCOPE });
+            token(sandbox, {
+              grant_type: 'client_credentials',
+              client_id: ids.appClientId,
+              client_assertion_type: JWT_BEARER,
+              client_assertion: jwt,
+              scope: EXCHANGE_APP_SCOPE,
+            });
 
           assert.equal((await request(await assertion({ key: registered.keyPem, thumbprintSha1: registered.thumbprintSha1 }))).status, 200);
           // Another key under the registered certificate's thumbprint: the signature does not verify.
           assertAadsts(await request(await assertion({ key: other.keyPem, thumbprintSha1: registered.thumbprintSha1 })), 401, 'invalid_client', 700027);
           // Another certificate altogether: its thumbprint is not registered.
-          const unregistered = assertAadsts(await request(await assertion({ key: other.keyPem, thumbprintSha1: other.thumbprintSha1 })), 401, 'invalid_client', 700027);
-          assert.match(unregistered.error_description, new RegExp(other.thumbprintSha1));
-          assertAadsts(
-            await request(await assertion({ key: registered.keyPem, thumbprintSha1: registered.thumbprintSha1, aud: 'https://login.microsoftonline.com/x/oauth2/v2.0/token' })),
+          const unregistered = assertAadsts(
+            await request(await assertion({ key: other.keyPem, thumbprintSha1: other.thumbprintSha1 })),
             401,
             'invalid_client',
             700027,
           );
-          assertAadsts(await request(await assertion({ key: registered.keyPem, thumbprintSha1: registered.thumbprintSha1, exp: now - 3600 })), 401, 'invalid_client', 700024);
+          assert.match(unregistered.error_description, new RegExp(other.thumbprintSha1));
+          assertAadsts(
+            await request(
+              await assertion({
+                key: registered.keyPem,
+                thumbprintSha1: registered.thumbprintSha1,
+                aud: 'https://login.microsoftonline.com/x/oauth2/v2.0/token',
+              }),
+            ),
+            401,
+            'invalid_client',
+            700027,
+          );
+          assertAadsts(
+            await request(await assertion({ key: registered.keyPem, thumbprintSha1: registered.thumbprintSha1, exp: now - 3600 })),
+            401,
+            'invalid_client',
+            700024,
+          );
         },
       );
     });
@@ -680,7 +781,12 @@ describe('sandbox identity platform', () => {
         assertAadsts(await send('application/json', JSON.stringify(appSecretRequest())), 400, 'invalid_request', 900144);
         assertAadsts(await send('application/json', '{"grant_type":'), 400, 'invalid_request', 900144);
         assertAadsts(await send('application/xml', randomBytes(512)), 400, 'invalid_request', 900144);
-        assertAadsts(await send('application/x-www-form-urlencoded', `grant_type=client_credentials&junk=${'a'.repeat(1024 * 1024 + 10)}`), 400, 'invalid_request', 9002313);
+        assertAadsts(
+          await send('application/x-www-form-urlencoded', `grant_type=client_credentials&junk=${'a'.repeat(1024 * 1024 + 10)}`),
+          400,
+          'invalid_request',
+          9002313,
+        );
         assertAadsts(await token(sandbox, appSecretRequest({ grant_type: 'password' })), 400, 'unsupported_grant_type', 70003);
         assertAadsts(await httpsRequest(tokenUrl(sandbox), { ca: sandbox.caPem }), 400, 'invalid_request', 900561);
 

@@ -52,7 +52,10 @@ function userOf(tenant: Tenant, upn: string): User {
 }
 
 /** An app-only Exchange token, as the client credentials grant issues it. */
-async function appToken(sb: Sandbox, overrides: { tenant?: Tenant; app?: App; audience?: string; roles?: string[]; lifetimeSeconds?: number } = {}): Promise<string> {
+async function appToken(
+  sb: Sandbox,
+  overrides: { tenant?: Tenant; app?: App; audience?: string; roles?: string[]; lifetimeSeconds?: number } = {},
+): Promise<string> {
   const tenant = overrides.tenant ?? tenantOf(sb);
   const { token } = await sb.issuer.accessToken({
     tenant,
@@ -94,7 +97,10 @@ function message(from: string, extra = ''): string {
 }
 
 /** MAIL, RCPT for each recipient, DATA and the message; returns each reply. */
-async function submit(wire: SmtpWire, opts: { from?: string; rcpts?: string[]; data: string }): Promise<{ mail: WireReply; rcpts: WireReply[]; data?: WireReply }> {
+async function submit(
+  wire: SmtpWire,
+  opts: { from?: string; rcpts?: string[]; data: string },
+): Promise<{ mail: WireReply; rcpts: WireReply[]; data?: WireReply }> {
   const mail = await wire.command(`MAIL FROM:<${opts.from ?? MAILBOX}>`);
   const rcpts: WireReply[] = [];
   for (const r of opts.rcpts ?? ['someone@example.net']) rcpts.push(await wire.command(`RCPT TO:<${r}>`));
@@ -139,7 +145,9 @@ describe('Exchange SMTP submission: greeting, capabilities and AUTH', () => {
     const { wire, greeting } = await SmtpWire.connect(sb.smtpPort);
     assert.match(
       greeting.last,
-      new RegExp(`^220 ${FRONTEND.replace(/\./g, '\\.')} Microsoft ESMTP MAIL Service ready at (Sun|Mon|Tue|Wed|Thu|Fri|Sat), [1-9]\\d? [A-Z][a-z]{2} \\d{4} \\d{2}:\\d{2}:\\d{2} \\+0000$`),
+      new RegExp(
+        `^220 ${FRONTEND.replace(/\./g, '\\.')} Microsoft ESMTP MAIL Service ready at (Sun|Mon|Tue|Wed|Thu|Fri|Sat), [1-9]\\d? [A-Z][a-z]{2} \\d{4} \\d{2}:\\d{2}:\\d{2} \\+0000$`,
+      ),
     );
     const ehlo = await wire.command('EHLO client.example');
     assert.deepEqual(ehlo.lines, [
@@ -784,7 +792,7 @@ describe('Exchange SMTP submission: real clients', () => {
       's.ehlo()',
       "auth = 'user=' + os.environ['MAILBOX'] + '\\x01auth=Bearer ' + os.environ['TOKEN'] + '\\x01\\x01'",
       "code, text = s.auth('XOAUTH2', lambda challenge=None: auth, initial_response_ok=True)",
-      "print(code, text.decode())",
+      'print(code, text.decode())',
       "refused = s.sendmail(os.environ['MAILBOX'], ['y@example.net'], open(os.environ['MSG'], 'rb').read())",
       'print(refused)',
       's.quit()',

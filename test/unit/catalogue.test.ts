@@ -7,16 +7,36 @@ import { AADSTS_CATALOGUE, SMTP_REPLY_CATALOGUE, explainAadsts, explainConnectio
  * Exchange Online appends them). Each must land on its own catalogue row.
  */
 const RECORDED: Array<[reply: string, id: string, cls: string]> = [
-  ['535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [SN4PR0501CA0054.namprd05.prod.outlook.com]', 'smtp-535-5.7.139-tenant', 'auth'],
-  ['535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator. [DM6PR02CA0091.namprd02.prod.outlook.com]', 'smtp-535-5.7.139-criteria', 'auth'],
+  [
+    '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information. [SN4PR0501CA0054.namprd05.prod.outlook.com]',
+    'smtp-535-5.7.139-tenant',
+    'auth',
+  ],
+  [
+    '535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator. [DM6PR02CA0091.namprd02.prod.outlook.com]',
+    'smtp-535-5.7.139-criteria',
+    'auth',
+  ],
   ['535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [BN9PR03CA0112.namprd03.prod.outlook.com]', 'smtp-535-5.7.139-basic', 'auth'],
-  ["535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator. [AM0PR02CA0123.eurprd02.prod.outlook.com]", 'smtp-535-5.7.139-security-defaults', 'auth'],
+  [
+    "535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator. [AM0PR02CA0123.eurprd02.prod.outlook.com]",
+    'smtp-535-5.7.139-security-defaults',
+    'auth',
+  ],
   ['535 5.7.3 Authentication unsuccessful [PH0PR07CA0025.namprd07.prod.outlook.com]', 'smtp-535-5.7.3', 'auth'],
   ['530 5.7.57 Client not authenticated to send mail. [MW4PR03CA0262.namprd03.prod.outlook.com]', 'smtp-530-5.7.57', 'auth'],
-  ['554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.', 'smtp-554-5.2.0-sendas', 'permanent'],
+  [
+    '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.',
+    'smtp-554-5.2.0-sendas',
+    'permanent',
+  ],
   ['550 5.7.60 SMTP; Client does not have permissions to send as this sender', 'smtp-550-5.7.60', 'permanent'],
   ['432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded [Hostname=BY5PR04MB6964.namprd04.prod.outlook.com]', 'smtp-432-4.3.2-threads', 'throttled'],
-  ['554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.', 'smtp-554-5.2.0-quota', 'throttled'],
+  [
+    '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.',
+    'smtp-554-5.2.0-quota',
+    'throttled',
+  ],
   ['550 5.1.8 Access denied, bad outbound sender', 'smtp-550-5.1.8', 'permanent'],
   ['421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2.', 'smtp-421-4.7.66', 'permanent'],
   ['451 4.7.500 Server busy. Please try again later. [PR1P264CA0012.FRAP264.PROD.OUTLOOK.COM]', 'smtp-451-4.7.500', 'transient'],
@@ -66,7 +86,10 @@ describe('the reply catalogue', () => {
 
   it('names connection failures by their Node and OpenSSL codes', () => {
     assert.equal(explainConnectionError('ECONNREFUSED')?.class, 'transient');
-    assert.equal(explainConnectionError(undefined, 'Hostname/IP does not match certificate: ERR_TLS_CERT_ALTNAME_INVALID')?.id, 'net-err_tls_cert_altname_invalid');
+    assert.equal(
+      explainConnectionError(undefined, 'Hostname/IP does not match certificate: ERR_TLS_CERT_ALTNAME_INVALID')?.id,
+      'net-err_tls_cert_altname_invalid',
+    );
     assert.equal(explainConnectionError('SELF_SIGNED_CERT_IN_CHAIN')?.class, 'permanent');
     assert.equal(explainConnectionError('E_SOMETHING_ELSE'), undefined);
   });

@@ -35,7 +35,15 @@ describe('docs/configuration.md', () => {
     const documented = new Set([...doc.matchAll(/^\| `([A-Za-z[\].]+)` \|/gm)].map((m) => m[1]!));
     // Per-mailbox auth overrides mirror `auth.*` field for field and are documented once, with it.
     const required = [...schemaPaths()].filter((p) => !p.startsWith('mailboxes[].auth.'));
-    assert.deepEqual(required.filter((p) => !documented.has(p)), [], 'fields missing from docs/configuration.md');
-    assert.deepEqual([...documented].filter((p) => !schemaPaths().has(p)), [], 'docs/configuration.md documents fields that do not exist');
+    assert.deepEqual(
+      required.filter((p) => !documented.has(p)),
+      [],
+      'fields missing from docs/configuration.md',
+    );
+    assert.deepEqual(
+      [...documented].filter((p) => !schemaPaths().has(p)),
+      [],
+      'docs/configuration.md documents fields that do not exist',
+    );
   });
 });

@@ -19,7 +19,10 @@ describe('loadConfig', () => {
     try {
       const path = join(dir.path, 'relay365.yaml');
       await writeFile(path, 'dataDir: /var/lib/relay365\nlog:\n  level: warn\n');
-      const config = await loadConfig({ path, env: { RELAY365_LOG__LEVEL: 'debug', RELAY365_SECRET_KEY: 'k', RELAY365_CLIENT_SECRET: 'a secret the config refers to', RELAY365_FULL_TESTS: '1' } });
+      const config = await loadConfig({
+        path,
+        env: { RELAY365_LOG__LEVEL: 'debug', RELAY365_SECRET_KEY: 'k', RELAY365_CLIENT_SECRET: 'a secret the config refers to', RELAY365_FULL_TESTS: '1' },
+      });
       assert.equal(config.dataDir, '/var/lib/relay365');
       assert.equal(config.log.level, 'debug');
     } finally {

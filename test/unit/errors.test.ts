@@ -8,8 +8,16 @@ describe('error codes', () => {
     const doc = await readFile(new URL('../../docs/errors.md', import.meta.url), 'utf8');
     const documented = new Set([...doc.matchAll(/^\| `(R365_[A-Z0-9_]+)` \|/gm)].map((m) => m[1]));
     const defined = new Set(Object.keys(ERROR_CODES));
-    assert.deepEqual([...defined].filter((c) => !documented.has(c)), [], 'codes missing from docs/errors.md');
-    assert.deepEqual([...documented].filter((c) => !defined.has(c!)), [], 'docs/errors.md lists codes src/errors.ts lacks');
+    assert.deepEqual(
+      [...defined].filter((c) => !documented.has(c)),
+      [],
+      'codes missing from docs/errors.md',
+    );
+    assert.deepEqual(
+      [...documented].filter((c) => !defined.has(c!)),
+      [],
+      'docs/errors.md lists codes src/errors.ts lacks',
+    );
   });
 
   it('keeps the code, the cause and the retryable flag', () => {

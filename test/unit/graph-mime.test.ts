@@ -8,10 +8,22 @@ import { addAttachmentsToMime } from '../../src/sandbox/graph-routes.js';
 describe('MIME splitting for Graph upload sessions', () => {
   it('takes the big attachment out of a multipart/mixed message and leaves the rest as it was', async () => {
     const big = randomBytes(200_000);
-    const m = await composeMessage({ from: 'a@contoso.example', to: 'b@example.net', subject: 's', text: 'body', attachments: [{ filename: 'big.bin', content: big }, { filename: 'small.txt', content: 'hi' }] });
+    const m = await composeMessage({
+      from: 'a@contoso.example',
+      to: 'b@example.net',
+      subject: 's',
+      text: 'body',
+      attachments: [
+        { filename: 'big.bin', content: big },
+        { filename: 'small.txt', content: 'hi' },
+      ],
+    });
     const split = splitLargeAttachments(m.raw, 50_000);
     assert.ok(split);
-    assert.deepEqual(split.attachments.map((a) => [a.name, a.content.equals(big)]), [['big.bin', true]]);
+    assert.deepEqual(
+      split.attachments.map((a) => [a.name, a.content.equals(big)]),
+      [['big.bin', true]],
+    );
     assert.ok(split.draft.length < 50_000);
     assert.match(split.draft.toString('latin1'), /small\.txt/);
     // The sandbox puts it back: the same bytes come out of a second split.

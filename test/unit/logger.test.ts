@@ -72,6 +72,9 @@ describe('logger errors', () => {
 
 describe('scrubSecrets on connection URLs', () => {
   it('hides the password of a postgres:// URL', () => {
-    assert.equal(scrubSecrets('connect postgres://relay:S3cret!pw@db.lan:5432/relay365 failed'), 'connect postgres://relay:<redacted>@db.lan:5432/relay365 failed');
+    assert.equal(
+      scrubSecrets('connect postgres://relay:S3cret!pw@db.lan:5432/relay365 failed'),
+      'connect postgres://relay:<redacted>@db.lan:5432/relay365 failed',
+    );
   });
 });

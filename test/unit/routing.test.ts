@@ -38,10 +38,25 @@ describe('Router', () => {
 
 describe('backoffDelay', () => {
   it('doubles from the base, stays under the ceiling, and is jittered between half and all of it', () => {
-    assert.equal(backoffDelay(1, 1000, 60_000, () => 0), 500);
-    assert.equal(backoffDelay(1, 1000, 60_000, () => 1), 1000);
-    assert.equal(backoffDelay(3, 1000, 60_000, () => 1), 4000);
-    assert.equal(backoffDelay(20, 1000, 60_000, () => 1), 60_000);
-    assert.equal(backoffDelay(20, 1000, 60_000, () => 0), 30_000);
+    assert.equal(
+      backoffDelay(1, 1000, 60_000, () => 0),
+      500,
+    );
+    assert.equal(
+      backoffDelay(1, 1000, 60_000, () => 1),
+      1000,
+    );
+    assert.equal(
+      backoffDelay(3, 1000, 60_000, () => 1),
+      4000,
+    );
+    assert.equal(
+      backoffDelay(20, 1000, 60_000, () => 1),
+      60_000,
+    );
+    assert.equal(
+      backoffDelay(20, 1000, 60_000, () => 0),
+      30_000,
+    );
   });
 });

@@ -38,10 +38,22 @@ describe('sandbox scope parsing', () => {
   it('reads one {resource}/.default for client credentials and keeps the resource URI as requested for aud', () => {
     assert.deepEqual(parseAppOnlyScope('https://outlook.office365.com/.default', 't'), { name: 'exchange', audience: 'https://outlook.office365.com' });
     assert.deepEqual(parseAppOnlyScope('https://outlook.office.com//.default', 't'), { name: 'exchange', audience: 'https://outlook.office.com' });
-    assert.deepEqual(parseAppOnlyScope('00000003-0000-0000-c000-000000000000/.default', 't'), { name: 'graph', audience: '00000003-0000-0000-c000-000000000000' });
-    assert.equal(aadstsCode(() => parseAppOnlyScope('https://outlook.office.com/SMTP.Send', 't')), 'AADSTS70011');
-    assert.equal(aadstsCode(() => parseAppOnlyScope('https://graph.microsoft.com/.default https://outlook.office365.com/.default', 't')), 'AADSTS70011');
-    assert.equal(aadstsCode(() => parseAppOnlyScope('https://api.contoso.example/.default', 't')), 'AADSTS500011');
+    assert.deepEqual(parseAppOnlyScope('00000003-0000-0000-c000-000000000000/.default', 't'), {
+      name: 'graph',
+      audience: '00000003-0000-0000-c000-000000000000',
+    });
+    assert.equal(
+      aadstsCode(() => parseAppOnlyScope('https://outlook.office.com/SMTP.Send', 't')),
+      'AADSTS70011',
+    );
+    assert.equal(
+      aadstsCode(() => parseAppOnlyScope('https://graph.microsoft.com/.default https://outlook.office365.com/.default', 't')),
+      'AADSTS70011',
+    );
+    assert.equal(
+      aadstsCode(() => parseAppOnlyScope('https://api.contoso.example/.default', 't')),
+      'AADSTS500011',
+    );
   });
 
   it('gives a bare delegated permission to Graph, keeps OIDC scopes apart and refuses two resources in one request', () => {
@@ -51,12 +63,21 @@ describe('sandbox scope parsing', () => {
     assert.deepEqual([...bare.oidc], ['offline_access']);
     const smtp = parseDelegatedScope('openid https://outlook.office.com/SMTP.Send profile', 't');
     assert.equal(smtp.resource.audience, 'https://outlook.office.com');
-    assert.equal(aadstsCode(() => parseDelegatedScope('https://outlook.office.com/SMTP.Send Mail.Send', 't')), 'AADSTS700022');
-    assert.equal(aadstsCode(() => parseDelegatedScope('', 't')), 'AADSTS70011');
-    assert.equal(aadstsCode(() => parseDelegatedScope('https://outlook.office.com/', 't')), 'AADSTS70011');
+    assert.equal(
+      aadstsCode(() => parseDelegatedScope('https://outlook.office.com/SMTP.Send Mail.Send', 't')),
+      'AADSTS700022',
+    );
+    assert.equal(
+      aadstsCode(() => parseDelegatedScope('', 't')),
+      'AADSTS70011',
+    );
+    assert.equal(
+      aadstsCode(() => parseDelegatedScope('https://outlook.office.com/', 't')),
+      'AADSTS70011',
+    );
   });
 
-  it("grants only permissions in the app registration, expanding .default to its list and writing full URIs back", () => {
+  it('grants only permissions in the app registration, expanding .default to its list and writing full URIs back', () => {
     const app = defaultScenario().tenants[0]!.apps[1]!;
     const request = parseDelegatedScope('https://outlook.office.com/smtp.send offline_access', 't');
     const granted = grantablePermissions(app, request);

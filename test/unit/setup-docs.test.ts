@@ -8,7 +8,9 @@ const TENANT = '11111111-2222-4333-8444-555555555555';
 const CLIENT = '66666666-7777-4888-8999-aaaaaaaaaaaa';
 
 function text(input: Partial<AdminStepsInput> & Pick<AdminStepsInput, 'setup'>): string {
-  return renderAdminStepsText(adminSteps({ tenant: TENANT, clientId: CLIENT, mailboxes: ['printer@contoso.com'], cloud: 'global', configPath: 'relay365.yaml', ...input }));
+  return renderAdminStepsText(
+    adminSteps({ tenant: TENANT, clientId: CLIENT, mailboxes: ['printer@contoso.com'], cloud: 'global', configPath: 'relay365.yaml', ...input }),
+  );
 }
 
 describe('docs/microsoft-365-setup.md and the admin steps', () => {

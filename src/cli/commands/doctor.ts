@@ -66,7 +66,9 @@ function loadConfigForDoctor(flag: string | undefined): Promise<Readonly<Config>
 /** `relay365 doctor`: walks the setup of a mailbox step by step and explains the first step that fails. */
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('Check the Microsoft 365 setup of a mailbox step by step (DNS, TCP, STARTTLS, token, claims, AUTH XOAUTH2, send) and print the fix for what fails.')
+    .description(
+      'Check the Microsoft 365 setup of a mailbox step by step (DNS, TCP, STARTTLS, token, claims, AUTH XOAUTH2, send) and print the fix for what fails.',
+    )
     .addOption(configOption())
     .option('-m, --mailbox <address>', 'mailbox to check (default: the only configured one)')
     .option('--send-test <address>', 'also send a real test message to this address')

@@ -149,7 +149,8 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
   const p = new Prompter();
   try {
     console.log('relay365 init writes a config for sending through Microsoft 365, then prints the admin steps for your tenant.\n');
-    const cloud = (flags.cloud ?? (await p.ask('Microsoft cloud (global, usgov, usgov-dod, china, sandbox)', { default: 'global', validate: check.cloud }))) as CloudName;
+    const cloud = (flags.cloud ??
+      (await p.ask('Microsoft cloud (global, usgov, usgov-dod, china, sandbox)', { default: 'global', validate: check.cloud }))) as CloudName;
     let sandbox: Answers['sandbox'];
     if (cloud === 'sandbox') {
       sandbox = {
@@ -162,7 +163,10 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
     const tenant = flags.tenant ?? (await p.ask('Tenant: the Directory (tenant) ID or a domain such as contoso.onmicrosoft.com', { validate: check.tenant }));
     const clientId = flags.clientId ?? (await p.ask('Application (client) ID of the app registration', { validate: check.clientId }));
     const setup = (flags.setup ??
-      (await p.ask('Setup: app-secret (app-only, client secret), app-certificate (app-only, certificate) or device-code (delegated)', { default: 'app-secret', validate: check.setup }))) as Setup;
+      (await p.ask('Setup: app-secret (app-only, client secret), app-certificate (app-only, certificate) or device-code (delegated)', {
+        default: 'app-secret',
+        validate: check.setup,
+      }))) as Setup;
     let secret: string | undefined;
     let keyFile: string | undefined;
     let certFile: string | undefined;
@@ -177,7 +181,13 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
       keyFile = flags.certKey ?? (await p.ask('Private key file of the app certificate (PEM)', { default: `${dataPath(flags.dataDir)}/app.key` }));
       certFile = flags.certFile ?? (await p.ask('Certificate file (PEM)', { default: `${dataPath(flags.dataDir)}/app.crt` }));
     }
-    const mailboxes = flags.mailbox ?? splitList(await p.ask(setup === 'device-code' ? 'Mailbox to send as (the user who signs in)' : 'Mailbox(es) to send as, comma-separated', { validate: check.mailboxes }));
+    const mailboxes =
+      flags.mailbox ??
+      splitList(
+        await p.ask(setup === 'device-code' ? 'Mailbox to send as (the user who signs in)' : 'Mailbox(es) to send as, comma-separated', {
+          validate: check.mailboxes,
+        }),
+      );
     const users: Answers['users'] = [];
     const named = flags.relayUser ?? [];
     for (const name of named) users.push({ name, password: await askNewPassword(p, name) });
@@ -287,7 +297,9 @@ async function flagAnswers(flags: InitFlags): Promise<Answers> {
     setup,
     mailboxes,
     ...(secret !== undefined ? { secret } : {}),
-    ...(setup === 'app-certificate' ? { keyFile: flags.certKey ?? `${dataPath(flags.dataDir)}/app.key`, certFile: flags.certFile ?? `${dataPath(flags.dataDir)}/app.crt` } : {}),
+    ...(setup === 'app-certificate'
+      ? { keyFile: flags.certKey ?? `${dataPath(flags.dataDir)}/app.key`, certFile: flags.certFile ?? `${dataPath(flags.dataDir)}/app.crt` }
+      : {}),
     users,
   };
 }
@@ -314,7 +326,8 @@ async function writeNew(path: string, content: string, mode: number, force: bool
   try {
     await writeFile(path, content, { mode, flag: force ? 'w' : 'wx' });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Relay365Error('R365_INIT_OUTPUT_EXISTS', `${path} exists already: choose another --output, or pass --force to replace it.`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new Relay365Error('R365_INIT_OUTPUT_EXISTS', `${path} exists already: choose another --output, or pass --force to replace it.`, { cause: err });
     throw err;
   }
   // `mode` applies only when the file is created; a replaced file keeps its old mode otherwise.
@@ -338,7 +351,8 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
   }
   // Never write a config relay365 would refuse.
   const parsed = configSchema.safeParse(config);
-  if (!parsed.success) throw invalid(`The answers do not make a valid config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw invalid(`The answers do not make a valid config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
 
   const doc = new Document(config);
   doc.commentBefore =
@@ -346,7 +360,10 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
     ' Every field: docs/configuration.md. Check the Microsoft 365 side with: relay365 doctor --config ' +
     flags.output;
   const secretNode = doc.getIn(['auth', 'clientSecret'], true) as { comment?: string } | undefined;
-  if (secretNode) secretNode.comment = secretRef?.startsWith('env:') ? ` the secret itself is set in the environment (${SECRET_ENV}), never here` : ' a file of mode 0600 holding only the secret';
+  if (secretNode)
+    secretNode.comment = secretRef?.startsWith('env:')
+      ? ` the secret itself is set in the environment (${SECRET_ENV}), never here`
+      : ' a file of mode 0600 holding only the secret';
   const users = doc.getIn(['smtp', 'users'], true) as { commentBefore?: string } | undefined;
   if (users) users.commentBefore = ' devices log in to the relay with these names; scrypt hashes of their passwords (relay365 user add NAME makes more)';
   return doc.toString({ lineWidth: 0 });

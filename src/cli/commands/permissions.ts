@@ -30,7 +30,13 @@ export function permissionsCommand(): Command {
             console.log(`  ${MARK[f.level]}  ${f.permission}: ${f.message}`);
             if (f.fix) console.log(`        fix: ${f.fix}`);
           }
-          console.log(worst === 'ok' ? 'Least privilege: nothing broader than sending.' : worst === 'warn' ? 'The app holds more than sending needs: narrow it as shown.' : 'Sending cannot work with this token: see the failures above.');
+          console.log(
+            worst === 'ok'
+              ? 'Least privilege: nothing broader than sending.'
+              : worst === 'warn'
+                ? 'The app holds more than sending needs: narrow it as shown.'
+                : 'Sending cannot work with this token: see the failures above.',
+          );
         }
         if (worst !== 'ok') process.exitCode = 1;
       } finally {

@@ -31,7 +31,11 @@ export function queueCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (flags: { config?: string; state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: string; json?: boolean }) => {
       await withStore(flags, async (store) => {
-        const page = await store.list({ ...(flags.state ? { state: flags.state } : {}), ...(flags.mailbox ? { mailbox: flags.mailbox } : {}), limit: Number(flags.limit) });
+        const page = await store.list({
+          ...(flags.state ? { state: flags.state } : {}),
+          ...(flags.mailbox ? { mailbox: flags.mailbox } : {}),
+          limit: Number(flags.limit),
+        });
         if (flags.json) console.log(JSON.stringify(page, null, 2));
         else {
           const counts = await store.counts();
@@ -55,7 +59,9 @@ export function queueCommand(): Command {
           return;
         }
         console.log(line(m));
-        console.log(`  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`);
+        console.log(
+          `  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`,
+        );
         if (m.state === 'queued' || m.state === 'deferred') console.log(`  next attempt ${m.nextAttemptAt.toISOString()}`);
         for (const a of attempts) {
           console.log(`  ${a.at.toISOString()}  ${a.mailbox}  ${a.class}  ${a.reply ?? ''} (${a.durationMs} ms)`);

@@ -21,7 +21,7 @@ export function sandboxCommand(): Command {
   return new Command('sandbox')
     .description(
       'Run the Microsoft 365 sandbox: a local identity platform (OAuth2 tokens) and Exchange Online SMTP submission ' +
-        '(STARTTLS + AUTH XOAUTH2) with Microsoft\'s limits and error replies, for trying relay365 and for tests.',
+        "(STARTTLS + AUTH XOAUTH2) with Microsoft's limits and error replies, for trying relay365 and for tests.",
     )
     .option('--scenario <file>', 'YAML scenario: tenants, apps, mailboxes, limits, faults (default: the built-in one; see docs/sandbox.md)')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
@@ -30,7 +30,9 @@ export function sandboxCommand(): Command {
     .option('--data-dir <dir>', 'where the sandbox CA (ca.pem) is written', './data/sandbox')
     .option('--eml-dir <dir>', 'also write every accepted message there as an .eml file')
     .option('--json', 'print the endpoints as one JSON line (for scripts) instead of text')
-    .addOption(new Option('--log-level <level>', 'log level of the sandbox (logs go to stderr)').choices(['silent', 'error', 'warn', 'info', 'debug']).default('warn'))
+    .addOption(
+      new Option('--log-level <level>', 'log level of the sandbox (logs go to stderr)').choices(['silent', 'error', 'warn', 'info', 'debug']).default('warn'),
+    )
     .addHelpText(
       'after',
       `

@@ -63,14 +63,18 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
       }
       const storeName = config.queue.url ? `PostgreSQL schema ${config.queue.schema}` : resolve(config.dataDir, config.queue.path);
       console.log(`relay365 serving (store ${storeName}; worker ${relay.worker.owner})`);
-      for (const l of relay.listeners) console.log(`  SMTP  ${l.host}:${l.port} (${l.tls === 'implicit' ? 'implicit TLS' : l.tls === 'starttls' ? 'STARTTLS' : 'no TLS'})`);
+      for (const l of relay.listeners)
+        console.log(`  SMTP  ${l.host}:${l.port} (${l.tls === 'implicit' ? 'implicit TLS' : l.tls === 'starttls' ? 'STARTTLS' : 'no TLS'})`);
       if (relay.httpAddress) console.log(`  HTTP  ${relay.httpAddress} (API /v1, /metrics, /healthz${config.http.adminPassword ? ', dashboard /' : ''})`);
-      console.log(`  sending as ${config.mailboxes.map((m) => m.address).join(', ') || '(no mailbox configured)'} via ${relay.identity.cloud.smtpHost}:${relay.identity.cloud.smtpPort}`);
+      console.log(
+        `  sending as ${config.mailboxes.map((m) => m.address).join(', ') || '(no mailbox configured)'} via ${relay.identity.cloud.smtpHost}:${relay.identity.cloud.smtpPort}`,
+      );
       if (sandbox) {
         console.log(`  sandbox: what arrived  ${sandbox.baseUrl}/sandbox/messages  (CA ${sandbox.caPath})`);
         console.log(`           and as files ${join(resolve(config.dataDir, 'sandbox'), 'mail')}/*.eml`);
         const l = relay.listeners[0];
-        if (l) console.log(`  try:  swaks --server ${l.host}:${l.port} --tls --from ${config.mailboxes[0]?.address ?? DEFAULT_IDS.mailbox} --to you@example.net`);
+        if (l)
+          console.log(`  try:  swaks --server ${l.host}:${l.port} --tls --from ${config.mailboxes[0]?.address ?? DEFAULT_IDS.mailbox} --to you@example.net`);
       }
       await onShutdown(async () => {
         logger.info('shutting down: finishing transactions and sends in flight');

@@ -18,7 +18,13 @@ export function tokenCommand(): Command {
         const token = await identity.provider.getToken(mailbox);
         const s = summarizeToken(token.accessToken);
         if (flags.json) {
-          console.log(JSON.stringify({ mailbox, expiresOn: token.expiresOn.toISOString(), claims: s ?? null, ...(flags.raw ? { accessToken: token.accessToken } : {}) }, null, 2));
+          console.log(
+            JSON.stringify(
+              { mailbox, expiresOn: token.expiresOn.toISOString(), claims: s ?? null, ...(flags.raw ? { accessToken: token.accessToken } : {}) },
+              null,
+              2,
+            ),
+          );
           return;
         }
         console.log(`mailbox     ${mailbox}`);
