@@ -124,7 +124,7 @@ export class SmtpTransport implements Transport {
           }
           connection.send({ from: message.envelope.from, to: [...message.envelope.to] }, message.raw, (sendError, sent) => {
             if (sendError) failure ??= sendError;
-            else info = sent as SentInfo;
+            else info = sent;
             connection.quit();
           });
         });

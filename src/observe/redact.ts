@@ -45,7 +45,7 @@ const PATTERNS: Array<[RegExp, string]> = [
   [/(AUTH\s+(?:XOAUTH2|OAUTHBEARER|PLAIN|LOGIN))\s+(?![A-Z0-9_-]+(?:\s|$))\S+/gi, `$1 ${REDACTED}`],
   [/dXNlcj[A-Za-z0-9+/=]{16,}/g, REDACTED], // base64 of "user=..." (XOAUTH2 initial response)
   // Passwords in connection URLs (postgres://user:password@host/db).
-  [/(\b[a-z][a-z0-9+.-]*:\/\/[^:@\/\s]*:)[^@\/\s]+@/gi, `$1${REDACTED}@`],
+  [/(\b[a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:)[^@/\s]+@/gi, `$1${REDACTED}@`],
   // relay365 API keys (`relay365 apikey create`).
   [/\br365_[A-Za-z0-9_-]{16,}/g, REDACTED],
   // Bearer tokens in headers or text.

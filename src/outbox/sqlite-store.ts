@@ -67,6 +67,8 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
 export class SqliteOutboxStore implements OutboxStore {
   private statements: Statements | undefined;
   private transactions: Transactions | undefined;
+  private readonly pendingInserts: PendingInsert[] = [];
+  private readonly pendingCompletes: Array<{ request: CompleteRequest; resolve: (done: boolean) => void; reject: (error: unknown) => void }> = [];
 
   private constructor(
     private readonly db: Database.Database,
@@ -143,54 +145,79 @@ export class SqliteOutboxStore implements OutboxStore {
    * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
    */
   enqueue(message: NewMessage): Promise<StoredMessage> {
-    return this.run('store the message', () => {
-      if ((message.mailbox === undefined) === (message.pool === undefined)) {
-        throw new Relay365Error(
-          'R365_MESSAGE_INVALID',
-          'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
-        );
-      }
-      if (message.envelope.to.length === 0) {
-        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
-      }
-      const now = Date.now();
-      const row: MessageRow = {
-        id: newMessageId(now),
-        mailbox: message.mailbox ?? null,
-        pool: message.pool ?? null,
-        envelope_from: message.envelope.from,
-        envelope_to: JSON.stringify(message.envelope.to),
-        recipients: message.envelope.to.length,
-        size: message.raw.length,
-        message_id: message.messageId ?? null,
-        source: JSON.stringify(message.source),
-        state: 'queued',
-        attempts: 0,
-        created_at: now,
-        updated_at: now,
-        next_attempt_at: message.notBefore?.getTime() ?? now,
-        lease_owner: null,
-        lease_until: null,
-        last_reply: null,
-        last_class: null,
-        last_explanation: null,
-      };
-      this.sql.insertMessage.run({
-        id: row.id,
-        mailbox: row.mailbox,
-        pool: row.pool,
-        envelopeFrom: row.envelope_from,
-        envelopeTo: row.envelope_to,
-        recipients: row.recipients,
-        size: row.size,
-        messageId: row.message_id,
-        source: row.source,
-        createdAt: row.created_at,
-        nextAttemptAt: row.next_attempt_at,
-        raw: message.raw,
-      });
-      return toStoredMessage(row);
+    let prepared: { row: MessageRow; params: InsertParams };
+    try {
+      prepared = this.prepareInsert(message);
+    } catch (err) {
+      return Promise.reject(explainSqliteError(err, 'store the message', this.path));
+    }
+    // Group commit: enqueues of the same event-loop turn share one transaction, so one fsync makes
+    // them all durable; each promise still resolves only after that commit.
+    return new Promise<StoredMessage>((resolve, reject) => {
+      this.pendingInserts.push({ ...prepared, resolve, reject });
+      if (this.pendingInserts.length === 1) setImmediate(() => this.flushInserts());
     });
+  }
+
+  private flushInserts(): void {
+    const batch = this.pendingInserts.splice(0);
+    try {
+      this.tx.insertBatch.immediate(batch.map((b) => b.params));
+    } catch (err) {
+      const error = explainSqliteError(err, 'store the message', this.path);
+      for (const b of batch) b.reject(error);
+      return;
+    }
+    for (const b of batch) b.resolve(toStoredMessage(b.row));
+  }
+
+  private prepareInsert(message: NewMessage): { row: MessageRow; params: InsertParams } {
+    if ((message.mailbox === undefined) === (message.pool === undefined)) {
+      throw new Relay365Error(
+        'R365_MESSAGE_INVALID',
+        'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
+      );
+    }
+    if (message.envelope.to.length === 0) {
+      throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
+    }
+    const now = Date.now();
+    const row: MessageRow = {
+      id: newMessageId(now),
+      mailbox: message.mailbox ?? null,
+      pool: message.pool ?? null,
+      envelope_from: message.envelope.from,
+      envelope_to: JSON.stringify(message.envelope.to),
+      recipients: message.envelope.to.length,
+      size: message.raw.length,
+      message_id: message.messageId ?? null,
+      source: JSON.stringify(message.source),
+      state: 'queued',
+      attempts: 0,
+      created_at: now,
+      updated_at: now,
+      next_attempt_at: message.notBefore?.getTime() ?? now,
+      lease_owner: null,
+      lease_until: null,
+      last_reply: null,
+      last_class: null,
+      last_explanation: null,
+    };
+    const params: InsertParams = {
+      id: row.id,
+      mailbox: row.mailbox,
+      pool: row.pool,
+      envelopeFrom: row.envelope_from,
+      envelopeTo: row.envelope_to,
+      recipients: row.recipients,
+      size: row.size,
+      messageId: row.message_id,
+      source: row.source,
+      createdAt: row.created_at,
+      nextAttemptAt: row.next_attempt_at,
+      raw: message.raw,
+    };
+    return { row, params };
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -218,7 +245,24 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   complete(request: CompleteRequest): Promise<boolean> {
-    return this.run('record a delivery attempt', () => this.tx.complete.immediate(request));
+    // Group commit, as for enqueue: outcomes recorded in the same event-loop turn share one fsync.
+    return new Promise<boolean>((resolve, reject) => {
+      this.pendingCompletes.push({ request, resolve, reject });
+      if (this.pendingCompletes.length === 1) setImmediate(() => this.flushCompletes());
+    });
+  }
+
+  private flushCompletes(): void {
+    const batch = this.pendingCompletes.splice(0);
+    let results: boolean[];
+    try {
+      results = this.tx.completeBatch.immediate(batch.map((b) => b.request));
+    } catch (err) {
+      const error = explainSqliteError(err, 'record a delivery attempt', this.path);
+      for (const b of batch) b.reject(error);
+      return;
+    }
+    batch.forEach((b, i) => b.resolve(results[i]!));
   }
 
   retry(id: string): Promise<boolean> {
@@ -390,7 +434,14 @@ export class SqliteOutboxStore implements OutboxStore {
       sending: sql.liveLeases.get({ mailbox, now })?.n ?? 0,
     }));
 
-    return { claim, complete, quotaUsage };
+    const insertBatch = this.db.transaction((rows: InsertParams[]) => {
+      for (const params of rows) sql.insertMessage.run(params);
+    });
+
+    // Nested transactions are savepoints in better-sqlite3: each completion keeps its own all-or-nothing.
+    const completeBatch = this.db.transaction((requests: CompleteRequest[]) => requests.map((r) => complete(r)));
+
+    return { claim, complete, quotaUsage, insertBatch, completeBatch };
   }
 
   /**
@@ -432,7 +483,19 @@ export class SqliteOutboxStore implements OutboxStore {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
+/** The named parameters of `SQL.insertMessage`. */
+type InsertParams = Record<string, string | number | Buffer | null>;
+
+interface PendingInsert {
+  row: MessageRow;
+  params: InsertParams;
+  resolve: (message: StoredMessage) => void;
+  reject: (error: unknown) => void;
+}
+
 interface Transactions {
+  insertBatch: Database.Transaction<(rows: InsertParams[]) => void>;
+  completeBatch: Database.Transaction<(requests: CompleteRequest[]) => boolean[]>;
   claim: Database.Transaction<(request: ClaimRequest, now: number) => ClaimResult>;
   complete: Database.Transaction<(request: CompleteRequest) => boolean>;
   quotaUsage: Database.Transaction<(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: number) => QuotaUsage>;

@@ -32,9 +32,9 @@ function startNode(config: string, env: NodeJS.ProcessEnv): Promise<{ child: Chi
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 30_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       const m = /^relay365 serving .*worker (\S+)\)/.exec(line);
       if (m) {
         clearTimeout(timer);
