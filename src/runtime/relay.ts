@@ -141,7 +141,17 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     try {
       http = await buildHttpApp({
         config,
-        relay: { enqueue, store, router, worker, tokens: identity.provider },
+        relay: {
+          enqueue,
+          store,
+          router,
+          worker,
+          tokens: identity.provider,
+          doctor: async (mailbox: string) => {
+            const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
+            return toDoctorJson(await runDoctor(config, { mailbox, logger: logger.child({ component: 'doctor' }) }));
+          },
+        },
         httpStore: httpSide.httpStore,
         metrics: httpSide.metrics,
         logger: logger.child({ component: 'http' }),

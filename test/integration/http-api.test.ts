@@ -586,6 +586,23 @@ describe('HTTP API', () => {
     }
   });
 
+  it('runs the setup checks for a mailbox (GET /v1/mailboxes/:mailbox/doctor) and answers 404 for an unknown one', async () => {
+    const run = await startApi(sandbox);
+    try {
+      const res = await run.api('GET', `/v1/mailboxes/${encodeURIComponent(MAILBOX)}/doctor`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const report = res.body as unknown as { ok: boolean; mailbox: string; checks: Array<{ id: string; status: string }> };
+      assert.equal(report.mailbox, MAILBOX);
+      assert.ok(report.checks.length >= 8);
+      assert.ok(report.checks.some((c) => c.status === 'pass'));
+      assert.ok(!JSON.stringify(report).includes('eyJ'), 'no token in the report');
+      const unknown = await run.api('GET', '/v1/mailboxes/nobody%40contoso.example/doctor');
+      assert.equal(unknown.status, 404);
+    } finally {
+      await run.stop();
+    }
+  });
+
   it('answers a repeated Idempotency-Key with the first response and queues once, also after a restart; refuses the key with another body (422)', async () => {
     const dir = await tempDir();
     try {

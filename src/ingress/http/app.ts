@@ -21,6 +21,8 @@ export interface HttpAppDeps {
     worker: Pick<DeliveryWorker, 'status' | 'notify'>;
     /** The token provider's read-only view (`identity.provider`). */
     tokens?: ViewSources['tokens'];
+    /** Runs the setup checks for a mailbox (`GET /v1/mailboxes/:mailbox/doctor`). */
+    doctor?: (mailbox: string) => Promise<unknown>;
   };
   httpStore: HttpStore;
   metrics: RelayMetrics;
@@ -92,6 +94,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         worker: relay.worker,
         tokens: relay.tokens,
         httpStore: deps.httpStore,
+        doctor: relay.doctor,
       });
       done();
     },

@@ -28,6 +28,8 @@ export interface ApiRouteDeps {
   worker: Pick<DeliveryWorker, 'status' | 'notify'>;
   tokens: ViewSources['tokens'];
   httpStore: HttpStore;
+  /** Runs `relay365 doctor` for a mailbox (injected by the runtime, which owns the doctor). */
+  doctor?: ((mailbox: string) => Promise<unknown>) | undefined;
 }
 
 const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
@@ -220,4 +222,26 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     },
     async () => ({ items: await mailboxStatuses(sources) }),
   );
+
+  const doctor = deps.doctor;
+  if (doctor) {
+    app.get<{ Params: { mailbox: string } }>(
+      '/mailboxes/:mailbox/doctor',
+      {
+        schema: {
+          summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix",
+          tags: ['mailboxes'],
+          security,
+          params: { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] },
+          response: { 200: { type: 'object', additionalProperties: true }, ...errors },
+        },
+      },
+      async (request) => {
+        const mailbox = request.params.mailbox.toLowerCase();
+        if (!mailboxes.includes(mailbox))
+          throw apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+        return doctor(mailbox);
+      },
+    );
+  }
 }
