@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import {
@@ -516,26 +517,6 @@ function toDate(ms: number | null): Date | undefined {
 /** Oldest first, as the claim query orders them (ids compare byte by byte, as COLLATE "C" does for ASCII). */
 function byAge(a: PgMessageRow, b: PgMessageRow): number {
   return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-function encodeCursor(createdAt: number, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: number; id: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    value = undefined;
-  }
-  if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
-    return { createdAt: value[0] as number, id: value[1] };
-  }
-  throw new Relay365Error(
-    'R365_LIST_CURSOR_INVALID',
-    'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.',
-  );
 }
 
 /** The database and schema for messages and logs: the URL without its password. */

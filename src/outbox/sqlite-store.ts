@@ -2,6 +2,7 @@ import { chmod, mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
@@ -591,26 +592,6 @@ function toDate(ms: number | null): Date | undefined {
 /** Oldest first, as the claim queries order them (ids compare as SQLite's BINARY collation does for ASCII). */
 function byAge(a: MessageRow, b: MessageRow): number {
   return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-function encodeCursor(createdAt: number, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: number; id: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    value = undefined;
-  }
-  if (Array.isArray(value) && value.length === 2 && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
-    return { createdAt: value[0] as number, id: value[1] };
-  }
-  throw new Relay365Error(
-    'R365_LIST_CURSOR_INVALID',
-    'The list cursor is not one this outbox returned (damaged or truncated). Start again from the first page, without a cursor.',
-  );
 }
 
 /**
