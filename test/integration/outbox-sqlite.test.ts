@@ -157,6 +157,9 @@ describe('SQLite outbox store: several connections and volume', () => {
         const { parentPort, workerData } = require('node:worker_threads');
         import('tsx/esm/api').then((tsx) => { tsx.register(); return import(workerData.module); }).then(async ({ openSqliteStore }) => {
           const store = await openSqliteStore(workerData.path);
+          // Start together: a thread that loads faster must not drain the queue before the others exist.
+          parentPort.postMessage('ready');
+          await new Promise((go) => parentPort.once('message', go));
           const got = [];
           for (;;) {
             const { messages } = await store.claim({ mailbox: workerData.mailbox, pools: [], owner: workerData.owner, leaseMs: 600000, limits: workerData.limits, max: 7 });
@@ -170,16 +173,21 @@ describe('SQLite outbox store: several connections and volume', () => {
           await store.close();
           parentPort.postMessage(got);
         });`;
-      const results = await Promise.all(
-        ['t1', 't2', 't3', 't4'].map(
-          (owner) =>
-            new Promise<string[]>((resolve, reject) => {
-              const worker = new Worker(code, { eval: true, workerData: { module: STORE_MODULE, path, owner, mailbox: MAILBOX, limits: WIDE } });
-              worker.once('message', (ids: string[]) => resolve(ids));
-              worker.once('error', reject);
-            }),
-        ),
+      const workers = ['t1', 't2', 't3', 't4'].map(
+        (owner) => new Worker(code, { eval: true, workerData: { module: STORE_MODULE, path, owner, mailbox: MAILBOX, limits: WIDE } }),
       );
+      const done = workers.map(
+        (worker) =>
+          new Promise<string[]>((resolve, reject) => {
+            worker.on('message', (m: string[] | 'ready') => {
+              if (m !== 'ready') resolve(m);
+            });
+            worker.once('error', reject);
+          }),
+      );
+      await Promise.all(workers.map((w) => new Promise<void>((r) => w.once('message', () => r()))));
+      for (const w of workers) w.postMessage('go');
+      const results = await Promise.all(done);
       const all = results.flat();
       assert.equal(new Set(all).size, all.length, 'no message leased twice');
       assert.equal(all.length, total);
