@@ -684,7 +684,7 @@ describe('HTTP API', () => {
         Object.keys(doc.paths)
           .filter((p) => p.startsWith('/v1'))
           .sort(),
-        ['/v1/mailboxes', '/v1/messages', '/v1/messages/mime', '/v1/messages/{id}', '/v1/messages/{id}/retry'],
+        ['/v1/mailboxes', '/v1/mailboxes/{mailbox}/doctor', '/v1/messages', '/v1/messages/mime', '/v1/messages/{id}', '/v1/messages/{id}/retry'],
       );
       assert.deepEqual(Object.keys(doc.paths['/v1/messages/{id}'] ?? {}).sort(), ['delete', 'get']);
       const send = doc.paths['/v1/messages']?.post;
