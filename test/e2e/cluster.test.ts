@@ -1,16 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { DEFAULT_IDS } from '../../src/sandbox/index.js';
-import { CLI } from '../helpers/cli.js';
+import { freePort, startServe } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
@@ -18,35 +15,6 @@ const FULL = process.env.RELAY365_FULL_TESTS === '1';
 const TOTAL = FULL ? 3000 : 900;
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const MAILBOXES = [DEFAULT_IDS.mailbox, 'm2@contoso.example', 'm3@contoso.example'];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Starts one `relay365 serve` node; resolves with the process and its worker (lease owner) id. */
-function startNode(config: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; owner: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 30_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const m = /^relay365 serving .*worker (\S+)\)/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, owner: m[1]! });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (code !== null) reject(new Error(`node exited ${code}: ${stderr}`));
-    });
-  });
-}
 
 describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
   it(`share one queue, cluster-wide limits and one token: ${TOTAL} messages, one node SIGKILLed mid-run`, { timeout: 600_000 }, async () => {
@@ -88,7 +56,7 @@ describe('three relay365 nodes on one PostgreSQL (built CLI)', () => {
     const db = new pg.Client({ connectionString: PG_URL });
     await db.connect();
     // The first node migrates; the others start at once and must cope (migrations run under an advisory lock).
-    const nodes = await Promise.all(configs.map((c) => startNode(c, env)));
+    const nodes = await Promise.all(configs.map((c) => startServe(c, env)));
     const acked = new Set<number>();
     const retried = new Set<number>();
     const alive = [true, true, true];

@@ -1,48 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { DEFAULT_IDS } from '../../src/sandbox/index.js';
-import { CLI } from '../helpers/cli.js';
+import { freePort, startServe } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
 const FULL = process.env.RELAY365_FULL_TESTS === '1';
 const TOTAL = FULL ? 5000 : 1000;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** Starts `relay365 serve` and resolves once it prints that it is serving. */
-function startServe(config: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 20_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.startsWith('relay365 serving')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (code !== null) reject(new Error(`serve exited ${code}: ${stderr}`));
-    });
-  });
-}
 
 describe('crash safety (built CLI, SIGKILL)', () => {
   it(`delivers every acknowledged message of ${TOTAL} though the relay is killed with SIGKILL three times`, { timeout: 600_000 }, async () => {
@@ -65,7 +34,7 @@ describe('crash safety (built CLI, SIGKILL)', () => {
         http: { enabled: false },
       }),
     );
-    let relay = await startServe(config);
+    let relay = (await startServe(config)).child;
     const acked = new Set<number>();
     const retried = new Set<number>();
     let inFlightAtKills = 0;
@@ -108,7 +77,7 @@ describe('crash safety (built CLI, SIGKILL)', () => {
         const db = new Database(join(dataDir, 'relay365.db'), { readonly: true });
         inFlightAtKills += (db.prepare("SELECT count(*) AS n FROM messages WHERE state = 'sending'").get() as { n: number }).n;
         db.close();
-        relay = await startServe(config);
+        relay = (await startServe(config)).child;
       }
     })();
     const queue = Array.from({ length: TOTAL }, (_, i) => i);

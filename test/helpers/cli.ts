@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { createServer, type AddressInfo } from 'node:net';
 
 /** Path of the built CLI (the package's `bin`); `npm test` builds it first. */
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -57,5 +58,38 @@ export function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
     if (child.exitCode !== null) return resolve(child.exitCode);
     child.once('exit', (code) => resolve(code));
     child.kill(signal);
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (for a child process that must be told its port in advance). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/**
+ * Starts `relay365 serve --config FILE` and resolves once it prints that it is serving, with its
+ * worker (lease owner) id. Rejects if it exits first or prints nothing within 30 s.
+ */
+export function startServe(config: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; owner: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 30_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /^relay365 serving .*worker (\S+)\)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, owner: m[1]! });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited ${code}: ${stderr}`));
+    });
   });
 }

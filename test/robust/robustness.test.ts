@@ -6,19 +6,17 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
 import { openSqliteStore } from '../../src/outbox/index.js';
 import { DEFAULT_IDS } from '../../src/sandbox/index.js';
-import { CLI } from '../helpers/cli.js';
+import { freePort, startServe } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
@@ -48,36 +46,9 @@ const int = (max: number): number => Math.floor(random() * max);
 const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 function rssMb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const m = new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function startServe(config: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 20_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.startsWith('relay365 serving')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited ${code}: ${stderr}`));
-    });
-  });
 }
 
 /**
@@ -352,7 +323,7 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
           http: { host: '127.0.0.1', port: httpPort, bodyLimitBytes: HTTP_BODY_LIMIT },
         }),
       );
-      const relay = await startServe(config);
+      const relay = (await startServe(config)).child;
       const pid = relay.pid!;
       let died: string | undefined;
       relay.once('exit', (code, signal) => (died = `exited with ${code ?? signal}`));
