@@ -107,6 +107,21 @@ export function rssMb(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number {
   }
 }
 
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat (fields 14 and 15,
+ * in clock ticks of 1/100 s on Linux); NaN where /proc is missing.
+ */
+export function cpuMs(pid: number): number {
+  try {
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** A sandbox in this process, files in a temporary folder, with the scenario changed by `change`. */
 export async function benchSandbox(change?: (s: Scenario) => void): Promise<Sandbox> {
   const dir = await tempDir('relay365-bench-sandbox-');
@@ -144,6 +159,8 @@ export interface ServeProcess {
   peakRssMb(): number;
   /** Current RSS (VmRSS), MB. */
   rssMb(): number;
+  /** CPU time used so far (user + system), ms. */
+  cpuMs(): number;
   alive(): boolean;
   stderr(): string;
   /** SIGTERM (graceful), SIGKILL after 15 s. */
@@ -187,6 +204,7 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
     pid,
     peakRssMb: () => rssMb(pid, 'VmHWM'),
     rssMb: () => rssMb(pid, 'VmRSS'),
+    cpuMs: () => cpuMs(pid),
     alive: () => !exited,
     stderr: () => stderr,
     stop: async () => {

@@ -10,6 +10,7 @@ import { DEFAULT_IDS } from '../src/sandbox/index.js';
 import {
   MAILBOX,
   benchSandbox,
+  cpuMs,
   envInt,
   freePort,
   percentile,
@@ -43,6 +44,8 @@ interface PhaseResult {
   bytes: number;
   p50: number;
   p99: number;
+  /** CPU time of the bench process (clients and sandbox) during the phase, ms per message. */
+  benchCpuPerMsg: number;
 }
 
 /** 1 in 10 is 1 MB, 3 in 10 are 50 KB, the rest 2 KB. */
@@ -61,6 +64,7 @@ async function phase(sandbox: Sandbox, load: Load, tag: string, send: (raw: Buff
   const baseline = sandbox.state.messages.length;
   const latencies: number[] = [];
   let bytes = 0;
+  const cpuBefore = cpuMs(process.pid);
   const start = performance.now();
   const sent = await runPool(load.count, load.clients, Date.now() + PHASE_CAP_MS, async (i, w) => {
     const raw = body(i);
@@ -71,7 +75,15 @@ async function phase(sandbox: Sandbox, load: Load, tag: string, send: (raw: Buff
   });
   await until(() => sandbox.state.messages.length >= baseline + sent, PHASE_CAP_MS);
   const seconds = (performance.now() - start) / 1000;
-  return { sent, arrived: sandbox.state.messages.length - baseline, seconds, bytes, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return {
+    sent,
+    arrived: sandbox.state.messages.length - baseline,
+    seconds,
+    bytes,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    benchCpuPerMsg: (cpuMs(process.pid) - cpuBefore) / Math.max(1, sent),
+  };
 }
 
 /** An app-only Exchange token for the default app, as the client credentials grant would issue it. */
@@ -91,7 +103,7 @@ async function sandboxToken(sandbox: Sandbox): Promise<string> {
 
 const envelope = { from: MAILBOX, to: ['bench@example.net'] };
 
-async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult & { rssMb: number }> {
+async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult & { rssMb: number; relayCpuPerMsg: number }> {
   const dir = await tempDir('relay365-bench-relay-');
   const port = await freePort();
   const relay = await startServe(
@@ -119,8 +131,9 @@ async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult &
     const before = sandbox.state.messages.length;
     await Promise.all(clients.map((c, w) => c.sendMail({ envelope, raw: rawMessage(2 * KB, `warm-${load.label}-${w}`) })));
     await until(() => sandbox.state.messages.length >= before + clients.length, 30_000);
+    const cpuBefore = relay.cpuMs();
     const result = await phase(sandbox, load, `relay-${load.label}`, async (raw, w) => void (await clients[w]!.sendMail({ envelope, raw })));
-    return { ...result, rssMb: relay.peakRssMb() };
+    return { ...result, rssMb: relay.peakRssMb(), relayCpuPerMsg: (relay.cpuMs() - cpuBefore) / Math.max(1, result.sent) };
   } finally {
     for (const c of clients) c.close();
     await relay.stop();
@@ -151,12 +164,13 @@ async function ceiling(sandbox: Sandbox, load: Load): Promise<PhaseResult> {
 
 export async function run(): Promise<ScenarioResult> {
   const n = envInt('BENCH_N', 2000);
+  const only = process.env.BENCH_LOADS?.split(',').map((l) => l.trim());
   const loads: Load[] = [
     { label: '2KB-K1', clients: 1, count: Math.max(1, Math.floor(n / 4)), size: () => 2 * KB },
     { label: '2KB-K8', clients: 8, count: n, size: () => 2 * KB },
     { label: '2KB-K32', clients: 32, count: n, size: () => 2 * KB },
     { label: 'mixed-K8', clients: 8, count: Math.max(10, Math.floor(n / 10)), size: mixedSize },
-  ];
+  ].filter((l) => only === undefined || only.includes(l.label));
   const sandbox = await benchSandbox((s) => void (s.limits.unlimited = true));
   const rows: Row[] = [];
   const targets: ScenarioResult['targets'] = [];
@@ -177,6 +191,9 @@ export async function run(): Promise<ScenarioResult> {
         'submit p50 ms': round(relay.p50),
         'submit p99 ms': round(relay.p99),
         'relay peak RSS MB': relay.rssMb,
+        'relay CPU ms/msg': round(relay.relayCpuPerMsg, 2),
+        'clients+sandbox CPU ms/msg': round(relay.benchCpuPerMsg, 2),
+        'ceiling clients+sandbox CPU ms/msg': round(direct.benchCpuPerMsg, 2),
         'ceiling msg/s': round(direct.sent / direct.seconds),
         'ceiling p99 ms': round(direct.p99),
         'relay/ceiling': round(ratio, 2),
@@ -202,7 +219,10 @@ export async function run(): Promise<ScenarioResult> {
       'submit p50 ms',
       'submit p99 ms',
       'relay peak RSS MB',
+      'relay CPU ms/msg',
+      'clients+sandbox CPU ms/msg',
       'ceiling msg/s',
+      'ceiling clients+sandbox CPU ms/msg',
       'ceiling p99 ms',
       'relay/ceiling',
     ],
@@ -213,6 +233,7 @@ export async function run(): Promise<ScenarioResult> {
       'Submit latency: one sendMail on an open connection (MAIL FROM to the 250 after DATA). Each client is a nodemailer pool of one connection with STARTTLS.',
       'Ceiling: one nodemailer pool of 3 XOAUTH2 connections (Exchange allows 3 per mailbox) straight to the sandbox, fed by the same K concurrent senders.',
       'mixed: 1 in 10 messages 1 MB, 3 in 10 50 KB, the rest 2 KB.',
+      'CPU ms/msg: user + system time of the relay process, and of the bench process (clients and sandbox), over the phase divided by the messages sent.',
     ],
   };
 }

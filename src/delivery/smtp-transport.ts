@@ -1,4 +1,4 @@
-import { rootCertificates } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import nodemailer from 'nodemailer';
 import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
@@ -6,7 +6,7 @@ import type { NodemailerError } from 'nodemailer/lib/errors';
 import { explainConnectionError, explainSmtpReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
 import { isRelay365Error } from '../errors.js';
-import type { CloudEndpoints, TokenProvider } from '../identity/index.js';
+import { trustingContext, type CloudEndpoints, type TokenProvider } from '../identity/index.js';
 import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
 import type { OutgoingMessage, SendResult, Transport } from './types.js';
 
@@ -45,9 +45,12 @@ const STAGES: Record<string, string> = { CONN: 'connect', AUTH: 'AUTH', EENVELOP
 export class SmtpTransport implements Transport {
   private readonly pools = new Map<string, Mailer>();
   private readonly logger: Logger;
+  /** With extra CAs, one context for every connection (see {@link trustingContext}). */
+  private readonly secureContext: SecureContext | undefined;
 
   constructor(private readonly options: SmtpTransportOptions) {
     this.logger = options.logger ?? silentLogger();
+    this.secureContext = options.ca && options.ca.length > 0 ? trustingContext(options.ca) : undefined;
   }
 
   /** Connection settings shared by pooled and one-off connections. */
@@ -62,7 +65,7 @@ export class SmtpTransport implements Transport {
       tls: {
         minVersion: 'TLSv1.2',
         rejectUnauthorized: true,
-        ...(this.options.ca && this.options.ca.length > 0 ? { ca: [...this.options.ca, ...rootCertificates] } : {}),
+        ...(this.secureContext ? { secureContext: this.secureContext } : {}),
         // Certificates name a host, not an address: the sandbox listens on 127.0.0.1 with a cert for localhost.
         ...(/^[\d.]+$|:/.test(cloud.smtpHost) ? { servername: 'localhost' } : {}),
       },

@@ -9,7 +9,7 @@ export {
 } from './token-provider.js';
 export type { TokenSource, AcquiredToken } from './token-source.js';
 export { cloudEndpoints, smtpScopes, graphScopes, scopesFor, type CloudEndpoints } from './clouds.js';
-export { HttpsNetworkClient, type NetworkClientOptions } from './network-client.js';
+export { HttpsNetworkClient, trustingContext, type NetworkClientOptions } from './network-client.js';
 export { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
 export { loadSecretKey, SECRET_KEY_ENV } from './secret-key.js';
 export { decodeClaims, summarizeToken, type TokenSummary } from './claims.js';

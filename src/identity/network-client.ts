@@ -1,5 +1,5 @@
 import { request as httpsRequest, type Agent } from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
 
@@ -13,6 +13,16 @@ export interface NetworkClientOptions {
   timeoutMs?: number;
 }
 
+/**
+ * One TLS context (TLS 1.2 or newer) trusting Node's root CAs and `extraCas`, built once and handed
+ * to every connection as `secureContext`. Passing `ca` instead makes Node parse all ~140 root
+ * certificates again for each connection (tens of milliseconds of CPU on every connect).
+ */
+export function trustingContext(extraCas: readonly string[]): SecureContext {
+  // Node replaces the default trust store when `ca` is given: keep the system's roots beside the extras.
+  return createSecureContext({ minVersion: 'TLSv1.2', ...(extraCas.length > 0 ? { ca: [...extraCas, ...rootCertificates] } : {}) });
+}
+
 /** The body of an identity platform response, parsed as JSON when possible. */
 type Body = Record<string, unknown> | string;
 
@@ -21,21 +31,16 @@ type Body = Record<string, unknown> | string;
  * its own requests only, without process-wide TLS settings (DESIGN.md, Decisions).
  */
 export class HttpsNetworkClient implements INetworkModule {
-  private readonly ca: string[] | undefined;
+  private readonly secureContext: SecureContext | undefined;
   private readonly proxyAgent: Agent | undefined;
   private readonly noProxy: string[];
   private readonly timeoutMs: number;
 
   constructor(options: NetworkClientOptions = {}) {
-    this.ca = options.ca && options.ca.length > 0 ? options.ca : undefined;
+    this.secureContext = options.ca && options.ca.length > 0 ? trustingContext(options.ca) : undefined;
     this.timeoutMs = options.timeoutMs ?? 15_000;
     this.noProxy = (options.noProxy ?? []).map((h) => h.toLowerCase().replace(/^\./, ''));
     this.proxyAgent = options.httpsProxy ? new HttpsProxyAgent(options.httpsProxy) : undefined;
-  }
-
-  /** Node replaces the default trust store when `ca` is given; keep the system's roots beside the extra CA. */
-  private withSystemCas(extra: string[]): string[] {
-    return [...extra, ...rootCertificates];
   }
 
   sendGetRequestAsync<T>(url: string, options?: NetworkRequestOptions, timeout?: number): Promise<NetworkResponse<T>> {
@@ -60,7 +65,7 @@ export class HttpsNetworkClient implements INetworkModule {
           headers: { ...options.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
           // Through a proxy the TLS session to the target runs inside the tunnel, with these same options.
           ...(useProxy ? { agent: this.proxyAgent } : {}),
-          ...(this.ca ? { ca: this.withSystemCas(this.ca) } : {}),
+          ...(this.secureContext ? { secureContext: this.secureContext } : {}),
           minVersion: 'TLSv1.2',
           timeout: timeout ?? this.timeoutMs,
         },

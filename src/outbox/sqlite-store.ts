@@ -5,6 +5,7 @@ import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
+import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
 import {
   MESSAGE_STATES,
@@ -59,11 +60,17 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
 }
 
 /**
- * The embedded outbox: one SQLite file in WAL mode, fsynced at every commit. Several instances
- * (processes or threads) may share the file; every write runs in a `BEGIN IMMEDIATE` transaction,
- * so two claims never interleave. better-sqlite3 is synchronous: each call blocks the event loop for
- * its transaction (well under a millisecond, plus the fsync of a commit), which is what keeps a claim
- * atomic without locks of our own.
+ * The embedded outbox: one SQLite file in WAL mode. Several instances (processes or threads) may
+ * share the file; every write runs in a `BEGIN IMMEDIATE` transaction, so two claims never
+ * interleave. better-sqlite3 is synchronous: each call blocks the event loop for its transaction
+ * (well under a millisecond), which is what keeps a claim atomic without locks of our own.
+ *
+ * Durability: every commit reaches the operating system before the call returns, so a killed
+ * process loses nothing. What must also survive a power cut (a new message, an operator's retry or
+ * cancel) is acknowledged only after an fdatasync of the log, run on libuv's thread pool so that the
+ * event loop goes on serving other clients meanwhile. Claims and outcomes are not synced on their
+ * own: a power cut may forget the last of them, and the message is then sent again (at least once,
+ * never lost); the next synced commit or checkpoint makes them durable too.
  */
 export class SqliteOutboxStore implements OutboxStore {
   private statements: Statements | undefined;
@@ -75,6 +82,8 @@ export class SqliteOutboxStore implements OutboxStore {
     private readonly db: Database.Database,
     /** The database file. */
     readonly path: string,
+    /** Copies the log into the database off the event loop (none for `:memory:`). */
+    private readonly checkpointer: Checkpointer | undefined,
   ) {}
 
   /** See {@link openSqliteStore}. */
@@ -97,9 +106,10 @@ export class SqliteOutboxStore implements OutboxStore {
       db.pragma(SQL.pragmas.synchronous);
       db.pragma(SQL.pragmas.foreignKeys);
       db.pragma(SQL.pragmas.journalSizeLimit);
-      const store = new SqliteOutboxStore(db, path);
-      await store.migrate();
-      return store;
+      if (!inMemory) db.pragma(SQL.pragmas.walAutocheckpoint);
+      await new SqliteOutboxStore(db, path, undefined).migrate();
+      // Started once the file is known to be a relay365 database.
+      return new SqliteOutboxStore(db, path, inMemory ? undefined : startCheckpointer(path, { busyTimeoutMs }));
     } catch (err) {
       db?.close();
       if (err instanceof Relay365Error) throw err;
@@ -140,8 +150,8 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   /**
-   * Stores a message in state `queued`. The promise resolves after the commit is fsynced
-   * (`synchronous = FULL`), so a front door may answer 250 / 202 as soon as it does.
+   * Stores a message in state `queued`. The promise resolves after the commit is on disk (the log
+   * fdatasynced), so a front door may answer 250 / 202 as soon as it does.
    *
    * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
    */
@@ -152,8 +162,8 @@ export class SqliteOutboxStore implements OutboxStore {
     } catch (err) {
       return Promise.reject(explainSqliteError(err, 'store the message', this.path));
     }
-    // Group commit: enqueues of the same event-loop turn share one transaction, so one fsync makes
-    // them all durable; each promise still resolves only after that commit.
+    // Group commit: enqueues of the same event-loop turn share one transaction, so one fdatasync makes
+    // them all durable; each promise still resolves only after it.
     return new Promise<StoredMessage>((resolve, reject) => {
       this.pendingInserts.push({ ...prepared, resolve, reject });
       if (this.pendingInserts.length === 1) setImmediate(() => this.flushInserts());
@@ -169,7 +179,38 @@ export class SqliteOutboxStore implements OutboxStore {
       for (const b of batch) b.reject(error);
       return;
     }
-    for (const b of batch) b.resolve(toStoredMessage(b.row));
+    this.syncLog('store the message').then(
+      () => {
+        for (const b of batch) b.resolve(toStoredMessage(b.row));
+      },
+      (error: unknown) => {
+        for (const b of batch) b.reject(error);
+      },
+    );
+  }
+
+  /**
+   * Makes every commit so far durable: fdatasync of the log (`<path>-wal`) on the thread pool. A
+   * checkpoint may have moved the commits into the database file already (SQLite syncs that file
+   * after a checkpoint), so a missing log is not an error. Concurrent calls each sync; the kernel
+   * writes what is dirty once.
+   */
+  private async syncLog(doing: string): Promise<void> {
+    if (this.path === ':memory:') return;
+    let handle;
+    try {
+      handle = await open(`${this.path}-wal`, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw explainSyncError(err, doing, this.path);
+    }
+    try {
+      await handle.datasync();
+    } catch (err) {
+      throw explainSyncError(err, doing, this.path);
+    } finally {
+      await handle.close();
+    }
   }
 
   private prepareInsert(message: NewMessage): { row: MessageRow; params: InsertParams } {
@@ -266,13 +307,18 @@ export class SqliteOutboxStore implements OutboxStore {
     batch.forEach((b, i) => b.resolve(results[i]!));
   }
 
-  retry(id: string): Promise<boolean> {
-    return this.run('retry a message', () => this.sql.retryMessage.run({ id, now: Date.now() }).changes === 1);
+  async retry(id: string): Promise<boolean> {
+    const changed = await this.run('retry a message', () => this.sql.retryMessage.run({ id, now: Date.now() }).changes === 1);
+    await this.syncLog('retry a message');
+    return changed;
   }
 
   /** Cancels a queued, deferred or failed message; a message being sent or already sent stays as it is. */
-  cancel(id: string): Promise<boolean> {
-    return this.run('cancel a message', () => this.sql.cancelMessage.run({ id, now: Date.now() }).changes === 1);
+  async cancel(id: string): Promise<boolean> {
+    const changed = await this.run('cancel a message', () => this.sql.cancelMessage.run({ id, now: Date.now() }).changes === 1);
+    // A cancel that a power cut forgot would let the message go out after all.
+    await this.syncLog('cancel a message');
+    return changed;
   }
 
   /**
@@ -330,10 +376,10 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.run('read quota usage', () => this.tx.quotaUsage.deferred(mailbox, limits, now.getTime()));
   }
 
-  /** Closes the database; calling it again does nothing. */
-  close(): Promise<void> {
+  /** Stops the checkpoint thread and closes the database; calling it again does nothing. */
+  async close(): Promise<void> {
+    await this.checkpointer?.stop();
     if (this.db.open) this.db.close();
-    return Promise.resolve();
   }
 
   /** Prepared once, on first use (the tables must exist first). */
@@ -592,6 +638,16 @@ function toDate(ms: number | null): Date | undefined {
 /** Oldest first, as the claim queries order them (ids compare as SQLite's BINARY collation does for ASCII). */
 function byAge(a: MessageRow, b: MessageRow): number {
   return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** A failed fdatasync of the log: the commit may not survive a power cut, so it is not acknowledged. */
+function explainSyncError(err: unknown, doing: string, path: string): Relay365Error {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  return new Relay365Error(
+    'R365_OUTBOX_UNAVAILABLE',
+    `Could not ${doing}: flushing the outbox log ${path}-wal to disk failed (${code}): the disk is full or failing. Free space on its file system or move queue.path.`,
+    { cause: err, retryable: true, details: { path, errno: code } },
+  );
 }
 
 /**

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -23,10 +23,10 @@ const WIDE: MailboxLimits = { messagesPerMinute: 1_000_000, recipientsPerDay: 10
 const STORE_MODULE = new URL('../../src/outbox/sqlite-store.ts', import.meta.url).href;
 
 /**
- * Where the volume check keeps its database. Each of its 40,000 commits waits for an fsync (about
- * 0.6 ms on this project's CI disk, so 25 s in all); the check is about lost or repeated messages
- * and memory, not the disk, so by default it runs on tmpfs, where fsync costs nothing. The full run
- * (RELAY365_FULL_TESTS=1, as CI sets) uses the disk and measures the real cost.
+ * Where the volume check keeps its database. Its enqueues wait for fdatasyncs and its checkpoints
+ * sync the file; the check is about lost or repeated messages and memory, not the disk, so by
+ * default it runs on tmpfs, where fsync costs nothing. The full run (RELAY365_FULL_TESTS=1, as CI
+ * sets) uses the disk and measures the real cost.
  */
 async function volumeDir(): Promise<{ path: string; cleanup: () => Promise<void>; where: string }> {
   if (process.env.RELAY365_FULL_TESTS !== '1' && existsSync('/dev/shm')) {
@@ -137,6 +137,128 @@ describe('SQLite outbox store: the file', () => {
       } finally {
         await store.close();
       }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+/** One system call of an `strace -f -y` trace, with the thread that made it. */
+interface Syscall {
+  line: number;
+  tid: number;
+  name: string;
+  /** The path of the first file descriptor argument (`-y`), when it has one. */
+  path: string | undefined;
+  text: string;
+}
+
+/**
+ * The completed calls of an `strace -f -y` trace, in the order they returned. A call another thread
+ * interrupted is printed as `name(args <unfinished ...>` and later `<... name resumed>) = result`:
+ * it counts where it resumed, with the path from where it started.
+ */
+function parseTrace(trace: string): Syscall[] {
+  const calls: Syscall[] = [];
+  const started = new Map<string, string>();
+  trace.split('\n').forEach((text, line) => {
+    const unfinished = /^(\d+)\s+(\w+)\((.*)<unfinished \.\.\.>$/.exec(text);
+    if (unfinished) return void started.set(`${unfinished[1]}:${unfinished[2]}`, unfinished[3]!);
+    const resumed = /^(\d+)\s+<\.\.\. (\w+) resumed>/.exec(text);
+    const whole = /^(\d+)\s+(\w+)\((.*)$/.exec(text);
+    const m = resumed ?? whole;
+    if (!m) return;
+    const args = resumed ? (started.get(`${m[1]}:${m[2]}`) ?? '') : m[3]!;
+    calls.push({ line, tid: Number(m[1]), name: m[2]!, path: /^\d+<([^>]*)>/.exec(args)?.[1], text: resumed ? `${args} ${text}` : text });
+  });
+  return calls;
+}
+
+describe('SQLite outbox store: what reaches the disk when (system calls under strace)', () => {
+  it('answers an enqueue only after an fdatasync of the log, syncs nothing for claims and outcomes, and checkpoints on another thread', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      // The child marks each step with a write to stdout, so the trace shows what came before what.
+      const code = `
+        import { statSync, writeSync } from 'node:fs';
+        const { openSqliteStore } = await import(${JSON.stringify(new URL('../../dist/outbox/index.js', import.meta.url).href)});
+        const store = await openSqliteStore(${JSON.stringify(path)});
+        const sizeAtOpen = statSync(${JSON.stringify(path)}).size;
+        writeSync(1, 'OPENED\\n');
+        const message = await store.enqueue({ mailbox: ${JSON.stringify(MAILBOX)}, envelope: { from: 'a@contoso.example', to: ['b@example.net'] }, raw: Buffer.alloc(20_000, 7), source: { kind: 'cli' } });
+        writeSync(1, 'ENQUEUED\\n');
+        const limits = ${JSON.stringify(WIDE)};
+        const { messages } = await store.claim({ mailbox: ${JSON.stringify(MAILBOX)}, pools: [], owner: 'w', leaseMs: 60000, limits, max: 1 });
+        await store.complete({ id: messages[0].id, owner: 'w', state: 'sent', attempt: { at: new Date(), mailbox: ${JSON.stringify(MAILBOX)}, reply: '250 2.0.0 OK', class: 'sent', durationMs: 1, owner: 'w' } });
+        writeSync(1, 'COMPLETED\\n');
+        // The checkpoint thread (every 250 ms) copies the log into the database file, which grows.
+        for (let i = 0; i < 100 && statSync(${JSON.stringify(path)}).size <= sizeAtOpen; i++) await new Promise((r) => setTimeout(r, 50));
+        writeSync(1, 'WAITED\\n');
+        await store.close();`;
+      const tracePath = join(dir.path, 'trace');
+      const out = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+        const child = spawn(
+          'strace',
+          ['-f', '-y', '-e', 'trace=pwrite64,write,fsync,fdatasync', '-o', tracePath, process.execPath, '--input-type=module', '-e', code],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', (err) => reject(new Error(`could not run strace (apt-get install strace; .ci/run installs it): ${err.message}`)));
+        child.on('close', (exitCode) => resolve({ code: exitCode, stderr }));
+      });
+      assert.equal(out.code, 0, out.stderr);
+      const calls = parseTrace(await readFile(tracePath, 'utf8'));
+      const marker = (word: string): Syscall => {
+        const call = calls.find((c) => c.name === 'write' && c.text.includes(`"${word}\\n"`));
+        assert.ok(call, `the trace shows the ${word} marker`);
+        return call;
+      };
+      const opened = marker('OPENED');
+      const enqueued = marker('ENQUEUED');
+      const completed = marker('COMPLETED');
+      const waited = marker('WAITED');
+      const main = enqueued.tid;
+      const log = `${path}-wal`;
+      const between = (from: Syscall | undefined, to: Syscall) => calls.filter((c) => c.line > (from?.line ?? -1) && c.line < to.line);
+
+      // The message's frames reach the log, then the log is fdatasynced, then the enqueue resolves.
+      const beforeAck = between(opened, enqueued);
+      const lastFrame = beforeAck.filter((c) => c.name === 'pwrite64' && c.path === log).at(-1);
+      assert.ok(lastFrame, 'the enqueue wrote frames to the log');
+      assert.ok(
+        between(lastFrame, enqueued).some((c) => c.name === 'fdatasync' && c.path === log && / = 0$/.test(c.text)),
+        'an fdatasync of the log returned between the last frame written and the enqueue resolving',
+      );
+      assert.ok(
+        beforeAck.filter((c) => c.name === 'fdatasync').every((c) => c.tid !== main),
+        "the fdatasync ran on libuv's thread pool, not on the event loop",
+      );
+
+      // A claim and an outcome write the log but never sync it themselves.
+      const claimAndComplete = between(enqueued, completed);
+      assert.ok(
+        claimAndComplete.some((c) => c.name === 'pwrite64' && c.path === log),
+        'the claim and the outcome were written to the log',
+      );
+      assert.deepEqual(
+        claimAndComplete.filter((c) => c.name === 'fdatasync' || (c.tid === main && c.name === 'fsync')),
+        [],
+        'no fsync for a claim or an outcome',
+      );
+
+      // The checkpoint copies the log into the database and syncs it, on its own thread.
+      const dbSyncs = between(enqueued, waited).filter((c) => c.name === 'fsync' && c.path === path);
+      assert.ok(dbSyncs.length > 0, 'a checkpoint synced the database file within 5 s');
+      assert.ok(
+        dbSyncs.every((c) => c.tid !== main),
+        'checkpoints run off the event loop',
+      );
+      assert.ok(
+        between(opened, waited).every((c) => !(c.tid === main && (c.name === 'fsync' || c.name === 'fdatasync'))),
+        'the event loop made no fsync at all once the store was open',
+      );
     } finally {
       await dir.cleanup();
     }
