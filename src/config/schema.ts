@@ -112,7 +112,7 @@ export const queueSchema = z
   .object({
     /** SQLite database file (the embedded default). */
     path: z.string().min(1).default('relay365.db'),
-    /** PostgreSQL URL; when set, the outbox and token cache live there and several nodes may share them. */
+    /** PostgreSQL URL; when set, the outbox, the HTTP front door's tables and the token cache live there and several nodes may share them. */
     url: z
       .string()
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')

@@ -172,28 +172,46 @@ function listSql(s: string, filter: { state: boolean; mailbox: boolean }): strin
  */
 export const DURABLE_COMMITS = `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`;
 
-/** The statements for the tables in `schema`, as text. */
-export function pgStatements(schema: string) {
+/** A transaction's three statements, for {@link pgTransaction} in pg-database.ts. */
+export const TRANSACTION = { begin: 'BEGIN', commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
+
+/**
+ * The statements of a migration ledger in `schema`: the outbox's `schema_migrations`, and the ledgers
+ * of the other tables relay365 keeps beside it (the HTTP store's `http_schema_migrations`), each with
+ * its own numbered steps. All of them take the same advisory lock, so DDL in one schema never runs
+ * twice at once, whichever part runs it.
+ */
+export function migrationLedgerStatements(schema: string, ledger: string) {
   const s = escapeIdentifier(schema);
+  const t = `${s}.${escapeIdentifier(ledger)}`;
   return {
-    begin: 'BEGIN',
-    commit: 'COMMIT',
-    rollback: 'ROLLBACK',
-    /** Whether the server answers (an open without migrations). */
-    ping: 'SELECT 1',
     /**
      * Serializes migrations (and the CREATE SCHEMA before them) across nodes starting at once, for the
      * rest of the transaction. The single-key form: its key space does not overlap the two-key form
-     * that {@link lockMailbox} uses (PostgreSQL, 9.27.10 "Advisory Lock Functions"). $1 schema name.
+     * that the mailbox locks use (PostgreSQL, 9.27.10 "Advisory Lock Functions"). $1 schema name.
      */
     lockMigrations: `SELECT pg_advisory_xact_lock(hashtext('relay365 migrate ' || $1))`,
     schemaExists: `SELECT 1 FROM pg_namespace WHERE nspname = $1`,
     /** Only when missing: CREATE SCHEMA IF NOT EXISTS checks the CREATE right on the database first, which a role owning only the schema lacks. */
     createSchema: `CREATE SCHEMA ${s}`,
-    createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
-    appliedVersions: `SELECT version FROM ${s}.schema_migrations ORDER BY version`,
+    createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${t} (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
+    appliedVersions: `SELECT version FROM ${t} ORDER BY version`,
     /** $1 version, $2 description, $3 applied_at. */
-    recordMigration: `INSERT INTO ${s}.schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)`,
+    recordMigration: `INSERT INTO ${t} (version, description, applied_at) VALUES ($1, $2, $3)`,
+  } as const;
+}
+
+/** The statements of a migration ledger, as {@link migrationLedgerStatements} makes them. */
+export type PgLedgerStatements = ReturnType<typeof migrationLedgerStatements>;
+
+/** The statements for the tables in `schema`, as text. */
+export function pgStatements(schema: string) {
+  const s = escapeIdentifier(schema);
+  return {
+    ...TRANSACTION,
+    /** Whether the server answers (an open without migrations). */
+    ping: 'SELECT 1',
+    ...migrationLedgerStatements(schema, 'schema_migrations'),
 
     /** $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw. */
     insertMessage: `INSERT INTO ${s}.messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,

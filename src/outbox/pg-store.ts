@@ -1,18 +1,10 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
-import {
-  DURABLE_COMMITS,
-  PG_MIGRATIONS,
-  SCHEMA_NAME,
-  pgStatements,
-  type PgAttemptRow,
-  type PgMessageRow,
-  type PgStatements,
-  type PgUsageRow,
-} from './pg-sql.js';
+import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from './pg-database.js';
+import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
   MESSAGE_STATES,
   type Attempt,
@@ -44,13 +36,7 @@ export interface PgStoreOptions {
   migrate?: boolean;
 }
 
-/** What {@link PgOutboxStore.applyMigrations} did. */
-export interface PgMigrationReport {
-  /** Versions applied by this call, oldest first (empty when the schema was up to date). */
-  applied: number[];
-  /** The schema version now. */
-  version: number;
-}
+export type { PgMigrationReport } from './pg-database.js';
 
 /** list(): page size when none is asked for, and the most one page may hold (as the SQLite store). */
 const DEFAULT_PAGE = 50;
@@ -62,18 +48,6 @@ const MAX_PAGE = 500;
 const CONNECTION_RETRY_MS = 1000;
 /** getRaw() reads a message in slices of this size (see `getRawSlice` in pg-sql.ts). */
 const RAW_SLICE_BYTES = 1024 * 1024;
-
-/**
- * `bigint` columns (times in ms, counts) as JavaScript numbers: every value relay365 stores there is far
- * below 2^53, and pg's default (a string) would leak into every comparison.
- */
-const TYPES = new pg.TypeOverrides();
-TYPES.setTypeParser(pg.types.builtins.INT8, 'text', (value: string) => Number(value));
-
-/** Runs on every new connection: see {@link DURABLE_COMMITS}. */
-async function durableCommits(client: pg.ClientBase): Promise<void> {
-  await client.query(DURABLE_COMMITS);
-}
 
 /**
  * Opens a pool to the PostgreSQL database at `url`, applies the pending migrations (unless told not
@@ -104,8 +78,8 @@ export class PgOutboxStore implements OutboxStore {
 
   private constructor(
     /**
-     * The connection pool. Other tables of relay365 in the same database (the shared token cache) may
-     * use it, so a node keeps one set of connections; it is ended by {@link close}.
+     * The connection pool. Other tables of relay365 in the same database (the shared token cache, the
+     * HTTP store) may use it, so a node keeps one set of connections; it is ended by {@link close}.
      */
     readonly pool: pg.Pool,
     /** The schema holding the tables. */
@@ -118,34 +92,10 @@ export class PgOutboxStore implements OutboxStore {
 
   /** See {@link openPgStore}. */
   static async open(url: string, options: PgStoreOptions = {}): Promise<PgOutboxStore> {
-    const schema = options.schema ?? 'relay365';
+    const schema = checkSchemaName(options.schema ?? 'relay365');
     const where = describeDatabase(url, schema);
-    if (!SCHEMA_NAME.test(schema)) {
-      throw new Relay365Error(
-        'R365_CONFIG_INVALID',
-        `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`,
-        {
-          details: { schema },
-        },
-      );
-    }
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: options.poolSize ?? 10,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-      // TCP keepalive: a connection to a server that vanished (failover, cable) fails instead of hanging.
-      keepAlive: true,
-      fallback_application_name: 'relay365',
-      types: TYPES,
-      // Awaited before the pool hands the new connection out (pg-pool's _promiseTry); @types/pg
-      // declares the hook as returning void.
-      // eslint-disable-next-line @typescript-eslint/no-misused-promises
-      onConnect: durableCommits,
-    });
+    const pool = createPgPool(url, { poolSize: options.poolSize ?? 10, connectTimeoutMs: options.connectTimeoutMs });
     const store = new PgOutboxStore(pool, schema, where);
-    // An idle connection that breaks (server restart) is dropped by the pool, which reports it here;
-    // the next query opens a new one and fails there, with a Relay365Error, if the server is still away.
-    pool.on('error', () => undefined);
     try {
       if (options.migrate !== false) await store.migrate();
       else await store.run('connect to the outbox database', () => pool.query(store.sql.ping));
@@ -167,31 +117,9 @@ export class PgOutboxStore implements OutboxStore {
    */
   applyMigrations(): Promise<PgMigrationReport> {
     return this.run('apply the outbox migrations', () =>
-      this.transaction(async (client) => {
-        await client.query(this.sql.lockMigrations, [this.schema]);
-        if ((await client.query(this.sql.schemaExists, [this.schema])).rowCount === 0) await client.query(this.sql.createSchema);
-        await client.query(this.sql.createMigrationsTable);
-        const applied = new Set((await client.query<{ version: number }>(this.sql.appliedVersions)).rows.map((r) => r.version));
-        const known = PG_MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
-        const newest = Math.max(0, ...applied);
-        if (newest > known) {
-          throw new Relay365Error(
-            'R365_OUTBOX_UNAVAILABLE',
-            `The outbox schema ${this.where} has version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated it. ` +
-              'Run that newer release on every node, or restore the backup taken before the upgrade.',
-            { details: { schema: this.schema, version: newest, known } },
-          );
-        }
-        const report: PgMigrationReport = { applied: [], version: newest };
-        for (const migration of PG_MIGRATIONS) {
-          if (applied.has(migration.version)) continue;
-          await client.query(migration.sql(pg.escapeIdentifier(this.schema)));
-          await client.query(this.sql.recordMigration, [migration.version, migration.description, Date.now()]);
-          report.applied.push(migration.version);
-          report.version = Math.max(report.version, migration.version);
-        }
-        return report;
-      }),
+      this.transaction((client) =>
+        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The outbox tables', sql: this.sql, migrations: PG_MIGRATIONS }),
+      ),
     );
   }
 
@@ -440,30 +368,9 @@ export class PgOutboxStore implements OutboxStore {
     await this.pool.end();
   }
 
-  /** BEGIN ... COMMIT on one connection; ROLLBACK on any failure (a connection that cannot roll back is discarded). */
-  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    // A checked-out connection reports a break between two queries (server restart) as an 'error'
-    // event, which would end the process unheard; it is kept so the connection is discarded.
-    const onError = (err: Error): void => {
-      broken = err;
-    };
-    client.on('error', onError);
-    try {
-      await client.query(this.sql.begin);
-      const result = await work(client);
-      await client.query(this.sql.commit);
-      return result;
-    } catch (err) {
-      await client.query(this.sql.rollback).catch((rollbackFailed: unknown) => {
-        broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
-      });
-      throw err;
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
-    }
+  /** BEGIN ... COMMIT on one connection; ROLLBACK on any failure. */
+  private transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return pgTransaction(this.pool, work);
   }
 
   /** Runs one store operation, turning PostgreSQL's environmental failures into `R365_OUTBOX_UNAVAILABLE`. */
@@ -517,87 +424,4 @@ function toDate(ms: number | null): Date | undefined {
 /** Oldest first, as the claim query orders them (ids compare byte by byte, as COLLATE "C" does for ASCII). */
 function byAge(a: PgMessageRow, b: PgMessageRow): number {
   return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-/** The database and schema for messages and logs: the URL without its password. */
-function describeDatabase(url: string, schema: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    // libpq-style URLs may carry it as a parameter too.
-    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
-    return `${parsed.toString()} (schema ${schema})`;
-  } catch {
-    return `the PostgreSQL database in queue.url (schema ${schema})`;
-  }
-}
-
-/**
- * PostgreSQL failures that come from the environment, by SQLSTATE (PostgreSQL, Appendix A) or by the
- * socket's error code, with whether trying the same thing later may succeed. Anything not listed
- * (a syntax error, a broken constraint) is a bug and is passed on untouched.
- */
-const PG_FAILURES: ReadonlyArray<{ match: RegExp; retryable: boolean; cause: string; fix: string }> = [
-  // The server is away or going away: down, restarting, failing over, or the network dropped.
-  {
-    match: /^(08\w{3}|57P0[123]|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|EPIPE|CONNECTION_LOST)$/,
-    retryable: true,
-    cause: 'PostgreSQL cannot be reached or is restarting',
-    fix: 'Check that the server is up and reachable from this node (host, port, firewall, TLS).',
-  },
-  // A standby, or a primary demoted by a failover: writes go elsewhere until the pooler or DNS follows.
-  {
-    match: /^25006$/,
-    retryable: true,
-    cause: 'the server is a read-only standby',
-    fix: 'Point queue.url at the primary (or at a pooler or DNS name that follows failovers).',
-  },
-  // insufficient_resources: disk_full, out_of_memory, too_many_connections.
-  {
-    match: /^53\w{3}$/,
-    retryable: true,
-    cause: 'the server is out of a resource (disk, memory or connections)',
-    fix: "Free disk space on the server, or raise max_connections or lower the nodes' pool sizes.",
-  },
-  // Another transaction held a lock too long (lock_timeout), a deadlock victim, or statement_timeout.
-  {
-    match: /^(55P03|40001|40P01|57014)$/,
-    retryable: true,
-    cause: 'a lock or statement timed out',
-    fix: 'Look for a session holding a transaction open (pg_stat_activity) and end it.',
-  },
-  // Will not get better by waiting: the login, the database name or the privileges are wrong.
-  {
-    match: /^28\w{3}$/,
-    retryable: false,
-    cause: 'PostgreSQL refused the login',
-    fix: 'Check the user and password in queue.url (or PGPASSWORD, ~/.pgpass) and pg_hba.conf.',
-  },
-  { match: /^3D000$/, retryable: false, cause: 'the database does not exist', fix: 'Create it (createdb) or correct the database name in queue.url.' },
-  {
-    match: /^(42501|3F000)$/,
-    retryable: false,
-    cause: 'the role lacks a privilege on the schema or its tables',
-    fix: 'Grant the role CREATE on the database (or own the schema), then run `relay365 db migrate`.',
-  },
-  { match: /^ENOTFOUND$/, retryable: false, cause: 'the host name in queue.url does not resolve', fix: 'Correct the host in queue.url.' },
-];
-
-/** Errors pg raises without a code, by their message: a lost or timed-out connection. */
-const PG_CONNECTION_MESSAGES =
-  /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
-
-/** An environmental PostgreSQL failure as `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) untouched. */
-function explainPgError(err: unknown, doing: string, where: string): Error {
-  if (err instanceof Relay365Error) return err;
-  if (!(err instanceof Error)) return new Error(String(err));
-  const code = (err as { code?: unknown }).code;
-  const key = typeof code === 'string' ? code : PG_CONNECTION_MESSAGES.test(err.message) ? 'CONNECTION_LOST' : undefined;
-  const failure = key === undefined ? undefined : PG_FAILURES.find((f) => f.match.test(key));
-  if (failure === undefined) return err;
-  return new Relay365Error('R365_OUTBOX_UNAVAILABLE', `Could not ${doing}: ${failure.cause} (${err.message}) at ${where}. ${failure.fix}`, {
-    cause: err,
-    retryable: failure.retryable,
-    details: { database: where, code: key },
-  });
 }

@@ -1,1 +1,1 @@
-export { startRelay, openOutboxStore, openSharedTokenCache, type Relay, type RelayDeps } from './relay.js';
+export { startRelay, openOutboxStore, openHttpStore, openSharedTokenCache, type Relay, type RelayDeps } from './relay.js';

@@ -100,7 +100,14 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
   let httpSide: HttpSide | undefined;
   try {
     httpSide = config.http.enabled
-      ? await prepareHttpSide(config, { events, identity, logger, env: deps.env ?? process.env, ...(deps.webhooks ? { webhooks: deps.webhooks } : {}) })
+      ? await prepareHttpSide(config, {
+          events,
+          identity,
+          logger,
+          env: deps.env ?? process.env,
+          ...(pgStore ? { pgStore } : {}),
+          ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
+        })
       : undefined;
   } catch (err) {
     unlogEvents();
@@ -235,6 +242,18 @@ export async function openSharedTokenCache(config: Config, env: NodeJS.ProcessEn
   return PgTokenCacheStore.open(config.queue.url, { schema: config.queue.schema, key, poolSize: 2 });
 }
 
+/**
+ * The HTTP front door's store, for commands that use only it (`relay365 apikey`): with `queue.url`, the
+ * tables in PostgreSQL that every node reads, so a key created here works on all of them; else the
+ * outbox's SQLite file. Migrated; the caller closes it.
+ */
+export async function openHttpStore(config: Config): Promise<HttpStore> {
+  const { PgHttpStore, openSqliteHttpStore } = await import('../ingress/http/index.js');
+  return config.queue.url !== undefined
+    ? PgHttpStore.open(config.queue.url, { schema: config.queue.schema })
+    : openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+}
+
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */
 interface HttpSide {
   httpStore: HttpStore;
@@ -247,15 +266,26 @@ interface HttpSide {
 
 async function prepareHttpSide(
   config: Config,
-  parts: { events: EventBus; identity: Identity; logger: Logger; env: NodeJS.ProcessEnv; webhooks?: RelayDeps['webhooks'] },
+  parts: {
+    events: EventBus;
+    identity: Identity;
+    logger: Logger;
+    env: NodeJS.ProcessEnv;
+    /** The PostgreSQL outbox (`queue.url`), whose pool and schema the HTTP store then shares. */
+    pgStore?: PgOutboxStore;
+    webhooks?: RelayDeps['webhooks'];
+  },
 ): Promise<HttpSide> {
-  const { openSqliteHttpStore } = await import('../ingress/http/index.js');
+  const { PgHttpStore, openSqliteHttpStore } = await import('../ingress/http/index.js');
   const adminPassword = config.http.adminPassword === undefined ? undefined : await resolveSecret(config.http.adminPassword, parts.env);
   const receivers = await Promise.all(
     config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })),
   );
-  // API keys, idempotency keys and webhook deliveries live in the outbox's SQLite file, in tables of their own.
-  const httpStore = await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+  // API keys, idempotency keys and webhook deliveries live beside the outbox, in tables of their own:
+  // with PostgreSQL on its pool, shared by every node (one key, one idempotent answer, one delivery
+  // of each webhook for the whole cluster); else in the SQLite file.
+  const httpStore =
+    parts.pgStore !== undefined ? await PgHttpStore.attach(parts.pgStore) : await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
   const metrics = new RelayMetrics();
   const webhooks = new WebhookDispatcher({
     outbox: httpStore,

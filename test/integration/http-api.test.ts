@@ -648,28 +648,6 @@ describe('HTTP API', () => {
     }
   });
 
-  it('keeps idempotency keys in the HTTP store: reserve, replay, mismatch and in-progress', async () => {
-    const dir = await tempDir();
-    const store = await openSqliteHttpStore(join(dir.path, 'relay365.db'));
-    try {
-      const base = { scope: 'key_1', keyHash: 'h1', fingerprint: 'f1', now: new Date(), ttlMs: 86_400_000, lockMs: 60_000 };
-      assert.deepEqual(await store.reserveIdempotencyKey(base), { outcome: 'reserved' });
-      assert.deepEqual(await store.reserveIdempotencyKey(base), { outcome: 'in-progress' });
-      assert.deepEqual(await store.reserveIdempotencyKey({ ...base, fingerprint: 'f2' }), { outcome: 'mismatch' });
-      // A reservation whose request died (no response saved) is taken over once its lock ends.
-      assert.deepEqual(await store.reserveIdempotencyKey({ ...base, now: new Date(Date.now() + 61_000) }), { outcome: 'reserved' });
-      await store.saveIdempotentResponse('key_1', 'h1', 202, '{"id":"m1"}');
-      assert.deepEqual(await store.reserveIdempotencyKey(base), { outcome: 'replay', status: 202, body: '{"id":"m1"}' });
-      // After 24 hours the key is forgotten.
-      assert.deepEqual(await store.reserveIdempotencyKey({ ...base, fingerprint: 'f3', now: new Date(Date.now() + 86_400_001) }), { outcome: 'reserved' });
-      await store.releaseIdempotencyKey('key_1', 'h1');
-      assert.deepEqual(await store.reserveIdempotencyKey({ ...base, fingerprint: 'f4' }), { outcome: 'reserved' });
-    } finally {
-      await store.close();
-      await dir.cleanup();
-    }
-  });
-
   it('serves /healthz, /readyz and an OpenAPI document generated from the route schemas', async () => {
     const run = await startApi(sandbox);
     try {

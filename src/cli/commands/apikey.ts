@@ -1,13 +1,14 @@
-import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { generateApiKey, openSqliteHttpStore, type ApiKeyRecord, type HttpStore } from '../../ingress/http/index.js';
+import { generateApiKey, type ApiKeyRecord, type HttpStore } from '../../ingress/http/index.js';
+import { openHttpStore } from '../../runtime/index.js';
 import { cliContext, configOption } from '../context.js';
 
 async function withHttpStore<T>(flags: { config?: string }, fn: (store: HttpStore) => Promise<T>): Promise<T> {
   const { config } = await cliContext(flags);
-  // The same database file as the outbox (and a running relay: WAL lets both write).
-  const store = await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+  // Where the running relays look: PostgreSQL with queue.url (every node sees the key at once), else
+  // the outbox's SQLite file (WAL lets this command and a running relay both write).
+  const store = await openHttpStore(config);
   try {
     return await fn(store);
   } finally {

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import type { Config } from '../../config/index.js';
 import { migrateTokenCache } from '../../identity/pg-cache-store.js';
+import { PgHttpStore, openSqliteHttpStore } from '../../ingress/http/index.js';
 import { openPgStore, openSqliteStore } from '../../outbox/index.js';
 import { SQL as SQLITE_SQL } from '../../outbox/sqlite-sql.js';
 import { cliContext, configOption } from '../context.js';
@@ -21,17 +22,20 @@ interface MigrateReport {
   /** The database: the URL without its password and the schema, or the SQLite file. */
   database: string;
   outbox: Applied;
+  /** The HTTP front door's tables: API keys, idempotency keys, webhook deliveries (`http_*`). */
+  http: Applied;
   /** The shared token cache's table (PostgreSQL only; the embedded cache is files). */
   tokenCache?: Applied;
 }
 
-/** Applies the outbox's (and the shared token cache's) pending migrations in PostgreSQL. */
+/** Applies the pending migrations of the outbox, the HTTP tables and the shared token cache in PostgreSQL. */
 async function migratePg(config: Config, url: string): Promise<MigrateReport> {
   const store = await openPgStore(url, { schema: config.queue.schema, migrate: false, poolSize: 1 });
   try {
     const outbox = await store.applyMigrations();
+    const http = await (await PgHttpStore.attach(store, { migrate: false })).applyMigrations();
     const tokenCache = await migrateTokenCache(store.pool, config.queue.schema);
-    return { ok: true, store: 'postgresql', database: store.where, outbox, tokenCache };
+    return { ok: true, store: 'postgresql', database: store.where, outbox, http, tokenCache };
   } finally {
     await store.close();
   }
@@ -50,13 +54,22 @@ function sqliteVersions(path: string): number[] {
   }
 }
 
-/** Opening the SQLite store applies its migrations; the versions before and after tell which. */
+/**
+ * Opening the SQLite outbox applies its migrations; the versions before and after tell which. The
+ * HTTP tables in the same file report their own.
+ */
 async function migrateSqlite(config: Config): Promise<MigrateReport> {
   const path = resolve(config.dataDir, config.queue.path);
   const before = new Set(sqliteVersions(path));
   await (await openSqliteStore(path)).close();
   const after = sqliteVersions(path);
-  return { ok: true, store: 'sqlite', database: path, outbox: { applied: after.filter((v) => !before.has(v)), version: Math.max(0, ...after) } };
+  const httpStore = await openSqliteHttpStore(path, { migrate: false });
+  try {
+    const http = await httpStore.applyMigrations();
+    return { ok: true, store: 'sqlite', database: path, outbox: { applied: after.filter((v) => !before.has(v)), version: Math.max(0, ...after) }, http };
+  } finally {
+    await httpStore.close();
+  }
 }
 
 function summary(name: string, result: Applied): string {
@@ -66,14 +79,17 @@ function summary(name: string, result: Applied): string {
 }
 
 /**
- * `relay365 db migrate`: creates or upgrades the outbox's tables (PostgreSQL with `queue.url`, else the
- * SQLite file) and prints the versions applied. Run it once before starting upgraded nodes; nodes also
- * migrate when they start, under a lock, so running it is never required for a first start.
+ * `relay365 db migrate`: creates or upgrades the outbox's tables, the HTTP front door's beside them and
+ * (with PostgreSQL) the shared token cache's, in the database of `queue.url`, else the SQLite file, and
+ * prints the versions applied. Run it once before starting upgraded nodes; nodes also migrate when
+ * they start, under a lock, so running it is never required for a first start.
  */
 export function dbCommand(): Command {
   const db = new Command('db').description('The outbox database: create or upgrade its schema.');
   db.command('migrate')
-    .description('Apply pending schema migrations to the configured outbox (queue.url, else queue.path) and print the versions applied')
+    .description(
+      'Apply pending schema migrations (outbox, HTTP tables, shared token cache) to the configured database (queue.url, else queue.path) and print the versions applied',
+    )
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (flags: { config?: string; json?: boolean }) => {
@@ -85,6 +101,7 @@ export function dbCommand(): Command {
       }
       console.log(`${report.store === 'postgresql' ? 'PostgreSQL' : 'SQLite'} ${report.database}`);
       console.log(summary('outbox', report.outbox));
+      console.log(summary('HTTP tables', report.http));
       if (report.tokenCache) console.log(summary('token cache', report.tokenCache));
     });
   return db;

@@ -43,8 +43,9 @@ export interface IdempotencyRequest {
 
 /**
  * What the HTTP front door keeps besides the outbox: API keys, idempotency keys, and the webhook
- * outbox. The SQLite implementation lives in the outbox's database file; a PostgreSQL one will
- * implement the same interface.
+ * outbox. It lives where the outbox does: {@link SqliteHttpStore} in the outbox's SQLite file,
+ * `PgHttpStore` (pg-http-store.ts) in its PostgreSQL schema, shared by every node. Both pass the
+ * contract suite in test/contract/http-store.ts.
  */
 export interface HttpStore extends WebhookOutbox {
   /** Creates or upgrades this store's tables (its own numbered migrations). */
@@ -125,7 +126,7 @@ const MIGRATIONS: readonly Migration[] = [
 ];
 
 /** Finished webhook deliveries are kept this long (to look into a receiver's complaint), then pruned. */
-const FINISHED_RETENTION_MS = 7 * 86_400_000;
+export const FINISHED_RETENTION_MS = 7 * 86_400_000;
 
 /** Every SQL statement of the SQLite HTTP store. Times are integer milliseconds since the epoch. */
 const SQL = {
@@ -177,7 +178,8 @@ const SQL = {
   ping: `SELECT 1`,
 } as const;
 
-interface ApiKeyRow {
+/** A row of `http_api_keys`, the same in SQLite and PostgreSQL. */
+export interface ApiKeyRow {
   id: string;
   name: string;
   prefix: string;
@@ -186,7 +188,8 @@ interface ApiKeyRow {
   revoked_at: number | null;
 }
 
-interface WebhookRow {
+/** A row of `http_webhook_deliveries` as a claim reads it, the same in SQLite and PostgreSQL. */
+export interface WebhookRow {
   id: number;
   event_id: string;
   event_type: string;
@@ -209,7 +212,7 @@ interface WebhookRow {
  * const key = await store.findApiKey(hashApiKey(bearer));
  * ```
  */
-export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs?: number } = {}): Promise<SqliteHttpStore> {
+export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs?: number; migrate?: boolean } = {}): Promise<SqliteHttpStore> {
   let db: Database.Database | undefined;
   try {
     if (path !== ':memory:') {
@@ -222,7 +225,7 @@ export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs
     db.pragma(SQL.pragmas.journalMode);
     db.pragma(SQL.pragmas.synchronous);
     const store = new SqliteHttpStore(db, path);
-    await store.migrate();
+    if (options.migrate !== false) await store.migrate();
     return store;
   } catch (err) {
     db?.close();
@@ -251,8 +254,13 @@ export class SqliteHttpStore implements HttpStore {
     return (this.statements ??= prepare(this.db));
   }
 
-  migrate(): Promise<void> {
-    return this.run('apply the HTTP store migrations', () => {
+  async migrate(): Promise<void> {
+    await this.applyMigrations();
+  }
+
+  /** Applies the steps not yet recorded in `http_schema_migrations`, in one transaction; reports which (`relay365 db migrate`). */
+  applyMigrations(): Promise<{ applied: number[]; version: number }> {
+    return this.run('apply the HTTP store migrations', () =>
       this.db
         .transaction(() => {
           this.db.exec(SQL.createMigrationsTable);
@@ -267,20 +275,24 @@ export class SqliteHttpStore implements HttpStore {
             );
           }
           const record = this.db.prepare<{ version: number; appliedAt: number }>(SQL.recordMigration);
+          const report = { applied: [] as number[], version: newest };
           for (const m of MIGRATIONS) {
             if (applied.has(m.version)) continue;
             this.db.exec(m.sql);
             record.run({ version: m.version, appliedAt: Date.now() });
+            report.applied.push(m.version);
+            report.version = Math.max(report.version, m.version);
           }
+          return report;
         })
-        .immediate();
-    });
+        .immediate(),
+    );
   }
 
   createApiKey(input: { name: string; hash: string; prefix: string; now?: Date }): Promise<ApiKeyRecord> {
     return this.run('store an API key', () => {
       const row: ApiKeyRow = {
-        id: `key_${randomUUID().replaceAll('-', '').slice(0, 16)}`,
+        id: newApiKeyId(),
         name: input.name,
         prefix: input.prefix,
         created_at: (input.now ?? new Date()).getTime(),
@@ -472,7 +484,13 @@ function prepare(db: Database.Database) {
   };
 }
 
-function toApiKey(row: ApiKeyRow): ApiKeyRecord {
+/** A new API key's id: `key_` and 16 hex digits of a random UUID, short enough to type in `relay365 apikey revoke`. */
+export function newApiKeyId(): string {
+  return `key_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+}
+
+/** A row of either store's `http_api_keys` as a record. */
+export function toApiKey(row: ApiKeyRow): ApiKeyRecord {
   return {
     id: row.id,
     name: row.name,
@@ -483,7 +501,8 @@ function toApiKey(row: ApiKeyRow): ApiKeyRecord {
   };
 }
 
-function toWebhookDelivery(row: WebhookRow): WebhookDelivery {
+/** A row of either store's `http_webhook_deliveries` as a delivery. */
+export function toWebhookDelivery(row: WebhookRow): WebhookDelivery {
   return {
     id: row.id,
     eventId: row.event_id,

@@ -1,5 +1,6 @@
 export { buildHttpApp, type HttpAppDeps } from './app.js';
 export { openSqliteHttpStore, SqliteHttpStore, type HttpStore, type ApiKeyRecord, type IdempotencyReservation, type IdempotencyRequest } from './http-store.js';
+export { PgHttpStore, type PgHttpStoreOptions } from './pg-http-store.js';
 export { generateApiKey, hashApiKey, bearerApiKey, API_KEY_PREFIX, type NewApiKey } from './api-keys.js';
 export { IDEMPOTENCY_TTL_MS } from './idempotency.js';
 export { queueSnapshot, mailboxStatuses, type MailboxStatusView, type ViewSources } from './views.js';

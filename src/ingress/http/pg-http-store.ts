@@ -1,0 +1,276 @@
+import type pg from 'pg';
+import { Relay365Error } from '../../errors.js';
+import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome } from '../../observe/index.js';
+import type { PgOutboxStore } from '../../outbox/index.js';
+import {
+  applyPgMigrations,
+  checkSchemaName,
+  createPgPool,
+  describeDatabase,
+  explainPgError,
+  pgTransaction,
+  type PgMigrationReport,
+} from '../../outbox/pg-database.js';
+import {
+  FINISHED_RETENTION_MS,
+  newApiKeyId,
+  toApiKey,
+  toWebhookDelivery,
+  type ApiKeyRecord,
+  type ApiKeyRow,
+  type HttpStore,
+  type IdempotencyRequest,
+  type IdempotencyReservation,
+  type WebhookRow,
+} from './http-store.js';
+import { PG_HTTP_MIGRATIONS, PRUNE_BATCH, pgHttpStatements, type PgHttpStatements, type PgIdempotencyRow } from './pg-http-sql.js';
+
+/** Options of {@link PgHttpStore.open}. */
+export interface PgHttpStoreOptions {
+  /** Schema holding relay365's tables (`queue.schema`); default `relay365`. */
+  schema?: string;
+  /** Connections in the store's own pool (default 2: the CLI makes one query at a time). */
+  poolSize?: number;
+  /** How long to wait for a connection before failing with `R365_OUTBOX_UNAVAILABLE` (retryable). Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Apply pending migrations on open (default true). */
+  migrate?: boolean;
+}
+
+/**
+ * A reservation meets a key that vanishes between its insert and its lock only when another request
+ * released or pruned it in that instant; after this many rounds it answers in-progress (409), which the
+ * client retries.
+ */
+const RESERVE_ROUNDS = 3;
+
+/**
+ * {@link HttpStore} in PostgreSQL, shared by every node: API keys, idempotency keys and the webhook
+ * outbox in the outbox's schema (`queue.schema`), tables prefixed `http_`. An API key created on one
+ * node is known to all; an `Idempotency-Key` sent to two nodes queues one message; a webhook delivery
+ * is leased by one node at a time (`FOR UPDATE SKIP LOCKED`).
+ *
+ * @example
+ * ```ts
+ * const outbox = await openPgStore(config.queue.url, { schema: config.queue.schema });
+ * const httpStore = await PgHttpStore.attach(outbox);
+ * const key = await httpStore.findApiKey(hashApiKey(bearer));
+ * ```
+ */
+export class PgHttpStore implements HttpStore {
+  private readonly sql: PgHttpStatements;
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly ownsPool: boolean,
+    /** The schema holding the tables. */
+    readonly schema: string,
+    /** The database, for messages: the URL without its password, and the schema. */
+    readonly where: string,
+  ) {
+    this.sql = pgHttpStatements(schema);
+  }
+
+  /**
+   * Uses the outbox's pool, so a node keeps one set of connections; `close` leaves it open for the
+   * outbox to end. Applies the pending migrations unless told not to.
+   *
+   * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the tables cannot be migrated (see {@link applyMigrations}).
+   */
+  static async attach(outbox: Pick<PgOutboxStore, 'pool' | 'schema' | 'where'>, options: { migrate?: boolean } = {}): Promise<PgHttpStore> {
+    const store = new PgHttpStore(outbox.pool, false, checkSchemaName(outbox.schema), outbox.where);
+    if (options.migrate !== false) await store.migrate();
+    return store;
+  }
+
+  /**
+   * Opens a pool of its own to `url` (ended by `close`), for commands that use only these tables
+   * (`relay365 apikey`). Otherwise as {@link attach}.
+   *
+   * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the server cannot be reached or refuses the
+   *   login, or the tables cannot be migrated.
+   */
+  static async open(url: string, options: PgHttpStoreOptions = {}): Promise<PgHttpStore> {
+    const schema = checkSchemaName(options.schema ?? 'relay365');
+    const pool = createPgPool(url, { poolSize: options.poolSize ?? 2, connectTimeoutMs: options.connectTimeoutMs });
+    const store = new PgHttpStore(pool, true, schema, describeDatabase(url, schema));
+    try {
+      if (options.migrate !== false) await store.migrate();
+      else await store.ping();
+      return store;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  async migrate(): Promise<void> {
+    await this.applyMigrations();
+  }
+
+  /**
+   * Creates the schema when missing and applies the steps of {@link PG_HTTP_MIGRATIONS} not yet in
+   * `http_schema_migrations`, in one transaction under the schema's migration lock (the outbox's too).
+   *
+   * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when PostgreSQL cannot be used or a newer relay365 migrated the tables.
+   */
+  applyMigrations(): Promise<PgMigrationReport> {
+    return this.run('apply the HTTP store migrations', () =>
+      pgTransaction(this.pool, (client) =>
+        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The HTTP tables', sql: this.sql, migrations: PG_HTTP_MIGRATIONS }),
+      ),
+    );
+  }
+
+  createApiKey(input: { name: string; hash: string; prefix: string; now?: Date }): Promise<ApiKeyRecord> {
+    return this.run('store an API key', async () => {
+      const createdAt = (input.now ?? new Date()).getTime();
+      const { rows } = await this.pool.query<ApiKeyRow>(this.sql.insertApiKey, [newApiKeyId(), input.name, input.prefix, input.hash, createdAt]);
+      return toApiKey(rows[0]!);
+    });
+  }
+
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.run('list API keys', async () => (await this.pool.query<ApiKeyRow>(this.sql.listApiKeys)).rows.map(toApiKey));
+  }
+
+  findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    return this.run('look up an API key', async () => {
+      const row = (await this.pool.query<ApiKeyRow>(this.sql.findApiKey, [hash])).rows[0];
+      return row === undefined ? undefined : toApiKey(row);
+    });
+  }
+
+  touchApiKey(id: string, now: Date = new Date()): Promise<void> {
+    return this.run('record the use of an API key', async () => void (await this.pool.query(this.sql.touchApiKey, [id, now.getTime()])));
+  }
+
+  /** @throws Relay365Error `R365_API_KEY_UNKNOWN` when several active keys have this name. */
+  revokeApiKey(idNameOrPrefix: string, now: Date = new Date()): Promise<ApiKeyRecord | undefined> {
+    return this.run('revoke an API key', () =>
+      pgTransaction(this.pool, async (client) => {
+        const { rows } = await client.query<ApiKeyRow>(this.sql.findActiveKeysByRef, [idNameOrPrefix]);
+        if (rows.length > 1) {
+          throw new Relay365Error(
+            'R365_API_KEY_UNKNOWN',
+            `${rows.length} active API keys are named ${idNameOrPrefix}: revoke one by its id (relay365 apikey list).`,
+          );
+        }
+        const row = rows[0];
+        if (row === undefined) return undefined;
+        const revoked = (await client.query<ApiKeyRow>(this.sql.revokeApiKey, [row.id, now.getTime()])).rows[0];
+        return revoked === undefined ? undefined : toApiKey(revoked);
+      }),
+    );
+  }
+
+  /**
+   * One transaction: insert the key (a new key is reserved), or else lock the row that is there and
+   * decide from it. Two nodes reserving the same key at the same moment meet at the primary key: the
+   * second waits for the first's commit and then finds its reservation, so exactly one is reserved.
+   */
+  reserveIdempotencyKey(request: IdempotencyRequest): Promise<IdempotencyReservation> {
+    return this.run('reserve an idempotency key', async () => {
+      const now = request.now.getTime();
+      // Apart from the reservation, so the rows it deletes are not held while the reservation waits.
+      await this.pool.query(this.sql.pruneIdempotencyKeys, [now, PRUNE_BATCH]);
+      const key = [request.scope, request.keyHash];
+      const fresh = [...key, request.fingerprint, now, now + request.ttlMs, now + request.lockMs];
+      return pgTransaction(this.pool, async (client): Promise<IdempotencyReservation> => {
+        for (let round = 0; round < RESERVE_ROUNDS; round++) {
+          if ((await client.query(this.sql.insertIdempotencyKey, fresh)).rowCount === 1) return { outcome: 'reserved' };
+          const row = (await client.query<PgIdempotencyRow>(this.sql.lockIdempotencyKey, key)).rows[0];
+          if (row === undefined) continue;
+          if (row.expires_at <= now) {
+            await client.query(this.sql.renewIdempotencyKey, fresh);
+            return { outcome: 'reserved' };
+          }
+          if (row.fingerprint !== request.fingerprint) return { outcome: 'mismatch' };
+          if (row.status !== null && row.body !== null) return { outcome: 'replay', status: row.status, body: row.body };
+          if (row.locked_until !== null && row.locked_until > now) return { outcome: 'in-progress' };
+          await client.query(this.sql.relockIdempotencyKey, [...key, now + request.lockMs]);
+          return { outcome: 'reserved' };
+        }
+        return { outcome: 'in-progress' };
+      });
+    });
+  }
+
+  saveIdempotentResponse(scope: string, keyHash: string, status: number, body: string): Promise<void> {
+    return this.run('save an idempotent response', async () => void (await this.pool.query(this.sql.saveIdempotentResponse, [scope, keyHash, status, body])));
+  }
+
+  releaseIdempotencyKey(scope: string, keyHash: string): Promise<void> {
+    return this.run('release an idempotency key', async () => void (await this.pool.query(this.sql.releaseIdempotencyKey, [scope, keyHash])));
+  }
+
+  addWebhookDeliveries(deliveries: readonly NewWebhookDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return Promise.resolve();
+    return this.run('store webhook deliveries', async () => {
+      await this.pool.query(this.sql.insertWebhookDeliveries, [
+        deliveries.map((d) => d.eventId),
+        deliveries.map((d) => d.eventType),
+        deliveries.map((d) => d.receiver),
+        deliveries.map((d) => d.body),
+        deliveries.map((d) => d.createdAt.getTime()),
+      ]);
+    });
+  }
+
+  /** Leases up to `limit` due deliveries, oldest first; another node's claim at the same moment gets other rows. */
+  claimWebhookDeliveries(request: { owner: string; now: Date; leaseMs: number; limit: number }): Promise<WebhookDelivery[]> {
+    return this.run('claim webhook deliveries', async () => {
+      const now = request.now.getTime();
+      await this.pool.query(this.sql.pruneFinishedWebhooks, [now - FINISHED_RETENTION_MS, PRUNE_BATCH]);
+      const { rows } = await this.pool.query<WebhookRow>(this.sql.claimWebhookDeliveries, [request.owner, now + request.leaseMs, now, request.limit]);
+      return rows.sort((a, b) => a.next_attempt_at - b.next_attempt_at || a.id - b.id).map(toWebhookDelivery);
+    });
+  }
+
+  completeWebhookDelivery(id: number, owner: string, outcome: WebhookDeliveryOutcome): Promise<boolean> {
+    return this.run('record a webhook attempt', async () => {
+      const done = await this.pool.query(...this.attemptQuery(id, owner, outcome));
+      return done.rowCount === 1;
+    });
+  }
+
+  nextWebhookDue(): Promise<Date | undefined> {
+    return this.run('read the next webhook due time', async () => {
+      const t = (await this.pool.query<{ t: number | null }>(this.sql.nextWebhookDue)).rows[0]?.t ?? null;
+      return t === null ? undefined : new Date(t);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.run('reach the database', async () => void (await this.pool.query(this.sql.ping)));
+  }
+
+  /** Ends the pool when the store opened it ({@link open}); calling it again does nothing. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  /** The statement that records one attempt, with its parameters. */
+  private attemptQuery(id: number, owner: string, outcome: WebhookDeliveryOutcome): [string, unknown[]] {
+    switch (outcome.state) {
+      case 'delivered':
+        return [this.sql.deliveredWebhook, [id, owner, outcome.at.getTime()]];
+      case 'retry':
+        return [this.sql.retryWebhook, [id, owner, outcome.nextAttemptAt.getTime(), outcome.error]];
+      case 'abandoned':
+        return [this.sql.abandonWebhook, [id, owner, Date.now(), outcome.error]];
+    }
+  }
+
+  /** Runs one operation, turning PostgreSQL's environmental failures into `R365_OUTBOX_UNAVAILABLE` (see pg-database.ts). */
+  private async run<T>(doing: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (err) {
+      throw explainPgError(err, doing, this.where);
+    }
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * What every relay365 store in PostgreSQL shares: how a pool is opened, how a transaction runs, how
+ * a set of numbered migrations is applied, and how PostgreSQL's failures become
+ * `R365_OUTBOX_UNAVAILABLE` with the database named but never its password. The outbox
+ * (`pg-store.ts`) and the HTTP front door's store (`ingress/http/pg-http-store.ts`) use it; each keeps
+ * its own SQL and its own migration ledger.
+ */
+import pg from 'pg';
+import { Relay365Error } from '../errors.js';
+import { DURABLE_COMMITS, SCHEMA_NAME, TRANSACTION, type PgLedgerStatements, type PgMigration } from './pg-sql.js';
+
+/** What {@link applyPgMigrations} did. */
+export interface PgMigrationReport {
+  /** Versions applied by this call, oldest first (empty when the schema was up to date). */
+  applied: number[];
+  /** The schema version now. */
+  version: number;
+}
+
+/**
+ * `bigint` columns (times in ms, counts) as JavaScript numbers: every value relay365 stores there is far
+ * below 2^53, and pg's default (a string) would leak into every comparison.
+ */
+const TYPES = new pg.TypeOverrides();
+TYPES.setTypeParser(pg.types.builtins.INT8, 'text', (value: string) => Number(value));
+
+/** Runs on every new connection: see {@link DURABLE_COMMITS}. */
+async function durableCommits(client: pg.ClientBase): Promise<void> {
+  await client.query(DURABLE_COMMITS);
+}
+
+/**
+ * A pool to the database at `url` as every relay365 store wants it: `bigint` read as numbers, durable
+ * commits, TCP keepalive, and idle-connection failures left to the next query to report.
+ */
+export function createPgPool(url: string, options: { poolSize: number; connectTimeoutMs?: number | undefined }): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    // TCP keepalive: a connection to a server that vanished (failover, cable) fails instead of hanging.
+    keepAlive: true,
+    fallback_application_name: 'relay365',
+    types: TYPES,
+    // Awaited before the pool hands the new connection out (pg-pool's _promiseTry); @types/pg
+    // declares the hook as returning void.
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    onConnect: durableCommits,
+  });
+  // An idle connection that breaks (server restart) is dropped by the pool, which reports it here;
+  // the next query opens a new one and fails there, with a Relay365Error, if the server is still away.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** @throws Relay365Error `R365_CONFIG_INVALID` for a schema name that would need quoting (see {@link SCHEMA_NAME}). */
+export function checkSchemaName(schema: string): string {
+  if (!SCHEMA_NAME.test(schema)) {
+    throw new Relay365Error(
+      'R365_CONFIG_INVALID',
+      `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`,
+      {
+        details: { schema },
+      },
+    );
+  }
+  return schema;
+}
+
+/** BEGIN ... COMMIT on one connection of `pool`; ROLLBACK on any failure (a connection that cannot roll back is discarded). */
+export async function pgTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  // A checked-out connection reports a break between two queries (server restart) as an 'error'
+  // event, which would end the process unheard; it is kept so the connection is discarded.
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  client.on('error', onError);
+  try {
+    await client.query(TRANSACTION.begin);
+    const result = await work(client);
+    await client.query(TRANSACTION.commit);
+    return result;
+  } catch (err) {
+    await client.query(TRANSACTION.rollback).catch((rollbackFailed: unknown) => {
+      broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
+    });
+    throw err;
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
+/**
+ * Creates the schema when missing and applies the steps of `migrations` not yet in the ledger, on
+ * `client` inside the caller's transaction, under the schema's migration lock: nodes starting at
+ * once wait for the first, then find nothing left to do. PostgreSQL's DDL is transactional, so a
+ * step that fails leaves nothing behind.
+ *
+ * @param target.what - the tables, for the message when a newer relay365 migrated them (`'The outbox tables'`).
+ * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` (not retryable) when the ledger records a version
+ *   newer than any of `migrations`.
+ */
+export async function applyPgMigrations(
+  client: pg.ClientBase,
+  target: { schema: string; where: string; what: string; sql: PgLedgerStatements; migrations: readonly PgMigration[] },
+): Promise<PgMigrationReport> {
+  const { schema, sql, migrations } = target;
+  await client.query(sql.lockMigrations, [schema]);
+  if ((await client.query(sql.schemaExists, [schema])).rowCount === 0) await client.query(sql.createSchema);
+  await client.query(sql.createMigrationsTable);
+  const applied = new Set((await client.query<{ version: number }>(sql.appliedVersions)).rows.map((r) => r.version));
+  const known = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  const newest = Math.max(0, ...applied);
+  if (newest > known) {
+    throw new Relay365Error(
+      'R365_OUTBOX_UNAVAILABLE',
+      `${target.what} at ${target.where} are at schema version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated them. ` +
+        'Run that newer release on every node, or restore the backup taken before the upgrade.',
+      { details: { schema, version: newest, known } },
+    );
+  }
+  const report: PgMigrationReport = { applied: [], version: newest };
+  for (const migration of migrations) {
+    if (applied.has(migration.version)) continue;
+    await client.query(migration.sql(pg.escapeIdentifier(schema)));
+    await client.query(sql.recordMigration, [migration.version, migration.description, Date.now()]);
+    report.applied.push(migration.version);
+    report.version = Math.max(report.version, migration.version);
+  }
+  return report;
+}
+
+/** The database and schema for messages and logs: the URL without its password. */
+export function describeDatabase(url: string, schema: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    // libpq-style URLs may carry it as a parameter too.
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
+    return `${parsed.toString()} (schema ${schema})`;
+  } catch {
+    return `the PostgreSQL database in queue.url (schema ${schema})`;
+  }
+}
+
+/**
+ * PostgreSQL failures that come from the environment, by SQLSTATE (PostgreSQL, Appendix A) or by the
+ * socket's error code, with whether trying the same thing later may succeed. Anything not listed
+ * (a syntax error, a broken constraint) is a bug and is passed on untouched.
+ */
+const PG_FAILURES: ReadonlyArray<{ match: RegExp; retryable: boolean; cause: string; fix: string }> = [
+  // The server is away or going away: down, restarting, failing over, or the network dropped.
+  {
+    match: /^(08\w{3}|57P0[123]|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|EPIPE|CONNECTION_LOST)$/,
+    retryable: true,
+    cause: 'PostgreSQL cannot be reached or is restarting',
+    fix: 'Check that the server is up and reachable from this node (host, port, firewall, TLS).',
+  },
+  // A standby, or a primary demoted by a failover: writes go elsewhere until the pooler or DNS follows.
+  {
+    match: /^25006$/,
+    retryable: true,
+    cause: 'the server is a read-only standby',
+    fix: 'Point queue.url at the primary (or at a pooler or DNS name that follows failovers).',
+  },
+  // insufficient_resources: disk_full, out_of_memory, too_many_connections.
+  {
+    match: /^53\w{3}$/,
+    retryable: true,
+    cause: 'the server is out of a resource (disk, memory or connections)',
+    fix: "Free disk space on the server, or raise max_connections or lower the nodes' pool sizes.",
+  },
+  // Another transaction held a lock too long (lock_timeout), a deadlock victim, or statement_timeout.
+  {
+    match: /^(55P03|40001|40P01|57014)$/,
+    retryable: true,
+    cause: 'a lock or statement timed out',
+    fix: 'Look for a session holding a transaction open (pg_stat_activity) and end it.',
+  },
+  // Will not get better by waiting: the login, the database name or the privileges are wrong.
+  {
+    match: /^28\w{3}$/,
+    retryable: false,
+    cause: 'PostgreSQL refused the login',
+    fix: 'Check the user and password in queue.url (or PGPASSWORD, ~/.pgpass) and pg_hba.conf.',
+  },
+  { match: /^3D000$/, retryable: false, cause: 'the database does not exist', fix: 'Create it (createdb) or correct the database name in queue.url.' },
+  {
+    match: /^(42501|3F000)$/,
+    retryable: false,
+    cause: 'the role lacks a privilege on the schema or its tables',
+    fix: 'Grant the role CREATE on the database (or own the schema), then run `relay365 db migrate`.',
+  },
+  { match: /^ENOTFOUND$/, retryable: false, cause: 'the host name in queue.url does not resolve', fix: 'Correct the host in queue.url.' },
+];
+
+/** Errors pg raises without a code, by their message: a lost or timed-out connection. */
+const PG_CONNECTION_MESSAGES =
+  /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
+
+/**
+ * An environmental PostgreSQL failure as `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug)
+ * untouched. `where` is {@link describeDatabase}'s text, so the message never holds the password.
+ */
+export function explainPgError(err: unknown, doing: string, where: string): Error {
+  if (err instanceof Relay365Error) return err;
+  if (!(err instanceof Error)) return new Error(String(err));
+  const code = (err as { code?: unknown }).code;
+  const key = typeof code === 'string' ? code : PG_CONNECTION_MESSAGES.test(err.message) ? 'CONNECTION_LOST' : undefined;
+  const failure = key === undefined ? undefined : PG_FAILURES.find((f) => f.match.test(key));
+  if (failure === undefined) return err;
+  return new Relay365Error('R365_OUTBOX_UNAVAILABLE', `Could not ${doing}: ${failure.cause} (${err.message}) at ${where}. ${failure.fix}`, {
+    cause: err,
+    retryable: failure.retryable,
+    details: { database: where, code: key },
+  });
+}
