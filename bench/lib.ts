@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,29 @@ export function machine(): Machine {
 
 export function machineLine(m: Machine = machine()): string {
   return `${m.cpu}, ${m.cores} cores, ${m.ramGb} GB RAM, Node ${m.node}, ${process.platform}`;
+}
+
+/** How the machine was doing when a run started: every latency figure depends on it. */
+export interface MachineState {
+  /** 1-minute load average. */
+  load1: number;
+  /** How late a 10 ms timer fires on this idle process, ms (p50 and max of 50): a virtual machine whose vCPUs wake late shows it here. */
+  timerLateP50Ms: number;
+  timerLateMaxMs: number;
+}
+
+export async function machineState(): Promise<MachineState> {
+  const late: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const t = performance.now();
+    await sleep(10);
+    late.push(performance.now() - t - 10);
+  }
+  return { load1: round(loadavg()[0] ?? NaN, 2), timerLateP50Ms: round(percentile(late, 50)), timerLateMaxMs: round(Math.max(...late)) };
+}
+
+export function machineStateLine(s: MachineState): string {
+  return `load average ${s.load1}; a 10 ms timer fires ${s.timerLateP50Ms} ms late (p50), ${s.timerLateMaxMs} ms at worst`;
 }
 
 /** A whole-number setting from the environment, or the default. */
@@ -252,10 +275,13 @@ export function markdown(result: ScenarioResult): string {
 }
 
 /** Writes `bench/results/<date>-<name>.json` with the machine and the result. */
-export async function writeResult(result: ScenarioResult): Promise<string> {
+export async function writeResult(result: ScenarioResult, state?: MachineState): Promise<string> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const date = new Date().toISOString().slice(0, 19).replace(/:/g, '-');
   const path = join(RESULTS_DIR, `${date}-${result.name}.json`);
-  await writeFile(path, JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...result }, null, 2) + '\n');
+  await writeFile(
+    path,
+    JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...(state ? { machineState: state } : {}), ...result }, null, 2) + '\n',
+  );
   return path;
 }

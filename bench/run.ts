@@ -2,7 +2,7 @@
  * `npm run bench`: runs every scenario (or only BENCH_ONLY=name[,name]), prints a Markdown table per
  * scenario under the machine line, and writes `bench/results/<date>-<name>.json`.
  */
-import { machineLine, markdown, writeResult, type ScenarioResult } from './lib.js';
+import { machineLine, machineState, machineStateLine, markdown, writeResult, type ScenarioResult } from './lib.js';
 
 const scenarios: Record<string, () => Promise<{ run: () => Promise<ScenarioResult> }>> = {
   'relay-throughput': () => import('./relay-throughput.js'),
@@ -27,9 +27,11 @@ async function main(): Promise<number> {
     if (only && !only.includes(name)) continue;
     const started = Date.now();
     try {
+      const state = await machineState();
       const result = await (await load()).run();
+      console.log(`At the start: ${machineStateLine(state)}.\n`);
       console.log(markdown(result));
-      const path = await writeResult(result);
+      const path = await writeResult(result, state);
       console.log(`\n(${name}: ${((Date.now() - started) / 1000).toFixed(0)} s; ${path})\n`);
     } catch (err) {
       failed += 1;

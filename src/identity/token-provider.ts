@@ -1,6 +1,7 @@
 import { isRelay365Error, Relay365Error } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import type { AcquiredToken, TokenSource } from './token-source.js';
+import { decodeClaims } from './claims.js';
 
 /** A token ready for use, with the mailbox it is for. */
 export interface MailboxToken {
@@ -200,7 +201,7 @@ export class TokenProvider {
     const promise = source
       .acquire(mailbox, { force })
       .then((token) => {
-        slot.current = { ...token, acquiredAt: startedAt };
+        slot.current = { ...token, expiresOn: effectiveExpiry(token), acquiredAt: startedAt };
         slot.stale = false;
         slot.failures = 0;
         slot.retryAt = 0;
@@ -239,4 +240,15 @@ export class TokenProvider {
     }, delay);
     slot.timer.unref();
   }
+}
+
+/**
+ * When the token stops working: the earlier of the identity platform's `expires_in` (which MSAL turns
+ * into a time rounded to the second, from when the answer arrived) and the token's own `exp` claim,
+ * which is what Exchange checks. The two can differ by a second or more; for short-lived tokens that
+ * is a large part of the safety margin. Opaque tokens (no JWT) keep `expires_in`.
+ */
+function effectiveExpiry(token: AcquiredToken): Date {
+  const exp = decodeClaims(token.accessToken)?.exp;
+  return typeof exp === 'number' && exp * 1000 < token.expiresOn.getTime() ? new Date(exp * 1000) : token.expiresOn;
 }

@@ -225,7 +225,7 @@ describe('delivery under throttling and limits', () => {
     const tenant = sandbox.state.scenario.tenants[0]!;
     const app = tenant.apps[0]!;
     let calls = 0;
-    // First an expired token that claims to be fresh (a skewed clock), then a good one.
+    // First a token Exchange refuses although it is unexpired (minted for Graph, not Exchange), then a good one.
     const source: TokenSource = {
       appOnly: true,
       async acquire() {
@@ -233,9 +233,9 @@ describe('delivery under throttling and limits', () => {
         const { token } = await sandbox.issuer.accessToken({
           tenant,
           app,
-          audience: 'https://outlook.office365.com',
+          audience: calls === 1 ? 'https://graph.microsoft.com' : 'https://outlook.office365.com',
           roles: ['SMTP.SendAsApp'],
-          lifetimeSeconds: calls === 1 ? -10 : 3600,
+          lifetimeSeconds: 3600,
           clientAuth: '1',
         });
         return { accessToken: token, expiresOn: new Date(Date.now() + 3_600_000) };

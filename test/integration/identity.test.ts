@@ -317,8 +317,12 @@ describe('token provider under a failing or short-lived identity platform', () =
     }
   });
 
-  it(`never presents an expired token during ${FULL ? 60 : 15} s of continuous sends with 4-second tokens, and no send waits for a refresh`, async () => {
-    const sandbox = await startTestSandbox({ scenario: scenario((s) => (s.token.lifetimeSeconds = 4)) });
+  // Tokens live 8 s here (an hour at Microsoft): the provider's safety margin, 10% of a lifetime, must stay
+  // above the stalls of a busy virtual machine between handing out a token and presenting it (up to half
+  // a second seen on CI's machine kind), as two minutes stay above any real send.
+  const LIFETIME_S = 8;
+  it(`never presents an expired token during ${FULL ? 60 : 20} s of continuous sends with ${LIFETIME_S}-second tokens, and no send waits for a refresh`, async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => (s.token.lifetimeSeconds = LIFETIME_S)) });
     sandbox.state.setScenario({ ...sandbox.state.scenario, limits: { ...sandbox.state.scenario.limits, unlimited: true } });
     const dir = await tempDir();
     const sink = logSink();
@@ -326,13 +330,16 @@ describe('token provider under a failing or short-lived identity platform', () =
     const seen = new Set<string>();
     try {
       await identity.provider.getToken(DEFAULT_IDS.mailbox); // the one cold start that must wait
-      const end = Date.now() + (FULL ? 60_000 : 15_000);
+      const end = Date.now() + (FULL ? 60_000 : 20_000);
       let sends = 0;
-      let slowest = 0;
+      let waits = 0;
       while (Date.now() < end) {
-        const t0 = performance.now();
-        const token = await identity.provider.getToken(DEFAULT_IDS.mailbox);
-        slowest = Math.max(slowest, performance.now() - t0);
+        // A token in hand resolves within microtasks; one that waits for a token request needs I/O,
+        // which cannot complete before a setImmediate callback of this turn runs. (Wall time would
+        // also count the machine's own stalls.)
+        const pending = identity.provider.getToken(DEFAULT_IDS.mailbox);
+        if (await Promise.race([pending.then(() => false), new Promise<boolean>((r) => setImmediate(() => r(true)))])) waits += 1;
+        const token = await pending;
         seen.add(token.accessToken);
         const exp = summarizeToken(token.accessToken)!.expiresAt!.getTime();
         assert.ok(exp > Date.now() + 200, `token handed out ${exp - Date.now()} ms before expiry`);
@@ -340,8 +347,8 @@ describe('token provider under a failing or short-lived identity platform', () =
         sends += 1;
         await new Promise((r) => setTimeout(r, 50));
       }
-      assert.ok(slowest < 50, `a send waited ${slowest.toFixed(1)} ms for a token`);
-      assert.ok(seen.size >= (FULL ? 60 : 15) / 4, `tokens were refreshed ahead (${seen.size} distinct)`);
+      assert.equal(waits, 0, 'no send waited for a token request');
+      assert.ok(seen.size >= (FULL ? 60 : 20) / LIFETIME_S, `tokens were refreshed ahead (${seen.size} distinct)`);
       assert.equal(sandbox.state.counters.smtpReplies['535 5.7.3'] ?? 0, 0, 'Exchange never saw an expired token');
       const log = sink.text();
       for (const t of seen) assert.ok(!log.includes(t.split('.')[2]!), 'a token reached the log');
