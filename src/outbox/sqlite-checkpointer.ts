@@ -4,8 +4,9 @@ import { Worker } from 'node:worker_threads';
 /**
  * The thread's code, as a CommonJS script (`eval: true`), so that it runs the same from `dist/` and
  * from the TypeScript sources under test. It opens its own connection to the database and runs a
- * PASSIVE checkpoint every `intervalMs`: PASSIVE never waits for readers or writers, and copies what
- * it can. With `synchronous = NORMAL` SQLite syncs the log before copying and the database after.
+ * PASSIVE checkpoint every `intervalMs`, or 10 ms after one that writers outran: PASSIVE never waits
+ * for readers or writers, and copies what it can. With `synchronous = NORMAL` SQLite syncs the log
+ * before copying and the database after.
  */
 const THREAD_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -13,16 +14,23 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
 db.pragma('synchronous = NORMAL');
 db.pragma('wal_autocheckpoint = 0');
-const timer = setInterval(() => {
+let timer;
+function round() {
+  let behind = false;
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    // One row: frames in the log, and how many of them are now in the database file.
+    const [{ log, checkpointed }] = db.pragma('wal_checkpoint(PASSIVE)');
+    // Writers appended while it copied: go again soon, or the log only ever grows under steady load.
+    behind = checkpointed < log;
   } catch {
     // Busy, or the disk failing: the next round tries again, and the event loop's connection still
     // checkpoints by itself past its far threshold.
   }
-}, workerData.intervalMs);
+  timer = setTimeout(round, behind ? workerData.catchUpMs : workerData.intervalMs);
+}
+timer = setTimeout(round, workerData.intervalMs);
 parentPort.on('message', () => {
-  clearInterval(timer);
+  clearTimeout(timer);
   db.close();
   parentPort.close();
 });
@@ -62,6 +70,7 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
       path,
       driver: createRequire(import.meta.url).resolve('better-sqlite3'),
       intervalMs: options.intervalMs ?? 250,
+      catchUpMs: 10,
       busyTimeoutMs: options.busyTimeoutMs ?? 5000,
     },
     // The thread needs none of the loaders the process was started with (tsx under test).

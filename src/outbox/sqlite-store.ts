@@ -1,4 +1,4 @@
-import { chmod, mkdir, open } from 'node:fs/promises';
+import { chmod, mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
@@ -76,6 +76,11 @@ export class SqliteOutboxStore implements OutboxStore {
   private statements: Statements | undefined;
   private transactions: Transactions | undefined;
   private readonly pendingInserts: PendingInsert[] = [];
+  /** The log, open for fdatasync (see {@link datasyncLog}). */
+  private log: FileHandle | undefined;
+  /** A sync not yet started, which every commit made meanwhile may wait for; and the one running. */
+  private queuedSync: Promise<void> | undefined;
+  private runningSync: Promise<void> | undefined;
   private readonly pendingCompletes: Array<{ request: CompleteRequest; resolve: (done: boolean) => void; reject: (error: unknown) => void }> = [];
 
   private constructor(
@@ -190,26 +195,42 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   /**
-   * Makes every commit so far durable: fdatasync of the log (`<path>-wal`) on the thread pool. A
-   * checkpoint may have moved the commits into the database file already (SQLite syncs that file
-   * after a checkpoint), so a missing log is not an error. Concurrent calls each sync; the kernel
-   * writes what is dirty once.
+   * Makes every commit so far durable: an fdatasync of the log (`<path>-wal`) on the thread pool.
+   * Group sync: while one runs, the commits that follow share the next one, so a burst of batches
+   * costs two syncs, not one each.
    */
-  private async syncLog(doing: string): Promise<void> {
-    if (this.path === ':memory:') return;
-    let handle;
+  private syncLog(doing: string): Promise<void> {
+    if (this.path === ':memory:') return Promise.resolve();
+    if (this.queuedSync) return this.queuedSync;
+    const start = async (): Promise<void> => {
+      // From here on, a new commit needs the sync after this one.
+      this.queuedSync = undefined;
+      const running = this.datasyncLog(doing);
+      this.runningSync = running;
+      try {
+        await running;
+      } finally {
+        if (this.runningSync === running) this.runningSync = undefined;
+      }
+    };
+    const after = this.runningSync ?? Promise.resolve();
+    const queued = after.then(start, start);
+    this.queuedSync = queued;
+    return queued;
+  }
+
+  /**
+   * One fdatasync of the log. The handle stays open: SQLite keeps the log file (the same inode, only
+   * truncated) as long as a connection is open, and this store's is until {@link close}. Before the
+   * first commit there may be no log yet, and then nothing to sync.
+   */
+  private async datasyncLog(doing: string): Promise<void> {
     try {
-      handle = await open(`${this.path}-wal`, 'r');
+      this.log ??= await open(`${this.path}-wal`, 'r');
+      await this.log.datasync();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.log === undefined) return;
       throw explainSyncError(err, doing, this.path);
-    }
-    try {
-      await handle.datasync();
-    } catch (err) {
-      throw explainSyncError(err, doing, this.path);
-    } finally {
-      await handle.close();
     }
   }
 
@@ -379,6 +400,10 @@ export class SqliteOutboxStore implements OutboxStore {
   /** Stops the checkpoint thread and closes the database; calling it again does nothing. */
   async close(): Promise<void> {
     await this.checkpointer?.stop();
+    // Enqueues already committed still get their sync (and their answer) before the log closes.
+    await Promise.allSettled([this.queuedSync, this.runningSync]);
+    await this.log?.close();
+    this.log = undefined;
     if (this.db.open) this.db.close();
   }
 
