@@ -61,7 +61,7 @@ export function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
   });
 }
 
-/** A free TCP port on 127.0.0.1 (for a child process that must be told its port in advance). */
+/** A free TCP port on 127.0.0.1: nothing listens on it (for a child process that must be told its port in advance, or a refused connection). */
 export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));

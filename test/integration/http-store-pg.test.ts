@@ -1,23 +1,14 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { isRelay365Error } from '../../src/errors.js';
 import { PgHttpStore, generateApiKey } from '../../src/ingress/http/index.js';
 import { PG_HTTP_MIGRATIONS } from '../../src/ingress/http/pg-http-sql.js';
 import { openPgStore } from '../../src/outbox/index.js';
 import { httpStoreContract } from '../contract/http-store.js';
+import { freePort } from '../helpers/cli.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';
 
 const unavailable = await pgUnavailable();
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 if (unavailable !== undefined) {
   describe('PostgreSQL HTTP store', () => {
@@ -105,7 +96,7 @@ if (unavailable !== undefined) {
 
   describe('PostgreSQL HTTP store: when the server is away', () => {
     it('reports a server that does not answer as R365_OUTBOX_UNAVAILABLE, retryable, naming the database without its password', async () => {
-      const port = await closedPort();
+      const port = await freePort();
       const url = `postgresql://relay:hunter2-secret@127.0.0.1:${port}/relay365`;
       await assert.rejects(PgHttpStore.open(url, { connectTimeoutMs: 2000 }), (err) => {
         assert.ok(isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE'), String(err));

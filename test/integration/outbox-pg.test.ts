@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { isRelay365Error } from '../../src/errors.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
 import { openPgStore, type ClaimResult, type MailboxLimits, type NewMessage, type PgOutboxStore } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
+import { freePort } from '../helpers/cli.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';
 
 const unavailable = await pgUnavailable();
@@ -20,15 +20,6 @@ function message(recipients = 1, change: Partial<NewMessage> = {}): NewMessage {
     source: { kind: 'smtp' },
     ...change,
   };
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 if (unavailable !== undefined) {
@@ -114,7 +105,7 @@ if (unavailable !== undefined) {
 
   describe('PostgreSQL outbox store: when the server is away or wrong', () => {
     it('reports a server that does not answer as R365_OUTBOX_UNAVAILABLE, retryable, without the password', async () => {
-      const url = `postgresql://relay:hunter2-secret@127.0.0.1:${await closedPort()}/relay365`;
+      const url = `postgresql://relay:hunter2-secret@127.0.0.1:${await freePort()}/relay365`;
       await assert.rejects(openPgStore(url), (err) => {
         assert.ok(isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE'), String(err));
         assert.equal(err.retryable, true);
