@@ -94,6 +94,24 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sends_message ON sends (message_id);
     `,
   },
+  {
+    version: 3,
+    description: 'running totals of each mailbox\'s sends, so a claim reads its quota without counting the windows',
+    sql: `
+      -- day_recipients: sum(recipients) of the mailbox's rows in sends (claims delete the rows that
+      -- left the day window and subtract them here). minute_sends: how many of those rows are newer
+      -- than minute_edge; each claim slides the edge to the start of its minute window and subtracts
+      -- only the rows it passed. A claim thus reads a handful of rows, however many the windows hold.
+      CREATE TABLE send_totals (
+        mailbox        TEXT    PRIMARY KEY,
+        day_recipients INTEGER NOT NULL,
+        minute_edge    INTEGER NOT NULL,
+        minute_sends   INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO send_totals (mailbox, day_recipients, minute_edge, minute_sends)
+        SELECT mailbox, sum(recipients), 0, count(*) FROM sends GROUP BY mailbox;
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
@@ -184,18 +202,35 @@ export const SQL = {
   /** Live leases of a mailbox: its open connections. */
   liveLeases: `SELECT count(*) AS n, min(lease_until) AS soonest FROM messages
     WHERE mailbox = @mailbox AND state = 'sending' AND lease_until >= @now`,
-  /** Sends of a mailbox inside a window that started after @since. */
-  sendsSince: `SELECT count(*) AS n, coalesce(sum(recipients), 0) AS recipients, min(at) AS oldest FROM sends
+  /** Sends of a mailbox inside a window that started after @since (counted row by row: quotaUsage, and the totals' recount). */
+  sendsSince: `SELECT count(*) AS n, coalesce(sum(recipients), 0) AS recipients FROM sends
     WHERE mailbox = @mailbox AND at > @since`,
+  /** The oldest send of a window: one index seek. */
+  oldestSendSince: `SELECT min(at) AS at FROM sends WHERE mailbox = @mailbox AND at > @since`,
   /** The same sends one by one, oldest first: when do enough recipients leave the day window. */
   sendsSinceInOrder: `SELECT at, recipients FROM sends WHERE mailbox = @mailbox AND at > @since ORDER BY at`,
+  /** Sends that left the minute window since the edge last moved: (@after, @upTo]. */
+  sendsBetween: `SELECT count(*) AS n FROM sends WHERE mailbox = @mailbox AND at > @after AND at <= @upTo`,
+  /** Sends about to leave the day window, and how many of them the minute total still counts. */
+  expiredSends: `SELECT count(*) AS n, coalesce(sum(recipients), 0) AS recipients, coalesce(sum(at > @minuteEdge), 0) AS inMinute
+    FROM sends WHERE mailbox = @mailbox AND at <= @before`,
   pruneSends: `DELETE FROM sends WHERE mailbox = @mailbox AND at <= @before`,
   insertSend: `INSERT INTO sends (mailbox, at, recipients, message_id) VALUES (@mailbox, @at, @recipients, @messageId)`,
+  sendTotals: `SELECT day_recipients, minute_edge, minute_sends FROM send_totals WHERE mailbox = ?`,
+  saveSendTotals: `INSERT INTO send_totals (mailbox, day_recipients, minute_edge, minute_sends)
+    VALUES (@mailbox, @dayRecipients, @minuteEdge, @minuteSends)
+    ON CONFLICT (mailbox) DO UPDATE SET day_recipients = excluded.day_recipients, minute_edge = excluded.minute_edge,
+      minute_sends = excluded.minute_sends`,
+  /** A message's latest send (the one its claim made). */
+  lastSendOf: `SELECT id, mailbox, at FROM sends WHERE message_id = ? ORDER BY id DESC LIMIT 1`,
   /**
    * A claim counts a send when it starts; Exchange counts it when it has received the message. Moving the
    * send to the end of the attempt keeps relay365's window a superset of Exchange's, whatever the latency.
    */
-  touchSend: `UPDATE sends SET at = max(at, @at) WHERE id = (SELECT max(id) FROM sends WHERE message_id = @messageId)`,
+  touchSend: `UPDATE sends SET at = @at WHERE id = @id`,
+  /** A send moved from @from to @to re-enters the minute total if the edge passed it meanwhile. */
+  recountTouchedSend: `UPDATE send_totals SET minute_sends = minute_sends + 1
+    WHERE mailbox = @mailbox AND minute_edge >= @from AND minute_edge < @to`,
 
   /**
    * A mailbox's due messages, oldest first: one ordered index range per state, merged (SQLite runs a

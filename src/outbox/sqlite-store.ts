@@ -420,19 +420,16 @@ export class SqliteOutboxStore implements OutboxStore {
     const sql = this.sql;
     const claim = this.db.transaction((request: ClaimRequest, now: number): ClaimResult => {
       const { mailbox, limits } = request;
-      // The day window is the longest any quota looks back: older rows only take space.
-      sql.pruneSends.run({ mailbox, before: now - limits.dayMs });
+      const totals = this.slideWindows(mailbox, now, limits);
       const live = sql.liveLeases.get({ mailbox, now }) ?? { n: 0, soonest: null };
-      const minute = sql.sendsSince.get({ mailbox, since: now - limits.minuteMs }) ?? { n: 0, recipients: 0, oldest: null };
-      const day = sql.sendsSince.get({ mailbox, since: now - limits.dayMs }) ?? { n: 0, recipients: 0, oldest: null };
       const connectionSlots = limits.maxConnections - live.n;
-      const rateSlots = limits.messagesPerMinute - minute.n;
+      const rateSlots = limits.messagesPerMinute - totals.minuteSends;
       const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
       // One candidate more than the slots: tells a limit that stopped the claim from an empty queue.
       const candidates = this.dueMessages(mailbox, request.pools, now, slots + 1);
 
       const claimed: StoredMessage[] = [];
-      let recipients = day.recipients;
+      let recipients = totals.dayRecipients;
       let recipientsNeeded: number | undefined;
       for (const row of candidates) {
         if (claimed.length === slots) break;
@@ -449,6 +446,7 @@ export class SqliteOutboxStore implements OutboxStore {
         recipients += row.recipients;
         claimed.push(toStoredMessage(leased));
       }
+      sql.saveSendTotals.run({ mailbox, dayRecipients: recipients, minuteEdge: totals.minuteEdge, minuteSends: totals.minuteSends + claimed.length });
 
       if (recipientsNeeded !== undefined) {
         return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(this.recipientsFreeAt(mailbox, now, limits.dayMs, recipientsNeeded)) };
@@ -458,7 +456,8 @@ export class SqliteOutboxStore implements OutboxStore {
       const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
       if (rateSlots - claimed.length <= 0) {
         // The oldest send in the window leaves it minuteMs after it was made; sends of this claim are at `now`.
-        blocks.push({ by: 'rate', until: (minute.oldest ?? now) + limits.minuteMs });
+        const oldest = sql.oldestSendSince.get({ mailbox, since: totals.minuteEdge })?.at ?? now;
+        blocks.push({ by: 'rate', until: oldest + limits.minuteMs });
       }
       if (connectionSlots - claimed.length <= 0) {
         const soonestExpiry = Math.min(live.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
@@ -485,7 +484,12 @@ export class SqliteOutboxStore implements OutboxStore {
         updatedAt: attempt.at.getTime(),
       }).changes;
       if (changed !== 1) return false;
-      sql.touchSend.run({ messageId: request.id, at: attempt.at.getTime() });
+      const send = sql.lastSendOf.get(request.id);
+      const at = attempt.at.getTime();
+      if (send && send.at < at) {
+        sql.touchSend.run({ id: send.id, at });
+        sql.recountTouchedSend.run({ mailbox: send.mailbox, from: send.at, to: at });
+      }
       sql.insertAttempt.run({
         messageId: request.id,
         at: attempt.at.getTime(),
@@ -530,6 +534,32 @@ export class SqliteOutboxStore implements OutboxStore {
     return rows;
   }
 
+  /**
+   * Brings the mailbox's running totals (`send_totals`) to `now`: deletes the sends that left the day
+   * window, subtracting them, and moves the minute edge forward past the sends that left the minute
+   * window. Each claim reads only the rows that left a window since the previous one; a clock or a
+   * window that moved backwards costs one recount. The caller saves the totals with its own sends.
+   */
+  private slideWindows(mailbox: string, now: number, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>): SendTotals {
+    const sql = this.sql;
+    const minuteEdge = now - limits.minuteMs;
+    const dayEdge = now - limits.dayMs;
+    const saved = sql.sendTotals.get(mailbox) ?? { day_recipients: 0, minute_edge: minuteEdge, minute_sends: 0 };
+    let minuteSends =
+      minuteEdge >= saved.minute_edge
+        ? saved.minute_sends - (sql.sendsBetween.get({ mailbox, after: saved.minute_edge, upTo: minuteEdge })?.n ?? 0)
+        : (sql.sendsSince.get({ mailbox, since: minuteEdge })?.n ?? 0);
+    let dayRecipients = saved.day_recipients;
+    // The day window is the longest any quota looks back: older rows only take space.
+    const expired = sql.expiredSends.get({ mailbox, before: dayEdge, minuteEdge });
+    if (expired && expired.n > 0) {
+      sql.pruneSends.run({ mailbox, before: dayEdge });
+      dayRecipients -= expired.recipients;
+      minuteSends -= expired.inMinute;
+    }
+    return { dayRecipients, minuteEdge, minuteSends };
+  }
+
   /** When enough of the day window's recipients have left it for `needed` more to fit. */
   private recipientsFreeAt(mailbox: string, now: number, dayMs: number, needed: number): number {
     let freed = 0;
@@ -554,6 +584,14 @@ export class SqliteOutboxStore implements OutboxStore {
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
+
+/** A mailbox's sends in its windows, as of one claim. */
+interface SendTotals {
+  dayRecipients: number;
+  /** Sends made after this time are in the minute window. */
+  minuteEdge: number;
+  minuteSends: number;
+}
 
 /** The named parameters of `SQL.insertMessage`. */
 type InsertParams = Record<string, string | number | Buffer | null>;
@@ -582,7 +620,7 @@ interface ListParams {
 }
 
 function prepareStatements(db: Database.Database) {
-  const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number; oldest: number | null }>(SQL.sendsSince);
+  const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number }>(SQL.sendsSince);
   return {
     insertMessage: db.prepare<Record<string, string | number | Buffer | null>>(SQL.insertMessage),
     getMessage: db.prepare<[string], MessageRow>(SQL.getMessage),
@@ -591,9 +629,16 @@ function prepareStatements(db: Database.Database) {
     liveLeases: db.prepare<{ mailbox: string; now: number }, { n: number; soonest: number | null }>(SQL.liveLeases),
     sendsSince,
     sendsSinceInOrder: db.prepare<{ mailbox: string; since: number }, { at: number; recipients: number }>(SQL.sendsSinceInOrder),
+    oldestSendSince: db.prepare<{ mailbox: string; since: number }, { at: number | null }>(SQL.oldestSendSince),
+    sendsBetween: db.prepare<{ mailbox: string; after: number; upTo: number }, { n: number }>(SQL.sendsBetween),
+    expiredSends: db.prepare<{ mailbox: string; before: number; minuteEdge: number }, { n: number; recipients: number; inMinute: number }>(SQL.expiredSends),
     pruneSends: db.prepare<{ mailbox: string; before: number }>(SQL.pruneSends),
     insertSend: db.prepare<{ mailbox: string; at: number; recipients: number; messageId: string }>(SQL.insertSend),
-    touchSend: db.prepare<{ messageId: string; at: number }>(SQL.touchSend),
+    sendTotals: db.prepare<[string], { day_recipients: number; minute_edge: number; minute_sends: number }>(SQL.sendTotals),
+    saveSendTotals: db.prepare<{ mailbox: string; dayRecipients: number; minuteEdge: number; minuteSends: number }>(SQL.saveSendTotals),
+    lastSendOf: db.prepare<[string], { id: number; mailbox: string; at: number }>(SQL.lastSendOf),
+    touchSend: db.prepare<{ id: number; at: number }>(SQL.touchSend),
+    recountTouchedSend: db.prepare<{ mailbox: string; from: number; to: number }>(SQL.recountTouchedSend),
     dueForMailbox: db.prepare<{ mailbox: string; now: number; limit: number }, MessageRow>(SQL.dueForMailbox),
     dueForPool: db.prepare<{ pool: string; now: number; limit: number }, MessageRow>(SQL.dueForPool),
     leaseMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),

@@ -174,6 +174,140 @@ function parseTrace(trace: string): Syscall[] {
   return calls;
 }
 
+describe('SQLite outbox store: running quota totals', () => {
+  /** What `send_totals` should say, counted row by row from `sends`. */
+  function counted(db: Database.Database, mailbox: string, minuteEdge: number): { day: number; minute: number } {
+    const row = db
+      .prepare('SELECT coalesce(sum(recipients), 0) AS day, coalesce(sum(at > ?), 0) AS minute FROM sends WHERE mailbox = ?')
+      .get(minuteEdge, mailbox) as { day: number; minute: number };
+    return row;
+  }
+
+  // The second walk's day is shorter than its minute (only a test would set that): sends leave the day
+  // window while the minute total still counts them.
+  for (const windows of [
+    { minuteMs: 10_000, dayMs: 60_000 },
+    { minuteMs: 20_000, dayMs: 8_000 },
+  ])
+    it(`keep the same counts as the sends themselves through random claims, late completions and a clock that jumps back (minute ${windows.minuteMs} ms, day ${windows.dayMs} ms)`, async () => {
+      const dir = await tempDir();
+      try {
+        const path = join(dir.path, 'relay365.db');
+        const store = await openSqliteStore(path);
+        const look = new Database(path, { readonly: true });
+        // A fixed seed: the same walk every run (xorshift32).
+        let seed = 0x2545f491;
+        const rand = (n: number): number => {
+          seed ^= seed << 13;
+          seed ^= seed >>> 17;
+          seed ^= seed << 5;
+          return (seed >>> 0) % n;
+        };
+        const limits: MailboxLimits = { messagesPerMinute: 6, recipientsPerDay: 40, maxConnections: 4, ...windows };
+        let now = Date.now() + 60_000;
+        const leased: Array<{ id: string; claimedAt: number }> = [];
+        let touchedAcrossEdge = 0;
+        let backwards = 0;
+        let claimedTotal = 0;
+        for (let step = 0; step < 600; step++) {
+          const jump = rand(20) === 0 ? -rand(15_000) : rand(4_000);
+          if (jump < 0) backwards += 1;
+          now += jump;
+          const op = rand(3);
+          if (op === 0) {
+            for (let i = rand(3); i >= 0; i--) {
+              const to = Array.from({ length: 1 + rand(3) }, (_, k) => `r${k}@example.net`);
+              await store.enqueue({ ...small(step), envelope: { from: 'app@contoso.example', to } });
+            }
+          } else if (op === 1) {
+            // A send older than the day has left every window, even a longer minute's.
+            const before = look
+              .prepare('SELECT count(*) AS n FROM sends WHERE mailbox = ? AND at > ?')
+              .get(MAILBOX, now - Math.min(limits.minuteMs, limits.dayMs)) as { n: number };
+            const { messages } = await store.claim({
+              mailbox: MAILBOX,
+              pools: [],
+              owner: 'walk',
+              leaseMs: 3_600_000,
+              limits,
+              max: 1 + rand(4),
+              now: new Date(now),
+            });
+            assert.ok(
+              messages.length <= Math.max(0, limits.messagesPerMinute - before.n),
+              `step ${step}: ${before.n} sent this minute, ${messages.length} more claimed`,
+            );
+            for (const m of messages) leased.push({ id: m.id, claimedAt: now });
+            claimedTotal += messages.length;
+            const saved = look
+              .prepare('SELECT day_recipients AS day, minute_sends AS minute, minute_edge AS edge FROM send_totals WHERE mailbox = ?')
+              .get(MAILBOX) as { day: number; minute: number; edge: number } | undefined;
+            if (saved) {
+              assert.equal(saved.edge, now - limits.minuteMs);
+              assert.deepEqual({ day: saved.day, minute: saved.minute }, counted(look, MAILBOX, saved.edge), `step ${step}: totals drifted from the sends`);
+            }
+          } else if (leased.length > 0) {
+            // Completes one at a random later time: some sends move across an edge a claim already passed.
+            const [done] = leased.splice(rand(leased.length), 1);
+            const at = now + rand(12_000);
+            const edge = (look.prepare('SELECT minute_edge AS e FROM send_totals WHERE mailbox = ?').get(MAILBOX) as { e: number } | undefined)?.e;
+            const sendAt = (look.prepare('SELECT at FROM sends WHERE message_id = ?').get(done!.id) as { at: number } | undefined)?.at;
+            if (edge !== undefined && sendAt !== undefined && sendAt <= edge && at > edge) touchedAcrossEdge += 1;
+            assert.ok(
+              await store.complete({
+                id: done!.id,
+                owner: 'walk',
+                state: 'sent',
+                attempt: { at: new Date(at), mailbox: MAILBOX, reply: '250 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'walk' },
+              }),
+            );
+          }
+        }
+        assert.ok(claimedTotal > 100, `the walk claimed ${claimedTotal}`);
+        // (With a day shorter than the minute, a send is gone before the minute edge passes it.)
+        if (windows.dayMs > windows.minuteMs) assert.ok(touchedAcrossEdge > 0, 'the walk moved a send back into the minute window');
+        assert.ok(backwards > 10, 'the walk moved the clock back');
+        look.close();
+        await store.close();
+      } finally {
+        await dir.cleanup();
+      }
+    });
+
+  it('are built from the sends a database already holds when it is migrated', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      // A database as the release before the totals left it: schema 2, with sends in its windows.
+      const old = new Database(path);
+      old.pragma('journal_mode = WAL');
+      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      for (const m of MIGRATIONS.filter((x) => x.version <= 2)) {
+        old.exec(m.sql);
+        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
+      }
+      const now = Date.now() + 10_000; // the claim's time, after the enqueues below
+      const send = old.prepare('INSERT INTO sends (mailbox, at, recipients, message_id) VALUES (?, ?, ?, NULL)');
+      send.run(MAILBOX, now - 5_000, 3); // in both windows
+      send.run(MAILBOX, now - 120_000, 4); // in the day window only
+      send.run('other@contoso.example', now - 1_000, 9);
+      old.close();
+
+      const store = await openSqliteStore(path);
+      for (let i = 0; i < 5; i++) await store.enqueue(small(i));
+      const limits: MailboxLimits = { ...WIDE, messagesPerMinute: 10, recipientsPerDay: 9 };
+      const a = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'o', leaseMs: 60_000, limits, max: 10, now: new Date(now) });
+      assert.equal(a.messages.length, 2, '7 of 9 recipients used: two one-recipient messages fit');
+      assert.equal(a.blockedBy, 'recipients');
+      const usage = await store.quotaUsage(MAILBOX, limits, new Date(now));
+      assert.deepEqual([usage.messagesLastMinute, usage.recipientsLastDay], [3, 9]);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: what reaches the disk when (system calls under strace)', () => {
   it('answers an enqueue only after an fdatasync of the log, syncs nothing for claims and outcomes, and checkpoints on another thread', async () => {
     const dir = await tempDir();
