@@ -1,5 +1,4 @@
 import type { SecureContext } from 'node:tls';
-import nodemailer from 'nodemailer';
 import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { NodemailerError } from 'nodemailer/lib/errors';
@@ -8,16 +7,11 @@ import type { Config } from '../config/index.js';
 import { isRelay365Error } from '../errors.js';
 import { trustingContext, type CloudEndpoints, type TokenProvider } from '../identity/index.js';
 import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
+import { MailboxPool, type ProvisionCallback, type SentInfo } from './smtp-pool.js';
 import type { OutgoingMessage, SendResult, Transport } from './types.js';
 
-type Mailer = ReturnType<typeof nodemailer.createTransport>;
-
-/** What a successful SMTP transaction reports. */
-interface SentInfo {
-  response?: string;
-  rejected?: unknown[];
-  rejectedErrors?: NodemailerError[];
-}
+/** A pooled connection left idle this long is closed; the next message opens a new one. */
+const IDLE_TIMEOUT_MS = 60_000;
 
 export interface SmtpTransportOptions {
   cloud: CloudEndpoints;
@@ -38,12 +32,12 @@ export interface SmtpTransportOptions {
 const STAGES: Record<string, string> = { CONN: 'connect', AUTH: 'AUTH', EENVELOPE: 'MAIL FROM/RCPT TO', MESSAGE: 'DATA' };
 
 /**
- * Sends through Exchange Online SMTP submission with XOAUTH2: one nodemailer pool per mailbox,
- * STARTTLS required, TLS 1.2+, certificates verified, tokens from the provider. An auth refusal
- * invalidates the token and retries the message once with a fresh one.
+ * Sends through Exchange Online SMTP submission with XOAUTH2: one connection pool per mailbox
+ * (smtp-pool.ts), STARTTLS required, TLS 1.2+, certificates verified, tokens from the provider. An
+ * auth refusal invalidates the token and retries the message once with a fresh one.
  */
 export class SmtpTransport implements Transport {
-  private readonly pools = new Map<string, Mailer>();
+  private readonly pools = new Map<string, MailboxPool>();
   private readonly logger: Logger;
   /** With extra CAs, one context for every connection (see {@link trustingContext}). */
   private readonly secureContext: SecureContext | undefined;
@@ -77,7 +71,7 @@ export class SmtpTransport implements Transport {
   }
 
   /** nodemailer asks for a token each time a connection authenticates; `renew` is set after a 334 challenge. */
-  private readonly provision = (user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void): void => {
+  private readonly provision: ProvisionCallback = (user, renew, callback) => {
     if (renew) this.options.tokens.invalidate(user);
     this.options.tokens.getToken(user).then(
       (t) => callback(null, t.accessToken, t.expiresOn.getTime()),
@@ -85,22 +79,21 @@ export class SmtpTransport implements Transport {
     );
   };
 
-  private mailer(mailbox: string): Mailer {
+  private pool(mailbox: string): MailboxPool {
     const key = mailbox.toLowerCase();
-    let mailer = this.pools.get(key);
-    if (mailer) return mailer;
+    let pool = this.pools.get(key);
+    if (pool) return pool;
     const { delivery } = this.options;
-    const maxConnections = Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections);
-    mailer = nodemailer.createTransport({
-      ...this.connectionOptions(),
-      pool: true,
-      maxConnections,
-      maxMessages: delivery.maxMessagesPerConnection,
-      auth: { type: 'OAuth2', user: mailbox },
+    pool = new MailboxPool({
+      mailbox,
+      connection: this.connectionOptions(),
+      provision: this.provision,
+      maxConnections: Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections),
+      maxMessagesPerConnection: delivery.maxMessagesPerConnection,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
     });
-    mailer.set('oauth2_provision_cb', this.provision);
-    this.pools.set(key, mailer);
-    return mailer;
+    this.pools.set(key, pool);
+    return pool;
   }
 
   /**
@@ -151,7 +144,7 @@ export class SmtpTransport implements Transport {
       const info =
         this.options.pool === false
           ? await this.sendOnce(mailbox, message)
-          : ((await this.mailer(mailbox).sendMail({ envelope: { from: message.envelope.from, to: [...message.envelope.to] }, raw: message.raw })) as SentInfo);
+          : await this.pool(mailbox).send({ from: message.envelope.from, to: [...message.envelope.to] }, message.raw);
       const rejected = (info.rejected ?? []).map((address) => {
         const err = info.rejectedErrors?.find((e) => e.recipient === address);
         const reply = err?.response ? scrubSecrets(err.response) : undefined;
@@ -190,7 +183,7 @@ export class SmtpTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    for (const mailer of this.pools.values()) mailer.close();
+    for (const pool of this.pools.values()) pool.close();
     this.pools.clear();
     await Promise.resolve();
   }

@@ -7,7 +7,7 @@ import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import { TokenProvider, type TokenSource } from '../../src/identity/index.js';
 import { cloudEndpoints } from '../../src/identity/clouds.js';
 import { configSchema } from '../../src/config/index.js';
-import { createClientCertificate, createSandboxTls, DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { createClientCertificate, createSandboxTls, DEFAULT_IDS, type Sandbox, type Scenario } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { startFakeStarttlsServer } from '../helpers/fake-smtp.js';
 import { parseWithPython } from '../helpers/python-mime.js';
@@ -171,6 +171,45 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     const opened = sandbox.state.counters.smtpConnections - connectionsBefore;
     // 100 messages per connection before it is replaced: 200 messages need at most 2 + 2 connections.
     assert.ok(opened <= 4, `opened ${opened} connections`);
+  });
+
+  it('keeps a connection through a refused message, retires it after maxMessagesPerConnection, and resends a message a dropped idle connection never sent', async () => {
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+    const dir = await tempDir();
+    const m = await createMailer(sandboxConfig(sandbox, dir.path, { delivery: { maxConnections: 1, maxMessagesPerConnection: 3 } }));
+    const fault = (f: Scenario['faults']['smtp'][number]): void => {
+      const s = structuredClone(sandbox.state.scenario);
+      s.faults.smtp = [f];
+      sandbox.state.setScenario(s);
+    };
+    try {
+      const send = () => m.send({ from: DEFAULT_IDS.mailbox, to: 'a@example.net', subject: 's', text: 't' });
+      const opened = (): number => sandbox.state.counters.smtpConnections;
+      assert.equal((await send()).ok, true);
+      assert.equal(opened(), 1);
+
+      fault({ stage: 'rcpt', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', drop: false, count: 1 });
+      const refused = await send();
+      assert.equal(refused.ok, false);
+      assert.match(refused.reply ?? '', /^550 5\.1\.10/);
+      assert.equal((await send()).ok, true, 'the session was reset (RSET) and kept');
+      assert.equal(opened(), 1, 'three messages, one connection');
+
+      assert.equal((await send()).ok, true);
+      assert.equal(opened(), 2, 'the connection was replaced after its 3 messages');
+
+      // The server drops the pooled connection as MAIL FROM arrives: nothing of the message went out,
+      // so it goes again on a new connection and the caller sees a plain success.
+      fault({ stage: 'mail', drop: true, count: 1 });
+      const resent = await send();
+      assert.equal(resent.ok, true, resent.reply);
+      assert.equal(opened(), 3);
+      assert.equal(sandbox.state.messages.length, 4);
+    } finally {
+      await m.close();
+      await sandbox.close();
+      await dir.cleanup();
+    }
   });
 
   it("refuses a config asking for more than Microsoft's 3 connections per mailbox", () => {
