@@ -112,9 +112,24 @@ export const MIGRATIONS: readonly Migration[] = [
         SELECT mailbox, sum(recipients), 0, count(*) FROM sends GROUP BY mailbox;
     `,
   },
+  {
+    version: 4,
+    description: 'message content in a table of its own, so leasing and completing a message never rewrites it',
+    sql: `
+      -- SQLite rewrites a whole record when an UPDATE changes its size, which a lease or an outcome
+      -- always does (state, lease_owner, last_reply): with raw in the row, each one copied the whole
+      -- message (overflow pages and all) into the log again. Content is written once, read once.
+      CREATE TABLE message_bodies (
+        id  TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        raw BLOB NOT NULL
+      ) STRICT;
+      INSERT INTO message_bodies (id, raw) SELECT id, raw FROM messages;
+      ALTER TABLE messages DROP COLUMN raw;
+    `,
+  },
 ];
 
-/** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
+/** Message columns in `StoredMessage` order (the content is in message_bodies, read only by `getRaw`). */
 const MESSAGE_COLUMNS = `id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
   created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation`;
 
@@ -192,11 +207,12 @@ export const SQL = {
   recordMigration: `INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @appliedAt)`,
 
   insertMessage: `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
-      attempts, created_at, updated_at, next_attempt_at, raw)
+      attempts, created_at, updated_at, next_attempt_at)
     VALUES (@id, @mailbox, @pool, @envelopeFrom, @envelopeTo, @recipients, @size, @messageId, @source, 'queued',
-      0, @createdAt, @createdAt, @nextAttemptAt, @raw)`,
+      0, @createdAt, @createdAt, @nextAttemptAt)`,
+  insertBody: `INSERT INTO message_bodies (id, raw) VALUES (@id, @raw)`,
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`,
-  getRaw: `SELECT raw FROM messages WHERE id = ?`,
+  getRaw: `SELECT raw FROM message_bodies WHERE id = ?`,
   attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY id`,
 
   /** Live leases of a mailbox: its open connections. */
@@ -234,7 +250,10 @@ export const SQL = {
 
   /**
    * A mailbox's due messages, oldest first: one ordered index range per state, merged (SQLite runs a
-   * compound ORDER BY as a merge), so LIMIT stops the scan early however long the queue is.
+   * compound ORDER BY as a merge), so the store stops the scan after the rows it needs, however long
+   * the queue is. No `LIMIT @limit`: better-sqlite3's SQLite is built with STAT4, which re-prepares a
+   * statement on every run when its plan depends on a bound LIMIT (measured: 46 µs a claim, against
+   * 15 µs reading rows one by one and stopping).
    */
   dueForMailbox: `
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'queued' AND next_attempt_at <= @now
@@ -242,13 +261,13 @@ export const SQL = {
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'deferred' AND next_attempt_at <= @now
     UNION ALL
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE mailbox = @mailbox AND state = 'sending' AND lease_until < @now
-    ORDER BY created_at, id LIMIT @limit`,
+    ORDER BY created_at, id`,
   /** A pool's due messages no member has taken, oldest first (run once per pool, merged by the store). */
   dueForPool: `
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'queued' AND next_attempt_at <= @now
     UNION ALL
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'deferred' AND next_attempt_at <= @now
-    ORDER BY created_at, id LIMIT @limit`,
+    ORDER BY created_at, id`,
   leaseMessage: `UPDATE messages SET state = 'sending', mailbox = @mailbox, lease_owner = @owner, lease_until = @leaseUntil, updated_at = @updatedAt
     WHERE id = @id`,
 

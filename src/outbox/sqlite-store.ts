@@ -161,7 +161,7 @@ export class SqliteOutboxStore implements OutboxStore {
    * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
    */
   enqueue(message: NewMessage): Promise<StoredMessage> {
-    let prepared: { row: MessageRow; params: InsertParams };
+    let prepared: Insert & { row: MessageRow };
     try {
       prepared = this.prepareInsert(message);
     } catch (err) {
@@ -178,7 +178,7 @@ export class SqliteOutboxStore implements OutboxStore {
   private flushInserts(): void {
     const batch = this.pendingInserts.splice(0);
     try {
-      this.tx.insertBatch.immediate(batch.map((b) => b.params));
+      this.tx.insertBatch.immediate(batch);
     } catch (err) {
       const error = explainSqliteError(err, 'store the message', this.path);
       for (const b of batch) b.reject(error);
@@ -234,7 +234,7 @@ export class SqliteOutboxStore implements OutboxStore {
     }
   }
 
-  private prepareInsert(message: NewMessage): { row: MessageRow; params: InsertParams } {
+  private prepareInsert(message: NewMessage): Insert & { row: MessageRow } {
     if ((message.mailbox === undefined) === (message.pool === undefined)) {
       throw new Relay365Error(
         'R365_MESSAGE_INVALID',
@@ -278,9 +278,8 @@ export class SqliteOutboxStore implements OutboxStore {
       source: row.source,
       createdAt: row.created_at,
       nextAttemptAt: row.next_attempt_at,
-      raw: message.raw,
     };
-    return { row, params };
+    return { row, params, raw: message.raw };
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -510,8 +509,11 @@ export class SqliteOutboxStore implements OutboxStore {
       sending: sql.liveLeases.get({ mailbox, now })?.n ?? 0,
     }));
 
-    const insertBatch = this.db.transaction((rows: InsertParams[]) => {
-      for (const params of rows) sql.insertMessage.run(params);
+    const insertBatch = this.db.transaction((rows: Insert[]) => {
+      for (const { params, raw } of rows) {
+        sql.insertMessage.run(params);
+        sql.insertBody.run({ id: params.id as string, raw });
+      }
     });
 
     // Nested transactions are savepoints in better-sqlite3: each completion keeps its own all-or-nothing.
@@ -526,9 +528,9 @@ export class SqliteOutboxStore implements OutboxStore {
    * messages wait.
    */
   private dueMessages(mailbox: string, pools: readonly string[], now: number, limit: number): MessageRow[] {
-    let rows = this.sql.dueForMailbox.all({ mailbox, now, limit });
+    let rows = firstRows(this.sql.dueForMailbox.iterate({ mailbox, now }), limit);
     for (const pool of new Set(pools)) {
-      const more = this.sql.dueForPool.all({ pool, now, limit });
+      const more = firstRows(this.sql.dueForPool.iterate({ pool, now }), limit);
       if (more.length > 0) rows = [...rows, ...more].sort(byAge).slice(0, limit);
     }
     return rows;
@@ -585,6 +587,17 @@ export class SqliteOutboxStore implements OutboxStore {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
+/** The first `limit` rows of a query; leaving the loop early resets the statement. */
+function firstRows<T>(rows: IterableIterator<T>, limit: number): T[] {
+  const taken: T[] = [];
+  if (limit <= 0) return taken;
+  for (const row of rows) {
+    taken.push(row);
+    if (taken.length >= limit) break;
+  }
+  return taken;
+}
+
 /** A mailbox's sends in its windows, as of one claim. */
 interface SendTotals {
   dayRecipients: number;
@@ -594,17 +607,22 @@ interface SendTotals {
 }
 
 /** The named parameters of `SQL.insertMessage`. */
-type InsertParams = Record<string, string | number | Buffer | null>;
+type InsertParams = Record<string, string | number | null>;
 
-interface PendingInsert {
-  row: MessageRow;
+/** A message row to insert, and its content. */
+interface Insert {
   params: InsertParams;
+  raw: Buffer;
+}
+
+interface PendingInsert extends Insert {
+  row: MessageRow;
   resolve: (message: StoredMessage) => void;
   reject: (error: unknown) => void;
 }
 
 interface Transactions {
-  insertBatch: Database.Transaction<(rows: InsertParams[]) => void>;
+  insertBatch: Database.Transaction<(rows: Insert[]) => void>;
   completeBatch: Database.Transaction<(requests: CompleteRequest[]) => boolean[]>;
   claim: Database.Transaction<(request: ClaimRequest, now: number) => ClaimResult>;
   complete: Database.Transaction<(request: CompleteRequest) => boolean>;
@@ -622,7 +640,8 @@ interface ListParams {
 function prepareStatements(db: Database.Database) {
   const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number }>(SQL.sendsSince);
   return {
-    insertMessage: db.prepare<Record<string, string | number | Buffer | null>>(SQL.insertMessage),
+    insertMessage: db.prepare<InsertParams>(SQL.insertMessage),
+    insertBody: db.prepare<{ id: string; raw: Buffer }>(SQL.insertBody),
     getMessage: db.prepare<[string], MessageRow>(SQL.getMessage),
     getRaw: db.prepare<[string], Buffer>(SQL.getRaw).pluck(),
     attempts: db.prepare<[string], AttemptRow>(SQL.attempts),
@@ -639,8 +658,8 @@ function prepareStatements(db: Database.Database) {
     lastSendOf: db.prepare<[string], { id: number; mailbox: string; at: number }>(SQL.lastSendOf),
     touchSend: db.prepare<{ id: number; at: number }>(SQL.touchSend),
     recountTouchedSend: db.prepare<{ mailbox: string; from: number; to: number }>(SQL.recountTouchedSend),
-    dueForMailbox: db.prepare<{ mailbox: string; now: number; limit: number }, MessageRow>(SQL.dueForMailbox),
-    dueForPool: db.prepare<{ pool: string; now: number; limit: number }, MessageRow>(SQL.dueForPool),
+    dueForMailbox: db.prepare<{ mailbox: string; now: number }, MessageRow>(SQL.dueForMailbox),
+    dueForPool: db.prepare<{ pool: string; now: number }, MessageRow>(SQL.dueForPool),
     leaseMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),
     completeMessage: db.prepare<Record<string, string | number | null>>(SQL.completeMessage),
     insertAttempt: db.prepare<Record<string, string | number | null>>(SQL.insertAttempt),

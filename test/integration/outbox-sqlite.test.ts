@@ -274,7 +274,7 @@ describe('SQLite outbox store: running quota totals', () => {
       }
     });
 
-  it('are built from the sends a database already holds when it is migrated', async () => {
+  it('are built from the sends a database of schema 2 holds when it is migrated, and its queued content moves to its own table', async () => {
     const dir = await tempDir();
     try {
       const path = join(dir.path, 'relay365.db');
@@ -291,6 +291,15 @@ describe('SQLite outbox store: running quota totals', () => {
       send.run(MAILBOX, now - 5_000, 3); // in both windows
       send.run(MAILBOX, now - 120_000, 4); // in the day window only
       send.run('other@contoso.example', now - 1_000, 9);
+      // A queued message of that release, its content in the row (300 KB: overflow pages).
+      const body = Buffer.concat([Buffer.from('Subject: from schema 2\r\n\r\n'), Buffer.alloc(300_000, 0x61), Buffer.from('\r\n')]);
+      old
+        .prepare(
+          `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
+             created_at, updated_at, next_attempt_at, raw)
+           VALUES ('00old', ?, NULL, 'app@contoso.example', '["someone@example.net"]', 1, ?, NULL, '{"kind":"smtp"}', 'queued', 0, ?, ?, ?, ?)`,
+        )
+        .run(MAILBOX, body.length, now - 60_000, now - 60_000, now - 60_000, body);
       old.close();
 
       const store = await openSqliteStore(path);
@@ -299,6 +308,12 @@ describe('SQLite outbox store: running quota totals', () => {
       const a = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'o', leaseMs: 60_000, limits, max: 10, now: new Date(now) });
       assert.equal(a.messages.length, 2, '7 of 9 recipients used: two one-recipient messages fit');
       assert.equal(a.blockedBy, 'recipients');
+      assert.equal(a.messages[0]?.id, '00old', 'the old message, oldest first');
+      assert.deepEqual(await store.getRaw('00old'), body);
+      const look = new Database(path, { readonly: true });
+      const columns = look.prepare("SELECT name FROM pragma_table_info('messages')").pluck().all();
+      look.close();
+      assert.ok(!columns.includes('raw'), 'the content left the messages table');
       const usage = await store.quotaUsage(MAILBOX, limits, new Date(now));
       assert.deepEqual([usage.messagesLastMinute, usage.recipientsLastDay], [3, 9]);
       await store.close();
