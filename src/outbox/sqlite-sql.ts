@@ -268,16 +268,27 @@ export const SQL = {
     UNION ALL
     SELECT ${MESSAGE_COLUMNS} FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'deferred' AND next_attempt_at <= @now
     ORDER BY created_at, id`,
-  leaseMessage: `UPDATE messages SET state = 'sending', mailbox = @mailbox, lease_owner = @owner, lease_until = @leaseUntil, updated_at = @updatedAt
+  /**
+   * Leases a mailbox's own message. SQLite updates every index on a column the SET list names, whatever
+   * the value: only a pool message, whose mailbox is still NULL, names mailbox (leasePoolMessage).
+   */
+  leaseMessage: `UPDATE messages SET state = 'sending', lease_owner = @owner, lease_until = @leaseUntil, updated_at = @updatedAt
+    WHERE id = @id`,
+  leasePoolMessage: `UPDATE messages SET state = 'sending', mailbox = @mailbox, lease_owner = @owner, lease_until = @leaseUntil, updated_at = @updatedAt
     WHERE id = @id`,
 
   /**
    * Only the lease holder may complete. A deferred pool message goes back to its pool, so any member
-   * (not only one that may be throttled or paused) takes the retry.
+   * (not only one that may be throttled or paused) takes the retry: only this statement names mailbox.
    */
-  completeMessage: `UPDATE messages SET state = @state, attempts = attempts + 1, next_attempt_at = @nextAttemptAt,
+  deferMessage: `UPDATE messages SET state = 'deferred', attempts = attempts + 1, next_attempt_at = @nextAttemptAt,
       lease_owner = NULL, lease_until = NULL, last_reply = @reply, last_class = @class, last_explanation = @explanation,
-      updated_at = @updatedAt, mailbox = CASE WHEN @state = 'deferred' AND pool IS NOT NULL THEN NULL ELSE mailbox END
+      updated_at = @updatedAt, mailbox = CASE WHEN pool IS NOT NULL THEN NULL ELSE mailbox END
+    WHERE id = @id AND lease_owner = @owner AND state = 'sending'`,
+  /** Sent or failed, by the lease holder only. */
+  finishMessage: `UPDATE messages SET state = @state, attempts = attempts + 1, next_attempt_at = @nextAttemptAt,
+      lease_owner = NULL, lease_until = NULL, last_reply = @reply, last_class = @class, last_explanation = @explanation,
+      updated_at = @updatedAt
     WHERE id = @id AND lease_owner = @owner AND state = 'sending'`,
   insertAttempt: `INSERT INTO attempts (message_id, at, mailbox, reply, class, explanation, duration_ms, owner)
     VALUES (@messageId, @at, @mailbox, @reply, @class, @explanation, @durationMs, @owner)`,

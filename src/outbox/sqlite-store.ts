@@ -440,7 +440,9 @@ export class SqliteOutboxStore implements OutboxStore {
           break;
         }
         const leased: MessageRow = { ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now };
-        sql.leaseMessage.run({ id: row.id, mailbox, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now });
+        const lease = { id: row.id, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now };
+        if (row.mailbox === null) sql.leasePoolMessage.run({ ...lease, mailbox });
+        else sql.leaseMessage.run(lease);
         sql.insertSend.run({ mailbox, at: now, recipients: row.recipients, messageId: row.id });
         recipients += row.recipients;
         claimed.push(toStoredMessage(leased));
@@ -472,16 +474,12 @@ export class SqliteOutboxStore implements OutboxStore {
       const { attempt } = request;
       const explanation = attempt.explanation === undefined ? null : JSON.stringify(attempt.explanation);
       const reply = attempt.reply ?? null;
-      const changed = sql.completeMessage.run({
-        id: request.id,
-        owner: request.owner,
-        state: request.state,
-        nextAttemptAt: (request.state === 'deferred' ? (request.nextAttemptAt ?? attempt.at) : attempt.at).getTime(),
-        reply,
-        class: attempt.class,
-        explanation,
-        updatedAt: attempt.at.getTime(),
-      }).changes;
+      const outcome = { id: request.id, owner: request.owner, reply, class: attempt.class, explanation, updatedAt: attempt.at.getTime() };
+      const changed = (
+        request.state === 'deferred'
+          ? sql.deferMessage.run({ ...outcome, nextAttemptAt: (request.nextAttemptAt ?? attempt.at).getTime() })
+          : sql.finishMessage.run({ ...outcome, state: request.state, nextAttemptAt: attempt.at.getTime() })
+      ).changes;
       if (changed !== 1) return false;
       const send = sql.lastSendOf.get(request.id);
       const at = attempt.at.getTime();
@@ -660,8 +658,10 @@ function prepareStatements(db: Database.Database) {
     recountTouchedSend: db.prepare<{ mailbox: string; from: number; to: number }>(SQL.recountTouchedSend),
     dueForMailbox: db.prepare<{ mailbox: string; now: number }, MessageRow>(SQL.dueForMailbox),
     dueForPool: db.prepare<{ pool: string; now: number }, MessageRow>(SQL.dueForPool),
-    leaseMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),
-    completeMessage: db.prepare<Record<string, string | number | null>>(SQL.completeMessage),
+    leaseMessage: db.prepare<{ id: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leaseMessage),
+    leasePoolMessage: db.prepare<{ id: string; mailbox: string; owner: string; leaseUntil: number; updatedAt: number }>(SQL.leasePoolMessage),
+    deferMessage: db.prepare<Record<string, string | number | null>>(SQL.deferMessage),
+    finishMessage: db.prepare<Record<string, string | number | null>>(SQL.finishMessage),
     insertAttempt: db.prepare<Record<string, string | number | null>>(SQL.insertAttempt),
     retryMessage: db.prepare<{ id: string; now: number }>(SQL.retryMessage),
     cancelMessage: db.prepare<{ id: string; now: number }>(SQL.cancelMessage),
