@@ -162,8 +162,11 @@ async function ceiling(sandbox: Sandbox, load: Load): Promise<PhaseResult> {
   }
 }
 
+const rate = (p: PhaseResult): number => p.sent / p.seconds;
+
 export async function run(): Promise<ScenarioResult> {
   const n = envInt('BENCH_N', 2000);
+  const repeats = envInt('BENCH_REPEATS', 2);
   const only = process.env.BENCH_LOADS?.split(',').map((l) => l.trim());
   const loads: Load[] = [
     { label: '2KB-K1', clients: 1, count: Math.max(1, Math.floor(n / 4)), size: () => 2 * KB },
@@ -176,11 +179,20 @@ export async function run(): Promise<ScenarioResult> {
   const targets: ScenarioResult['targets'] = [];
   try {
     for (const load of loads) {
-      sandbox.state.reset();
-      const relay = await throughRelay(sandbox, load);
-      sandbox.state.reset();
-      const direct = await ceiling(sandbox, load);
-      sandbox.state.reset();
+      // Relay and ceiling alternate `repeats` times; each side keeps its fastest run, so a stall of
+      // the machine during one run weighs on neither side's figure.
+      let relay: Awaited<ReturnType<typeof throughRelay>> | undefined;
+      let direct: PhaseResult | undefined;
+      for (let r = 0; r < repeats; r++) {
+        sandbox.state.reset();
+        const relayRun = await throughRelay(sandbox, load);
+        if (!relay || rate(relayRun) > rate(relay)) relay = relayRun;
+        sandbox.state.reset();
+        const directRun = await ceiling(sandbox, load);
+        if (!direct || rate(directRun) > rate(direct)) direct = directRun;
+        sandbox.state.reset();
+      }
+      if (!relay || !direct) throw new Error('BENCH_REPEATS must be at least 1');
       const ratio = relay.sent / relay.seconds / (direct.sent / direct.seconds);
       rows.push({
         load: load.label,
@@ -230,6 +242,7 @@ export async function run(): Promise<ScenarioResult> {
     targets,
     notes: [
       'msg/s and MB/s: from the first timed submission until the sandbox holds every message (warm-up connections and token fetch excluded).',
+      'Relay and ceiling run alternately BENCH_REPEATS times (default 2) per load; each column comes from that side\'s fastest run.',
       'Submit latency: one sendMail on an open connection (MAIL FROM to the 250 after DATA). Each client is a nodemailer pool of one connection with STARTTLS.',
       'Ceiling: one nodemailer pool of 3 XOAUTH2 connections (Exchange allows 3 per mailbox) straight to the sandbox, fed by the same K concurrent senders.',
       'mixed: 1 in 10 messages 1 MB, 3 in 10 50 KB, the rest 2 KB.',
