@@ -40,6 +40,9 @@ export function parseCidr(text: string): Cidr | { problem: string } {
   return { family, network: address, prefix };
 }
 
+/** Client addresses whose allowlist answer is remembered. */
+const RECENT_ADDRESSES = 1024;
+
 /** One allowlist entry, matched by client address. */
 export interface AllowlistEntry<T> {
   cidr: string;
@@ -52,6 +55,8 @@ export interface AllowlistEntry<T> {
  */
 export class Allowlist<T> {
   private readonly entries: Array<{ list: BlockList; entry: AllowlistEntry<T> }> = [];
+  /** Recent answers by address: each command of a session asks again, and BlockList.check is not free. */
+  private readonly recent = new Map<string, AllowlistEntry<T> | undefined>();
 
   /** @throws Error when a CIDR does not parse (validate with {@link parseCidr} first to report nicely). */
   constructor(entries: ReadonlyArray<AllowlistEntry<T>>) {
@@ -66,9 +71,13 @@ export class Allowlist<T> {
 
   /** The entry holding a client address (IPv4-mapped IPv6 addresses count as IPv4), if any. */
   match(address: string): AllowlistEntry<T> | undefined {
+    if (this.recent.has(address)) return this.recent.get(address);
     const plain = unmapIPv4(address);
     const family = isIPv4(plain) ? 'ipv4' : isIPv6(plain) ? 'ipv6' : undefined;
-    if (!family) return undefined;
-    return this.entries.find((e) => e.list.check(plain, family))?.entry;
+    const entry = family ? this.entries.find((e) => e.list.check(plain, family))?.entry : undefined;
+    // Bounded: a flood of client addresses only empties the memo.
+    if (this.recent.size >= RECENT_ADDRESSES) this.recent.clear();
+    this.recent.set(address, entry);
+    return entry;
   }
 }

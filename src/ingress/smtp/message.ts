@@ -81,9 +81,14 @@ export function readHeaders(raw: Buffer): HeaderSection {
   };
 }
 
+/** A field's pattern, compiled once per name (every message asks for From, Message-ID and Date). */
+const fieldPatterns = new Map<string, RegExp>();
+
 /** Every value of a header field (case-insensitive name), trimmed. */
 export function headerValues(headers: HeaderSection, name: string): string[] {
-  const re = new RegExp(`^${name}[ \\t]*:[ \\t]*(.*?)\\r?$`, 'gim');
+  let re = fieldPatterns.get(name);
+  if (!re) fieldPatterns.set(name, (re = new RegExp(`^${name}[ \\t]*:[ \\t]*(.*?)\\r?$`, 'gim')));
+  // matchAll works on a copy of the pattern, so the shared one keeps no lastIndex between calls.
   return [...headers.text.matchAll(re)].map((m) => m[1]!.trim());
 }
 
