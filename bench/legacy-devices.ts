@@ -56,6 +56,7 @@ function session(port: number, raw: Buffer): Promise<{ sessionMs: number; submit
 
 export async function run(): Promise<ScenarioResult> {
   const n = envInt('BENCH_LEGACY_N', 1000);
+  const warmup = envInt('BENCH_LEGACY_WARMUP', 200);
   const sandbox = await benchSandbox((s) => void (s.limits.unlimited = true));
   const passwordHash = await hashPassword(PASSWORD);
   const rows: Row[] = [];
@@ -74,9 +75,11 @@ export async function run(): Promise<ScenarioResult> {
         }),
       );
       try {
-        // Warm up: the first login pays the scrypt derivation; the relay caches it, as it would for a real device.
-        await session(port, rawMessage(2 * 1024, `legacy-warm-${k}`));
-        await until(() => sandbox.state.messages.length >= 1, 30_000);
+        // Warm up, untimed: the first login pays the scrypt derivation (the relay caches it, as it would for a
+        // real device), and V8 compiles the session's code before the clock starts.
+        const warm = rawMessage(2 * 1024, `legacy-warm-${k}`);
+        const warmed = await runPool(Math.max(1, warmup), k, Date.now() + PHASE_CAP_MS, async () => void (await session(port, warm)));
+        await until(() => sandbox.state.messages.length >= warmed, 30_000);
         const raw = rawMessage(2 * 1024, `legacy-${k}`);
         const sessions: number[] = [];
         const submits: number[] = [];
@@ -92,14 +95,14 @@ export async function run(): Promise<ScenarioResult> {
           }
         });
         const accepted = sent - errors;
-        await until(() => sandbox.state.messages.length >= 1 + accepted, PHASE_CAP_MS);
+        await until(() => sandbox.state.messages.length >= warmed + accepted, PHASE_CAP_MS);
         const seconds = (performance.now() - start) / 1000;
         const rate = accepted / seconds;
         const p99 = percentile(submits, 99);
         const rss = relay.peakRssMb();
         rows.push({
           K: k,
-          messages: `${accepted} (${sandbox.state.messages.length - 1} arrived, ${errors} errors)`,
+          messages: `${accepted} (${sandbox.state.messages.length - warmed} arrived, ${errors} errors)`,
           'msg/s': round(rate),
           'session p50 ms': round(percentile(sessions, 50)),
           'session p99 ms': round(percentile(sessions, 99)),
@@ -129,7 +132,7 @@ export async function run(): Promise<ScenarioResult> {
     notes: [
       'msg/s: from the first timed connection until the sandbox holds every accepted message.',
       'Session: connect to QUIT, including smtp-server’s 100 ms hold before the greeting, STARTTLS and AUTH. Submit: MAIL FROM to the 250 after DATA.',
-      'The first login (scrypt) is done before the clock starts; the relay caches verified logins.',
+      'BENCH_LEGACY_WARMUP (default 200) sessions run untimed first: the first login (scrypt) is done before the clock starts, and the relay caches verified logins.',
     ],
   };
 }
