@@ -132,7 +132,7 @@ export async function run(): Promise<ScenarioResult> {
     notes: [
       `${fast}: tmpfs, so an fsync is free and the rates are the store's own cost. ${tmpdir()}: the real disk; every enqueue waits for an fdatasync of the log (group commits share one).`,
       `Enqueues come from ${SUBMITTERS} submitters at once, each awaiting its answer; the drain claims ${CLAIM_BATCH} at a time and completes them one after another.`,
-      'RSS is read after a full garbage collection. SQLite\'s page caches (16 MB for the event loop\'s connection, 16 MB for the checkpoint thread\'s) fill during the first tens of thousands of messages; with BENCH_OUTBOX_N=250000 RSS after 10% and after all is the same.',
+      'RSS is read after a full garbage collection. SQLite\'s page caches (16 MB for the event loop\'s connection, 16 MB for the checkpoint thread\'s) fill during the first tens of thousands of messages; a larger BENCH_OUTBOX_N shows RSS level off once they are full.',
     ],
   };
 }
