@@ -114,6 +114,43 @@ describe('SMTP message handling', () => {
     assert.equal(small.oversized, true);
   });
 
+  it('hands readHeaders a start of the message that reads the same as the whole, however it was chunked', () => {
+    const messages = [
+      'From: a@contoso.example\r\nSubject: x\r\n\r\nFrom: body@x.example\r\n' + 'z'.repeat(3000),
+      'From: a@contoso.example\nSubject: bare LF\n\nFrom: body@x.example\n',
+      '\r\nFrom: body@x.example\r\n',
+      '\nFrom: body@x.example\n',
+      'From: never@ends.example\r\nSubject: no blank line\r\n',
+      'From: a@contoso.example\r\nX: y\n\nFrom: mixed@x.example\r\n\r\n',
+    ];
+    // A fixed seed: the same cuts every run (xorshift32).
+    let seed = 0x9e3779b9;
+    const rand = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    for (const text of messages) {
+      const whole = Buffer.from(text);
+      for (let round = 0; round < 200; round++) {
+        const c = new MessageCollector(1_000_000);
+        for (let at = 0; at < whole.length; ) {
+          const next = Math.min(whole.length, at + 1 + rand(round % 2 === 0 ? 4 : 200));
+          c.push(whole.subarray(at, next));
+          at = next;
+        }
+        assert.deepEqual(readHeaders(c.head()), readHeaders(whole), `${JSON.stringify(text.slice(0, 30))}, cut ${round}`);
+        assert.deepEqual(c.bytes(Buffer.from('P: 1\r\n')), Buffer.concat([Buffer.from('P: 1\r\n'), whole]));
+      }
+    }
+    const long = new MessageCollector(1_000_000);
+    long.push(Buffer.from('Subject: x\r\n\r'));
+    long.push(Buffer.from('\nbody'));
+    long.push(Buffer.from('z'.repeat(100_000)));
+    assert.equal(long.head().length, 'Subject: x\r\n\r\nbody'.length, 'the head stops at the chunk that ended the header section');
+  });
+
   it('reads every From address, folded or not, and flags a From without one', () => {
     const h = readHeaders(Buffer.from('From: "Printer, 2nd floor"\r\n <printer@contoso.example>\r\nTo: a@b.example\r\n\r\nFrom: body@x.example\r\n'));
     assert.deepEqual(headerFromAddresses(h), ['printer@contoso.example']);

@@ -264,8 +264,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     // MAIL checked these already; the session may have changed since (a defence, not a path).
     if (!principal || !mailFrom) return REPLIES.authRequired;
     const sender = asciiAddress(mailFrom.address);
-    const raw = collector.bytes();
-    const headers = readHeaders(raw);
+    const headers = readHeaders(collector.head());
     const froms = headerFromAddresses(headers).map(asciiAddress);
     if (froms.includes('')) return REPLIES.noHeaderFrom;
     const notAllowed = [sender, ...froms].find((a) => !principal.senders.allows(a));
@@ -293,7 +292,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     const message: NewMessage = {
       ...(route.mailbox !== undefined ? { mailbox: route.mailbox } : { pool: route.pool }),
       envelope: { from: sender, to: recipients },
-      raw: Buffer.concat([prefix, raw]),
+      raw: collector.bytes(prefix),
       source: { kind: 'smtp', client, user: principal.source },
       messageId,
     };

@@ -17,6 +17,10 @@ export class MessageCollector {
   longestLine = 0;
   hasNul = false;
   private currentLine = 0;
+  /** How many chunks hold the header section and the empty line after it; undefined until it ended. */
+  private headChunks: number | undefined;
+  /** The last bytes of the chunks so far, so an empty line split across two chunks is seen. */
+  private tail = Buffer.alloc(0);
 
   constructor(private readonly maxBytes: number) {}
 
@@ -25,6 +29,14 @@ export class MessageCollector {
     if (this.size > this.maxBytes) return;
     this.chunks.push(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
+    if (this.headChunks === undefined) {
+      // A blank line ends the header section; so does a message that starts with one. Each chunk is
+      // searched once, with the previous chunk's last 3 bytes in front.
+      const probe = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+      const startsBlank = this.size === chunk.length && (chunk[0] === 0x0a || (chunk[0] === 0x0d && chunk[1] === 0x0a));
+      if (startsBlank || probe.includes('\n\n') || probe.includes('\r\n\r\n')) this.headChunks = this.chunks.length;
+      else this.tail = Buffer.from(probe.subarray(-3));
+    }
     // Native indexOf keeps a 35 MB message to a few milliseconds of scanning.
     let start = 0;
     for (;;) {
@@ -48,9 +60,19 @@ export class MessageCollector {
     return Math.max(this.longestLine, this.currentLine);
   }
 
-  /** The message as received; only meaningful when not {@link oversized}. */
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks, Math.min(this.size, this.maxBytes));
+  /** The message as received, after `prefix`; only meaningful when not {@link oversized}. */
+  bytes(prefix?: Buffer): Buffer {
+    const size = Math.min(this.size, this.maxBytes);
+    return prefix ? Buffer.concat([prefix, ...this.chunks], prefix.length + size) : Buffer.concat(this.chunks, size);
+  }
+
+  /**
+   * The start of the message that holds its whole header section (and the empty line ending it), for
+   * {@link readHeaders} without a copy of the whole message; all of it when the section never ends.
+   */
+  head(): Buffer {
+    const chunks = this.headChunks === undefined ? this.chunks : this.chunks.slice(0, this.headChunks);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   }
 }
 
