@@ -11,6 +11,7 @@ import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { openSqliteStore, type MailboxLimits, type NewMessage } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
 import { tempDir } from '../helpers/sandbox.js';
+import { seededInts } from '../helpers/random.js';
 
 outboxStoreContract('SQLite', async () => {
   const dir = await tempDir('relay365-outbox-');
@@ -195,14 +196,8 @@ describe('SQLite outbox store: running quota totals', () => {
         const path = join(dir.path, 'relay365.db');
         const store = await openSqliteStore(path);
         const look = new Database(path, { readonly: true });
-        // A fixed seed: the same walk every run (xorshift32).
-        let seed = 0x2545f491;
-        const rand = (n: number): number => {
-          seed ^= seed << 13;
-          seed ^= seed >>> 17;
-          seed ^= seed << 5;
-          return (seed >>> 0) % n;
-        };
+        // A fixed seed: the same walk every run.
+        const rand = seededInts(0x2545f491);
         const limits: MailboxLimits = { messagesPerMinute: 6, recipientsPerDay: 40, maxConnections: 4, ...windows };
         let now = Date.now() + 60_000;
         const leased: Array<{ id: string; claimedAt: number }> = [];

@@ -19,6 +19,7 @@ import { DEFAULT_IDS } from '../../src/sandbox/index.js';
 import { freePort, startServe } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { seededRandom } from '../helpers/random.js';
 
 const BUDGET_MS = Number(process.env.ROBUST_SECONDS ?? 20) * 1000;
 const SEED = Number(process.env.ROBUST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -29,18 +30,8 @@ const STRANGER = 'evil@attacker.example';
 const MAX_MESSAGE_BYTES = 1_000_000;
 const HTTP_BODY_LIMIT = 1_000_000;
 
-/** mulberry32: a small seeded generator, so a failing run can be replayed with ROBUST_SEED. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = generator(SEED);
+// A failing run is replayed with ROBUST_SEED.
+const random = seededRandom(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 const int = (max: number): number => Math.floor(random() * max);
 const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));

@@ -5,6 +5,7 @@ import { LoginLockout } from '../../src/ingress/smtp/login-lockout.js';
 import { MessageCollector, headerFromAddresses, readHeaders, traceFields } from '../../src/ingress/smtp/message.js';
 import { PasswordChecker, hashPassword, parsePasswordHash, verifyPassword } from '../../src/ingress/smtp/password.js';
 import { SenderPolicy, asciiAddress } from '../../src/ingress/smtp/sender-policy.js';
+import { seededInts } from '../helpers/random.js';
 
 describe('SMTP passwords', () => {
   it('hashes with scrypt N=2^15 r=8 p=1 and a 16-byte salt, and verifies only the right password', async () => {
@@ -123,19 +124,13 @@ describe('SMTP message handling', () => {
       'From: never@ends.example\r\nSubject: no blank line\r\n',
       'From: a@contoso.example\r\nX: y\n\nFrom: mixed@x.example\r\n\r\n',
     ];
-    // A fixed seed: the same cuts every run (xorshift32).
-    let seed = 0x9e3779b9;
-    const rand = (n: number): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    // A fixed seed: the same cuts every run.
+    const rand = seededInts(0x9e3779b9);
     for (const text of messages) {
       const whole = Buffer.from(text);
       for (let round = 0; round < 200; round++) {
         const c = new MessageCollector(1_000_000);
-        for (let at = 0; at < whole.length; ) {
+        for (let at = 0; at < whole.length;) {
           const next = Math.min(whole.length, at + 1 + rand(round % 2 === 0 ? 4 : 200));
           c.push(whole.subarray(at, next));
           at = next;
