@@ -136,17 +136,25 @@ async function startHarness(dir: string, name: string, smtp: ConfigInput['smtp']
       return stored;
     },
   };
-  h.ingress = createSmtpIngress({
-    config: config.smtp,
-    limits: config.limits,
-    dataDir: config.dataDir,
-    router: new Router(config.mailboxes),
-    outbox,
-    logger,
-    hostname: HOSTNAME,
-    ...extra,
-  });
-  h.listeners = await h.ingress.listen();
+  try {
+    h.ingress = createSmtpIngress({
+      config: config.smtp,
+      limits: config.limits,
+      dataDir: config.dataDir,
+      router: new Router(config.mailboxes),
+      outbox,
+      logger,
+      hostname: HOSTNAME,
+      ...extra,
+    });
+    h.listeners = await h.ingress.listen();
+  } catch (err) {
+    // A harness that fails to start must not leave its store (and its checkpoint thread) writing into the
+    // directory the suite removes at the end.
+    await h.ingress?.close().catch(() => undefined);
+    await store.close();
+    throw err;
+  }
   return h;
 }
 
