@@ -58,15 +58,33 @@ export interface Relay {
 export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<Relay> {
   const logger = deps.logger ?? silentLogger();
   const events = new EventBus();
-  const pgStore = deps.store === undefined && config.queue.url !== undefined ? await openPgStore(config.queue.url, { schema: config.queue.schema }) : undefined;
-  let identity: Identity;
+  // What has been started so far, stopped in reverse order if a later step fails: a relay that
+  // cannot start leaves no store open (nor its checkpoint thread), no pool, no timer behind.
+  const started: Array<() => unknown> = [];
+  const undo = async (): Promise<void> => {
+    for (const stop of started.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger.warn({ err }, 'cleanup after a failed start failed');
+      }
+    }
+  };
   try {
-    const cacheStore = pgStore === undefined ? undefined : await sharedTokenCache(config, pgStore, deps.env ?? process.env, logger);
-    identity = await createIdentity(config, { logger, ...(deps.env ? { env: deps.env } : {}), ...(cacheStore ? { cacheStore } : {}) });
+    return await assemble(config, deps, logger, events, started);
   } catch (err) {
-    await pgStore?.close();
+    await undo();
     throw err;
   }
+}
+
+async function assemble(config: Config, deps: RelayDeps, logger: Logger, events: EventBus, started: Array<() => unknown>): Promise<Relay> {
+  const pgStore = deps.store === undefined && config.queue.url !== undefined ? await openPgStore(config.queue.url, { schema: config.queue.schema }) : undefined;
+  // The PostgreSQL store's pool also carries the shared token cache: it closes last.
+  if (pgStore) started.push(() => pgStore.close());
+  const cacheStore = pgStore === undefined ? undefined : await sharedTokenCache(config, pgStore, deps.env ?? process.env, logger);
+  const identity = await createIdentity(config, { logger, ...(deps.env ? { env: deps.env } : {}), ...(cacheStore ? { cacheStore } : {}) });
+  started.push(() => identity.close());
   const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
@@ -83,7 +101,16 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
     smtpTransport,
     () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
   );
-  const store = deps.store ?? pgStore ?? (await openSqliteStore(resolve(config.dataDir, config.queue.path)));
+  started.push(() => transport.close());
+  let store: OutboxStore;
+  if (deps.store ?? pgStore) {
+    store = (deps.store ?? pgStore)!;
+    // A store given by the caller is the relay's to close from here on, as close() does.
+    if (deps.store) started.push(() => store.close());
+  } else {
+    store = await openSqliteStore(resolve(config.dataDir, config.queue.path));
+    started.push(() => store.close());
+  }
   await store.migrate();
   const router = new Router(config.mailboxes);
   const worker = new DeliveryWorker({ store, transport, router, config, events, logger: logger.child({ component: 'worker' }) });
@@ -96,34 +123,29 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
   };
 
   const unlogEvents = logEvents(events, logger.child({ component: 'events' }));
+  started.push(unlogEvents);
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
-  let httpSide: HttpSide | undefined;
-  try {
-    httpSide = config.http.enabled
-      ? await prepareHttpSide(config, {
-          events,
-          identity,
-          logger,
-          env: deps.env ?? process.env,
-          ...(pgStore ? { pgStore } : {}),
-          ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
-        })
-      : undefined;
-  } catch (err) {
-    unlogEvents();
-    await transport.close();
-    identity.close();
-    await store.close();
-    throw err;
-  }
+  const httpSide = config.http.enabled
+    ? await prepareHttpSide(config, {
+        events,
+        identity,
+        logger,
+        env: deps.env ?? process.env,
+        ...(pgStore ? { pgStore } : {}),
+        ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
+      })
+    : undefined;
+  // After the worker has stopped: its last events are stored as webhook deliveries before the store closes.
+  if (httpSide) started.push(() => httpSide.close());
 
   worker.start();
+  started.push(() => worker.stop());
   let smtp: SmtpIngress | undefined;
   let listeners: Relay['listeners'] = [];
   if (config.smtp.enabled) {
     // Loaded only when the front door is on, so a library user without it never loads smtp-server.
     const { createSmtpIngress } = await import('../ingress/smtp/index.js');
-    smtp = createSmtpIngress({
+    const ingress = createSmtpIngress({
       config: config.smtp,
       limits: config.limits,
       dataDir: config.dataDir,
@@ -131,48 +153,36 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
       outbox: { enqueue },
       logger: logger.child({ component: 'smtp' }),
     });
-    try {
-      listeners = await smtp.listen();
-    } catch (err) {
-      await worker.stop();
-      await httpSide?.close();
-      await store.close();
-      throw err;
-    }
+    started.push(() => ingress.close());
+    listeners = await ingress.listen();
+    smtp = ingress;
   }
 
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   if (httpSide) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
-    try {
-      http = await buildHttpApp({
-        config,
-        relay: {
-          enqueue,
-          store,
-          router,
-          worker,
-          tokens: identity.provider,
-          doctor: async (mailbox: string) => {
-            const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
-            return toDoctorJson(await runDoctor(config, { mailbox, logger: logger.child({ component: 'doctor' }) }));
-          },
+    const app = await buildHttpApp({
+      config,
+      relay: {
+        enqueue,
+        store,
+        router,
+        worker,
+        tokens: identity.provider,
+        doctor: async (mailbox: string) => {
+          const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
+          return toDoctorJson(await runDoctor(config, { mailbox, logger: logger.child({ component: 'doctor' }) }));
         },
-        httpStore: httpSide.httpStore,
-        metrics: httpSide.metrics,
-        logger: logger.child({ component: 'http' }),
-        secrets: { adminPassword: httpSide.adminPassword },
-      });
-      await http.listen({ host: config.http.host, port: config.http.port });
-    } catch (err) {
-      await http?.close();
-      await smtp?.close();
-      await worker.stop();
-      await httpSide.close();
-      await store.close();
-      throw err;
-    }
+      },
+      httpStore: httpSide.httpStore,
+      metrics: httpSide.metrics,
+      logger: logger.child({ component: 'http' }),
+      secrets: { adminPassword: httpSide.adminPassword },
+    });
+    started.push(() => app.close());
+    await app.listen({ host: config.http.host, port: config.http.port });
+    http = app;
     const address = http.server.address() as AddressInfo;
     httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     httpSide.webhooks.start();

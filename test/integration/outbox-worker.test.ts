@@ -1,6 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { composeMessage } from '../../src/delivery/index.js';
+import { isRelay365Error } from '../../src/errors.js';
 import type { RelayEvent } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
@@ -210,6 +214,68 @@ describe('outbox worker against the sandbox', () => {
         assert.equal(sandbox.state.messages.length, 1, 'only the bounce arrived');
       });
     } finally {
+      await sandbox.close();
+    }
+  });
+});
+
+describe('startRelay', () => {
+  /** A port something else is listening on, and a way to let it go. */
+  async function occupiedPort(): Promise<{ port: number; release: () => Promise<void> }> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { port: (server.address() as AddressInfo).port, release: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  /** Handles and timers of this process, by kind (`process.getActiveResourcesInfo()`). */
+  function resources(): Map<string, number> {
+    const count = new Map<string, number>();
+    for (const r of process.getActiveResourcesInfo()) count.set(r, (count.get(r) ?? 0) + 1);
+    return count;
+  }
+
+  it('closes whatever it had opened when a front door cannot listen: store, listeners, timers', async () => {
+    const sandbox = await startTestSandbox();
+    const dir = await tempDir();
+    const smtpPort = await occupiedPort();
+    const httpPort = await occupiedPort();
+    try {
+      // A start and a stop first, so that what stays for the process (modules, the sandbox's own timers) is there before counting.
+      await (await startRelay(sandboxConfig(sandbox, dir.path, { http: { enabled: true, host: '127.0.0.1', port: 0 } }))).close();
+      const before = resources();
+      // The SMTP front door cannot listen: everything before it has started (store, worker, HTTP side).
+      await assert.rejects(
+        startRelay(
+          sandboxConfig(sandbox, dir.path, {
+            smtp: { listeners: [{ host: '127.0.0.1', port: smtpPort.port, tls: 'starttls' }] },
+            http: { enabled: true, host: '127.0.0.1', port: 0 },
+          }),
+        ),
+        (err) => isRelay365Error(err, 'R365_SMTP_LISTEN_FAILED'),
+      );
+      assert.equal(existsSync(join(dir.path, 'relay365.db-wal')), false, 'every SQLite connection is closed');
+      assert.deepEqual(resources(), before, 'no handle or timer left behind');
+      await smtpPort.release();
+      // The SMTP front door listens, then the HTTP one cannot.
+      await assert.rejects(
+        startRelay(
+          sandboxConfig(sandbox, dir.path, {
+            smtp: { listeners: [{ host: '127.0.0.1', port: smtpPort.port, tls: 'starttls' }] },
+            http: { enabled: true, host: '127.0.0.1', port: httpPort.port },
+          }),
+        ),
+        (err) => (err as NodeJS.ErrnoException).code === 'EADDRINUSE',
+      );
+      // Closed connections leave no log behind: the last one to close checkpoints it and removes it.
+      assert.equal(existsSync(join(dir.path, 'relay365.db-wal')), false, 'every SQLite connection is closed');
+      // The SMTP front door that did listen has let its port go.
+      const smtpAgain = createServer();
+      await new Promise<void>((resolve, reject) => smtpAgain.once('error', reject).listen(smtpPort.port, '127.0.0.1', resolve));
+      await new Promise((resolve) => smtpAgain.close(resolve));
+      assert.deepEqual(resources(), before, 'no handle or timer left behind');
+    } finally {
+      await httpPort.release();
+      await dir.cleanup();
       await sandbox.close();
     }
   });
