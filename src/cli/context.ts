@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
 import { Option } from 'commander';
-import { loadConfig, type Config } from '../config/index.js';
-import { createLogger, type Logger } from '../observe/index.js';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../observe/index.js';
 import type { TokenCacheStore } from '../identity/index.js';
-import { openSharedTokenCache } from '../runtime/index.js';
+
+// Every module a command needs beyond commander is imported when the command runs, not when the CLI
+// starts: `relay365 --help` or `relay365 user add` must not load the relay, MSAL, fastify and pg first.
 
 /** `--config FILE`, shared by every command that reads the config. */
 export function configOption(): Option {
@@ -20,6 +22,7 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = pr
 /** Loads the config and a logger writing to stderr (stdout is for the command's own output). */
 export async function cliContext(flags: { config?: string }): Promise<{ config: Readonly<Config>; logger: Logger }> {
   const path = configPath(flags.config);
+  const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config/load.js'), import('../observe/logger.js')]);
   const config = await loadConfig(path === undefined ? {} : { path });
   const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, destination: process.stderr });
   return { config, logger };
@@ -42,6 +45,7 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
  * on one node serves every node), else the encrypted files under `dataDir`. `close` releases it.
  */
 export async function cliTokenCache(config: Config): Promise<{ cacheStore?: TokenCacheStore; close: () => Promise<void> }> {
+  const { openSharedTokenCache } = await import('../runtime/index.js');
   const shared = await openSharedTokenCache(config);
   return shared ? { cacheStore: shared, close: () => shared.close() } : { close: () => Promise.resolve() };
 }

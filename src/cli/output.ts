@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import { isRelay365Error } from '../errors.js';
-import { scrubSecrets } from '../observe/index.js';
+import { scrubSecrets } from '../observe/redact.js';
 
 /** Prints an error for a person (or as JSON with `--json`) and returns the exit code to use. */
 export function reportError(err: unknown, json = process.argv.includes('--json')): number {

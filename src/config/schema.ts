@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CLOUD_NAMES, type CloudName } from './cloud-names.js';
 
 /**
  * A secret is never written inline unless the user insists: `env:NAME` reads an environment
@@ -12,9 +13,7 @@ export const logSchema = z
   })
   .strict();
 
-/** Microsoft's clouds (shared/M365.md, Endpoints) plus the local sandbox. */
-export const CLOUD_NAMES = ['global', 'usgov', 'usgov-dod', 'china', 'sandbox'] as const;
-export type CloudName = (typeof CLOUD_NAMES)[number];
+export { CLOUD_NAMES, type CloudName };
 
 /** How relay365 gets a token for a mailbox. */
 export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'device-code', 'auth-code', 'token-command'] as const;

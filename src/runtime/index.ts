@@ -1,1 +1,2 @@
-export { startRelay, openOutboxStore, openHttpStore, openSharedTokenCache, type Relay, type RelayDeps } from './relay.js';
+export { startRelay, type Relay, type RelayDeps } from './relay.js';
+export { openOutboxStore, openHttpStore, openSharedTokenCache } from './stores.js';

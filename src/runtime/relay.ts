@@ -231,39 +231,6 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
   return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
 }
 
-/**
- * The configured outbox, for commands that use only the store (`queue list`, `queue retry`, ...):
- * PostgreSQL with `queue.url`, else the SQLite file. Migrated; the caller closes it.
- */
-export function openOutboxStore(config: Config): Promise<OutboxStore> {
-  return config.queue.url !== undefined
-    ? openPgStore(config.queue.url, { schema: config.queue.schema, poolSize: 2 })
-    : openSqliteStore(resolve(config.dataDir, config.queue.path));
-}
-
-/**
- * The shared token cache, for commands that use only identity (`login`, `token`): with `queue.url`, a
- * PgTokenCacheStore to pass as `createIdentity`'s `cacheStore`, so a sign-in on one node serves all;
- * undefined without it (the encrypted files under dataDir). The caller closes it.
- */
-export async function openSharedTokenCache(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<PgTokenCacheStore | undefined> {
-  if (config.queue.url === undefined) return undefined;
-  const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
-  return PgTokenCacheStore.open(config.queue.url, { schema: config.queue.schema, key, poolSize: 2 });
-}
-
-/**
- * The HTTP front door's store, for commands that use only it (`relay365 apikey`): with `queue.url`, the
- * tables in PostgreSQL that every node reads, so a key created here works on all of them; else the
- * outbox's SQLite file. Migrated; the caller closes it.
- */
-export async function openHttpStore(config: Config): Promise<HttpStore> {
-  const { PgHttpStore, openSqliteHttpStore } = await import('../ingress/http/index.js');
-  return config.queue.url !== undefined
-    ? PgHttpStore.open(config.queue.url, { schema: config.queue.schema })
-    : openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
-}
-
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */
 interface HttpSide {
   httpStore: HttpStore;

@@ -15,7 +15,7 @@ import { PgOutboxStore, SqliteOutboxStore } from '../../src/outbox/index.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
-import { openHttpStore, openOutboxStore, openSharedTokenCache } from '../../src/runtime/relay.js';
+import { openHttpStore, openOutboxStore, openSharedTokenCache } from '../../src/runtime/stores.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';

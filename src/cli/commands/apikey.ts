@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { generateApiKey, type ApiKeyRecord, type HttpStore } from '../../ingress/http/index.js';
-import { openHttpStore } from '../../runtime/index.js';
+import { generateApiKey } from '../../ingress/http/api-keys.js';
+import type { ApiKeyRecord, HttpStore } from '../../ingress/http/http-store.js';
+import { openHttpStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 
 async function withHttpStore<T>(flags: { config?: string }, fn: (store: HttpStore) => Promise<T>): Promise<T> {

@@ -1,12 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import type { Config } from '../../config/index.js';
-import { migrateTokenCache } from '../../identity/pg-cache-store.js';
-import { PgHttpStore, openSqliteHttpStore } from '../../ingress/http/index.js';
-import { openPgStore, openSqliteStore } from '../../outbox/index.js';
-import { SQL as SQLITE_SQL } from '../../outbox/sqlite-sql.js';
 import { cliContext, configOption } from '../context.js';
 
 /** What `db migrate` did to one set of tables. */
@@ -30,6 +25,11 @@ interface MigrateReport {
 
 /** Applies the pending migrations of the outbox, the HTTP tables and the shared token cache in PostgreSQL. */
 async function migratePg(config: Config, url: string): Promise<MigrateReport> {
+  const [{ openPgStore }, { PgHttpStore }, { migrateTokenCache }] = await Promise.all([
+    import('../../outbox/pg-store.js'),
+    import('../../ingress/http/pg-http-store.js'),
+    import('../../identity/pg-cache-store.js'),
+  ]);
   const store = await openPgStore(url, { schema: config.queue.schema, migrate: false, poolSize: 1 });
   try {
     const outbox = await store.applyMigrations();
@@ -42,8 +42,9 @@ async function migratePg(config: Config, url: string): Promise<MigrateReport> {
 }
 
 /** The versions a SQLite outbox file records; none for a file that does not exist yet. */
-function sqliteVersions(path: string): number[] {
+async function sqliteVersions(path: string): Promise<number[]> {
   if (!existsSync(path)) return [];
+  const [{ default: Database }, { SQL: SQLITE_SQL }] = await Promise.all([import('better-sqlite3'), import('../../outbox/sqlite-sql.js')]);
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     return db.prepare<[], number>(SQLITE_SQL.appliedVersions).pluck().all();
@@ -60,9 +61,13 @@ function sqliteVersions(path: string): number[] {
  */
 async function migrateSqlite(config: Config): Promise<MigrateReport> {
   const path = resolve(config.dataDir, config.queue.path);
-  const before = new Set(sqliteVersions(path));
+  const [{ openSqliteStore }, { openSqliteHttpStore }] = await Promise.all([
+    import('../../outbox/sqlite-store.js'),
+    import('../../ingress/http/http-store.js'),
+  ]);
+  const before = new Set(await sqliteVersions(path));
   await (await openSqliteStore(path)).close();
-  const after = sqliteVersions(path);
+  const after = await sqliteVersions(path);
   const httpStore = await openSqliteHttpStore(path, { migrate: false });
   try {
     const http = await httpStore.applyMigrations();

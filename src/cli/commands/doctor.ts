@@ -1,6 +1,6 @@
 import { Command } from 'commander';
-import { loadConfig, type Config } from '../../config/index.js';
-import { doctorReportForConfigError, runDoctor, toDoctorJson, type Check, type CheckResult, type DoctorReport } from '../../doctor/index.js';
+import type { Config } from '../../config/index.js';
+import type { Check, CheckResult, DoctorReport } from '../../doctor/index.js';
 import { isRelay365Error } from '../../errors.js';
 import { cliTokenCache, configOption, configPath } from '../context.js';
 
@@ -58,8 +58,9 @@ aliases (Exchange checks SendAs only after the message is sent).
 Exit status: 0 when no check failed (warnings and skipped checks allow 0), 1 when any check failed.
 No token or secret is ever printed.`;
 
-function loadConfigForDoctor(flag: string | undefined): Promise<Readonly<Config>> {
+async function loadConfigForDoctor(flag: string | undefined): Promise<Readonly<Config>> {
   const path = configPath(flag);
+  const { loadConfig } = await import('../../config/load.js');
   return loadConfig(path === undefined ? {} : { path });
 }
 
@@ -75,6 +76,7 @@ export function doctorCommand(): Command {
     .option('--json', 'print the result as JSON (see below)')
     .addHelpText('after', HELP)
     .action(async (flags: { config?: string; mailbox?: string; sendTest?: string; json?: boolean }) => {
+      const { doctorReportForConfigError, runDoctor, toDoctorJson } = await import('../../doctor/index.js');
       const options = { mailbox: flags.mailbox, sendTest: flags.sendTest, ...(flags.json ? {} : printer(process.stdout.isTTY === true)) };
       const report = await loadConfigForDoctor(flags.config).then(
         async (config) => {

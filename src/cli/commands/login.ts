@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
-import { createIdentity } from '../../identity/index.js';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 /** Tries the desktop's URL opener; the URL is printed anyway for headless machines. */
@@ -31,6 +30,7 @@ Afterwards relay365 refreshes the token by itself; run login again only when tol
     )
     .action(async (flags: { config?: string; mailbox?: string; browser?: boolean; open: boolean }) => {
       const { config, logger } = await cliContext(flags);
+      const { createIdentity } = await import('../../identity/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { createIdentity, reviewPermissions, summarizeToken } from '../../identity/index.js';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
@@ -13,6 +12,7 @@ export function permissionsCommand(): Command {
     .addHelpText('after', '\nExit status: 0 when every finding is ok, 1 when any is a warning or a failure.')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
+      const { createIdentity, reviewPermissions, summarizeToken } = await import('../../identity/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });

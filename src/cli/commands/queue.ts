@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { MESSAGE_STATES, type OutboxStore, type StoredMessage } from '../../outbox/index.js';
-import { openOutboxStore } from '../../runtime/index.js';
+import { MESSAGE_STATES, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
+import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 
 async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore) => Promise<T>): Promise<T> {

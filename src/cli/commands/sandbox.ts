@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander';
-import { createLogger } from '../../observe/index.js';
-import { DEFAULT_IDS, defaultScenario, loadScenario, startSandbox } from '../../sandbox/index.js';
+import { DEFAULT_IDS } from '../../sandbox/default-ids.js';
 import { onShutdown } from '../output.js';
 
 interface SandboxFlags {
@@ -47,6 +46,10 @@ What arrived: GET https://localhost:PORT/sandbox/messages (JSON), /sandbox/messa
   relay365 sandbox --eml-dir ./data/sandbox/mail`,
     )
     .action(async (flags: SandboxFlags) => {
+      const [{ createLogger }, { defaultScenario, loadScenario, startSandbox }] = await Promise.all([
+        import('../../observe/logger.js'),
+        import('../../sandbox/index.js'),
+      ]);
       const logger = createLogger({ level: flags.logLevel as 'warn', destination: process.stderr, base: { component: 'sandbox' } });
       const scenario = flags.scenario ? await loadScenario(flags.scenario) : defaultScenario();
       const sandbox = await startSandbox({

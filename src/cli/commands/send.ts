@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { createMailer, type SendResult } from '../../delivery/index.js';
+import type { SendResult } from '../../delivery/index.js';
 import { Relay365Error } from '../../errors.js';
 import { cliContext, cliTokenCache, configOption } from '../context.js';
 
@@ -58,6 +58,7 @@ export function sendCommand(): Command {
         json?: boolean;
       }) => {
         const { config, logger } = await cliContext(flags);
+        const { createMailer } = await import('../../delivery/mailer.js');
         const readOrFail = (file: string): Promise<Buffer> =>
           readFile(file).catch((cause: unknown) => {
             throw new Relay365Error('R365_MESSAGE_INVALID', `Cannot read ${file} (${(cause as NodeJS.ErrnoException).code ?? 'error'}).`, { cause });

@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { configSchema, type Config } from '../../config/index.js';
-import { startRelay } from '../../runtime/index.js';
-import { DEFAULT_IDS, startSandbox, type Sandbox } from '../../sandbox/index.js';
+import type { Config } from '../../config/index.js';
+import { DEFAULT_IDS } from '../../sandbox/default-ids.js';
+import type { Sandbox } from '../../sandbox/index.js';
 import { cliContext, configOption } from '../context.js';
 import { onShutdown } from '../output.js';
 
@@ -11,7 +11,8 @@ import { onShutdown } from '../output.js';
  * mailbox configured, the sandbox's app-only mailbox; with no way in configured, loopback clients
  * may relay without AUTH (the sandbox is a try-out on this machine).
  */
-export function sandboxedConfig(config: Config, sandbox: Sandbox): Config {
+export async function sandboxedConfig(config: Config, sandbox: Sandbox): Promise<Config> {
+  const { configSchema } = await import('../../config/schema.js');
   const noMailbox = config.mailboxes.length === 0;
   const noWayIn = config.smtp.users.length === 0 && config.smtp.allowlist.length === 0;
   return configSchema.parse({
@@ -51,11 +52,13 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
       let sandbox: Sandbox | undefined;
       if (flags.sandbox) {
         const dir = resolve(config.dataDir, 'sandbox');
+        const { startSandbox } = await import('../../sandbox/index.js');
         sandbox = await startSandbox({ dataDir: dir, emlDir: join(dir, 'mail'), logger: logger.child({ component: 'sandbox' }) });
-        config = sandboxedConfig(config, sandbox);
+        config = await sandboxedConfig(config, sandbox);
       }
       let relay;
       try {
+        const { startRelay } = await import('../../runtime/relay.js');
         relay = await startRelay(config, { logger });
       } catch (err) {
         await sandbox?.close();

@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
-import { createMailer } from '../../delivery/index.js';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 import { printResult } from './send.js';
 
@@ -13,6 +12,7 @@ export function testCommand(): Command {
     .option('--json', 'print the outcome and the transcript as JSON')
     .action(async (flags: { config?: string; to: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
+      const { createMailer } = await import('../../delivery/mailer.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const transcript: string[] = [];
       const cache = await cliTokenCache(config);

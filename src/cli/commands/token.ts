@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { createIdentity, summarizeToken } from '../../identity/index.js';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 export function tokenCommand(): Command {
@@ -11,6 +10,7 @@ export function tokenCommand(): Command {
     .option('--raw', 'also print the access token itself (it is a secret: keep it out of logs and tickets)')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
       const { config, logger } = await cliContext(flags);
+      const { createIdentity, summarizeToken } = await import('../../identity/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });

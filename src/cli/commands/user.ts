@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { hashPassword } from '../../ingress/smtp/index.js';
+import { hashPassword } from '../../ingress/smtp/password.js';
 
 /** A name YAML reads back as the same string without quotes. */
 const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]*$/;
