@@ -45,7 +45,7 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
  * on one node serves every node), else the encrypted files under `dataDir`. `close` releases it.
  */
 export async function cliTokenCache(config: Config): Promise<{ cacheStore?: TokenCacheStore; close: () => Promise<void> }> {
-  const { openSharedTokenCache } = await import('../runtime/index.js');
+  const { openSharedTokenCache } = await import('../runtime/stores.js');
   const shared = await openSharedTokenCache(config);
   return shared ? { cacheStore: shared, close: () => shared.close() } : { close: () => Promise.resolve() };
 }
