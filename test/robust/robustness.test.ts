@@ -393,7 +393,12 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       const tags = () =>
         new Set(sandbox.state.messages.map((m) => /robust-(?:smtp|http|early)-\d+/.exec(m.raw.toString('latin1'))?.[0] ?? `(untagged ${m.id})`));
       const end = Date.now() + 60_000;
-      while (!died && [...accepted].some((t) => !tags().has(t)) && Date.now() < end) await sleep(200);
+      // One pass over what arrived per poll: a long run has tens of thousands of messages.
+      const waiting = (): boolean => {
+        const arrived = tags();
+        return [...accepted].some((t) => !arrived.has(t));
+      };
+      while (!died && waiting() && Date.now() < end) await sleep(200);
       clearInterval(sampler);
       const peakHwm = died ? peakRss : rssMb(pid, 'VmHWM');
       const store = await openSqliteStore(dbPath);
