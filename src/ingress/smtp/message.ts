@@ -5,6 +5,11 @@ import addressparser from 'nodemailer/lib/addressparser';
 /** RFC 5321 4.5.3.1.6: a text line is at most 1000 octets, CRLF included. */
 export const MAX_LINE_OCTETS = 1000;
 
+/** Whether these bytes hold an empty line (LF LF, or CRLF CRLF). */
+function endsHeaderSection(bytes: Buffer): boolean {
+  return bytes.includes('\n\n') || bytes.includes('\r\n\r\n');
+}
+
 /**
  * Reads a DATA stream chunk by chunk: keeps the bytes up to `maxBytes` (past it only counts, since an
  * oversized message is refused anyway), and notes the longest line and whether a NUL byte came by.
@@ -31,11 +36,12 @@ export class MessageCollector {
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
     if (this.headChunks === undefined) {
       // A blank line ends the header section; so does a message that starts with one. Each chunk is
-      // searched once, with the previous chunk's last 3 bytes in front.
-      const probe = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+      // searched where it lies, and its first 3 bytes once more behind the last 3 before it, for an
+      // empty line split between chunks: no chunk is copied.
       const startsBlank = this.size === chunk.length && (chunk[0] === 0x0a || (chunk[0] === 0x0d && chunk[1] === 0x0a));
-      if (startsBlank || probe.includes('\n\n') || probe.includes('\r\n\r\n')) this.headChunks = this.chunks.length;
-      else this.tail = Buffer.from(probe.subarray(-3));
+      const seam = this.tail.length > 0 ? Buffer.concat([this.tail, chunk.subarray(0, 3)]) : undefined;
+      if (startsBlank || endsHeaderSection(chunk) || (seam !== undefined && endsHeaderSection(seam))) this.headChunks = this.chunks.length;
+      else this.tail = Buffer.concat([this.tail, chunk.subarray(-3)]).subarray(-3);
     }
     // Native indexOf keeps a 35 MB message to a few milliseconds of scanning.
     let start = 0;
