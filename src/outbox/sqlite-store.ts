@@ -1,10 +1,10 @@
-import { chmod, mkdir, open, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
+import { createPrivateFile } from './sqlite-file.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
 import {
@@ -225,13 +225,31 @@ export class SqliteOutboxStore implements OutboxStore {
    * first commit there may be no log yet, and then nothing to sync.
    */
   private async datasyncLog(doing: string): Promise<void> {
+    let log: FileHandle;
     try {
-      this.log ??= await open(`${this.path}-wal`, 'r');
-      await this.log.datasync();
+      log = this.log ??= await open(`${this.path}-wal`, 'r');
+      await log.datasync();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && this.log === undefined) return;
       throw explainSyncError(err, doing, this.path);
     }
+    await this.checkLogIsLive(log, doing);
+  }
+
+  /**
+   * The synced log must be the one on disk under `<path>-wal`: a log deleted or replaced under the
+   * relay (another process that believed it was the last connection checkpointed and removed it)
+   * would make this sync, and the 250 after it, a promise nothing keeps. Refuses the commit then.
+   */
+  private async checkLogIsLive(log: FileHandle, doing: string): Promise<void> {
+    const [synced, named] = await Promise.all([log.stat(), stat(`${this.path}-wal`).catch(() => undefined)]);
+    if (synced.nlink > 0 && named !== undefined && named.ino === synced.ino && named.dev === synced.dev) return;
+    throw new Relay365Error(
+      'R365_OUTBOX_UNAVAILABLE',
+      `Could not ${doing}: the outbox's write-ahead log ${this.path}-wal was deleted or replaced by another process while relay365 had it open, so what it writes no longer reaches the database file. ` +
+        'Stop whatever removes or rewrites files in the data folder while the relay runs (a backup must use `sqlite3 relay365.db ".backup copy.db"`), then restart relay365.',
+      { retryable: true, details: { path: this.path } },
+    );
   }
 
   private prepareInsert(message: NewMessage): Insert & { row: MessageRow } {
@@ -675,15 +693,6 @@ function prepareStatements(db: Database.Database) {
     nextDueForMailbox: db.prepare<{ mailbox: string }, { t: number | null }>(SQL.nextDueForMailbox),
     nextDueForPool: db.prepare<{ pool: string }, { t: number | null }>(SQL.nextDueForPool),
   };
-}
-
-/** Creates the folder (0700) and the file (0600) before SQLite does, which would use the umask. */
-async function createPrivateFile(path: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const handle = await open(path, 'a', 0o600);
-  await handle.close();
-  // An existing file keeps its mode on open: tighten it too.
-  await chmod(path, 0o600);
 }
 
 function toStoredMessage(row: MessageRow): StoredMessage {

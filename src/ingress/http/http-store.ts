@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Relay365Error } from '../../errors.js';
+import { createPrivateFile } from '../../outbox/index.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../../observe/index.js';
 
 /** An API key as stored: never the key itself, only its SHA-256 hash. */
@@ -216,10 +215,9 @@ export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs
   let db: Database.Database | undefined;
   try {
     if (path !== ':memory:') {
-      // Same care as the outbox: the file holds API key hashes and webhook bodies.
-      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      await (await open(path, 'a', 0o600)).close();
-      await chmod(path, 0o600);
+      // Same care as the outbox: the file holds API key hashes and webhook bodies. The outbox's
+      // connection is usually open already: the file is never opened outside SQLite then.
+      await createPrivateFile(path);
     }
     db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
     db.pragma(SQL.pragmas.journalMode);
