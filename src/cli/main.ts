@@ -13,6 +13,15 @@ const hurry = (signal: NodeJS.Signals): void => {
 process.on('SIGINT', hurry);
 process.on('SIGTERM', hurry);
 
+// Last resort: a promise some part forgot to handle must not take down a relay that holds open
+// sessions and sends in flight (Node's default ends the process). Written as one JSON line on stderr,
+// redacted like every log line; a bug to report, never a reason to drop the service.
+process.on('unhandledRejection', (reason) => {
+  void import('../observe/logger.js').then(({ createLogger }) =>
+    createLogger({ destination: process.stderr }).error({ err: reason }, 'unhandled promise rejection (a bug: please report it); relay365 keeps running'),
+  );
+});
+
 const program = buildProgram();
 try {
   await program.parseAsync(process.argv);

@@ -40,6 +40,11 @@ export function createPgPool(url: string, options: { poolSize: number; connectTi
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     // TCP keepalive: a connection to a server that vanished (failover, cable) fails instead of hanging.
     keepAlive: true,
+    // A statement that runs this long is stuck (a lock held by a stalled session, a server in trouble):
+    // fail it so the caller's retry or the lease takes over. query_timeout also ends a wait on a
+    // network that went silent without closing the connection.
+    statement_timeout: 60_000,
+    query_timeout: 65_000,
     fallback_application_name: 'relay365',
     types: TYPES,
     // Awaited before the pool hands the new connection out (pg-pool's _promiseTry); @types/pg

@@ -6,7 +6,7 @@ import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import { backoffDelay } from './backoff.js';
 import { composeBounce, headerBlock, isAutomatic } from './bounce.js';
 import type { Router } from './routing.js';
-import type { MailboxLimits, OutboxStore, StoredMessage } from './types.js';
+import type { CompleteRequest, MailboxLimits, OutboxStore, StoredMessage } from './types.js';
 
 export interface WorkerOptions {
   store: OutboxStore;
@@ -170,11 +170,20 @@ export class DeliveryWorker {
       }
       for (const message of claimed.messages) {
         m.inflight += 1;
-        const p = this.deliver(m, message).finally(() => {
-          m.inflight -= 1;
-          this.inflight.delete(p);
-          m.wake?.();
-        });
+        // A failure here is the store's or a bug's, never the send's (deliver classifies those): the
+        // message keeps its lease, which expires and makes it due again (at least once, never lost).
+        const p = this.deliver(m, message)
+          .catch((err: unknown) => {
+            this.logger.error(
+              { err, id: message.id, mailbox: m.address },
+              'delivery could not be completed (store unavailable?); the message is tried again when its lease expires',
+            );
+          })
+          .finally(() => {
+            m.inflight -= 1;
+            this.inflight.delete(p);
+            m.wake?.();
+          });
         this.inflight.add(p);
       }
       if (claimed.messages.length > 0 && !claimed.blockedBy) continue;
@@ -217,13 +226,13 @@ export class DeliveryWorker {
 
     if (result.ok) {
       if (m.paused) this.resume(m);
-      if (await store.complete({ id: message.id, owner: this.owner, state: 'sent', attempt })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt })) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
       }
       return;
     }
     if (result.class === 'permanent' || (tooOld && result.class !== 'auth')) {
-      if (await store.complete({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
         events.publish({
           type: 'message.failed',
           id: message.id,
@@ -256,7 +265,7 @@ export class DeliveryWorker {
       // Never earlier than Microsoft asked (Graph's Retry-After): an earlier retry only draws another 429.
       nextAttemptAt = new Date(Date.now() + Math.max(backoff, result.retryAfterMs ?? 0));
     }
-    if (await store.complete({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
+    if (await this.record({ id: message.id, owner: this.owner, state: 'deferred', attempt, nextAttemptAt })) {
       events.publish({
         type: 'message.deferred',
         id: message.id,
@@ -268,6 +277,31 @@ export class DeliveryWorker {
         attempts,
         at: new Date(),
       });
+    }
+  }
+
+  /**
+   * Records an attempt's outcome, retrying with backoff through a store outage (a PostgreSQL failover,
+   * a cut connection, SQLITE_BUSY): the send happened and must not be repeated if the store comes back
+   * in time. Gives up when the worker stops or half the lease has passed; the lease then expires and
+   * the message is sent again (a duplicate at worst, never a loss). False when not recorded.
+   */
+  private async record(request: CompleteRequest): Promise<boolean> {
+    const deadline = Date.now() + (this.options.config.queue.leaseSeconds * 1000) / 2;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      try {
+        return await this.options.store.complete(request);
+      } catch (err) {
+        if (!this.running || Date.now() + delay > deadline) {
+          this.logger.error(
+            { err, id: request.id, state: request.state },
+            "could not record the delivery's outcome; the message is tried again when its lease expires",
+          );
+          return false;
+        }
+        this.logger.warn({ err, id: request.id, state: request.state, retryInMs: delay }, "recording the delivery's outcome failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
     }
   }
 
