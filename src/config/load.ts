@@ -46,9 +46,13 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
     try {
       raw = parseYaml(text) ?? {};
     } catch (cause) {
-      const where = cause instanceof YAMLParseError ? ` (line ${cause.linePos?.[0].line ?? '?'})` : '';
-      throw new Relay365Error('R365_CONFIG_INVALID', `${options.path} is not valid YAML${where}: ${(cause as Error).message}`, {
-        cause,
+      // The parser's message quotes the offending line (after a blank line), which may hold a secret
+      // (`clientSecret: ...`): keep only its first line and the position, and not the parser's error.
+      const position = cause instanceof YAMLParseError ? cause.linePos?.[0] : undefined;
+      const where = position ? ` (line ${position.line}, column ${position.col})` : '';
+      const what = ((cause as Error).message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      throw new Relay365Error('R365_CONFIG_INVALID', `${options.path} is not valid YAML${where}: ${what}`, {
+        details: { path: options.path, ...(position ? { line: position.line, column: position.col } : {}) },
       });
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

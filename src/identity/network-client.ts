@@ -67,6 +67,10 @@ export class HttpsNetworkClient implements INetworkModule {
           ...(useProxy ? { agent: this.proxyAgent } : {}),
           ...(this.secureContext ? { secureContext: this.secureContext } : {}),
           minVersion: 'TLSv1.2',
+          // Explicit, so that NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment (set for some other tool)
+          // cannot turn off the certificate check of the token endpoint and Graph: Node reads that
+          // variable only when the option is absent. The SMTP side sets it explicitly too.
+          rejectUnauthorized: true,
           timeout: timeout ?? this.timeoutMs,
         },
         (res) => {

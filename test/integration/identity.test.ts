@@ -4,7 +4,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
-import { createIdentity, summarizeToken, type Identity } from '../../src/identity/index.js';
+import { HttpsNetworkClient, createIdentity, summarizeToken, type Identity } from '../../src/identity/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { createClientCertificate, DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { isRelay365Error, type Relay365Error } from '../../src/errors.js';
@@ -357,6 +357,26 @@ describe('token provider under a failing or short-lived identity platform', () =
       identity.close();
       await sandbox.close();
       await dir.cleanup();
+    }
+  });
+});
+
+describe('the identity network client and process-wide TLS settings', () => {
+  it('keeps checking the token endpoint\'s certificate when NODE_TLS_REJECT_UNAUTHORIZED=0 is set for some other tool', async () => {
+    const sandbox = await startTestSandbox();
+    const before = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    try {
+      const discovery = `${sandbox.baseUrl}/${DEFAULT_IDS.tenantId}/v2.0/.well-known/openid-configuration`;
+      // Not given the sandbox's CA: its certificate is untrusted, whatever the environment says.
+      await assert.rejects(new HttpsNetworkClient().sendGetRequestAsync(discovery), /self[- ]signed|unable to verify|certificate/i);
+      // Given the CA, the same request succeeds: the failure above is the certificate check, not the URL.
+      const trusted = await new HttpsNetworkClient({ ca: [await readFile(sandbox.caPath, 'utf8')] }).sendGetRequestAsync(discovery);
+      assert.equal(trusted.status, 200);
+    } finally {
+      if (before === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before;
+      await sandbox.close();
     }
   });
 });

@@ -64,6 +64,24 @@ describe('loadConfig', () => {
       await dir.cleanup();
     }
   });
+
+  it('names the line and column of a YAML syntax error without quoting the line, which may hold a secret', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.yaml');
+      // A plain secret with a ": " inside is a YAML error on the very line that holds it.
+      await writeFile(path, 'auth:\n  flow: client-secret\n  clientSecret: Qx8~s3cr3t: tail\n');
+      await assert.rejects(loadConfig({ path, env: {} }), (err: Relay365Error) => {
+        assert.equal(err.code, 'R365_CONFIG_INVALID');
+        assert.match(err.message, /is not valid YAML \(line 3, column \d+\): /);
+        const everything = JSON.stringify({ message: err.message, details: err.details, cause: String(err.cause), stack: err.stack });
+        assert.doesNotMatch(everything, /s3cr3t/);
+        return true;
+      });
+    } finally {
+      await dir.cleanup();
+    }
+  });
 });
 
 describe('resolveSecret', () => {
