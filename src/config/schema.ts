@@ -218,7 +218,11 @@ export const smtpIngressSchema = z
     /** Commands allowed on one connection before it is closed (defence against endless sessions). */
     maxCommandsPerConnection: z.number().int().positive().default(10_000),
     idleTimeoutSeconds: z.number().int().positive().default(120),
-    /** After `lockoutFailures` wrong passwords within `lockoutWindowSeconds`, refuse AUTH from that address for `lockoutSeconds`. */
+    /**
+     * After `lockoutFailures` wrong passwords for one user from one address (IPv6: its /64) within
+     * `lockoutWindowSeconds`, refuse that user's AUTH from there for `lockoutSeconds`; an address failing
+     * five times as often across names is refused for every user (ingress/smtp/login-lockout.ts).
+     */
     lockoutFailures: z.number().int().positive().default(10),
     lockoutWindowSeconds: z.number().int().positive().default(600),
     lockoutSeconds: z.number().int().positive().default(900),

@@ -29,8 +29,9 @@ export class SmtpWire {
   }
 
   /** Connects and reads the greeting. */
-  static async connect(port: number, host = '127.0.0.1'): Promise<{ wire: SmtpWire; greeting: WireReply }> {
-    const socket = net.connect(port, host);
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ wire: SmtpWire; greeting: WireReply }> {
+    // `localAddress`: another loopback address (127.0.0.2 ...) stands for another client machine.
+    const socket = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((res, rej) => {
       socket.once('connect', () => res());
       socket.once('error', rej);

@@ -25,6 +25,14 @@ const PASSWORDS = { alice: 'alice-Secret-1!', bob: 'b0b horse battery' } as cons
 const HOSTNAME = 'relay.test';
 const QUEUED = /^250 2\.0\.0 OK queued as (\S+)$/;
 
+async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Runs a program to completion, feeding `input` on stdin. */
 function run(cmd: string, args: string[], input = '', timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -649,6 +657,88 @@ describe('SMTP ingress', () => {
         assert.ok(lock.logs.some((l) => l.includes('"lockedOut":true')));
       } finally {
         await lock.close();
+      }
+    });
+  });
+
+  describe('logins under attack', () => {
+    it('counts 20 parallel wrong passwords before they run (10 checked, 10 refused), and leaves a second user at the same address alone', async () => {
+      const lock = await startHarness(dir, 'parallel-guesses', {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        users: [
+          { name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) },
+          { name: 'bob', passwordHash: await hashPassword(PASSWORDS.bob) },
+        ],
+      });
+      try {
+        const port = lock.listeners[0]!.port;
+        const wires = await Promise.all(
+          Array.from({ length: 20 }, async () => {
+            const { wire } = await SmtpWire.connect(port);
+            await wire.secure(ca);
+            return wire;
+          }),
+        );
+        const replies = await Promise.all(wires.map((w, i) => w.command(plain('alice', `guess-${i}`))));
+        const counts = new Map<string, number>();
+        for (const r of replies) counts.set(r.last, (counts.get(r.last) ?? 0) + 1);
+        assert.equal(counts.get('535 5.7.8 Authentication credentials invalid'), 10, [...counts].join('; '));
+        assert.equal(counts.get('454 4.7.0 Too many failed logins from your address; try again later'), 10);
+        await Promise.all(wires.map((w) => w.quit()));
+        // Bob is behind the same address (a NAT): the guesser at alice's password does not lock him out.
+        const bob = await SmtpWire.connect(port);
+        await bob.wire.secure(ca);
+        assert.equal((await bob.wire.command(plain('bob', PASSWORDS.bob))).last, '235 2.7.0 Authentication successful');
+        await bob.wire.quit();
+      } finally {
+        await lock.close();
+      }
+    });
+
+    it('answers a logged-in client within a second while other addresses flood AUTH with wrong passwords', async () => {
+      const flood = await startHarness(dir, 'auth-flood', {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        users: [{ name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) }],
+        lockoutFailures: 1000,
+      });
+      let flooding = true;
+      try {
+        const port = flood.listeners[0]!.port;
+        const alice = await SmtpWire.connect(port);
+        await alice.wire.secure(ca);
+        assert.equal((await alice.wire.command(plain('alice', PASSWORDS.alice))).last, '235 2.7.0 Authentication successful');
+        // 5 other machines (127.0.0.2-6), 3 connections each, guessing as fast as the relay answers
+        // (each guess waits its turn for a key derivation: an attacker's reply may take seconds).
+        let guesses = 0;
+        const attackers = Array.from({ length: 15 }, async (_, i) => {
+          const { wire } = await SmtpWire.connect(port, '127.0.0.1', `127.0.0.${2 + (i % 5)}`);
+          await wire.secure(ca);
+          try {
+            while (flooding && !wire.closed) {
+              await wire.command(plain(i % 2 === 0 ? 'alice' : `nobody${i}`, `guess-${guesses}`));
+              guesses += 1;
+            }
+            await wire.quit();
+          } catch {
+            // A reply slower than the wire's patience: this attacker gives up, the others go on.
+          }
+        });
+        await new Promise((r) => setTimeout(r, 1000));
+        const before = guesses;
+        const started = performance.now();
+        const sent = await transaction(alice.wire, 'relay@contoso.example', ['x@example.net'], simple('relay@contoso.example'));
+        const took = performance.now() - started;
+        assert.match(sent.last, QUEUED);
+        assert.ok(took < 1000, `the logged-in client's message took ${took.toFixed(0)} ms under the flood`);
+        // The flood ran before and after the message, so it ran throughout.
+        assert.ok(before > 0, 'wrong passwords were being checked before the message');
+        await until(() => guesses > before, 5000, 'more wrong passwords checked after the message');
+        flooding = false;
+        await Promise.all(attackers);
+        await alice.wire.quit();
+      } finally {
+        flooding = false;
+        await flood.close();
       }
     });
   });

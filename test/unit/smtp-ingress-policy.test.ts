@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Allowlist, parseCidr } from '../../src/ingress/smtp/allowlist.js';
-import { LoginLockout } from '../../src/ingress/smtp/login-lockout.js';
+import { ADDRESS_FAILURES_FACTOR, LoginLockout, lockoutAddress } from '../../src/ingress/smtp/login-lockout.js';
 import { MessageCollector, headerFromAddresses, readHeaders, traceFields } from '../../src/ingress/smtp/message.js';
 import { PasswordChecker, hashPassword, parsePasswordHash, verifyPassword } from '../../src/ingress/smtp/password.js';
 import { SenderPolicy, asciiAddress } from '../../src/ingress/smtp/sender-policy.js';
@@ -85,19 +85,69 @@ describe('SMTP sender policy', () => {
 });
 
 describe('SMTP login lockout', () => {
-  it('locks an address after N failures within the window, for the lock time', () => {
+  /** One whole login with its verdict; true when it started a lock, 'locked' when refused at once. */
+  function login(lockout: LoginLockout, address: string, user: string | undefined, ok: boolean): boolean | 'locked' {
+    const attempt = lockout.begin(address, user);
+    return 'lockedUntil' in attempt ? 'locked' : attempt.settle(ok);
+  }
+
+  it('locks a user at an address after N failures within the window, for the lock time', () => {
     let now = 1_000_000;
     const lockout = new LoginLockout({ failures: 3, windowMs: 60_000, lockMs: 300_000 }, () => now);
-    assert.equal(lockout.fail('192.0.2.1'), false);
+    assert.equal(login(lockout, '192.0.2.1', 'alice', false), false);
     now += 61_000; // the first failure leaves the window
-    assert.equal(lockout.fail('192.0.2.1'), false);
-    assert.equal(lockout.fail('192.0.2.1'), false);
-    assert.equal(lockout.lockedUntil('192.0.2.1'), undefined);
-    assert.equal(lockout.fail('192.0.2.1'), true);
-    assert.equal(lockout.lockedUntil('192.0.2.1')?.getTime(), now + 300_000);
-    assert.equal(lockout.lockedUntil('192.0.2.2'), undefined, 'other addresses are not affected');
+    assert.equal(login(lockout, '192.0.2.1', 'alice', false), false);
+    assert.equal(login(lockout, '192.0.2.1', 'alice', false), false);
+    assert.equal(lockout.lockedUntil('192.0.2.1', 'alice'), undefined);
+    assert.equal(login(lockout, '192.0.2.1', 'alice', false), true);
+    assert.equal(lockout.lockedUntil('192.0.2.1', 'alice')?.getTime(), now + 300_000);
+    assert.equal(login(lockout, '192.0.2.1', 'alice', true), 'locked', 'the right password is refused while locked');
+    assert.equal(lockout.lockedUntil('192.0.2.2', 'alice'), undefined, 'other addresses are not affected');
     now += 300_001;
+    assert.equal(lockout.lockedUntil('192.0.2.1', 'alice'), undefined);
+  });
+
+  it('does not lock out a second user behind the same address (a NAT), nor the address, for one guesser', () => {
+    const lockout = new LoginLockout({ failures: 3, windowMs: 60_000, lockMs: 300_000 });
+    for (let i = 0; i < 3; i++) login(lockout, '192.0.2.1', 'alice', false);
+    assert.ok(lockout.lockedUntil('192.0.2.1', 'alice'));
+    assert.equal(login(lockout, '192.0.2.1', 'bob', true), false, 'bob logs in from the same address');
     assert.equal(lockout.lockedUntil('192.0.2.1'), undefined);
+    // Guessing names that do not exist locks only those names.
+    for (let i = 0; i < 3; i++) login(lockout, '192.0.2.1', undefined, false);
+    assert.equal(login(lockout, '192.0.2.1', undefined, false), 'locked');
+    assert.equal(login(lockout, '192.0.2.1', 'bob', true), false);
+  });
+
+  it('counts guesses under way: of 20 sent at once with a limit of 10, the last 10 are refused unchecked', () => {
+    const lockout = new LoginLockout({ failures: 10, windowMs: 60_000, lockMs: 300_000 });
+    const attempts = Array.from({ length: 20 }, () => lockout.begin('192.0.2.9', 'alice'));
+    const running = attempts.filter((a) => !('lockedUntil' in a));
+    assert.equal(running.length, 10);
+    const locks = running.map((a) => ('settle' in a ? a.settle(false) : false));
+    assert.deepEqual(locks.filter(Boolean).length, 1, 'the tenth failure starts the lock');
+    assert.ok(lockout.lockedUntil('192.0.2.9', 'alice'));
+  });
+
+  it('locks a whole address that sprays guesses over many names, and an IPv6 client by its /64', () => {
+    const lockout = new LoginLockout({ failures: 2, windowMs: 60_000, lockMs: 300_000 });
+    for (let i = 0; i < 2 * ADDRESS_FAILURES_FACTOR; i++) login(lockout, '2001:db8:1:2::17', `user${i}`, false);
+    assert.ok(lockout.lockedUntil('2001:db8:1:2:ffff::1'), 'another address of the same /64');
+    assert.equal(login(lockout, '2001:db8:1:2::99', 'carol', true), 'locked');
+    assert.equal(lockout.lockedUntil('2001:db8:1:3::17'), undefined, 'the next /64 is another client');
+    assert.equal(lockoutAddress('2001:DB8:0001:0002:aaaa::1'), '2001:db8:1:2::/64');
+    assert.equal(lockoutAddress('::1'), '0:0:0:0::/64');
+    assert.equal(lockoutAddress('192.0.2.1'), '192.0.2.1');
+  });
+
+  it('keeps a lock however many other addresses fail afterwards (a flood cannot evict it)', () => {
+    const lockout = new LoginLockout({ failures: 2, windowMs: 60_000, lockMs: 300_000 });
+    login(lockout, '192.0.2.1', 'alice', false);
+    assert.equal(login(lockout, '192.0.2.1', 'alice', false), true);
+    // One failure from each of 12,000 addresses: two records each, far past what is tracked.
+    for (let i = 0; i < 12_000; i++) login(lockout, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 'alice', false);
+    assert.ok(lockout.size <= 10_002, `tracked records stay bounded (${lockout.size})`);
+    assert.ok(lockout.lockedUntil('192.0.2.1', 'alice'), 'the lock is still there');
   });
 });
 

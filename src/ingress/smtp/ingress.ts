@@ -17,7 +17,7 @@ import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
 import { LoginLockout } from './login-lockout.js';
 import { MAX_LINE_OCTETS, MessageCollector, headerFromAddresses, readHeaders, traceFields } from './message.js';
-import { PasswordChecker, parsePasswordHash } from './password.js';
+import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
 import { REPLIES, replyError } from './replies.js';
 import { loadTlsIdentity, type TlsIdentity } from './self-signed.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';
@@ -207,26 +207,30 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
   ): void => {
     const client = clientOf(session);
-    // The lock may have started while this client typed its password.
-    const until = lockout.lockedUntil(client);
-    if (until) return callback(refuse(session, REPLIES.authLockedOut, { lockedUntil: until.toISOString() }));
     if (auth.method === 'PLAIN' && auth.authzid && auth.authcid && auth.authzid !== auth.authcid) {
       return callback(refuse(session, REPLIES.authzidRefused));
     }
     const user = users.get(auth.username ?? '');
+    // Counted from here, before the check runs: parallel guesses cannot get past the limit. The lock
+    // may have started while this client typed its password.
+    const attempt = lockout.begin(client, user?.name);
+    if ('lockedUntil' in attempt) return callback(refuse(session, REPLIES.authLockedOut, { lockedUntil: attempt.lockedUntil.toISOString() }));
     const password = auth.password ?? '';
-    const check = user ? passwords.check(user.name, password, user.passwordHash) : passwords.refuseUnknown(password);
+    const check = user ? passwords.check(user.name, password, user.passwordHash, client) : passwords.refuseUnknown(password, client);
     check.then(
       (ok) => {
+        const locked = attempt.settle(ok && user !== undefined);
         if (ok && user) {
           logger.debug({ session: session.id, client, user: user.name, method: auth.method }, 'SMTP login');
           return callback(null, { user: user.name });
         }
-        const locked = lockout.fail(client);
         // Only a configured name is logged: a password typed into the name field must not reach a log.
         callback(refuse(session, REPLIES.authInvalid, { attemptedUser: user ? user.name : '(unknown user)', ...(locked ? { lockedOut: true } : {}) }));
       },
       (err: unknown) => {
+        // Not the client's failure: neither a wrong password nor a reason to lock anyone.
+        attempt.release();
+        if (err instanceof LoginsBusyError) return callback(refuse(session, REPLIES.authBusy));
         logger.error({ err, session: session.id, client }, 'SMTP password check failed');
         callback(refuse(session, REPLIES.authInvalid));
       },

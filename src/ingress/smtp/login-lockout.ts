@@ -1,69 +1,174 @@
+import { isIPv6 } from 'node:net';
+
 /** Settings of {@link LoginLockout}, from `smtp.lockout*`. */
 export interface LockoutSettings {
-  /** Wrong logins within the window that lock the address. */
+  /** Wrong logins for one user from one address within the window that lock that user there. */
   failures: number;
   windowMs: number;
-  /** How long a locked address stays locked. */
+  /** How long a lock lasts. */
   lockMs: number;
 }
 
 /**
- * Past this many tracked addresses, entries without recent failures are swept, then the least
- * recently failing ones, so a spray of addresses (IPv6 makes that cheap) cannot grow the map
- * without bound.
+ * An address that fails this many times `failures` within the window, across every user name (a
+ * spray of guesses over many accounts), is locked for all of them.
+ */
+export const ADDRESS_FAILURES_FACTOR = 5;
+
+/**
+ * Past this many tracked records, the ones neither locked nor with a login in progress are dropped,
+ * least recently failing first. Locks are never dropped for room (a flood of new addresses must not
+ * free a guesser): they end only when their time is up. IPv6 clients are tracked per /64, the
+ * smallest block one customer is given (RFC 6177), so an address spray cannot grow the map cheaply.
  */
 const MAX_TRACKED = 10_000;
 
-interface AddressRecord {
+interface LockRecord {
   /** Times (ms) of failures inside the window, oldest first. */
   failures: number[];
+  /** Logins checked right now: they count before their verdict, so parallel guesses cannot pass the limit. */
+  pending: number;
   lockedUntil: number;
 }
 
+/** One AUTH attempt under way: settle it with its verdict. */
+export interface LoginAttempt {
+  /** Records the verdict; returns true when this failure started a lock. */
+  settle(ok: boolean): boolean;
+  /** Ends the attempt without a verdict (the check itself failed): it counts neither way. */
+  release(): void;
+}
+
 /**
- * Counts wrong logins per client address and locks an address out once it has `failures` of them
- * within `windowMs`: for `lockMs` every AUTH from it is refused, with the right password too, so a
- * password cannot be guessed faster than `failures` tries per `lockMs`.
+ * The client's address as the lockout counts it: IPv4 as is, IPv6 by its /64 prefix.
+ */
+export function lockoutAddress(address: string): string {
+  if (!isIPv6(address)) return address;
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (g === '' ? '0' : g).toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/**
+ * Counts wrong logins per user and client address, and per address across users. A user who fails
+ * `failures` times within `windowMs` from one address is locked there for `lockMs` (every AUTH
+ * refused, the right password too); other users behind the same address (a NAT) keep logging in.
+ * An address failing {@link ADDRESS_FAILURES_FACTOR} times as often, whatever the names, is locked
+ * for everyone. Unknown user names share one record per address, so guessing names locks only
+ * names that do not exist, and counts toward the address's limit. Attempts count from their start:
+ * twenty guesses sent at once are refused from the eleventh when the limit is ten.
  */
 export class LoginLockout {
-  private readonly records = new Map<string, AddressRecord>();
+  private readonly records = new Map<string, LockRecord>();
 
   constructor(
     private readonly settings: LockoutSettings,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The time the lock on `address` ends, or undefined when it is not locked. */
-  lockedUntil(address: string): Date | undefined {
-    const record = this.records.get(address);
-    return record && record.lockedUntil > this.now() ? new Date(record.lockedUntil) : undefined;
+  /**
+   * The time a lock that refuses `user` from `address` ends, or undefined when none does. Without a
+   * user, only the address's own lock counts.
+   */
+  lockedUntil(address: string, user?: string): Date | undefined {
+    const now = this.now();
+    const until = Math.max(...this.keys(address, user).map((k) => this.records.get(k)?.lockedUntil ?? 0));
+    return until > now ? new Date(until) : undefined;
   }
 
-  /** Records a wrong login; returns true when this failure locked the address. */
-  fail(address: string): boolean {
+  /**
+   * Starts a login of `user` (undefined: a name no user has) from `address`. Returns the lock's end
+   * instead when the user or the address is locked, or when the attempts already under way would
+   * reach the limit.
+   */
+  begin(address: string, user: string | undefined): LoginAttempt | { lockedUntil: Date } {
     const now = this.now();
-    const record = this.records.get(address) ?? { failures: [], lockedUntil: 0 };
-    record.failures = record.failures.filter((t) => t > now - this.settings.windowMs);
-    record.failures.push(now);
-    let locked = false;
-    if (record.failures.length >= this.settings.failures && record.lockedUntil <= now) {
-      record.lockedUntil = now + this.settings.lockMs;
-      record.failures = [];
-      locked = true;
+    const [addressKey, userKey] = this.keys(address, user ?? '') as [string, string];
+    const limits: Array<[string, number]> = [
+      [userKey, this.settings.failures],
+      [addressKey, this.settings.failures * ADDRESS_FAILURES_FACTOR],
+    ];
+    const records = limits.map(([key, limit]) => ({ key, limit, record: this.record(key, now) }));
+    for (const { limit, record } of records) {
+      if (record.lockedUntil > now) return { lockedUntil: new Date(record.lockedUntil) };
+      // The failures a verdict still to come may add: refused as if locked, without spending a check.
+      if (record.failures.length + record.pending >= limit) return { lockedUntil: new Date(now + this.settings.lockMs) };
     }
-    this.records.delete(address); // re-insert: the map iterates least recently failed first
-    this.records.set(address, record);
-    if (this.records.size > MAX_TRACKED) this.sweep(now);
-    return locked;
+    for (const { record } of records) record.pending += 1;
+    let settled = false;
+    return {
+      release: (): void => {
+        if (settled) return;
+        settled = true;
+        for (const { key, record } of records) {
+          record.pending -= 1;
+          this.touch(key, record, this.now());
+        }
+      },
+      settle: (ok: boolean): boolean => {
+        if (settled) return false;
+        settled = true;
+        const at = this.now();
+        let locked = false;
+        for (const { key, limit, record } of records) {
+          record.pending -= 1;
+          record.failures = record.failures.filter((t) => t > at - this.settings.windowMs);
+          if (ok) {
+            // A right password clears that user's count; the address's stays (it may be spraying).
+            if (key === userKey) record.failures = [];
+          } else {
+            record.failures.push(at);
+            if (record.failures.length >= limit && record.lockedUntil <= at) {
+              record.lockedUntil = at + this.settings.lockMs;
+              record.failures = [];
+              locked = true;
+            }
+          }
+          this.touch(key, record, at);
+        }
+        return locked;
+      },
+    };
+  }
+
+  /** How many records are tracked (for tests and metrics). */
+  get size(): number {
+    return this.records.size;
+  }
+
+  private keys(address: string, user: string | undefined): string[] {
+    const a = lockoutAddress(address);
+    // NUL cannot appear in an address or a configured user name: the keys cannot collide.
+    return user === undefined ? [`a\0${a}`] : [`a\0${a}`, `u\0${a}\0${user}`];
+  }
+
+  private record(key: string, now: number): LockRecord {
+    let record = this.records.get(key);
+    if (!record) {
+      record = { failures: [], pending: 0, lockedUntil: 0 };
+      this.records.set(key, record);
+      if (this.records.size > MAX_TRACKED) this.sweep(now);
+    }
+    record.failures = record.failures.filter((t) => t > now - this.settings.windowMs);
+    return record;
+  }
+
+  /** Moves the record to the end (the map iterates least recently failing first). */
+  private touch(key: string, record: LockRecord, now: number): void {
+    this.records.delete(key);
+    if (record.failures.length > 0 || record.pending > 0 || record.lockedUntil > now) this.records.set(key, record);
   }
 
   private sweep(now: number): void {
-    for (const [address, record] of this.records) {
-      if (record.lockedUntil <= now && !record.failures.some((t) => t > now - this.settings.windowMs)) this.records.delete(address);
-    }
-    for (const address of this.records.keys()) {
+    for (const [key, record] of this.records) {
       if (this.records.size <= MAX_TRACKED) break;
-      this.records.delete(address);
+      const live = record.pending > 0 || record.lockedUntil > now;
+      if (!live) this.records.delete(key);
     }
   }
 }

@@ -78,22 +78,84 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
 /** At most this many known-good logins are remembered (oldest forgotten first). */
 const CACHE_ENTRIES = 1024;
 
+/** Key derivations waiting at most, over all clients; past it a login is refused for now (454). */
+const MAX_WAITING = 256;
+
+/** Thrown by {@link PasswordChecker} when too many logins wait for their check: answer 454 and let the client retry. */
+export class LoginsBusyError extends Error {
+  constructor() {
+    super('too many logins are waiting for their password check');
+    this.name = 'LoginsBusyError';
+  }
+}
+
+/**
+ * Runs key derivations one at a time, taking clients in turn (round robin over their addresses).
+ * scrypt runs on libuv's thread pool (4 threads by default), which the outbox's fdatasync before
+ * every 250 needs too: one derivation at a time leaves it three, however hard AUTH is flooded. In
+ * turn, so that a flood from a few addresses delays another client's login by at most one
+ * derivation per flooding address, not by the whole flood.
+ */
+class DerivationQueue {
+  private readonly waiting = new Map<string, Array<() => void>>();
+  private count = 0;
+  private running = false;
+
+  run<T>(client: string, task: () => Promise<T>): Promise<T> {
+    if (this.count >= MAX_WAITING) return Promise.reject(new LoginsBusyError());
+    return new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        task().then(resolve, reject).finally(() => {
+          this.running = false;
+          this.next();
+        });
+      };
+      const queue = this.waiting.get(client);
+      if (queue) queue.push(start);
+      else this.waiting.set(client, [start]);
+      this.count += 1;
+      this.next();
+    });
+  }
+
+  private next(): void {
+    if (this.running) return;
+    // The first client in the map goes next; it goes to the back if it has more waiting.
+    const first = this.waiting.entries().next();
+    if (first.done) return;
+    const [client, queue] = first.value;
+    const start = queue.shift()!;
+    this.waiting.delete(client);
+    if (queue.length > 0) this.waiting.set(client, queue);
+    this.count -= 1;
+    this.running = true;
+    start();
+  }
+}
+
 /**
  * Checks logins against scrypt hashes, remembering the ones that passed so that a device logging in
  * for every message pays the key derivation once. The cache holds only HMACs (under a key made at
  * random for this process) of user, hash and password: reading the process's memory tells nothing
  * about a password. Changing a user's hash in the config forgets its cached logins, since the hash is
- * part of the HMAC. Concurrent checks of the same login share one derivation.
+ * part of the HMAC. Concurrent checks of the same login share one derivation. Derivations run one at
+ * a time, clients in turn ({@link DerivationQueue}); a known user and an unknown one cost the same.
  */
 export class PasswordChecker {
   private readonly key = randomBytes(32);
   private readonly known = new Set<string>();
   private readonly pending = new Map<string, Promise<boolean>>();
+  private readonly queue = new DerivationQueue();
   /** Verified against when the user is unknown, so that the answer takes as long as for a known one. */
   private decoy: Promise<string> | undefined;
 
-  /** True when `password` is the password of a user whose stored hash is `hash`. */
-  async check(user: string, password: string, hash: string): Promise<boolean> {
+  /**
+   * True when `password` is the password of a user whose stored hash is `hash`. `client` (its
+   * address) decides its turn among waiting checks.
+   *
+   * @throws LoginsBusyError when too many checks wait already.
+   */
+  async check(user: string, password: string, hash: string, client = ''): Promise<boolean> {
     const id = createHmac('sha256', this.key)
       .update(JSON.stringify([user, hash, password]))
       .digest('base64');
@@ -105,7 +167,7 @@ export class PasswordChecker {
     }
     let verdict = this.pending.get(id);
     if (!verdict) {
-      verdict = verifyPassword(password, hash).finally(() => this.pending.delete(id));
+      verdict = this.queue.run(client, () => verifyPassword(password, hash)).finally(() => this.pending.delete(id));
       this.pending.set(id, verdict);
     }
     const ok = await verdict;
@@ -116,10 +178,15 @@ export class PasswordChecker {
     return ok;
   }
 
-  /** Spends one key derivation and returns false: the answer for a user that does not exist. */
-  async refuseUnknown(password: string): Promise<false> {
+  /**
+   * Spends one key derivation, in the same queue, and returns false: the answer for a user that does not exist.
+   *
+   * @throws LoginsBusyError when too many checks wait already.
+   */
+  async refuseUnknown(password: string, client = ''): Promise<false> {
     this.decoy ??= hashPassword(randomBytes(16).toString('base64'));
-    await verifyPassword(password, await this.decoy);
+    const decoy = await this.decoy;
+    await this.queue.run(client, () => verifyPassword(password, decoy));
     return false;
   }
 }

@@ -30,6 +30,8 @@ export const REPLIES = {
   authInvalid: '535 5.7.8 Authentication credentials invalid',
   /** RFC 4954 6 allows 454 4.7.0 for a temporary refusal: the lockout ends by itself. */
   authLockedOut: '454 4.7.0 Too many failed logins from your address; try again later',
+  /** Also RFC 4954's 454: too many logins wait for their password check (an AUTH flood); a retry soon passes. */
+  authBusy: '454 4.7.0 Temporary authentication failure: too many logins in progress; try again shortly',
   /** RFC 4954 4: "AUTH command is not permitted during a mail transaction". */
   authInTransaction: '503 5.5.1 AUTH is not permitted during a mail transaction',
   /** RFC 4616: relay365 has no proxy authorization; an authzid naming someone else is refused. */
