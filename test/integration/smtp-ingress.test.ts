@@ -909,6 +909,34 @@ describe('SMTP ingress', () => {
     });
   });
 
+  describe('Message-ID', () => {
+    it("names the sender's domain in a Message-ID it adds when the machine's name is a bare label, and smtp.hostname when that is a FQDN", async () => {
+      const smtp: ConfigInput['smtp'] = { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], allowlist: [{ cidr: '127.0.0.1/32' }] };
+      const ids: string[] = [];
+      for (const [name, hostname] of [
+        ['bare-host', 'vm'],
+        ['fqdn-host', 'relay.contoso.example'],
+      ] as const) {
+        const relay = await startHarness(dir, name, smtp, { hostname });
+        try {
+          const { wire } = await SmtpWire.connect(relay.listeners[0]!.port);
+          assert.equal((await wire.command('EHLO printer.lan')).code, 250);
+          const reply = await transaction(wire, 'scanner@contoso.example', ['x@example.net'], simple('Scanner <scanner@contoso.example>'));
+          assert.equal(reply.code, 250, reply.last);
+          await wire.command('QUIT');
+          const stored = (await relay.store.get(relay.enqueued[0]!))!;
+          const header = /^Message-ID: (.*)$/m.exec((await relay.store.getRaw(stored.id))!.toString('latin1'))![1]!.trim();
+          assert.equal(header, stored.messageId);
+          ids.push(header);
+        } finally {
+          await relay.close();
+        }
+      }
+      assert.match(ids[0]!, /^<[0-9a-f-]{36}@contoso\.example>$/, 'not @vm: a bare name means nothing outside the machine');
+      assert.match(ids[1]!, /^<[0-9a-f-]{36}@relay\.contoso\.example>$/);
+    });
+  });
+
   describe('connection limits', () => {
     it('limits connections per client address and in all with 421 4.7.0, idle time, and commands per connection', async () => {
       // The idle limit gets a relay of its own: with 1 s here, the first connections could time out

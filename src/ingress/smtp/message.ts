@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import addressparser from 'nodemailer/lib/addressparser';
 
 /** RFC 5321 4.5.3.1.6: a text line is at most 1000 octets, CRLF included. */
@@ -138,6 +138,34 @@ export function rfc5322Date(date: Date): string {
   return date.toUTCString().replace(/GMT$/, '+0000');
 }
 
+/** A name that can stand on its own on the Internet: dotted, not an address literal, not the loopback's. */
+function isQualifiedDomain(name: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  return (
+    n.includes('.') &&
+    !n.startsWith('.') &&
+    isIP(n) === 0 &&
+    !/^\[.*\]$/.test(n) &&
+    n !== 'localhost' &&
+    !n.endsWith('.localdomain') &&
+    !n.endsWith('.localhost')
+  );
+}
+
+/**
+ * The right side of a Message-ID relay365 adds (RFC 5322 3.6.4: a domain that makes the id unique
+ * worldwide): the relay's name when it is a fully qualified one (`smtp.hostname: relay.contoso.com`),
+ * else the domain of the message's From, as nodemailer does for API messages. A machine's bare name
+ * (`vm`) means nothing outside it, and spam filters score such ids as forged.
+ */
+export function messageIdDomain(hostname: string, headers: HeaderSection): string {
+  if (isQualifiedDomain(hostname)) return hostname.replace(/\.$/, '');
+  const fromDomain = headerFromAddresses(headers)
+    .map((a) => a.slice(a.lastIndexOf('@') + 1))
+    .find((d) => d !== '' && /^[A-Za-z0-9.-]+$/.test(d) && isQualifiedDomain(d));
+  return fromDomain ?? hostname;
+}
+
 /** What the `Received:` field records about a transaction (RFC 5321 4.4). */
 export interface TraceInfo {
   /** The HELO/EHLO argument. */
@@ -169,7 +197,7 @@ export function traceFields(headers: HeaderSection, info: TraceInfo): { prefix: 
     `Received: from ${helo} (${literal})${eol}\tby ${info.hostname} (relay365) with ${info.protocol} id ${info.id}${only};${eol}\t${rfc5322Date(info.date)}`,
   ];
   const existingId = headerValues(headers, 'Message-ID')[0];
-  const messageId = existingId || `<${randomUUID()}@${info.hostname}>`;
+  const messageId = existingId || `<${randomUUID()}@${messageIdDomain(info.hostname, headers)}>`;
   if (!existingId) lines.push(`Message-ID: ${messageId}`);
   if (headerValues(headers, 'Date').length === 0) lines.push(`Date: ${rfc5322Date(info.date)}`);
   return { prefix: Buffer.from(lines.map((l) => l + eol).join(''), 'utf8'), messageId };
