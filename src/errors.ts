@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   R365_IDEMPOTENCY_MISMATCH: 'An Idempotency-Key was reused with a different request.',
   R365_IDEMPOTENCY_IN_PROGRESS: 'The first request with this Idempotency-Key is still being processed.',
   R365_DASHBOARD_DISABLED: 'The dashboard is off because http.adminPassword is not set.',
+  R365_HTTP_BUSY: 'Too many large request bodies are being received at once (http.maxConcurrentLargeBodies); try again shortly.',
+  R365_HTTP_TOO_MANY_LOGINS: 'Too many wrong dashboard passwords from this address; it is locked for a while.',
   R365_API_KEY_UNKNOWN: 'No active API key matches the id, name or prefix given.',
   R365_SMTP_LISTEN_FAILED: 'The SMTP relay cannot listen on a configured address and port.',
   R365_TLS_CERTIFICATE_UNUSABLE: "The SMTP relay's TLS certificate or key cannot be read, do not match, or the self-signed pair cannot be written.",

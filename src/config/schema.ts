@@ -242,6 +242,12 @@ export const httpIngressSchema = z
       .int()
       .positive()
       .default(50 * 1024 * 1024),
+    /** Open HTTP connections at most; more are dropped as they are accepted. */
+    maxConnections: z.number().int().positive().default(1024),
+    /** Deadline for a whole request, body included: a client trickling its body cannot hold a socket longer. */
+    requestTimeoutSeconds: z.number().int().positive().default(120),
+    /** Request bodies over 1 MiB (or of unknown length) read at once; more get 503 with Retry-After before their body is read. */
+    maxConcurrentLargeBodies: z.number().int().positive().default(4),
     /** Admin password for the dashboard (an `env:` or `file:` reference); without it the dashboard is off. */
     adminPassword: secretRefSchema.optional(),
     /** Webhook receivers of message and mailbox events, signed with HMAC-SHA256. */

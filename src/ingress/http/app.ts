@@ -7,6 +7,7 @@ import type { DeliveryWorker, NewMessage, OutboxStore, Router, StoredMessage } f
 import { dashboardRoutes } from './dashboard.js';
 import { errorResponseSchema, installErrorHandling } from './errors.js';
 import type { HttpStore } from './http-store.js';
+import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
 import { queueSnapshot, type ViewSources } from './views.js';
 
@@ -52,6 +53,10 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     // One line per request is the access log's job; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: bodyLimitBytes,
+    // Fastify's default is no deadline at all: a body sent a byte at a time would hold its socket for ever.
+    requestTimeout: config.http.requestTimeoutSeconds * 1000,
+    // An idle keep-alive connection is closed after this; a client reconnects for its next request.
+    connectionTimeout: config.http.requestTimeoutSeconds * 1000,
     // A message id is a UUID; nothing legitimate needs a longer path segment.
     routerOptions: { maxParamLength: 200 },
     ajv: {
@@ -81,6 +86,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   });
   installErrorHandling(app, bodyLimitBytes);
+  installHttpLimits(app, config.http);
 
   const sources: ViewSources = { config, store: relay.store, router: relay.router, worker: relay.worker, tokens: relay.tokens };
 

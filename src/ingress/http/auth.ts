@@ -20,8 +20,9 @@ export function apiKeyAuth(store: HttpStore): onRequestAsyncHookHandler {
     const key = bearerApiKey(request.headers.authorization);
     const record = key === undefined ? undefined : await store.findApiKey(hashApiKey(key));
     if (!record) {
-      // RFC 6750 section 3: tell the client which scheme to use.
-      void reply.header('www-authenticate', 'Bearer realm="relay365"');
+      // RFC 6750 section 3: tell the client which scheme to use. The body, if any, is never read: close
+      // the connection after the answer, or a client could trickle it into an open socket for ever.
+      void reply.header('www-authenticate', 'Bearer realm="relay365"').header('connection', 'close');
       throw apiError(
         'R365_HTTP_UNAUTHORIZED',
         request.headers.authorization === undefined

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MESSAGE_STATES, type MessageState, type StoredMessage } from '../../outbox/index.js';
 import { adminPasswordMatches, challengeAdmin } from './auth.js';
+import { AdminLoginLimit } from './limits.js';
 import { apiError, sendApiError } from './errors.js';
 import { mailboxStatuses, type MailboxStatusView, type ViewSources } from './views.js';
 
@@ -215,6 +216,7 @@ function secure(reply: FastifyReply, nonce?: string): void {
  */
 export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void {
   const hidden = { schema: { hide: true } };
+  const logins = new AdminLoginLimit();
 
   /** Whether the request may go on; answers it (404 or 401) when not. */
   function admitted(request: FastifyRequest, reply: FastifyReply, html: boolean): boolean {
@@ -224,7 +226,22 @@ export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void
       else sendApiError(request, reply, apiError('R365_DASHBOARD_DISABLED', HOW_TO_ENABLE), deps.bodyLimitBytes);
       return false;
     }
-    if (!adminPasswordMatches(request.headers.authorization, deps.adminPassword)) {
+    const password = deps.adminPassword;
+    // A request without credentials is the browser asking for the prompt, not a guess.
+    const verdict =
+      request.headers.authorization === undefined ? false : logins.check(request.ip, () => adminPasswordMatches(request.headers.authorization, password));
+    if (typeof verdict === 'object') {
+      const seconds = Math.max(1, Math.ceil((verdict.locked.getTime() - Date.now()) / 1000));
+      void reply.header('retry-after', String(seconds));
+      sendApiError(
+        request,
+        reply,
+        apiError('R365_HTTP_TOO_MANY_LOGINS', `Too many wrong dashboard passwords from ${request.ip}: try again in ${seconds} s.`),
+        deps.bodyLimitBytes,
+      );
+      return false;
+    }
+    if (!verdict) {
       challengeAdmin(reply);
       sendApiError(
         request,

@@ -26,6 +26,8 @@ const STATUS_BY_CODE: Partial<Record<Relay365ErrorCode, number>> = {
   R365_UNKNOWN_MAILBOX: 422,
   // The outbox is locked or the disk full: nothing was queued, and trying again later may work.
   R365_OUTBOX_UNAVAILABLE: 503,
+  R365_HTTP_TOO_MANY_LOGINS: 429,
+  R365_HTTP_BUSY: 503,
 };
 
 /**
