@@ -3,25 +3,36 @@ import { Option } from 'commander';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../observe/index.js';
 import type { TokenCacheStore } from '../identity/index.js';
+import { runningSandboxDemoConfig, sandboxDemoConfigPath } from './sandbox-demo.js';
 
 // Every module a command needs beyond commander is imported when the command runs, not when the CLI
 // starts: `relay365 --help` or `relay365 user add` must not load the relay, MSAL, fastify and pg first.
 
 /** `--config FILE`, shared by every command that reads the config. */
 export function configOption(): Option {
-  return new Option('-c, --config <file>', 'config file (default: $RELAY365_CONFIG, else ./relay365.yaml when present)');
+  return new Option(
+    '-c, --config <file>',
+    'config file (default: $RELAY365_CONFIG, else ./relay365.yaml when present, else the config of the sandbox demo running in this folder)',
+  );
 }
 
-/** Where the config comes from: the flag, then RELAY365_CONFIG, then ./relay365.yaml if it exists. */
-export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+/**
+ * Where the config comes from: the flag, then RELAY365_CONFIG, then ./relay365.yaml if it exists, then
+ * (unless `sandboxDemo: false`) the config a running `serve --sandbox` wrote under the data folder
+ * (`./data`, or RELAY365_DATA_DIR), so commands in a second shell reach the demo's sandbox.
+ * @throws Relay365Error `R365_CONFIG_NOT_FOUND` when only a stopped demo's config is there
+ */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, options: { sandboxDemo?: boolean } = {}): string | undefined {
   if (flag) return flag;
   if (env.RELAY365_CONFIG) return env.RELAY365_CONFIG;
-  return existsSync('relay365.yaml') ? 'relay365.yaml' : undefined;
+  if (existsSync('relay365.yaml')) return 'relay365.yaml';
+  if (options.sandboxDemo === false) return undefined;
+  return runningSandboxDemoConfig(sandboxDemoConfigPath(env.RELAY365_DATA_DIR || './data'));
 }
 
 /** Loads the config and a logger writing to stderr (stdout is for the command's own output). */
-export async function cliContext(flags: { config?: string }): Promise<{ config: Readonly<Config>; logger: Logger }> {
-  const path = configPath(flags.config);
+export async function cliContext(flags: { config?: string }, options: { sandboxDemo?: boolean } = {}): Promise<{ config: Readonly<Config>; logger: Logger }> {
+  const path = configPath(flags.config, process.env, options);
   const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config/load.js'), import('../observe/logger.js')]);
   const config = await loadConfig(path === undefined ? {} : { path });
   const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, destination: process.stderr });
@@ -33,11 +44,16 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
   if (flag) return flag;
   const first = config.mailboxes[0];
   if (config.mailboxes.length === 1 && first) return first.address;
-  throw new Error(
-    config.mailboxes.length === 0
-      ? 'No mailbox is configured: add one under mailboxes: in the config.'
-      : 'Several mailboxes are configured: choose one with --mailbox.',
-  );
+  if (config.mailboxes.length === 0) {
+    throw new Relay365Error(
+      'R365_NO_MAILBOX_CONFIGURED',
+      'No mailbox is configured: add one under mailboxes: in the config (relay365 init writes one), or point --config at the file the relay runs with.',
+    );
+  }
+  const addresses = config.mailboxes.map((m) => m.address);
+  throw new Relay365Error('R365_MAILBOX_NOT_CHOSEN', `Several mailboxes are configured: choose one with --mailbox (${addresses.join(', ')}).`, {
+    details: { mailboxes: addresses },
+  });
 }
 
 /**

@@ -9,10 +9,14 @@ export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.u
 /** Runs the built CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -91,5 +95,51 @@ export function startServe(config: string, env: NodeJS.ProcessEnv = {}): Promise
       clearTimeout(timer);
       reject(new Error(`serve exited ${code}: ${stderr}`));
     });
+  });
+}
+
+/** What the demo printed at start-up, and the running process. */
+export interface SandboxDemo {
+  child: ChildProcess;
+  /** Everything it printed on stdout up to its last start-up line. */
+  stdout: string;
+  stderr: () => string;
+}
+
+/**
+ * Starts the demo as `npm start` runs it: `node dist/cli/main.js serve --sandbox` in `cwd`, with npm's
+ * `npm_lifecycle_event=start`. Resolves once it has printed its start-up text (its last line is the
+ * `queue list` step); rejects if it exits first or prints nothing of the kind within 30 s. `env` can move
+ * its ports off the defaults (RELAY365_SMTP__LISTENERS, RELAY365_HTTP__PORT) when tests run side by side.
+ */
+export function startSandboxDemo(cwd: string, env: NodeJS.ProcessEnv = {}): Promise<SandboxDemo> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--sandbox'], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, npm_lifecycle_event: 'start', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`serve --sandbox printed no start-up text in 30 s; stdout: ${stdout}; stderr: ${stderr}`));
+    }, 30_000);
+    const lines = createInterface({ input: child.stdout });
+    const onLine = (line: string): void => {
+      stdout += `${line}\n`;
+      if (!/^ +\S.* queue list\b/.test(line)) return;
+      clearTimeout(timer);
+      lines.off('line', onLine);
+      child.off('exit', onExit);
+      resolve({ child, stdout, stderr: () => stderr });
+    };
+    const onExit = (code: number | null): void => {
+      clearTimeout(timer);
+      reject(new Error(`serve --sandbox exited with ${code}; stdout: ${stdout}; stderr: ${stderr}`));
+    };
+    lines.on('line', onLine);
+    child.once('exit', onExit);
   });
 }
