@@ -44,6 +44,14 @@ export const ERROR_CODES = {
   R365_PASSWORD_INPUT_INVALID: 'relay365 user add got an empty password, two that differ, or no terminal to ask on.',
   R365_INIT_INPUT_INVALID: 'relay365 init got a missing or invalid answer (tenant, client id, setup, mailbox, user), or no terminal to ask on.',
   R365_INIT_OUTPUT_EXISTS: 'relay365 init would overwrite an existing config or secret file; pass --force to replace it.',
+  R365_HTTP_UNSUPPORTED_MEDIA_TYPE: 'The HTTP request body is not sent as application/json.',
+  R365_MESSAGE_NOT_FOUND: 'No message in the outbox has this id.',
+  R365_NO_MAILBOX_CONFIGURED: 'The command needs a mailbox and the config lists none.',
+  R365_MAILBOX_NOT_CHOSEN: 'Several mailboxes are configured and the command was not told which one (--mailbox).',
+  R365_TOKEN_NOT_JWT: "The mailbox's access token is not a JWT, so its claims cannot be read.",
+  R365_CLI_USAGE: 'The command line has an unknown command or option, misses an argument, or gives a value outside its choices.',
+  R365_CLI_OPTION_INVALID: 'A command-line option has a value of the wrong kind or out of range (a number, a port).',
+  R365_UNEXPECTED: 'relay365 failed in a way it does not expect: a bug to report.',
 } as const;
 
 export type Relay365ErrorCode = keyof typeof ERROR_CODES;

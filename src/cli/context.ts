@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Option } from 'commander';
 import type { Config } from '../config/index.js';
+import { Relay365Error } from '../errors.js';
 import type { Logger } from '../observe/index.js';
 import type { TokenCacheStore } from '../identity/index.js';
 import { runningSandboxDemoConfig, sandboxDemoConfigPath } from './sandbox-demo.js';
@@ -44,11 +45,16 @@ export function pickMailbox(config: Config, flag: string | undefined): string {
   if (flag) return flag;
   const first = config.mailboxes[0];
   if (config.mailboxes.length === 1 && first) return first.address;
-  throw new Error(
-    config.mailboxes.length === 0
-      ? 'No mailbox is configured: add one under mailboxes: in the config.'
-      : 'Several mailboxes are configured: choose one with --mailbox.',
-  );
+  if (config.mailboxes.length === 0) {
+    throw new Relay365Error(
+      'R365_NO_MAILBOX_CONFIGURED',
+      'No mailbox is configured: add one under mailboxes: in the config (relay365 init writes one), or point --config at the file the relay runs with.',
+    );
+  }
+  const addresses = config.mailboxes.map((m) => m.address);
+  throw new Relay365Error('R365_MAILBOX_NOT_CHOSEN', `Several mailboxes are configured: choose one with --mailbox (${addresses.join(', ')}).`, {
+    details: { mailboxes: addresses },
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { Relay365Error } from '../../errors.js';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
 
 const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
@@ -19,7 +20,12 @@ export function permissionsCommand(): Command {
       try {
         const token = await identity.provider.getToken(mailbox);
         const summary = summarizeToken(token.accessToken);
-        if (!summary) throw new Error(`The token of ${mailbox} is not a JWT, so its permissions cannot be read (token-command with an opaque token?).`);
+        if (!summary) {
+          throw new Relay365Error(
+            'R365_TOKEN_NOT_JWT',
+            `The token of ${mailbox} is not a JWT, so its permissions cannot be read (a token-command that prints an opaque token?). Exchange Online accepts only JWTs from the Microsoft identity platform.`,
+          );
+        }
         const findings = reviewPermissions(summary, 'smtp');
         const worst = findings.some((f) => f.level === 'fail') ? 'fail' : findings.some((f) => f.level === 'warn') ? 'warn' : 'ok';
         if (flags.json) {

@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander';
+import { Relay365Error } from '../../errors.js';
 import { MESSAGE_STATES, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
 import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
+import { wholeNumber } from '../options.js';
 
 async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore) => Promise<T>): Promise<T> {
   const { config } = await cliContext(flags);
@@ -12,6 +14,15 @@ async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore)
   } finally {
     await store.close();
   }
+}
+
+/** The error for an id no message has; the ids are UUIDs, so a typo is the usual cause. */
+function notFound(id: string): Relay365Error {
+  return new Relay365Error(
+    'R365_MESSAGE_NOT_FOUND',
+    `No message ${id} in the outbox. Copy the id from relay365 queue list (first column), and check that --config names the config the relay runs with.`,
+    { details: { id } },
+  );
 }
 
 function line(m: StoredMessage): string {
@@ -27,14 +38,14 @@ export function queueCommand(): Command {
     .addOption(configOption())
     .addOption(new Option('--state <state>', 'only this state').choices([...MESSAGE_STATES]))
     .option('-m, --mailbox <address>', 'only this mailbox')
-    .option('--limit <n>', 'how many', '50')
+    .option('--limit <n>', 'how many, 1 to 500 (the outbox pages at most 500)', wholeNumber('--limit', 1, 500), 50)
     .option('--json', 'print JSON')
-    .action(async (flags: { config?: string; state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: string; json?: boolean }) => {
+    .action(async (flags: { config?: string; state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: number; json?: boolean }) => {
       await withStore(flags, async (store) => {
         const page = await store.list({
           ...(flags.state ? { state: flags.state } : {}),
           ...(flags.mailbox ? { mailbox: flags.mailbox } : {}),
-          limit: Number(flags.limit),
+          limit: flags.limit,
         });
         if (flags.json) console.log(JSON.stringify(page, null, 2));
         else {
@@ -52,7 +63,7 @@ export function queueCommand(): Command {
     .action(async (id: string, flags: { config?: string; json?: boolean }) => {
       await withStore(flags, async (store) => {
         const m = await store.get(id);
-        if (!m) throw new Error(`No message ${id} in the outbox.`);
+        if (!m) throw notFound(id);
         const attempts = await store.attempts(id);
         if (flags.json) {
           console.log(JSON.stringify({ message: m, attempts }, null, 2));
@@ -87,9 +98,18 @@ export function queueCommand(): Command {
           console.log(`${n} failed message(s) queued again.`);
           return;
         }
-        if (!id) throw new Error('Give a message id, or --all-failed.');
-        if (!(await store.retry(id))) throw new Error(`Message ${id} cannot be retried (unknown, already sent, being sent, or cancelled).`);
-        console.log(`${id} queued again.`);
+        if (!id) throw new Relay365Error('R365_CLI_USAGE', 'relay365 queue retry needs a message id (from relay365 queue list), or --all-failed.');
+        if (await store.retry(id)) {
+          console.log(`${id} queued again.`);
+          return;
+        }
+        const m = await store.get(id);
+        if (!m) throw notFound(id);
+        throw new Relay365Error(
+          'R365_MESSAGE_NOT_RETRYABLE',
+          `Message ${id} is ${m.state}, so it cannot be retried: only a failed, deferred or queued message can. ${m.state === 'cancelled' ? 'Send it again as a new message.' : m.state === 'sent' ? 'It was sent: nothing to do.' : 'It is being sent now: look at it again with relay365 queue show.'}`,
+          { details: { id, state: m.state } },
+        );
       });
     });
   queue
@@ -98,7 +118,15 @@ export function queueCommand(): Command {
     .addOption(configOption())
     .action(async (id: string, flags: { config?: string }) => {
       await withStore(flags, async (store) => {
-        if (!(await store.cancel(id))) throw new Error(`Message ${id} cannot be cancelled (unknown, sent, being sent, or already cancelled).`);
+        if (!(await store.cancel(id))) {
+          const m = await store.get(id);
+          if (!m) throw notFound(id);
+          throw new Relay365Error(
+            'R365_MESSAGE_NOT_CANCELLABLE',
+            `Message ${id} is ${m.state}, so it cannot be cancelled: only a queued, deferred or failed message can${m.state === 'sending' ? ', and one being sent cannot be stopped' : ''}.`,
+            { details: { id, state: m.state } },
+          );
+        }
         console.log(`${id} cancelled.`);
       });
     });

@@ -1,12 +1,13 @@
 import { Command, Option } from 'commander';
+import { portNumber } from '../options.js';
 import { DEFAULT_IDS } from '../../sandbox/default-ids.js';
 import { onShutdown } from '../output.js';
 
 interface SandboxFlags {
   scenario?: string;
   host: string;
-  port: string;
-  smtpPort: string;
+  port: number;
+  smtpPort: number;
   dataDir: string;
   emlDir?: string;
   json?: boolean;
@@ -24,8 +25,13 @@ export function sandboxCommand(): Command {
     )
     .option('--scenario <file>', 'YAML scenario: tenants, apps, mailboxes, limits, faults (default: the built-in one; see docs/sandbox.md)')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'HTTPS port of the identity platform and /sandbox API (0 = any free port)', String(SANDBOX_DEFAULT_PORTS.https))
-    .option('--smtp-port <port>', 'SMTP submission port, STARTTLS (Microsoft uses 587; 0 = any free port)', String(SANDBOX_DEFAULT_PORTS.smtp))
+    .option('--port <port>', 'HTTPS port of the identity platform and /sandbox API (0 = any free port)', portNumber('--port'), SANDBOX_DEFAULT_PORTS.https)
+    .option(
+      '--smtp-port <port>',
+      'SMTP submission port, STARTTLS (Microsoft uses 587; 0 = any free port)',
+      portNumber('--smtp-port'),
+      SANDBOX_DEFAULT_PORTS.smtp,
+    )
     .option('--data-dir <dir>', 'where the sandbox CA (ca.pem) is written', './data/sandbox')
     .option('--eml-dir <dir>', 'also write every accepted message there as an .eml file')
     .option('--json', 'print the endpoints as one JSON line (for scripts) instead of text')
@@ -55,8 +61,8 @@ What arrived: GET https://localhost:PORT/sandbox/messages (JSON), /sandbox/messa
       const sandbox = await startSandbox({
         scenario,
         host: flags.host,
-        httpsPort: Number(flags.port),
-        smtpPort: Number(flags.smtpPort),
+        httpsPort: flags.port,
+        smtpPort: flags.smtpPort,
         dataDir: flags.dataDir,
         ...(flags.emlDir ? { emlDir: flags.emlDir } : {}),
         logger,
