@@ -218,6 +218,14 @@ export const smtpIngressSchema = z
     /** Commands allowed on one connection before it is closed (defence against endless sessions). */
     maxCommandsPerConnection: z.number().int().positive().default(10_000),
     idleTimeoutSeconds: z.number().int().positive().default(120),
+    /** A client neither allowlisted nor logged in is closed after this long (a NOOP now and then does not keep it). */
+    preAuthTimeoutSeconds: z.number().int().positive().default(30),
+    /** Connections of one client address (IPv6: its /64) not yet logged in, at most. */
+    maxPreAuthConnectionsPerClient: z.number().int().positive().default(10),
+    /** Of `maxConnections`, slots only allowlisted and logged-in clients may use (default a fifth): strangers cannot fill the relay. */
+    reservedConnections: z.number().int().nonnegative().optional(),
+    /** DATA must end this long after it began, however slowly the bytes come. */
+    dataTimeoutSeconds: z.number().int().positive().default(600),
     /**
      * After `lockoutFailures` wrong passwords for one user from one address (IPv6: its /64) within
      * `lockoutWindowSeconds`, refuse that user's AUTH from there for `lockoutSeconds`; an address failing

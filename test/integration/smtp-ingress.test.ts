@@ -665,6 +665,8 @@ describe('SMTP ingress', () => {
     it('counts 20 parallel wrong passwords before they run (10 checked, 10 refused), and leaves a second user at the same address alone', async () => {
       const lock = await startHarness(dir, 'parallel-guesses', {
         listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        // 20 connections of one address before they log in: the lockout, not the slot limit, is under test.
+        maxPreAuthConnectionsPerClient: 20,
         users: [
           { name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) },
           { name: 'bob', passwordHash: await hashPassword(PASSWORDS.bob) },
@@ -692,6 +694,99 @@ describe('SMTP ingress', () => {
         await bob.wire.quit();
       } finally {
         await lock.close();
+      }
+    });
+
+    it('keeps room for an allowlisted device and a client that logs in while idle strangers hold every other slot', async () => {
+      const full = await startHarness(dir, 'idle-strangers', {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        users: [{ name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) }],
+        allowlist: [{ cidr: '127.0.0.50/32' }],
+        maxConnections: 60,
+        reservedConnections: 20,
+        maxPreAuthConnectionsPerClient: 5,
+      });
+      const idle: SmtpWire[] = [];
+      try {
+        const port = full.listeners[0]!.port;
+        // 14 machines x 5 connections (70) that never log in: more than the 40 slots strangers may use.
+        const greetings: string[] = [];
+        for (let a = 0; a < 14; a++) {
+          for (let i = 0; i < 5; i++) {
+            const { wire, greeting } = await SmtpWire.connect(port, '127.0.0.1', `127.0.1.${a + 1}`);
+            idle.push(wire);
+            greetings.push(greeting.last);
+          }
+        }
+        assert.ok(greetings.every((g) => g.startsWith('220 ')), 'each newcomer got in (the oldest idle ones made room)');
+        // The newest five (127.0.1.14) are still open: their address has no more room.
+        const sixth = await SmtpWire.connect(port, '127.0.0.1', '127.0.1.14');
+        assert.equal(sixth.greeting.last, '421 4.7.0 Too many connections; try again later', 'a sixth connection of one address waiting to log in');
+        await new Promise((r) => setTimeout(r, 200));
+        const evicted = idle.filter((w) => w.closed).length;
+        assert.ok(evicted >= 30, `the oldest idle strangers were closed (${evicted})`);
+        assert.match(idle[0]!.transcript, /421 4\.7\.0 Too many connections waiting to log in; closing the oldest/);
+
+        let started = performance.now();
+        const device = await SmtpWire.connect(port, '127.0.0.1', '127.0.0.50');
+        await device.wire.command('EHLO scanner.lan');
+        assert.match((await transaction(device.wire, 'relay@contoso.example', ['x@example.net'], simple('relay@contoso.example'))).last, QUEUED);
+        assert.ok(performance.now() - started < 1000, 'the allowlisted device was answered within a second');
+        await device.wire.quit();
+
+        started = performance.now();
+        const alice = await SmtpWire.connect(port, '127.0.0.1', '127.0.2.1');
+        await alice.wire.secure(ca);
+        assert.equal((await alice.wire.command(plain('alice', PASSWORDS.alice))).last, '235 2.7.0 Authentication successful');
+        assert.match((await transaction(alice.wire, 'relay@contoso.example', ['x@example.net'], simple('relay@contoso.example'))).last, QUEUED);
+        assert.ok(performance.now() - started < 1000, 'the client that logged in was answered within a second');
+        await alice.wire.quit();
+      } finally {
+        for (const w of idle) w.destroy();
+        await full.close();
+      }
+    });
+
+    it('closes a client that does not log in within smtp.preAuthTimeoutSeconds, NOOPs or not, and cuts a DATA that trickles past smtp.dataTimeoutSeconds', async () => {
+      const slow = await startHarness(dir, 'slow-clients', {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        users: [{ name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) }],
+        allowlist: [{ cidr: '127.0.0.51/32' }],
+        preAuthTimeoutSeconds: 1,
+        dataTimeoutSeconds: 1,
+      });
+      try {
+        const port = slow.listeners[0]!.port;
+        const { wire } = await SmtpWire.connect(port);
+        const started = Date.now();
+        const noops = setInterval(() => wire.write('NOOP'), 200);
+        while (!wire.closed && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 50));
+        clearInterval(noops);
+        assert.ok(wire.closed, 'the stranger was closed');
+        assert.ok(Date.now() - started < 3000, `after ${Date.now() - started} ms`);
+        assert.match(wire.transcript, /421 4\.4\.2 No login within the time allowed; closing connection/);
+
+        const device = await SmtpWire.connect(port, '127.0.0.1', '127.0.0.51');
+        await device.wire.command('EHLO scanner.lan');
+        assert.match((await device.wire.command('MAIL FROM:<relay@contoso.example>')).last, /^250 /);
+        assert.match((await device.wire.command('RCPT TO:<x@example.net>')).last, /^250 /);
+        assert.match((await device.wire.command('DATA')).last, /^354 /);
+        const dataStarted = Date.now();
+        const trickle = setInterval(() => device.wire.write(Buffer.from('x')), 200);
+        while (!device.wire.closed && Date.now() - dataStarted < 5000) await new Promise((r) => setTimeout(r, 50));
+        clearInterval(trickle);
+        assert.ok(device.wire.closed, 'the trickled DATA was cut');
+        assert.ok(Date.now() - dataStarted < 3000, `after ${Date.now() - dataStarted} ms`);
+        assert.equal(slow.enqueued.length, 0, 'nothing of it was queued');
+        // Logged in, a client stays as long as it is not idle: the deadline is for strangers only.
+        const alice = await SmtpWire.connect(port);
+        await alice.wire.secure(ca);
+        assert.equal((await alice.wire.command(plain('alice', PASSWORDS.alice))).last, '235 2.7.0 Authentication successful');
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.match((await alice.wire.command('NOOP')).last, /^250 /);
+        await alice.wire.quit();
+      } finally {
+        await slow.close();
       }
     });
 

@@ -15,7 +15,7 @@ import type { Logger } from '../../observe/index.js';
 import type { NewMessage, OutboxStore, Router } from '../../outbox/index.js';
 import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
-import { LoginLockout } from './login-lockout.js';
+import { LoginLockout, lockoutAddress } from './login-lockout.js';
 import { MAX_LINE_OCTETS, MessageCollector, headerFromAddresses, readHeaders, traceFields } from './message.js';
 import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
 import { REPLIES, replyError } from './replies.js';
@@ -179,12 +179,67 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     },
   };
 
+  /**
+   * Connections of clients neither allowlisted nor logged in yet ("strangers"), oldest first, with
+   * the timer that closes each at `preAuthTimeoutSeconds`. They may use every slot but the
+   * `reservedConnections`, at most `maxPreAuthConnectionsPerClient` per address (IPv6 per /64).
+   */
+  const strangers = new Map<SMTPServerSession, { key: string; timer: NodeJS.Timeout }>();
+  const strangersPerClient = new Map<string, number>();
+  const reserved = Math.min(config.reservedConnections ?? Math.floor(config.maxConnections / 5), config.maxConnections - 1);
+  const strangerSlots = config.maxConnections - reserved;
+
+  /** The session is no stranger any more: logged in, or gone. */
+  const welcome = (session: SMTPServerSession): void => {
+    const stranger = strangers.get(session);
+    if (!stranger) return;
+    strangers.delete(session);
+    clearTimeout(stranger.timer);
+    const left = (strangersPerClient.get(stranger.key) ?? 1) - 1;
+    if (left > 0) strangersPerClient.set(stranger.key, left);
+    else strangersPerClient.delete(stranger.key);
+  };
+
+  /** Closes the oldest stranger that is not in the middle of a command; false when every one is. */
+  const evictOldestStranger = (): boolean => {
+    for (const session of strangers.keys()) {
+      const connection = connectionOf(session);
+      if (connection?.busy) continue;
+      welcome(session);
+      connection?.noteRefusal({ evicted: true });
+      connection?.sendLine(REPLIES.preAuthEvicted); // 421 closes the connection
+      return true;
+    }
+    return false;
+  };
+
   const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     if (draining) return callback(replyError(REPLIES.shuttingDown));
     const client = clientOf(session);
     const mine = perClient.get(client) ?? 0;
     if (mine >= config.maxConnectionsPerClient || total >= config.maxConnections) {
       return callback(refuse(session, REPLIES.tooManyConnections, { connections: { client: mine, total } }));
+    }
+    if (!allowlist.match(session.remoteAddress)) {
+      const key = lockoutAddress(client);
+      const waiting = strangersPerClient.get(key) ?? 0;
+      if (waiting >= config.maxPreAuthConnectionsPerClient) {
+        return callback(refuse(session, REPLIES.tooManyConnections, { connections: { notLoggedIn: waiting } }));
+      }
+      if (strangers.size >= strangerSlots && !evictOldestStranger()) {
+        return callback(refuse(session, REPLIES.tooManyConnections, { connections: { notLoggedIn: strangers.size, total } }));
+      }
+      const timer = setTimeout(() => {
+        const connection = connectionOf(session);
+        welcome(session);
+        if (connection && !connection.ending && session.user === undefined) {
+          connection.noteRefusal({ preAuthTimeoutSeconds: config.preAuthTimeoutSeconds });
+          connection.sendLine(REPLIES.preAuthTimeout);
+        }
+      }, config.preAuthTimeoutSeconds * 1000);
+      timer.unref();
+      strangers.set(session, { key, timer });
+      strangersPerClient.set(key, waiting + 1);
     }
     perClient.set(client, mine + 1);
     total += 1;
@@ -193,6 +248,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   };
 
   const onClose = (session: SMTPServerSession): void => {
+    welcome(session);
     if (!counted.delete(session)) return;
     const client = clientOf(session);
     const left = (perClient.get(client) ?? 1) - 1;
@@ -221,6 +277,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       (ok) => {
         const locked = attempt.settle(ok && user !== undefined);
         if (ok && user) {
+          welcome(session);
           logger.debug({ session: session.id, client, user: user.name, method: auth.method }, 'SMTP login');
           return callback(null, { user: user.name });
         }
@@ -326,6 +383,15 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const connection = connectionOf(session);
     const collector = new MessageCollector(maxMessageBytes);
+    // However slowly it comes (a byte every few seconds keeps the idle timeout from firing), DATA ends
+    // by this deadline: then the connection is cut and nothing of the message is kept.
+    const deadline = setTimeout(() => {
+      logger.info({ session: session.id, client: clientOf(session), received: collector.size, dataTimeoutSeconds: config.dataTimeoutSeconds }, 'SMTP DATA too slow; connection cut');
+      connection?.destroy();
+    }, config.dataTimeoutSeconds * 1000);
+    deadline.unref();
+    stream.once('end', () => clearTimeout(deadline));
+    stream.once('error', () => clearTimeout(deadline));
     stream.on('data', (chunk: Buffer) => collector.push(chunk));
     stream.on('error', (err) => {
       // The client went away mid-DATA: nothing to answer, nothing stored.

@@ -10,6 +10,10 @@ export const REPLIES = {
   // -- connection ----------------------------------------------------------------------------
   /** Per-client or total connection limit (`smtp.maxConnectionsPerClient`, `smtp.maxConnections`). */
   tooManyConnections: '421 4.7.0 Too many connections; try again later',
+  /** `smtp.preAuthTimeoutSeconds` passed without AUTH from a client that is not allowlisted (RFC 3463 4.4.2, bad connection). */
+  preAuthTimeout: '421 4.4.2 No login within the time allowed; closing connection',
+  /** Every slot for clients not yet logged in is taken: the oldest idle one makes room for a new one. */
+  preAuthEvicted: '421 4.7.0 Too many connections waiting to log in; closing the oldest',
   /** `smtp.maxCommandsPerConnection` reached: a client in a loop, or one that never lets go. */
   tooManyCommands: '421 4.7.0 Too many commands on one connection; reconnect to continue',
   /** smtp-server closes after ten unknown commands in a row. */
