@@ -9,12 +9,10 @@ import { runningSandboxDemoConfig, sandboxDemoConfigPath } from './sandbox-demo.
 // Every module a command needs beyond commander is imported when the command runs, not when the CLI
 // starts: `relay365 --help` or `relay365 user add` must not load the relay, MSAL, fastify and pg first.
 
-/** `--config FILE`, shared by every command that reads the config. */
-export function configOption(): Option {
-  return new Option(
-    '-c, --config <file>',
-    'config file (default: $RELAY365_CONFIG, else ./relay365.yaml when present, else the config of the sandbox demo running in this folder)',
-  );
+/** `--config FILE`, shared by every command that reads the config; `sandboxDemo: false` as for {@link configPath}. */
+export function configOption(options: { sandboxDemo?: boolean } = {}): Option {
+  const demo = options.sandboxDemo === false ? '' : ', else the config of the sandbox demo running in this folder';
+  return new Option('-c, --config <file>', `config file (default: $RELAY365_CONFIG, else ./relay365.yaml when present${demo})`);
 }
 
 /**

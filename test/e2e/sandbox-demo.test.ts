@@ -27,6 +27,22 @@ async function mode(path: string): Promise<string> {
 }
 
 describe('the sandbox demo (npm start) and the commands of a second shell (built CLI)', () => {
+  it('explains in serve --help what a second shell can run against the demo, and where the config and the password are', async () => {
+    const { code, stdout } = await runCli(['serve', '--help']);
+    assert.equal(code, 0);
+    for (const text of [
+      './data/sandbox/relay365.yaml',
+      './data/sandbox/admin-password',
+      'relay365 doctor',
+      'relay365 test --to you@example.net',
+      'relay365 token',
+      'relay365 apikey create --name my-app',
+      'relay365 queue list',
+    ])
+      assert.ok(stdout.includes(text), `serve --help mentions ${text}`);
+    assert.doesNotMatch(stdout, /else the config of the sandbox demo/, 'serve itself never reads a demo config');
+  });
+
   it('lets doctor, test and token in the same folder reach the running demo, with no flag and no config of their own', async () => {
     const dir = await tempDir('relay365-demo-');
     let demo: SandboxDemo | undefined;

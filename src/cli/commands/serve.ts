@@ -36,6 +36,7 @@ function demoNextSteps(
       password
         ? `  user admin, password ${password.password}  (kept in ${shown(password.path)}, mode 0600)`
         : '  user admin, password: the one http.adminPassword names',
+      '',
     );
   }
   lines.push(`In a second shell${found ? ', in this folder' : ''} (the commands read ${shown(configFile)}, the config this demo runs with):`);
@@ -87,7 +88,7 @@ export async function sandboxedConfig(config: Config, sandbox: Sandbox, options:
 export function serveCommand(): Command {
   return new Command('serve')
     .description('Run the relay: the SMTP front door for devices and apps, and the delivery worker that sends through Microsoft 365.')
-    .addOption(configOption())
+    .addOption(configOption({ sandboxDemo: false }))
     .option('--sandbox', 'start the Microsoft 365 sandbox in this process and send there (try relay365 without a tenant)')
     .addHelpText(
       'after',
@@ -104,6 +105,7 @@ writes the config it runs with (the sandbox's URL, ports and CA, its app and mai
 ./relay365.yaml is given; once the demo stops, they say so instead of reaching a sandbox that is gone.
   relay365 doctor                         check each setup step against the sandbox
   relay365 test --to you@example.net      send a test message and show the SMTP conversation
+  relay365 token                          get a token and show its claims
   relay365 apikey create --name my-app    an API key for POST /v1/messages (docs/http-api.md)
   relay365 queue list                     what the relay accepted and sent
 (In a clone without relay365 on the PATH, npx relay365 ...)
