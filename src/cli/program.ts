@@ -35,5 +35,22 @@ export function buildProgram(): Command {
   program.addCommand(doctorCommand());
   program.addCommand(userCommand());
   program.addCommand(dbCommand());
+  reportUsageErrors(program);
   return program;
+}
+
+/**
+ * Commander's own errors (unknown option, missing argument, a value outside `choices`) carry the
+ * code `R365_CLI_USAGE` like every other mistake: marked in the text, and as the JSON error with
+ * `--json` (printed by the entry's `reportError`). `exitOverride` makes commander throw instead of
+ * exiting, so that only the entry calls `process.exit`; commands added with `addCommand` do not
+ * inherit it, hence the walk.
+ */
+function reportUsageErrors(command: Command): void {
+  command.exitOverride().configureOutput({
+    outputError: (text, write) => {
+      if (!process.argv.includes('--json')) write(`${text.trimEnd()} [R365_CLI_USAGE]\n`);
+    },
+  });
+  for (const sub of command.commands) reportUsageErrors(sub);
 }

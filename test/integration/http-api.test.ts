@@ -394,8 +394,17 @@ describe('HTTP API', () => {
       const twoFroms = await run.api('POST', '/v1/messages', { body: textMessage({ from: `${MAILBOX}, ${NOREPLY}` }) });
       assert.deepEqual([twoFroms.status, twoFroms.body.error.field], [400, 'from']);
       const form = await run.api('POST', '/v1/messages', { raw: 'from=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-      assert.equal(form.status, 415);
-      assert.equal(form.body.error.code, 'R365_HTTP_INVALID_REQUEST');
+      assert.deepEqual([form.status, form.body.error.code], [415, 'R365_HTTP_UNSUPPORTED_MEDIA_TYPE']);
+      assert.match(
+        form.body.error.message,
+        /sent as application\/x-www-form-urlencoded; the API reads JSON only: send it with Content-Type: application\/json/,
+      );
+      // A JSON text sent as text/plain (fetch's default for a string body) is refused for its type, not as "body must be object".
+      const plain = await run.api('POST', '/v1/messages', { raw: JSON.stringify(textMessage()), headers: { 'content-type': 'text/plain' } });
+      assert.deepEqual([plain.status, plain.body.error.code], [415, 'R365_HTTP_UNSUPPORTED_MEDIA_TYPE']);
+      assert.match(plain.body.error.message, /sent as text\/plain/);
+      const mime = await run.api('POST', '/v1/messages/mime', { raw: 'From: a@b\r\n\r\nx', headers: { 'content-type': 'message/rfc822' } });
+      assert.deepEqual([mime.status, mime.body.error.code], [415, 'R365_HTTP_UNSUPPORTED_MEDIA_TYPE']);
       const badKey = await run.api('POST', '/v1/messages', { body: textMessage(), headers: { 'idempotency-key': 'has space' } });
       assert.deepEqual([badKey.status, badKey.body.error.field], [400, 'Idempotency-Key']);
       assert.equal((await run.relay.store.counts()).queued + (await run.relay.store.counts()).sent, 0, 'nothing was queued');

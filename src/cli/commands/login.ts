@@ -1,3 +1,4 @@
+import { Relay365Error } from '../../errors.js';
 import { Command, Option } from 'commander';
 import { spawn } from 'node:child_process';
 import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
@@ -37,6 +38,15 @@ Afterwards relay365 refreshes the token by itself; run login again only when tol
       try {
         const source = identity.delegated(mailbox);
         const flow = identity.auth.get(mailbox.toLowerCase())?.flow;
+        if (!source && flow === undefined) {
+          throw new Relay365Error(
+            'R365_UNKNOWN_MAILBOX',
+            `${mailbox} is not a configured mailbox; add it under mailboxes: in the config, or pass one of the configured ones.`,
+            {
+              details: { mailbox },
+            },
+          );
+        }
         if (!source) {
           console.log(`${mailbox} uses ${flow ?? 'no'} sign-in: nothing to log in. Check it with \`relay365 token --mailbox ${mailbox}\`.`);
           return;

@@ -85,7 +85,8 @@ export function queueCommand(): Command {
     .description('Send a failed or deferred message again now')
     .addOption(configOption())
     .option('--all-failed', 'retry every failed message')
-    .action(async (id: string | undefined, flags: { config?: string; allFailed?: boolean }) => {
+    .option('--json', 'print JSON')
+    .action(async (id: string | undefined, flags: { config?: string; allFailed?: boolean; json?: boolean }) => {
       await withStore(flags, async (store) => {
         if (flags.allFailed) {
           let n = 0;
@@ -95,12 +96,12 @@ export function queueCommand(): Command {
             for (const m of page.items) if (await store.retry(m.id)) n += 1;
             cursor = page.nextCursor;
           } while (cursor);
-          console.log(`${n} failed message(s) queued again.`);
+          console.log(flags.json ? JSON.stringify({ retried: n }) : `${n} failed message(s) queued again.`);
           return;
         }
         if (!id) throw new Relay365Error('R365_CLI_USAGE', 'relay365 queue retry needs a message id (from relay365 queue list), or --all-failed.');
         if (await store.retry(id)) {
-          console.log(`${id} queued again.`);
+          console.log(flags.json ? JSON.stringify({ id, state: 'queued' }) : `${id} queued again.`);
           return;
         }
         const m = await store.get(id);
@@ -116,7 +117,8 @@ export function queueCommand(): Command {
     .command('cancel <id>')
     .description('Cancel a message that has not been sent yet')
     .addOption(configOption())
-    .action(async (id: string, flags: { config?: string }) => {
+    .option('--json', 'print JSON')
+    .action(async (id: string, flags: { config?: string; json?: boolean }) => {
       await withStore(flags, async (store) => {
         if (!(await store.cancel(id))) {
           const m = await store.get(id);
@@ -127,7 +129,7 @@ export function queueCommand(): Command {
             { details: { id, state: m.state } },
           );
         }
-        console.log(`${id} cancelled.`);
+        console.log(flags.json ? JSON.stringify({ id, state: 'cancelled' }) : `${id} cancelled.`);
       });
     });
   return queue;

@@ -20,6 +20,7 @@ const STATUS_BY_CODE: Partial<Record<Relay365ErrorCode, number>> = {
   R365_MESSAGE_NOT_CANCELLABLE: 409,
   R365_IDEMPOTENCY_IN_PROGRESS: 409,
   R365_HTTP_BODY_TOO_LARGE: 413,
+  R365_HTTP_UNSUPPORTED_MEDIA_TYPE: 415,
   R365_MESSAGE_TOO_LARGE: 413,
   R365_IDEMPOTENCY_MISMATCH: 422,
   R365_NO_ROUTE_FOR_SENDER: 422,
@@ -97,7 +98,7 @@ function validationError(errors: readonly AjvError[], context: string): Relay365
 }
 
 /** Turns anything thrown in a route into the API's error body and status. */
-export function toApiError(err: unknown, bodyLimitBytes: number): { status: number; body: ApiErrorBody; error: Relay365Error } {
+export function toApiError(err: unknown, bodyLimitBytes: number, contentType?: string): { status: number; body: ApiErrorBody; error: Relay365Error } {
   let error: Relay365Error;
   const fastifyError = err as Partial<FastifyError> & { validation?: AjvError[]; validationContext?: string };
   if (isRelay365Error(err)) error = err;
@@ -117,7 +118,11 @@ export function toApiError(err: unknown, bodyLimitBytes: number): { status: numb
       `The request body is not valid JSON (${fastifyError.message ?? 'parse error'}). Send a JSON object with Content-Type: application/json.`,
     );
   } else if (fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    error = apiError('R365_HTTP_INVALID_REQUEST', 'The request body must be JSON: send it with Content-Type: application/json.', { status: 415 });
+    const sent = contentType?.split(';')[0]?.trim();
+    error = apiError(
+      'R365_HTTP_UNSUPPORTED_MEDIA_TYPE',
+      `The request body was sent as ${sent ? sent : 'no Content-Type'}; the API reads JSON only: send it with Content-Type: application/json (curl: -H 'Content-Type: application/json').`,
+    );
   } else if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
     error = apiError('R365_HTTP_INVALID_REQUEST', fastifyError.message ?? 'The request is not valid.', { status: fastifyError.statusCode });
   } else {
@@ -139,7 +144,7 @@ export function toApiError(err: unknown, bodyLimitBytes: number): { status: numb
 
 /** Sends the API's error body for `err` (and logs what is not the client's fault). */
 export function sendApiError(request: FastifyRequest, reply: FastifyReply, err: unknown, bodyLimitBytes: number): FastifyReply {
-  const { status, body, error } = toApiError(err, bodyLimitBytes);
+  const { status, body, error } = toApiError(err, bodyLimitBytes, request.headers['content-type']);
   if (status >= 500) request.log.error({ err: error.cause ?? error, code: error.code }, 'request failed');
   if (status === 503) void reply.header('retry-after', '5');
   return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
@@ -147,6 +152,9 @@ export function sendApiError(request: FastifyRequest, reply: FastifyReply, err: 
 
 /** Installs the JSON error answers: for thrown errors, validation failures, bodies too large, and unknown routes. */
 export function installErrorHandling(app: FastifyInstance, bodyLimitBytes: number): void {
+  // Fastify reads text/plain bodies as strings by default, which the routes' schemas then refuse with
+  // a puzzling 400 "body must be object". Every body the API takes is JSON: any other type is a 415.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err, request, reply) => sendApiError(request, reply, err, bodyLimitBytes));
   app.setNotFoundHandler((request, reply) =>
     sendApiError(
