@@ -77,7 +77,7 @@ export function runningSandboxDemoConfig(path: string): string | undefined {
       '(--config, RELAY365_CONFIG, ./relay365.yaml). Start the demo again (npm start) and run this command in a second shell ' +
       `in this folder, pass --config ${shown} to use its config anyway (to read its queue, say), or write a config for your ` +
       'tenant with relay365 init.',
-    { details: { path, pid } },
+    { details: { path, pid, sandboxDemo: 'stopped' } },
   );
 }
 

@@ -107,18 +107,22 @@ export async function runDoctor(config: Readonly<Config>, options: DoctorOptions
 export async function doctorReportForConfigError(error: unknown, options: DoctorOptions = {}): Promise<DoctorReport> {
   const message = error instanceof Error ? error.message : String(error);
   const notFound = isRelay365Error(error, 'R365_CONFIG_NOT_FOUND');
+  // The only config in the folder is that of a sandbox demo (serve --sandbox) that has stopped.
+  const demoStopped = notFound && error.details?.sandboxDemo === 'stopped';
   const configFailed: Check = {
     id: CHECKS[0]!.id,
     title: CHECKS[0]!.title,
     run: () =>
       Promise.resolve({
         status: 'fail',
-        detail: notFound ? 'the config file cannot be read' : 'the config does not pass validation',
+        detail: demoStopped ? 'the sandbox demo has stopped' : notFound ? 'the config file cannot be read' : 'the config does not pass validation',
         cause: message,
-        fix: notFound
-          ? 'Pass --config with the right path, or write a config with `relay365 init`.'
-          : 'Correct each field listed; docs/configuration.md describes them all.',
-        doc: 'docs/configuration.md',
+        fix: demoStopped
+          ? 'Start the demo again (npm start, or relay365 serve --sandbox), then run relay365 doctor in a second shell in the same folder.'
+          : notFound
+            ? 'Pass --config with the right path, or write a config with `relay365 init`.'
+            : 'Correct each field listed; docs/configuration.md describes them all.',
+        doc: demoStopped ? 'docs/sandbox.md' : 'docs/configuration.md',
       }),
   };
   const ctx = { secrets: new Set<string>() } as unknown as DoctorContext;

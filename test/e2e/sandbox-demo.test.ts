@@ -101,7 +101,11 @@ describe('the sandbox demo (npm start) and the commands of a second shell (built
       assert.match(after.stderr, /\[R365_CONFIG_NOT_FOUND\]$/m);
       const doctorAfter = await runCli(['doctor'], { cwd: dir.path });
       assert.equal(doctorAfter.code, 1);
-      assert.match(doctorAfter.stdout, /\[FAIL\] Config: .*\n {2}cause: The sandbox demo that wrote data\/sandbox\/relay365\.yaml .* has stopped/);
+      assert.match(
+        doctorAfter.stdout,
+        /\[FAIL\] Config: .*: the sandbox demo has stopped\n {2}cause: The sandbox demo that wrote data\/sandbox\/relay365\.yaml .* has stopped/,
+      );
+      assert.match(doctorAfter.stdout, /^ {2}fix: Start the demo again \(npm start, or relay365 serve --sandbox\)/m);
       // Its config still reads its outbox when asked for by name.
       const queue = await runCli(['queue', 'list', '--config', 'data/sandbox/relay365.yaml'], { cwd: dir.path });
       assert.equal(queue.code, 0, queue.stderr);
