@@ -383,6 +383,29 @@ describe('SMTP ingress', () => {
       );
     });
 
+    it('holds a device allowed one sender to it in every originator field, and refuses header sections another hop could read otherwise', async () => {
+      const before = h.enqueued.length;
+      const { wire } = await SmtpWire.connect(L.plainNoAuth, '127.0.0.1', '127.0.0.3');
+      await wire.command('EHLO scanner.lan');
+      const send = (headers: string[]) => transaction(wire, 'scanner@contoso.example', ['x@example.net'], mime(headers, ['page']));
+      const cases: Array<[string[], string]> = [
+        [['From: scanner@contoso.example', 'Sender: relay@contoso.example'], '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <relay@contoso.example>'],
+        [['From: scanner@contoso.example', 'Resent-From: ops@contoso.example'], '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <ops@contoso.example>'],
+        [['From: <scanner@contoso.example> <relay@contoso.example>'], '550 5.7.1 Sender not allowed: the From field holds angle brackets or addresses that do not form a list of mailboxes'],
+        [[' X-Folded: joins the Date relay365 adds', 'From: scanner@contoso.example'], '554 5.6.0 Malformed header section: the first header line starts with white space (a continuation of no field)'],
+        [['From: scanner@contoso.example\rFrom: relay@contoso.example'], '554 5.6.0 Malformed header section: a header line holds a bare carriage return (CR without LF)'],
+        [['From: scanner@contoso.example', 'From: relay@contoso.example'], '550 5.7.1 Sender not allowed: the message has more than one From field'],
+      ];
+      for (const [headers, reply] of cases) assert.equal((await send(headers)).last, reply, headers.join(' | '));
+      assert.equal(h.enqueued.length, before, 'none of them was queued');
+      // No From at all: relay365 names the envelope sender the policy checked, rather than leave Exchange to show the mailbox.
+      const ok = await send(['To: x@example.net', 'Subject: no from']);
+      const id = QUEUED.exec(ok.last)![1]!;
+      const raw = (await h.store.getRaw(id))!.toString('utf8');
+      assert.match(raw, /\r\nFrom: <scanner@contoso\.example>\r\n/);
+      await wire.quit();
+    });
+
     it('accepts a device on the allowlist without AUTH, and adds the missing Message-ID and Date', async () => {
       const sent = mime(['From: scanner@contoso.example', 'To: x@example.net', 'Subject: scan'], ['scanned page attached (not really)']);
       const file = join(dir, 'scanner.eml');
@@ -624,7 +647,7 @@ describe('SMTP ingress', () => {
       const header = await transaction(alice, 'relay@contoso.example', ['x@example.net'], simple('"Operations" <ops@contoso.example>'));
       assert.equal(header.last, '550 5.7.1 Sender not allowed: alice may not send as <ops@contoso.example>');
       const noFrom = await transaction(alice, 'relay@contoso.example', ['x@example.net'], mime(['From: undisclosed-senders:;', 'Subject: x'], ['x']));
-      assert.equal(noFrom.last, '550 5.7.1 Sender not allowed: the From header holds no address');
+      assert.equal(noFrom.last, '550 5.7.1 Sender not allowed: the From field is a group; name the addresses themselves');
       // The header From is sendable by a mailbox, but not together with MAIL FROM's mailbox.
       const bob = await loggedIn(L.starttls, ca, 'bob');
       const mixed = await transaction(bob, 'ops@contoso.example', ['x@example.net'], simple('scanner@contoso.example'));

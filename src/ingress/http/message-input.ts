@@ -3,6 +3,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { composeMessage, type MessageFields, type OutgoingMessage } from '../../delivery/index.js';
 import { isRelay365Error } from '../../errors.js';
 import type { Route, Router } from '../../outbox/index.js';
+import { checkHeaderSection } from '../header-policy.js';
 import { apiError } from './errors.js';
 
 /** An address as the API takes it. */
@@ -178,20 +179,26 @@ export async function composeFromFields(body: SendMessageBody): Promise<Composed
   }
 }
 
-/** The From address of raw MIME (its first header block, unfolded), if it has one. */
+/**
+ * The From address of raw MIME, after the checks every door runs on a header section
+ * (header-policy.ts); undefined when the message has no From.
+ */
 function headerFromOf(raw: Buffer): string | undefined {
-  let end = raw.indexOf('\r\n\r\n');
-  if (end === -1) end = raw.indexOf('\n\n');
-  const head = raw
-    .subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end)
-    .toString('utf8')
-    .replace(/\r?\n[ \t]+/g, ' ');
-  const value = /^From:[ \t]*(.*)$/im.exec(head)?.[1];
-  if (value === undefined) return undefined;
-  const parsed = addressparser(value, { flatten: true });
-  if (parsed.length !== 1 || !parsed[0]?.address)
-    throw apiError('R365_MESSAGE_INVALID', 'The From header of the raw message must hold exactly one address.', { field: 'raw' });
-  return parsed[0].address;
+  const check = checkHeaderSection(raw);
+  if (!check.ok) throw apiError('R365_MESSAGE_INVALID', `The raw message cannot be relayed: ${check.problem}.`, { field: 'raw' });
+  if (check.from.length > 1) throw apiError('R365_MESSAGE_INVALID', 'The From header of the raw message must hold exactly one address.', { field: 'raw' });
+  return check.from[0];
+}
+
+/** The length of the longest line of `raw`, without its line end. */
+function longestLine(raw: Buffer): number {
+  let longest = 0;
+  let start = 0;
+  for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, start)) {
+    longest = Math.max(longest, i - start - (i > start && raw[i - 1] === 0x0d ? 1 : 0));
+    start = i + 1;
+  }
+  return Math.max(longest, raw.length - start);
 }
 
 /**
@@ -201,6 +208,14 @@ function headerFromOf(raw: Buffer): string | undefined {
 export async function composeFromMime(body: SendMimeBody): Promise<ComposedRequest> {
   const raw = body.encoding === 'utf8' ? Buffer.from(body.raw, 'utf8') : decodeBase64(body.raw, 'raw');
   if (raw.length === 0) throw apiError('R365_HTTP_INVALID_REQUEST', 'raw is empty: send the whole message, headers and body.', { field: 'raw' });
+  // What the SMTP door refuses, this door refuses too: SMTP cannot carry either to Exchange.
+  if (raw.includes(0)) throw apiError('R365_MESSAGE_INVALID', 'raw holds NUL bytes, which SMTP cannot carry: encode binary content (base64).', { field: 'raw' });
+  const longest = longestLine(raw);
+  // RFC 5321 4.5.3.1.6: 1000 octets a line, CRLF included.
+  if (longest > 998)
+    throw apiError('R365_MESSAGE_INVALID', `raw has a line of ${longest} octets; SMTP allows 998 plus CRLF (RFC 5321 4.5.3.1.6): encode long lines (quoted-printable or base64).`, {
+      field: 'raw',
+    });
   const headerFrom = headerFromOf(raw);
   const message = await composeMessage({ raw, envelope: { from: body.envelope.from, to: body.envelope.to } });
   return { message, headerFrom };

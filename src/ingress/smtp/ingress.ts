@@ -16,7 +16,8 @@ import type { NewMessage, OutboxStore, Router } from '../../outbox/index.js';
 import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
 import { LoginLockout, lockoutAddress } from './login-lockout.js';
-import { MAX_LINE_OCTETS, MessageCollector, headerFromAddresses, readHeaders, traceFields } from './message.js';
+import { checkHeaderSection } from '../header-policy.js';
+import { MAX_LINE_OCTETS, MessageCollector, readHeaders, traceFields } from './message.js';
 import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
 import { REPLIES, replyError } from './replies.js';
 import { loadTlsIdentity, type TlsIdentity } from './self-signed.js';
@@ -325,10 +326,13 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     // MAIL checked these already; the session may have changed since (a defence, not a path).
     if (!principal || !mailFrom) return REPLIES.authRequired;
     const sender = asciiAddress(mailFrom.address);
-    const headers = readHeaders(collector.head());
-    const froms = headerFromAddresses(headers).map(asciiAddress);
-    if (froms.includes('')) return REPLIES.noHeaderFrom;
-    const notAllowed = [sender, ...froms].find((a) => !principal.senders.allows(a));
+    const head = collector.head();
+    const check = checkHeaderSection(head);
+    if (!check.ok) return check.field ? REPLIES.originatorRefused(check.problem) : REPLIES.headerMalformed(check.problem);
+    const headers = readHeaders(head);
+    const froms = check.from.map(asciiAddress);
+    // Sender and Resent-* fields name senders to recipients as From does: the same policy applies.
+    const notAllowed = [sender, ...check.originators.map(asciiAddress)].find((a) => !principal.senders.allows(a));
     if (notAllowed !== undefined) return REPLIES.senderNotAllowed(principal.display, notAllowed);
     // Exchange checks SendAs on the header From: every From address must be sendable along with MAIL FROM.
     const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({ from: from ?? sender, route: router.routeMessage(sender, from) }));
@@ -347,6 +351,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       id: traceId,
       recipients,
       date: new Date(),
+      sender,
     });
     // A client that left before its reply will send again: keeping this copy would only duplicate it.
     if (connection?.gone) return REPLIES.storeUnavailable;

@@ -177,11 +177,13 @@ export interface TraceInfo {
   id: string;
   recipients: readonly string[];
   date: Date;
+  /** The envelope sender: the From field of a message that has none (what the sender policy checked). */
+  sender?: string;
 }
 
 /**
  * The trace and identification fields to put in front of a message: `Received:` always, and
- * `Message-ID:` and `Date:` when the message lacks them (RFC 5322 3.6 requires Date; 3.6.4 asks for
+ * `Message-ID:`, `Date:` and `From:` when the message lacks them (RFC 5322 3.6 requires Date; 3.6.4 asks for
  * Message-ID, and Exchange threads and deduplicates on it). Returns the bytes to prepend and the
  * message's Message-ID.
  */
@@ -200,5 +202,8 @@ export function traceFields(headers: HeaderSection, info: TraceInfo): { prefix: 
   const messageId = existingId || `<${randomUUID()}@${messageIdDomain(info.hostname, headers)}>`;
   if (!existingId) lines.push(`Message-ID: ${messageId}`);
   if (headerValues(headers, 'Date').length === 0) lines.push(`Date: ${rfc5322Date(info.date)}`);
+  // RFC 5322 3.6 requires a From. Without one, Exchange would show the sending mailbox, which the
+  // client's sender policy may not allow: name the envelope sender the policy did check.
+  if (info.sender && headerValues(headers, 'From').length === 0) lines.push(`From: <${info.sender}>`);
   return { prefix: Buffer.from(lines.map((l) => l + eol).join(''), 'utf8'), messageId };
 }

@@ -53,6 +53,10 @@ export const REPLIES = {
   /** RFC 5321 4.1.1.3 makes a server accept RCPT TO:<postmaster>; a relay has nowhere to send it. */
   recipientWithoutDomain: '553 5.1.3 Recipient address must include a domain',
   noHeaderFrom: '550 5.7.1 Sender not allowed: the From header holds no address',
+  /** A From, Sender or Resent-* field that is no plain list of addresses (header-policy.ts). */
+  originatorRefused: (problem: string) => `550 5.7.1 Sender not allowed: ${problem}`,
+  /** A header section another hop could read differently (RFC 5322 2.2, 3.6; RFC 3463 5.6.0: other media error). */
+  headerMalformed: (problem: string) => `554 5.6.0 Malformed header section: ${problem}`,
 
   // -- limits --------------------------------------------------------------------------------
   /** RFC 1870 (SIZE) and RFC 3463 5.3.4 "message too big for system". */

@@ -1,0 +1,66 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { startRelay, type Relay } from '../../src/runtime/index.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+const MAILBOX = DEFAULT_IDS.mailbox;
+
+describe('POST /v1/messages/mime: the same header and line rules as the SMTP door', () => {
+  let sandbox: Sandbox & { dir: string };
+  let dir: { path: string; cleanup: () => Promise<void> };
+  let relay: Relay;
+  let key: string;
+
+  before(async () => {
+    sandbox = await startTestSandbox();
+    dir = await tempDir();
+    relay = await startRelay(sandboxConfig(sandbox, dir.path, { http: { port: 0 }, mailboxes: [{ address: MAILBOX }] }));
+    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const k = generateApiKey();
+    await store.createApiKey({ name: 'mime', hash: k.hash, prefix: k.prefix });
+    await store.close();
+    key = k.key;
+  });
+  after(async () => {
+    await relay.close();
+    await sandbox.close();
+    await dir.cleanup();
+  });
+
+  async function sendMime(raw: string): Promise<{ status: number; body: { error?: { code: string; message: string; field?: string }; id?: string } }> {
+    const res = await fetch(`${relay.httpAddress}/v1/messages/mime`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ raw, encoding: 'utf8', envelope: { from: MAILBOX, to: ['alice@example.net'] } }),
+    });
+    return { status: res.status, body: (await res.json()) as never };
+  }
+
+  it('refuses NUL bytes, lines over 998 octets, a second From, `From :` naming another sender and a bare CR, each with 400 naming raw', async () => {
+    const cases: Array<[string, RegExp]> = [
+      [`From: ${MAILBOX}\r\nSubject: x\r\n\r\nbin\u0000ary\r\n`, /NUL bytes/],
+      [`From: ${MAILBOX}\r\nSubject: x\r\n\r\n${'a'.repeat(999)}\r\n`, /line of 999 octets/],
+      [`From: ${MAILBOX}\r\nFrom: ceo@${DEFAULT_IDS.tenantDomain}\r\n\r\nx\r\n`, /more than one From/],
+      [`From: ${MAILBOX}\rX-Evil: 1\r\nSubject: x\r\n\r\nx\r\n`, /bare carriage return/],
+      [` Subject: folded first\r\nFrom: ${MAILBOX}\r\n\r\nx\r\n`, /first header line starts with white space/],
+    ];
+    for (const [raw, problem] of cases) {
+      const { status, body } = await sendMime(raw);
+      assert.equal(status, 400, JSON.stringify(body));
+      assert.equal(body.error?.code, 'R365_MESSAGE_INVALID');
+      assert.equal(body.error?.field, 'raw');
+      assert.match(body.error.message, problem);
+    }
+    // `From :` (obsolete space before the colon) is a From like any other: routed, and refused when no mailbox may send as it.
+    const spaced = await sendMime(`From : someone@fabrikam.example\r\nSubject: x\r\n\r\nx\r\n`);
+    assert.equal(spaced.status, 422, JSON.stringify(spaced.body));
+    assert.equal(spaced.body.error?.code, 'R365_NO_ROUTE_FOR_SENDER');
+    assert.equal((await relay.store.counts()).queued ?? 0, 0, 'nothing was queued');
+    const good = await sendMime(`From: ${MAILBOX}\r\nSubject: fine\r\n\r\nhello\r\n`);
+    assert.equal(good.status, 202, JSON.stringify(good.body));
+  });
+});
