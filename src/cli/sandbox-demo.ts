@@ -45,18 +45,20 @@ function processRuns(pid: number): boolean {
   }
 }
 
+/** What the file at a path is: absent, not written by a demo, or a demo's, with its process and whether that runs. */
+type DemoFileState = { kind: 'none' } | { kind: 'other' } | { kind: 'demo'; pid: number; running: boolean };
+
 /**
- * The demo's config file at `path` when the demo that wrote it still runs; undefined when there is
- * none. A process id can be reused after a `kill -9`, so a file left by a killed demo may pass for a
- * live one until the next demo overwrites it; the command then reports the sandbox as unreachable.
- * @throws Relay365Error `R365_CONFIG_NOT_FOUND` when the demo that wrote the file has stopped
+ * Reads the header of the file. A process id can be reused after a `kill -9`, so a file left by a
+ * killed demo may pass for a live one until the next demo overwrites it.
+ * @throws Relay365Error `R365_CONFIG_NOT_FOUND` when the file exists and cannot be read
  */
-export function runningSandboxDemoConfig(path: string): string | undefined {
+function demoFileState(path: string): DemoFileState {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none' };
     throw new Relay365Error(
       'R365_CONFIG_NOT_FOUND',
       `Cannot read ${path}, the config of the sandbox demo: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`,
@@ -67,17 +69,45 @@ export function runningSandboxDemoConfig(path: string): string | undefined {
   }
   const header = HEADER.exec(text.split('\n', 1)[0] ?? '');
   // Not written by serve --sandbox (edited or copied there by hand): a config like any other.
-  if (!header) return path;
+  if (!header) return { kind: 'other' };
   const pid = Number(header[1]);
-  if (header[2] === 'running' && processRuns(pid)) return path;
+  return { kind: 'demo', pid, running: header[2] === 'running' && processRuns(pid) };
+}
+
+/**
+ * The demo's config file at `path` when the demo that wrote it still runs (or when it is a config not
+ * written by a demo); undefined when there is none.
+ * @throws Relay365Error `R365_CONFIG_NOT_FOUND` when the demo that wrote the file has stopped
+ */
+export function runningSandboxDemoConfig(path: string): string | undefined {
+  const state = demoFileState(path);
+  if (state.kind === 'none') return undefined;
+  if (state.kind === 'other' || state.running) return path;
   const shown = relative(process.cwd(), path) || path;
   throw new Relay365Error(
     'R365_CONFIG_NOT_FOUND',
-    `The sandbox demo that wrote ${shown} (relay365 serve --sandbox, pid ${pid}) has stopped, and no other config is given ` +
+    `The sandbox demo that wrote ${shown} (relay365 serve --sandbox, pid ${state.pid}) has stopped, and no other config is given ` +
       '(--config, RELAY365_CONFIG, ./relay365.yaml). Start the demo again (npm start) and run this command in a second shell ' +
       `in this folder, pass --config ${shown} to use its config anyway (to read its queue, say), or write a config for your ` +
       'tenant with relay365 init.',
-    { details: { path, pid, sandboxDemo: 'stopped' } },
+    { details: { path, pid: state.pid, sandboxDemo: 'stopped' } },
+  );
+}
+
+/**
+ * Refuses to start a second demo on the same data folder: it would replace the sandbox CA and the
+ * config file that the running demo's commands read, and then fail on the ports the first one holds.
+ * @throws Relay365Error `R365_SANDBOX_START_FAILED`
+ */
+export function assertNoRunningSandboxDemo(dataDir: string): void {
+  const path = sandboxDemoConfigPath(dataDir);
+  const state = demoFileState(path);
+  if (state.kind !== 'demo' || !state.running || state.pid === process.pid) return;
+  throw new Relay365Error(
+    'R365_SANDBOX_START_FAILED',
+    `A sandbox demo already runs on this data folder (relay365 serve --sandbox, pid ${state.pid}, ${relative(process.cwd(), path) || path}). ` +
+      'Use it from a second shell (relay365 doctor, relay365 test --to ...), or stop it first (Ctrl-C in its shell).',
+    { details: { path, pid: state.pid } },
   );
 }
 

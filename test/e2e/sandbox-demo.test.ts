@@ -127,6 +127,14 @@ describe('the sandbox demo (npm start) and the commands of a second shell (built
       assert.equal((await readFile(passwordFile, 'utf8')).trim(), password);
       assert.ok(!(await readFile(join(dir.path, 'data', 'sandbox', 'relay365.yaml'), 'utf8')).includes(password), 'the config refers to the file');
       assert.doesNotMatch(demo.stderr(), new RegExp(password), 'no log line holds it');
+
+      // A second demo on the same folder would replace the CA and the config the first one's commands read.
+      const ca = await readFile(join(dir.path, 'data', 'sandbox', 'ca.pem'), 'utf8');
+      const second = await runCli(['serve', '--sandbox'], { cwd: dir.path, env: { RELAY365_HTTP__PORT: '0', RELAY365_SMTP__LISTENERS: '[{ port: 0 }]' } });
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /A sandbox demo already runs on this data folder \(relay365 serve --sandbox, pid \d+, data\/sandbox\/relay365\.yaml\)/);
+      assert.match(second.stderr, /\[R365_SANDBOX_START_FAILED\]/);
+      assert.equal(await readFile(join(dir.path, 'data', 'sandbox', 'ca.pem'), 'utf8'), ca, 'the running demo keeps its CA');
       assert.equal(await stop(demo.child), 0);
 
       demo = await startDemo(dir.path);

@@ -5,7 +5,13 @@ import { DEFAULT_IDS } from '../../sandbox/default-ids.js';
 import type { Sandbox } from '../../sandbox/index.js';
 import { cliContext, configOption, configPath } from '../context.js';
 import { onShutdown } from '../output.js';
-import { sandboxDemoAdminPassword, writeSandboxDemoAppSecret, writeSandboxDemoConfig, type SandboxDemoConfigFile } from '../sandbox-demo.js';
+import {
+  assertNoRunningSandboxDemo,
+  sandboxDemoAdminPassword,
+  writeSandboxDemoAppSecret,
+  writeSandboxDemoConfig,
+  type SandboxDemoConfigFile,
+} from '../sandbox-demo.js';
 
 /**
  * The demo's next steps, printed at start-up: the dashboard with its password, and the commands to run
@@ -122,6 +128,7 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
       // The demo's dashboard password, generated when the config sets none (sandbox mode only).
       let demoPassword: { path: string; password: string } | undefined;
       if (flags.sandbox) {
+        assertNoRunningSandboxDemo(config.dataDir);
         const dir = resolve(config.dataDir, 'sandbox');
         const { startSandbox } = await import('../../sandbox/index.js');
         sandbox = await startSandbox({ dataDir: dir, emlDir: join(dir, 'mail'), logger: logger.child({ component: 'sandbox' }) });
