@@ -75,6 +75,21 @@ export function checkHeaderSection(raw: Buffer): HeaderCheck {
   return { ok: true, from, originators };
 }
 
+/**
+ * The addresses of `value` read as an RFC 5322 mailbox-list (`"Ops" <ops@contoso.com>, b@x.example`),
+ * or why it is not one: the same reading the header check gives a From field. An API's address
+ * fields use it so that nothing is silently rewritten (`x&y<b>@example.net` is refused, not sent to `b`).
+ */
+export function parseMailboxList(value: string): { addresses: string[] } | { problem: string } {
+  const parsed = mailboxList(value);
+  return typeof parsed === 'string' ? { problem: parsed } : { addresses: parsed };
+}
+
+/** True when `address` is a bare addr-spec relay365 can hand to Exchange. */
+export function isAddrSpec(address: string): boolean {
+  return ADDR_SPEC.test(address);
+}
+
 /** The addresses of a mailbox-list, or why it is not one relay365 relays. */
 function mailboxList(value: string): string[] | string {
   // What remains outside quoted strings and comments decides how many angle addresses there are.

@@ -9,7 +9,7 @@ import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
 const MAILBOX = DEFAULT_IDS.mailbox;
 
-describe('POST /v1/messages/mime: the same header and line rules as the SMTP door', () => {
+describe('HTTP sends: the same header, line and address rules as the SMTP door', () => {
   let sandbox: Sandbox & { dir: string };
   let dir: { path: string; cleanup: () => Promise<void> };
   let relay: Relay;
@@ -39,6 +39,29 @@ describe('POST /v1/messages/mime: the same header and line rules as the SMTP doo
     });
     return { status: res.status, body: (await res.json()) as never };
   }
+
+  it('refuses a recipient it would otherwise rewrite or drop, naming the field, and queues nothing', async () => {
+    const post = (body: unknown) =>
+      fetch(`${relay.httpAddress}/v1/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ to: ['alice@example.net', 'x&y<b>@example.net'] }, 'to[1]'],
+      [{ to: 'no-domain' }, 'to'],
+      [{ to: ['alice@example.net'], cc: ['"A" <a@example.net> <b@example.net>'] }, 'cc[0]'],
+      [{ to: [{ name: 'B', address: 'b@example.net>' }] }, 'to[0].address'],
+    ];
+    for (const [fields, field] of cases) {
+      const res = await post({ from: MAILBOX, subject: 'x', text: 'x', ...fields });
+      const body = (await res.json()) as { error?: { code: string; field?: string } };
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(body.error?.code, 'R365_HTTP_INVALID_REQUEST');
+      assert.equal(body.error?.field, field);
+    }
+    assert.equal((await relay.store.counts()).queued ?? 0, 0);
+  });
 
   it('refuses NUL bytes, lines over 998 octets, a second From, `From :` naming another sender and a bare CR, each with 400 naming raw', async () => {
     const cases: Array<[string, RegExp]> = [

@@ -3,7 +3,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { composeMessage, type MessageFields, type OutgoingMessage } from '../../delivery/index.js';
 import { isRelay365Error } from '../../errors.js';
 import type { Route, Router } from '../../outbox/index.js';
-import { checkHeaderSection } from '../header-policy.js';
+import { checkHeaderSection, isAddrSpec, parseMailboxList } from '../header-policy.js';
 import { apiError } from './errors.js';
 
 /** An address as the API takes it. */
@@ -90,10 +90,23 @@ function addresses(input: AddressInput | AddressInput[] | undefined, field: stri
   const list = Array.isArray(input) ? input : [input];
   list.forEach((a, i) => {
     const at = Array.isArray(input) ? `${field}[${i}]` : field;
-    if (typeof a === 'string') assertOneLine(a, at);
-    else {
+    if (typeof a === 'string') {
+      assertOneLine(a, at);
+      // Read as the header will be read: an entry nodemailer would rewrite or drop is refused instead.
+      const parsed = parseMailboxList(a);
+      if ('problem' in parsed || parsed.addresses.length !== 1)
+        throw apiError(
+          'R365_HTTP_INVALID_REQUEST',
+          `${at} must be one address such as "Ops <ops@contoso.com>" or ops@contoso.com; ${JSON.stringify(a)} ${'problem' in parsed ? parsed.problem : `holds ${parsed.addresses.length} addresses`}.`,
+          { field: at },
+        );
+    } else {
       assertOneLine(a.name, `${at}.name`);
       assertOneLine(a.address, `${at}.address`);
+      if (!isAddrSpec(a.address))
+        throw apiError('R365_HTTP_INVALID_REQUEST', `${at}.address must be a bare address such as ops@contoso.com; ${JSON.stringify(a.address)} is not one.`, {
+          field: `${at}.address`,
+        });
     }
   });
   return list;
