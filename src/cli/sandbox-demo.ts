@@ -138,8 +138,8 @@ export interface SandboxDemoConfigFile {
 }
 
 /**
- * Writes `config` (the one the demo runs with) to `<dataDir>/sandbox/relay365.yaml`, mode 0600: it holds
- * the sandbox app's secret. `dataDir` is written as an absolute path, so the outbox the file points at is
+ * Writes `config` (the one the demo runs with) to `<dataDir>/sandbox/relay365.yaml`, mode 0600: the demo's
+ * own secrets are `file:` references, but a config given to `serve --sandbox` may hold some. `dataDir` is written as an absolute path, so the outbox the file points at is
  * the demo's whatever folder the command is run from; other relative paths of a given config stay as they are.
  */
 export async function writeSandboxDemoConfig(config: Readonly<Config>): Promise<SandboxDemoConfigFile> {
