@@ -6,6 +6,7 @@ import { GraphTransport, SmtpTransport, transportForMailboxes } from '../deliver
 import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
+import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import {
@@ -181,7 +182,9 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       secrets: { adminPassword: httpSide.adminPassword },
     });
     started.push(() => app.close());
-    await app.listen({ host: config.http.host, port: config.http.port });
+    await app.listen({ host: config.http.host, port: config.http.port }).catch((err: unknown) => {
+      throw httpListenFailed(err, config.http.host, config.http.port);
+    });
     http = app;
     const address = http.server.address() as AddressInfo;
     httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

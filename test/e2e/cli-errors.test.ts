@@ -1,6 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { openSqliteStore } from '../../src/outbox/index.js';
@@ -118,6 +119,26 @@ describe('the built CLI names each user mistake with a code of its own', () => {
       /nobody@contoso\.com is not a configured mailbox/,
       false,
     );
+  });
+
+  it('names an HTTP port another program holds R365_HTTP_LISTEN_FAILED, and starts nothing (was: R365_UNEXPECTED)', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const busy = join(dir.path, 'busy');
+      await mkdir(busy);
+      const file = join(busy, 'relay365.yaml');
+      await writeFile(file, stringify({ dataDir: join(busy, 'data'), http: { port }, smtp: { listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }] } }));
+      await failsWith(
+        ['serve', '--sandbox', '--config', file],
+        'R365_HTTP_LISTEN_FAILED',
+        new RegExp(`The HTTP API cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)\\. Another program .* choose another http\\.port`),
+        false,
+      );
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 
   it('names a config path that is a folder or does not exist R365_CONFIG_NOT_FOUND', async () => {

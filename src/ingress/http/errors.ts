@@ -14,6 +14,7 @@ const STATUS_BY_CODE: Partial<Record<Relay365ErrorCode, number>> = {
   R365_MESSAGE_INVALID: 400,
   R365_LIST_CURSOR_INVALID: 400,
   R365_HTTP_UNAUTHORIZED: 401,
+  R365_HTTP_FORBIDDEN: 403,
   R365_HTTP_NOT_FOUND: 404,
   R365_DASHBOARD_DISABLED: 404,
   R365_MESSAGE_NOT_RETRYABLE: 409,
@@ -148,6 +149,26 @@ export function sendApiError(request: FastifyRequest, reply: FastifyReply, err: 
   if (status >= 500) request.log.error({ err: error.cause ?? error, code: error.code }, 'request failed');
   if (status === 503) void reply.header('retry-after', '5');
   return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
+}
+
+/**
+ * The error for an HTTP listener that cannot open, like the SMTP relay's `R365_SMTP_LISTEN_FAILED`:
+ * the address, the system's reason and what to change in `http`.
+ */
+export function httpListenFailed(cause: unknown, host: string, port: number): Relay365Error {
+  const code = (cause as NodeJS.ErrnoException).code;
+  const fix =
+    code === 'EADDRINUSE'
+      ? 'Another program (or another relay365) uses the port: stop it, or choose another http.port.'
+      : code === 'EACCES'
+        ? 'Ports below 1024 need privileges: choose an http.port above 1024 or grant CAP_NET_BIND_SERVICE.'
+        : code === 'EADDRNOTAVAIL'
+          ? "The address is not one of this machine's: set http.host to 127.0.0.1, 0.0.0.0 or an address it has."
+          : 'Check http.host and http.port, or set http.enabled: false.';
+  return new Relay365Error('R365_HTTP_LISTEN_FAILED', `The HTTP API cannot listen on ${host}:${port} (${code ?? (cause as Error).message}). ${fix}`, {
+    cause,
+    details: { host, port },
+  });
 }
 
 /** Installs the JSON error answers: for thrown errors, validation failures, bodies too large, and unknown routes. */
