@@ -141,6 +141,27 @@ describe('the built CLI names each user mistake with a code of its own', () => {
     }
   });
 
+  it("prints doctor's fix for an unset secret whole: the <secret value> placeholder is not taken for a secret", async () => {
+    const file = join(dir.path, 'unset-secret.yaml');
+    await writeFile(
+      file,
+      stringify({
+        dataDir: join(dir.path, 'data'),
+        auth: { flow: 'client-secret', tenant: 'contoso.com', clientId: '3c1b9a52-2f44-4d6e-8f0a-7b5e9d2c4a11', clientSecret: 'env:RELAY365_DOC_TEST_SECRET' },
+        mailboxes: [{ address: 'relay@contoso.com' }],
+      }),
+    );
+    const res = await runCli(['doctor', '--config', file, '--json']);
+    assert.equal(res.code, 1, res.stderr);
+    const report = JSON.parse(res.stdout) as { checks: Array<{ status: string; fix?: string }> };
+    const fixes = report.checks.filter((c) => c.status === 'fail').map((c) => c.fix ?? '');
+    assert.ok(
+      fixes.some((f) => f.includes('export RELAY365_CLIENT_SECRET=<secret value> before starting relay365')),
+      fixes.join('\n'),
+    );
+    assert.ok(!res.stdout.includes('<redacted> value>'));
+  });
+
   it('names a config path that is a folder or does not exist R365_CONFIG_NOT_FOUND', async () => {
     const folder = join(dir.path, 'a-folder');
     await mkdir(folder);
