@@ -94,8 +94,25 @@ export function httpStoreContract(name: string, open: () => Promise<OpenedHttpSt
         const first = generateApiKey();
         const second = generateApiKey();
         const a = await store.createApiKey({ name: 'billing-app', hash: first.hash, prefix: first.prefix, now: new Date(t0) });
-        const b = await store.createApiKey({ name: 'crm', hash: second.hash, prefix: second.prefix, now: new Date(t0 + 1) });
-        assert.deepEqual(a, { id: a.id, name: 'billing-app', prefix: first.prefix, createdAt: new Date(t0), lastUsedAt: undefined, revokedAt: undefined });
+        const b = await store.createApiKey({
+          name: 'crm',
+          hash: second.hash,
+          prefix: second.prefix,
+          scopes: ['read', 'admin'],
+          senders: ['@contoso.example'],
+          now: new Date(t0 + 1),
+        });
+        assert.deepEqual(a, {
+          id: a.id,
+          name: 'billing-app',
+          prefix: first.prefix,
+          scopes: ['send', 'read'],
+          senders: undefined,
+          createdAt: new Date(t0),
+          lastUsedAt: undefined,
+          revokedAt: undefined,
+        });
+        assert.deepEqual([b.scopes, b.senders], [['read', 'admin'], ['@contoso.example']], 'scopes and senders as given');
         assert.match(a.id, /^key_[0-9a-f]{16}$/);
         assert.notEqual(a.id, b.id);
         assert.deepEqual(await store.findApiKey(first.hash), a);

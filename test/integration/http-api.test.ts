@@ -46,12 +46,12 @@ function apiConfig(sandbox: Sandbox, dataDir: string, overrides: Partial<ConfigI
   });
 }
 
-/** Makes an API key the way `relay365 apikey create` does, straight in the store. */
+/** Makes an API key the way `relay365 apikey create --scope send,read,admin` does, straight in the store. */
 async function createKey(dataDir: string, name = 'test'): Promise<string> {
   const store = await openSqliteHttpStore(resolve(dataDir, 'relay365.db'));
   try {
     const key = generateApiKey();
-    await store.createApiKey({ name, hash: key.hash, prefix: key.prefix });
+    await store.createApiKey({ name, hash: key.hash, prefix: key.prefix, scopes: ['send', 'read', 'admin'] });
     return key.key;
   } finally {
     await store.close();

@@ -291,7 +291,7 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       const dbPath = join(dataDir, 'relay365.db');
       const httpStore = await openSqliteHttpStore(dbPath);
       const apiKey = generateApiKey();
-      await httpStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix });
+      await httpStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
       await httpStore.close();
       const [smtpPort, httpPort] = [await freePort(), await freePort()];
       const config = join(dir.path, 'relay365.yaml');

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { generateApiKey } from '../../ingress/http/api-keys.js';
+import { API_KEY_SCOPES, generateApiKey, type ApiKeyScope } from '../../ingress/http/api-keys.js';
 import type { ApiKeyRecord, HttpStore } from '../../ingress/http/http-store.js';
 import { openHttpStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
@@ -25,7 +25,21 @@ function keyJson(k: ApiKeyRecord) {
     createdAt: k.createdAt.toISOString(),
     lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
     revokedAt: k.revokedAt?.toISOString() ?? null,
+    scopes: k.scopes,
+    senders: k.senders ?? null,
   };
+}
+
+/** `--scope send,read`: the scopes named, each one known. */
+function parseScopes(value: string): ApiKeyScope[] {
+  const scopes = value
+    .split(/[,\s]+/)
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  const unknown = scopes.filter((s) => !(API_KEY_SCOPES as readonly string[]).includes(s));
+  if (unknown.length > 0 || scopes.length === 0)
+    throw new Relay365Error('R365_CLI_OPTION_INVALID', `--scope takes ${API_KEY_SCOPES.join(', ')} (comma-separated); got ${JSON.stringify(value)}.`);
+  return scopes as ApiKeyScope[];
 }
 
 /** `relay365 apikey create|list|revoke`: keys for the HTTP API, stored as SHA-256 hashes only. */
@@ -36,11 +50,24 @@ export function apikeyCommand(): Command {
     .description('Create an API key and print it once: only its hash is stored')
     .addOption(configOption())
     .option('-n, --name <name>', 'who or what uses the key (shown in lists and logs)', 'default')
+    .option(
+      '--scope <scopes>',
+      'what the key may do, comma-separated: send (send messages), read (messages and mailboxes), admin (retry, cancel, doctor)',
+      'send,read',
+    )
+    .option('--sender <rule...>', 'addresses (noreply@contoso.com) or domains (@contoso.com) the key may send as; default any the relay routes')
     .option('--json', 'print JSON')
-    .action(async (flags: { config?: string; name: string; json?: boolean }) => {
+    .action(async (flags: { config?: string; name: string; scope: string; sender?: string[]; json?: boolean }) => {
+      const scopes = parseScopes(flags.scope);
       await withHttpStore(flags, async (store) => {
         const key = generateApiKey();
-        const record = await store.createApiKey({ name: flags.name, hash: key.hash, prefix: key.prefix });
+        const record = await store.createApiKey({
+          name: flags.name,
+          hash: key.hash,
+          prefix: key.prefix,
+          scopes,
+          ...(flags.sender ? { senders: flags.sender } : {}),
+        });
         if (flags.json) {
           console.log(JSON.stringify({ ...keyJson(record), key: key.key }));
           return;
@@ -65,7 +92,8 @@ export function apikeyCommand(): Command {
         if (keys.length === 0) console.log('No API key yet: relay365 apikey create --name <app>');
         for (const k of keys) {
           const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : `last used ${k.lastUsedAt?.toISOString() ?? 'never'}`;
-          console.log(`${k.id}  ${k.prefix}…  ${k.name.padEnd(20)} created ${k.createdAt.toISOString()}  ${state}`);
+          const may = `${k.scopes.join(',')}${k.senders ? ` as ${k.senders.join(',')}` : ''}`;
+          console.log(`${k.id}  ${k.prefix}…  ${k.name.padEnd(20)} ${may.padEnd(16)} created ${k.createdAt.toISOString()}  ${state}`);
         }
       });
     });

@@ -36,3 +36,10 @@ export function bearerApiKey(authorization: string | undefined): string | undefi
   const key = m?.[1];
   return key !== undefined && API_KEY_PATTERN.test(key) ? key : undefined;
 }
+
+/**
+ * What an API key may do: `send` messages (only as its `senders`, when it has them), `read` messages
+ * and mailboxes, `admin`: retry and cancel messages and run the doctor.
+ */
+export type ApiKeyScope = 'send' | 'read' | 'admin';
+export const API_KEY_SCOPES: readonly ApiKeyScope[] = ['send', 'read', 'admin'];

@@ -2,12 +2,17 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { bearerApiKey, hashApiKey } from './api-keys.js';
 import { apiError } from './errors.js';
+import type { ApiKeyScope } from './api-keys.js';
 import type { ApiKeyRecord, HttpStore } from './http-store.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The API key that authenticated the request (routes under `/v1`). */
     apiKey?: ApiKeyRecord;
+  }
+  interface FastifyContextConfig {
+    /** The scope an API key needs for the route; a route under `/v1` without one needs `admin`. */
+    scope?: ApiKeyScope;
   }
 }
 
@@ -28,6 +33,15 @@ export function apiKeyAuth(store: HttpStore): onRequestAsyncHookHandler {
         request.headers.authorization === undefined
           ? 'This request needs an API key: send Authorization: Bearer r365_... (create one with relay365 apikey create --name <app>).'
           : 'The API key is not valid: it is unknown, revoked or mistyped. Create a new one with relay365 apikey create --name <app>.',
+      );
+    }
+    // Fail closed: a route that names no scope is an admin's.
+    const scope = request.routeOptions.config.scope ?? 'admin';
+    if (!record.scopes.includes(scope)) {
+      throw apiError(
+        'R365_HTTP_FORBIDDEN',
+        `The API key ${record.name} (${record.prefix}...) may ${record.scopes.join(', ') || 'do nothing'}; this request needs the ${scope} scope. ` +
+          `Create a key with it: relay365 apikey create --name <app> --scope ${scope}.`,
       );
     }
     request.apiKey = record;

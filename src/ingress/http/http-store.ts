@@ -2,7 +2,21 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { Relay365Error } from '../../errors.js';
 import { createPrivateFile } from '../../outbox/index.js';
+import { API_KEY_SCOPES, type ApiKeyScope } from './api-keys.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../../observe/index.js';
+
+
+/** What `createApiKey` stores. */
+export interface NewApiKeyRecord {
+  name: string;
+  hash: string;
+  prefix: string;
+  /** Default: send and read. */
+  scopes?: readonly ApiKeyScope[];
+  /** Sender rules (`noreply@contoso.com`, `@contoso.com`) the key may send as; default any the relay routes. */
+  senders?: readonly string[];
+  now?: Date;
+}
 
 /** An API key as stored: never the key itself, only its SHA-256 hash. */
 export interface ApiKeyRecord {
@@ -10,6 +24,9 @@ export interface ApiKeyRecord {
   name: string;
   /** The key's first characters (`r365_abcd1234`), to tell keys apart in lists; not enough to use it. */
   prefix: string;
+  scopes: ApiKeyScope[];
+  /** Undefined: any sender the relay routes. */
+  senders: string[] | undefined;
   createdAt: Date;
   lastUsedAt: Date | undefined;
   revokedAt: Date | undefined;
@@ -49,7 +66,7 @@ export interface IdempotencyRequest {
 export interface HttpStore extends WebhookOutbox {
   /** Creates or upgrades this store's tables (its own numbered migrations). */
   migrate(): Promise<void>;
-  createApiKey(input: { name: string; hash: string; prefix: string; now?: Date }): Promise<ApiKeyRecord>;
+  createApiKey(input: NewApiKeyRecord): Promise<ApiKeyRecord>;
   listApiKeys(): Promise<ApiKeyRecord[]>;
   /** The active (not revoked) key with this hash. */
   findApiKey(hash: string): Promise<ApiKeyRecord | undefined>;
@@ -122,6 +139,15 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX http_webhook_deliveries_finished ON http_webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    description: 'API key scopes and senders',
+    // Keys made before scopes existed keep what they could do (everything); new keys get send and read.
+    sql: `
+      ALTER TABLE http_api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'send read admin';
+      ALTER TABLE http_api_keys ADD COLUMN senders TEXT;  -- JSON array of sender rules; NULL: any
+    `,
+  },
 ];
 
 /** Finished webhook deliveries are kept this long (to look into a receiver's complaint), then pruned. */
@@ -138,11 +164,11 @@ const SQL = {
   appliedVersions: `SELECT version FROM http_schema_migrations ORDER BY version`,
   recordMigration: `INSERT INTO http_schema_migrations (version, applied_at) VALUES (@version, @appliedAt)`,
 
-  insertApiKey: `INSERT INTO http_api_keys (id, name, prefix, hash, created_at) VALUES (@id, @name, @prefix, @hash, @createdAt)`,
-  listApiKeys: `SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM http_api_keys ORDER BY created_at, id`,
-  findApiKey: `SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM http_api_keys WHERE hash = ? AND revoked_at IS NULL`,
+  insertApiKey: `INSERT INTO http_api_keys (id, name, prefix, hash, scopes, senders, created_at) VALUES (@id, @name, @prefix, @hash, @scopes, @senders, @createdAt)`,
+  listApiKeys: `SELECT id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at FROM http_api_keys ORDER BY created_at, id`,
+  findApiKey: `SELECT id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at FROM http_api_keys WHERE hash = ? AND revoked_at IS NULL`,
   touchApiKey: `UPDATE http_api_keys SET last_used_at = @now WHERE id = @id AND (last_used_at IS NULL OR last_used_at < @now - 60000)`,
-  findActiveKeyByRef: `SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM http_api_keys
+  findActiveKeyByRef: `SELECT id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at FROM http_api_keys
     WHERE revoked_at IS NULL AND (id = @ref OR name = @ref OR prefix = @ref) ORDER BY created_at`,
   revokeApiKey: `UPDATE http_api_keys SET revoked_at = @now WHERE id = @id AND revoked_at IS NULL`,
 
@@ -182,6 +208,10 @@ export interface ApiKeyRow {
   id: string;
   name: string;
   prefix: string;
+  /** Space-separated {@link ApiKeyScope}s. */
+  scopes: string;
+  /** JSON array of sender rules, or NULL. */
+  senders: string | null;
   created_at: number;
   last_used_at: number | null;
   revoked_at: number | null;
@@ -287,17 +317,10 @@ export class SqliteHttpStore implements HttpStore {
     );
   }
 
-  createApiKey(input: { name: string; hash: string; prefix: string; now?: Date }): Promise<ApiKeyRecord> {
+  createApiKey(input: NewApiKeyRecord): Promise<ApiKeyRecord> {
     return this.run('store an API key', () => {
-      const row: ApiKeyRow = {
-        id: newApiKeyId(),
-        name: input.name,
-        prefix: input.prefix,
-        created_at: (input.now ?? new Date()).getTime(),
-        last_used_at: null,
-        revoked_at: null,
-      };
-      this.s.insertApiKey.run({ id: row.id, name: row.name, prefix: row.prefix, hash: input.hash, createdAt: row.created_at });
+      const row = newApiKeyRow(input);
+      this.s.insertApiKey.run({ id: row.id, name: row.name, prefix: row.prefix, hash: input.hash, scopes: row.scopes, senders: row.senders, createdAt: row.created_at });
       return toApiKey(row);
     });
   }
@@ -453,7 +476,7 @@ export class SqliteHttpStore implements HttpStore {
 
 function prepare(db: Database.Database) {
   return {
-    insertApiKey: db.prepare<{ id: string; name: string; prefix: string; hash: string; createdAt: number }>(SQL.insertApiKey),
+    insertApiKey: db.prepare<{ id: string; name: string; prefix: string; hash: string; scopes: string; senders: string | null; createdAt: number }>(SQL.insertApiKey),
     listApiKeys: db.prepare<[], ApiKeyRow>(SQL.listApiKeys),
     findApiKey: db.prepare<[string], ApiKeyRow>(SQL.findApiKey),
     touchApiKey: db.prepare<{ id: string; now: number }>(SQL.touchApiKey),
@@ -487,12 +510,29 @@ export function newApiKeyId(): string {
   return `key_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
 }
 
+/** The row a new key is stored as, the same in SQLite and PostgreSQL. */
+export function newApiKeyRow(input: NewApiKeyRecord): ApiKeyRow {
+  const scopes = input.scopes ?? ['send', 'read'];
+  return {
+    id: newApiKeyId(),
+    name: input.name,
+    prefix: input.prefix,
+    scopes: API_KEY_SCOPES.filter((s) => scopes.includes(s)).join(' '),
+    senders: input.senders === undefined ? null : JSON.stringify(input.senders),
+    created_at: (input.now ?? new Date()).getTime(),
+    last_used_at: null,
+    revoked_at: null,
+  };
+}
+
 /** A row of either store's `http_api_keys` as a record. */
 export function toApiKey(row: ApiKeyRow): ApiKeyRecord {
   return {
     id: row.id,
     name: row.name,
     prefix: row.prefix,
+    scopes: row.scopes.split(' ').filter((s): s is ApiKeyScope => (API_KEY_SCOPES as readonly string[]).includes(s)),
+    senders: row.senders === null ? undefined : (JSON.parse(row.senders) as string[]),
     createdAt: new Date(row.created_at),
     lastUsedAt: row.last_used_at === null ? undefined : new Date(row.last_used_at),
     revokedAt: row.revoked_at === null ? undefined : new Date(row.revoked_at),

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config/index.js';
 import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, MessageState } from '../../outbox/index.js';
+import { SenderPolicy, asciiAddress } from '../smtp/sender-policy.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, errorResponseSchema } from './errors.js';
 import type { HttpStore } from './http-store.js';
@@ -59,6 +60,14 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
         },
       );
     }
+    const key = request.apiKey;
+    if (key?.senders !== undefined) {
+      // A key limited to some senders, like an SMTP user with allowedSenders: both the envelope and the header sender.
+      const policy = new SenderPolicy(key.senders);
+      const refused = [message.envelope.from, headerFrom].find((a) => a !== undefined && !policy.allows(asciiAddress(a)));
+      if (refused !== undefined)
+        throw apiError('R365_HTTP_FORBIDDEN', `The API key ${key.name} may send only as ${key.senders.join(', ')}, not as ${refused}.`, { field: 'from' });
+    }
     const route = routeFor(deps.router, mailboxes, message, headerFrom, mailbox);
     const stored = await deps.enqueue({
       ...route,
@@ -85,6 +94,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.post<{ Body: SendMessageBody }>(
     '/messages',
     {
+      config: { scope: 'send' },
       schema: {
         summary: 'Send a message',
         description:
@@ -103,6 +113,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.post<{ Body: SendMimeBody }>(
     '/messages/mime',
     {
+      config: { scope: 'send' },
       schema: {
         summary: 'Send raw MIME',
         description:
@@ -120,6 +131,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(
     '/messages',
     {
+      config: { scope: 'read' },
       schema: {
         summary: 'List messages, newest first',
         tags: ['messages'],
@@ -152,6 +164,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.get<{ Params: { id: string } }>(
     '/messages/:id',
     {
+      config: { scope: 'read' },
       schema: {
         summary: 'A message, its state and every attempt with its explanation',
         tags: ['messages'],
@@ -169,6 +182,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.post<{ Params: { id: string } }>(
     '/messages/:id/retry',
     {
+      config: { scope: 'admin' },
       schema: {
         summary: 'Send a failed or deferred message again now',
         tags: ['messages'],
@@ -191,6 +205,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.delete<{ Params: { id: string } }>(
     '/messages/:id',
     {
+      config: { scope: 'admin' },
       schema: {
         summary: 'Cancel a message not yet sent',
         description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
@@ -213,6 +228,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.get(
     '/mailboxes',
     {
+      config: { scope: 'read' },
       schema: {
         summary: 'The sending mailboxes: token, quota used and left, pause and last error',
         tags: ['mailboxes'],
@@ -224,6 +240,10 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   );
 
   const doctor = deps.doctor;
+  // Each run asks for a token and opens connections to Exchange (3 allowed per mailbox): one at a
+  // time, and at most once a minute per mailbox; a caller in between gets the last report.
+  const DOCTOR_SPACING_MS = 60_000;
+  const doctorRuns = new Map<string, { at: number; report: Promise<unknown> }>();
   if (doctor) {
     app.get<{ Params: { mailbox: string } }>(
       '/mailboxes/:mailbox/doctor',
@@ -240,7 +260,13 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
         const mailbox = request.params.mailbox.toLowerCase();
         if (!mailboxes.includes(mailbox))
           throw apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
-        return doctor(mailbox);
+        const last = doctorRuns.get(mailbox);
+        if (last && Date.now() - last.at < DOCTOR_SPACING_MS) return last.report;
+        const report = doctor(mailbox);
+        doctorRuns.set(mailbox, { at: Date.now(), report });
+        // A failed run is not kept: the next call tries again.
+        report.catch(() => doctorRuns.delete(mailbox));
+        return report;
       },
     );
   }

@@ -61,10 +61,19 @@ export const PG_HTTP_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX http_webhook_deliveries_finished ON ${s}.http_webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    description: 'API key scopes and senders',
+    // Keys made before scopes existed keep what they could do (everything); new keys get send and read.
+    sql: (s) => `
+      ALTER TABLE ${s}.http_api_keys ADD COLUMN scopes text NOT NULL DEFAULT 'send read admin';
+      ALTER TABLE ${s}.http_api_keys ADD COLUMN senders text;  -- JSON array of sender rules; NULL: any
+    `,
+  },
 ];
 
 /** API key columns, as `ApiKeyRow` (http-store.ts) has them. */
-const API_KEY_COLUMNS = 'id, name, prefix, created_at, last_used_at, revoked_at';
+const API_KEY_COLUMNS = 'id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at';
 
 /** A row of `http_idempotency_keys` as the reservation reads it. */
 export interface PgIdempotencyRow {
@@ -89,8 +98,8 @@ export function pgHttpStatements(schema: string) {
     ...migrationLedgerStatements(schema, 'http_schema_migrations'),
     ping: 'SELECT 1',
 
-    /** $1 id, $2 name, $3 prefix, $4 hash, $5 created_at. */
-    insertApiKey: `INSERT INTO ${s}.http_api_keys (id, name, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5)
+    /** $1 id, $2 name, $3 prefix, $4 hash, $5 created_at, $6 scopes, $7 senders. */
+    insertApiKey: `INSERT INTO ${s}.http_api_keys (id, name, prefix, hash, created_at, scopes, senders) VALUES ($1, $2, $3, $4, $5, $6, $7)
       RETURNING ${API_KEY_COLUMNS}`,
     listApiKeys: `SELECT ${API_KEY_COLUMNS} FROM ${s}.http_api_keys ORDER BY created_at, id`,
     /** The active key with this hash. $1 hash. */

@@ -13,11 +13,12 @@ import {
 } from '../../outbox/pg-database.js';
 import {
   FINISHED_RETENTION_MS,
-  newApiKeyId,
+  newApiKeyRow,
   toApiKey,
   toWebhookDelivery,
   type ApiKeyRecord,
   type ApiKeyRow,
+  type NewApiKeyRecord,
   type HttpStore,
   type IdempotencyRequest,
   type IdempotencyReservation,
@@ -123,10 +124,10 @@ export class PgHttpStore implements HttpStore {
     );
   }
 
-  createApiKey(input: { name: string; hash: string; prefix: string; now?: Date }): Promise<ApiKeyRecord> {
+  createApiKey(input: NewApiKeyRecord): Promise<ApiKeyRecord> {
     return this.run('store an API key', async () => {
-      const createdAt = (input.now ?? new Date()).getTime();
-      const { rows } = await this.pool.query<ApiKeyRow>(this.sql.insertApiKey, [newApiKeyId(), input.name, input.prefix, input.hash, createdAt]);
+      const row = newApiKeyRow(input);
+      const { rows } = await this.pool.query<ApiKeyRow>(this.sql.insertApiKey, [row.id, row.name, row.prefix, input.hash, row.created_at, row.scopes, row.senders]);
       return toApiKey(rows[0]!);
     });
   }
