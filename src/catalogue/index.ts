@@ -1,4 +1,4 @@
-export type { ReplyClass, Explanation } from './types.js';
+export type { ReplyClass, Explanation, Handling } from './types.js';
 export { AADSTS_CATALOGUE, explainAadsts, findAadstsCode } from './aadsts.js';
 export { SMTP_REPLY_CATALOGUE, explainSmtpReply, parseReply, type SmtpReplyRow } from './smtp-replies.js';
 export { explainConnectionError } from './connection-errors.js';

@@ -4,6 +4,11 @@ const DOC_OAUTH = 'https://learn.microsoft.com/exchange/client-developers/legacy
 const DOC_SMTP_AUTH = 'https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission';
 const DOC_LIMITS = 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits';
 const DOC_NDR = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online';
+const DOC_SUBMISSION = 'https://learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements';
+// Microsoft Learn's page on it is cited by shared/M365.md; its address was not found in the stored sources.
+const DOC_CONTINUOUS = 'MS Learn, "Continuous error throttling for SMTP AUTH submissions" (shared/M365.md)';
+// The Learn page's feedback thread, where Microsoft's NDR text is quoted.
+const DOC_RESTRICTED = 'https://github.com/MicrosoftDocs/OfficeDocs-o365seccomp/issues/643';
 const M365 = 'shared/M365.md reply catalogue (as reported by admins)';
 
 /** One row: which replies it matches (basic code, enhanced code, text pattern) and what they mean. */
@@ -60,6 +65,25 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     doc: DOC_SMTP_AUTH,
   },
   {
+    id: 'smtp-535-5.7.139-credentials',
+    code: 535,
+    enhanced: '5.7.139',
+    pattern: /user credentials were incorrect/i,
+    class: 'auth',
+    cause: 'Exchange refused the user name and password (Basic AUTH); relay365 itself never sends a password, so another client is using {mailbox} this way.',
+    fix: 'Use AUTH XOAUTH2 with an access token (relay365 does this for every mailbox in its config); a password or app password will stop working when Basic AUTH for SMTP is retired.',
+    doc: DOC_SMTP_AUTH,
+  },
+  {
+    id: 'smtp-504-5.7.4',
+    code: 504,
+    enhanced: '5.7.4',
+    class: 'auth',
+    cause: 'Exchange does not offer this authentication mechanism here (AUTH before STARTTLS, or a mechanism other than LOGIN and XOAUTH2).',
+    fix: 'Connect with STARTTLS on port 587 before AUTH, and use XOAUTH2 (relay365 does both; check for a proxy that strips STARTTLS).',
+    doc: DOC_OAUTH,
+  },
+  {
     id: 'smtp-535-5.7.3',
     code: 535,
     enhanced: '5.7.3',
@@ -77,6 +101,16 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause: 'The message was submitted without authenticating first.',
     fix: 'Authenticate (AUTH XOAUTH2) before MAIL FROM; relay365 does this itself, so check for a proxy that strips AUTH.',
     doc: DOC_SMTP_AUTH,
+  },
+  {
+    id: 'smtp-554-5.2.252-sendas',
+    code: 554,
+    enhanced: '5.2.252',
+    pattern: /SendAsDenied/i,
+    class: 'permanent',
+    cause: 'The From address is not the mailbox and the mailbox has no SendAs right on it (Exchange names both: "<mailbox> not allowed to send as <From>").',
+    fix: "Send from the mailbox's own address, or grant the right: Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs.",
+    doc: DOC_NDR,
   },
   {
     id: 'smtp-554-5.2.0-sendas',
@@ -98,13 +132,25 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     doc: M365,
   },
   {
+    id: 'smtp-432-4.3.2-concurrent',
+    code: 432,
+    enhanced: '4.3.2',
+    pattern: /Concurrent connections limit exceeded/i,
+    class: 'throttled',
+    handling: { lowerConcurrency: true },
+    cause: 'More than 3 simultaneous SMTP connections for this mailbox (Exchange Online limit since 2021).',
+    fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as {mailbox} at the same time.",
+    doc: DOC_SUBMISSION,
+  },
+  {
     id: 'smtp-432-4.3.2-threads',
     code: 432,
     enhanced: '4.3.2',
-    pattern: /thread limit/i,
+    pattern: /sender thread limit/i,
     class: 'throttled',
-    cause: 'More than 3 simultaneous SMTP connections for this mailbox (Exchange Online limit).',
-    fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as the same mailbox at the same time.",
+    handling: { lowerConcurrency: true },
+    cause: 'More than 3 simultaneous SMTP connections for this mailbox (the 2018 wording of the limit).',
+    fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as {mailbox} at the same time.",
     doc: DOC_LIMITS,
   },
   {
@@ -113,18 +159,79 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     enhanced: '5.2.0',
     pattern: /SubmissionQuotaExceeded/i,
     class: 'throttled',
-    cause: 'The mailbox exceeded its sending rate (30 messages a minute) or its recipients per 24 hours (10,000).',
-    fix: 'relay365 waits and retries; spread the load over a pool of mailboxes if this recurs.',
+    handling: { holdUntilRecipientWindowFrees: true },
+    cause: 'The mailbox has used its 10,000 recipients per rolling 24 hours (going over 30 messages a minute only delays mail; it does not give this reply).',
+    fix: 'relay365 holds {mailbox} until its oldest recipients leave the 24-hour window, then carries on; spread the load over a pool of mailboxes if this recurs.',
+    doc: DOC_SUBMISSION,
+  },
+  {
+    id: 'smtp-554-5.2.2-mailbox-full',
+    code: 554,
+    enhanced: '5.2.2',
+    pattern: /QuotaExceeded|mailbox full/i,
+    class: 'blocked',
+    cause: 'The sending mailbox is full: every message sent by SMTP AUTH is kept in its Sent Items, and a full mailbox cannot send.',
+    fix: 'Free space in {mailbox} (a retention policy that deletes Sent Items after some days: New-RetentionPolicyTag "Sent 7d" -Type SentItems -AgeLimitForRetention 7 -RetentionAction DeletePermanently), or give it a bigger quota; then `relay365 queue resume {mailbox}`. Its queue is kept.',
     doc: DOC_LIMITS,
+  },
+  {
+    id: 'smtp-550-5.2.251-throttled',
+    code: 550,
+    enhanced: '5.2.251',
+    pattern: /continuous/i,
+    class: 'blocked',
+    cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "mailbox full" errors.',
+    fix: 'Free space in {mailbox} (retention policy on Sent Items, or a bigger quota); the block lifts after a while, and relay365 probes and resumes. Its queue is kept.',
+    doc: DOC_CONTINUOUS,
+  },
+  {
+    id: 'smtp-550-5.2.252-throttled',
+    code: 550,
+    enhanced: '5.2.252',
+    pattern: /continuous/i,
+    class: 'blocked',
+    cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "send as denied" errors.',
+    fix: 'Grant the right (Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs) or fix the From addresses of the devices using {mailbox}; relay365 probes and resumes. Its queue is kept.',
+    doc: DOC_CONTINUOUS,
+  },
+  {
+    id: 'smtp-550-5.2.253-throttled',
+    code: 550,
+    enhanced: '5.2.253',
+    pattern: /continuous/i,
+    class: 'blocked',
+    cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "invalid licence" errors.',
+    fix: 'Assign {mailbox} a licence with Exchange Online (Microsoft 365 admin center > Users > Licenses and apps); relay365 probes and resumes. Its queue is kept.',
+    doc: DOC_CONTINUOUS,
+  },
+  {
+    id: 'smtp-550-5.2.254-throttled',
+    code: 550,
+    enhanced: '5.2.254',
+    pattern: /continuous/i,
+    class: 'blocked',
+    cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "too many recipients" errors.',
+    fix: 'Split messages so each has at most 500 recipients (or the tenant maximum); relay365 probes and resumes. Its queue is kept.',
+    doc: DOC_CONTINUOUS,
+  },
+  {
+    id: 'smtp-550-5.2.255-throttled',
+    code: 550,
+    enhanced: '5.2.255',
+    pattern: /continuous/i,
+    class: 'blocked',
+    cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "invalid recipients" errors.',
+    fix: 'Find the device or application using {mailbox} that sends to addresses that do not exist (`relay365 queue list --state failed`), and fix its recipients; relay365 probes and resumes. Its queue is kept.',
+    doc: DOC_CONTINUOUS,
   },
   {
     id: 'smtp-550-5.1.8',
     code: 550,
     enhanced: '5.1.8',
-    class: 'permanent',
-    cause: 'The mailbox is blocked from sending (restricted for sending spam).',
-    fix: 'Unblock it in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities), and find out why it was restricted.',
-    doc: DOC_NDR,
+    class: 'blocked',
+    cause: 'The mailbox is blocked from sending: Microsoft restricted it for sending spam ("bad outbound sender"). Every message it sends is refused until an admin releases it.',
+    fix: 'Find out why it was restricted (a stolen password?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) and run `relay365 queue resume {mailbox}`. Its queue is kept.',
+    doc: DOC_RESTRICTED,
   },
   {
     id: 'smtp-421-4.7.66',
@@ -145,6 +252,25 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     doc: M365,
   },
   {
+    id: 'smtp-451-4.7.0-temporary',
+    code: 451,
+    enhanced: '4.7.0',
+    pattern: /Temporary server error/i,
+    class: 'transient',
+    cause: 'Exchange Online had a temporary server error.',
+    fix: 'Nothing to do: relay365 retries with backoff.',
+    doc: DOC_NDR,
+  },
+  {
+    id: 'smtp-451-4.3.111-temporary',
+    code: 451,
+    enhanced: '4.3.111',
+    class: 'transient',
+    cause: 'Exchange Online had a temporary server error.',
+    fix: 'Nothing to do: relay365 retries with backoff.',
+    doc: DOC_NDR,
+  },
+  {
     id: 'smtp-421-4.3.2',
     code: 421,
     enhanced: '4.3.2',
@@ -152,6 +278,16 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause: 'The service is not available right now.',
     fix: 'Nothing to do: relay365 retries with backoff.',
     doc: M365,
+  },
+  {
+    id: 'smtp-552-5.3.4-header',
+    code: 552,
+    enhanced: '5.3.4',
+    pattern: /Header size exceeds/i,
+    class: 'permanent',
+    cause: 'The message header is larger than Exchange Online accepts (256 KB).',
+    fix: 'Send the message with a smaller header (fewer or shorter header fields, e.g. long To/Cc lists or large custom headers).',
+    doc: DOC_LIMITS,
   },
   {
     id: 'smtp-552-5.3.4',
@@ -231,5 +367,12 @@ export function explainSmtpReply(reply: string, mailbox = '<mailbox>'): Explanat
     // The enhanced code alone is enough when the basic code differs between builds (e.g. 550 vs 554).
     SMTP_REPLY_CATALOGUE.find((r) => r.enhanced !== undefined && r.enhanced === parsed.enhanced && r.pattern !== undefined && r.pattern.test(parsed.text));
   const found = row ?? fallback(parsed.code, parsed.enhanced);
-  return { id: found.id, class: found.class, cause: found.cause, fix: found.fix.replaceAll('{mailbox}', mailbox), ...(found.doc ? { doc: found.doc } : {}) };
+  return {
+    id: found.id,
+    class: found.class,
+    cause: found.cause,
+    fix: found.fix.replaceAll('{mailbox}', mailbox),
+    ...(found.doc ? { doc: found.doc } : {}),
+    ...(found.handling ? { handling: found.handling } : {}),
+  };
 }
