@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { CLOUD_NAMES, type CloudName } from './cloud-names.js';
 
@@ -182,8 +183,28 @@ export const smtpIngressSchema = z
     /** PEM certificate and key for TLS; without them relay365 makes a self-signed pair in `<dataDir>/tls`. */
     certFile: z.string().optional(),
     keyFile: z.string().optional(),
-    /** Name in the greeting and `Received:` headers (default: the machine's host name). */
+    /** Name in the greeting and `Received:` headers and in the generated certificate (default: the machine's host name). */
     hostname: z.string().optional(),
+    /** The generated certificate (no `certFile`). */
+    tls: z
+      .object({
+        /**
+         * More names clients reach the relay by (DNS names or IP addresses), put in the generated
+         * certificate beside `hostname`, the machine's name, the listeners' addresses and loopback.
+         */
+        names: z
+          .array(
+            z
+              .string()
+              .refine(
+                (n) => isIP(n) !== 0 || /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(n),
+                'must be a host name (relay.contoso.lan, *.contoso.lan) or an IP address',
+              ),
+          )
+          .default([]),
+      })
+      .strict()
+      .default({ names: [] }),
     /** Local users: `relay365 user add NAME` prints the line to paste. */
     users: z
       .array(

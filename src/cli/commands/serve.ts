@@ -168,6 +168,14 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
       console.log(`relay365 serving (store ${storeName}; worker ${relay.worker.owner})`);
       for (const l of relay.listeners)
         console.log(`  SMTP  ${l.host}:${l.port} (${l.tls === 'implicit' ? 'implicit TLS' : l.tls === 'starttls' ? 'STARTTLS' : 'no TLS'})`);
+      // What a client is given to trust, and what to compare it with (docs/devices.md, "TLS certificate").
+      const cert = relay.smtp?.certificate();
+      if (cert) {
+        console.log(`  TLS   certificate ${cert.path} (${cert.origin === 'configured' ? 'smtp.certFile' : `self-signed, ${cert.origin}`})`);
+        console.log(`        SHA-256 ${cert.sha256}`);
+        console.log(`        names ${cert.names.join(', ')}`);
+        if (cert.replacedPath) console.log(`        the names changed: the previous certificate is kept as ${cert.replacedPath}`);
+      }
       if (relay.httpAddress) console.log(`  HTTP  ${relay.httpAddress} (API /v1, /metrics, /healthz${config.http.adminPassword ? ', dashboard /' : ''})`);
       console.log(
         `  sending as ${config.mailboxes.map((m) => m.address).join(', ') || '(no mailbox configured)'} via ${relay.identity.cloud.smtpHost}:${relay.identity.cloud.smtpPort}`,

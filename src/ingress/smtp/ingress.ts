@@ -20,7 +20,7 @@ import { checkHeaderSection } from '../header-policy.js';
 import { MAX_LINE_OCTETS, MessageCollector, readHeaders, traceFields } from './message.js';
 import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
 import { REPLIES, replyError } from './replies.js';
-import { loadTlsIdentity, type TlsIdentity } from './self-signed.js';
+import { listenerAddressNames, loadTlsIdentity, type TlsIdentity } from './self-signed.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';
 
 /** What the SMTP front door needs; the runtime wires the real ones, tests their own. */
@@ -54,6 +54,22 @@ export interface SmtpIngress {
   close(): Promise<void>;
   /** Closes every listener and connection at once; a message not yet answered is not accepted. */
   closeNow(): void;
+  /** The certificate TLS listeners present, once {@link SmtpIngress.listen} has loaded it (undefined without a TLS listener). */
+  certificate(): SmtpCertificate | undefined;
+}
+
+/** The SMTP front door's certificate, as `serve` prints it and clients are told to trust it. */
+export interface SmtpCertificate {
+  /** The PEM file clients trust (`<dataDir>/tls/relay.crt`, or `smtp.certFile`). */
+  path: string;
+  /** SHA-256 fingerprint, `AB:CD:...`, as `openssl x509 -noout -fingerprint -sha256 -in PATH` prints it. */
+  sha256: string;
+  /** Its subjectAltName entries: the names and addresses a verifying client may use. */
+  names: string[];
+  /** `configured`, `generated` (made at this start) or `reused`. */
+  origin: TlsIdentity['origin'];
+  /** Where a pair replaced at this start was kept. */
+  replacedPath?: string;
 }
 
 /** Who may relay on a connection: a logged-in user, or the allowlist entry holding its address. */
@@ -504,9 +520,11 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
           keyFile: config.keyFile,
           dataDir: deps.dataDir,
           hostname,
-          extraNames: config.listeners.map((l) => l.host),
+          // Every name a client may dial: the machine's own, the configured ones and each listener's addresses.
+          extraNames: [osHostname(), ...config.tls.names, ...listenerAddressNames(config.listeners.map((l) => l.host))],
         });
-        if (tlsIdentity.origin === 'generated') logger.info({ cert: tlsIdentity.certPath }, 'SMTP made a self-signed TLS certificate');
+        const cert = { cert: tlsIdentity.certPath, sha256: tlsIdentity.fingerprint256, names: tlsIdentity.names };
+        if (tlsIdentity.origin === 'generated') logger.info({ ...cert, replaced: tlsIdentity.replacedPath }, 'SMTP made a self-signed TLS certificate');
       }
       const opened: SmtpListenerAddress[] = [];
       servers = [];
@@ -567,5 +585,11 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     },
 
     closeNow,
+
+    certificate() {
+      if (!tlsIdentity) return undefined;
+      const { certPath: path, fingerprint256: sha256, names, origin, replacedPath } = tlsIdentity;
+      return { path, sha256, names, origin, ...(replacedPath ? { replacedPath } : {}) };
+    },
   };
 }

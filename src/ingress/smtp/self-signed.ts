@@ -1,6 +1,7 @@
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
@@ -18,6 +19,12 @@ export interface TlsIdentity extends CertificatePair {
   origin: 'configured' | 'generated' | 'reused';
   /** The certificate file in use. */
   certPath: string;
+  /** SHA-256 of the certificate (DER), as `openssl x509 -noout -fingerprint -sha256` prints it (`AB:CD:...`). */
+  fingerprint256: string;
+  /** The names (DNS names and IP addresses) in the certificate's subjectAltName, which clients verify. */
+  names: string[];
+  /** Where the pair a generated one replaced was kept (`relay.<time>.crt`, its key beside it). */
+  replacedPath?: string;
 }
 
 const ECDSA: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -32,6 +39,55 @@ function toPem(der: ArrayBuffer, label: string): string {
     .replace(/(.{64})/g, '$1\n')
     .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+/**
+ * A name as certificates and clients compare it: lower case, no trailing dot, an IPv6 address in its
+ * RFC 5952 form, an IPv4-mapped IPv6 address as the IPv4 address a client dials.
+ */
+function canonicalName(name: string): string {
+  const n = name.trim().toLowerCase().replace(/\.$/, '');
+  if (isIP(n) !== 6) return n;
+  const v6 = new URL(`http://[${n}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (!mapped) return v6;
+  const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
+/**
+ * The names a certificate for `hostname` carries: it, `localhost`, `127.0.0.1`, `::1` and
+ * `extraNames`, canonical, without duplicates and without the wildcard addresses `0.0.0.0` and `::`
+ * (no client dials them).
+ */
+export function certificateNames(hostname: string, extraNames: readonly string[] = []): string[] {
+  return [...new Set([hostname, 'localhost', '127.0.0.1', '::1', ...extraNames].map(canonicalName))].filter((n) => n !== '' && n !== '0.0.0.0' && n !== '::');
+}
+
+/**
+ * The addresses clients reach listeners on `hosts` by: a concrete address as it is, `0.0.0.0` every
+ * IPv4 address of the machine's interfaces, `::` every address (Node's `::` socket takes IPv4 too).
+ * IPv6 link-local addresses are left out: they need a zone (`%eth0`) no certificate can name.
+ */
+export function listenerAddressNames(hosts: readonly string[], interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string[] {
+  const all = Object.values(interfaces).flatMap((list) => list ?? []);
+  const usable = all.filter((i) => !(i.family === 'IPv6' && /^fe[89ab]/i.test(i.address)));
+  return hosts.flatMap((host) => {
+    if (host === '0.0.0.0') return usable.filter((i) => i.family === 'IPv4').map((i) => i.address);
+    if (host === '::' || host === '') return usable.map((i) => i.address);
+    return [host];
+  });
+}
+
+/** The names in a certificate's subjectAltName, canonical. */
+function sanNames(certPem: string): string[] {
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const san = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension);
+  return (san?.names.items ?? []).filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => canonicalName(n.value));
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join(' ') === [...b].sort().join(' ');
 }
 
 function serial(): string {
@@ -49,9 +105,7 @@ function serial(): string {
 export async function createSelfSignedCertificate(hostname: string, extraNames: readonly string[] = []): Promise<CertificatePair> {
   // A process-wide setting of @peculiar/x509; done here rather than at import (no side effects at import).
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-  const names = [...new Set([hostname, 'localhost', '127.0.0.1', '::1', ...extraNames].map((n) => n.toLowerCase()))].filter(
-    (n) => n !== '' && n !== '0.0.0.0' && n !== '::',
-  );
+  const names = certificateNames(hostname, extraNames);
   const keys = await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
   // RFC 5280 4.1.2.4 wants a non-empty subject; the CN is informative, clients match the SAN.
   const cn = hostname.replace(/[,=+<>#;"\\]/g, '') || 'relay365';
@@ -104,11 +158,24 @@ async function writeAtomically(path: string, text: string, mode: number): Promis
   await rename(tmp, path);
 }
 
+/** What a certificate is known by: its fingerprint and names. */
+function identify(certPem: string): Pick<TlsIdentity, 'fingerprint256' | 'names'> {
+  return { fingerprint256: new X509Certificate(certPem).fingerprint256, names: sanNames(certPem) };
+}
+
+/** `relay.crt` -> `relay.2026-12-02T12-50-00Z.crt`: a name that sorts by time and is valid everywhere. */
+function asideName(path: string, at: Date): string {
+  const stamp = at.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+  return path.replace(/(\.[a-z]+)$/, `.${stamp}$1`);
+}
+
 /**
  * The certificate and key for the SMTP front door: `certFile` and `keyFile` when configured, else a
  * self-signed pair kept in `<dataDir>/tls/relay.crt` and `relay.key` (mode 0600), made on the first
- * start and reused afterwards (replaced when it is unreadable, does not match, or expires within 30
- * days).
+ * start and reused afterwards. It is replaced when it is unreadable, does not match, expires within
+ * 30 days, or names other names than {@link certificateNames} gives for `hostname` and `extraNames`
+ * (a client verifying a name the certificate lacks refuses it); the replaced pair is renamed to
+ * `relay.<time>.crt` and `relay.<time>.key`, so that nothing a client was given is lost.
  *
  * @throws Relay365Error `R365_TLS_CERTIFICATE_UNUSABLE` when the configured files cannot be read or
  *   do not belong together, or the generated pair cannot be written.
@@ -148,23 +215,33 @@ export async function loadTlsIdentity(options: {
         },
       );
     }
-    return { ...pair, origin: 'configured', certPath: certFile };
+    return { ...pair, origin: 'configured', certPath: certFile, ...identify(pair.certPem) };
   }
 
   const dir = resolve(options.dataDir, 'tls');
   const certPath = join(dir, 'relay.crt');
   const keyPath = join(dir, 'relay.key');
+  const wanted = certificateNames(options.hostname, options.extraNames);
   try {
     const existing = await readPair(certPath, keyPath);
     if (existing && !unusable(existing) && Date.parse(new X509Certificate(existing.certPem).validTo) - Date.now() > RENEW_BEFORE_MS) {
-      return { ...existing, origin: 'reused', certPath };
+      const known = identify(existing.certPem);
+      if (sameNames(known.names, wanted)) return { ...existing, origin: 'reused', certPath, ...known };
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const pair = await createSelfSignedCertificate(options.hostname, options.extraNames);
+    let replacedPath: string | undefined;
+    if (existing) {
+      // Kept, not deleted: clients may have been given it, and going back is a rename.
+      const now = new Date();
+      replacedPath = asideName(certPath, now);
+      await rename(keyPath, asideName(keyPath, now));
+      await rename(certPath, replacedPath);
+    }
     // The key first: a certificate without its key is replaced at the next start anyway.
     await writeAtomically(keyPath, pair.keyPem, 0o600);
     await writeAtomically(certPath, pair.certPem, 0o644);
-    return { ...pair, origin: 'generated', certPath };
+    return { ...pair, origin: 'generated', certPath, ...identify(pair.certPem), ...(replacedPath ? { replacedPath } : {}) };
   } catch (cause) {
     throw new Relay365Error(
       'R365_TLS_CERTIFICATE_UNUSABLE',
