@@ -144,7 +144,7 @@ describe('docs/http-api.md: every shell example runs as written against relay365
     const keys = await runBlock(blocks[0]!);
     ok(keys, []);
     assert.match(await readFile(join(dir.path, '.examples-env'), 'utf8'), /RELAY365_API_KEY="?r365_[A-Za-z0-9_-]{40,}/);
-    assert.match(keys.stdout, /key_\S+\s+\S+…\s+billing-app\s+created/);
+    assert.match(keys.stdout, /key_\S+\s+\S+…\s+billing-app\s+send,read,admin\s+created/);
     assert.match(keys.stdout, /API key key_\S+ \(old-app\) revoked\./);
 
     // POST /v1/messages with every field: 202, queued for the sandbox's mailbox.
