@@ -102,10 +102,6 @@ export function pickSendingMailbox(addresses: readonly string[], explicit: strin
   const bySender = find(sender);
   if (bySender) return bySender;
   if (addresses.length === 1) return addresses[0]!;
-  throw new Relay365Error(
-    'R365_UNKNOWN_MAILBOX',
-    addresses.length === 0
-      ? 'No mailbox is configured: add one under mailboxes: in the config.'
-      : `No configured mailbox is ${sender}: choose one with the mailbox option.`,
-  );
+  if (addresses.length === 0) throw new Relay365Error('R365_NO_MAILBOX_CONFIGURED', 'No mailbox is configured: add one under mailboxes: in the config.');
+  throw new Relay365Error('R365_UNKNOWN_MAILBOX', `No configured mailbox is ${sender}: choose one with the mailbox option (${addresses.join(', ')}).`);
 }

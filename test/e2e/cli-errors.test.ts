@@ -112,6 +112,11 @@ describe('the built CLI names each user mistake with a code of its own', () => {
   it('names a config without a mailbox, one with several, and an unknown --mailbox', async () => {
     await failsWith(['token', '--config', noMailbox], 'R365_NO_MAILBOX_CONFIGURED', /No mailbox is configured: add one under mailboxes:/);
     await failsWith(['test', '--to', 'a@example.net', '--config', noMailbox], 'R365_NO_MAILBOX_CONFIGURED', /No mailbox is configured/);
+    await failsWith(
+      ['send', '--from', 'a@contoso.com', '--to', 'x@example.net', '--config', noMailbox],
+      'R365_NO_MAILBOX_CONFIGURED',
+      /No mailbox is configured/,
+    );
     await failsWith(['token', '--config', twoMailboxes], 'R365_MAILBOX_NOT_CHOSEN', /choose one with --mailbox \(relay@contoso\.com, ops@contoso\.com\)/);
     await failsWith(
       ['login', '--mailbox', 'nobody@contoso.com', '--config', config],
