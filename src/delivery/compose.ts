@@ -42,6 +42,13 @@ export function toCrlf(raw: Buffer): Buffer {
   return bare ? Buffer.from(raw.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : raw;
 }
 
+/** "to is "x", which holds no e-mail address." for a field given without an address in it (a typo, a bare name). */
+function given(field: string, value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '' || (Array.isArray(value) && value.length === 0)) return undefined;
+  const text = (Array.isArray(value) ? value : [value]).map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(', ');
+  return `${field} is "${text.length > 80 ? `${text.slice(0, 80)}...` : text}", which holds no e-mail address (name@domain).`;
+}
+
 /**
  * Builds the exact bytes to send: nodemailer's composer for field messages (Bcc removed from the
  * headers but kept in the envelope, Message-ID and Date added), or raw MIME as given.
@@ -58,8 +65,11 @@ export async function composeMessage(input: MessageInput): Promise<OutgoingMessa
   const node = new MailComposer(input).compile();
   const env = node.getEnvelope();
   const from = typeof env.from === 'string' ? env.from : '';
-  if (!from) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no sender: set from (or envelope.from).');
-  if (env.to.length === 0) throw new Relay365Error('R365_MESSAGE_INVALID', 'The message has no recipient: set to, cc or bcc.');
+  if (!from) throw new Relay365Error('R365_MESSAGE_INVALID', `The message has no sender: ${given('from', input.from) ?? 'set from (or envelope.from).'}`);
+  if (env.to.length === 0) {
+    const said = given('to', input.to) ?? given('cc', input.cc) ?? given('bcc', input.bcc);
+    throw new Relay365Error('R365_MESSAGE_INVALID', `The message has no recipient: ${said ?? 'set to, cc or bcc.'}`);
+  }
   const raw = toCrlf(await node.build());
   return { raw, envelope: { from, to: env.to }, messageId: node.messageId() };
 }

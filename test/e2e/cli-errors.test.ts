@@ -167,6 +167,15 @@ describe('the built CLI names each user mistake with a code of its own', () => {
     assert.ok(!res.stdout.includes('<redacted> value>'));
   });
 
+  it('names the value of --to or --from that holds no address (was: "set to, cc or bcc" after --to was given)', async () => {
+    await failsWith(['test', '--to', 'alice', '--config', config], 'R365_MESSAGE_INVALID', /no recipient: to is "alice", which holds no e-mail address/);
+    await failsWith(
+      ['send', '--from', 'relay', '--to', 'x@example.net', '--mailbox', 'relay@contoso.com', '--config', config],
+      'R365_MESSAGE_INVALID',
+      /no sender: from is "relay", which holds no e-mail address/,
+    );
+  });
+
   it('names a config path that is a folder or does not exist R365_CONFIG_NOT_FOUND', async () => {
     const folder = join(dir.path, 'a-folder');
     await mkdir(folder);
