@@ -29,13 +29,34 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = pr
   return runningSandboxDemoConfig(sandboxDemoConfigPath(env.RELAY365_DATA_DIR || './data'));
 }
 
-/** Loads the config and a logger writing to stderr (stdout is for the command's own output). */
-export async function cliContext(flags: { config?: string }, options: { sandboxDemo?: boolean } = {}): Promise<{ config: Readonly<Config>; logger: Logger }> {
+/**
+ * Loads the config and a logger writing to stderr (stdout is for the command's own output).
+ *
+ * `daemon: true` (serve) logs at `log.level` as configured, default `info`: a relay's log is its record
+ * of what it accepted, refused and sent. A one-shot command (doctor, token, test, queue...) prints its own
+ * result, so at the default `info` it logs only warnings and errors, unless the level was set explicitly
+ * (`log.level` in the file, or `RELAY365_LOG__LEVEL`): then it logs at that level too.
+ */
+export async function cliContext(
+  flags: { config?: string },
+  options: { sandboxDemo?: boolean; daemon?: boolean } = {},
+): Promise<{ config: Readonly<Config>; logger: Logger }> {
   const path = configPath(flags.config, process.env, options);
   const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config/load.js'), import('../observe/logger.js')]);
   const config = await loadConfig(path === undefined ? {} : { path });
-  const logger = createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, destination: process.stderr });
+  const quiet = options.daemon !== true && config.log.level === 'info' && !(await logLevelSet(path, process.env));
+  const logger = createLogger({ level: quiet ? 'warn' : config.log.level, destination: process.stderr });
   return { config, logger };
+}
+
+/** Whether the user chose `log.level` (the environment override, or a `log.level` key in the config file). */
+async function logLevelSet(path: string | undefined, env: NodeJS.ProcessEnv): Promise<boolean> {
+  if (env.RELAY365_LOG__LEVEL) return true;
+  if (path === undefined) return false;
+  const [{ readFile }, { parse }] = await Promise.all([import('node:fs/promises'), import('yaml')]);
+  // loadConfig has just read and validated this file: it exists and is a mapping.
+  const raw = parse(await readFile(path, 'utf8')) as { log?: { level?: unknown } } | null;
+  return raw?.log?.level !== undefined;
 }
 
 /** The mailbox a command acts on: the flag, or the only configured one. */

@@ -9,8 +9,10 @@ export function logEvents(events: EventBus, logger: Logger): () => void {
   return events.subscribe((event: RelayEvent) => {
     const { type, at: _at, ...fields } = event;
     const level = type === 'message.failed' || type === 'mailbox.paused' ? 'warn' : 'info';
-    // The explanation is for people: its cause and fix, not the catalogue row's id and class.
-    const explanation = 'explanation' in fields && fields.explanation ? { cause: fields.explanation.cause, fix: fields.explanation.fix } : undefined;
+    // The catalogue row's id (what `docs/errors.md`, the dashboard and a bug report name it by), its cause
+    // and fix for people; not its class (the event has it) nor its handling.
+    const explanation =
+      'explanation' in fields && fields.explanation ? { id: fields.explanation.id, cause: fields.explanation.cause, fix: fields.explanation.fix } : undefined;
     logger[level]({ event: type, ...fields, ...(explanation ? { explanation } : {}) }, type);
   });
 }

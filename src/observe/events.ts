@@ -32,6 +32,25 @@ export type RelayEvent =
 
 export type RelayEventType = RelayEvent['type'];
 
+/**
+ * What a front door reports as it happens, for the metrics (the runtime wires them to
+ * {@link RelayMetrics.frontDoor}); the front door's own log lines tell the details.
+ */
+export type FrontDoorEvent =
+  /** An SMTP connection was let in, or refused at once (too many connections, shutting down). */
+  | { type: 'smtp.connection'; outcome: 'accepted' | 'refused' }
+  /** AUTH refused: wrong name or password (`invalid`), or the client is locked out (`locked`). */
+  | { type: 'smtp.auth_failed'; reason: 'invalid' | 'locked' }
+  /** A failed login started a lockout of the client's address or of the user. */
+  | { type: 'smtp.lockout' }
+  /** A sender (MAIL FROM, From, Sender or Resent-*) the login or allowlist entry may not use. */
+  | { type: 'smtp.sender_refused' }
+  /** A message committed to the outbox (its 250 follows). */
+  | { type: 'smtp.message_accepted' };
+
+/** Takes a front door's {@link FrontDoorEvent}s. */
+export type FrontDoorObserver = (event: FrontDoorEvent) => void;
+
 /** In-process event bus: parts publish, observers (logs, metrics, webhooks) subscribe. */
 export class EventBus {
   private readonly emitter = new EventEmitter();

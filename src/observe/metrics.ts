@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseReply } from '../catalogue/index.js';
-import type { EventBus, RelayEvent } from './events.js';
+import type { EventBus, FrontDoorEvent, RelayEvent } from './events.js';
 
 /**
  * The state of the queue and the mailboxes at one scrape, read from the outbox by the caller (the
@@ -26,9 +26,24 @@ export interface QueueSnapshot {
 export interface RelayMetricsOptions {
   /** Registry to use (default: a new one, so two relays in one process do not mix). */
   registry?: Registry;
-  /** Also export Node's process metrics (CPU, memory, event loop lag); default true. */
+  /**
+   * Also export Node's process metrics (CPU, memory, event loop lag); default true. They keep
+   * prom-client's standard names (`process_cpu_seconds_total`, `nodejs_eventloop_lag_seconds`), without
+   * the `relay365_` prefix, so stock Node.js dashboards find them.
+   */
   processMetrics?: boolean;
+  /** relay365's version, for `relay365_build_info` (default `unknown`). */
+  version?: string;
+  /** The configured mailboxes: their per-mailbox counters start at 0, so `increase()` sees the first event. */
+  mailboxes?: readonly string[];
 }
+
+/** Label values each counter starts with at 0: a series born with its first event hides that event from `increase()`. */
+const MESSAGE_EVENTS = ['queued', 'sent', 'deferred', 'failed'] as const;
+const MAILBOX_EVENTS = ['paused', 'resumed', 'throttled'] as const;
+const TOKEN_OUTCOMES = ['success', 'failure'] as const;
+const SMTP_CONNECTION_OUTCOMES = ['accepted', 'refused'] as const;
+const SMTP_AUTH_FAILURE_REASONS = ['invalid', 'locked'] as const;
 
 /** Seconds; one SMTP submission to Exchange takes from ~100 ms to a few seconds, a slow one 30 s or more. */
 const SEND_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -53,6 +68,12 @@ export class RelayMetrics {
   private readonly mailboxEvents: Counter<'mailbox' | 'event'>;
   private readonly tokenRequests: Counter<'mailbox' | 'outcome'>;
   private readonly webhookAttempts: Counter<'outcome' | 'type'>;
+  private readonly smtpConnections: Counter<'outcome'>;
+  private readonly smtpAuthFailures: Counter<'reason'>;
+  private readonly smtpLockouts: Counter;
+  private readonly smtpSendersRefused: Counter;
+  private readonly smtpMessagesAccepted: Counter;
+  private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly messages: Gauge<'mailbox' | 'state'>;
   private readonly queueDepth: Gauge;
   private readonly queueAge: Gauge;
@@ -64,7 +85,7 @@ export class RelayMetrics {
   constructor(options: RelayMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'relay365_' });
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     this.events = new Counter({
       name: 'relay365_message_events_total',
       help: 'Message state changes since start, by event (queued, sent, deferred, failed).',
@@ -102,6 +123,55 @@ export class RelayMetrics {
       labelNames: ['outcome', 'type'],
       registers,
     });
+    this.smtpConnections = new Counter({
+      name: 'relay365_smtp_connections_total',
+      help: 'SMTP connections by outcome: accepted, or refused at once (too many connections, shutting down).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.smtpAuthFailures = new Counter({
+      name: 'relay365_smtp_auth_failures_total',
+      help: 'SMTP AUTH attempts refused, by reason: invalid (wrong name or password), locked (client locked out).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.smtpLockouts = new Counter({
+      name: 'relay365_smtp_lockouts_total',
+      help: 'Lockouts started by repeated failed SMTP logins (smtp.lockoutFailures within smtp.lockoutWindowSeconds).',
+      registers,
+    });
+    this.smtpSendersRefused = new Counter({
+      name: 'relay365_smtp_senders_refused_total',
+      help: 'SMTP senders refused because the login or allowlist entry may not send as them (550 5.7.1).',
+      registers,
+    });
+    this.smtpMessagesAccepted = new Counter({
+      name: 'relay365_smtp_messages_accepted_total',
+      help: 'Messages accepted over SMTP (committed to the outbox before the 250).',
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'relay365_http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern ("unmatched" for no route) and status code.',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    new Gauge({
+      name: 'relay365_build_info',
+      help: 'Always 1; its labels are the relay365 version and the Node.js version running it.',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: options.version ?? 'unknown', node: process.versions.node }, 1);
+    for (const event of MESSAGE_EVENTS) this.events.inc({ event }, 0);
+    for (const outcome of SMTP_CONNECTION_OUTCOMES) this.smtpConnections.inc({ outcome }, 0);
+    for (const reason of SMTP_AUTH_FAILURE_REASONS) this.smtpAuthFailures.inc({ reason }, 0);
+    this.smtpLockouts.inc(0);
+    this.smtpSendersRefused.inc(0);
+    this.smtpMessagesAccepted.inc(0);
+    for (const mailbox of options.mailboxes ?? []) {
+      for (const event of MAILBOX_EVENTS) this.mailboxEvents.inc({ mailbox, event }, 0);
+      for (const outcome of TOKEN_OUTCOMES) this.tokenRequests.inc({ mailbox, outcome }, 0);
+    }
     this.messages = new Gauge({
       name: 'relay365_messages',
       help: 'Messages in the outbox by sending mailbox and state.',
@@ -168,6 +238,32 @@ export class RelayMetrics {
   /** Counts one token request (wire to `TokenProvider.onRefresh`). */
   tokenRequest(mailbox: string, ok: boolean): void {
     this.tokenRequests.inc({ mailbox, outcome: ok ? 'success' : 'failure' });
+  }
+
+  /** Counts one front-door event (wire to the SMTP ingress's `observe`). */
+  frontDoor(event: FrontDoorEvent): void {
+    switch (event.type) {
+      case 'smtp.connection':
+        this.smtpConnections.inc({ outcome: event.outcome });
+        break;
+      case 'smtp.auth_failed':
+        this.smtpAuthFailures.inc({ reason: event.reason });
+        break;
+      case 'smtp.lockout':
+        this.smtpLockouts.inc();
+        break;
+      case 'smtp.sender_refused':
+        this.smtpSendersRefused.inc();
+        break;
+      case 'smtp.message_accepted':
+        this.smtpMessagesAccepted.inc();
+        break;
+    }
+  }
+
+  /** Counts one answered HTTP request (wire to the HTTP app's `onResponse`); `route` is the pattern, never the path. */
+  httpRequest(method: string, route: string | undefined, status: number): void {
+    this.httpRequests.inc({ method, route: route ?? 'unmatched', status: String(status) });
   }
 
   /** Counts one webhook POST (wire to `WebhookDispatcher`'s `onAttempt`). */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -44,8 +45,8 @@ export interface Relay {
   http: FastifyInstance | undefined;
   /** Where it listens, e.g. `http://127.0.0.1:8025`. */
   httpAddress: string | undefined;
-  /** The Prometheus metrics served at `/metrics`, when `http.enabled`. */
-  metrics: RelayMetrics | undefined;
+  /** The Prometheus metrics: recorded whichever front doors are on, served at `/metrics` when `http.enabled`. */
+  metrics: RelayMetrics;
   /** The one way in for every front door: commit to the outbox, announce, wake the sender. */
   enqueue(message: NewMessage): Promise<StoredMessage>;
   /** Graceful stop: no new connections, finish transactions and sends in flight, close the store. */
@@ -125,11 +126,15 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
 
   const unlogEvents = logEvents(events, logger.child({ component: 'events' }));
   started.push(unlogEvents);
+  // Built whether or not /metrics is served: every front door counts into it from its first event.
+  const metrics = new RelayMetrics({ version: relayVersion(), mailboxes: config.mailboxes.map((m) => m.address) });
+  const unfollowMetrics = [metrics.follow(events), identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok))];
+  started.push(() => unfollowMetrics.forEach((u) => u()));
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
   const httpSide = config.http.enabled
     ? await prepareHttpSide(config, {
         events,
-        identity,
+        metrics,
         logger,
         env: deps.env ?? process.env,
         ...(pgStore ? { pgStore } : {}),
@@ -153,6 +158,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       router,
       outbox: { enqueue },
       logger: logger.child({ component: 'smtp' }),
+      observe: (event) => metrics.frontDoor(event),
     });
     started.push(() => ingress.close());
     listeners = await ingress.listen();
@@ -202,7 +208,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     listeners,
     http,
     httpAddress,
-    metrics: httpSide?.metrics,
+    metrics,
     enqueue,
     async close() {
       await http?.close();
@@ -211,6 +217,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       // After the worker: its last events are stored as webhook deliveries before the store closes.
       await httpSide?.close();
       unlogEvents();
+      unfollowMetrics.forEach((u) => u());
       await transport.close();
       identity.close();
       await store.close();
@@ -234,6 +241,15 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
   return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
 }
 
+/** relay365's version, from its package.json (two folders up from src/runtime and from dist/runtime). */
+function relayVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */
 interface HttpSide {
   httpStore: HttpStore;
@@ -248,7 +264,8 @@ async function prepareHttpSide(
   config: Config,
   parts: {
     events: EventBus;
-    identity: Identity;
+    /** The relay's metrics, already following the bus; served at /metrics. */
+    metrics: RelayMetrics;
     logger: Logger;
     env: NodeJS.ProcessEnv;
     /** The PostgreSQL outbox (`queue.url`), whose pool and schema the HTTP store then shares. */
@@ -266,7 +283,7 @@ async function prepareHttpSide(
   // of each webhook for the whole cluster); else in the SQLite file.
   const httpStore =
     parts.pgStore !== undefined ? await PgHttpStore.attach(parts.pgStore) : await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
-  const metrics = new RelayMetrics();
+  const { metrics } = parts;
   const webhooks = new WebhookDispatcher({
     outbox: httpStore,
     receivers,
@@ -274,11 +291,7 @@ async function prepareHttpSide(
     onAttempt: (a) => metrics.webhookAttempt(a.eventType, a.outcome),
     ...parts.webhooks,
   });
-  const unsubscribe = [
-    metrics.follow(parts.events),
-    webhooks.follow(parts.events),
-    parts.identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok)),
-  ];
+  const unsubscribe = [webhooks.follow(parts.events)];
   return {
     httpStore,
     metrics,

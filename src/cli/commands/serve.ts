@@ -121,7 +121,7 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
     )
     .action(async (flags: { config?: string; sandbox?: boolean }) => {
       // Never the config a running (or stopped) demo wrote: this command is the one that writes it.
-      const context = await cliContext(flags, { sandboxDemo: false });
+      const context = await cliContext(flags, { sandboxDemo: false, daemon: true });
       const logger = context.logger;
       let config = context.config;
       let sandbox: Sandbox | undefined;
@@ -189,11 +189,12 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
         if (demoConfig) for (const line of demoNextSteps(config, relay.httpAddress, demoConfig.path, demoPassword)) console.log(line);
       }
       await onShutdown(async () => {
-        logger.info('shutting down: finishing transactions and sends in flight');
+        logger.info({ event: 'relay.stopping' }, 'shutting down: finishing transactions and sends in flight');
         // First, so that a command started now is told the demo has stopped rather than reaching a closing sandbox.
         demoConfig?.markStopped();
         await relay.close();
         await sandbox?.close();
+        logger.info({ event: 'relay.stopped' }, 'relay365 stopped');
       });
     });
 }

@@ -87,6 +87,12 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   });
   installErrorHandling(app, bodyLimitBytes);
   installHttpLimits(app, config.http);
+  // Before any route is registered, so that every route (and a request that matched none) is counted.
+  // The label is the route's pattern (`/v1/messages/:id`), never the path, which would grow without bound.
+  app.addHook('onResponse', (request, reply, done) => {
+    deps.metrics.httpRequest(request.method, request.routeOptions.url, reply.statusCode);
+    done();
+  });
 
   const sources: ViewSources = { config, store: relay.store, router: relay.router, worker: relay.worker, tokens: relay.tokens };
 

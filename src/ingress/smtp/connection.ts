@@ -119,7 +119,7 @@ export class RelayConnection extends SMTPConnection {
     const until = this.relay.hooks.lockedUntil(this.remoteAddress);
     if (until) {
       // Refused before the client sends its credentials: nothing to check, nothing learned.
-      this.noteRefusal({ lockedUntil: until.toISOString() });
+      this.noteRefusal({ event: 'login.locked', lockedUntil: until.toISOString() });
       this.sendLine(REPLIES.authLockedOut);
       return callback();
     }

@@ -11,7 +11,7 @@ import type {
 import type { Config } from '../../config/index.js';
 import { Relay365Error } from '../../errors.js';
 import type { ConfigIssue } from '../../config/issues.js';
-import type { Logger } from '../../observe/index.js';
+import type { FrontDoorObserver, Logger } from '../../observe/index.js';
 import type { NewMessage, OutboxStore, Router } from '../../outbox/index.js';
 import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
@@ -33,6 +33,8 @@ export interface SmtpIngressDeps {
   /** Resolves only once the message is committed: the 250 waits for it. */
   outbox: Pick<OutboxStore, 'enqueue'>;
   logger: Logger;
+  /** Told of connections, failed logins, lockouts, refused senders and accepted messages (the metrics); default none. */
+  observe?: FrontDoorObserver;
   /** Name in the greeting and `Received:`; default `smtp.hostname`, else the machine's name. */
   hostname?: string;
   /** How long close() lets transactions under way finish before it cuts them (default 30 s). */
@@ -124,6 +126,7 @@ function configProblems(config: Config['smtp']): ConfigIssue[] {
  */
 export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   const { config, router, outbox, logger } = deps;
+  const observe: FrontDoorObserver = deps.observe ?? (() => undefined);
   const issues = configProblems(config);
   if (issues.length > 0) {
     throw new Relay365Error(
@@ -189,6 +192,21 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     lockedUntil: (client) => lockout.lockedUntil(unmapIPv4(client)),
     refused: (connection, line, details) => {
       const session = connection.session;
+      switch (details?.event) {
+        case 'login.failed':
+          observe({ type: 'smtp.auth_failed', reason: 'invalid' });
+          if (details.lockedOut === true) observe({ type: 'smtp.lockout' });
+          break;
+        case 'login.locked':
+          observe({ type: 'smtp.auth_failed', reason: 'locked' });
+          break;
+        case 'sender.refused':
+          observe({ type: 'smtp.sender_refused' });
+          break;
+        case 'connection.refused':
+          observe({ type: 'smtp.connection', outcome: 'refused' });
+          break;
+      }
       logger.info(
         { session: session.id, client: unmapIPv4(connection.remoteAddress), user: principalOf(session)?.source, reply: line, ...details },
         'SMTP refused',
@@ -231,20 +249,20 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   };
 
   const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
-    if (draining) return callback(replyError(REPLIES.shuttingDown));
+    if (draining) return callback(refuse(session, REPLIES.shuttingDown, { event: 'connection.refused' }));
     const client = clientOf(session);
     const mine = perClient.get(client) ?? 0;
     if (mine >= config.maxConnectionsPerClient || total >= config.maxConnections) {
-      return callback(refuse(session, REPLIES.tooManyConnections, { connections: { client: mine, total } }));
+      return callback(refuse(session, REPLIES.tooManyConnections, { event: 'connection.refused', connections: { client: mine, total } }));
     }
     if (!allowlist.match(session.remoteAddress)) {
       const key = lockoutAddress(client);
       const waiting = strangersPerClient.get(key) ?? 0;
       if (waiting >= config.maxPreAuthConnectionsPerClient) {
-        return callback(refuse(session, REPLIES.tooManyConnections, { connections: { notLoggedIn: waiting } }));
+        return callback(refuse(session, REPLIES.tooManyConnections, { event: 'connection.refused', connections: { notLoggedIn: waiting } }));
       }
       if (strangers.size >= strangerSlots && !evictOldestStranger()) {
-        return callback(refuse(session, REPLIES.tooManyConnections, { connections: { notLoggedIn: strangers.size, total } }));
+        return callback(refuse(session, REPLIES.tooManyConnections, { event: 'connection.refused', connections: { notLoggedIn: strangers.size, total } }));
       }
       const timer = setTimeout(() => {
         const connection = connectionOf(session);
@@ -261,6 +279,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     perClient.set(client, mine + 1);
     total += 1;
     counted.add(session);
+    observe({ type: 'smtp.connection', outcome: 'accepted' });
     callback();
   };
 
@@ -287,7 +306,9 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     // Counted from here, before the check runs: parallel guesses cannot get past the limit. The lock
     // may have started while this client typed its password.
     const attempt = lockout.begin(client, user?.name);
-    if ('lockedUntil' in attempt) return callback(refuse(session, REPLIES.authLockedOut, { lockedUntil: attempt.lockedUntil.toISOString() }));
+    if ('lockedUntil' in attempt) {
+      return callback(refuse(session, REPLIES.authLockedOut, { event: 'login.locked', lockedUntil: attempt.lockedUntil.toISOString() }));
+    }
     const password = auth.password ?? '';
     const check = user ? passwords.check(user.name, password, user.passwordHash, client) : passwords.refuseUnknown(password, client);
     check.then(
@@ -299,7 +320,14 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
           return callback(null, { user: user.name });
         }
         // Only a configured name is logged: a password typed into the name field must not reach a log.
-        callback(refuse(session, REPLIES.authInvalid, { attemptedUser: user ? user.name : '(unknown user)', ...(locked ? { lockedOut: true } : {}) }));
+        const attemptedUser = user ? user.name : '(unknown user)';
+        if (locked) {
+          logger.warn(
+            { event: 'login.lockout', session: session.id, client, attemptedUser, lockoutSeconds: config.lockoutSeconds },
+            'SMTP logins locked out after repeated failures',
+          );
+        }
+        callback(refuse(session, REPLIES.authInvalid, { event: 'login.failed', attemptedUser, ...(locked ? { lockedOut: true } : {}) }));
       },
       (err: unknown) => {
         // Not the client's failure: neither a wrong password nor a reason to lock anyone.
@@ -316,7 +344,9 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     if (!principal) return callback(refuse(session, REPLIES.authRequired));
     if (!address.address) return callback(refuse(session, REPLIES.nullSender));
     const sender = asciiAddress(address.address);
-    if (!principal.senders.allows(sender)) return callback(refuse(session, REPLIES.senderNotAllowed(principal.display, sender)));
+    if (!principal.senders.allows(sender)) {
+      return callback(refuse(session, REPLIES.senderNotAllowed(principal.display, sender), { event: 'sender.refused', sender }));
+    }
     if (!router.route(sender)) return callback(refuse(session, REPLIES.noRoute(sender)));
     callback();
   };
@@ -349,7 +379,10 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     const froms = check.from.map(asciiAddress);
     // Sender and Resent-* fields name senders to recipients as From does: the same policy applies.
     const notAllowed = [sender, ...check.originators.map(asciiAddress)].find((a) => !principal.senders.allows(a));
-    if (notAllowed !== undefined) return REPLIES.senderNotAllowed(principal.display, notAllowed);
+    if (notAllowed !== undefined) {
+      connection?.noteRefusal({ event: 'sender.refused', sender: notAllowed });
+      return REPLIES.senderNotAllowed(principal.display, notAllowed);
+    }
     // Exchange checks SendAs on the header From: every From address must be sendable along with MAIL FROM.
     const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({ from: from ?? sender, route: router.routeMessage(sender, from) }));
     const unroutable = routes.find((r) => !r.route);
@@ -380,6 +413,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     };
     try {
       const stored = await outbox.enqueue(message);
+      observe({ type: 'smtp.message_accepted' });
       logger.info(
         {
           id: stored.id,
@@ -552,7 +586,10 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
             { cause, details: { host: listener.host, port: listener.port } },
           );
         }
-        logger.info({ host: listener.host, port: opened.at(-1)!.port, tls: listener.tls, allowPlainAuth: listener.allowPlainAuth }, 'SMTP listening');
+        logger.info(
+          { event: 'listener.started', host: listener.host, port: opened.at(-1)!.port, tls: listener.tls, allowPlainAuth: listener.allowPlainAuth },
+          'SMTP listening',
+        );
       }
       addresses = opened;
       return opened;
@@ -581,6 +618,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       const grace = setTimeout(() => allConnections().forEach((c) => c.destroy()), 1000);
       await stopped;
       clearTimeout(grace);
+      for (const a of addresses) logger.info({ event: 'listener.stopped', host: a.host, port: a.port, tls: a.tls }, 'SMTP listener stopped');
       addresses = undefined;
     },
 
