@@ -211,6 +211,8 @@ export const SQL = {
     VALUES (@id, @mailbox, @pool, @envelopeFrom, @envelopeTo, @recipients, @size, @messageId, @source, 'queued',
       0, @createdAt, @createdAt, @nextAttemptAt)`,
   insertBody: `INSERT INTO message_bodies (id, raw) VALUES (@id, @raw)`,
+  /** Takes back a message whose commit could not be synced, unless a worker has claimed it already (its body goes with it, ON DELETE CASCADE). */
+  withdrawMessage: `DELETE FROM messages WHERE id = ? AND state = 'queued' AND lease_owner IS NULL`,
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`,
   getRaw: `SELECT raw FROM message_bodies WHERE id = ?`,
   attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY id`,

@@ -189,9 +189,31 @@ export class SqliteOutboxStore implements OutboxStore {
         for (const b of batch) b.resolve(toStoredMessage(b.row));
       },
       (error: unknown) => {
-        for (const b of batch) b.reject(error);
+        // Committed, but not known to be on disk: the front door will answer 4xx and the client send
+        // it again. Take the batch back, so the retry is not a second copy; a message a worker has
+        // claimed meanwhile is being sent, and its 250 is the truth.
+        let withdrawn: Set<string>;
+        try {
+          withdrawn = this.withdraw(batch.map((b) => b.row.id));
+        } catch {
+          // The disk refuses even that: answer 4xx for all (a duplicate, at worst, never a loss).
+          withdrawn = new Set(batch.map((b) => b.row.id));
+        }
+        for (const b of batch) {
+          if (withdrawn.has(b.row.id)) b.reject(error);
+          else b.resolve(toStoredMessage(b.row));
+        }
       },
     );
+  }
+
+  /** Deletes what no worker has claimed of `ids`; returns the ids deleted. */
+  private withdraw(ids: string[]): Set<string> {
+    const withdrawn = new Set<string>();
+    this.db.transaction(() => {
+      for (const id of ids) if (this.sql.withdrawMessage.run(id).changes > 0) withdrawn.add(id);
+    }).immediate();
+    return withdrawn;
   }
 
   /**
@@ -658,6 +680,7 @@ function prepareStatements(db: Database.Database) {
   return {
     insertMessage: db.prepare<InsertParams>(SQL.insertMessage),
     insertBody: db.prepare<{ id: string; raw: Buffer }>(SQL.insertBody),
+    withdrawMessage: db.prepare<[string]>(SQL.withdrawMessage),
     getMessage: db.prepare<[string], MessageRow>(SQL.getMessage),
     getRaw: db.prepare<[string], Buffer>(SQL.getRaw).pluck(),
     attempts: db.prepare<[string], AttemptRow>(SQL.attempts),

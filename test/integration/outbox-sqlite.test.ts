@@ -319,6 +319,46 @@ describe('SQLite outbox store: running quota totals', () => {
 });
 
 describe('SQLite outbox store: what reaches the disk when (system calls under strace)', () => {
+  it('takes back a message whose fdatasync failed, so the client that gets 4xx and sends it again leaves one copy, not two', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const code = `
+        const { openSqliteStore } = await import(${JSON.stringify(new URL('../../dist/outbox/index.js', import.meta.url).href)});
+        const store = await openSqliteStore(${JSON.stringify(path)});
+        try {
+          await store.enqueue({ mailbox: ${JSON.stringify(MAILBOX)}, envelope: { from: 'a@contoso.example', to: ['b@example.net'] }, raw: Buffer.from('Subject: x\\r\\n\\r\\nx\\r\\n'), source: { kind: 'cli' } });
+          console.log('ACCEPTED');
+        } catch (err) {
+          console.log('REFUSED ' + err.code + ' ' + err.message);
+        }
+        await store.close().catch(() => undefined);`;
+      // strace makes every fdatasync fail with EIO, as a failing disk would: a real system call refused.
+      const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO', process.execPath, '--input-type=module', '-e', code], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', (err) => reject(new Error(`could not run strace (apt-get install strace; .ci/run installs it): ${err.message}`)));
+        child.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
+      });
+      assert.match(out.stdout, /^REFUSED R365_OUTBOX_UNAVAILABLE .*flushing the outbox log .* failed \(EIO\)/m, out.stdout + out.stderr);
+      // Reopened without the fault: the refused message is not in the outbox, so it will not be sent as well as its retry.
+      const store = await openSqliteStore(path);
+      try {
+        const counts = await store.counts();
+        assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), 0, `the outbox holds nothing: ${JSON.stringify(counts)}`);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
   it('answers an enqueue only after an fdatasync of the log, syncs nothing for claims and outcomes, and checkpoints on another thread', async () => {
     const dir = await tempDir();
     try {
