@@ -10,7 +10,11 @@ export function run(
   options: { input?: string; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd ? { cwd: options.cwd } : {}), ...(options.env ? { env: options.env } : {}) });
+    const child = spawn(cmd, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -112,7 +116,12 @@ export async function startPostfix(
   await mkdir(join(dir, 'data'), { recursive: true });
   await run('chown', ['postfix', join(dir, 'data')]);
   const main = { ...privatePostfixSettings(dir), ...settings };
-  await writeFile(join(dir, 'main.cf'), Object.entries(main).map(([k, v]) => `${k} = ${v}\n`).join(''));
+  await writeFile(
+    join(dir, 'main.cf'),
+    Object.entries(main)
+      .map(([k, v]) => `${k} = ${v}\n`)
+      .join(''),
+  );
   await writeFile(join(dir, 'master.cf'), POSTFIX_MASTER_CF);
   for (const [name, text] of Object.entries(files)) {
     await writeFile(join(dir, name), text);

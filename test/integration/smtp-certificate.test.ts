@@ -113,7 +113,8 @@ describe('the generated SMTP certificate', () => {
         .filter((i) => i.family === 'IPv4')
         .map((i) => i.address);
       assert.ok(ipv4.length > 1, `this machine has more than loopback: ${ipv4.join(', ')}`);
-      for (const name of [NAME, LISTED, 'localhost', '10.9.8.7', 'fd00::25', '127.0.0.1', '::1', ...ipv4]) assert.ok(cert.names.includes(name), `${name} in ${cert.names.join(', ')}`);
+      for (const name of [NAME, LISTED, 'localhost', '10.9.8.7', 'fd00::25', '127.0.0.1', '::1', ...ipv4])
+        assert.ok(cert.names.includes(name), `${name} in ${cert.names.join(', ')}`);
       // What openssl, not Node, reads from the file.
       const text = (await run('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-ext', 'subjectAltName', '-in', cert.path])).stdout;
       assert.match(text, new RegExp(`sha256 Fingerprint=${cert.sha256}`, 'i'));

@@ -165,7 +165,10 @@ function identify(certPem: string): Pick<TlsIdentity, 'fingerprint256' | 'names'
 
 /** `relay.crt` -> `relay.2026-12-02T12-50-00Z.crt`: a name that sorts by time and is valid everywhere. */
 function asideName(path: string, at: Date): string {
-  const stamp = at.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+  const stamp = at
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replaceAll(':', '-');
   return path.replace(/(\.[a-z]+)$/, `.${stamp}$1`);
 }
 
