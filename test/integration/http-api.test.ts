@@ -835,7 +835,12 @@ describe('HTTP API', () => {
       assert.equal(metrics.types.get('relay365_send_duration_seconds'), 'histogram');
       assert.equal(metrics.types.get('relay365_messages'), 'gauge');
       assert.equal(metrics.types.get('relay365_smtp_replies_total'), 'counter');
-      assert.ok(metrics.types.has('relay365_process_cpu_seconds_total'), "Node's process metrics too");
+      // The front door: requests by route pattern and status, the HTTP API's sends as 202s.
+      assert.equal(v('relay365_http_requests_total', { method: 'POST', route: '/v1/messages', status: '202' }), 4);
+      // Node's process metrics under their standard names (stock Node.js dashboards query these).
+      assert.equal(metrics.types.get('process_cpu_seconds_total'), 'counter');
+      assert.equal(metrics.types.get('nodejs_eventloop_lag_seconds'), 'gauge');
+      assert.ok(!metrics.types.has('relay365_process_cpu_seconds_total'), 'not under the relay365_ prefix');
     } finally {
       await run.stop();
     }
