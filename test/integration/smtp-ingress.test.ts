@@ -17,7 +17,7 @@ import {
   type SmtpIngressDeps,
   type SmtpListenerAddress,
 } from '../../src/ingress/smtp/index.js';
-import { createLogger } from '../../src/observe/index.js';
+import { createLogger, type FrontDoorEvent } from '../../src/observe/index.js';
 import { Router, openSqliteStore, type NewMessage, type OutboxStore, type StoredMessage } from '../../src/outbox/index.js';
 import { SmtpWire, type WireReply } from '../helpers/smtp-wire.js';
 
@@ -680,6 +680,64 @@ describe('SMTP ingress', () => {
         assert.ok(lock.logs.some((l) => l.includes('"lockedOut":true')));
       } finally {
         await lock.close();
+      }
+    });
+
+    it('tells its observer and its log of each failed login, the lockout they start, the logins refused during it, refused senders and accepted messages', async () => {
+      const seen: FrontDoorEvent[] = [];
+      const count = (type: FrontDoorEvent['type'], extra: Record<string, string> = {}): number =>
+        seen.filter((e) => e.type === type && Object.entries(extra).every(([k, v]) => (e as Record<string, unknown>)[k] === v)).length;
+      const watched = await startHarness(
+        dir,
+        'observed',
+        {
+          listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+          users: [{ name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice), allowedSenders: ['relay@contoso.example'] }],
+          lockoutFailures: 3,
+        },
+        { observe: (e) => seen.push(e) },
+      );
+      try {
+        const port = watched.listeners[0]!.port;
+        // 127.0.0.5 is the guesser's machine: its lockout leaves alice's own address (127.0.0.1) alone.
+        const guesser = await SmtpWire.connect(port, '127.0.0.1', '127.0.0.5');
+        await guesser.wire.secure(ca);
+        for (let i = 0; i < 3; i++) assert.match((await guesser.wire.command(plain('alice', `guess-${i}`))).last, /^535 5\.7\.8 /);
+        assert.match((await guesser.wire.command(plain('alice', PASSWORDS.alice))).last, /^454 4\.7\.0 /);
+        await guesser.wire.quit();
+
+        const alice = await SmtpWire.connect(port, '127.0.0.1', '127.0.0.6');
+        await alice.wire.secure(ca);
+        assert.match((await alice.wire.command(plain('alice', PASSWORDS.alice))).last, /^235 /);
+        assert.match((await alice.wire.command('MAIL FROM:<ceo@fabrikam.example>')).last, /^550 5\.7\.1 /);
+        await alice.wire.command('RSET');
+        // MAIL FROM is hers, the header From is not: refused after DATA, counted the same.
+        assert.match((await transaction(alice.wire, 'relay@contoso.example', ['x@example.net'], simple('ceo@fabrikam.example'))).last, /^550 5\.7\.1 /);
+        assert.match((await transaction(alice.wire, 'relay@contoso.example', ['x@example.net'], simple('relay@contoso.example'))).last, QUEUED);
+        await alice.wire.quit();
+
+        assert.equal(count('smtp.connection', { outcome: 'accepted' }), 2);
+        assert.equal(count('smtp.auth_failed', { reason: 'invalid' }), 3);
+        assert.equal(count('smtp.lockout'), 1);
+        assert.equal(count('smtp.auth_failed', { reason: 'locked' }), 1);
+        assert.equal(count('smtp.sender_refused'), 2);
+        assert.equal(count('smtp.message_accepted'), 1);
+
+        const lines = watched.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+        const lockout = lines.find((l) => l.event === 'login.lockout');
+        assert.ok(lockout, 'a login.lockout line');
+        assert.equal(lockout.client, '127.0.0.5');
+        assert.equal(lockout.attemptedUser, 'alice');
+        assert.equal(lines.filter((l) => l.event === 'login.failed').length, 3);
+        assert.equal(lines.filter((l) => l.event === 'login.locked').length, 1);
+        assert.deepEqual(
+          lines.filter((l) => l.event === 'sender.refused').map((l) => l.sender),
+          ['ceo@fabrikam.example', 'ceo@fabrikam.example'],
+        );
+        const text = watched.logs.join('');
+        for (const secret of [PASSWORDS.alice, 'guess-0', 'guess-2']) assert.ok(!text.includes(secret), `a password in the log: ${secret}`);
+      } finally {
+        await watched.close();
       }
     });
   });
