@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { parseReply } from '../catalogue/index.js';
+import { isUnknownReply, parseReply } from '../catalogue/index.js';
 import type { EventBus, FrontDoorEvent, RelayEvent } from './events.js';
 
 /**
@@ -64,6 +64,7 @@ export class RelayMetrics {
   readonly registry: Registry;
   private readonly events: Counter<'event'>;
   private readonly replies: Counter<'code' | 'enhanced'>;
+  private readonly unknownReplies: Counter<'code' | 'enhanced'>;
   private readonly sendDuration: Histogram<'mailbox'>;
   private readonly mailboxEvents: Counter<'mailbox' | 'event'>;
   private readonly tokenRequests: Counter<'mailbox' | 'outcome'>;
@@ -95,6 +96,12 @@ export class RelayMetrics {
     this.replies = new Counter({
       name: 'relay365_smtp_replies_total',
       help: 'Final replies of delivery attempts by basic and enhanced code ("none": the connection failed before a reply).',
+      labelNames: ['code', 'enhanced'],
+      registers,
+    });
+    this.unknownReplies = new Counter({
+      name: 'relay365_unknown_replies_total',
+      help: 'Replies the Microsoft reply catalogue has no row for, by basic and enhanced code (the log line "reply not in the catalogue" has the text: please report it).',
       labelNames: ['code', 'enhanced'],
       registers,
     });
@@ -226,6 +233,10 @@ export class RelayMetrics {
       case 'message.failed':
         this.events.inc({ event: event.type === 'message.failed' ? 'failed' : 'deferred' });
         this.countReply(event.reply);
+        if (event.reply !== undefined && event.explanation !== undefined && isUnknownReply(event.explanation)) {
+          const parsed = parseReply(event.reply);
+          this.unknownReplies.inc({ code: parsed ? String(parsed.code) : 'unparsable', enhanced: parsed?.enhanced ?? 'none' });
+        }
         break;
       case 'mailbox.paused':
       case 'mailbox.resumed':
