@@ -229,7 +229,8 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     code: 550,
     enhanced: '5.1.8',
     class: 'blocked',
-    cause: 'The mailbox is blocked from sending: Microsoft restricted it for sending spam ("bad outbound sender"). Every message it sends is refused until an admin releases it.',
+    cause:
+      'The mailbox is blocked from sending: Microsoft restricted it for sending spam ("bad outbound sender"). Every message it sends is refused until an admin releases it.',
     fix: 'Find out why it was restricted (a stolen password?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) and run `relay365 queue resume {mailbox}`. Its queue is kept.',
     doc: DOC_RESTRICTED,
   },
@@ -341,6 +342,11 @@ function fallback(code: number, enhanced: string | undefined): Explanation {
           : 'Read the reply text; `relay365 doctor` checks the setup step by step.',
     doc: 'RFC 5321 section 4.2.1; RFC 3463',
   };
+}
+
+/** True when the explanation is the RFC fallback for a reply the catalogue has no row for. */
+export function isUnknownReply(explanation: Pick<Explanation, 'id'>): boolean {
+  return explanation.id.endsWith('-unknown');
 }
 
 /** Splits `535 5.7.3 Authentication unsuccessful` into its parts; tolerates a missing enhanced code. */

@@ -90,7 +90,9 @@ export class MailboxPool {
       return info;
     } catch (err) {
       const e = err as NodemailerError;
-      if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && !pooled.closed) {
+      // 432 4.3.2: this connection is one more than Exchange allows the mailbox; keeping it open would
+      // hold the slot it is refused for (M365.md "concurrent SMTP connections"), so it is closed.
+      if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && e.responseCode !== 432 && !pooled.closed) {
         // Exchange refused this message; the session itself is fine: RSET and keep it.
         pooled.connection.reset((resetError) => (resetError ? this.discard(pooled) : this.release(pooled)));
         throw err;

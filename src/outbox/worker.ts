@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Explanation } from '../catalogue/index.js';
+import { isUnknownReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
 import type { SendResult, Transport } from '../delivery/index.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
@@ -32,9 +32,20 @@ interface MailboxState {
   capRestoreAt: number;
   /** No claims before this time (auth pause or throttling cooldown). */
   holdUntil: number;
+  /**
+   * After 554 5.2.0 SubmissionQuotaExceeded (the daily recipient limit): the recipients per day the
+   * claim allows until `recipientCapUntil`, set to what the store's ledger holds, so that the claim
+   * itself says when the rolling window frees (Exchange's budget may be shared with other clients).
+   */
+  recipientCap: number | undefined;
+  recipientCapUntil: number;
   paused: boolean;
   pauseReason: Explanation | undefined;
   wake: (() => void) | undefined;
+}
+
+function explanationUnknown(result: SendResult): boolean {
+  return !result.ok && result.reply !== undefined && result.explanation !== undefined && isUnknownReply(result.explanation);
 }
 
 /**
@@ -72,6 +83,8 @@ export class DeliveryWorker {
         connectionCap: maxConnections,
         capRestoreAt: 0,
         holdUntil: 0,
+        recipientCap: undefined,
+        recipientCapUntil: 0,
         paused: false,
         pauseReason: undefined,
         wake: undefined,
@@ -148,6 +161,7 @@ export class DeliveryWorker {
         m.connectionCap = Math.min(m.limits.maxConnections, m.connectionCap + 1);
         m.capRestoreAt = m.connectionCap < m.limits.maxConnections ? now + m.limits.minuteMs : 0;
       }
+      if (m.recipientCap !== undefined && now >= m.recipientCapUntil) m.recipientCap = undefined;
       const free = m.connectionCap - m.inflight;
       if (free <= 0) {
         await this.sleep(m, pollMs);
@@ -160,7 +174,7 @@ export class DeliveryWorker {
           pools: m.pools,
           owner: this.owner,
           leaseMs: config.queue.leaseSeconds * 1000,
-          limits: { ...m.limits, maxConnections: m.connectionCap },
+          limits: { ...m.limits, maxConnections: m.connectionCap, recipientsPerDay: m.recipientCap ?? m.limits.recipientsPerDay },
           max: free,
         });
       } catch (err) {
@@ -231,7 +245,12 @@ export class DeliveryWorker {
       }
       return;
     }
-    if (result.class === 'permanent' || (tooOld && result.class !== 'auth')) {
+    if (explanationUnknown(result)) {
+      // Counted by the metrics (relay365_unknown_replies_total); the whole text so that it can be reported and catalogued.
+      this.logger.warn({ id: message.id, mailbox: m.address, reply: result.reply, class: result.class }, 'reply not in the catalogue');
+    }
+    // A blocked mailbox keeps its queue however long the block lasts: only an admin can end it.
+    if (result.class === 'permanent' || (tooOld && result.class !== 'auth' && result.class !== 'blocked')) {
       if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
         events.publish({
           type: 'message.failed',
@@ -253,14 +272,16 @@ export class DeliveryWorker {
       return;
     }
     let nextAttemptAt: Date;
-    if (result.class === 'auth') {
-      // The transport already retried once with a fresh token: the setup is wrong. Pause the mailbox,
-      // keep the message; it is tried again when the pause ends (and resumes the mailbox if it works).
+    if (result.class === 'auth' || result.class === 'blocked') {
+      // auth: the transport already retried once with a fresh token: the setup is wrong. blocked:
+      // Exchange refuses the whole mailbox until an admin acts (mailbox full, continuous-error
+      // throttling, restricted sender). Either way: pause the mailbox, keep the message; it is tried
+      // again when the pause ends (a probe, which resumes the mailbox if it works).
       const until = Date.now() + config.queue.authPauseSeconds * 1000;
       this.pause(m, until, result);
       nextAttemptAt = new Date(until);
     } else {
-      if (result.class === 'throttled') this.throttle(m, result);
+      if (result.class === 'throttled') await this.throttle(m, result);
       const backoff = backoffDelay(attempts, config.queue.retryBaseSeconds * 1000, config.queue.retryMaxSeconds * 1000);
       // Never earlier than Microsoft asked (Graph's Retry-After): an earlier retry only draws another 429.
       nextAttemptAt = new Date(Date.now() + Math.max(backoff, result.retryAfterMs ?? 0));
@@ -326,7 +347,9 @@ export class DeliveryWorker {
 
   private pause(m: MailboxState, until: number, result: SendResult): void {
     m.holdUntil = Math.max(m.holdUntil, until);
-    if (m.paused) return;
+    // A probe of a paused mailbox that meets a new cause (a full mailbox that Exchange now blocks for
+    // continuous errors) says so: the operator acts on the current cause, not the first one.
+    if (m.paused && (result.explanation === undefined || result.explanation.id === m.pauseReason?.id)) return;
     m.paused = true;
     m.pauseReason = result.explanation;
     this.options.events.publish({
@@ -347,16 +370,35 @@ export class DeliveryWorker {
     this.logger.info({ mailbox: m.address }, 'mailbox resumed');
   }
 
-  /** Slows a mailbox that drew a throttling reply: fewer connections after 4.3.2, a cooldown after a quota reply. */
-  private throttle(m: MailboxState, result: SendResult): void {
+  /**
+   * Slows a mailbox that drew a throttling reply, as the catalogue row says (never from the reply's
+   * text): one connection fewer after 432 4.3.2; after the daily recipient limit, no claim until the
+   * store's ledger says the rolling 24-hour window has room; otherwise a short cooldown.
+   */
+  private async throttle(m: MailboxState, result: SendResult): Promise<void> {
     const now = Date.now();
-    if (result.reply?.startsWith('432')) {
+    const handling = result.explanation?.handling;
+    if (handling?.lowerConcurrency) {
       m.connectionCap = Math.max(1, m.connectionCap - 1);
       m.capRestoreAt = now + m.limits.minuteMs;
     }
-    // Exchange's rate window is a minute: waiting one lets it drain whatever another client used.
-    // A Retry-After (Graph) says exactly when the mailbox may send again.
-    const until = now + (result.retryAfterMs ?? (result.reply?.includes('QuotaExceeded') ? m.limits.minuteMs : Math.min(m.limits.minuteMs, 5_000)));
+    let until: number;
+    if (handling?.holdUntilRecipientWindowFrees) {
+      // Exchange counts 10,000 recipients per rolling 24 h (M365.md). Cap the claim at what the
+      // ledger holds: the claim then waits until the oldest of them leave the window. An empty
+      // ledger (the budget went to another client) knows nothing better than a whole day.
+      const used = (await this.options.store.quotaUsage(m.address, m.limits).catch(() => undefined))?.recipientsLastDay ?? 0;
+      m.recipientCapUntil = now + m.limits.dayMs;
+      if (used > 0) {
+        m.recipientCap = Math.min(used, m.limits.recipientsPerDay);
+        until = now;
+      } else {
+        until = now + m.limits.dayMs;
+      }
+    } else {
+      // A Retry-After (Graph) says exactly when the mailbox may send again.
+      until = now + (result.retryAfterMs ?? Math.min(m.limits.minuteMs, 5_000));
+    }
     m.holdUntil = Math.max(m.holdUntil, until);
     this.options.events.publish({ type: 'mailbox.throttled', mailbox: m.address, reply: result.reply, until: new Date(until), at: new Date() });
   }
