@@ -218,7 +218,7 @@ export class TokenProvider {
         const ceiling = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** (slot.failures - 1));
         slot.retryAt = this.now() + ceiling / 2 + Math.random() * (ceiling / 2);
         slot.lastError = error;
-        this.logger.warn({ mailbox, code: error.code, failures: slot.failures }, 'token request failed');
+        this.logger.warn({ event: 'token.failed', mailbox, code: error.code, failures: slot.failures, err: error }, 'token request failed');
         this.report({ mailbox, ok: false, code: error.code });
         throw error;
       })

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
@@ -43,6 +43,23 @@ describe('relay365 login, token and permissions (built CLI against the sandbox)'
   after(async () => {
     await sandbox.close();
     await dir.cleanup();
+  });
+
+  it('token logs only warnings at the default level, and its info lines once log.level is set in the file or RELAY365_LOG__LEVEL', async () => {
+    const auth = { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:APP_SECRET' };
+    const env = { APP_SECRET: DEFAULT_IDS.appSecret };
+    const quiet = await runCli(['token', '--config', await writeConfig('quiet', auth)], { env });
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.doesNotMatch(quiet.stderr, /token acquired/, 'a one-shot command prints its result, not its info log');
+    const configured = await writeConfig('level-info', auth);
+    await writeFile(configured, `${await readFile(configured, 'utf8')}log:\n  level: info\n`);
+    const fromFile = await runCli(['token', '--config', configured], { env });
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.match(fromFile.stderr, /"msg":"token acquired"/);
+    const fromEnv = await runCli(['token', '--config', await writeConfig('env-info', auth)], { env: { ...env, RELAY365_LOG__LEVEL: 'info' } });
+    assert.equal(fromEnv.code, 0, fromEnv.stderr);
+    assert.match(fromEnv.stderr, /"msg":"token acquired"/);
+    assert.ok(!(fromFile.stderr + fromEnv.stderr).includes(DEFAULT_IDS.appSecret), 'no client secret in the log');
   });
 
   it('token prints the decoded claims and never the token unless --raw', async () => {
