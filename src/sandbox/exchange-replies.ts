@@ -6,6 +6,8 @@
  * (`AM3PR05CA0094.outlook.office365.com`) and mailbox server (`...namprd05.prod.outlook.com`) names.
  */
 
+import { randomBytes } from 'node:crypto';
+
 /** The front-end name Exchange puts in its greeting and EHLO reply. */
 export const SANDBOX_FRONTEND = 'SANDBOX01.outlook.office365.com';
 
@@ -22,6 +24,7 @@ export interface ExchangeReply {
 
 const M365 = 'shared/M365.md, reply catalogue seed (SMTP)';
 const TRANSCRIPT = 'smtp.office365.com transcripts in github.com/simonrob/email-oauth2-proxy issues #95, #232, #416';
+const CONTINUOUS = `MS Learn "Continuous error throttling for SMTP AUTH submissions", codes and key words as shared/M365.md gives them; the full sentence not found in a public paste`;
 /** Exchange's usual wording, as widely quoted, but not yet matched against a stored transcript. */
 export const UNCHECKED = 'Exchange wording as commonly quoted; not yet checked against a stored transcript';
 
@@ -52,16 +55,32 @@ export const EXCHANGE_REPLIES = {
   notAuthenticated: { line: `530 5.7.57 Client not authenticated to send mail. [${SANDBOX_HOST}]`, source: M365 },
   messageTooBig: { line: '552 5.3.4 Message size exceeds fixed maximum message size', source: M365 },
   tooManyRecipients: { line: '452 4.5.3 Too many recipients', source: M365 },
-  senderThreadLimit: { line: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', source: M365 },
+  // The wording since 2021 (https://github.com/sabuhish/fastapi-mail/issues/75); the 2018 one said "sender thread limit".
+  senderThreadLimit: {
+    line: `432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=${SANDBOX_HOST}]`,
+    source: 'https://github.com/sabuhish/fastapi-mail/issues/75',
+  },
+  // Today's wording names both addresses; see sendAsDeniedReply (https://github.com/gophish/gophish/issues/2900).
   sendAsDenied: {
-    line: '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.',
-    source: M365,
+    line: '554 5.2.252 SendAsDenied; {mailbox} not allowed to send as {from}; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.',
+    source: 'https://github.com/gophish/gophish/issues/2900',
+  },
+  mailboxFull: {
+    line: '554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded; Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.',
+    source: `shared/M365.md "mailbox storage" (554 5.2.2 mailbox full; ...QuotaExceededException...); the rest as in the SendAsDenied reply; ${UNCHECKED}`,
   },
   serverBusy: { line: '451 4.7.500 Server busy. Please try again later.', source: M365 },
+  // Only the daily recipient limit gives it; 31 messages a minute are delayed, not refused
+  // (https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1150 and its PR #1488).
   submissionQuotaExceeded: {
     line: '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.',
-    source: `${M365} (the rest of the text as in the SendAsDenied reply, Exchange's store driver wording)`,
+    source: `https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1150 (the rest of the text as in the SendAsDenied reply, Exchange's store driver wording)`,
   },
+  continuousMailboxFull: { line: '550 5.2.251 Sender throttled due to continuous mailbox full errors.', source: CONTINUOUS },
+  continuousSendAsDenied: { line: '550 5.2.252 Sender throttled due to continuous send as denied errors.', source: CONTINUOUS },
+  continuousInvalidLicense: { line: '550 5.2.253 Sender throttled due to continuous invalid license errors.', source: CONTINUOUS },
+  continuousTooManyRecipients: { line: '550 5.2.254 Sender throttled due to continuous too many recipients errors.', source: CONTINUOUS },
+  continuousInvalidRecipients: { line: '550 5.2.255 Sender throttled due to continuous invalid recipients errors.', source: CONTINUOUS },
 } as const satisfies Record<string, ExchangeReply>;
 
 /** The name of a row of {@link EXCHANGE_REPLIES}. */
@@ -85,7 +104,27 @@ export function greetingText(now = new Date()): string {
   const date =
     `${DAYS[now.getUTCDay()]!}, ${now.getUTCDate()} ${MONTHS[now.getUTCMonth()]!} ${now.getUTCFullYear()} ` +
     `${pad(now.getUTCHours())}:${pad(now.getUTCMinutes())}:${pad(now.getUTCSeconds())} +0000`;
-  return `${SANDBOX_FRONTEND} Microsoft ESMTP MAIL Service ready at ${date}`;
+  // Since 2024 the greeting ends with a session id (https://github.com/simonrob/email-oauth2-proxy/issues/297).
+  return `${SANDBOX_FRONTEND} Microsoft ESMTP MAIL Service ready at ${date} [${sessionId()}]`;
+}
+
+/** A 16-hex-digit id like those in Exchange's greeting and `[HOST TIMESTAMP ID]` tails. */
+function sessionId(): string {
+  return randomBytes(8).toString('hex').toUpperCase();
+}
+
+/**
+ * The `[HOST TIMESTAMP ID]` tail Exchange has appended to its refusals since 2023, e.g.
+ * `[MN2PR05CA0004.namprd05.prod.outlook.com 2023-09-12T20:59:57.214Z 08DBB276B7E699C4]`
+ * (https://github.com/simonrob/email-oauth2-proxy/issues/193).
+ */
+export function withTail(line: string, now = new Date()): string {
+  return `${line} [${SANDBOX_HOST} ${now.toISOString()} ${sessionId()}]`;
+}
+
+/** The SendAs refusal naming the mailbox and the address it may not send as. */
+export function sendAsDeniedReply(mailbox: string, from: string): string {
+  return EXCHANGE_REPLIES.sendAsDenied.line.replace('{mailbox}', mailbox).replace('{from}', from);
 }
 
 /** What Exchange answers where smtp-server has its own wording; matched on smtp-server's reply. */
@@ -150,7 +189,7 @@ export function splitReply(line: string): { code: number; text: string } {
   return { code: Number(m[1]), text: m[2]! };
 }
 
-/** A reply that counts as throttling (M365.md class `throttled`): the thread limit and the submission quota. */
+/** A reply that counts as throttling: the connection limit, the daily quota, a continuous-error block. */
 export function isThrottleReply(line: string): boolean {
-  return /^432 /.test(line) || line.includes('SubmissionQuotaExceededException');
+  return /^432 /.test(line) || line.includes('SubmissionQuotaExceededException') || /^550 5\.2\.25\d /.test(line);
 }

@@ -23,11 +23,22 @@ import {
   acceptedReply,
   greetingText,
   isThrottleReply,
+  sendAsDeniedReply,
   splitReply,
+  withTail,
   type ExchangeReplyName,
 } from './exchange-replies.js';
 import { RESOURCES, type SmtpFault } from './scenario.js';
-import type { SandboxState } from './state.js';
+import type { ContinuousErrorKind, SandboxState } from './state.js';
+
+/** The 550 5.2.25x reply of each continuous-error block (shared/M365.md, "continuous-error throttling"). */
+const CONTINUOUS_REPLY: Record<ContinuousErrorKind, ExchangeReplyName> = {
+  mailboxFull: 'continuousMailboxFull',
+  sendAsDenied: 'continuousSendAsDenied',
+  invalidLicense: 'continuousInvalidLicense',
+  tooManyRecipients: 'continuousTooManyRecipients',
+  invalidRecipients: 'continuousInvalidRecipients',
+};
 import type { CertificatePair } from './tls.js';
 import { TokenIssuer, type AccessTokenClaims } from './tokens.js';
 
@@ -56,6 +67,9 @@ const EXCHANGE_AUDIENCES = new Set<string>([RESOURCES.exchange.appAudience, RESO
 
 /** A reply text that already carries its RFC 3463 enhanced code. */
 const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/** `SIZE` in Exchange Online's EHLO reply. */
+const EXCHANGE_ADVERTISED_SIZE = 157_286_400;
 
 /** Exchange's EHLO keyword order (smtp.office365.com transcripts, see exchange-replies.ts). */
 const EHLO_ORDER = ['SIZE', 'PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES', 'STARTTLS', 'AUTH', '8BITMIME', 'BINARYMIME', 'CHUNKING', 'SMTPUTF8'];
@@ -369,9 +383,10 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     const fault = takeFault('mail', session, submitter.mailbox);
     if (fault === 'drop') return;
     if (fault) return callback(fault);
-    // smtp-server checks SIZE= against `size` too; this covers a scenario changed mid-connection.
+    // Only SIZE= over what EHLO advertised is refused here (smtp-server checks it too): a message over
+    // the mailbox's own MaxSendSize is taken at MAIL FROM, as Exchange takes it.
     const declared = address.args ? address.args.SIZE : undefined;
-    if (typeof declared === 'string' && Number(declared) > limits().maxMessageBytes) {
+    if (typeof declared === 'string' && Number(declared) > EXCHANGE_ADVERTISED_SIZE) {
       return callback(refuse(EXCHANGE_REPLIES.messageTooBig.line));
     }
     callback();
@@ -413,16 +428,38 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     // Exchange's store driver decides at the end of DATA, in this order.
     if (stream.sizeExceeded || size > limits().maxMessageBytes) return { error: refuse(EXCHANGE_REPLIES.messageTooBig.line) };
     if (overThreadLimit(session, mailbox)) return { error: refuse(EXCHANGE_REPLIES.senderThreadLimit.line) };
+    // Continuous-error throttling blocks every submission of the mailbox for a while (MS Learn
+    // "Continuous error throttling for SMTP AUTH submissions", as shared/M365.md gives it).
+    const block = state.continuousErrorBlock(mailbox);
+    if (block) return { error: refuse(withTail(EXCHANGE_REPLIES[CONTINUOUS_REPLY[block]].line)) };
+    const user = state.findUser(mailbox)?.user;
+    // Every message sent by SMTP AUTH is saved in Sent Items; a full mailbox cannot send (shared/M365.md "mailbox storage").
+    if (user && state.mailboxFull(user, size)) {
+      state.recordSubmissionError(mailbox, 'mailboxFull');
+      return { error: refuse(withTail(EXCHANGE_REPLIES.mailboxFull.line)) };
+    }
     const head = headerBlock(raw);
     const headerFrom = headerValues(head, 'From').flatMap((v) => addressparser(v, { flatten: true }).map((a) => a.address));
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const senders = [...headerFrom, ...(mailFrom ? [mailFrom] : [])];
     if (!maySendAs(mailbox, senders)) {
       log.info({ session: session.id, mailbox, senders }, 'SendAs denied');
-      return { error: refuse(EXCHANGE_REPLIES.sendAsDenied.line) };
+      state.recordSubmissionError(mailbox, 'sendAsDenied');
+      const denied = senders.find((a) => a.toLowerCase() !== mailbox.toLowerCase()) ?? senders[0] ?? '';
+      return { error: refuse(sendAsDeniedReply(mailbox, denied)) };
     }
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
-    const verdict = state.consumeQuota(mailbox, rcptTo.length);
+    let verdict = state.consumeQuota(mailbox, rcptTo.length);
+    // Over 30 a minute, Exchange carries the excess over to the following minutes: the DATA reply
+    // waits for a slot instead of refusing ("any excess in message submission will be throttled and
+    // successively carried over", MS Learn Exchange Online limits, quoted in
+    // https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1150).
+    while (verdict === 'rate') {
+      const waitMs = state.minuteSlotFreesInMs(mailbox);
+      log.info({ session: session.id, mailbox, waitMs }, 'over the message rate: submission delayed');
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      verdict = state.consumeQuota(mailbox, rcptTo.length);
+    }
     if (verdict !== 'ok') {
       log.info({ session: session.id, mailbox, verdict }, 'submission quota exceeded');
       return { error: refuse(EXCHANGE_REPLIES.submissionQuotaExceeded.line) };
@@ -431,6 +468,8 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     const messageId = headerId && /^<[^<>\s]+>$/.test(headerId) ? headerId : `<${randomUUID()}@${SANDBOX_HOST}>`;
     const reply = acceptedReply(messageId);
     await state.addMessage({ via: 'smtp', tenantId: submitter.tenantId, mailbox, appId: submitter.appId, envelope: { mailFrom, rcptTo }, size, raw, reply });
+    state.saveSentItem(mailbox, size);
+    state.recordSubmissionError(mailbox, undefined);
     state.recordSmtpReply(reply);
     log.info({ session: session.id, mailbox, size, recipients: rcptTo.length, messageId }, 'message accepted');
     return { reply: splitReply(reply).text };
@@ -500,8 +539,10 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     onData,
     onClose,
   };
-  // SIZE follows the scenario, which a test may replace at run time (PUT /sandbox/scenario).
-  Object.defineProperty(options, 'size', { enumerable: true, get: () => state.scenario.limits.maxMessageBytes });
+  // EHLO advertises SIZE 157286400 (150 MB, the highest MaxSendSize) to everyone, whatever the
+  // mailbox's own limit (transcripts: https://github.com/datawookie/emayili/issues/147,
+  // https://github.com/python/cpython/issues/115251); the mailbox's limit is applied after DATA.
+  options.size = EXCHANGE_ADVERTISED_SIZE;
 
   const server = new ExchangeSmtpServer(options, (line) => state.recordSmtpReply(line));
   // Connection errors (a TLS handshake that fails, a reset mid-transaction) must never crash the sandbox.

@@ -31,7 +31,8 @@ export interface RecordedReply {
 export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
   // 432 4.3.2: more than 3 connections for one mailbox.
   {
-    reply: '432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=OS0PR01MB6099.jpnprd01.prod.outlook.com]',
+    reply:
+      '432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=OS0PR01MB6099.jpnprd01.prod.outlook.com]',
     source: 'https://github.com/sabuhish/fastapi-mail/issues/75',
     row: 'smtp-432-4.3.2-concurrent',
     class: 'throttled',
@@ -78,7 +79,8 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     class: 'auth',
   },
   {
-    reply: '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.',
+    reply:
+      '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.',
     source: 'https://github.com/MicrosoftDocs/OfficeDocs-Exchange/issues/3124',
     row: 'smtp-535-5.7.139-tenant',
     class: 'auth',
@@ -91,7 +93,8 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     class: 'auth',
   },
   {
-    reply: '535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [PN0PR01CA0024.INDPRD01.PROD.OUTLOOK.COM 2025-01-26T18:54:30.055Z 08DD3DD7D75D7743]',
+    reply:
+      '535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [PN0PR01CA0024.INDPRD01.PROD.OUTLOOK.COM 2025-01-26T18:54:30.055Z 08DD3DD7D75D7743]',
     source: 'https://github.com/nodemailer/nodemailer/issues/1714',
     row: 'smtp-535-5.7.139-basic',
     class: 'auth',
@@ -195,7 +198,8 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     note: 'diagnostic hex after "Cannot submit message." cut',
   },
   {
-    reply: '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.',
+    reply:
+      '554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception with message Cannot submit message.',
     source: 'https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1187',
     row: 'smtp-554-5.2.0-sendas',
     class: 'permanent',
@@ -240,7 +244,8 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
   },
   // Old TLS.
   {
-    reply: '421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2. Visit https://aka.ms/smtp_auth_tls. [SA9P221CA0019.NAMP221.PROD.OUTLOOK.COM]',
+    reply:
+      '421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2. Visit https://aka.ms/smtp_auth_tls. [SA9P221CA0019.NAMP221.PROD.OUTLOOK.COM]',
     source: 'https://github.com/zehm/sendEmail/issues/1',
     row: 'smtp-421-4.7.66',
     class: 'permanent',

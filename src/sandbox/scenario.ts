@@ -88,6 +88,13 @@ const userSchema = z
     autoApprove: z.boolean().default(false),
     /** Security Defaults or Conditional Access blocks this user's legacy SMTP AUTH sign-in. */
     blockedByConditionalAccess: z.boolean().default(false),
+    /**
+     * The mailbox's storage quota (ProhibitSendQuota); null: never full. Every message sent by SMTP
+     * AUTH or Graph is kept in Sent Items and counts toward it (shared/M365.md "mailbox storage").
+     */
+    mailboxQuotaBytes: z.number().int().positive().nullable().default(null),
+    /** What the mailbox holds besides the copies the sandbox saved to Sent Items. */
+    mailboxUsedBytes: z.number().int().nonnegative().default(0),
   })
   .strict();
 
@@ -123,6 +130,14 @@ export const limitsSchema = z
     graphRequestsPer10Minutes: z.number().int().positive().default(10_000),
     /** Concurrent Graph requests per mailbox; more draw `429` (MailboxConcurrency). */
     graphConcurrentRequests: z.number().int().positive().default(4),
+    /**
+     * Continuous-error throttling (MS Learn "Continuous error throttling for SMTP AUTH submissions",
+     * via shared/M365.md): this many refusals of one kind in a row block the mailbox's submissions
+     * with 550 5.2.25x. Microsoft publishes neither the count nor the block's length: both are settable.
+     */
+    continuousErrorThreshold: z.number().int().positive().default(10),
+    /** How long that block lasts (scaled by `timeScale`). */
+    continuousErrorBlockSeconds: z.number().positive().default(3600),
   })
   .strict();
 

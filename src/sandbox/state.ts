@@ -56,6 +56,9 @@ function bump(map: Record<string, number>, key: string, by = 1): void {
   map[key] = (map[key] ?? 0) + by;
 }
 
+/** The refusals Exchange counts for continuous-error throttling, by the enhanced code of the block. */
+export type ContinuousErrorKind = 'mailboxFull' | 'sendAsDenied' | 'invalidLicense' | 'tooManyRecipients' | 'invalidRecipients';
+
 /** The outcome of asking a mailbox's quota for one more message. */
 export type QuotaVerdict = 'ok' | 'rate' | 'recipients';
 
@@ -72,6 +75,12 @@ export class SandboxState {
   /** Per mailbox: [time, recipients] of accepted messages within the last scaled day. */
   private readonly dayWindow = new Map<string, Array<[number, number]>>();
   private readonly connections = new Map<string, number>();
+  /** Per mailbox: bytes of the Sent Items copies of what it sent. */
+  private readonly sentItems = new Map<string, number>();
+  /** Per mailbox: the kind of its last refusals and how many in a row. */
+  private readonly errorRuns = new Map<string, { kind: ContinuousErrorKind; count: number }>();
+  /** Per mailbox: a continuous-error block, and which kind caused it. */
+  private readonly errorBlocks = new Map<string, { until: number; kind: ContinuousErrorKind }>();
   private tokenFaults: Array<TokenFault & { left: number }> = [];
   private smtpFaults: Array<SmtpFault & { left: number }> = [];
   private graphFaults: Array<GraphFault & { left: number }> = [];
@@ -212,6 +221,71 @@ export class SandboxState {
     return 'ok';
   }
 
+  /**
+   * How long until the mailbox's rolling minute has room for one more message (0: now). Exchange
+   * does not refuse the 31st message in a minute: "any excess in message submission will be
+   * throttled and successively carried over to the following minutes" (MS Learn, Exchange Online
+   * limits, quoted in https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1150).
+   */
+  minuteSlotFreesInMs(mailbox: string, now = Date.now()): number {
+    const limits = this.scenarioValue.limits;
+    if (limits.unlimited) return 0;
+    const minuteMs = 60_000 / limits.timeScale;
+    const minute = (this.minuteWindow.get(mailbox.toLowerCase()) ?? []).filter((t) => t > now - minuteMs);
+    if (minute.length < limits.messagesPerMinute) return 0;
+    return Math.max(1, minute[minute.length - limits.messagesPerMinute]! + minuteMs - now);
+  }
+
+  /**
+   * Whether saving this message's Sent Items copy would go over the mailbox's quota: every message
+   * sent by SMTP AUTH or Graph sendMail is saved there (shared/M365.md "mailbox storage").
+   */
+  mailboxFull(user: User, size: number): boolean {
+    if (user.mailboxQuotaBytes === null) return false;
+    return user.mailboxUsedBytes + (this.sentItems.get(user.upn.toLowerCase()) ?? 0) + size > user.mailboxQuotaBytes;
+  }
+
+  /** Saves the Sent Items copy of a sent message (its size is what counts). */
+  saveSentItem(mailbox: string, size: number): void {
+    const key = mailbox.toLowerCase();
+    this.sentItems.set(key, (this.sentItems.get(key) ?? 0) + size);
+  }
+
+  /** Empties the mailbox's Sent Items (what a retention policy or an admin does). */
+  emptySentItems(mailbox: string): void {
+    this.sentItems.delete(mailbox.toLowerCase());
+  }
+
+  /** The continuous-error block on the mailbox, if one holds now. */
+  continuousErrorBlock(mailbox: string, now = Date.now()): ContinuousErrorKind | undefined {
+    const block = this.errorBlocks.get(mailbox.toLowerCase());
+    if (!block) return undefined;
+    if (now < block.until) return block.kind;
+    this.errorBlocks.delete(mailbox.toLowerCase());
+    return undefined;
+  }
+
+  /**
+   * Counts a refusal of one kind; `continuousErrorThreshold` of them in a row block the mailbox for
+   * `continuousErrorBlockSeconds` (scaled). A success or another kind starts the run again.
+   */
+  recordSubmissionError(mailbox: string, kind: ContinuousErrorKind | undefined, now = Date.now()): void {
+    const key = mailbox.toLowerCase();
+    if (kind === undefined) {
+      this.errorRuns.delete(key);
+      return;
+    }
+    const run = this.errorRuns.get(key);
+    const count = run?.kind === kind ? run.count + 1 : 1;
+    const limits = this.scenarioValue.limits;
+    if (count >= limits.continuousErrorThreshold) {
+      this.errorBlocks.set(key, { until: now + (limits.continuousErrorBlockSeconds * 1000) / limits.timeScale, kind });
+      this.errorRuns.delete(key);
+    } else {
+      this.errorRuns.set(key, { kind, count });
+    }
+  }
+
   /** Keeps an accepted message (and writes it as .eml when asked). */
   async addMessage(message: Omit<ReceivedMessage, 'id' | 'receivedAt'>): Promise<ReceivedMessage> {
     const stored: ReceivedMessage = { id: randomUUID(), receivedAt: new Date().toISOString(), ...message };
@@ -229,6 +303,9 @@ export class SandboxState {
     this.counters = emptyCounters();
     this.minuteWindow.clear();
     this.dayWindow.clear();
+    this.sentItems.clear();
+    this.errorRuns.clear();
+    this.errorBlocks.clear();
     this.loadFaults(this.scenarioValue);
   }
 }

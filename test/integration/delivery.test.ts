@@ -223,10 +223,17 @@ describe('delivery under throttling and limits', () => {
   it('classifies 432 4.3.2, the submission quota, oversize and too many recipients', async () => {
     const sandbox = await startTestSandbox({
       scenario: scenario((s) => {
-        s.limits.messagesPerMinute = 1;
+        // The 554 5.2.0 quota is the daily recipient limit (a 2nd message a minute is only delayed).
+        s.limits.recipientsPerDay = 1;
         s.limits.maxMessageBytes = 5000;
         s.limits.recipientsPerMessage = 2;
-        s.faults.smtp.push({ stage: 'data', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded', drop: false, count: 1 });
+        s.faults.smtp.push({
+          stage: 'data',
+          reply:
+            '432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=SANDBOX01.namprd00.prod.outlook.com]',
+          drop: false,
+          count: 1,
+        });
       }),
     });
     const dir = await tempDir();
@@ -235,11 +242,13 @@ describe('delivery under throttling and limits', () => {
       const send = (over: Record<string, unknown> = {}) => m.send({ from: DEFAULT_IDS.mailbox, to: 'a@example.net', subject: 's', text: 't', ...over });
       const thread = await send();
       assert.equal(thread.class, 'throttled');
-      assert.equal(thread.explanation?.id, 'smtp-432-4.3.2-threads');
+      assert.equal(thread.explanation?.id, 'smtp-432-4.3.2-concurrent');
+      assert.deepEqual(thread.explanation?.handling, { lowerConcurrency: true });
       assert.equal((await send()).ok, true);
       const quota = await send();
       assert.equal(quota.class, 'throttled');
       assert.equal(quota.explanation?.id, 'smtp-554-5.2.0-quota');
+      assert.deepEqual(quota.explanation?.handling, { holdUntilRecipientWindowFrees: true });
       const big = await send({ text: 'x'.repeat(6000) });
       assert.equal(big.class, 'permanent');
       assert.equal(big.explanation?.id, 'smtp-552-5.3.4');

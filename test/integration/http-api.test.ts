@@ -475,7 +475,7 @@ describe('HTTP API', () => {
       const failed = (await run.api('POST', '/v1/messages', { body: textMessage({ from: CEO }) })).body.id;
       for (const id of ids) await waitForState(run.api, id, 'sent');
       const detail = await waitForState(run.api, failed, 'failed');
-      assert.match(detail.lastReply ?? '', /^554 5\.2\.0 .*SendAsDenied/);
+      assert.match(detail.lastReply ?? '', /^554 5\.2\.252 SendAsDenied; .* not allowed to send as /);
       assert.match(detail.explanation?.fix ?? '', /Add-RecipientPermission/);
       assert.equal(detail.attempts.length, 1);
       assert.match(detail.attempts[0]?.explanation?.cause ?? '', /\S/);

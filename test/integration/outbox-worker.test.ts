@@ -96,7 +96,8 @@ describe('outbox worker against the sandbox', () => {
     }
   });
 
-  it('backs off on forced 432 4.3.2 and quota replies, and still delivers everything', async () => {
+  // The daily quota's 554 5.2.0 holds the mailbox for the rolling day: test/integration/exchange-limits.test.ts.
+  it('backs off on forced 432 4.3.2 replies (both wordings), and still delivers everything', async () => {
     const sandbox = await startTestSandbox({
       scenario: scenario((s) => {
         s.limits.unlimited = true;
@@ -105,7 +106,7 @@ describe('outbox worker against the sandbox', () => {
           {
             stage: 'data',
             reply:
-              '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.',
+              '432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=SANDBOX01.namprd00.prod.outlook.com]',
             drop: false,
             count: 3,
           },
@@ -180,7 +181,7 @@ describe('outbox worker against the sandbox', () => {
         assert.match(got?.lastExplanation?.fix ?? '', /Add-RecipientPermission/);
         const attempts = await relay.store.attempts(stored.id);
         assert.equal(attempts.length, 1);
-        assert.match(attempts[0]!.reply ?? '', /^554 5\.2\.0 .*SendAsDenied/);
+        assert.match(attempts[0]!.reply ?? '', /^554 5\.2\.252 SendAsDenied; relay@contoso\.example not allowed to send as ceo@contoso\.example;/);
       });
     } finally {
       await sandbox.close();
@@ -205,7 +206,7 @@ describe('outbox worker against the sandbox', () => {
         assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/i);
         assert.match(text, /Content-Type: message\/delivery-status/i);
         assert.match(text, /Action: failed/);
-        assert.match(text, /Status: 5\.2\.0/);
+        assert.match(text, /Status: 5\.2\.252/);
         assert.match(text, /Final-Recipient: rfc822;x@example\.net/);
         assert.match(text, new RegExp(`X-Relay365-Message-Id: ${stored.id}`));
         assert.match(text, /Auto-Submitted: auto-replied/);
