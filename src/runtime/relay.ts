@@ -126,8 +126,14 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
 
   const unlogEvents = logEvents(events, logger.child({ component: 'events' }));
   started.push(unlogEvents);
-  // Built whether or not /metrics is served: every front door counts into it from its first event.
-  const metrics = new RelayMetrics({ version: relayVersion(), mailboxes: config.mailboxes.map((m) => m.address) });
+  // Built whether or not /metrics is served: every front door counts into it from its first event (a
+  // library user reads `relay.metrics`). Node's process metrics only where /metrics serves them: each
+  // set adds an event-loop monitor and a GC observer to the process.
+  const metrics = new RelayMetrics({
+    version: relayVersion(),
+    mailboxes: config.mailboxes.map((m) => m.address),
+    processMetrics: config.http.enabled,
+  });
   const unfollowMetrics = [metrics.follow(events), identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok))];
   started.push(() => unfollowMetrics.forEach((u) => u()));
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
