@@ -309,3 +309,131 @@ export const RECORDED_SESSION = {
   },
   startTls: { line: '220 2.0.0 SMTP server ready', source: 'https://github.com/datawookie/emayili/issues/147' },
 } as const;
+
+/** One token-endpoint error as users pasted it: the AADSTS text and where it was found. */
+export interface RecordedAadstsError {
+  /** The `error_description` (or the library's message) as pasted; trace and correlation ids kept where pasted. */
+  readonly text: string;
+  readonly source: string;
+  /** The catalogue row it must get. */
+  readonly row: string;
+  readonly note?: string;
+}
+
+/** Token endpoint errors recorded from public threads (22; the issue asks for 25 identity and Graph errors). */
+export const RECORDED_AADSTS_ERRORS: readonly RecordedAadstsError[] = [
+  {
+    text: 'AADSTS7000215: Invalid client secret is provided.',
+    source: 'https://github.com/microsoft/Dynamics-AX-Integration/issues/95',
+    row: 'aadsts-7000215',
+  },
+  {
+    text: "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app 'a8fdfbd0-da97-42d9-8f1a-fd6a7cb650b4'.",
+    source: 'https://github.com/OfficeDev/microsoft-365-agents-toolkit/issues/8621',
+    row: 'aadsts-7000215',
+  },
+  {
+    text: "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '4d856d1f-8648-456c-9bb2-f36273bbe4e3'.",
+    source: 'https://github.com/Azure/sap-automation/issues/418',
+    row: 'aadsts-7000215',
+  },
+  {
+    text: 'AADSTS7000215: Invalid client secret is provided. Trace ID: 02f6f1c8-78b8-44f9-9576-66a55b4aa100 Correlation ID: 52f513ad-39d9-4eb4-b1a9-281571228968 Timestamp: 2021-09-13 23:21:24Z',
+    source: 'https://github.com/microsoftgraph/contoso-airlines-teams-sample/issues/11',
+    row: 'aadsts-7000215',
+  },
+  {
+    text: "AADSTS700016: Application with identifier '160c5842-eeba-487b-bb30-be9fae7878d0' was not found in the directory '1cdf1d7c-ca85-45c7-b1a6-0d197aa07dc5'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+    source: 'https://github.com/donwa/oneindex/issues/621',
+    row: 'aadsts-700016',
+  },
+  {
+    text: "AADSTS700016: Application with identifier 'Enter_the_Application_Id_here' was not found in the directory 'abc '. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+    source: 'https://github.com/AzureADQuickStarts/AppModelv2-WebApp-OpenIDConnect-DotNet/issues/50',
+    row: 'aadsts-700016',
+  },
+  {
+    text: "AADSTS700016: Application with identifier 'd1ddf0e4-d672-4dae-b554-9d5bdfd93547' was not found in the directory",
+    source: 'https://github.com/svdbusse/IntuneScripts/issues/11',
+    row: 'aadsts-700016',
+    note: 'the issue title, cut there by its author',
+  },
+  {
+    text: "AADSTS65001: The user or administrator has not consented to use the application with ID 'XXXX'. Send an interactive authorization request for this user and resource.",
+    source: 'https://github.com/Azure-Samples/active-directory-dotnet-native-headless/issues/10',
+    row: 'aadsts-65001',
+  },
+  {
+    text: "AADSTS65001: The user or administrator has not consented to use the application with ID 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxx'. Send an interactive authorization request for this user and resource.",
+    source: 'https://github.com/microsoft/mattercenter/issues/656',
+    row: 'aadsts-65001',
+  },
+  {
+    text: "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
+    source: 'https://github.com/AzureAD/microsoft-authentication-library-for-go/issues/398',
+    row: 'aadsts-50076',
+  },
+  {
+    text: "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '797f4846-ba00-4fd7-ba43-dac1f8f63013'. Trace ID: 68ea69c4-9700-46ef-991b-c398615b8300 Correlation ID: 9373f28a-8e7b-4b99-9101-054e96774b03 Timestamp: 2020-08-20 20:06:22Z",
+    source: 'https://github.com/stgeorgi/wvdquickstart/issues/4',
+    row: 'aadsts-50076',
+  },
+  {
+    text: "(invalid_grant) AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
+    source: 'https://github.com/RogerSelwyn/O365-HomeAssistant/issues/113',
+    row: 'aadsts-50076',
+  },
+  {
+    text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.',
+    source: 'https://github.com/AzureAD/microsoft-identity-web/issues/2419',
+    row: 'aadsts-53003',
+  },
+  {
+    text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance. Trace ID: 2f8ccb7a-459e-44fb-b615-232475945800 Correlation ID: 824fc737-3721-428a-adb8-e51aec8c4cce Timestamp: 2026-02-17 18:39:09Z',
+    source: 'https://github.com/Azure/azure-cli/issues/32809',
+    row: 'aadsts-53003',
+  },
+  {
+    text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.',
+    source: 'https://github.com/koltyakov/sp-rest-proxy/issues/96',
+    row: 'aadsts-53003',
+    note: "inside a SOAP fault's psf:text",
+  },
+  {
+    text: 'AADSTS7000222: The provided client secret keys are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials',
+    source: 'https://github.com/Azure-Samples/ms-identity-python-webapp/issues/67',
+    row: 'aadsts-7000222',
+  },
+  {
+    text: "AADSTS7000222: The provided client secret keys for app 'd87bcc39-1750-4ca0-ad54-f8d0efbb2735' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
+    source: 'https://github.com/spencerwooo/onedrive-vercel-index/issues/1051',
+    row: 'aadsts-7000222',
+  },
+  {
+    text: "AADSTS7000222: The provided client secret keys for app 'ccc25fb8-d83b-4225-b4b7-5f31bfb007be' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds. Trace ID: de577a4f-a611-44e8-94e6-5ca7955a3800 Correlation ID: b1f881fe-810c-4731-a772-fa920ee90430 Timestamp: 2025-04-10 13:07:42Z",
+    source: 'https://github.com/dotnet/sign/issues/849',
+    row: 'aadsts-7000222',
+  },
+  {
+    text: 'AADSTS700082: The refresh token has expired due to inactivity. The token was issued on 2021-02-20T02:58:17.0350262Z and was inactive for 90.00:00:00.',
+    source: 'https://github.com/reruin/sharelist/issues/511',
+    row: 'aadsts-700082',
+  },
+  {
+    text: 'AADSTS700082: The refresh token has expired due to inactivity.\nThe token was issued on 2023-04-20T18:48:41.6655773Z and was inactive for 90.00:00:00.',
+    source: 'https://github.com/CompositionalIT/farmer/issues/1070',
+    row: 'aadsts-700082',
+  },
+  {
+    text: '{"error":"invalid_grant","error_description":"AADSTS700082: The refresh token has expired due to inactivity.',
+    source: 'https://github.com/blobfile/blobfile/issues/93',
+    row: 'aadsts-700082',
+    note: 'the token response body, cut there by its author',
+  },
+  {
+    text: 'AADSTS700082: The refresh token has expired due to inactivity.&nbsp;The token was issued on 2024-01-28T19:43:52.3866932Z and was inactive for 90.00:00:00.',
+    source: 'https://github.com/microsoft/powerplatform-build-tools/issues/894',
+    row: 'aadsts-700082',
+    note: 'the &nbsp; as the CLI printed it',
+  },
+];

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AADSTS_CATALOGUE, SMTP_REPLY_CATALOGUE, explainAadsts, explainConnectionError, explainSmtpReply, findAadstsCode } from '../../src/catalogue/index.js';
-import { RECORDED_SMTP_REPLIES } from '../../src/sandbox/recorded-replies.js';
+import { RECORDED_AADSTS_ERRORS, RECORDED_SMTP_REPLIES } from '../../src/sandbox/recorded-replies.js';
 
 /**
  * Reply texts as Microsoft gives them (shared/M365.md, "Reply catalogue seed"; the `[...]` suffixes as
@@ -99,6 +99,16 @@ describe('the reply catalogue', () => {
     assert.equal(explainSmtpReply('535 5.7.8 Bad credentials').class, 'auth');
     assert.equal(explainSmtpReply('250 2.0.0 OK').class, 'sent');
     assert.equal(explainSmtpReply('garbage').id, 'smtp-unparsable');
+  });
+
+  it('finds the code in every token error users pasted and gives it its row', () => {
+    assert.ok(RECORDED_AADSTS_ERRORS.length >= 22);
+    for (const entry of RECORDED_AADSTS_ERRORS) {
+      assert.match(entry.source, /^https:\/\//);
+      const row = explainAadsts(findAadstsCode(entry.text));
+      assert.equal(row?.id, entry.row, `${entry.text} (${entry.source})`);
+      assert.ok(row.fix.length > 10);
+    }
   });
 
   it('explains every AADSTS row and finds codes in error bodies and messages', () => {
