@@ -171,7 +171,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     pattern: /QuotaExceeded|mailbox full/i,
     class: 'blocked',
     cause: 'The sending mailbox is full: every message sent by SMTP AUTH is kept in its Sent Items, and a full mailbox cannot send.',
-    fix: 'Free space in {mailbox} (a retention policy that deletes Sent Items after some days: New-RetentionPolicyTag "Sent 7d" -Type SentItems -AgeLimitForRetention 7 -RetentionAction DeletePermanently), or give it a bigger quota; then `relay365 queue resume {mailbox}`. Its queue is kept.',
+    fix: 'Free space in {mailbox} (a retention policy that deletes Sent Items after some days: New-RetentionPolicyTag "Sent 7d" -Type SentItems -AgeLimitForRetention 7 -RetentionAction DeletePermanently; New-RetentionPolicy "Relay" -RetentionPolicyTagLinks "Sent 7d"; Set-Mailbox {mailbox} -RetentionPolicy "Relay"), or give it a bigger quota; relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
     doc: DOC_LIMITS,
   },
   {
@@ -231,7 +231,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause:
       'The mailbox is blocked from sending: Microsoft restricted it for sending spam ("bad outbound sender"). Every message it sends is refused until an admin releases it.',
-    fix: 'Find out why it was restricted (a stolen password?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) and run `relay365 queue resume {mailbox}`. Its queue is kept.',
+    fix: 'Find out why it was restricted (a stolen password?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities); relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
     doc: DOC_RESTRICTED,
   },
   {
