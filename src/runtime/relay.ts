@@ -173,6 +173,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
 
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
+  const httpLog = logger.child({ component: 'http' });
   if (httpSide) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
@@ -190,7 +191,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       },
       httpStore: httpSide.httpStore,
       metrics: httpSide.metrics,
-      logger: logger.child({ component: 'http' }),
+      logger: httpLog,
       secrets: { adminPassword: httpSide.adminPassword },
     });
     started.push(() => app.close());
@@ -200,6 +201,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     http = app;
     const address = http.server.address() as AddressInfo;
     httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    httpLog.info({ event: 'listener.started', host: address.address, port: address.port, url: httpAddress }, 'HTTP listening');
     httpSide.webhooks.start();
   }
 
@@ -217,7 +219,10 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     metrics,
     enqueue,
     async close() {
-      await http?.close();
+      if (http) {
+        await http.close();
+        httpLog.info({ event: 'listener.stopped', url: httpAddress }, 'HTTP listener stopped');
+      }
       await smtp?.close();
       await worker.stop();
       // After the worker: its last events are stored as webhook deliveries before the store closes.

@@ -175,7 +175,8 @@ describe('serve: the log and the metrics of a running relay', () => {
     assert.equal(failed.client, '127.0.0.1');
     assert.match(String(failed.reply), /^535 5\.7\.8 /);
 
-    assert.ok(lines.find((l) => l.event === 'listener.started' && l.port === serve.smtpPort), 'the listener start is logged');
+    assert.ok(lines.find((l) => l.event === 'listener.started' && l.port === serve.smtpPort), 'the SMTP listener start is logged');
+    assert.ok(lines.find((l) => l.event === 'listener.started' && l.url === serve.httpAddress), 'the HTTP listener start is logged');
     for (const l of lines) assert.equal(typeof l.level, 'number', `a pino line: ${JSON.stringify(l)}`);
 
     const text = serve.stderr();
@@ -250,7 +251,8 @@ describe('serve: the log and the metrics of a running relay', () => {
     assert.equal(code, 0, serve.stderr());
     const lines = serve.lines();
     assert.ok(lines.find((l) => l.event === 'relay.stopping'), 'a line when the shutdown begins');
-    assert.ok(lines.find((l) => l.event === 'listener.stopped' && l.port === serve.smtpPort), 'the listener stop is logged');
+    assert.ok(lines.find((l) => l.event === 'listener.stopped' && l.port === serve.smtpPort), 'the SMTP listener stop is logged');
+    assert.ok(lines.find((l) => l.event === 'listener.stopped' && l.url === serve.httpAddress), 'the HTTP listener stop is logged');
     assert.equal(lines.at(-1)?.event, 'relay.stopped', 'the last line says the relay stopped');
   });
 });
