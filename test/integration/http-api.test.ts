@@ -822,7 +822,7 @@ describe('HTTP API', () => {
       assert.equal(v('relay365_message_events_total', { event: 'sent' }), 3);
       assert.equal(v('relay365_message_events_total', { event: 'failed' }), 1);
       assert.equal(v('relay365_smtp_replies_total', { code: '250', enhanced: '2.0.0' }), 3);
-      assert.equal(v('relay365_smtp_replies_total', { code: '554', enhanced: '5.2.0' }), 1);
+      assert.equal(v('relay365_smtp_replies_total', { code: '554', enhanced: '5.2.252' }), 1);
       assert.equal(v('relay365_send_duration_seconds_count', mb), 3);
       assert.ok(v('relay365_send_duration_seconds_sum', mb) > 0);
       assert.equal(v('relay365_queue_depth'), 1);
