@@ -52,7 +52,8 @@ export const EXCHANGE_REPLIES = {
     line: '504 5.7.4 Unrecognized authentication type',
     source: `Exchange's answer before STARTTLS and to mechanisms it does not offer; ${UNCHECKED}`,
   },
-  notAuthenticated: { line: `530 5.7.57 Client not authenticated to send mail. [${SANDBOX_HOST}]`, source: M365 },
+  // Tail added by withTail, as in https://github.com/simonrob/email-oauth2-proxy/issues/295.
+  notAuthenticated: { line: '530 5.7.57 Client not authenticated to send mail.', source: 'https://github.com/simonrob/email-oauth2-proxy/issues/295' },
   messageTooBig: { line: '552 5.3.4 Message size exceeds fixed maximum message size', source: M365 },
   tooManyRecipients: { line: '452 4.5.3 Too many recipients', source: M365 },
   // The wording since 2021 (https://github.com/sabuhish/fastapi-mail/issues/75); the 2018 one said "sender thread limit".

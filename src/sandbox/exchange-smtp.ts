@@ -354,13 +354,14 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     if (auth.method !== 'XOAUTH2') {
       // Basic authentication for SMTP AUTH is retired in Exchange Online (M365.md).
       log.info({ session: session.id, mailbox: username, method: auth.method }, 'Basic AUTH refused');
-      return callback(refuse(EXCHANGE_REPLIES.basicAuthDisabled.line));
+      return callback(refuse(withTail(EXCHANGE_REPLIES.basicAuthDisabled.line)));
     }
     checkXoauth2(username, auth.accessToken ?? '').then(
       (outcome) => {
         if ('refusal' in outcome) {
           log.info({ session: session.id, mailbox: username, reason: outcome.reason }, 'XOAUTH2 refused');
-          return callback(refuse(EXCHANGE_REPLIES[outcome.refusal].line));
+          // Since 2023 Exchange ends AUTH refusals with `[HOST TIMESTAMP ID]` (exchange-replies.ts withTail).
+          return callback(refuse(withTail(EXCHANGE_REPLIES[outcome.refusal].line)));
         }
         if (server.bySession.get(session)?.gone) return; // the client left while the token was checked
         holdThread(session, outcome.submitter);
@@ -371,7 +372,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
       },
       (err: unknown) => {
         log.error({ err, session: session.id }, 'XOAUTH2 check failed');
-        callback(refuse(EXCHANGE_REPLIES.authUnsuccessful.line));
+        callback(refuse(withTail(EXCHANGE_REPLIES.authUnsuccessful.line)));
       },
     );
   };
@@ -379,7 +380,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     const submitter = submitters.get(session);
     // authOptional lets MAIL through smtp-server so that Exchange's 530 5.7.57 is the answer.
-    if (!submitter) return callback(refuse(EXCHANGE_REPLIES.notAuthenticated.line));
+    if (!submitter) return callback(refuse(withTail(EXCHANGE_REPLIES.notAuthenticated.line)));
     const fault = takeFault('mail', session, submitter.mailbox);
     if (fault === 'drop') return;
     if (fault) return callback(fault);
@@ -417,7 +418,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
 
   const finishData = async (session: SMTPServerSession, stream: SMTPServerDataStream, raw: Buffer, size: number): Promise<DataOutcome> => {
     const submitter = submitters.get(session);
-    if (!submitter) return { error: refuse(EXCHANGE_REPLIES.notAuthenticated.line) };
+    if (!submitter) return { error: refuse(withTail(EXCHANGE_REPLIES.notAuthenticated.line)) };
     const { mailbox } = submitter;
     const fault = takeFault('data', session, mailbox);
     if (fault === 'drop') return fault;

@@ -142,7 +142,7 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     try {
       const result = await m.send({ from: 'norole@contoso.example', to: 'x@example.net', subject: 's', text: 't' });
       assert.equal(result.class, 'auth');
-      assert.equal(result.reply, '535 5.7.3 Authentication unsuccessful');
+      assert.match(result.reply ?? '', /^535 5\.7\.3 Authentication unsuccessful \[\S+ \S+Z [0-9A-F]{16}\]$/);
       assert.match(result.explanation!.cause, /SMTP\.SendAsApp/);
       assert.match(result.explanation!.fix, /Add-MailboxPermission -Identity norole@contoso\.example/);
     } finally {
