@@ -82,7 +82,7 @@ export const mailboxSchema = z
   })
   .strict();
 
-/** Exchange Online's per-mailbox limits (shared/M365.md, Limits): the scheduler keeps every mailbox within them. */
+/** Exchange Online's per-mailbox limits (Microsoft Learn, "Exchange Online limits"): the scheduler keeps every mailbox within them. */
 export const limitsSchema = z
   .object({
     messagesPerMinute: z.number().int().positive().default(30),

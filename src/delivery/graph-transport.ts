@@ -15,7 +15,7 @@ export interface GraphTransportOptions {
   logger?: Logger;
   /**
    * Largest message sent in one `sendMail` request. Graph takes at most 4 MB per request and base64
-   * grows the MIME by 4/3, so 3,000,000 bytes leave a margin (shared/M365.md, Limits).
+   * grows the MIME by 4/3, so 3,000,000 bytes leave a margin (Microsoft Learn, "Exchange Online limits").
    */
   sendMailMaxBytes?: number;
   /**

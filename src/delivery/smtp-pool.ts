@@ -91,7 +91,7 @@ export class MailboxPool {
     } catch (err) {
       const e = err as NodemailerError;
       // 432 4.3.2: this connection is one more than Exchange allows the mailbox; keeping it open would
-      // hold the slot it is refused for (M365.md "concurrent SMTP connections"), so it is closed.
+      // hold the slot it is refused for (Microsoft Learn, "Exchange Online limits": 3 concurrent connections per mailbox), so it is closed.
       if ((e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== 421 && e.responseCode !== 432 && !pooled.closed) {
         // Exchange refused this message; the session itself is fine: RSET and keep it.
         pooled.connection.reset((resetError) => (resetError ? this.discard(pooled) : this.release(pooled)));

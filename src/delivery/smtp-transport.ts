@@ -54,7 +54,7 @@ export class SmtpTransport implements Transport {
     return {
       host: cloud.smtpHost,
       port: cloud.smtpPort,
-      secure: false, // Exchange Online offers STARTTLS on 587 only (shared/M365.md, Endpoints)
+      secure: false, // Exchange Online offers STARTTLS on 587 only (Microsoft Learn, "National cloud deployments" and "POP, IMAP, and SMTP settings for Outlook.com")
       requireTLS: true,
       tls: {
         minVersion: 'TLSv1.2',

@@ -92,7 +92,7 @@ export function setupName(setup: Setup): string {
  * The exact steps a Microsoft 365 admin takes for a setup, with the values filled in: the app
  * registration, its one permission (and the ones not to add), admin consent, the Exchange service
  * principal and mailbox permission (app-only), SMTP AUTH for the mailbox, scoping, and the check with
- * `relay365 doctor` (shared/M365.md, "Scopes and permissions"). `relay365 init` prints them for the
+ * `relay365 doctor` (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth"). `relay365 init` prints them for the
  * user's values; `docs/microsoft-365-setup.md` holds them with placeholders, and a test keeps both equal.
  */
 export function adminSteps(input: AdminStepsInput): AdminStep[] {

@@ -17,7 +17,7 @@ const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 
 /**
- * Audiences Exchange Online takes for SMTP AUTH (shared/M365.md, "Token shape"): the app-only and
+ * Audiences Exchange Online takes for SMTP AUTH (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth"): the app-only and
  * delegated resource URIs, Exchange's resource app id, and the national clouds' resources.
  */
 const GLOBAL_EXCHANGE_AUDIENCES = ['https://outlook.office365.com', 'https://outlook.office.com', '00000002-0000-0ff1-ce00-000000000000'];
@@ -136,7 +136,7 @@ function tlsOptions(ctx: DoctorContext): { host: string; servername: string; min
   return {
     host: ctx.cloud.smtpHost,
     servername: serverName(ctx.cloud.smtpHost),
-    // TLS 1.2 or newer only (shared/M365.md, Endpoints); an older server fails the handshake, which the catalogue explains.
+    // TLS 1.2 or newer only (Microsoft Learn, "National cloud deployments" and "POP, IMAP, and SMTP settings for Outlook.com"); an older server fails the handshake, which the catalogue explains.
     minVersion: 'TLSv1.2',
     // Node replaces its trust store when `ca` is given: keep the system roots beside the extra CAs.
     ...(ctx.extraCas.length > 0 ? { ca: [...ctx.extraCas, ...rootCertificates] } : {}),
@@ -659,7 +659,7 @@ const authCheck: Check = {
     try {
       // The first connection may have timed out while the token was fetched: open a fresh one then.
       if (!ctx.probe || ctx.probe.closed) ctx.probe = await openSession(ctx);
-      // shared/M365.md, XOAUTH2: base64("user=" + mailbox + "\x01auth=Bearer " + token + "\x01\x01"), on one line.
+      // Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth", SASL XOAUTH2: base64("user=" + mailbox + "\x01auth=Bearer " + token + "\x01\x01"), on one line.
       const initial = Buffer.from(`user=${mailbox}\x01auth=Bearer ${ctx.accessToken!}\x01\x01`).toString('base64');
       ctx.secrets.add(initial);
       reply = await ctx.probe.command(`AUTH XOAUTH2 ${initial}`);

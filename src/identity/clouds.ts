@@ -1,6 +1,6 @@
 import type { CloudName, Config, MailboxTransport } from '../config/index.js';
 
-/** Where a cloud's identity platform, Exchange Online and Graph live (shared/M365.md, Endpoints). */
+/** Where a cloud's identity platform, Exchange Online and Graph live (Microsoft Learn, "National cloud deployments" and "POP, IMAP, and SMTP settings for Outlook.com"). */
 export interface CloudEndpoints {
   name: CloudName;
   /** Authority host; the authority is `${authorityHost}/${tenant}`. */
@@ -81,7 +81,7 @@ export function smtpScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
 
 /**
  * Graph scopes: app-only `/.default` (the app's `Mail.Send` application permission); delegated `Mail.Send`
- * plus `offline_access` (shared/M365.md, Scopes and permissions).
+ * plus `offline_access` (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth").
  */
 export function graphScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
   const resource = graphResource(cloud);

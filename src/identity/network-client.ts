@@ -28,7 +28,7 @@ type Body = Record<string, unknown> | string;
 
 /**
  * MSAL's network module over node:https, so that relay365 can trust an extra CA and use a proxy for
- * its own requests only, without process-wide TLS settings (DESIGN.md, Decisions).
+ * its own requests only, without process-wide TLS settings (MSAL Node takes a custom `system.networkClient` for this).
  */
 export class HttpsNetworkClient implements INetworkModule {
   private readonly secureContext: SecureContext | undefined;

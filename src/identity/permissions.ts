@@ -9,7 +9,7 @@ export interface PermissionFinding {
   fix?: string;
 }
 
-/** Audiences Exchange Online accepts for SMTP AUTH (shared/M365.md, Token shape). */
+/** Audiences Exchange Online accepts for SMTP AUTH (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth"). */
 const EXCHANGE_AUDIENCES = [
   'https://outlook.office.com',
   'https://outlook.office365.com',

@@ -384,7 +384,7 @@ export class DeliveryWorker {
     }
     let until: number;
     if (handling?.holdUntilRecipientWindowFrees) {
-      // Exchange counts 10,000 recipients per rolling 24 h (M365.md). Cap the claim at what the
+      // Exchange counts 10,000 recipients per rolling 24 h (Microsoft Learn, "Exchange Online limits"). Cap the claim at what the
       // ledger holds: the claim then waits until the oldest of them leave the window. An empty
       // ledger (the budget went to another client) knows nothing better than a whole day.
       const used = (await this.options.store.quotaUsage(m.address, m.limits).catch(() => undefined))?.recipientsLastDay ?? 0;

@@ -55,7 +55,7 @@ export interface Relay {
 
 /**
  * Composition root: wires identity, delivery, the outbox, the worker and the front doors from one
- * config. Nothing else in the code base builds real parts (STYLE.md, convention 6).
+ * config. Nothing else in the code base builds real parts (composition happens only in src/runtime).
  */
 export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<Relay> {
   const logger = deps.logger ?? silentLogger();

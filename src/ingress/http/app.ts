@@ -11,7 +11,7 @@ import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
 import { queueSnapshot, type ViewSources } from './views.js';
 
-/** What {@link buildHttpApp} is built from: the relay's parts, passed in (STYLE.md, convention 6). */
+/** What {@link buildHttpApp} is built from: the relay's parts, passed in (composition happens only in src/runtime). */
 export interface HttpAppDeps {
   config: Pick<Config, 'http' | 'limits' | 'mailboxes'>;
   relay: {

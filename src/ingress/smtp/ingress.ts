@@ -111,7 +111,7 @@ function configProblems(config: Config['smtp']): ConfigIssue[] {
 }
 
 /**
- * The local SMTP relay for printers, scanners and legacy apps (DESIGN.md, ingress). smtp-server owns
+ * The local SMTP relay for printers, scanners and legacy apps (docs/devices.md). smtp-server owns
  * the protocol; this owns the policy: who may relay (local users with scrypt hashes, AUTH only over
  * TLS unless a listener allows it, an IP allowlist), as whom (`allowedSenders` and the Router), how
  * much (size, recipients, connections, commands), and it answers `250` only once the outbox has
@@ -472,7 +472,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     return {
       ...tlsOptions,
       secure: listener.tls === 'implicit',
-      // DESIGN.md quality bar: TLS 1.2 or newer.
+      // TLS 1.2 or newer only, as Exchange Online itself requires.
       minVersion: 'TLSv1.2',
       name: hostname,
       banner: 'relay365',
