@@ -50,8 +50,9 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     enhanced: '5.7.139',
     pattern: /security defaults/i,
     class: 'auth',
-    cause: "The tenant's Security Defaults block SMTP AUTH for this user.",
-    fix: 'Turn off Security Defaults (Entra admin center > Properties > Manage security defaults) in favour of Conditional Access, or send through Graph (transport: graph).',
+    cause:
+      "The tenant's Security Defaults block a password (Basic AUTH) sign-in for this user; relay365 never sends one, so another client is using {mailbox} with a password.",
+    fix: 'Use AUTH XOAUTH2 with a token (relay365 does). With OAuth, Security Defaults and Conditional Access act when the token is requested (AADSTS50076, AADSTS53003, AADSTS530035), not here: turning Security Defaults off is not the fix.',
     doc: DOC_SMTP_AUTH,
   },
   {

@@ -312,7 +312,6 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
         ? refusal('smtpAuthDisabledForMailbox', 'SMTP AUTH disabled for the mailbox')
         : refusal('smtpAuthDisabledForTenant', 'SMTP AUTH disabled for the tenant');
     }
-    if (user.blockedByConditionalAccess) return refusal('securityDefaults', 'blocked by Security Defaults / Conditional Access');
     const appId = typeof claims.appid === 'string' ? claims.appid : '';
     if (claims.idtyp === 'app' || claims.roles !== undefined) {
       // App-only (M365.md "Scopes and permissions"): SMTP.SendAsApp, New-ServicePrincipal, FullAccess.

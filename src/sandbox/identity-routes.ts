@@ -279,6 +279,10 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     const { tenant, app } = input;
     const user = tenant.users.find((u) => sameId(u.id, input.userId));
     if (!user) throw new AadstsError('AADSTS50034', { user: input.userId, tenant: tenant.domain });
+    // Conditional Access (and Security Defaults) act here, at the token endpoint, for an OAuth sign-in,
+    // not at SMTP time (shared/M365.md "Where replies really come from"; text as users pasted it,
+    // https://github.com/AzureAD/microsoft-identity-web/issues/2419). App-only tokens are not subject to it.
+    if (user.blockedByConditionalAccess) throw new AadstsError('AADSTS53003', {});
     const request = parseDelegatedScope(input.scope, tenant.domain);
     const permissions = grantablePermissions(app, request);
     const consented = app.adminConsent || user.consentedApps.some((id) => sameId(id, app.clientId));

@@ -86,7 +86,10 @@ const userSchema = z
     consentedApps: z.array(guid).default([]),
     /** Device code and authorize requests for this user are approved without a person. */
     autoApprove: z.boolean().default(false),
-    /** Security Defaults or Conditional Access blocks this user's legacy SMTP AUTH sign-in. */
+    /**
+     * A Conditional Access policy (or Security Defaults) blocks this user's sign-in: delegated token
+     * requests get AADSTS53003 at the token endpoint; app-only tokens are not subject to it.
+     */
     blockedByConditionalAccess: z.boolean().default(false),
     /**
      * The mailbox's storage quota (ProhibitSendQuota); null: never full. Every message sent by SMTP

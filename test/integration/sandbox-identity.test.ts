@@ -319,6 +319,30 @@ describe('sandbox identity platform', () => {
       );
     });
 
+    it('refuses the token of a user Conditional Access blocks with AADSTS53003, at the token endpoint', async () => {
+      await withSandbox(
+        (s) => {
+          const user = s.tenants[0]!.users.find((u) => u.upn === ids.mailbox)!;
+          user.blockedByConditionalAccess = true;
+        },
+        async (sandbox) => {
+          const started = await startDeviceCode(sandbox, ids.publicClientId, SMTP_SEND);
+          const approved = await approveDevice(sandbox, started.user_code, ids.mailbox);
+          assert.equal(approved.status, 200, approved.text);
+          const body = assertAadsts(
+            await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: started.device_code }),
+            400,
+            'invalid_grant',
+            53003,
+          );
+          assert.match(
+            body.error_description,
+            /^AADSTS53003: Access has been blocked by Conditional Access policies\. The access policy does not allow token issuance\./,
+          );
+        },
+      );
+    });
+
     it('answers authorization_pending (AADSTS70016) until the user approves, then tokens with id_token and client_info, then no second redemption', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const started = await startDeviceCode(sandbox, ids.publicClientId, `${SMTP_SEND} openid profile offline_access`);
