@@ -272,7 +272,7 @@ describe('startRelay', () => {
             http: { enabled: true, host: '127.0.0.1', port: httpPort.port },
           }),
         ),
-        (err) => (err as NodeJS.ErrnoException).code === 'EADDRINUSE',
+        (err: Error & { code?: string }) => err.code === 'R365_HTTP_LISTEN_FAILED' && /EADDRINUSE/.test(err.message),
       );
       // Closed connections leave no log behind: the last one to close checkpoints it and removes it.
       assert.equal(existsSync(join(dir.path, 'relay365.db-wal')), false, 'every SQLite connection is closed');
