@@ -3,6 +3,11 @@ import type { Explanation } from './types.js';
 /**
  * Failures below SMTP: DNS, TCP, TLS. Named by Node's error codes (errno names and OpenSSL's
  * certificate verification codes), each with what it means for a connection to Exchange Online.
+ *
+ * A certificate or TLS-version failure is the path's, not the message's: every message of the mailbox
+ * would fail the same way until an admin fixes the trust store, the proxy or the clock. So it is
+ * `blocked`: the mailbox pauses with the explanation, its queue is kept, and a probe resumes it once
+ * the connection verifies again (it used to be `permanent`, which bounced every queued message).
  */
 const ROWS: Record<string, Omit<Explanation, 'id'>> = {
   ENOTFOUND: {
@@ -25,42 +30,42 @@ const ROWS: Record<string, Omit<Explanation, 'id'>> = {
   ESOCKET: { class: 'transient', cause: 'The connection failed at the socket level.', fix: 'Check the network path to the SMTP host; relay365 retries.' },
   ECONNECTION: { class: 'transient', cause: 'The connection to the SMTP host closed unexpectedly.', fix: 'Nothing to do if rare: relay365 retries.' },
   DEPTH_ZERO_SELF_SIGNED_CERT: {
-    class: 'permanent',
+    class: 'blocked',
     cause: 'The SMTP server presented a self-signed certificate that is not trusted.',
     fix: 'If a TLS-inspecting proxy sits in between, add its CA with network.caFile; never turn verification off.',
   },
   SELF_SIGNED_CERT_IN_CHAIN: {
-    class: 'permanent',
+    class: 'blocked',
     cause: "The SMTP server's certificate chains to a CA this machine does not trust.",
     fix: "Add the CA with network.caFile (a TLS-inspecting proxy's), or for the sandbox set sandbox.caFile.",
   },
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: {
-    class: 'permanent',
+    class: 'blocked',
     cause: "The SMTP server's certificate cannot be verified against a trusted CA.",
     fix: 'Add the issuing CA with network.caFile.',
   },
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: {
-    class: 'permanent',
+    class: 'blocked',
     cause: "The SMTP server's certificate was issued by a CA this machine does not trust.",
     fix: 'Add the issuing CA with network.caFile, or update the system CA store.',
   },
   CERT_HAS_EXPIRED: {
-    class: 'permanent',
+    class: 'blocked',
     cause: "The SMTP server's certificate has expired.",
     fix: 'Check the clock of this machine; otherwise the host is not Exchange Online.',
   },
   ERR_TLS_CERT_ALTNAME_INVALID: {
-    class: 'permanent',
+    class: 'blocked',
     cause: 'The certificate does not name the host relay365 connected to (wrong host name).',
     fix: 'Use the host name the certificate is for (smtp.office365.com), not an IP address or alias.',
   },
   ERR_SSL_UNSUPPORTED_PROTOCOL: {
-    class: 'permanent',
+    class: 'blocked',
     cause: 'The server offered only TLS below 1.2, which relay365 refuses (Exchange Online requires 1.2+).',
     fix: 'Check that the host is Exchange Online and no proxy downgrades TLS.',
   },
   ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: {
-    class: 'permanent',
+    class: 'blocked',
     cause: 'The server and relay365 share no TLS version of 1.2 or newer.',
     fix: 'Check that the host is Exchange Online and no proxy downgrades TLS.',
   },

@@ -323,7 +323,9 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
 
 /** RFC 3463 classes for replies the catalogue does not know (section 3.1: 2 success, 4 persistent transient, 5 permanent). */
 function fallback(code: number, enhanced: string | undefined): Explanation {
-  const cls: ReplyClass = code < 400 ? 'sent' : code === 530 || code === 535 || code === 454 ? 'auth' : code < 500 ? 'transient' : 'permanent';
+  // 454 is temporary by definition (RFC 3207 4: TLS not available for now; RFC 4954 6: temporary
+  // authentication failure): retried with backoff, not taken for a wrong setup that pauses the mailbox.
+  const cls: ReplyClass = code < 400 ? 'sent' : code === 530 || code === 535 ? 'auth' : code < 500 ? 'transient' : 'permanent';
   return {
     id: `smtp-${code}${enhanced ? `-${enhanced}` : ''}-unknown`,
     class: cls,

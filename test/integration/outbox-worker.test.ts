@@ -7,8 +7,9 @@ import { composeMessage } from '../../src/delivery/index.js';
 import { isRelay365Error } from '../../src/errors.js';
 import type { RelayEvent } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
-import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
-import { sandboxConfig } from '../helpers/config.js';
+import { DEFAULT_IDS, createClientCertificate, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig, sandboxSettings } from '../helpers/config.js';
+import { startFakeStarttlsServer } from '../helpers/fake-smtp.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
 const MAILBOXES = ['relay@contoso.example', 'm2@contoso.example', 'm3@contoso.example'];
@@ -56,6 +57,35 @@ async function withRelay(
     await dir.cleanup();
   }
 }
+
+describe('outbox worker when the SMTP host presents a certificate nobody trusts', () => {
+  it('pauses the mailbox with the explanation and keeps the message queued, rather than failing and bouncing it', async () => {
+    const sandbox = await startTestSandbox();
+    // Tokens from the sandbox; SMTP to a server whose certificate is self-signed (a TLS-inspecting proxy, say).
+    const cert = await createClientCertificate('CN=localhost');
+    const server = await startFakeStarttlsServer({ key: cert.keyPem, cert: cert.certPem });
+    const dir = await tempDir();
+    const config = sandboxConfig(sandbox, dir.path, { sandbox: { ...sandboxSettings(sandbox).sandbox!, smtpHost: '127.0.0.1', smtpPort: server.port } });
+    const relay = await startRelay(config);
+    const events: RelayEvent[] = [];
+    relay.events.subscribe((e) => events.push(e));
+    try {
+      const m = await composeMessage({ from: DEFAULT_IDS.mailbox, to: 'r@example.net', subject: 'untrusted', text: 'x' });
+      const stored = await relay.enqueue({ mailbox: DEFAULT_IDS.mailbox, envelope: m.envelope, raw: m.raw, source: { kind: 'library' } });
+      await until(() => events.some((e) => e.type === 'mailbox.paused'), 20_000, 'the mailbox paused');
+      const paused = events.find((e) => e.type === 'mailbox.paused') as Extract<RelayEvent, { type: 'mailbox.paused' }>;
+      assert.match(paused.explanation?.id ?? '', /^net-(depth_zero_self_signed_cert|self_signed_cert_in_chain)$/);
+      assert.match(paused.explanation?.fix ?? '', /caFile/);
+      await until(async () => (await relay.store.get(stored.id))?.state === 'deferred', 5000, 'the message deferred');
+      assert.equal(events.filter((e) => e.type === 'message.failed').length, 0, 'nothing failed or bounced');
+    } finally {
+      await relay.close();
+      await server.close();
+      await sandbox.close();
+      await dir.cleanup();
+    }
+  });
+});
 
 describe('outbox worker against the sandbox', () => {
   it('uses at least 95% of the allowed rate over several mailboxes and never draws a throttling reply', async () => {

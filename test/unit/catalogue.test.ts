@@ -122,13 +122,22 @@ describe('the reply catalogue', () => {
     assert.equal(explainAadsts('AADSTS1'), undefined);
   });
 
+  it('takes a 454 to STARTTLS or AUTH for what RFC 3207 and RFC 4954 say it is: a temporary failure, retried, the mailbox not paused', () => {
+    for (const reply of ['454 4.7.0 TLS not available due to temporary reason', '454 4.7.0 Temporary authentication failure']) {
+      assert.equal(explainSmtpReply(reply).class, 'transient', reply);
+    }
+  });
+
   it('names connection failures by their Node and OpenSSL codes', () => {
     assert.equal(explainConnectionError('ECONNREFUSED')?.class, 'transient');
     assert.equal(
       explainConnectionError(undefined, 'Hostname/IP does not match certificate: ERR_TLS_CERT_ALTNAME_INVALID')?.id,
       'net-err_tls_cert_altname_invalid',
     );
-    assert.equal(explainConnectionError('SELF_SIGNED_CERT_IN_CHAIN')?.class, 'permanent');
+    // An untrusted certificate blocks the mailbox (paused, queue kept), it does not bounce the message.
+    for (const code of ['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID'])
+      assert.equal(explainConnectionError(code)?.class, 'blocked', code);
+    assert.equal(explainConnectionError('ECONNRESET')?.class, 'transient');
     assert.equal(explainConnectionError('E_SOMETHING_ELSE'), undefined);
   });
 });
