@@ -449,7 +449,10 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
       return { error: refuse(sendAsDeniedReply(mailbox, denied)) };
     }
     const rcptTo = session.envelope.rcptTo.map((r) => r.address);
-    let verdict = state.consumeQuota(mailbox, rcptTo.length);
+    // The message arrives when its quota is taken: its receivedAt is that instant, so that what the
+    // quota window admitted and what a reader counts from the arrival times agree to the millisecond.
+    let acceptedAt = Date.now();
+    let verdict = state.consumeQuota(mailbox, rcptTo.length, acceptedAt);
     // Over 30 a minute, Exchange carries the excess over to the following minutes: the DATA reply
     // waits for a slot instead of refusing ("any excess in message submission will be throttled and
     // successively carried over", MS Learn Exchange Online limits, quoted in
@@ -458,7 +461,8 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
       const waitMs = state.minuteSlotFreesInMs(mailbox);
       log.info({ session: session.id, mailbox, waitMs }, 'over the message rate: submission delayed');
       await new Promise((resolve) => setTimeout(resolve, waitMs));
-      verdict = state.consumeQuota(mailbox, rcptTo.length);
+      acceptedAt = Date.now();
+      verdict = state.consumeQuota(mailbox, rcptTo.length, acceptedAt);
     }
     if (verdict !== 'ok') {
       log.info({ session: session.id, mailbox, verdict }, 'submission quota exceeded');
@@ -467,7 +471,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     const headerId = headerValues(head, 'Message-ID')[0];
     const messageId = headerId && /^<[^<>\s]+>$/.test(headerId) ? headerId : `<${randomUUID()}@${SANDBOX_HOST}>`;
     const reply = acceptedReply(messageId);
-    await state.addMessage({ via: 'smtp', tenantId: submitter.tenantId, mailbox, appId: submitter.appId, envelope: { mailFrom, rcptTo }, size, raw, reply });
+    await state.addMessage({ via: 'smtp', tenantId: submitter.tenantId, mailbox, appId: submitter.appId, envelope: { mailFrom, rcptTo }, size, raw, reply }, new Date(acceptedAt));
     state.saveSentItem(mailbox, size);
     state.recordSubmissionError(mailbox, undefined);
     state.recordSmtpReply(reply);

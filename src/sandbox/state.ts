@@ -287,8 +287,9 @@ export class SandboxState {
   }
 
   /** Keeps an accepted message (and writes it as .eml when asked). */
-  async addMessage(message: Omit<ReceivedMessage, 'id' | 'receivedAt'>): Promise<ReceivedMessage> {
-    const stored: ReceivedMessage = { id: randomUUID(), receivedAt: new Date().toISOString(), ...message };
+  /** `at`: when Exchange accepted it, the moment its quota was taken (default now). */
+  async addMessage(message: Omit<ReceivedMessage, 'id' | 'receivedAt'>, at = new Date()): Promise<ReceivedMessage> {
+    const stored: ReceivedMessage = { id: randomUUID(), receivedAt: at.toISOString(), ...message };
     this.messages.push(stored);
     if (this.emlDir) {
       await mkdir(this.emlDir, { recursive: true });
