@@ -201,7 +201,7 @@ export class RelayMetrics {
     });
     this.paused = new Gauge({
       name: 'relay365_mailbox_paused',
-      help: '1 when the mailbox is paused after an authentication failure.',
+      help: '1 while the mailbox is paused (an authentication failure, or a cause that blocks it until an admin acts).',
       labelNames: ['mailbox'],
       registers,
     });
