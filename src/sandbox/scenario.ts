@@ -62,6 +62,13 @@ const appSchema = z
     publicClient: z.boolean().default(true),
     /** Registered redirect URIs; `http://localhost` allows any loopback port, as Entra does for native apps. */
     redirectUris: z.array(z.string().url()).default(['http://localhost']),
+    /**
+     * RBAC for Applications in Exchange Online (`New-ManagementScope` + `New-ManagementRoleAssignment
+     * -App ... -CustomResourceScope`): the mailboxes (UPN or alias) this app's Graph application
+     * permissions reach. null: unscoped, every mailbox of the tenant. Outside the scope Graph answers
+     * 403 ErrorAccessDenied "[RAOP]" (see graph-access.ts).
+     */
+    mailboxScope: z.array(z.string().email()).nullable().default(null),
   })
   .strict();
 
@@ -80,6 +87,14 @@ const userSchema = z
     fullAccessApps: z.array(guid).default([]),
     /** Addresses this mailbox may send as (`Add-RecipientPermission -AccessRights SendAs`). */
     sendAs: z.array(z.string().email()).default([]),
+    /**
+     * Delegates of this mailbox (a shared mailbox, usually), by UPN: `Add-MailboxPermission -User <upn>
+     * -AccessRights FullAccess` (read it, and log in to it over SMTP with their own token),
+     * `Add-RecipientPermission -Trustee <upn> -AccessRights SendAs`, `Set-Mailbox -GrantSendOnBehalfTo <upn>`.
+     */
+    fullAccessUsers: z.array(z.string().email()).default([]),
+    sendAsUsers: z.array(z.string().email()).default([]),
+    sendOnBehalfUsers: z.array(z.string().email()).default([]),
     /** The mailbox's own proxy addresses, which it may always send as. */
     aliases: z.array(z.string().email()).default([]),
     /** Apps the user consented to for delegated scopes (besides admin consent). */
