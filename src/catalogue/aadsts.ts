@@ -54,7 +54,7 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS50076: {
     id: 'aadsts-50076',
     class: 'auth',
-    cause: 'Multi-factor authentication is required for this sign-in (Conditional Access).',
+    cause: 'Multi-factor authentication is required for this sign-in: Conditional Access or Security Defaults ask for it at the token endpoint (for OAuth, not at SMTP).',
     fix: 'Sign in again with `relay365 login`, completing MFA, or use an app-only setup (client credentials) for unattended sending.',
     doc: DOC_CODES,
   },
@@ -132,15 +132,89 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS50173: {
     id: 'aadsts-50173',
     class: 'auth',
-    cause: 'The refresh token was revoked (password change, admin revocation, or already used).',
-    fix: 'Run `relay365 login --mailbox <address>` again.',
+    cause:
+      "The refresh token was revoked: the user changed or reset the password, or an admin revoked the user's sessions (Revoke-MgUserSignInSession). Using a refresh token does not revoke it.",
+    fix: 'Run `relay365 login --mailbox <address>` again to sign in afresh.',
     doc: DOC_CODES,
   },
   AADSTS53003: {
     id: 'aadsts-53003',
     class: 'auth',
-    cause: 'Conditional Access blocked the sign-in.',
-    fix: 'Ask the Entra admin to exclude this app or location from the blocking Conditional Access policy, or use app-only credentials.',
+    cause:
+      'A Conditional Access policy blocked the token request (for OAuth, Conditional Access acts here, at the token endpoint, not when relay365 connects to SMTP).',
+    fix: "In the Entra admin center, Sign-in logs > the failed sign-in > Conditional Access shows the policy; exclude this app or location from it, or use app-only credentials (client-secret or client-certificate), to which user policies do not apply.",
+    doc: DOC_CODES,
+  },
+  AADSTS530035: {
+    id: 'aadsts-530035',
+    class: 'auth',
+    cause:
+      "The tenant's Security Defaults blocked the token request: it used legacy authentication or was deemed unsafe by the Security Defaults policies. For OAuth, Security Defaults act here, at the token endpoint, not at SMTP.",
+    fix: 'Sign in with a flow Security Defaults allow (auth-code in a browser, completing MFA: `relay365 login --mailbox <address>`), or use app-only credentials (client-secret or client-certificate), which sign in no user. To keep MFA with finer control, replace Security Defaults by Conditional Access policies (Entra ID P1); do not simply turn them off.',
+    doc: DOC_CODES,
+  },
+  AADSTS70020: {
+    id: 'aadsts-70020',
+    class: 'auth',
+    cause: 'The device code expired before the sign-in was completed at the verification page (the code is valid for the expires_in the device code answer gave, usually 15 minutes).',
+    fix: 'Run `relay365 login --mailbox <address>` again and enter the new code promptly; check that the machine clock is right.',
+    doc: DOC_CODES,
+  },
+  AADSTS1002012: {
+    id: 'aadsts-1002012',
+    class: 'auth',
+    cause: 'An app-only (client credentials) token was asked for with a named scope; client credentials take only `<resource>/.default`.',
+    fix: 'For SMTP app-only the scope is https://outlook.office365.com/.default, for Graph https://graph.microsoft.com/.default (relay365 asks for these); a named scope such as SMTP.Send means the mailbox should use a delegated flow (device-code or auth-code).',
+    doc: DOC_OAUTH,
+  },
+  AADSTS70043: {
+    id: 'aadsts-70043',
+    class: 'auth',
+    cause: "The refresh token was ended by a Conditional Access sign-in frequency policy: the user must sign in again after the policy's interval, however recently the token was used.",
+    fix: 'Run `relay365 login --mailbox <address>` again. For unattended sending, use app-only credentials (client-secret or client-certificate), to which sign-in frequency does not apply, or ask the Entra admin to exclude this app from the sign-in frequency policy.',
+    doc: DOC_CODES,
+  },
+  AADSTS50057: {
+    id: 'aadsts-50057',
+    class: 'auth',
+    cause: 'The user account that signs in for this mailbox is disabled in Entra ID.',
+    fix: 'Re-enable the account (Entra admin center > Users > the user > Edit properties > Account enabled; or Update-MgUser -UserId <address> -AccountEnabled:$true), or sign in as another user with rights on the mailbox, then `relay365 login --mailbox <address>`.',
+    doc: DOC_CODES,
+  },
+  AADSTS50055: {
+    id: 'aadsts-50055',
+    class: 'auth',
+    cause: "The password of the user that signs in for this mailbox has expired.",
+    fix: 'Have the user change the password (sign in at https://myaccount.microsoft.com), then run `relay365 login --mailbox <address>` again.',
+    doc: DOC_CODES,
+  },
+  AADSTS7000112: {
+    id: 'aadsts-7000112',
+    class: 'auth',
+    cause: "The application is disabled in the tenant: its enterprise application (service principal) has sign-in turned off, or Microsoft disabled it.",
+    fix: 'In the Entra admin center, Enterprise applications > the app > Properties, set "Enabled for users to sign-in?" to Yes (or Update-MgServicePrincipal -ServicePrincipalId <object id> -AccountEnabled:$true). If Microsoft disabled it (the app registration says so), register a new app.',
+    doc: DOC_CODES,
+  },
+  AADSTS650057: {
+    id: 'aadsts-650057',
+    class: 'auth',
+    cause: "A token was asked for a resource the app registration does not list in its API permissions (e.g. Office 365 Exchange Online for SMTP, or Microsoft Graph for Graph sending).",
+    fix: 'In App registrations > the app > API permissions, add the permission on the resource the mailbox uses (Office 365 Exchange Online: SMTP.SendAsApp or SMTP.Send; Microsoft Graph: Mail.Send) and grant admin consent.',
+    doc: DOC_CODES,
+  },
+  AADSTS700025: {
+    id: 'aadsts-700025',
+    class: 'auth',
+    cause: "The app is registered as a public client (a Mobile and desktop platform, or Allow public client flows), and a client secret or certificate was sent with the request.",
+    fix: 'A delegated mailbox (device-code, auth-code) of a public-client app takes no secret: remove clientSecret / the certificate from that mailbox in the config; an app-only mailbox needs a confidential app (a Web platform, Allow public client flows: No).',
+    doc: DOC_CODES,
+  },
+  AADSTS50126: {
+    id: 'aadsts-50126',
+    class: 'auth',
+    cause:
+      'The user name or password was wrong: typed at the sign-in page during `relay365 login`, or sent by another client that signs in with a password (relay365 itself never sends one to the token endpoint).',
+    fix: 'Run `relay365 login --mailbox <address>` again and sign in with the right password (reset it in the Microsoft 365 admin center if it is lost); after repeated failures Entra locks the account for a while (AADSTS50053).',
     doc: DOC_CODES,
   },
 };

@@ -315,8 +315,11 @@ export interface RecordedAadstsError {
   /** The `error_description` (or the library's message) as pasted; trace and correlation ids kept where pasted. */
   readonly text: string;
   readonly source: string;
-  /** The catalogue row it must get. */
+  /** The AADSTS code when the text lacks it (a Learn page's table gives the code in its own column). */
+  readonly code?: string;
+  /** The catalogue row and class it must get. */
   readonly row: string;
+  readonly class: 'auth' | 'transient';
   readonly note?: string;
 }
 
@@ -326,114 +329,310 @@ export const RECORDED_AADSTS_ERRORS: readonly RecordedAadstsError[] = [
     text: 'AADSTS7000215: Invalid client secret is provided.',
     source: 'https://github.com/microsoft/Dynamics-AX-Integration/issues/95',
     row: 'aadsts-7000215',
+    class: 'auth',
   },
   {
     text: "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app 'a8fdfbd0-da97-42d9-8f1a-fd6a7cb650b4'.",
     source: 'https://github.com/OfficeDev/microsoft-365-agents-toolkit/issues/8621',
     row: 'aadsts-7000215',
+    class: 'auth',
   },
   {
     text: "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '4d856d1f-8648-456c-9bb2-f36273bbe4e3'.",
     source: 'https://github.com/Azure/sap-automation/issues/418',
     row: 'aadsts-7000215',
+    class: 'auth',
   },
   {
     text: 'AADSTS7000215: Invalid client secret is provided. Trace ID: 02f6f1c8-78b8-44f9-9576-66a55b4aa100 Correlation ID: 52f513ad-39d9-4eb4-b1a9-281571228968 Timestamp: 2021-09-13 23:21:24Z',
     source: 'https://github.com/microsoftgraph/contoso-airlines-teams-sample/issues/11',
     row: 'aadsts-7000215',
+    class: 'auth',
   },
   {
     text: "AADSTS700016: Application with identifier '160c5842-eeba-487b-bb30-be9fae7878d0' was not found in the directory '1cdf1d7c-ca85-45c7-b1a6-0d197aa07dc5'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
     source: 'https://github.com/donwa/oneindex/issues/621',
     row: 'aadsts-700016',
+    class: 'auth',
   },
   {
     text: "AADSTS700016: Application with identifier 'Enter_the_Application_Id_here' was not found in the directory 'abc '. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
     source: 'https://github.com/AzureADQuickStarts/AppModelv2-WebApp-OpenIDConnect-DotNet/issues/50',
     row: 'aadsts-700016',
+    class: 'auth',
   },
   {
     text: "AADSTS700016: Application with identifier 'd1ddf0e4-d672-4dae-b554-9d5bdfd93547' was not found in the directory",
     source: 'https://github.com/svdbusse/IntuneScripts/issues/11',
     row: 'aadsts-700016',
+    class: 'auth',
     note: 'the issue title, cut there by its author',
   },
   {
     text: "AADSTS65001: The user or administrator has not consented to use the application with ID 'XXXX'. Send an interactive authorization request for this user and resource.",
     source: 'https://github.com/Azure-Samples/active-directory-dotnet-native-headless/issues/10',
     row: 'aadsts-65001',
+    class: 'auth',
   },
   {
     text: "AADSTS65001: The user or administrator has not consented to use the application with ID 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxx'. Send an interactive authorization request for this user and resource.",
     source: 'https://github.com/microsoft/mattercenter/issues/656',
     row: 'aadsts-65001',
+    class: 'auth',
   },
   {
     text: "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
     source: 'https://github.com/AzureAD/microsoft-authentication-library-for-go/issues/398',
     row: 'aadsts-50076',
+    class: 'auth',
   },
   {
     text: "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '797f4846-ba00-4fd7-ba43-dac1f8f63013'. Trace ID: 68ea69c4-9700-46ef-991b-c398615b8300 Correlation ID: 9373f28a-8e7b-4b99-9101-054e96774b03 Timestamp: 2020-08-20 20:06:22Z",
     source: 'https://github.com/stgeorgi/wvdquickstart/issues/4',
     row: 'aadsts-50076',
+    class: 'auth',
   },
   {
     text: "(invalid_grant) AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
     source: 'https://github.com/RogerSelwyn/O365-HomeAssistant/issues/113',
     row: 'aadsts-50076',
+    class: 'auth',
   },
   {
     text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.',
     source: 'https://github.com/AzureAD/microsoft-identity-web/issues/2419',
     row: 'aadsts-53003',
+    class: 'auth',
   },
   {
     text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance. Trace ID: 2f8ccb7a-459e-44fb-b615-232475945800 Correlation ID: 824fc737-3721-428a-adb8-e51aec8c4cce Timestamp: 2026-02-17 18:39:09Z',
     source: 'https://github.com/Azure/azure-cli/issues/32809',
     row: 'aadsts-53003',
+    class: 'auth',
   },
   {
     text: 'AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.',
     source: 'https://github.com/koltyakov/sp-rest-proxy/issues/96',
     row: 'aadsts-53003',
+    class: 'auth',
     note: "inside a SOAP fault's psf:text",
   },
   {
     text: 'AADSTS7000222: The provided client secret keys are expired. Visit the Azure Portal to create new keys for your app, or consider using certificate credentials for added security: https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials',
     source: 'https://github.com/Azure-Samples/ms-identity-python-webapp/issues/67',
     row: 'aadsts-7000222',
+    class: 'auth',
   },
   {
     text: "AADSTS7000222: The provided client secret keys for app 'd87bcc39-1750-4ca0-ad54-f8d0efbb2735' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
     source: 'https://github.com/spencerwooo/onedrive-vercel-index/issues/1051',
     row: 'aadsts-7000222',
+    class: 'auth',
   },
   {
     text: "AADSTS7000222: The provided client secret keys for app 'ccc25fb8-d83b-4225-b4b7-5f31bfb007be' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds. Trace ID: de577a4f-a611-44e8-94e6-5ca7955a3800 Correlation ID: b1f881fe-810c-4731-a772-fa920ee90430 Timestamp: 2025-04-10 13:07:42Z",
     source: 'https://github.com/dotnet/sign/issues/849',
     row: 'aadsts-7000222',
+    class: 'auth',
   },
   {
     text: 'AADSTS700082: The refresh token has expired due to inactivity. The token was issued on 2021-02-20T02:58:17.0350262Z and was inactive for 90.00:00:00.',
     source: 'https://github.com/reruin/sharelist/issues/511',
     row: 'aadsts-700082',
+    class: 'auth',
   },
   {
     text: 'AADSTS700082: The refresh token has expired due to inactivity.\nThe token was issued on 2023-04-20T18:48:41.6655773Z and was inactive for 90.00:00:00.',
     source: 'https://github.com/CompositionalIT/farmer/issues/1070',
     row: 'aadsts-700082',
+    class: 'auth',
   },
   {
     text: '{"error":"invalid_grant","error_description":"AADSTS700082: The refresh token has expired due to inactivity.',
     source: 'https://github.com/blobfile/blobfile/issues/93',
     row: 'aadsts-700082',
+    class: 'auth',
     note: 'the token response body, cut there by its author',
   },
   {
     text: 'AADSTS700082: The refresh token has expired due to inactivity.&nbsp;The token was issued on 2024-01-28T19:43:52.3866932Z and was inactive for 90.00:00:00.',
     source: 'https://github.com/microsoft/powerplatform-build-tools/issues/894',
     row: 'aadsts-700082',
+    class: 'auth',
     note: 'the &nbsp; as the CLI printed it',
+  },
+  // Device code flow: the code expired before the user finished.
+  {
+    text: "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.\nTrace ID: a8f3578e-d4cb-44ac-91a8-64c1322d6f00\nCorrelation ID: ed438693-0685-4cfe-923e-b73b5cd759e5\nTimestamp: 2022-05-03 08:56:46Z",
+    source: 'https://github.com/Azure/azure-cli/issues/22251',
+    row: 'aadsts-70020',
+    class: 'auth',
+  },
+  {
+    text: "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
+    source: 'https://github.com/MicrosoftDocs/azure-docs/issues/92366',
+    row: 'aadsts-70020',
+    class: 'auth',
+  },
+  // Client credentials with a scope that is not `<resource>/.default`.
+  {
+    text: 'AADSTS1002012: The provided value for scope User.Read is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).',
+    source: 'https://github.com/microsoftgraph/msgraph-sdk-python/issues/181',
+    row: 'aadsts-1002012',
+    class: 'auth',
+  },
+  {
+    text: 'AADSTS1002012: The provided value for scope 6a8b4b39-c021-437c-b060-5a14a3fd65f3/full_access is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).',
+    source: 'https://github.com/MicrosoftDocs/azure-docs/issues/99862',
+    row: 'aadsts-1002012',
+    class: 'auth',
+  },
+  // Conditional Access sign-in frequency ended the refresh token.
+  {
+    text: 'AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on 2021-11-10T02:49:07.6225734Z and the maximum allowed lifetime for this request is 3600.',
+    source: 'https://github.com/KelvinTegelaar/CIPP/issues/1156',
+    row: 'aadsts-70043',
+    class: 'auth',
+    note: 'the error_description of an interaction_required answer to a token request for Exchange',
+  },
+  {
+    text: 'AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on 2020-12-07T12:15:47.8520000Z and the maximum allowed lifetime for this request is 172800.\nTrace ID: 9958a6aa-3e9b-4470-9df7-7d0603262301\nCorrelation ID: c215e3d3-39fa-42e5-855c-4d93e362d308\nTimestamp: 2020-12-09 13:10:42Z',
+    source: 'https://github.com/Azure/azure-cli/issues/16209',
+    row: 'aadsts-70043',
+    class: 'auth',
+  },
+  {
+    text: 'AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on 2023-06-02T14:27:05.8405153Z and the maximum allowed lifetime for this request is 86400.\\r\\nTrace ID: [redacted]\\r\\nCorrelation ID: [redacted]\\r\\nTimestamp: 2023-07-06 13:35:42Z',
+    source: 'https://github.com/simonrob/email-oauth2-proxy/issues/181',
+    row: 'aadsts-70043',
+    class: 'auth',
+    note: "Python's repr of the token response: the \\r\\n escapes as printed",
+  },
+  // The user's account is disabled.
+  {
+    text: 'AADSTS50057: The user account is disabled. Trace ID: 5f7d76c6-ec57-4833-9d29-6087922e2300 Correlation ID: 1f207b54-f311-4781-88d1-5a0f0cea3de5 Timestamp: 2025-02-26 16:02:16Z',
+    source: 'https://github.com/canonical/authd/issues/814',
+    row: 'aadsts-50057',
+    class: 'auth',
+  },
+  {
+    text: 'AADSTS50057: User account is disabled.',
+    source: 'https://github.com/Azure/azure-cli/issues/8566',
+    row: 'aadsts-50057',
+    class: 'auth',
+    note: 'the 2019 wording; the error_description cut before its Trace ID',
+  },
+  // The user's password expired.
+  {
+    text: 'AADSTS50055: Password is expired.',
+    source: 'https://github.com/AtlasPublicPolicy/power-bi-embedded/issues/11',
+    row: 'aadsts-50055',
+    class: 'auth',
+  },
+  // The app (its service principal) is disabled in the tenant, or by Microsoft.
+  {
+    text: "AADSTS7000112: Application 'c0eceb27-8cd3-4bb8-9271-c90596069f74'(OOFSponder) is disabled.",
+    source: 'https://github.com/EvanBasalik/OOFSponder/issues/42',
+    row: 'aadsts-7000112',
+    class: 'auth',
+  },
+  {
+    text: "AADSTS7000112: Application '8b0c024c-7823-3774-2da8-a8d8b7ed331a'(worklytics-azuread-connector) is disabled.",
+    source: 'https://github.com/Worklytics/psoxy/pull/74',
+    row: 'aadsts-7000112',
+    class: 'auth',
+    note: 'the error_description of an unauthorized_client answer, quoted in the README the pull request adds',
+  },
+  // A resource the app registration does not list.
+  {
+    text: 'AADSTS650057: Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client\'s application registration. Client app ID: [redacted]. Resource value from request: 499b84ac-1321-427f-aa17-267ca6975798. Resource app ID: 499b84ac-1321-427f-aa17-267ca6975798. List of valid resources from app registration: 00000003-0000-0000-c000-000000000000.\nTrace ID: c9a71cf7-bc64-446e-80f0-b9dc47c35600\nCorrelation ID: ca198b06-4d06-4d45-8dfa-835540dd27ea\nTimestamp: 2022-04-22 20:18:07Z',
+    source: 'https://github.com/microsoft/azure-devops-auth-samples/issues/90',
+    row: 'aadsts-650057',
+    class: 'auth',
+  },
+  {
+    text: "AADSTS650057: Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration. Client app ID: b714eb58-a73d-479b-bf14-0d7a1556bba2(appDT). Resource value from request: 0b07f429-9f4b-4714-9392-cc5e8e80c8b0. Resource app ID: 0b07f429-9f4b-4714-9392-cc5e8e80c8b0. List of valid resources from app registration: 00000003-0000-0000-c000-000000000000.",
+    source: 'https://github.com/Azure-Samples/IoTDemos/issues/40',
+    row: 'aadsts-650057',
+    class: 'auth',
+  },
+  // A public client (device code, auth code on a desktop platform) sent a secret.
+  {
+    text: "(invalid_client) AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.\n\nTrace ID: 43d77fa0-0f4d-4b83-ac05-b05592320801\n\nCorrelation ID: 6f214225-c2c2-4b66-b2bb-232bd77f8e5d\n\nTimestamp: 2020-06-19 14:12:06Z",
+    source: 'https://github.com/O365/python-o365/issues/469',
+    row: 'aadsts-700025',
+    class: 'auth',
+  },
+  {
+    text: "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.\n\tTrace ID: abdc4945-8a1c-4f70-b891-1c6f69207b00\n\tCorrelation ID: 8284c2d3-f550-492c-8423-259b3982415e\n\tTimestamp: 2022-07-29 12:41:44Z",
+    source: 'https://github.com/MicrosoftDocs/azure-docs/issues/96567',
+    row: 'aadsts-700025',
+    class: 'auth',
+  },
+  // Security Defaults blocked the sign-in at the token endpoint.
+  {
+    text: 'BlockedBySecurityDefaults - Access has been blocked by security defaults. This is due to the request using legacy auth or being deemed unsafe by security defaults policies.',
+    code: 'AADSTS530035',
+    source: 'https://learn.microsoft.com/entra/identity-platform/reference-error-codes',
+    row: 'aadsts-530035',
+    class: 'auth',
+    note: "the Learn page's table row (its docs repository: MicrosoftDocs/azure-docs#115250 added it); the code is in the row's first column",
+  },
+  // The refresh token was revoked: a password change or an admin's revoke (not its use).
+  {
+    text: "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '2021-07-19T14:01:41.1468970Z' and the TokensValidFrom date (before which tokens are not valid) for this user is '2021-10-13T19:49:51.0000000Z'.\nTrace ID: 95ef993f-b3dd-4b7c-a102-7e169585da00\nCorrelation ID: 84f7ed71-97dc-44bb-a496-015cf0b6ccc6\nTimestamp: 2021-10-18 15:18:52Z",
+    source: 'https://github.com/microsoft/vscode/issues/135299',
+    row: 'aadsts-50173',
+    class: 'auth',
+    note: 'after "Fetching remote diagnostics for \'Azure ML\' failed: invalid_grant: 50173 - [2021-10-18 15:18:52Z]: "',
+  },
+  {
+    text: "AADSTS50173: The provided grant has expired due to it being revoked. The user might have changed or reset their password. The grant was issued on '2017-11-26T09:16:07.5290000Z' and the TokensValidFrom date for this user is '2017-11-27T17:35:50.0000000Z'\nTrace ID: \nCorrelation ID: \nTimestamp: 2017-12-03 07:57:31Z",
+    source: 'https://github.com/wkh237/react-native-azure-ad/issues/31',
+    row: 'aadsts-50173',
+    class: 'auth',
+    note: 'the 2017 wording',
+  },
+  // The certificate credential's assertion is refused.
+  {
+    text: "AADSTS700027: Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '1C74D736BEA6C95459FD38D02D0A2514A52FC9E9', Please visit 'https://developer.microsoft.com/en-us/graph/graph-explorer' and query for 'https://graph.microsoft.com/beta/applications/31359c7f-bd7e-475c-86db-fdb8c937548e' to see configured keys]\nTrace ID: c36d5a6e-a82a-49c5-9af1-a6e16de60a00\nCorrelation ID: b13d6979-8e3c-4ea1-8050-e69ca4550ab5",
+    source: 'https://github.com/pnp/cli-microsoft365/issues/1621',
+    row: 'aadsts-700027',
+    class: 'auth',
+  },
+  {
+    text: "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '<thumbprint>', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '<1pappId>'.",
+    source: 'https://github.com/AzureAD/microsoft-authentication-library-for-js/issues/8339',
+    row: 'aadsts-700027',
+    class: 'auth',
+    note: 'MSAL Node 5.0.4, 2026 wording; cut after the app id (the text goes on with links to the Graph docs)',
+  },
+  // A password sign-in (ROPC) with a wrong user name or password.
+  {
+    text: 'AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: 4a3235bb-aad5-43de-9757-45195c574800 Correlation ID: f9f47a60-a02b-4410-8aa5-b28815ff397b Timestamp: 2024-10-18 21:57:51Z',
+    source: 'https://github.com/MscrmTools/XrmToolBox/issues/1366',
+    row: 'aadsts-50126',
+    class: 'auth',
+  },
+  {
+    text: 'AADSTS50126: Error validating credentials due to invalid username or password.',
+    source: 'https://github.com/jasonrollins/shareplum/issues/185',
+    row: 'aadsts-50126',
+    class: 'auth',
+  },
+  // The tenant in the authority does not exist (or is in another cloud).
+  {
+    text: "AADSTS90002: Tenant '4d77a907-f31c-4f84-97b3-26dfea54ac46' not found. This may happen if there are no active subscriptions for the tenant. Check to make sure you have the correct tenant ID. Check with your subscription administrator.",
+    source: 'https://github.com/microsoft/azure-tools-for-java/issues/4609',
+    row: 'aadsts-90002',
+    class: 'auth',
+    note: 'the error_description cut before its \\r\\nTrace ID',
+  },
+  {
+    text: 'AADSTS90002: Tenant 9188040d-6c67-4c5b-b112-36a304b66dad not found. This may happen if there are no active subscriptions for the tenant. Check with your subscription administrator.\nTrace ID: 157d5546-510c-4c33-a1f7-e0c210d80e00\nCorrelation ID: 532c1996-a7a3-418d-94ae-9f627bb5109e\nTimestamp: 2018-04-06 09:59:32Z',
+    source: 'https://github.com/AzureAD/microsoft-authentication-library-for-android/issues/267',
+    row: 'aadsts-90002',
+    class: 'auth',
+    note: 'the 2018 wording, for the consumers tenant id',
   },
 ];

@@ -101,14 +101,35 @@ describe('the reply catalogue', () => {
     assert.equal(explainSmtpReply('garbage').id, 'smtp-unparsable');
   });
 
-  it('finds the code in every token error users pasted and gives it its row', () => {
-    assert.ok(RECORDED_AADSTS_ERRORS.length >= 22);
+  it('finds the code in every token error users pasted and gives it its row and class', () => {
     for (const entry of RECORDED_AADSTS_ERRORS) {
-      assert.match(entry.source, /^https:\/\//);
-      const row = explainAadsts(findAadstsCode(entry.text));
+      assert.match(entry.source, /^https:\/\//, `${entry.text} names its source`);
+      const code = findAadstsCode(entry.text) ?? entry.code;
+      const row = explainAadsts(code);
       assert.equal(row?.id, entry.row, `${entry.text} (${entry.source})`);
-      assert.ok(row.fix.length > 10);
+      assert.equal(row.class, entry.class, entry.text);
+      assert.ok(row.cause.length > 10 && row.fix.length > 10, `${entry.row} explains itself`);
     }
+  });
+
+  it('has a pasted text for every identity code the sandbox gives (row ids aadsts-<code>)', () => {
+    const recorded = new Set(RECORDED_AADSTS_ERRORS.map((e) => e.row));
+    const needed = [70020, 1002012, 70043, 50057, 50055, 7000112, 650057, 700025, 530035, 53003, 50076, 50173, 7000222, 700027, 65001, 50126, 700016, 90002];
+    assert.deepEqual(
+      needed.map((n) => `aadsts-${n}`).filter((id) => !recorded.has(id)),
+      [],
+    );
+  });
+
+  it('tells the Security Defaults and Conditional Access cases apart from SMTP AUTH being off', () => {
+    // For an OAuth login they act at the token endpoint; turning Security Defaults off is not the fix.
+    for (const code of ['AADSTS530035', 'AADSTS53003', 'AADSTS50076']) {
+      const row = explainAadsts(code)!;
+      assert.match(row.cause, /token endpoint/, code);
+      assert.doesNotMatch(row.fix, /(disable|turn off|switch off) (the )?Security Defaults/i, code);
+    }
+    assert.doesNotMatch(explainSmtpReply("535 5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.").fix, /(disable|turn off) Security Defaults/i);
+    assert.match(explainSmtpReply('535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.').fix, /Set-TransportConfig -SmtpClientAuthenticationDisabled \$false/);
   });
 
   it('explains every AADSTS row and finds codes in error bodies and messages', () => {
