@@ -89,15 +89,23 @@ export class LoginsBusyError extends Error {
   }
 }
 
+/** How fast a client's record of derivations spent fades: halved every this many ms. */
+const SPENT_HALF_LIFE_MS = 60_000;
+/** Clients whose spending is remembered, at most (the least recent forgotten first). */
+const SPENT_ENTRIES = 10_000;
+
 /**
- * Runs key derivations one at a time, taking clients in turn (round robin over their addresses).
+ * Runs key derivations one at a time, the client that has spent the least recently going next.
  * scrypt runs on libuv's thread pool (4 threads by default), which the outbox's fdatasync before
- * every 250 needs too: one derivation at a time leaves it three, however hard AUTH is flooded. In
- * turn, so that a flood from a few addresses delays another client's login by at most one
- * derivation per flooding address, not by the whole flood.
+ * every 250 needs too: one derivation at a time leaves it three, however hard AUTH is flooded.
+ * Least-spent first (a fair queue over client addresses, with a record that halves every minute):
+ * a flooding address has spent many derivations, so a client that has not, such as a device logging
+ * in for the first time today, waits for the derivation running and its own, not for one per
+ * flooding address. Among equals, the longest waiting goes first.
  */
 class DerivationQueue {
   private readonly waiting = new Map<string, Array<() => void>>();
+  private readonly spent = new Map<string, { n: number; at: number }>();
   private count = 0;
   private running = false;
 
@@ -118,15 +126,33 @@ class DerivationQueue {
     });
   }
 
+  /** Derivations `client` has spent, faded by their age. */
+  private spentBy(client: string, now: number): number {
+    const record = this.spent.get(client);
+    return record ? record.n * 0.5 ** ((now - record.at) / SPENT_HALF_LIFE_MS) : 0;
+  }
+
   private next(): void {
     if (this.running) return;
-    // The first client in the map goes next; it goes to the back if it has more waiting.
-    const first = this.waiting.entries().next();
-    if (first.done) return;
-    const [client, queue] = first.value;
+    const now = Date.now();
+    let chosen: string | undefined;
+    let least = Infinity;
+    // Map order is arrival order: a strict `<` keeps the longest waiting first among equals.
+    for (const client of this.waiting.keys()) {
+      const spent = this.spentBy(client, now);
+      if (spent < least) {
+        least = spent;
+        chosen = client;
+      }
+    }
+    if (chosen === undefined) return;
+    const queue = this.waiting.get(chosen)!;
     const start = queue.shift()!;
-    this.waiting.delete(client);
-    if (queue.length > 0) this.waiting.set(client, queue);
+    this.waiting.delete(chosen);
+    if (queue.length > 0) this.waiting.set(chosen, queue);
+    this.spent.delete(chosen);
+    this.spent.set(chosen, { n: least + 1, at: now });
+    if (this.spent.size > SPENT_ENTRIES) this.spent.delete(this.spent.keys().next().value!);
     this.count -= 1;
     this.running = true;
     start();
@@ -139,7 +165,7 @@ class DerivationQueue {
  * random for this process) of user, hash and password: reading the process's memory tells nothing
  * about a password. Changing a user's hash in the config forgets its cached logins, since the hash is
  * part of the HMAC. Concurrent checks of the same login share one derivation. Derivations run one at
- * a time, clients in turn ({@link DerivationQueue}); a known user and an unknown one cost the same.
+ * a time, the least-spent client first ({@link DerivationQueue}); a known user and an unknown one cost the same.
  */
 export class PasswordChecker {
   private readonly key = randomBytes(32);
