@@ -61,6 +61,27 @@ export type AuthSettings = z.infer<typeof authSchema>;
 export const MAILBOX_TRANSPORTS = ['smtp', 'graph'] as const;
 export type MailboxTransport = (typeof MAILBOX_TRANSPORTS)[number];
 
+/**
+ * Reading a mailbox's non-delivery reports (NDRs) back: Exchange accepts a message with `250` and later
+ * bounces it by an NDR in the sender's Inbox. Needs the `Mail.Read` application permission, scoped to the
+ * mailbox by RBAC for Applications (docs/bounces.md).
+ */
+export const mailboxBouncesSchema = z
+  .object({
+    /** Read the Inbox's NDRs (Graph delta query), apply them per recipient, suppress hard-bounced addresses. */
+    read: z.boolean().default(false),
+    /** Seconds between two reads of the Inbox. */
+    everySeconds: z.number().positive().default(60),
+    /** What is done with a report once applied: moved to `folder`, or given the category `category`. */
+    mark: z.enum(['move', 'category']).default('move'),
+    /** The Inbox's child folder processed reports are moved to (created when missing). */
+    folder: z.string().min(1).max(255).default('relay365 reports'),
+    /** The category given to processed reports with `mark: category`. */
+    category: z.string().min(1).max(255).default('relay365 report'),
+  })
+  .strict();
+export type MailboxBouncesConfig = z.infer<typeof mailboxBouncesSchema>;
+
 export const mailboxSchema = z
   .object({
     /** The mailbox relay365 signs in as (XOAUTH2 `user=`). */
@@ -79,6 +100,8 @@ export const mailboxSchema = z
     recipientsPerDay: z.number().int().positive().optional(),
     /** The way out: SMTP submission with XOAUTH2, or Microsoft Graph `sendMail` (docs/graph.md). */
     transport: z.enum(MAILBOX_TRANSPORTS).default('smtp'),
+    /** Reading the mailbox's non-delivery reports back through Graph (docs/bounces.md). */
+    bounces: mailboxBouncesSchema.optional(),
   })
   .strict();
 
@@ -288,7 +311,9 @@ export const httpIngressSchema = z
             /** Signing secret (an `env:` or `file:` reference). */
             secret: secretRefSchema,
             /** Only these event types (default: all). */
-            events: z.array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed'])).optional(),
+            events: z
+              .array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed', 'message.bounced', 'message.delayed']))
+              .optional(),
           })
           .strict(),
       )
@@ -363,6 +388,13 @@ export const configSchema = z
       if (auth.flow === 'client-secret') need('clientSecret', 'the client secret (e.g. env:RELAY365_CLIENT_SECRET)');
       if (auth.flow === 'client-certificate') need('certificate', 'keyFile and certFile (or thumbprint) of the app certificate');
       if (auth.flow === 'token-command') need('command', 'a command that prints an access token');
+      // The delegated flows ask for Graph's Mail.Send only (identity/clouds.ts): reading needs Mail.Read.
+      if (mailbox.bounces?.read === true && (auth.flow === 'device-code' || auth.flow === 'auth-code'))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mailboxes', i, 'bounces', 'read'],
+          message: `${mailbox.address}: reading NDRs needs an app-only flow (client-secret or client-certificate) with the Mail.Read application permission (docs/bounces.md)`,
+        });
     });
   });
 

@@ -28,7 +28,40 @@ export type RelayEvent =
     }
   | { type: 'mailbox.paused'; mailbox: string; reason: string; explanation: Explanation | undefined; until: Date; at: Date }
   | { type: 'mailbox.resumed'; mailbox: string; at: Date }
-  | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date };
+  | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date }
+  /** A non-delivery report for one recipient of a sent message, applied for the first time (src/bounces). */
+  | {
+      type: 'message.bounced';
+      /** The relay365 message id. */
+      id: string;
+      mailbox: string;
+      recipient: string;
+      /** DSN status, e.g. `5.1.10`. */
+      dsnStatus: string;
+      /** `hard`: the address does not exist and is now suppressed; `soft`: failed for another reason. */
+      bounceClass: 'hard' | 'soft';
+      diagnostic: string | undefined;
+      remoteMta: string | undefined;
+      /** The original's Message-ID header. */
+      messageId: string;
+      /** The report's Graph message id in the mailbox. */
+      reportId: string;
+      suppressed: boolean;
+      at: Date;
+    }
+  /** A delay notification for one recipient (Exchange keeps trying; a later report may bounce it). */
+  | {
+      type: 'message.delayed';
+      id: string;
+      mailbox: string;
+      recipient: string;
+      dsnStatus: string;
+      diagnostic: string | undefined;
+      remoteMta: string | undefined;
+      messageId: string;
+      reportId: string;
+      at: Date;
+    };
 
 export type RelayEventType = RelayEvent['type'];
 

@@ -44,6 +44,8 @@ const MAILBOX_EVENTS = ['paused', 'resumed', 'throttled'] as const;
 const TOKEN_OUTCOMES = ['success', 'failure'] as const;
 const SMTP_CONNECTION_OUTCOMES = ['accepted', 'refused'] as const;
 const SMTP_AUTH_FAILURE_REASONS = ['invalid', 'locked'] as const;
+/** `relay365_bounces_total`'s classes (src/bounces/classify.ts: RFC 3463 class and subject). */
+const BOUNCE_METRIC_CLASSES = ['hard', 'soft', 'delayed'] as const;
 
 /** Seconds; one SMTP submission to Exchange takes from ~100 ms to a few seconds, a slow one 30 s or more. */
 const SEND_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -68,6 +70,7 @@ export class RelayMetrics {
   private readonly sendDuration: Histogram<'mailbox'>;
   private readonly mailboxEvents: Counter<'mailbox' | 'event'>;
   private readonly tokenRequests: Counter<'mailbox' | 'outcome'>;
+  private readonly bounces: Counter<'mailbox' | 'class'>;
   private readonly webhookAttempts: Counter<'outcome' | 'type'>;
   private readonly smtpConnections: Counter<'outcome'>;
   private readonly smtpAuthFailures: Counter<'reason'>;
@@ -169,6 +172,12 @@ export class RelayMetrics {
       labelNames: ['version', 'node'],
       registers,
     }).set({ version: options.version ?? 'unknown', node: process.versions.node }, 1);
+    this.bounces = new Counter({
+      name: 'relay365_bounces_total',
+      help: 'Recipients reported back by a non-delivery report read from the mailbox (class hard: the address does not exist, soft: another permanent or transient failure, delayed: a delay notification).',
+      labelNames: ['mailbox', 'class'],
+      registers,
+    });
     for (const event of MESSAGE_EVENTS) this.events.inc({ event }, 0);
     for (const outcome of SMTP_CONNECTION_OUTCOMES) this.smtpConnections.inc({ outcome }, 0);
     for (const reason of SMTP_AUTH_FAILURE_REASONS) this.smtpAuthFailures.inc({ reason }, 0);
@@ -178,6 +187,7 @@ export class RelayMetrics {
     for (const mailbox of options.mailboxes ?? []) {
       for (const event of MAILBOX_EVENTS) this.mailboxEvents.inc({ mailbox, event }, 0);
       for (const outcome of TOKEN_OUTCOMES) this.tokenRequests.inc({ mailbox, outcome }, 0);
+      for (const cls of BOUNCE_METRIC_CLASSES) this.bounces.inc({ mailbox, class: cls }, 0);
     }
     this.messages = new Gauge({
       name: 'relay365_messages',
@@ -242,6 +252,12 @@ export class RelayMetrics {
       case 'mailbox.resumed':
       case 'mailbox.throttled':
         this.mailboxEvents.inc({ mailbox: event.mailbox, event: event.type.slice('mailbox.'.length) });
+        break;
+      case 'message.bounced':
+        this.bounces.inc({ mailbox: event.mailbox, class: event.bounceClass });
+        break;
+      case 'message.delayed':
+        this.bounces.inc({ mailbox: event.mailbox, class: 'delayed' });
         break;
     }
   }

@@ -9,6 +9,8 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.failed',
   'mailbox.paused',
   'mailbox.resumed',
+  'message.bounced',
+  'message.delayed',
 ] as const satisfies readonly RelayEventType[];
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
