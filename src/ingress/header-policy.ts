@@ -101,6 +101,10 @@ function mailboxList(value: string): string[] | string {
   const pieces = bare.split(',').filter((p) => p.trim() !== '');
   if (pieces.length !== addresses.length || pieces.some((p) => (p.match(/</g)?.length ?? 0) > 1 || (p.match(/>/g)?.length ?? 0) > 1))
     return 'holds angle brackets or addresses that do not form a list of mailboxes';
+  // An entry without angle brackets is a bare addr-spec (RFC 5322 3.4): `a b@example.net` is no
+  // address, though a lenient parser reads a display name `a` and an address `b@example.net`.
+  const named = pieces.findIndex((p, i) => !p.includes('<') && p.trim() !== addresses[i]);
+  if (named !== -1) return `holds ${JSON.stringify(pieces[named]!.trim())}, which is not an address (a display name needs the address in angle brackets)`;
   const bad = addresses.find((a) => !ADDR_SPEC.test(a));
   if (bad !== undefined) return `holds ${bad === '' ? 'an entry without an address' : `<${bad}>, which is not an address`}`;
   return addresses;

@@ -52,6 +52,8 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
       [{ to: 'no-domain' }, 'to'],
       [{ to: ['alice@example.net'], cc: ['"A" <a@example.net> <b@example.net>'] }, 'cc[0]'],
       [{ to: [{ name: 'B', address: 'b@example.net>' }] }, 'to[0].address'],
+      // A lenient parser reads a display name `a` and sends to b@example.net.
+      [{ to: ['a b@example.net'] }, 'to[0]'],
     ];
     for (const [fields, field] of cases) {
       const res = await post({ from: MAILBOX, subject: 'x', text: 'x', ...fields });
@@ -70,6 +72,7 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
       [`From: ${MAILBOX}\r\nFrom: ceo@${DEFAULT_IDS.tenantDomain}\r\n\r\nx\r\n`, /more than one From/],
       [`From: ${MAILBOX}\rX-Evil: 1\r\nSubject: x\r\n\r\nx\r\n`, /bare carriage return/],
       [` Subject: folded first\r\nFrom: ${MAILBOX}\r\n\r\nx\r\n`, /first header line starts with white space/],
+      [`Subject: no from\r\n\r\nx\r\n`, /no From header/],
     ];
     for (const [raw, problem] of cases) {
       const { status, body } = await sendMime(raw);
@@ -85,5 +88,29 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
     assert.equal((await relay.store.counts()).queued ?? 0, 0, 'nothing was queued');
     const good = await sendMime(`From: ${MAILBOX}\r\nSubject: fine\r\n\r\nhello\r\n`);
     assert.equal(good.status, 202, JSON.stringify(good.body));
+  });
+
+  it('holds a key allowed one sender to it in Sender and Resent-From too, as the SMTP door does', async () => {
+    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const k = generateApiKey();
+    await store.createApiKey({ name: 'one-sender', hash: k.hash, prefix: k.prefix, scopes: ['send'], senders: [MAILBOX] });
+    await store.close();
+    const send = async (headers: string) => {
+      const res = await fetch(`${relay.httpAddress}/v1/messages/mime`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ raw: `${headers}\r\nSubject: x\r\n\r\nx\r\n`, encoding: 'utf8', envelope: { from: MAILBOX, to: ['alice@example.net'] } }),
+      });
+      return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string } } };
+    };
+    const before = (await relay.store.counts()).queued ?? 0;
+    for (const other of [`Sender: ceo@${DEFAULT_IDS.tenantDomain}`, `Resent-From: ceo@${DEFAULT_IDS.tenantDomain}`, `Resent-Sender: ceo@${DEFAULT_IDS.tenantDomain}`]) {
+      const { status, body } = await send(`From: ${MAILBOX}\r\n${other}`);
+      assert.equal(status, 403, JSON.stringify(body));
+      assert.equal(body.error?.code, 'R365_HTTP_FORBIDDEN');
+      assert.match(body.error.message, new RegExp(`not as ceo@${DEFAULT_IDS.tenantDomain}`));
+    }
+    assert.equal((await relay.store.counts()).queued ?? 0, before, 'nothing was queued');
+    assert.equal((await send(`From: ${MAILBOX}\r\nSender: ${MAILBOX}`)).status, 202);
   });
 });

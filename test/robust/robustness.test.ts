@@ -136,6 +136,29 @@ const smtpAttacks: Record<string, (port: number) => Promise<unknown>> = {
   'silent client': (port) => rawSession(port, [], { lingerMs: 500 + int(2000) }),
   'slow client': (port) => rawSession(port, [150, ...Array.from(`EHLO slow\r\nMAIL FROM:<${STRANGER}>\r\n`).flatMap((ch) => [ch, 20])]),
   'bare LF and lone dots': (port) => rawSession(port, [150, `EHLO robust\nMAIL FROM:<${STRANGER}>\nRCPT TO:<x@example.net>\nDATA\n.\n\r.\r\n..\r\n`]),
+  // Header policy (the hardening issue): the allowlisted device may send only as MAILBOX, so each of
+  // these must be refused and never queued: a first header line that is a continuation (it
+  // would join a header added in front), two addresses in From, a bare CR inside From (a new header
+  // line to the next hop), and Sender / Resent-From naming another address. (A message with no From
+  // is accepted: the SMTP door adds `From: <MAIL FROM>`, an address the device may use.)
+  ...Object.fromEntries(
+    (
+      [
+        ['first header line folded', [' Subject: folded', `From: ${MAILBOX}`]],
+        ['two addresses in From', [`From: <${MAILBOX}> <${STRANGER}>`]],
+        ['bare CR in From', [`From: ${MAILBOX}\rFrom: ${STRANGER}`]],
+        ['space before the colon', [`From : ${STRANGER}`, `From: ${MAILBOX}`]],
+        ['Sender another address', [`From: ${MAILBOX}`, `Sender: ${STRANGER}`]],
+        ['Resent-From another address', [`From: ${MAILBOX}`, `Resent-From: ${STRANGER}`]],
+      ] as const
+    ).map(([name, headers]) => [
+      `header policy: ${name}`,
+      (port: number) =>
+        rawSession(port, [150, `EHLO robust\r\nMAIL FROM:<${MAILBOX}>\r\nRCPT TO:<x@example.net>\r\nDATA\r\n`, 100, `${headers.join('\r\n')}\r\n\r\nhi\r\n.\r\nQUIT\r\n`], {
+          lingerMs: 300,
+        }),
+    ]),
+  ),
   'header injection in envelope': (port) =>
     rawSession(port, [150, `EHLO robust\r\nMAIL FROM:<${MAILBOX}>\rRCPT TO:<inject@example.net>\r\nRCPT TO:<x@example.net>\nBcc: y@example.net\r\n`]),
 };
@@ -198,7 +221,7 @@ function httpRequest(
 }
 
 /** The malformed HTTP requests. Any of them answered 202 is a failure. */
-function httpAttacks(key: string): Record<string, (port: number, agent: Agent) => Promise<HttpAnswer>> {
+function httpAttacks(key: string, senderKey: string): Record<string, (port: number, agent: Agent) => Promise<HttpAnswer>> {
   const json = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const injected = (s: string) => `${s}\r\nBcc: victim@example.net`;
   return {
@@ -265,6 +288,31 @@ function httpAttacks(key: string): Record<string, (port: number, agent: Agent) =
       }),
     'stranger sender': (port, agent) =>
       httpRequest(port, agent, { headers: json, body: JSON.stringify({ from: STRANGER, to: ['a@example.net'], text: 'not ours' }) }),
+    // The raw MIME door under the same header policy as SMTP, for a key allowed one sender; and
+    // recipients that are not addresses (they were rewritten or dropped and still answered 202).
+    'raw MIME against the header policy': (port, agent) => {
+      const headers = pick([
+        [`From : ${STRANGER}`, `From: ${MAILBOX}`],
+        [`From: ${MAILBOX}`, `From: ${STRANGER}`],
+        [`From: ${MAILBOX}`, `Sender: ${STRANGER}`],
+        [`From: ${MAILBOX}`, `Resent-From: ${STRANGER}`],
+        ['Subject: no from'],
+        [' Subject: folded', `From: ${MAILBOX}`],
+        [`From: ${MAILBOX}`, `Subject: ${'l'.repeat(1200)}`],
+        [`From: ${MAILBOX}`, 'Subject: nul\0byte'],
+      ]);
+      const raw = `${headers.join('\r\n')}\r\nTo: a@example.net\r\n\r\nhi\r\n`;
+      return httpRequest(port, agent, {
+        path: '/v1/messages/mime',
+        headers: { authorization: `Bearer ${senderKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ raw: Buffer.from(raw, 'latin1').toString('base64'), envelope: { from: MAILBOX, to: ['a@example.net'] } }),
+      });
+    },
+    'recipients that are not addresses': (port, agent) =>
+      httpRequest(port, agent, {
+        headers: json,
+        body: JSON.stringify({ from: MAILBOX, to: [pick(['x&y<b>@example.net', 'no-domain', 'a@', '@example.net', 'a b@example.net', 'a@example.net>'])], text: 'x' }),
+      }),
     'truncated upload': (port) =>
       new Promise<HttpAnswer>((resolve) => {
         // Declares 500 KB, sends a little, then hangs up.
@@ -292,6 +340,9 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       const httpStore = await openSqliteHttpStore(dbPath);
       const apiKey = generateApiKey();
       await httpStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
+      // An application's key: send only, as the one mailbox.
+      const senderKey = generateApiKey();
+      await httpStore.createApiKey({ name: 'robust-app', hash: senderKey.hash, prefix: senderKey.prefix, scopes: ['send'], senders: [MAILBOX] });
       await httpStore.close();
       const [smtpPort, httpPort] = [await freePort(), await freePort()];
       const config = join(dir.path, 'relay365.yaml');
@@ -373,7 +424,7 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
           await smtpAttacks[name]!(smtpPort);
         }
       };
-      const httpTable = httpAttacks(apiKey.key);
+      const httpTable = httpAttacks(apiKey.key, senderKey.key);
       const httpNames = Object.keys(httpTable);
       const hostileAgent = new Agent({ keepAlive: true, maxSockets: 4 });
       const hostileHttp = async () => {

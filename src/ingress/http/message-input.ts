@@ -175,6 +175,8 @@ function toMessageFields(body: SendMessageBody): MessageFields {
 export interface ComposedRequest {
   message: OutgoingMessage;
   headerFrom: string | undefined;
+  /** Every address of the message's originator fields (From, Sender, Resent-From, Resent-Sender): a key limited to some senders must allow each. */
+  originators: string[];
 }
 
 /**
@@ -185,7 +187,7 @@ export async function composeFromFields(body: SendMessageBody): Promise<Composed
   const fields = toMessageFields(body);
   const headerFrom = senderAddress(body.from);
   try {
-    return { message: await composeMessage(fields), headerFrom };
+    return { message: await composeMessage(fields), headerFrom, originators: [headerFrom] };
   } catch (err) {
     if (isRelay365Error(err)) throw apiError(err.code, err.message, { field: /recipient/.test(err.message) ? 'to' : 'from' });
     throw apiError('R365_MESSAGE_INVALID', `The message cannot be built: ${(err as Error).message}.`);
@@ -193,14 +195,23 @@ export async function composeFromFields(body: SendMessageBody): Promise<Composed
 }
 
 /**
- * The From address of raw MIME, after the checks every door runs on a header section
- * (header-policy.ts); undefined when the message has no From.
+ * The From address and every originator address of raw MIME, after the checks every door runs on a
+ * header section (header-policy.ts). The message must have exactly one From address: this door
+ * does not rewrite what it is given (the SMTP door adds a missing From from MAIL FROM, for devices
+ * that cannot; an application can).
  */
-function headerFromOf(raw: Buffer): string | undefined {
+function originatorsOf(raw: Buffer): { from: string; originators: string[] } {
   const check = checkHeaderSection(raw);
   if (!check.ok) throw apiError('R365_MESSAGE_INVALID', `The raw message cannot be relayed: ${check.problem}.`, { field: 'raw' });
-  if (check.from.length > 1) throw apiError('R365_MESSAGE_INVALID', 'The From header of the raw message must hold exactly one address.', { field: 'raw' });
-  return check.from[0];
+  if (check.from.length !== 1)
+    throw apiError(
+      'R365_MESSAGE_INVALID',
+      check.from.length === 0
+        ? 'The raw message has no From header: add one (Exchange shows it to recipients and checks SendAs on it).'
+        : 'The From header of the raw message must hold exactly one address.',
+      { field: 'raw' },
+    );
+  return { from: check.from[0]!, originators: check.originators };
 }
 
 /** The length of the longest line of `raw`, without its line end. */
@@ -229,9 +240,9 @@ export async function composeFromMime(body: SendMimeBody): Promise<ComposedReque
     throw apiError('R365_MESSAGE_INVALID', `raw has a line of ${longest} octets; SMTP allows 998 plus CRLF (RFC 5321 4.5.3.1.6): encode long lines (quoted-printable or base64).`, {
       field: 'raw',
     });
-  const headerFrom = headerFromOf(raw);
+  const { from: headerFrom, originators } = originatorsOf(raw);
   const message = await composeMessage({ raw, envelope: { from: body.envelope.from, to: body.envelope.to } });
-  return { message, headerFrom };
+  return { message, headerFrom, originators };
 }
 
 /**
