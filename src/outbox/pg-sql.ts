@@ -98,6 +98,96 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX sends_message ON ${s}.sends (message_id);
     `,
   },
+  {
+    // Numbered as the SQLite step that adds the same tables (versions 2 to 4 there changed SQLite's
+    // own layout and have no PostgreSQL counterpart), so one number names one feature in both stores.
+    version: 5,
+    description: 'per-recipient state, the bounce ledger, bounce readers and the suppression list',
+    sql: (s) => `
+      -- One row per envelope recipient, in envelope order (position), written by enqueue in the
+      -- message's own statement.
+      CREATE TABLE ${s}.message_recipients (
+        message_id  text    COLLATE "C" NOT NULL REFERENCES ${s}.messages (id) ON DELETE CASCADE,
+        position    integer NOT NULL,
+        address     text    NOT NULL,
+        state       text    NOT NULL CHECK (state IN ('pending', 'accepted', 'refused', 'bounced', 'delayed')),
+        reply       text,
+        explanation jsonb,
+        dsn_status  text,
+        remote_mta  text,
+        report_id   text,
+        updated_at  bigint  NOT NULL,
+        PRIMARY KEY (message_id, position)
+      );
+      -- Messages that existed before: their recipients from the envelope, in the state the message's own
+      -- implies (a sent message's were taken, a failed one's refused with its last reply).
+      INSERT INTO ${s}.message_recipients (message_id, position, address, state, reply, explanation, updated_at)
+        SELECT m.id, e.ord - 1, e.address,
+          CASE m.state WHEN 'sent' THEN 'accepted' WHEN 'failed' THEN 'refused' ELSE 'pending' END,
+          CASE m.state WHEN 'failed' THEN m.last_reply END,
+          CASE m.state WHEN 'failed' THEN m.last_explanation END,
+          m.updated_at
+        FROM ${s}.messages m, jsonb_array_elements_text(m.envelope_to) WITH ORDINALITY AS e (address, ord);
+      -- recordBounce() finds the original by the Message-ID an NDR quotes.
+      CREATE INDEX messages_message_id ON ${s}.messages (message_id) WHERE message_id IS NOT NULL;
+
+      -- Every NDR entry applied (or found to match nothing), so a report read twice (a restart before
+      -- the delta cursor was saved, two readers after a lost lease) changes nothing the second time.
+      -- recipient is lower case; message_id is the relay365 message it matched, if any.
+      CREATE TABLE ${s}.bounce_reports (
+        mailbox             text   NOT NULL,
+        report_id           text   NOT NULL,
+        recipient           text   NOT NULL,
+        original_message_id text   NOT NULL,
+        action              text   NOT NULL,
+        status              text   NOT NULL,
+        message_id          text   COLLATE "C",
+        received_at         bigint NOT NULL,
+        recorded_at         bigint NOT NULL,
+        PRIMARY KEY (mailbox, report_id, recipient)
+      );
+
+      -- Per mailbox: the Graph delta cursor of its Inbox reader, and which node holds the lease to read it.
+      CREATE TABLE ${s}.bounce_readers (
+        mailbox     text PRIMARY KEY,
+        cursor      text,
+        lease_owner text,
+        lease_until bigint
+      );
+
+      -- address_key: the address in lower case, so one address has one entry however it is spelt.
+      CREATE TABLE ${s}.suppressions (
+        address_key text   COLLATE "C" PRIMARY KEY,
+        address     text   NOT NULL,
+        reason      text   NOT NULL,
+        dsn_status  text,
+        message_id  text,
+        source      text   NOT NULL CHECK (source IN ('bounce', 'manual')),
+        created_at  bigint NOT NULL
+      );
+      -- suppressions(): newest first, keyset pagination.
+      CREATE INDEX suppressions_created ON ${s}.suppressions (created_at, address_key);
+    `,
+  },
+  {
+    version: 6,
+    description: 'paused mailboxes, so a pause outlives a restart and every node sees it',
+    sql: (s) => `
+      -- One row per paused mailbox, deleted when it resumes (a send worked, or an operator's resume
+      -- was honoured). since: when it paused; updated_at: when a worker last met the cause;
+      -- resume_requested_at: an operator's relay365 queue resume, until a worker has acted on it.
+      CREATE TABLE ${s}.mailbox_pauses (
+        mailbox             text    PRIMARY KEY,
+        class               text    NOT NULL CHECK (class IN ('auth', 'blocked')),
+        reply               text,
+        explanation         jsonb,
+        since               bigint  NOT NULL,
+        updated_at          bigint  NOT NULL,
+        owner               text    NOT NULL,
+        resume_requested_at bigint
+      );
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
@@ -127,6 +217,30 @@ export interface PgMessageRow {
   last_explanation: unknown;
 }
 
+/** A row of `message_recipients` (jsonb arrives parsed). */
+export interface PgRecipientRow {
+  position: number;
+  address: string;
+  state: string;
+  reply: string | null;
+  explanation: unknown;
+  dsn_status: string | null;
+  remote_mta: string | null;
+  report_id: string | null;
+  updated_at: number;
+}
+
+/** A row of `suppressions`. */
+export interface PgSuppressionRow {
+  address_key: string;
+  address: string;
+  reason: string;
+  dsn_status: string | null;
+  message_id: string | null;
+  source: string;
+  created_at: number;
+}
+
 /** A row of `attempts`. */
 export interface PgAttemptRow {
   at: number;
@@ -136,6 +250,18 @@ export interface PgAttemptRow {
   explanation: unknown;
   duration_ms: number;
   owner: string;
+}
+
+/** A row of `mailbox_pauses` (jsonb arrives parsed, bigint as a number). */
+export interface PgPauseRow {
+  mailbox: string;
+  class: string;
+  reply: string | null;
+  explanation: unknown;
+  since: number;
+  updated_at: number;
+  owner: string;
+  resume_requested_at: number | null;
 }
 
 /** What {@link PgStatements.usage} returns: the mailbox's live leases and its two windows, read at one moment. */
@@ -213,11 +339,19 @@ export function pgStatements(schema: string) {
     ping: 'SELECT 1',
     ...migrationLedgerStatements(schema, 'schema_migrations'),
 
-    /** $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw. */
-    insertMessage: `INSERT INTO ${s}.messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
-        attempts, created_at, updated_at, next_attempt_at, raw)
-      VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12)
-      RETURNING ${MESSAGE_COLUMNS}`,
+    /**
+     * The message and one `pending` row per envelope recipient, in one statement (so one commit).
+     * $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw.
+     */
+    insertMessage: `WITH m AS (
+        INSERT INTO ${s}.messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
+          attempts, created_at, updated_at, next_attempt_at, raw)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12)
+        RETURNING ${MESSAGE_COLUMNS}),
+      r AS (
+        INSERT INTO ${s}.message_recipients (message_id, position, address, state, updated_at)
+        SELECT m.id, e.ord - 1, e.address, 'pending', m.created_at FROM m, jsonb_array_elements_text(m.envelope_to) WITH ORDINALITY AS e (address, ord))
+      SELECT * FROM m`,
     /** $1 id. */
     getMessage: `SELECT ${MESSAGE_COLUMNS} FROM ${s}.messages WHERE id = $1`,
     /**
@@ -308,6 +442,75 @@ export function pgStatements(schema: string) {
       INSERT INTO ${s}.attempts (message_id, at, mailbox, reply, class, explanation, duration_ms, owner)
         SELECT id, $8, $9, $5, $6, $7::jsonb, $10, $11 FROM done`,
 
+    /**
+     * Exchange's answers for a message's recipients, after its outcome: each given one by address (a
+     * repeated address gets the same answer), then the still-pending others take $4 when it is not
+     * null. The second update sees the rows as they were before the first (one snapshot), hence the
+     * exclusion. $1 message id, $2 answers (JSON array of {address, state, reply, explanation}),
+     * $3 updated_at, $4 state for the rest, $5 their reply, $6 their explanation (JSON).
+     */
+    answerRecipients: `WITH given AS (
+        UPDATE ${s}.message_recipients r SET state = g.state, reply = g.reply, explanation = g.explanation, updated_at = $3
+        FROM jsonb_to_recordset($2::jsonb) AS g (address text, state text, reply text, explanation jsonb)
+        WHERE r.message_id = $1 AND r.address = g.address
+        RETURNING r.position)
+      UPDATE ${s}.message_recipients SET state = $4, reply = $5, explanation = $6::jsonb, updated_at = $3
+      WHERE message_id = $1 AND state = 'pending' AND $4::text IS NOT NULL AND position NOT IN (SELECT position FROM given)`,
+    /** $1 message id. */
+    recipients: `SELECT position, address, state, reply, explanation, dsn_status, remote_mta, report_id, updated_at
+      FROM ${s}.message_recipients WHERE message_id = $1 ORDER BY position`,
+
+    /**
+     * Remembers an NDR entry; no row back means it was recorded before (or is being, by a transaction
+     * that holds the key: this waits for it). $1 mailbox, $2 report id, $3 recipient (lower case),
+     * $4 original Message-ID, $5 action, $6 status, $7 received_at, $8 recorded_at.
+     */
+    insertBounceReport: `INSERT INTO ${s}.bounce_reports (mailbox, report_id, recipient, original_message_id, action, status, received_at, recorded_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (mailbox, report_id, recipient) DO NOTHING RETURNING 1`,
+    /**
+     * The recipients of the messages with this Message-ID, the sending mailbox's first, newest first,
+     * locked so two reports for one recipient apply one after the other (the store compares addresses
+     * itself, as the SQLite store does). $1 Message-ID, $2 mailbox.
+     */
+    bounceCandidates: `SELECT r.message_id, r.position, r.address, r.state FROM ${s}.messages m JOIN ${s}.message_recipients r ON r.message_id = m.id
+      WHERE m.message_id = $1
+      ORDER BY m.mailbox IS NOT DISTINCT FROM $2 DESC, m.created_at DESC, m.id DESC, r.position
+      FOR UPDATE OF r`,
+    /** $1 message id, $2 position, $3 state, $4 reply, $5 dsn_status, $6 remote_mta, $7 report id, $8 updated_at. */
+    bounceRecipient: `UPDATE ${s}.message_recipients SET state = $3, reply = $4, explanation = NULL, dsn_status = $5, remote_mta = $6,
+        report_id = $7, updated_at = $8
+      WHERE message_id = $1 AND position = $2`,
+    /** $1 mailbox, $2 report id, $3 recipient, $4 matched message id. */
+    matchBounceReport: `UPDATE ${s}.bounce_reports SET message_id = $4 WHERE mailbox = $1 AND report_id = $2 AND recipient = $3`,
+    /** $1 mailbox. */
+    bounceCursor: `SELECT cursor FROM ${s}.bounce_readers WHERE mailbox = $1`,
+    /** $1 mailbox, $2 cursor. */
+    saveBounceCursor: `INSERT INTO ${s}.bounce_readers (mailbox, cursor) VALUES ($1, $2)
+      ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor`,
+    /**
+     * Takes the lease when nobody holds it, it expired, or $2 holds it already; a row back means $2
+     * has it. The conflicting row is locked and the condition tested on its latest version, so two
+     * nodes racing for it never both win. $1 mailbox, $2 owner, $3 until, $4 now.
+     */
+    leaseBounceReader: `INSERT INTO ${s}.bounce_readers AS b (mailbox, lease_owner, lease_until) VALUES ($1, $2, $3)
+      ON CONFLICT (mailbox) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+        WHERE b.lease_owner IS NULL OR b.lease_owner = excluded.lease_owner OR b.lease_until < $4
+      RETURNING mailbox`,
+
+    /** $1 address_key, $2 address, $3 reason, $4 dsn_status, $5 message_id, $6 source, $7 created_at. */
+    suppress: `INSERT INTO ${s}.suppressions (address_key, address, reason, dsn_status, message_id, source, created_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7)
+      ON CONFLICT (address_key) DO UPDATE SET address = excluded.address, reason = excluded.reason, dsn_status = excluded.dsn_status,
+        message_id = excluded.message_id, source = excluded.source, created_at = excluded.created_at`,
+    /** $1 address_key. */
+    unsuppress: `DELETE FROM ${s}.suppressions WHERE address_key = $1`,
+    /** Newest first, keyset pagination on (created_at, address_key). $1 created_at, $2 address_key, $3 limit. */
+    suppressions: `SELECT address_key, address, reason, dsn_status, message_id, source, created_at FROM ${s}.suppressions
+      WHERE (created_at, address_key) < ($1, $2) ORDER BY created_at DESC, address_key DESC LIMIT $3`,
+    /** $1 address keys (text[]). */
+    suppressed: `SELECT address_key, address, reason, dsn_status, message_id, source, created_at FROM ${s}.suppressions
+      WHERE address_key = ANY($1::text[])`,
+
     /** An operator's retry: due now; a pool message goes back to its pool. $1 id, $2 now. */
     retryMessage: `UPDATE ${s}.messages SET state = 'queued', next_attempt_at = $2, updated_at = $2,
         mailbox = CASE WHEN pool IS NOT NULL THEN NULL ELSE mailbox END
@@ -334,6 +537,31 @@ export function pgStatements(schema: string) {
         (SELECT min(next_attempt_at) FROM ${s}.messages WHERE mailbox = $1 AND state = 'deferred'),
         (SELECT min(lease_until) + 1 FROM ${s}.messages WHERE mailbox = $1 AND state = 'sending'),
         (SELECT min(next_attempt_at) FROM ${s}.messages WHERE pool = ANY($2::text[]) AND mailbox IS NULL AND state IN ('queued', 'deferred'))) AS t`,
+
+    /**
+     * A new pause, or a new cause for one: the first pause's time and a pending resume request are kept.
+     * $1 mailbox, $2 class, $3 reply, $4 explanation (JSON), $5 at, $6 owner.
+     */
+    pauseMailbox: `INSERT INTO ${s}.mailbox_pauses (mailbox, class, reply, explanation, since, updated_at, owner)
+      VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6)
+      ON CONFLICT (mailbox) DO UPDATE SET class = excluded.class, reply = excluded.reply, explanation = excluded.explanation,
+        updated_at = excluded.updated_at, owner = excluded.owner
+      RETURNING mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at`,
+    /** $1 mailbox. */
+    resumeMailbox: `DELETE FROM ${s}.mailbox_pauses WHERE mailbox = $1`,
+    /**
+     * An operator's resume: the request, and the mailbox's deferred messages due now, in one statement.
+     * $1 mailbox, $2 now.
+     */
+    requestResume: `WITH asked AS (
+        UPDATE ${s}.mailbox_pauses SET resume_requested_at = $2 WHERE mailbox = $1
+        RETURNING mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at),
+      due AS (
+        UPDATE ${s}.messages SET next_attempt_at = $2
+        WHERE mailbox = $1 AND state = 'deferred' AND next_attempt_at > $2 AND EXISTS (SELECT 1 FROM asked))
+      SELECT * FROM asked`,
+    mailboxPauses: `SELECT mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at
+      FROM ${s}.mailbox_pauses ORDER BY since, mailbox`,
   } as const;
 }
 

@@ -4,21 +4,27 @@ import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from './pg-database.js';
-import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
+import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
   MESSAGE_STATES,
   type Attempt,
+  type BounceReport,
   type ClaimRequest,
   type ClaimResult,
   type CompleteRequest,
   type ListQuery,
   type MailboxLimits,
+  type MailboxPause,
   type MessageSource,
   type MessageState,
   type NewMessage,
   type OutboxStore,
+  type PauseRequest,
   type QuotaUsage,
+  type RecipientRecord,
+  type RecipientState,
   type StoredMessage,
+  type Suppression,
 } from './types.js';
 
 /** Options of {@link openPgStore}. */
@@ -288,9 +294,122 @@ export class PgOutboxStore implements OutboxStore {
           Math.round(attempt.durationMs),
           attempt.owner,
         ]);
-        return done.rowCount === 1;
+        if (done.rowCount !== 1) return false;
+        const given = request.recipients ?? [];
+        if (given.length > 0 || request.state !== 'deferred') {
+          const failed = request.state === 'failed';
+          const rest: RecipientState | null = request.state === 'deferred' ? null : failed ? 'refused' : 'accepted';
+          await client.query(this.sql.answerRecipients, [
+            request.id,
+            JSON.stringify(given.map((r) => ({ address: r.address, state: r.state, reply: r.reply ?? null, explanation: r.explanation ?? null }))),
+            at,
+            rest,
+            failed ? (attempt.reply ?? null) : null,
+            failed && attempt.explanation !== undefined ? JSON.stringify(attempt.explanation) : null,
+          ]);
+        }
+        return true;
       }),
     );
+  }
+
+  recipients(id: string): Promise<RecipientRecord[]> {
+    return this.run("read a message's recipients", async () => (await this.pool.query<PgRecipientRow>(this.sql.recipients, [id])).rows.map(toRecipient));
+  }
+
+  /**
+   * One transaction: the ledger row, the match and the recipient's new state commit together. A
+   * second node recording the same entry waits on the ledger's key, then finds it there.
+   */
+  recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
+    return this.run('record a bounce report', () =>
+      this.transaction(async (client) => {
+        const recipient = report.recipient.toLowerCase();
+        const key = [report.mailbox, report.reportId, recipient];
+        const fresh = await client.query(this.sql.insertBounceReport, [
+          ...key,
+          report.originalMessageId,
+          report.action,
+          report.status,
+          report.receivedAt.getTime(),
+          Date.now(),
+        ]);
+        if (fresh.rowCount === 0) return { matched: undefined, duplicate: true };
+        const candidates = await client.query<{ message_id: string; position: number; address: string; state: string }>(this.sql.bounceCandidates, [
+          report.originalMessageId,
+          report.mailbox,
+        ]);
+        const target = candidates.rows.find((r) => r.address.toLowerCase() === recipient);
+        if (target === undefined) return { matched: undefined, duplicate: false };
+        await client.query(this.sql.matchBounceReport, [...key, target.message_id]);
+        // A delay notice never takes back a bounce that came first (reports may be read out of order).
+        if (report.action === 'failed' || target.state !== 'bounced') {
+          await client.query(this.sql.bounceRecipient, [
+            target.message_id,
+            target.position,
+            report.action === 'failed' ? 'bounced' : 'delayed',
+            report.diagnostic ?? null,
+            report.status,
+            report.remoteMta ?? null,
+            report.reportId,
+            report.receivedAt.getTime(),
+          ]);
+        }
+        return { matched: target.message_id, duplicate: false };
+      }),
+    );
+  }
+
+  bounceCursor(mailbox: string): Promise<string | undefined> {
+    return this.run("read a mailbox's bounce cursor", async () => (await this.pool.query<{ cursor: string | null }>(this.sql.bounceCursor, [mailbox])).rows[0]?.cursor ?? undefined);
+  }
+
+  async saveBounceCursor(mailbox: string, cursor: string): Promise<void> {
+    await this.run("save a mailbox's bounce cursor", () => this.pool.query(this.sql.saveBounceCursor, [mailbox, cursor]));
+  }
+
+  leaseBounceReader(mailbox: string, owner: string, ms: number, now: Date = new Date()): Promise<boolean> {
+    const t = now.getTime();
+    return this.run('lease a bounce reader', async () => (await this.pool.query(this.sql.leaseBounceReader, [mailbox, owner, t + ms, t])).rowCount === 1);
+  }
+
+  async suppress(entry: Omit<Suppression, 'createdAt'> & { createdAt?: Date }): Promise<void> {
+    await this.run('add a suppression', () =>
+      this.pool.query(this.sql.suppress, [
+        entry.address.toLowerCase(),
+        entry.address,
+        entry.reason,
+        entry.dsnStatus ?? null,
+        entry.messageId ?? null,
+        entry.source,
+        (entry.createdAt ?? new Date()).getTime(),
+      ]),
+    );
+  }
+
+  unsuppress(address: string): Promise<boolean> {
+    return this.run('remove a suppression', async () => (await this.pool.query(this.sql.unsuppress, [address.toLowerCase()])).rowCount === 1);
+  }
+
+  /**
+   * Newest first. `limit` defaults to 50 and is held to 1..500.
+   *
+   * @throws Relay365Error `R365_LIST_CURSOR_INVALID` when the cursor was not made by this method.
+   */
+  suppressions(query: { limit?: number; cursor?: string }): Promise<{ items: Suppression[]; nextCursor: string | undefined }> {
+    return this.run('list suppressions', async () => {
+      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
+      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const { rows } = await this.pool.query<PgSuppressionRow>(this.sql.suppressions, [after.createdAt, after.id, limit + 1]);
+      const last = rows.length > limit ? rows[limit - 1] : undefined;
+      return { items: rows.slice(0, limit).map(toSuppression), nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.address_key) };
+    });
+  }
+
+  suppressed(addresses: readonly string[]): Promise<Suppression[]> {
+    if (addresses.length === 0) return Promise.resolve([]);
+    const keys = [...new Set(addresses.map((a) => a.toLowerCase()))];
+    return this.run('look up suppressions', async () => (await this.pool.query<PgSuppressionRow>(this.sql.suppressed, [keys])).rows.map(toSuppression));
   }
 
   retry(id: string): Promise<boolean> {
@@ -361,6 +480,35 @@ export class PgOutboxStore implements OutboxStore {
     });
   }
 
+  pauseMailbox(pause: PauseRequest): Promise<MailboxPause> {
+    return this.run('record a paused mailbox', async () => {
+      const { rows } = await this.pool.query<PgPauseRow>(this.sql.pauseMailbox, [
+        pause.mailbox,
+        pause.class,
+        pause.reply ?? null,
+        pause.explanation === undefined ? null : JSON.stringify(pause.explanation),
+        (pause.at ?? new Date()).getTime(),
+        pause.owner,
+      ]);
+      return toMailboxPause(rows[0]!);
+    });
+  }
+
+  resumeMailbox(mailbox: string): Promise<boolean> {
+    return this.run('resume a mailbox', async () => (await this.pool.query(this.sql.resumeMailbox, [mailbox])).rowCount === 1);
+  }
+
+  requestMailboxResume(mailbox: string, now: Date = new Date()): Promise<MailboxPause | undefined> {
+    return this.run('ask for a mailbox to resume', async () => {
+      const row = (await this.pool.query<PgPauseRow>(this.sql.requestResume, [mailbox, now.getTime()])).rows[0];
+      return row === undefined ? undefined : toMailboxPause(row);
+    });
+  }
+
+  mailboxPauses(): Promise<MailboxPause[]> {
+    return this.run('read the paused mailboxes', async () => (await this.pool.query<PgPauseRow>(this.sql.mailboxPauses)).rows.map(toMailboxPause));
+  }
+
   /** Ends the pool after the queries in flight; calling it again does nothing. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -403,6 +551,36 @@ function toStoredMessage(row: PgMessageRow): StoredMessage {
     lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
     lastExplanation: row.last_explanation === null ? undefined : (row.last_explanation as Explanation),
   };
+}
+
+function toMailboxPause(row: PgPauseRow): MailboxPause {
+  return {
+    mailbox: row.mailbox,
+    class: row.class as MailboxPause['class'],
+    reply: row.reply ?? undefined,
+    explanation: row.explanation === null ? undefined : (row.explanation as Explanation),
+    since: new Date(row.since),
+    updatedAt: new Date(row.updated_at),
+    owner: row.owner,
+    resumeRequestedAt: toDate(row.resume_requested_at),
+  };
+}
+
+function toRecipient(row: PgRecipientRow): RecipientRecord {
+  const record: RecipientRecord = { address: row.address, state: row.state as RecipientState, updatedAt: new Date(row.updated_at) };
+  if (row.reply !== null) record.reply = row.reply;
+  if (row.explanation !== null) record.explanation = row.explanation as Explanation;
+  if (row.dsn_status !== null) record.dsnStatus = row.dsn_status;
+  if (row.remote_mta !== null) record.remoteMta = row.remote_mta;
+  if (row.report_id !== null) record.reportId = row.report_id;
+  return record;
+}
+
+function toSuppression(row: PgSuppressionRow): Suppression {
+  const entry: Suppression = { address: row.address, reason: row.reason, createdAt: new Date(row.created_at), source: row.source as Suppression['source'] };
+  if (row.dsn_status !== null) entry.dsnStatus = row.dsn_status;
+  if (row.message_id !== null) entry.messageId = row.message_id;
+  return entry;
 }
 
 function toAttempt(row: PgAttemptRow): Attempt {

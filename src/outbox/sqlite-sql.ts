@@ -127,6 +127,94 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE messages DROP COLUMN raw;
     `,
   },
+  {
+    version: 5,
+    description: 'per-recipient state, the bounce ledger, bounce readers and the suppression list',
+    sql: `
+      -- One row per envelope recipient, in envelope order (position), written by enqueue in the
+      -- message's own transaction. A side table, so updating a recipient never rewrites the message.
+      CREATE TABLE message_recipients (
+        message_id  TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        position    INTEGER NOT NULL,
+        address     TEXT    NOT NULL,
+        state       TEXT    NOT NULL CHECK (state IN ('pending', 'accepted', 'refused', 'bounced', 'delayed')),
+        reply       TEXT,
+        explanation TEXT,                   -- JSON Explanation
+        dsn_status  TEXT,
+        remote_mta  TEXT,
+        report_id   TEXT,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (message_id, position)
+      ) STRICT;
+      -- Messages that existed before: their recipients from the envelope, in the state the message's own
+      -- implies (a sent message's were taken, a failed one's refused with its last reply).
+      INSERT INTO message_recipients (message_id, position, address, state, reply, explanation, updated_at)
+        SELECT m.id, e.key, e.value,
+          CASE m.state WHEN 'sent' THEN 'accepted' WHEN 'failed' THEN 'refused' ELSE 'pending' END,
+          CASE m.state WHEN 'failed' THEN m.last_reply END,
+          CASE m.state WHEN 'failed' THEN m.last_explanation END,
+          m.updated_at
+        FROM messages m, json_each(m.envelope_to) e;
+      -- recordBounce() finds the original by the Message-ID an NDR quotes.
+      CREATE INDEX messages_message_id ON messages (message_id) WHERE message_id IS NOT NULL;
+
+      -- Every NDR entry applied (or found to match nothing), so a report read twice (a restart before
+      -- the delta cursor was saved, two readers after a lost lease) changes nothing the second time.
+      -- recipient is lower case; message_id is the relay365 message it matched, if any.
+      CREATE TABLE bounce_reports (
+        mailbox             TEXT    NOT NULL,
+        report_id           TEXT    NOT NULL,
+        recipient           TEXT    NOT NULL,
+        original_message_id TEXT    NOT NULL,
+        action              TEXT    NOT NULL,
+        status              TEXT    NOT NULL,
+        message_id          TEXT,
+        received_at         INTEGER NOT NULL,
+        recorded_at         INTEGER NOT NULL,
+        PRIMARY KEY (mailbox, report_id, recipient)
+      ) STRICT;
+
+      -- Per mailbox: the Graph delta cursor of its Inbox reader, and which node holds the lease to read it.
+      CREATE TABLE bounce_readers (
+        mailbox     TEXT PRIMARY KEY,
+        cursor      TEXT,
+        lease_owner TEXT,
+        lease_until INTEGER
+      ) STRICT;
+
+      -- address_key: the address in lower case, so one address has one entry however it is spelt.
+      CREATE TABLE suppressions (
+        address_key TEXT    PRIMARY KEY,
+        address     TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        dsn_status  TEXT,
+        message_id  TEXT,
+        source      TEXT    NOT NULL CHECK (source IN ('bounce', 'manual')),
+        created_at  INTEGER NOT NULL
+      ) STRICT;
+      -- suppressions(): newest first, keyset pagination.
+      CREATE INDEX suppressions_created ON suppressions (created_at, address_key);
+    `,
+  },
+  {
+    version: 6,
+    description: 'paused mailboxes, so a pause outlives a restart and every node sees it',
+    sql: `
+      -- One row per paused mailbox, deleted when it resumes (a send worked, or an operator's resume
+      -- was honoured). since: when it paused; updated_at: when a worker last met the cause;
+      -- resume_requested_at: an operator's relay365 queue resume, until a worker has acted on it.
+      CREATE TABLE mailbox_pauses (
+        mailbox             TEXT    PRIMARY KEY,
+        class               TEXT    NOT NULL CHECK (class IN ('auth', 'blocked')),
+        reply               TEXT,
+        explanation         TEXT,              -- JSON Explanation
+        since               INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        owner               TEXT    NOT NULL,
+        resume_requested_at INTEGER
+      ) STRICT;
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order (the content is in message_bodies, read only by `getRaw`). */
@@ -165,6 +253,42 @@ export interface AttemptRow {
   explanation: string | null;
   duration_ms: number;
   owner: string;
+}
+
+/** A row of `message_recipients`. */
+export interface RecipientRow {
+  position: number;
+  address: string;
+  state: string;
+  reply: string | null;
+  explanation: string | null;
+  dsn_status: string | null;
+  remote_mta: string | null;
+  report_id: string | null;
+  updated_at: number;
+}
+
+/** A row of `mailbox_pauses`. */
+export interface PauseRow {
+  mailbox: string;
+  class: string;
+  reply: string | null;
+  explanation: string | null;
+  since: number;
+  updated_at: number;
+  owner: string;
+  resume_requested_at: number | null;
+}
+
+/** A row of `suppressions`. */
+export interface SuppressionRow {
+  address_key: string;
+  address: string;
+  reason: string;
+  dsn_status: string | null;
+  message_id: string | null;
+  source: string;
+  created_at: number;
 }
 
 /**
@@ -321,6 +445,68 @@ export const SQL = {
       SELECT min(next_attempt_at) AS t FROM messages WHERE mailbox = @mailbox AND state = 'deferred'
       UNION ALL
       SELECT min(lease_until) + 1 AS t FROM messages WHERE mailbox = @mailbox AND state = 'sending')`,
+
+  /** One per envelope recipient, written with the message. */
+  insertRecipient: `INSERT INTO message_recipients (message_id, position, address, state, updated_at)
+    VALUES (@messageId, @position, @address, 'pending', @updatedAt)`,
+  recipients: `SELECT position, address, state, reply, explanation, dsn_status, remote_mta, report_id, updated_at
+    FROM message_recipients WHERE message_id = ? ORDER BY position`,
+  /** Exchange's answer for one recipient (complete()); by address, so a repeated address gets the same answer. */
+  answerRecipient: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = @explanation, updated_at = @updatedAt
+    WHERE message_id = @messageId AND address = @address`,
+  /** The recipients Exchange has not answered for, once the message is sent or failed. */
+  answerPendingRecipients: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = @explanation, updated_at = @updatedAt
+    WHERE message_id = @messageId AND state = 'pending'`,
+
+  /** Remembers an NDR entry; no row changed means it was recorded before. */
+  insertBounceReport: `INSERT INTO bounce_reports (mailbox, report_id, recipient, original_message_id, action, status, received_at, recorded_at)
+    VALUES (@mailbox, @reportId, @recipient, @originalMessageId, @action, @status, @receivedAt, @recordedAt)
+    ON CONFLICT (mailbox, report_id, recipient) DO NOTHING`,
+  /**
+   * The recipients of the messages with this Message-ID, the sending mailbox's first, newest first
+   * (the store compares addresses itself, case-insensitively, as the PostgreSQL store does).
+   */
+  bounceCandidates: `SELECT r.message_id, r.position, r.address, r.state FROM messages m JOIN message_recipients r ON r.message_id = m.id
+    WHERE m.message_id = @originalMessageId
+    ORDER BY m.mailbox IS @mailbox DESC, m.created_at DESC, m.id DESC, r.position`,
+  bounceRecipient: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = NULL, dsn_status = @dsnStatus,
+      remote_mta = @remoteMta, report_id = @reportId, updated_at = @updatedAt
+    WHERE message_id = @messageId AND position = @position`,
+  matchBounceReport: `UPDATE bounce_reports SET message_id = @messageId WHERE mailbox = @mailbox AND report_id = @reportId AND recipient = @recipient`,
+
+  bounceCursor: `SELECT cursor FROM bounce_readers WHERE mailbox = ?`,
+  saveBounceCursor: `INSERT INTO bounce_readers (mailbox, cursor) VALUES (@mailbox, @cursor)
+    ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor`,
+  /** Takes the lease when nobody holds it, it expired, or `owner` holds it already; a row back means `owner` has it. */
+  leaseBounceReader: `INSERT INTO bounce_readers (mailbox, lease_owner, lease_until) VALUES (@mailbox, @owner, @until)
+    ON CONFLICT (mailbox) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+      WHERE bounce_readers.lease_owner IS NULL OR bounce_readers.lease_owner = excluded.lease_owner OR bounce_readers.lease_until < @now
+    RETURNING mailbox`,
+
+  suppress: `INSERT INTO suppressions (address_key, address, reason, dsn_status, message_id, source, created_at)
+    VALUES (@addressKey, @address, @reason, @dsnStatus, @messageId, @source, @createdAt)
+    ON CONFLICT (address_key) DO UPDATE SET address = excluded.address, reason = excluded.reason, dsn_status = excluded.dsn_status,
+      message_id = excluded.message_id, source = excluded.source, created_at = excluded.created_at`,
+  unsuppress: `DELETE FROM suppressions WHERE address_key = ?`,
+  /** Newest first, keyset pagination on (created_at, address_key). */
+  suppressions: `SELECT address_key, address, reason, dsn_status, message_id, source, created_at FROM suppressions
+    WHERE (created_at, address_key) < (@createdAt, @key) ORDER BY created_at DESC, address_key DESC LIMIT @limit`,
+  /** @keys: a JSON array of lower-case addresses. */
+  suppressed: `SELECT address_key, address, reason, dsn_status, message_id, source, created_at FROM suppressions
+    WHERE address_key IN (SELECT value FROM json_each(@keys))`,
+
+  /** A new pause, or a new cause for one: the first pause's time and a pending resume request are kept. */
+  pauseMailbox: `INSERT INTO mailbox_pauses (mailbox, class, reply, explanation, since, updated_at, owner)
+    VALUES (@mailbox, @class, @reply, @explanation, @at, @at, @owner)
+    ON CONFLICT (mailbox) DO UPDATE SET class = excluded.class, reply = excluded.reply, explanation = excluded.explanation,
+      updated_at = excluded.updated_at, owner = excluded.owner
+    RETURNING mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at`,
+  resumeMailbox: `DELETE FROM mailbox_pauses WHERE mailbox = ?`,
+  requestResume: `UPDATE mailbox_pauses SET resume_requested_at = @now WHERE mailbox = @mailbox
+    RETURNING mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at`,
+  /** A resumed mailbox's queue is tried at once: its deferred messages (the paused one's probe time) are due now. */
+  deferredDueNow: `UPDATE messages SET next_attempt_at = @now WHERE mailbox = @mailbox AND state = 'deferred' AND next_attempt_at > @now`,
+  mailboxPauses: `SELECT mailbox, class, reply, explanation, since, updated_at, owner, resume_requested_at FROM mailbox_pauses ORDER BY since, mailbox`,
   nextDueForPool: `SELECT min(t) AS t FROM (
       SELECT min(next_attempt_at) AS t FROM messages WHERE pool = @pool AND mailbox IS NULL AND state = 'queued'
       UNION ALL

@@ -6,21 +6,27 @@ import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { createPrivateFile } from './sqlite-file.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
-import { MIGRATIONS, SQL, type AttemptRow, type MessageRow } from './sqlite-sql.js';
+import { MIGRATIONS, SQL, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './sqlite-sql.js';
 import {
   MESSAGE_STATES,
   type Attempt,
+  type BounceReport,
   type ClaimRequest,
   type ClaimResult,
   type CompleteRequest,
   type ListQuery,
   type MailboxLimits,
+  type MailboxPause,
   type MessageSource,
   type MessageState,
   type NewMessage,
   type OutboxStore,
+  type PauseRequest,
   type QuotaUsage,
+  type RecipientRecord,
+  type RecipientState,
   type StoredMessage,
+  type Suppression,
 } from './types.js';
 
 /** Options of {@link openSqliteStore}. */
@@ -319,7 +325,7 @@ export class SqliteOutboxStore implements OutboxStore {
       createdAt: row.created_at,
       nextAttemptAt: row.next_attempt_at,
     };
-    return { row, params, raw: message.raw };
+    return { row, params, raw: message.raw, to: message.envelope.to };
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -432,8 +438,113 @@ export class SqliteOutboxStore implements OutboxStore {
     });
   }
 
+  async pauseMailbox(pause: PauseRequest): Promise<MailboxPause> {
+    const row = await this.run('record a paused mailbox', () =>
+      this.sql.pauseMailbox.get({
+        mailbox: pause.mailbox,
+        class: pause.class,
+        reply: pause.reply ?? null,
+        explanation: pause.explanation === undefined ? null : JSON.stringify(pause.explanation),
+        at: (pause.at ?? new Date()).getTime(),
+        owner: pause.owner,
+      }),
+    );
+    // A pause that a power cut forgot would let the next start send into the same refusal.
+    await this.syncLog('record a paused mailbox');
+    return toMailboxPause(row!);
+  }
+
+  async resumeMailbox(mailbox: string): Promise<boolean> {
+    const changed = await this.run('resume a mailbox', () => this.sql.resumeMailbox.run(mailbox).changes === 1);
+    await this.syncLog('resume a mailbox');
+    return changed;
+  }
+
+  async requestMailboxResume(mailbox: string, now: Date = new Date()): Promise<MailboxPause | undefined> {
+    const row = await this.run('ask for a mailbox to resume', () => this.tx.requestResume.immediate(mailbox, now.getTime()));
+    await this.syncLog('ask for a mailbox to resume');
+    return row === undefined ? undefined : toMailboxPause(row);
+  }
+
+  mailboxPauses(): Promise<MailboxPause[]> {
+    return this.run('read the paused mailboxes', () => this.sql.mailboxPauses.all().map(toMailboxPause));
+  }
+
   quotaUsage(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: Date = new Date()): Promise<QuotaUsage> {
     return this.run('read quota usage', () => this.tx.quotaUsage.deferred(mailbox, limits, now.getTime()));
+  }
+
+  recipients(id: string): Promise<RecipientRecord[]> {
+    return this.run("read a message's recipients", () => this.sql.recipients.all(id).map(toRecipient));
+  }
+
+  /** One transaction: the ledger row, the match and the recipient's new state commit together. */
+  recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
+    return this.run('record a bounce report', () => this.tx.recordBounce.immediate(report, Date.now()));
+  }
+
+  bounceCursor(mailbox: string): Promise<string | undefined> {
+    return this.run("read a mailbox's bounce cursor", () => this.sql.bounceCursor.get(mailbox) ?? undefined);
+  }
+
+  /**
+   * Not synced on its own: the log keeps commits in order, so a power cut that forgets this cursor
+   * forgets only what came after the last synced commit, and the reader reads those reports again
+   * (recordBounce then finds the ones it had applied and skips them).
+   */
+  saveBounceCursor(mailbox: string, cursor: string): Promise<void> {
+    return this.run("save a mailbox's bounce cursor", () => {
+      this.sql.saveBounceCursor.run({ mailbox, cursor });
+    });
+  }
+
+  leaseBounceReader(mailbox: string, owner: string, ms: number, now: Date = new Date()): Promise<boolean> {
+    const t = now.getTime();
+    return this.run('lease a bounce reader', () => this.sql.leaseBounceReader.get({ mailbox, owner, until: t + ms, now: t }) !== undefined);
+  }
+
+  async suppress(entry: Omit<Suppression, 'createdAt'> & { createdAt?: Date }): Promise<void> {
+    await this.run('add a suppression', () => {
+      this.sql.suppress.run({
+        addressKey: entry.address.toLowerCase(),
+        address: entry.address,
+        reason: entry.reason,
+        dsnStatus: entry.dsnStatus ?? null,
+        messageId: entry.messageId ?? null,
+        source: entry.source,
+        createdAt: (entry.createdAt ?? new Date()).getTime(),
+      });
+    });
+    // An entry that a power cut forgot would let mail go to the address again.
+    await this.syncLog('add a suppression');
+  }
+
+  async unsuppress(address: string): Promise<boolean> {
+    const removed = await this.run('remove a suppression', () => this.sql.unsuppress.run(address.toLowerCase()).changes === 1);
+    await this.syncLog('remove a suppression');
+    return removed;
+  }
+
+  /**
+   * Newest first. `limit` defaults to 50 and is held to 1..500.
+   *
+   * @throws Relay365Error `R365_LIST_CURSOR_INVALID` when the cursor was not made by this method.
+   */
+  suppressions(query: { limit?: number; cursor?: string }): Promise<{ items: Suppression[]; nextCursor: string | undefined }> {
+    return this.run('list suppressions', () => {
+      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
+      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const rows = this.sql.suppressions.all({ createdAt: after.createdAt, key: after.id, limit: limit + 1 });
+      const last = rows.length > limit ? rows[limit - 1] : undefined;
+      return { items: rows.slice(0, limit).map(toSuppression), nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.address_key) };
+    });
+  }
+
+  suppressed(addresses: readonly string[]): Promise<Suppression[]> {
+    if (addresses.length === 0) return Promise.resolve([]);
+    return this.run('look up suppressions', () =>
+      this.sql.suppressed.all({ keys: JSON.stringify([...new Set(addresses.map((a) => a.toLowerCase()))]) }).map(toSuppression),
+    );
   }
 
   /** Stops the checkpoint thread and closes the database; calling it again does nothing. */
@@ -537,7 +648,48 @@ export class SqliteOutboxStore implements OutboxStore {
         durationMs: Math.round(attempt.durationMs),
         owner: attempt.owner,
       });
+      for (const r of request.recipients ?? []) {
+        const answer = { state: r.state, reply: r.reply ?? null, explanation: r.explanation === undefined ? null : JSON.stringify(r.explanation) };
+        sql.answerRecipient.run({ messageId: request.id, address: r.address, ...answer, updatedAt: at });
+      }
+      if (request.state !== 'deferred') {
+        const state: RecipientState = request.state === 'sent' ? 'accepted' : 'refused';
+        const failed = request.state === 'failed';
+        sql.answerPendingRecipients.run({ messageId: request.id, state, reply: failed ? reply : null, explanation: failed ? explanation : null, updatedAt: at });
+      }
       return true;
+    });
+
+    const recordBounce = this.db.transaction((report: BounceReport, recordedAt: number): { matched: string | undefined; duplicate: boolean } => {
+      const key = { mailbox: report.mailbox, reportId: report.reportId, recipient: report.recipient.toLowerCase() };
+      const fresh = sql.insertBounceReport.run({
+        ...key,
+        originalMessageId: report.originalMessageId,
+        action: report.action,
+        status: report.status,
+        receivedAt: report.receivedAt.getTime(),
+        recordedAt,
+      }).changes;
+      if (fresh === 0) return { matched: undefined, duplicate: true };
+      const target = sql.bounceCandidates
+        .all({ originalMessageId: report.originalMessageId, mailbox: report.mailbox })
+        .find((r) => r.address.toLowerCase() === key.recipient);
+      if (target === undefined) return { matched: undefined, duplicate: false };
+      sql.matchBounceReport.run({ ...key, messageId: target.message_id });
+      // A delay notice never takes back a bounce that came first (reports may be read out of order).
+      if (report.action === 'failed' || target.state !== 'bounced') {
+        sql.bounceRecipient.run({
+          messageId: target.message_id,
+          position: target.position,
+          state: report.action === 'failed' ? 'bounced' : 'delayed',
+          reply: report.diagnostic ?? null,
+          dsnStatus: report.status,
+          remoteMta: report.remoteMta ?? null,
+          reportId: report.reportId,
+          updatedAt: report.receivedAt.getTime(),
+        });
+      }
+      return { matched: target.message_id, duplicate: false };
     });
 
     // One read transaction, so the three numbers describe the same moment.
@@ -548,16 +700,25 @@ export class SqliteOutboxStore implements OutboxStore {
     }));
 
     const insertBatch = this.db.transaction((rows: Insert[]) => {
-      for (const { params, raw } of rows) {
+      for (const { params, raw, to } of rows) {
         sql.insertMessage.run(params);
         sql.insertBody.run({ id: params.id as string, raw });
+        const messageId = params.id as string;
+        to.forEach((address, position) => sql.insertRecipient.run({ messageId, position, address, updatedAt: params.createdAt as number }));
       }
     });
 
     // Nested transactions are savepoints in better-sqlite3: each completion keeps its own all-or-nothing.
     const completeBatch = this.db.transaction((requests: CompleteRequest[]) => requests.map((r) => complete(r)));
 
-    return { claim, complete, quotaUsage, insertBatch, completeBatch };
+    // The request and the queue made due in one step: a worker that sees the one finds the other.
+    const requestResume = this.db.transaction((mailbox: string, now: number): PauseRow | undefined => {
+      const row = sql.requestResume.get({ mailbox, now });
+      if (row !== undefined) sql.deferredDueNow.run({ mailbox, now });
+      return row;
+    });
+
+    return { claim, complete, quotaUsage, insertBatch, completeBatch, recordBounce, requestResume };
   }
 
   /**
@@ -647,10 +808,11 @@ interface SendTotals {
 /** The named parameters of `SQL.insertMessage`. */
 type InsertParams = Record<string, string | number | null>;
 
-/** A message row to insert, and its content. */
+/** A message row to insert, its content and its envelope recipients. */
 interface Insert {
   params: InsertParams;
   raw: Buffer;
+  to: readonly string[];
 }
 
 interface PendingInsert extends Insert {
@@ -660,11 +822,13 @@ interface PendingInsert extends Insert {
 }
 
 interface Transactions {
+  recordBounce: Database.Transaction<(report: BounceReport, recordedAt: number) => { matched: string | undefined; duplicate: boolean }>;
   insertBatch: Database.Transaction<(rows: Insert[]) => void>;
   completeBatch: Database.Transaction<(requests: CompleteRequest[]) => boolean[]>;
   claim: Database.Transaction<(request: ClaimRequest, now: number) => ClaimResult>;
   complete: Database.Transaction<(request: CompleteRequest) => boolean>;
   quotaUsage: Database.Transaction<(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now: number) => QuotaUsage>;
+  requestResume: Database.Transaction<(mailbox: string, now: number) => PauseRow | undefined>;
 }
 
 interface ListParams {
@@ -715,6 +879,28 @@ function prepareStatements(db: Database.Database) {
     oldestWaiting: db.prepare<[], { t: number | null }>(SQL.oldestWaiting),
     nextDueForMailbox: db.prepare<{ mailbox: string }, { t: number | null }>(SQL.nextDueForMailbox),
     nextDueForPool: db.prepare<{ pool: string }, { t: number | null }>(SQL.nextDueForPool),
+    insertRecipient: db.prepare<{ messageId: string; position: number; address: string; updatedAt: number }>(SQL.insertRecipient),
+    recipients: db.prepare<[string], RecipientRow>(SQL.recipients),
+    answerRecipient: db.prepare<Record<string, string | number | null>>(SQL.answerRecipient),
+    answerPendingRecipients: db.prepare<Record<string, string | number | null>>(SQL.answerPendingRecipients),
+    insertBounceReport: db.prepare<Record<string, string | number | null>>(SQL.insertBounceReport),
+    bounceCandidates: db.prepare<{ originalMessageId: string; mailbox: string }, { message_id: string; position: number; address: string; state: string }>(
+      SQL.bounceCandidates,
+    ),
+    bounceRecipient: db.prepare<Record<string, string | number | null>>(SQL.bounceRecipient),
+    matchBounceReport: db.prepare<{ mailbox: string; reportId: string; recipient: string; messageId: string }>(SQL.matchBounceReport),
+    bounceCursor: db.prepare<[string], string | null>(SQL.bounceCursor).pluck(),
+    saveBounceCursor: db.prepare<{ mailbox: string; cursor: string }>(SQL.saveBounceCursor),
+    leaseBounceReader: db.prepare<{ mailbox: string; owner: string; until: number; now: number }, { mailbox: string }>(SQL.leaseBounceReader),
+    suppress: db.prepare<Record<string, string | number | null>>(SQL.suppress),
+    unsuppress: db.prepare<[string]>(SQL.unsuppress),
+    suppressions: db.prepare<{ createdAt: number; key: string; limit: number }, SuppressionRow>(SQL.suppressions),
+    suppressed: db.prepare<{ keys: string }, SuppressionRow>(SQL.suppressed),
+    pauseMailbox: db.prepare<Record<string, string | number | null>, PauseRow>(SQL.pauseMailbox),
+    resumeMailbox: db.prepare<[string]>(SQL.resumeMailbox),
+    requestResume: db.prepare<{ mailbox: string; now: number }, PauseRow>(SQL.requestResume),
+    deferredDueNow: db.prepare<{ mailbox: string; now: number }>(SQL.deferredDueNow),
+    mailboxPauses: db.prepare<[], PauseRow>(SQL.mailboxPauses),
   };
 }
 
@@ -738,6 +924,36 @@ function toStoredMessage(row: MessageRow): StoredMessage {
     lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
     lastExplanation: row.last_explanation === null ? undefined : (JSON.parse(row.last_explanation) as Explanation),
   };
+}
+
+function toMailboxPause(row: PauseRow): MailboxPause {
+  return {
+    mailbox: row.mailbox,
+    class: row.class as MailboxPause['class'],
+    reply: row.reply ?? undefined,
+    explanation: row.explanation === null ? undefined : (JSON.parse(row.explanation) as Explanation),
+    since: new Date(row.since),
+    updatedAt: new Date(row.updated_at),
+    owner: row.owner,
+    resumeRequestedAt: toDate(row.resume_requested_at),
+  };
+}
+
+function toRecipient(row: RecipientRow): RecipientRecord {
+  const record: RecipientRecord = { address: row.address, state: row.state as RecipientState, updatedAt: new Date(row.updated_at) };
+  if (row.reply !== null) record.reply = row.reply;
+  if (row.explanation !== null) record.explanation = JSON.parse(row.explanation) as Explanation;
+  if (row.dsn_status !== null) record.dsnStatus = row.dsn_status;
+  if (row.remote_mta !== null) record.remoteMta = row.remote_mta;
+  if (row.report_id !== null) record.reportId = row.report_id;
+  return record;
+}
+
+function toSuppression(row: SuppressionRow): Suppression {
+  const entry: Suppression = { address: row.address, reason: row.reason, createdAt: new Date(row.created_at), source: row.source as Suppression['source'] };
+  if (row.dsn_status !== null) entry.dsnStatus = row.dsn_status;
+  if (row.message_id !== null) entry.messageId = row.message_id;
+  return entry;
 }
 
 function toAttempt(row: AttemptRow): Attempt {

@@ -103,6 +103,68 @@ export interface CompleteRequest {
   attempt: Attempt;
   /** For `deferred`: when to try again. */
   nextAttemptAt?: Date;
+  /**
+   * What Exchange answered for each recipient, recorded in the same transaction as the outcome. A
+   * recipient not listed that is still `pending` becomes `accepted` when the message is `sent` and
+   * `refused` (with the attempt's reply and explanation) when it `failed`; a deferral changes none.
+   */
+  recipients?: Array<{ address: string; state: 'accepted' | 'refused'; reply?: string; explanation?: Explanation }>;
+}
+
+/**
+ * Where one recipient of a message stands: `pending` (not yet answered), `accepted` (Exchange's `250`
+ * to its RCPT and to the message: Exchange took it, which is not delivery), `refused` (Exchange refused
+ * it at RCPT, or refused the whole message), `bounced` (a non-delivery report came back for it),
+ * `delayed` (a delay notification came back; a later report may still bounce it).
+ */
+export type RecipientState = 'pending' | 'accepted' | 'refused' | 'bounced' | 'delayed';
+export const RECIPIENT_STATES: readonly RecipientState[] = ['pending', 'accepted', 'refused', 'bounced', 'delayed'];
+
+/** One recipient of a message, as the outbox keeps it. */
+export interface RecipientRecord {
+  /** As in the envelope. */
+  address: string;
+  state: RecipientState;
+  /** Exchange's RCPT reply (refused) or the NDR's Diagnostic-Code (bounced/delayed). */
+  reply?: string;
+  /** From the reply catalogue. */
+  explanation?: Explanation;
+  /** The DSN status, e.g. `5.1.1` (bounced/delayed). */
+  dsnStatus?: string;
+  /** The NDR's Remote-MTA when it has one. */
+  remoteMta?: string;
+  /** The NDR that set bounced/delayed. */
+  reportId?: string;
+  updatedAt: Date;
+}
+
+/** One recipient's entry of a non-delivery (or delay) report found in a sending mailbox's Inbox. */
+export interface BounceReport {
+  /** The mailbox whose Inbox held the NDR. */
+  mailbox: string;
+  /** The NDR's Graph message id (stable per mailbox). */
+  reportId: string;
+  /** The original's Message-ID header, with angle brackets. */
+  originalMessageId: string;
+  /** Final-Recipient (or Original-Recipient) address. */
+  recipient: string;
+  action: 'failed' | 'delayed';
+  /** DSN status, e.g. `5.1.1`. */
+  status: string;
+  diagnostic?: string;
+  remoteMta?: string;
+  receivedAt: Date;
+}
+
+/** An address relay365 refuses to send to (a hard bounce, or an operator's entry). */
+export interface Suppression {
+  address: string;
+  reason: string;
+  dsnStatus?: string;
+  /** The relay365 message whose bounce added it. */
+  messageId?: string;
+  createdAt: Date;
+  source: 'bounce' | 'manual';
 }
 
 export interface ListQuery {
@@ -118,6 +180,38 @@ export interface QuotaUsage {
   messagesLastMinute: number;
   recipientsLastDay: number;
   sending: number;
+}
+
+/**
+ * A mailbox relay365 has paused, as the store keeps it: every node of a cluster sees it, and a restart
+ * does not forget it. It ends only on a successful send (a probe) or an operator's resume.
+ */
+export interface MailboxPause {
+  mailbox: string;
+  /** `auth`: Exchange refused the token or the login; `blocked`: Exchange refuses the mailbox until an admin acts. */
+  class: 'auth' | 'blocked';
+  /** The reply that paused it, or that a later probe met (the current cause). */
+  reply: string | undefined;
+  /** The catalogue's explanation of that reply: its id, cause and fix. */
+  explanation: Explanation | undefined;
+  /** When the mailbox was paused (a probe meeting a new cause keeps this time). */
+  since: Date;
+  /** When a worker last recorded the cause. */
+  updatedAt: Date;
+  /** The worker that last recorded it. */
+  owner: string;
+  /** When an operator asked to resume it (`relay365 queue resume`), until a worker has. */
+  resumeRequestedAt: Date | undefined;
+}
+
+/** What a worker records when it pauses a mailbox (or a probe meets the cause again). */
+export interface PauseRequest {
+  mailbox: string;
+  class: MailboxPause['class'];
+  reply: string | undefined;
+  explanation: Explanation | undefined;
+  owner: string;
+  at?: Date;
 }
 
 /**
@@ -154,5 +248,44 @@ export interface OutboxStore {
   /** When the next message of these mailboxes/pools becomes due (for the scheduler's sleep). */
   nextDue(mailbox: string, pools: readonly string[]): Promise<Date | undefined>;
   quotaUsage(mailbox: string, limits: Pick<MailboxLimits, 'minuteMs' | 'dayMs'>, now?: Date): Promise<QuotaUsage>;
+  /** Every recipient of a message with its state, in envelope order (enqueue creates them `pending`); empty for an unknown id. */
+  recipients(id: string): Promise<RecipientRecord[]>;
+  /**
+   * Applies one NDR entry exactly once, keyed by (mailbox, reportId, recipient): a repeat returns
+   * `duplicate: true` and changes nothing. `matched`: the relay365 message id whose Message-ID and
+   * recipient it names (the newest such message, preferring one sent by `mailbox`), or undefined (then
+   * nothing else changes; the report is still remembered so it is not applied twice). A `failed`
+   * action makes the recipient `bounced`; a `delayed` one makes it `delayed` unless it has bounced
+   * already. It never suppresses: the caller decides that with {@link suppress}.
+   */
+  recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }>;
+  /** The Graph delta cursor of a mailbox's Inbox reader. */
+  bounceCursor(mailbox: string): Promise<string | undefined>;
+  saveBounceCursor(mailbox: string, cursor: string): Promise<void>;
+  /** Takes or renews the lease on reading a mailbox's NDRs (one node at a time): true when `owner` holds it until now + ms. */
+  leaseBounceReader(mailbox: string, owner: string, ms: number, now?: Date): Promise<boolean>;
+  /** Adds an address, or replaces its entry (address compared case-insensitively). */
+  suppress(entry: Omit<Suppression, 'createdAt'> & { createdAt?: Date }): Promise<void>;
+  /** Removes an address (case-insensitively); false when it was not suppressed. */
+  unsuppress(address: string): Promise<boolean>;
+  /** Newest first; `limit` defaults to 50 and is held to 1..500. */
+  suppressions(query: { limit?: number; cursor?: string }): Promise<{ items: Suppression[]; nextCursor: string | undefined }>;
+  /** The suppressed ones among these addresses (compared case-insensitively). */
+  suppressed(addresses: readonly string[]): Promise<Suppression[]>;
+  /**
+   * Records a paused mailbox, or a new cause for one already paused (which keeps its `since` and a
+   * pending resume request). Returns the row as stored.
+   */
+  pauseMailbox(pause: PauseRequest): Promise<MailboxPause>;
+  /** Ends a mailbox's pause (a send worked, or a worker honoured a resume request); false when it was not paused. */
+  resumeMailbox(mailbox: string): Promise<boolean>;
+  /**
+   * An operator's resume: marks the request for the workers (any node's sees it at its next look at
+   * the pauses) and makes the mailbox's deferred messages due now, so its queue is tried at once.
+   * Undefined when the mailbox is not paused.
+   */
+  requestMailboxResume(mailbox: string, now?: Date): Promise<MailboxPause | undefined>;
+  /** Every paused mailbox, longest paused first. */
+  mailboxPauses(): Promise<MailboxPause[]>;
   close(): Promise<void>;
 }

@@ -580,6 +580,291 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     );
   });
 
+  describe(`${name} outbox store: recipients, bounces and suppressions`, () => {
+    // Exchange's refusal of an unknown recipient at its own domain, as its NDRs quote it (Microsoft
+    // Learn, "Fix email delivery issues for error code 5.1.10 in Exchange Online").
+    const notFound = '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient b@example.net not found by SMTP address lookup';
+    const unknownUser: Explanation = {
+      id: 'smtp-550-5.1.10',
+      class: 'permanent',
+      cause: 'The recipient’s address does not exist.',
+      fix: 'Correct the address.',
+      doc: 'https://learn.microsoft.com/exchange/troubleshoot/email-delivery/ndr/fix-error-code-550-5-1-10-in-exchange-online',
+    };
+    const ab = { from: 'app@contoso.example', to: ['a@example.net', 'B@Example.NET'] };
+
+    /** Enqueues a message, claims it and records `state` with these recipient answers. */
+    const sendOne = async (
+      store: OutboxStore,
+      t0: number,
+      change: Partial<NewMessage>,
+      outcome: { state: 'sent' | 'failed' | 'deferred'; at?: number; reply?: string; recipients?: Parameters<OutboxStore['complete']>[0]['recipients'] },
+    ): Promise<StoredMessage> => {
+      const m = await store.enqueue(message(change));
+      const claimed = await store.claim(claimOf(t0)({ mailbox: m.mailbox ?? MAILBOX }));
+      assert.ok(ids(claimed.messages).includes(m.id));
+      const done = await store.complete({
+        id: m.id,
+        owner: 'node-a',
+        state: outcome.state,
+        nextAttemptAt: new Date(t0 + 60_000),
+        attempt: attempt({ at: new Date(outcome.at ?? t0 + 100), mailbox: m.mailbox ?? MAILBOX, reply: outcome.reply ?? '250 2.0.0 OK', class: outcome.state === 'sent' ? 'sent' : 'permanent' }),
+        ...(outcome.recipients === undefined ? {} : { recipients: outcome.recipients }),
+      });
+      assert.equal(done, true);
+      return m;
+    };
+
+    it(
+      'creates every envelope recipient pending, in envelope order, with the message; an unknown id has none',
+      withStore(async (store) => {
+        const before = Date.now();
+        const m = await store.enqueue(message({ envelope: { from: 'app@contoso.example', to: ['z@example.net', 'a@example.net', 'm@example.net'] } }));
+        const recipients = await store.recipients(m.id);
+        assert.deepEqual(
+          recipients.map((r) => [r.address, r.state]),
+          [
+            ['z@example.net', 'pending'],
+            ['a@example.net', 'pending'],
+            ['m@example.net', 'pending'],
+          ],
+        );
+        assert.ok(recipients.every((r) => r.updatedAt.getTime() >= before && r.reply === undefined && r.dsnStatus === undefined));
+        assert.deepEqual(await store.recipients('no-such-message'), []);
+      }),
+    );
+
+    it(
+      "records each recipient's answer with a sent outcome: the refused one with its reply and explanation, the rest accepted",
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab }, {
+          state: 'sent',
+          recipients: [{ address: 'B@Example.NET', state: 'refused', reply: notFound, explanation: unknownUser }],
+        });
+        const [a, b] = await store.recipients(m.id);
+        assert.deepEqual(a, { address: 'a@example.net', state: 'accepted', updatedAt: new Date(t0 + 100) });
+        assert.deepEqual(b, { address: 'B@Example.NET', state: 'refused', reply: notFound, explanation: unknownUser, updatedAt: new Date(t0 + 100) });
+        assert.equal((await store.get(m.id))?.state, 'sent');
+      }),
+    );
+
+    it('refuses every pending recipient of a failed message with its reply; a deferral leaves them pending', withStore(async (store) => {
+      const t0 = later();
+      const permanent = '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException';
+      const deferred = await sendOne(store, t0, { envelope: ab }, { state: 'deferred', reply: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded' });
+      assert.deepEqual((await store.recipients(deferred.id)).map((r) => r.state), ['pending', 'pending']);
+      const failed = await sendOne(store, t0, { envelope: ab }, { state: 'failed', reply: permanent });
+      assert.deepEqual(
+        (await store.recipients(failed.id)).map((r) => [r.state, r.reply]),
+        [
+          ['refused', permanent],
+          ['refused', permanent],
+        ],
+      );
+      // Lease lost: nothing of it is recorded.
+      const lost = await store.enqueue(message({ envelope: ab }));
+      await store.claim(claimOf(t0)());
+      const refused = { address: 'a@example.net', state: 'refused' as const, reply: notFound };
+      assert.equal(await store.complete({ id: lost.id, owner: 'node-b', state: 'sent', attempt: attempt({ at: new Date(t0 + 200) }), recipients: [refused] }), false);
+      assert.deepEqual((await store.recipients(lost.id)).map((r) => r.state), ['pending', 'pending']);
+    }));
+
+    it(
+      "applies an NDR entry to the recipient its Message-ID and address name (case aside), once: a repeat is a duplicate and changes nothing",
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab, messageId: '<n1@contoso.example>' }, { state: 'sent' });
+        const report = {
+          mailbox: MAILBOX,
+          reportId: 'AAMkAGI2TG93AAA=',
+          originalMessageId: '<n1@contoso.example>',
+          recipient: 'b@example.net',
+          action: 'failed' as const,
+          status: '5.1.10',
+          diagnostic: notFound,
+          remoteMta: 'dns; AM0PR01MB1234.eurprd01.prod.exchangelabs.com',
+          receivedAt: new Date(t0 + 5_000),
+        };
+        assert.deepEqual(await store.recordBounce(report), { matched: m.id, duplicate: false });
+        const bounced = {
+          address: 'B@Example.NET',
+          state: 'bounced',
+          reply: notFound,
+          dsnStatus: '5.1.10',
+          remoteMta: report.remoteMta,
+          reportId: report.reportId,
+          updatedAt: new Date(t0 + 5_000),
+        };
+        assert.deepEqual(await store.recipients(m.id), [{ address: 'a@example.net', state: 'accepted', updatedAt: new Date(t0 + 100) }, bounced]);
+        assert.deepEqual(await store.recordBounce({ ...report, recipient: 'B@EXAMPLE.NET', receivedAt: new Date(t0 + 9_000), diagnostic: 'changed' }), {
+          matched: undefined,
+          duplicate: true,
+        });
+        assert.deepEqual((await store.recipients(m.id))[1], bounced, 'the repeat changed nothing');
+        assert.equal((await store.get(m.id))?.state, 'sent', "the message's own state stays: Exchange took it for one recipient");
+      }),
+    );
+
+    it(
+      'remembers an NDR entry that matches no message, so it is not applied twice, and changes no message',
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab, messageId: '<n2@contoso.example>' }, { state: 'sent' });
+        const stray = {
+          mailbox: MAILBOX,
+          reportId: 'stray-1',
+          originalMessageId: '<elsewhere@contoso.example>',
+          recipient: 'a@example.net',
+          action: 'failed' as const,
+          status: '5.1.1',
+          receivedAt: new Date(t0 + 1_000),
+        };
+        assert.deepEqual(await store.recordBounce(stray), { matched: undefined, duplicate: false });
+        assert.deepEqual(await store.recordBounce(stray), { matched: undefined, duplicate: true });
+        const wrongRecipient = { ...stray, reportId: 'stray-2', originalMessageId: '<n2@contoso.example>', recipient: 'c@example.net' };
+        assert.deepEqual(await store.recordBounce(wrongRecipient), { matched: undefined, duplicate: false });
+        assert.deepEqual((await store.recipients(m.id)).map((r) => r.state), ['accepted', 'accepted']);
+      }),
+    );
+
+    it(
+      'makes a recipient delayed on a delay notice, bounced on a later failure, and never takes a bounce back for a delay read after it',
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab, messageId: '<n3@contoso.example>' }, { state: 'sent' });
+        const base = { mailbox: MAILBOX, originalMessageId: '<n3@contoso.example>', recipient: 'a@example.net', receivedAt: new Date(t0 + 1_000) };
+        await store.recordBounce({ ...base, reportId: 'd1', action: 'delayed', status: '4.4.7' });
+        assert.deepEqual(
+          (await store.recipients(m.id)).map((r) => [r.state, r.dsnStatus, r.reportId]),
+          [
+            ['delayed', '4.4.7', 'd1'],
+            ['accepted', undefined, undefined],
+          ],
+        );
+        await store.recordBounce({ ...base, reportId: 'f1', action: 'failed', status: '5.4.7', receivedAt: new Date(t0 + 2_000) });
+        assert.equal(await store.recordBounce({ ...base, reportId: 'd2', action: 'delayed', status: '4.4.7', receivedAt: new Date(t0 + 3_000) }).then((r) => r.matched), m.id);
+        const [a] = await store.recipients(m.id);
+        assert.deepEqual([a?.state, a?.dsnStatus, a?.reportId, a?.updatedAt.getTime()], ['bounced', '5.4.7', 'f1', t0 + 2_000]);
+      }),
+    );
+
+    it(
+      "matches the sending mailbox's message, the newest, when several messages carry the NDR's Message-ID",
+      withStore(async (store) => {
+        const t0 = later();
+        const env = { from: 'app@contoso.example', to: ['a@example.net'] };
+        const older = await sendOne(store, t0, { envelope: env, messageId: '<same@contoso.example>' }, { state: 'sent' });
+        const newer = await sendOne(store, t0, { envelope: env, messageId: '<same@contoso.example>' }, { state: 'sent' });
+        const other = await sendOne(store, t0, { envelope: env, messageId: '<same@contoso.example>', mailbox: OTHER }, { state: 'sent' });
+        const report = { originalMessageId: '<same@contoso.example>', recipient: 'a@example.net', action: 'failed' as const, status: '5.1.1', receivedAt: new Date(t0 + 1_000) };
+        assert.equal((await store.recordBounce({ ...report, mailbox: MAILBOX, reportId: 'r1' })).matched, newer.id);
+        assert.equal((await store.recordBounce({ ...report, mailbox: OTHER, reportId: 'r1' })).matched, other.id, 'the same report id in another mailbox is another report');
+        assert.equal((await store.recipients(older.id))[0]?.state, 'accepted');
+      }),
+    );
+
+    it(
+      'applies an NDR entry once when two connections record it at the same moment',
+      withStore(async (store, t, { twoConnections, second }) => {
+        if (!twoConnections) return t.skip('the factory gives no second connection');
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab, messageId: '<n4@contoso.example>' }, { state: 'sent' });
+        const other = await second();
+        const report = { mailbox: MAILBOX, reportId: 'race', originalMessageId: '<n4@contoso.example>', recipient: 'a@example.net', action: 'failed' as const, status: '5.1.1', receivedAt: new Date(t0) };
+        const results = await Promise.all([store.recordBounce(report), other.recordBounce(report), store.recordBounce(report), other.recordBounce(report)]);
+        assert.deepEqual(results.filter((r) => !r.duplicate), [{ matched: m.id, duplicate: false }]);
+      }),
+    );
+
+    it(
+      "keeps each mailbox's delta cursor, replacing it on save",
+      withStore(async (store, t, { twoConnections, second }) => {
+        assert.equal(await store.bounceCursor(MAILBOX), undefined);
+        await store.saveBounceCursor(MAILBOX, 'https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=1');
+        await store.saveBounceCursor(MAILBOX, 'https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=2');
+        await store.saveBounceCursor(OTHER, 'other');
+        assert.equal(await store.bounceCursor(MAILBOX), 'https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=2');
+        assert.equal(await store.bounceCursor(OTHER), 'other');
+        // A lease on the same row leaves the cursor alone.
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-a', 30_000), true);
+        if (twoConnections) assert.equal(await (await second()).bounceCursor(MAILBOX), 'https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=2');
+        else t.diagnostic('no second connection: the cursor was read on the first only');
+      }),
+    );
+
+    it(
+      "leases a mailbox's bounce reader to one owner at a time: renewed by its holder, taken by another only once it expired",
+      withStore(async (store) => {
+        const t0 = later();
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-a', 30_000, new Date(t0)), true);
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-b', 30_000, new Date(t0 + 1_000)), false);
+        assert.equal(await store.leaseBounceReader(OTHER, 'node-b', 30_000, new Date(t0 + 1_000)), true, 'another mailbox is another lease');
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-a', 30_000, new Date(t0 + 20_000)), true, 'renewed until t0+50s');
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-b', 30_000, new Date(t0 + 49_999)), false);
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-b', 30_000, new Date(t0 + 50_001)), true);
+        assert.equal(await store.leaseBounceReader(MAILBOX, 'node-a', 30_000, new Date(t0 + 50_002)), false, 'the old holder lost it');
+      }),
+    );
+
+    it(
+      'gives a contended bounce-reader lease to exactly one of two connections',
+      withStore(async (store, t, { twoConnections, second }) => {
+        if (!twoConnections) return t.skip('the factory gives no second connection');
+        const other = await second();
+        const now = new Date(later());
+        for (let round = 0; round < 5; round++) {
+          const mailbox = `reader${round}@contoso.example`;
+          const won = await Promise.all([store.leaseBounceReader(mailbox, 'node-a', 30_000, now), other.leaseBounceReader(mailbox, 'node-b', 30_000, now)]);
+          assert.equal(won.filter(Boolean).length, 1, `round ${round}: ${JSON.stringify(won)}`);
+        }
+      }),
+    );
+
+    it(
+      'suppresses an address case-insensitively, replaces its entry, finds it among addresses, and removes it',
+      withStore(async (store) => {
+        const t0 = later();
+        await store.suppress({ address: 'Gone@Example.NET', reason: notFound, dsnStatus: '5.1.10', messageId: 'm-1', source: 'bounce', createdAt: new Date(t0) });
+        assert.deepEqual(await store.suppressed(['a@example.net', 'gone@example.net', 'GONE@EXAMPLE.NET']), [
+          { address: 'Gone@Example.NET', reason: notFound, dsnStatus: '5.1.10', messageId: 'm-1', source: 'bounce', createdAt: new Date(t0) },
+        ]);
+        await store.suppress({ address: 'gone@example.net', reason: 'added by hand', source: 'manual', createdAt: new Date(t0 + 1) });
+        assert.deepEqual(await store.suppressed(['GONE@example.net']), [{ address: 'gone@example.net', reason: 'added by hand', source: 'manual', createdAt: new Date(t0 + 1) }]);
+        assert.deepEqual(await store.suppressed([]), []);
+        assert.equal(await store.unsuppress('GONE@EXAMPLE.net'), true);
+        assert.equal(await store.unsuppress('gone@example.net'), false);
+        assert.deepEqual(await store.suppressed(['gone@example.net']), []);
+        const before = Date.now();
+        await store.suppress({ address: 'now@example.net', reason: 'r', source: 'manual' });
+        const [entry] = await store.suppressed(['now@example.net']);
+        assert.ok(entry !== undefined && entry.createdAt.getTime() >= before && entry.createdAt.getTime() <= Date.now(), 'createdAt defaults to now');
+      }),
+    );
+
+    it(
+      'lists suppressions newest first, page by page, each entry once',
+      withStore(async (store) => {
+        const t0 = later();
+        // Two entries share a time: the key orders them, so no page loses or repeats one.
+        const times = [t0, t0 + 5, t0 + 5, t0 + 9, t0 + 2];
+        for (const [i, at] of times.entries()) await store.suppress({ address: `s${i}@example.net`, reason: 'r', source: 'manual', createdAt: new Date(at) });
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await store.suppressions({ limit: 2, ...(cursor === undefined ? {} : { cursor }) });
+          seen.push(...page.items.map((s) => s.address));
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor !== undefined);
+        assert.deepEqual(seen, ['s3@example.net', 's2@example.net', 's1@example.net', 's4@example.net', 's0@example.net']);
+        assert.equal(pages, 3);
+        await assert.rejects(store.suppressions({ cursor: 'not-a-cursor' }), (err: unknown) => isRelay365Error(err) && err.code === 'R365_LIST_CURSOR_INVALID');
+      }),
+    );
+  });
+
   describe(`${name} outbox store: retry and cancel`, () => {
     /** One message in each state, reached through the interface only. */
     async function oneOfEach(
@@ -802,6 +1087,137 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_000)), { messagesLastMinute: 0, recipientsLastDay: 2, sending: 0 });
         assert.deepEqual(await store.quotaUsage(MAILBOX, limits, new Date(t0 + 3_630_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
         assert.deepEqual(await store.quotaUsage(OTHER, limits, new Date(t0 + 30_001)), { messagesLastMinute: 0, recipientsLastDay: 0, sending: 0 });
+      }),
+    );
+  });
+
+  describe(`${name} outbox store: paused mailboxes`, () => {
+    const full: Explanation = {
+      id: 'smtp-554-5.2.2-mailbox-full',
+      class: 'blocked',
+      cause: 'The mailbox is full.',
+      fix: 'Empty Sent Items or add a retention policy.',
+    };
+    const throttled: Explanation = {
+      id: 'smtp-550-5.2.251-throttled',
+      class: 'blocked',
+      cause: 'Exchange blocks the mailbox after continuous mailbox full errors.',
+      fix: 'Free space, then wait for the block to end.',
+    };
+
+    it(
+      'keeps a pause with its cause and since-when for every connection and across a reopen; a new cause keeps the first time',
+      withStore(async (store, t, helpers) => {
+        const t0 = later();
+        assert.deepEqual(await store.mailboxPauses(), []);
+        const first = await store.pauseMailbox({
+          mailbox: MAILBOX,
+          class: 'blocked',
+          reply: '554 5.2.2 mailbox full',
+          explanation: full,
+          owner: 'node-a',
+          at: new Date(t0),
+        });
+        assert.deepEqual(first, {
+          mailbox: MAILBOX,
+          class: 'blocked',
+          reply: '554 5.2.2 mailbox full',
+          explanation: full,
+          since: new Date(t0),
+          updatedAt: new Date(t0),
+          owner: 'node-a',
+          resumeRequestedAt: undefined,
+        });
+        await store.pauseMailbox({ mailbox: OTHER, class: 'auth', reply: undefined, explanation: undefined, owner: 'node-a', at: new Date(t0 + 10) });
+        const again = await store.pauseMailbox({
+          mailbox: MAILBOX,
+          class: 'blocked',
+          reply: '550 5.2.251 Sender throttled',
+          explanation: throttled,
+          owner: 'node-b',
+          at: new Date(t0 + 5000),
+        });
+        assert.equal(again.since.getTime(), t0, 'still paused since the first cause');
+        assert.equal(again.updatedAt.getTime(), t0 + 5000);
+        assert.equal(again.reply, '550 5.2.251 Sender throttled');
+        assert.deepEqual(again.explanation, throttled);
+        assert.equal(again.owner, 'node-b');
+        assert.deepEqual(
+          (await store.mailboxPauses()).map((p) => [p.mailbox, p.class]),
+          [
+            [MAILBOX, 'blocked'],
+            [OTHER, 'auth'],
+          ],
+          'longest paused first',
+        );
+        if (!helpers.twoConnections) return t.skip('the factory gives no second connection');
+        const other = await helpers.second();
+        assert.deepEqual(await other.mailboxPauses(), await store.mailboxPauses(), 'another node sees the same pauses');
+        await helpers.closeFirst();
+        const reopened = await helpers.second();
+        assert.deepEqual((await reopened.mailboxPauses()).find((p) => p.mailbox === MAILBOX), again, 'a restart does not forget it');
+      }),
+    );
+
+    it(
+      "marks an operator's resume and makes only that mailbox's deferred messages due now; resuming ends the pause",
+      withStore(async (store) => {
+        const t0 = later();
+        const claim = claimOf(t0);
+        assert.equal(await store.requestMailboxResume(MAILBOX, new Date(t0)), undefined, 'not paused: nothing to resume');
+        const mine = await store.enqueue(message());
+        const theirs = await store.enqueue(message({ mailbox: OTHER }));
+        await store.claim(claim());
+        await store.claim(claim({ mailbox: OTHER }));
+        const probeAt = new Date(t0 + 3_600_000);
+        for (const [m, mailbox] of [
+          [mine, MAILBOX],
+          [theirs, OTHER],
+        ] as const) {
+          await store.complete({
+            id: m.id,
+            owner: 'node-a',
+            state: 'deferred',
+            nextAttemptAt: probeAt,
+            attempt: attempt({ mailbox, class: 'blocked', reply: '554 5.2.2 mailbox full', explanation: full, at: new Date(t0) }),
+          });
+        }
+        await store.pauseMailbox({ mailbox: MAILBOX, class: 'blocked', reply: '554 5.2.2 mailbox full', explanation: full, owner: 'node-a', at: new Date(t0) });
+        await store.pauseMailbox({ mailbox: OTHER, class: 'blocked', reply: '554 5.2.2 mailbox full', explanation: full, owner: 'node-a', at: new Date(t0) });
+        assert.equal((await store.claim(claim({ at: t0 + 1000 }))).messages.length, 0, 'deferred until the probe');
+
+        const asked = await store.requestMailboxResume(MAILBOX, new Date(t0 + 1000));
+        assert.equal(asked?.resumeRequestedAt?.getTime(), t0 + 1000);
+        assert.equal((await store.get(mine.id))?.nextAttemptAt.getTime(), t0 + 1000, 'due at the request');
+        assert.equal((await store.get(theirs.id))?.nextAttemptAt.getTime(), probeAt.getTime(), "another mailbox's queue is untouched");
+        // A probe meeting the cause before a worker acted keeps the request.
+        const again = await store.pauseMailbox({
+          mailbox: MAILBOX,
+          class: 'blocked',
+          reply: '554 5.2.2 mailbox full',
+          explanation: full,
+          owner: 'node-b',
+          at: new Date(t0 + 1500),
+        });
+        assert.equal(again.resumeRequestedAt?.getTime(), t0 + 1000);
+        assert.deepEqual(ids((await store.claim(claim({ at: t0 + 2000 }))).messages), [mine.id]);
+
+        assert.equal(await store.resumeMailbox(MAILBOX), true);
+        assert.equal(await store.resumeMailbox(MAILBOX), false, 'already resumed');
+        assert.deepEqual(
+          (await store.mailboxPauses()).map((p) => p.mailbox),
+          [OTHER],
+        );
+        const repaused = await store.pauseMailbox({
+          mailbox: MAILBOX,
+          class: 'auth',
+          reply: '535 5.7.3 Authentication unsuccessful',
+          explanation: undefined,
+          owner: 'node-a',
+          at: new Date(t0 + 9000),
+        });
+        assert.equal(repaused.since.getTime(), t0 + 9000, 'a new pause after a resume starts its own time');
+        assert.equal(repaused.resumeRequestedAt, undefined);
       }),
     );
   });

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { isRelay365Error } from '../../src/errors.js';
-import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
+import { PG_MIGRATIONS, migrationLedgerStatements } from '../../src/outbox/pg-sql.js';
 import { openPgStore, type ClaimResult, type MailboxLimits, type NewMessage, type PgOutboxStore } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
 import { freePort } from '../helpers/cli.js';
@@ -36,6 +36,60 @@ if (unavailable !== undefined) {
       cleanup: () => dropSchema(schema),
       connect: () => openPgStore(PG_URL, { schema, poolSize: 4 }),
     };
+  });
+
+  describe('PostgreSQL outbox store: upgrading to per-recipient state (schema 5)', () => {
+    it('gives the messages of a schema-1 database recipient rows from their envelopes: accepted if sent, refused with the last reply if failed, pending otherwise', async () => {
+      const schema = testSchema();
+      try {
+        // A schema as the release before left it: version 1 only, with messages in it.
+        const ledger = migrationLedgerStatements(schema, 'schema_migrations');
+        await pgQuery(ledger.createSchema);
+        await pgQuery(ledger.createMigrationsTable);
+        await pgQuery(PG_MIGRATIONS.find((m) => m.version === 1)!.sql(schema));
+        await pgQuery(ledger.recordMigration, [1, 'messages, attempts and sends', 0]);
+        // Exchange's refusal of a message over the mailbox's size limit (as src/sandbox/exchange-replies.ts gives it, with its source).
+        const tooBig = '552 5.3.4 Message size exceeds fixed maximum message size';
+        const explanation = { id: 'smtp-552-5.3.4', class: 'permanent', cause: 'Too big.', fix: 'Send less.' };
+        const rows = [
+          { id: '01sent', to: ['a@example.net', 'b@example.net'], state: 'sent', reply: '250 2.0.0 OK', explanation: null, messageId: '<old-sent@contoso.example>' },
+          { id: '02failed', to: ['c@example.net'], state: 'failed', reply: tooBig, explanation, messageId: null },
+          { id: '03queued', to: ['d@example.net', 'e@example.net'], state: 'queued', reply: null, explanation: null, messageId: null },
+          { id: '04sending', to: ['f@example.net'], state: 'sending', reply: null, explanation: null, messageId: null },
+        ];
+        for (const [i, r] of rows.entries()) {
+          await pgQuery(
+            `INSERT INTO ${schema}.messages (id, mailbox, envelope_from, envelope_to, recipients, size, message_id, source, state, created_at, updated_at,
+               next_attempt_at, last_reply, last_explanation, raw)
+             VALUES ($1, $2, 'app@contoso.example', $3::jsonb, $4, 10, $5, '{"kind":"smtp"}', $6, 1000, $7, 1000, $8, $9::jsonb, $10)`,
+            [r.id, MAILBOX, JSON.stringify(r.to), r.to.length, r.messageId, r.state, 2000 + i, r.reply, r.explanation === null ? null : JSON.stringify(r.explanation), Buffer.from('x')],
+          );
+        }
+        const store = await openPgStore(PG_URL, { schema, poolSize: 2 });
+        try {
+          const states = async (id: string): Promise<unknown[]> => (await store.recipients(id)).map((r) => [r.address, r.state, r.reply, r.updatedAt.getTime()]);
+          assert.deepEqual(await states('01sent'), [
+            ['a@example.net', 'accepted', undefined, 2000],
+            ['b@example.net', 'accepted', undefined, 2000],
+          ]);
+          assert.deepEqual(await states('02failed'), [['c@example.net', 'refused', tooBig, 2001]]);
+          assert.deepEqual((await store.recipients('02failed'))[0]?.explanation, explanation);
+          assert.deepEqual(await states('03queued'), [
+            ['d@example.net', 'pending', undefined, 2002],
+            ['e@example.net', 'pending', undefined, 2002],
+          ]);
+          assert.deepEqual(await states('04sending'), [['f@example.net', 'pending', undefined, 2003]]);
+          const report = { mailbox: MAILBOX, reportId: 'r', originalMessageId: '<old-sent@contoso.example>', recipient: 'B@example.net', action: 'failed' as const, status: '5.1.1', receivedAt: new Date(3000) };
+          assert.deepEqual(await store.recordBounce(report), { matched: '01sent', duplicate: false });
+          const versions = (await pgQuery<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).map((r) => r.version);
+          assert.deepEqual(versions, PG_MIGRATIONS.map((m) => m.version).sort((a, b) => a - b));
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await dropSchema(schema);
+      }
+    });
   });
 
   describe('PostgreSQL outbox store: schema and migrations', () => {

@@ -318,6 +318,79 @@ describe('SQLite outbox store: running quota totals', () => {
   });
 });
 
+describe('SQLite outbox store: upgrading to per-recipient state (schema 5)', () => {
+  it('gives the messages of a schema-4 file recipient rows from their envelopes: accepted if sent, refused with the last reply if failed, pending otherwise', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      // A file as the release before left it: schema 4, with messages in every state that matters.
+      const old = new Database(path);
+      old.pragma('journal_mode = WAL');
+      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      for (const m of MIGRATIONS.filter((x) => x.version <= 4)) {
+        old.exec(m.sql);
+        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
+      }
+      const insert = old.prepare(
+        `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
+           created_at, updated_at, next_attempt_at, last_reply, last_class, last_explanation)
+         VALUES (@id, '${MAILBOX}', NULL, 'app@contoso.example', @to, @n, 10, @messageId, '{"kind":"smtp"}', @state, 1, 1000, @updatedAt, 1000, @reply, @class, @explanation)`,
+      );
+      const body = old.prepare('INSERT INTO message_bodies (id, raw) VALUES (?, ?)');
+      // Exchange's refusal of a message over the mailbox's size limit (Microsoft Learn, "Fix NDR error 552 5.3.4 in Exchange Online").
+      const tooBig = '552 5.3.4 Message size exceeds fixed maximum message size';
+      const explanation = JSON.stringify({ id: 'smtp-552-5.3.4', class: 'permanent', cause: 'Too big.', fix: 'Send less.' });
+      const rows = [
+        { id: '01sent', to: ['a@example.net', 'b@example.net'], state: 'sent', reply: '250 2.0.0 OK', class: 'sent', explanation: null, messageId: '<old-sent@contoso.example>' },
+        { id: '02failed', to: ['c@example.net'], state: 'failed', reply: tooBig, class: 'permanent', explanation, messageId: null },
+        { id: '03queued', to: ['d@example.net', 'e@example.net', 'f@example.net'], state: 'queued', reply: null, class: null, explanation: null, messageId: null },
+        { id: '04deferred', to: ['g@example.net'], state: 'deferred', reply: '451 4.7.500 Server busy. Please try again later.', class: 'transient', explanation: null, messageId: null },
+        { id: '05cancelled', to: ['h@example.net'], state: 'cancelled', reply: null, class: null, explanation: null, messageId: null },
+      ];
+      for (const [i, r] of rows.entries()) {
+        insert.run({ ...r, to: JSON.stringify(r.to), n: r.to.length, updatedAt: 2000 + i });
+        body.run(r.id, Buffer.from('Subject: old\r\n\r\nx\r\n'));
+      }
+      old.close();
+
+      const store = await openSqliteStore(path);
+      try {
+        const states = async (id: string): Promise<unknown[]> => (await store.recipients(id)).map((r) => [r.address, r.state, r.reply, r.updatedAt.getTime()]);
+        assert.deepEqual(await states('01sent'), [
+          ['a@example.net', 'accepted', undefined, 2000],
+          ['b@example.net', 'accepted', undefined, 2000],
+        ]);
+        assert.deepEqual(await states('02failed'), [['c@example.net', 'refused', tooBig, 2001]]);
+        assert.deepEqual((await store.recipients('02failed'))[0]?.explanation, JSON.parse(explanation));
+        assert.deepEqual(await states('03queued'), [
+          ['d@example.net', 'pending', undefined, 2002],
+          ['e@example.net', 'pending', undefined, 2002],
+          ['f@example.net', 'pending', undefined, 2002],
+        ]);
+        assert.deepEqual(await states('04deferred'), [['g@example.net', 'pending', undefined, 2003]]);
+        assert.deepEqual(await states('05cancelled'), [['h@example.net', 'pending', undefined, 2004]]);
+        // An NDR for the old sent message finds it by its Message-ID.
+        const report = { mailbox: MAILBOX, reportId: 'r', originalMessageId: '<old-sent@contoso.example>', recipient: 'b@example.net', action: 'failed' as const, status: '5.1.1', receivedAt: new Date(3000) };
+        assert.deepEqual(await store.recordBounce(report), { matched: '01sent', duplicate: false });
+        // The queued one is sent as any other: its pending recipients become accepted.
+        const claimed = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'o', leaseMs: 60_000, limits: WIDE, max: 10, now: new Date(Date.now() + 1000) });
+        assert.deepEqual(claimed.messages.map((m) => m.id), ['03queued', '04deferred']);
+        const at = new Date();
+        await store.complete({ id: '03queued', owner: 'o', state: 'sent', attempt: { at, mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 5, owner: 'o' } });
+        assert.deepEqual((await store.recipients('03queued')).map((r) => r.state), ['accepted', 'accepted', 'accepted']);
+        const look = new Database(path, { readonly: true });
+        assert.equal(look.prepare('SELECT count(*) FROM message_recipients').pluck().get(), 8);
+        assert.equal(look.pragma('integrity_check', { simple: true }), 'ok');
+        look.close();
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: what reaches the disk when (system calls under strace)', () => {
   it('takes back a message whose fdatasync failed, so the client that gets 4xx and sends it again leaves one copy, not two', async () => {
     const dir = await tempDir();
