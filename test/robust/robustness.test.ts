@@ -350,7 +350,8 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
         config,
         stringify({
           dataDir,
-          log: { level: 'error' },
+          // info: every refusal, failed login and state change is logged, and none may carry a secret.
+          log: { level: 'info' },
           ...sandboxSettings(sandbox),
           auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret },
           mailboxes: [{ address: MAILBOX }],
@@ -366,6 +367,20 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
         }),
       );
       const relay = (await startServe(config)).child;
+      // Everything the relay prints, read for secrets as it comes (the client secret, both API keys).
+      const secrets = [DEFAULT_IDS.appSecret, apiKey.key, senderKey.key];
+      const leaks: string[] = [];
+      let logLines = 0;
+      let tail = '';
+      const scan = (chunk: Buffer): void => {
+        const text = tail + chunk.toString('utf8');
+        logLines += (chunk.toString('utf8').match(/\n/g) ?? []).length;
+        for (const secret of secrets) if (text.includes(secret) && leaks.length < 5) leaks.push(text.slice(Math.max(0, text.indexOf(secret) - 200), text.indexOf(secret)));
+        // A secret split across two chunks is still seen.
+        tail = text.slice(-200);
+      };
+      relay.stdout!.on('data', scan);
+      relay.stderr!.on('data', scan);
       const pid = relay.pid!;
       let died: string | undefined;
       relay.once('exit', (code, signal) => (died = `exited with ${code ?? signal}`));
@@ -489,6 +504,9 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       await dir.cleanup();
 
       assert.equal(diedUnderLoad, undefined, 'the relay died under hostile traffic');
+      console.log(`#   ${logLines} log lines read, ${leaks.length} with a secret`);
+      assert.ok(logLines > 100, `the relay logged its refusals (${logLines} lines)`);
+      assert.deepEqual(leaks, [], "a secret reached the relay's output");
       assert.ok(peakHwm < RSS_LIMIT_MB, `the relay's peak RSS was ${peakHwm.toFixed(0)} MB (limit ${RSS_LIMIT_MB} MB)`);
       assert.ok(accepted.size > 0, 'no real message was accepted');
       assert.deepEqual(malformedAccepted, [], 'malformed requests were accepted');
