@@ -6,12 +6,17 @@ const DOC_THROTTLING = 'https://learn.microsoft.com/graph/throttling-limits#outl
 const DOC_RBAC_APPS = 'https://learn.microsoft.com/exchange/permissions-exo/application-rbac';
 const DOC_LARGE = 'https://learn.microsoft.com/graph/outlook-large-attachments';
 const DOC_MIME = 'https://learn.microsoft.com/graph/outlook-send-mime-message';
+const DOC_NO_PERMISSIONS = 'https://learn.microsoft.com/troubleshoot/entra/entra-id/users-groups-entra-apis/error-call-me-endpoint-microsoft-graph';
+const DOC_LIMITS = 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits';
 
 /** One row: which Graph answers it matches (HTTP status and, when given, the `error.code`) and what they mean. */
 export interface GraphErrorRow extends Explanation {
-  status: number;
+  /** The HTTP status; absent on a code row whose status no source shows (it matches the code at any status). */
+  status?: number;
   /** Graph's `error.code`; a row without one matches any code of its status. */
   code?: string;
+  /** Key words of `error.message` that tell two causes with one code apart (only when the message is known). */
+  pattern?: RegExp;
 }
 
 /**
@@ -37,13 +42,34 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     doc: DOC_SENDMAIL,
   },
   {
+    id: 'graph-401-no-permissions',
+    status: 401,
+    code: 'NoPermissionsInAccessToken',
+    class: 'auth',
+    cause:
+      'The Graph token carries no permission: the app has no Mail.Send application permission with admin consent (its token has no roles), or a delegated token lacks the Mail.Send scope.',
+    fix: 'In App registrations > the app > API permissions, add Microsoft Graph > Application permissions > Mail.Send and click "Grant admin consent" (delegated mailboxes: Delegated > Mail.Send, then `relay365 login --mailbox {mailbox}`); `relay365 permissions --mailbox {mailbox}` shows the roles and scopes the token holds.',
+    doc: DOC_NO_PERMISSIONS,
+  },
+  {
+    id: 'graph-403-access-denied-scoped',
+    status: 403,
+    code: 'ErrorAccessDenied',
+    pattern: /OData is disabled|RAOP|AccessPolicy/i,
+    class: 'auth',
+    cause:
+      "Exchange refused the app this mailbox: an application access policy (\"[RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings\") or an RBAC for Applications scope leaves {mailbox} out. The app's Mail.Send permission itself is fine.",
+    fix: 'With RBAC for Applications (Exchange Online PowerShell): New-ServicePrincipal -AppId <appId> -ObjectId <enterprise app object id> -DisplayName relay365; New-ManagementScope -Name "relay365 mailboxes" -RecipientRestrictionFilter "PrimarySmtpAddress -eq \'{mailbox}\'"; New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope "relay365 mailboxes"; check with Test-ServicePrincipalAuthorization -Identity <appId> -Resource {mailbox}. With a legacy application access policy: add {mailbox} to the policy\'s group (Add-DistributionGroupMember -Identity <group> -Member {mailbox}) and check with Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>. Changes can take over an hour to reach Graph.',
+    doc: DOC_RBAC_APPS,
+  },
+  {
     id: 'graph-403-access-denied',
     status: 403,
     code: 'ErrorAccessDenied',
     class: 'auth',
     cause:
-      'Graph denied access to this mailbox: the app lacks the Mail.Send application permission (or admin consent for it), an application access policy or RBAC for Applications scope leaves this mailbox out, or (delegated) the signed-in user is not the mailbox.',
-    fix: 'Grant Mail.Send (Application) on Microsoft Graph and admin consent; include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
+      'Graph denied access to this mailbox: the app lacks the Mail.Send application permission (or admin consent for it; a delegated Mail.Send does not serve app-only tokens), an application access policy or RBAC for Applications scope leaves this mailbox out, or (delegated) the signed-in user is not the mailbox.',
+    fix: 'Grant Microsoft Graph > Application permissions > Mail.Send and admin consent (`relay365 permissions --mailbox {mailbox}` shows what the token holds); if the tenant scopes apps, include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>; check with Test-ServicePrincipalAuthorization -Identity <appId> -Resource {mailbox}, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
     doc: DOC_RBAC_APPS,
   },
   {
@@ -116,6 +142,25 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     doc: DOC_ERRORS,
   },
   {
+    id: 'graph-error-quota-exceeded',
+    code: 'ErrorQuotaExceeded',
+    class: 'blocked',
+    cause: 'The sending mailbox is full: every message sent by Graph sendMail is kept in its Sent Items, and a full mailbox cannot send.',
+    fix: 'Free space in {mailbox} (a retention policy that deletes Sent Items after some days: New-RetentionPolicyTag "Sent 7d" -Type SentItems -AgeLimitForRetention 7 -RetentionAction DeletePermanently; New-RetentionPolicy "Relay" -RetentionPolicyTagLinks "Sent 7d"; Set-Mailbox {mailbox} -RetentionPolicy "Relay"), or give it a bigger quota; relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
+    doc: DOC_LIMITS,
+  },
+  {
+    id: 'graph-429-mailbox-concurrency',
+    status: 429,
+    code: 'ApplicationThrottled',
+    pattern: /MailboxConcurrency/i,
+    class: 'throttled',
+    handling: { lowerConcurrency: true },
+    cause: 'More than 4 concurrent Graph requests for this mailbox (the MailboxConcurrency limit of the Outlook service).',
+    fix: "relay365 lowers the mailbox's concurrency, waits the Retry-After and retries; keep delivery.maxConnections at 4 or less for Graph mailboxes, and make sure no other app works on {mailbox} at the same time.",
+    doc: DOC_THROTTLING,
+  },
+  {
     id: 'graph-429',
     status: 429,
     class: 'throttled',
@@ -156,15 +201,19 @@ function fallback(status: number): GraphErrorRow {
 }
 
 /**
- * Explains a Graph error answer by its HTTP status and `error.code`, filling `{mailbox}` into the fix.
- * Every status gets an explanation: unknown 5xx are transient, unknown 4xx permanent.
+ * Explains a Graph error answer by its HTTP status, `error.code` and (when known) `error.message`,
+ * filling `{mailbox}` into the cause and fix. A row with a code matches it whatever the status (a paste or
+ * a new Graph build may give another); every status gets an explanation: unknown 5xx are transient,
+ * unknown 4xx permanent.
  */
-export function explainGraphError(status: number, code: string | undefined, mailbox = '<mailbox>'): Explanation {
-  const sameCode = (row: GraphErrorRow): boolean => row.code !== undefined && code !== undefined && row.code.toLowerCase() === code.toLowerCase();
+export function explainGraphError(status: number, code: string | undefined, mailbox = '<mailbox>', message?: string): Explanation {
+  const sameCode = (row: GraphErrorRow): boolean =>
+    row.code !== undefined && code !== undefined && row.code.toLowerCase() === code.toLowerCase() && (row.pattern === undefined || (message !== undefined && row.pattern.test(message)));
   const row =
-    GRAPH_ERROR_CATALOGUE.find((r) => sameCode(r) && (r.status === status || r.id === 'graph-message-size-exceeded')) ??
+    GRAPH_ERROR_CATALOGUE.find((r) => sameCode(r) && r.status === status) ??
+    GRAPH_ERROR_CATALOGUE.find((r) => sameCode(r)) ??
     GRAPH_ERROR_CATALOGUE.find((r) => r.status === status && r.code === undefined) ??
     fallback(status);
-  const { status: _status, code: _code, ...explanation } = row;
-  return { ...explanation, fix: explanation.fix.replaceAll('{mailbox}', mailbox) };
+  const { status: _status, code: _code, pattern: _pattern, ...explanation } = row;
+  return { ...explanation, cause: explanation.cause.replaceAll('{mailbox}', mailbox), fix: explanation.fix.replaceAll('{mailbox}', mailbox) };
 }

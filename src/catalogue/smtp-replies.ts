@@ -10,6 +10,7 @@ const DOC_CONTINUOUS = 'MS Learn, "Continuous error throttling for SMTP AUTH sub
 // The Learn page's feedback thread, where Microsoft's NDR text is quoted.
 const DOC_RESTRICTED = 'https://github.com/MicrosoftDocs/OfficeDocs-o365seccomp/issues/643';
 const M365 = 'shared/M365.md reply catalogue (as reported by admins)';
+const DOC_7XX = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/fix-error-code-5-7-700-through-5-7-750';
 
 /** One row: which replies it matches (basic code, enhanced code, text pattern) and what they mean. */
 export interface SmtpReplyRow extends Explanation {
@@ -166,6 +167,16 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     doc: DOC_SUBMISSION,
   },
   {
+    id: 'smtp-554-5.2.2-recipient-full',
+    code: 554,
+    enhanced: '5.2.2',
+    pattern: /STOREDRV\.Deliver/i,
+    class: 'permanent',
+    cause: "A recipient's mailbox is full, so Exchange could not deliver the message to it (STOREDRV.Deliver: the recipient, not the sending mailbox).",
+    fix: 'Nothing to fix in relay365 or {mailbox}: the recipient must free space in their mailbox; send the message again later.',
+    doc: DOC_NDR,
+  },
+  {
     id: 'smtp-554-5.2.2-mailbox-full',
     code: 554,
     enhanced: '5.2.2',
@@ -226,6 +237,43 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     doc: DOC_CONTINUOUS,
   },
   {
+    id: 'smtp-554-5.2.0-outbound-spam',
+    code: 554,
+    enhanced: '5.2.0',
+    pattern: /OutboundSpam/i,
+    class: 'blocked',
+    cause: "Exchange Online's outbound spam filter blocked the mailbox from sending (OutboundSpamException): it sent mail that looked like spam, or too much of it.",
+    fix: 'Find out why (a stolen password? a device sending a flood?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) if it is listed there; relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
+    doc: DOC_RESTRICTED,
+  },
+  {
+    id: 'smtp-550-5.7.501',
+    code: 550,
+    enhanced: '5.7.501',
+    class: 'blocked',
+    cause: 'The sending account is banned for spam abuse ("Access denied, spam abuse detected"); every message it sends is refused until Microsoft lifts the block.',
+    fix: 'Check {mailbox} for compromise (sign-in logs, inbox rules, a changed password), then release it in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) or ask Microsoft support; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
+    doc: DOC_NDR,
+  },
+  {
+    id: 'smtp-550-5.7.708',
+    code: 550,
+    enhanced: '5.7.708',
+    class: 'blocked',
+    cause: "Exchange Online does not accept outbound mail from the tenant's traffic ('traffic not accepted from this IP'): usually a trial tenant, sent from a low-reputation IP pool until licences are bought.",
+    fix: 'Buy (or activate) paid Exchange Online licences, or ask Microsoft support for an exception until then; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
+    doc: DOC_7XX,
+  },
+  {
+    id: 'smtp-550-5.1.10',
+    code: 550,
+    enhanced: '5.1.10',
+    class: 'permanent',
+    cause: 'A recipient address does not exist (RecipientNotFound: no mailbox or contact has it in the recipient\'s directory).',
+    fix: "Correct the recipient address; if it is in your own tenant, check that the mailbox, group or mail contact exists with that address (Get-Recipient -Identity <address>).",
+    doc: DOC_NDR,
+  },
+  {
     id: 'smtp-550-5.1.8',
     code: 550,
     enhanced: '5.1.8',
@@ -242,6 +290,16 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The connection used TLS 1.0 or 1.1; Exchange Online requires TLS 1.2 or newer.',
     fix: 'Use TLS 1.2 or newer (relay365 always does; check for a TLS-intercepting proxy).',
+    doc: DOC_SMTP_AUTH,
+  },
+  {
+    id: 'smtp-451-5.7.3-starttls',
+    code: 451,
+    enhanced: '5.7.3',
+    pattern: /STARTTLS is required/i,
+    class: 'blocked',
+    cause: 'The session reached MAIL FROM without STARTTLS; Exchange Online takes mail on port 587 only after STARTTLS. relay365 always starts TLS, so something between it and Exchange stripped STARTTLS, or the smtp host in the config is not Exchange Online.',
+    fix: 'Check the smtp host and port in the config (smtp.office365.com:587) and look for a proxy or firewall that removes STARTTLS from the EHLO answer (`relay365 doctor --mailbox {mailbox}` checks the EHLO answer and STARTTLS); relay365 probes {mailbox} and resumes it when a message goes through. Its queue is kept.',
     doc: DOC_SMTP_AUTH,
   },
   {

@@ -27,7 +27,7 @@ export interface RecordedReply {
   readonly note?: string;
 }
 
-/** SMTP refusals recorded from public sources (35; the issue asks for 40: see docs/sandbox.md). */
+/** SMTP refusals recorded from public sources (46), and replies quoted in Exchange Online NDRs. */
 export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
   // 432 4.3.2: more than 3 connections for one mailbox.
   {
@@ -282,6 +282,92 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     row: 'smtp-552-5.3.4-header',
     class: 'permanent',
   },
+  // STARTTLS was not done before MAIL (a proxy stripped it, or the client skipped it).
+  {
+    reply: '451 5.7.3 STARTTLS is required to send mail [SG2PR02CA0073.apcprd02.prod.outlook.com 2024-07-24T03:43:18.298Z 08DCAB6EB788477A]',
+    source: 'https://github.com/apache/hertzbeat/issues/2365',
+    row: 'smtp-451-5.7.3-starttls',
+    class: 'blocked',
+  },
+  {
+    reply: '451 5.7.3 STARTTLS is required to send mail [SG2PR04CA0205.apcprd04.prod.outlook.com]',
+    source: 'https://github.com/noobcfy/wikis/issues/3',
+    row: 'smtp-451-5.7.3-starttls',
+    class: 'blocked',
+  },
+  {
+    reply: '5.7.3 STARTTLS is required to send mail [SYBPR01CA0209.ausprd01.prod.outlook.com \n2023-07-10T05:11:31.967Z 08DB7C994F8AAD26]',
+    code: 451,
+    source: 'https://github.com/VeeamHub/powershell/issues/190',
+    row: 'smtp-451-5.7.3-starttls',
+    class: 'blocked',
+    note: "Send-MailMessage's 'Error in processing' (System.Net.Mail's status 451); the line break as pasted",
+  },
+  // The older 5.7.57 wording, and one more 5.7.3.
+  {
+    reply: '530 5.7.57 SMTP; Client was not authenticated to send anonymous mail during MAIL FROM [DM5PR21CA0024.namprd21.prod.outlook.com]',
+    source: 'https://github.com/glowroot/glowroot/issues/226',
+    row: 'smtp-530-5.7.57',
+    class: 'auth',
+    note: 'the 2017 wording',
+  },
+  {
+    reply: '5.7.3 Authentication unsuccessful [AM6P195CA0081.EURP195.PROD.OUTLOOK.COM]',
+    code: 535,
+    source: 'https://github.com/mageplaza/magento-2-smtp/issues/146',
+    row: 'smtp-535-5.7.3',
+    class: 'auth',
+    note: 'the module printed the text only; 535 is the code the other 5.7.3 pastes show',
+  },
+  // The mailbox is restricted for sending spam: outbound spam at submission, spam abuse in the NDR.
+  {
+    reply: '554 5.2.0 STOREDRV.Submission.Exception:OutboundSpamException;',
+    source: 'https://github.com/nodemailer/nodemailer/issues/1486',
+    row: 'smtp-554-5.2.0-outbound-spam',
+    class: 'blocked',
+    note: 'smtp.office365.com:587 with a password; the author had unblocked the account and it sent again "after some time"',
+  },
+  {
+    reply: "550 5.7.501 Access denied, spam abuse detected. For more information please go to http://go.microsoft.com/fwlink/?LinkId=526653",
+    source: 'https://github.com/dougperkes/Visual-Graph-Explorer/issues/1',
+    row: 'smtp-550-5.7.501',
+    class: 'blocked',
+    note: "quoted from the NDR: Remote Server returned '...'",
+  },
+  {
+    reply:
+      '550 5.7.501 Service unavailable. Spam abuse detected from IP range. For more information please go to http://go.microsoft.com/fwlink/?LinkId=526653. S(2017052602) [DM6PR11MB2729.namprd11.prod.outlook.com]',
+    source: 'https://github.com/MicrosoftDocs/bot-docs/issues/1618',
+    row: 'smtp-550-5.7.501',
+    class: 'blocked',
+    note: "quoted from the NDR: Remote Server returned '...'",
+  },
+  // The tenant's outbound mail is blocked (a trial tenant's low-reputation IP pool).
+  {
+    reply:
+      '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP. For more information please go to http://go.microsoft.com/fwlink/?LinkId=526653 AS(7230) [BM1PR01MB1076.INDPRD01.PROD.OUTLOOK.COM]',
+    source: 'https://github.com/motze92/office365-mail/issues/11',
+    row: 'smtp-550-5.7.708',
+    class: 'blocked',
+    note: "quoted from the NDR: Remote Server returned '...'",
+  },
+  // A recipient's mailbox is full (delivery, not the sender's Sent Items).
+  {
+    reply:
+      '554 5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded; Failed to process message due to a permanent exception with message The process failed to get the correct properties.',
+    source: 'https://github.com/awslabs/ecs-nginx-reverse-proxy/issues/3',
+    row: 'smtp-554-5.2.2-recipient-full',
+    class: 'permanent',
+    note: "quoted from an NDR of BN8NAM11HT004.mail.protection.outlook.com (Remote Server returned '...'); diagnostic hex after \"correct properties.\" cut",
+  },
+  // An internal recipient that does not exist.
+  {
+    reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
+    source: 'https://github.com/gregkh/usbutils/issues/145',
+    row: 'smtp-550-5.1.10',
+    class: 'permanent',
+    note: "the reply an exim callout got, quoted in its bounce as '550-550 5.1.10 ... by SMTP 550 address lookup': the continuation prefixes the bounce added are left out",
+  },
 ];
 
 /** The session texts around the refusals, as users' transcripts of smtp.office365.com show them. */
@@ -323,7 +409,7 @@ export interface RecordedAadstsError {
   readonly note?: string;
 }
 
-/** Token endpoint errors recorded from public threads (22; the issue asks for 25 identity and Graph errors). */
+/** Token endpoint errors recorded from public threads and Microsoft Learn (47). */
 export const RECORDED_AADSTS_ERRORS: readonly RecordedAadstsError[] = [
   {
     text: 'AADSTS7000215: Invalid client secret is provided.',
@@ -634,5 +720,157 @@ export const RECORDED_AADSTS_ERRORS: readonly RecordedAadstsError[] = [
     row: 'aadsts-90002',
     class: 'auth',
     note: 'the 2018 wording, for the consumers tenant id',
+  },
+];
+
+/** One Microsoft Graph error answer as users pasted it: the HTTP status, `error.code` and `error.message`. */
+export interface RecordedGraphError {
+  /** The HTTP status, when the paste shows it (`note` says where it comes from otherwise). */
+  readonly status?: number;
+  readonly code: string;
+  readonly message: string;
+  readonly source: string;
+  /** The catalogue row and class it must get. */
+  readonly row: string;
+  readonly class: 'transient' | 'throttled' | 'auth' | 'permanent' | 'blocked';
+  readonly note?: string;
+}
+
+/** Graph `sendMail` (and mailbox) error answers recorded from Microsoft Learn and public threads (15). */
+export const RECORDED_GRAPH_ERRORS: readonly RecordedGraphError[] = [
+  // An application access policy (or RBAC for Applications scope) leaves the mailbox out.
+  {
+    code: 'ErrorAccessDenied',
+    message: 'Access to OData is disabled.',
+    source: 'https://learn.microsoft.com/graph/auth-limit-mailbox-access',
+    row: 'graph-403-access-denied-scoped',
+    class: 'auth',
+    note: 'Learn, "Handling API errors": "when an API call is denied access due to a configured application access policy"; the page shows the body only',
+  },
+  {
+    status: 403,
+    code: 'ErrorAccessDenied',
+    message: 'Access to OData is disabled.',
+    source: 'https://github.com/OfficeDev/office-js-docs-pr/issues/2808',
+    row: 'graph-403-access-denied-scoped',
+    class: 'auth',
+    note: 'pasted as "HTTP/1.1 403 Forbidden" and the JSON body',
+  },
+  // The app lacks the permission (or its consent) for the mailbox.
+  {
+    status: 403,
+    code: 'ErrorAccessDenied',
+    message: 'Access is denied. Check credentials and try again.',
+    source: 'https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/3736',
+    row: 'graph-403-access-denied',
+    class: 'auth',
+    note: 'a /me/sendMail call; GraphError {"statusCode":403,"code":"ErrorAccessDenied",...}',
+  },
+  {
+    code: 'ErrorAccessDenied',
+    message: 'Access is denied. Check credentials and try again.',
+    source: 'https://github.com/kartverket/skyline/issues/78',
+    row: 'graph-403-access-denied',
+    class: 'auth',
+    note: 'an SMTP-to-Graph relay: the app had Mail.Send as a delegated, not an application, permission; the log shows code and message only',
+  },
+  // A token without roles or scopes (no admin consent, or an app-only token on /me).
+  {
+    status: 401,
+    code: 'NoPermissionsInAccessToken',
+    message: 'The token contains no permissions, or permissions can not be understood.',
+    source: 'https://learn.microsoft.com/troubleshoot/entra/entra-id/users-groups-entra-apis/error-call-me-endpoint-microsoft-graph',
+    row: 'graph-401-no-permissions',
+    class: 'auth',
+    note: 'the page shows the body (code, message, innerError); the 401 is the status shared/M365.md gives it',
+  },
+  {
+    code: 'NoPermissionsInAccessToken',
+    message: 'The token contains no permissions, or permissions can not be\nunderstood.',
+    source: 'https://learn.microsoft.com/answers/questions/473955/the-token-contains-no-permissions-or-permissions-c',
+    row: 'graph-401-no-permissions',
+    class: 'auth',
+    note: 'the line break as pasted',
+  },
+  // From is not the mailbox and no SendAs right.
+  {
+    status: 403,
+    code: 'ErrorSendAsDenied',
+    message:
+      'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.',
+    source: 'https://github.com/microsoftgraph/msgraph-sdk-php/issues/1499',
+    row: 'graph-403-sendas-denied',
+    class: 'permanent',
+    note: 'POST /users/.../sendMail "resulted in a `403 Forbidden` response"',
+  },
+  {
+    code: 'ErrorSendAsDenied',
+    message:
+      'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.',
+    source: 'https://github.com/SMTP2Graph/SMTP2Graph/issues/28',
+    row: 'graph-403-sendas-denied',
+    class: 'permanent',
+    note: "a printer's scan-to-mail through an SMTP-to-Graph relay; an @ in the From display name",
+  },
+  // The user has no Exchange Online mailbox.
+  {
+    code: 'MailboxNotEnabledForRESTAPI',
+    message: 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.',
+    source: 'https://github.com/iyear/E5SubBot/issues/39',
+    row: 'graph-404-mailbox-not-enabled',
+    class: 'permanent',
+    note: 'the body as the bot printed it; status not shown',
+  },
+  {
+    code: 'MailboxNotEnabledForRESTAPI',
+    message: 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.',
+    source: 'https://github.com/microsoft/MicrosoftCloud/issues/41',
+    row: 'graph-404-mailbox-not-enabled',
+    class: 'permanent',
+    note: 'the issue title: "Code: MailboxNotEnabledForRESTAPI Message: ..."',
+  },
+  // The user is unknown in the token's tenant.
+  {
+    code: 'ErrorInvalidUser',
+    message: "The requested user 'example@domain.tld' is invalid.",
+    source: 'https://github.com/InnoGE/laravel-msgraph-mail/issues/16',
+    row: 'graph-404-invalid-user',
+    class: 'permanent',
+    note: "a Graph mail driver's send; the user's primary address was on another domain; status not shown",
+  },
+  // The mailbox is full.
+  {
+    code: 'ErrorQuotaExceeded',
+    message: 'Mailbox has exceeded maximum mailbox size.',
+    source: 'https://github.com/microsoftgraph/microsoft-graph-docs/issues/2927',
+    row: 'graph-error-quota-exceeded',
+    class: 'blocked',
+    note: 'pasted as ReplyBodyError: { ErrorCode, ErrorMessage }; microsoftgraph/microsoft-graph-docs#3935 met the code on sendMail',
+  },
+  // Over the 4 concurrent requests per mailbox.
+  {
+    status: 429,
+    code: 'ApplicationThrottled',
+    message: 'Application is over its MailboxConcurrency limit.',
+    source: 'https://github.com/magodo/terraform-provider-outlook/issues/21',
+    row: 'graph-429-mailbox-concurrency',
+    class: 'throttled',
+  },
+  {
+    code: 'ApplicationThrottled',
+    message: 'Application is over its MailboxConcurrency limit.',
+    source: 'https://github.com/alcionai/corso/issues/3695',
+    row: 'graph-429-mailbox-concurrency',
+    class: 'throttled',
+    note: 'odataerror_code and odataerror_message of a logged error',
+  },
+  // Over the mailbox's maximum message size.
+  {
+    code: 'ErrorMessageSizeExceeded',
+    message: 'The message exceeds the maximum supported size.',
+    source: 'https://github.com/microsoftgraph/microsoft-graph-docs/issues/15579',
+    row: 'graph-message-size-exceeded',
+    class: 'permanent',
+    note: 'an upload session for a 43 MB attachment; status not shown',
   },
 ];

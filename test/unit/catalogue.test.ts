@@ -1,7 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AADSTS_CATALOGUE, SMTP_REPLY_CATALOGUE, explainAadsts, explainConnectionError, explainSmtpReply, findAadstsCode } from '../../src/catalogue/index.js';
-import { RECORDED_AADSTS_ERRORS, RECORDED_SMTP_REPLIES } from '../../src/sandbox/recorded-replies.js';
+import {
+  AADSTS_CATALOGUE,
+  GRAPH_ERROR_CATALOGUE,
+  SMTP_REPLY_CATALOGUE,
+  explainAadsts,
+  explainConnectionError,
+  explainGraphError,
+  explainSmtpReply,
+  findAadstsCode,
+} from '../../src/catalogue/index.js';
+import { RECORDED_AADSTS_ERRORS, RECORDED_GRAPH_ERRORS, RECORDED_SMTP_REPLIES } from '../../src/sandbox/recorded-replies.js';
 
 /**
  * Reply texts as Microsoft gives them (shared/M365.md, "Reply catalogue seed"; the `[...]` suffixes as
@@ -66,7 +75,6 @@ describe('the reply catalogue', () => {
   });
 
   it('gives every reply users pasted in public threads its specific row and class', () => {
-    assert.ok(RECORDED_SMTP_REPLIES.length >= 35);
     for (const entry of RECORDED_SMTP_REPLIES) {
       assert.match(entry.source, /^https:\/\//, `${entry.reply} names its source`);
       const reply = entry.code === undefined ? entry.reply : `${entry.code} ${entry.reply}`;
@@ -141,6 +149,44 @@ describe('the reply catalogue', () => {
     assert.equal(findAadstsCode('invalid_client: AADSTS7000222: The provided client secret keys for app ... are expired.'), 'AADSTS7000222');
     assert.equal(findAadstsCode(undefined, [700016]), 'AADSTS700016');
     assert.equal(explainAadsts('AADSTS1'), undefined);
+  });
+
+  it('gives every Graph error users pasted its row and class, at the status pasted or, when the paste lacks it, at any', () => {
+    for (const entry of RECORDED_GRAPH_ERRORS) {
+      assert.match(entry.source, /^https:\/\//, `${entry.code} names its source`);
+      for (const status of entry.status !== undefined ? [entry.status] : [400, 403, 404, 500]) {
+        const e = explainGraphError(status, entry.code, 'relay@contoso.com', entry.message);
+        assert.equal(e.id, entry.row, `${status} ${entry.code}: ${entry.message} (${entry.source})`);
+        assert.equal(e.class, entry.class, `${entry.code} ${entry.message}`);
+        assert.ok(!e.fix.includes('{mailbox}') && !e.cause.includes('{mailbox}'), 'the mailbox is filled in');
+      }
+    }
+  });
+
+  it('tells an app scoped away from the mailbox (RAOP) from one without Mail.Send, and explains both with the Exchange commands', () => {
+    // shared/M365.md's wording of the RAOP refusal (no public paste of it with a citable address was found).
+    const raop = explainGraphError(403, 'ErrorAccessDenied', 'relay@contoso.com', 'Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.');
+    assert.equal(raop.id, 'graph-403-access-denied-scoped');
+    for (const command of ['New-ServicePrincipal', 'New-ManagementScope', 'New-ManagementRoleAssignment -App', '-CustomResourceScope', 'Test-ServicePrincipalAuthorization'])
+      assert.ok(raop.fix.includes(command), command);
+    // Without the message (an older caller) the code's general row still names both causes.
+    assert.equal(explainGraphError(403, 'ErrorAccessDenied').id, 'graph-403-access-denied');
+    assert.match(explainGraphError(401, 'NoPermissionsInAccessToken').fix, /Mail\.Send.*Grant admin consent/);
+    assert.deepEqual(explainGraphError(429, 'ApplicationThrottled', 'a@b.c', 'Application is over its MailboxConcurrency limit.').handling, { lowerConcurrency: true });
+  });
+
+  it('has a recorded answer for every Graph row with a code', () => {
+    const recorded = new Set(RECORDED_GRAPH_ERRORS.map((e) => e.row));
+    const untested = GRAPH_ERROR_CATALOGUE.filter((r) => r.code !== undefined && !recorded.has(r.id)).map((r) => r.id);
+    // ErrorInvalidRecipients and ErrorMimeContentInvalidBase64String: no public paste found yet.
+    assert.deepEqual(untested, ['graph-400-invalid-recipients', 'graph-400-mime-base64']);
+  });
+
+  it('records at least 40 SMTP replies and 25 identity and Graph errors, each from a public source', () => {
+    assert.ok(RECORDED_SMTP_REPLIES.length >= 40, `${RECORDED_SMTP_REPLIES.length} SMTP replies`);
+    assert.ok(RECORDED_AADSTS_ERRORS.length + RECORDED_GRAPH_ERRORS.length >= 25, 'identity and Graph errors');
+    const sources = [...RECORDED_SMTP_REPLIES, ...RECORDED_AADSTS_ERRORS, ...RECORDED_GRAPH_ERRORS].map((e) => e.source);
+    for (const source of sources) assert.match(source, /^https:\/\/(github\.com|learn\.microsoft\.com|pastebin\.com)\//, source);
   });
 
   it('takes a 454 to STARTTLS or AUTH for what RFC 3207 and RFC 4954 say it is: a temporary failure, retried, the mailbox not paused', () => {
