@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import {
   AADSTS_CATALOGUE,
   GRAPH_ERROR_CATALOGUE,
@@ -187,6 +188,22 @@ describe('the reply catalogue', () => {
     assert.ok(RECORDED_AADSTS_ERRORS.length + RECORDED_GRAPH_ERRORS.length >= 25, 'identity and Graph errors');
     const sources = [...RECORDED_SMTP_REPLIES, ...RECORDED_AADSTS_ERRORS, ...RECORDED_GRAPH_ERRORS].map((e) => e.source);
     for (const source of sources) assert.match(source, /^https:\/\/(github\.com|learn\.microsoft\.com|pastebin\.com)\//, source);
+  });
+
+  it('has a row in docs/errors.md for every catalogue row, and none for a row that does not exist', async () => {
+    const doc = await readFile(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+    const documented = new Set([...doc.matchAll(/^\| `((?:smtp|graph|aadsts)-[^`]+)` \|/gm)].map((m) => m[1]));
+    const rows = [...SMTP_REPLY_CATALOGUE, ...GRAPH_ERROR_CATALOGUE, ...Object.values(AADSTS_CATALOGUE)].map((r) => r.id);
+    assert.deepEqual(
+      rows.filter((id) => !documented.has(id)),
+      [],
+      'catalogue rows missing from docs/errors.md',
+    );
+    assert.deepEqual(
+      [...documented].filter((id) => !rows.includes(id!)),
+      [],
+      'docs/errors.md lists rows the catalogue lacks',
+    );
   });
 
   it('takes a 454 to STARTTLS or AUTH for what RFC 3207 and RFC 4954 say it is: a temporary failure, retried, the mailbox not paused', () => {
