@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { Relay365Error } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
 import { formatConfigIssues, toConfigIssues, type ConfigIssue } from './issues.js';
+import { defaultDataDir, resolveConfigPaths } from './paths.js';
 
 /** Prefix of environment variables that override config fields; `__` separates nesting levels. */
 export const ENV_PREFIX = 'RELAY365_';
@@ -26,6 +28,9 @@ export interface LoadConfigOptions {
  *
  * `RELAY365_LOG__LEVEL=debug` sets `log.level`; values are parsed as YAML scalars, so `true`, `42`
  * and `[a, b]` keep their types. Every problem is reported at once, each with its dotted path.
+ * Relative paths in the file (`dataDir`, certificate and key files, `file:` secrets) are taken from the
+ * file's folder; without `dataDir` anywhere, it is `$STATE_DIRECTORY` under systemd, else `data` beside
+ * the file, else `./data`. CRLF line endings (a file saved on Windows) read like LF.
  * @throws Relay365Error `R365_CONFIG_NOT_FOUND` or `R365_CONFIG_INVALID`
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<Readonly<Config>> {
@@ -58,8 +63,13 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
       throw new Relay365Error('R365_CONFIG_INVALID', `${options.path} must hold a YAML mapping at its top level.`);
     }
+    raw = resolveConfigPaths(raw as Record<string, unknown>, dirname(resolve(options.path)));
   }
-  const merged = applyEnvOverrides(raw as Record<string, unknown>, options.env ?? process.env, issues);
+  const env = options.env ?? process.env;
+  const merged = applyEnvOverrides(raw as Record<string, unknown>, env, issues);
+  // Paths in the file are relative to its folder, and so is the default data folder (src/config/paths.ts).
+  const dataDir = merged.dataDir === undefined ? defaultDataDir(options.path === undefined ? undefined : dirname(resolve(options.path)), env) : undefined;
+  if (dataDir !== undefined) merged.dataDir = dataDir;
   const result = configSchema.safeParse(merged);
   if (!result.success) issues.push(...toConfigIssues(result.error));
   if (issues.length > 0 || !result.success) {

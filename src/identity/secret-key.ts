@@ -1,7 +1,8 @@
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Relay365Error } from '../errors.js';
+import { restrictToOwner } from './owner-only.js';
 
 /** Name of the environment variable holding the token cache key. */
 export const SECRET_KEY_ENV = 'RELAY365_SECRET_KEY';
@@ -9,7 +10,7 @@ export const SECRET_KEY_ENV = 'RELAY365_SECRET_KEY';
 /**
  * The 32-byte key that encrypts tokens at rest. From `RELAY365_SECRET_KEY` when set (base64 or hex of
  * 32 bytes; any other text is hashed with SHA-256 into a key), else from `keyFile`, created with
- * mode 0600 and 32 random bytes on first use.
+ * mode 0600 (on Windows an ACL for this account only) and 32 random bytes on first use.
  */
 export async function loadSecretKey(keyFile: string, env: NodeJS.ProcessEnv = process.env): Promise<Buffer> {
   const fromEnv = env[SECRET_KEY_ENV];
@@ -36,7 +37,15 @@ export async function loadSecretKey(keyFile: string, env: NodeJS.ProcessEnv = pr
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return keyFromText(await readFile(keyFile, 'utf8'));
     throw err;
   }
-  await chmod(keyFile, 0o600);
+  try {
+    await restrictToOwner(keyFile);
+  } catch (cause) {
+    throw new Relay365Error(
+      'R365_SECRET_KEY_UNREADABLE',
+      `Cannot make the token key file ${keyFile} private to this account (${(cause as Error).message.split('\n')[0]}). Restrict it by hand (docs/operations.md, "Windows"), or set ${SECRET_KEY_ENV}.`,
+      { cause },
+    );
+  }
   return key;
 }
 

@@ -83,3 +83,68 @@ describe('where a command finds its config, and the sandbox demo config', () => 
     assert.equal(sandboxDemoAdminPassword(join(dir.path, 'data')).password, first.password);
   });
 });
+
+describe('paths in a config file are relative to its folder', () => {
+  it('resolves dataDir, certificate and key files and file: secrets against the file, whatever the working folder', async () => {
+    const dir = await tempDir();
+    const cwd = process.cwd();
+    try {
+      await mkdir(join(dir.path, 'etc'), { recursive: true });
+      const file = join(dir.path, 'etc', 'relay365.yaml');
+      await writeFile(
+        file,
+        [
+          'dataDir: ../var/relay365',
+          'network: { caFile: proxy-ca.pem }',
+          'auth: { flow: client-certificate, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, certificate: { keyFile: app.key, certFile: ./app.crt } }',
+          'mailboxes:',
+          '  - address: relay@contoso.example',
+          '  - address: other@contoso.example',
+          '    auth: { flow: client-secret, clientSecret: file:secrets/other, certificate: { keyFile: /abs/other.key, thumbprint: "0000000000000000000000000000000000000000" } }',
+          'smtp: { certFile: tls/relay.crt, keyFile: tls/relay.key }',
+          'http: { adminPassword: "file:admin-password", webhooks: [ { url: "https://hooks.example/x", secret: "file:hook" }, { url: "https://hooks.example/y", secret: "env:HOOK" } ] }',
+          '',
+        ].join('\n'),
+      );
+      process.chdir('/');
+      const config = await loadConfig({ path: file, env: {} });
+      const etc = join(dir.path, 'etc');
+      assert.equal(config.dataDir, join(dir.path, 'var', 'relay365'));
+      assert.equal(config.network.caFile, join(etc, 'proxy-ca.pem'));
+      assert.deepEqual(config.auth.certificate, { keyFile: join(etc, 'app.key'), certFile: join(etc, 'app.crt') });
+      assert.equal(config.mailboxes[1]!.auth!.clientSecret, `file:${join(etc, 'secrets', 'other')}`);
+      assert.equal(config.mailboxes[1]!.auth!.certificate!.keyFile, '/abs/other.key', 'an absolute path is kept');
+      assert.equal(config.smtp.certFile, join(etc, 'tls', 'relay.crt'));
+      assert.equal(config.smtp.keyFile, join(etc, 'tls', 'relay.key'));
+      assert.equal(config.http.adminPassword, `file:${join(etc, 'admin-password')}`);
+      assert.deepEqual(
+        config.http.webhooks.map((w) => w.secret),
+        [`file:${join(etc, 'hook')}`, 'env:HOOK'],
+      );
+      // queue.path stays relative to dataDir; an override from the environment stays relative to the working folder.
+      assert.equal(config.queue.path, 'relay365.db');
+      assert.equal((await loadConfig({ path: file, env: { RELAY365_DATA_DIR: 'here' } })).dataDir, 'here');
+    } finally {
+      process.chdir(cwd);
+      await dir.cleanup();
+    }
+  });
+
+  it('defaults dataDir to $STATE_DIRECTORY under systemd, else data beside the config file, else ./data', async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'relay365.yaml');
+      await writeFile(file, 'log: { level: warn }\n');
+      assert.equal((await loadConfig({ path: file, env: {} })).dataDir, join(dir.path, 'data'));
+      assert.equal((await loadConfig({ path: file, env: { STATE_DIRECTORY: '/var/lib/relay365' } })).dataDir, '/var/lib/relay365');
+      // StateDirectory= with several names: systemd joins them with colons; relay365's is the first.
+      assert.equal((await loadConfig({ path: file, env: { STATE_DIRECTORY: '/var/lib/relay365:/var/lib/other' } })).dataDir, '/var/lib/relay365');
+      assert.equal((await loadConfig({ env: { STATE_DIRECTORY: '/var/lib/relay365' } })).dataDir, '/var/lib/relay365');
+      assert.equal((await loadConfig({ env: {} })).dataDir, './data');
+      await writeFile(file, 'dataDir: /srv/relay365\n');
+      assert.equal((await loadConfig({ path: file, env: { STATE_DIRECTORY: '/var/lib/relay365' } })).dataDir, '/srv/relay365', 'the file says first');
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});

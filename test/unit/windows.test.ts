@@ -1,0 +1,135 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import { CommandSource, parseCommandLine, tokenCommandSpawn } from '../../src/identity/command-source.js';
+import { ownerOnlyAclArgs, restrictToOwner } from '../../src/identity/owner-only.js';
+import { tempDir } from '../helpers/sandbox.js';
+
+describe('the token command without /bin/sh', () => {
+  it('splits a simple command into argv as sh would, quotes and escapes included', () => {
+    assert.deepEqual(parseCommandLine('oauth2.py --token relay@contoso.example'), ['oauth2.py', '--token', 'relay@contoso.example']);
+    assert.deepEqual(parseCommandLine(`az account get-access-token --query "accessToken" -o 'tsv'`), [
+      'az',
+      'account',
+      'get-access-token',
+      '--query',
+      'accessToken',
+      '-o',
+      'tsv',
+    ]);
+    assert.deepEqual(parseCommandLine(`"/opt/my tools/get token" 'a  b' c\\ d "say \\"hi\\"" ''`), ['/opt/my tools/get token', 'a  b', 'c d', 'say "hi"', '']);
+    assert.deepEqual(parseCommandLine('  get-token\t--json  '), ['get-token', '--json']);
+  });
+
+  it('leaves to the shell a line that uses shell syntax', () => {
+    for (const line of [
+      'get-token | jq -r .access_token',
+      'get-token > /tmp/t; cat /tmp/t',
+      'get-token "$MAILBOX"',
+      'get-token `whoami`',
+      'TENANT=contoso get-token',
+      'get-token ~/.token',
+      'cat /run/secrets/*',
+      'get-token && echo',
+      'exit 3',
+      'cd /opt/helper',
+      "get-token 'unbalanced",
+      '',
+    ])
+      assert.equal(parseCommandLine(line), undefined, line);
+  });
+
+  it('starts a simple command as argv on Linux and macOS, shell syntax through sh, everything through cmd.exe on Windows', () => {
+    assert.deepEqual(tokenCommandSpawn('get-token --for relay', 'linux'), { file: 'get-token', args: ['--for', 'relay'], shell: false });
+    assert.deepEqual(tokenCommandSpawn('get-token --for relay', 'darwin'), { file: 'get-token', args: ['--for', 'relay'], shell: false });
+    assert.deepEqual(tokenCommandSpawn('get-token | tr -d x', 'linux'), { file: 'get-token | tr -d x', args: [], shell: true });
+    // cmd.exe semantics (Node's shell: true on win32 runs `cmd.exe /d /s /c "<line>"`): az.cmd and other batch files start only that way.
+    assert.deepEqual(tokenCommandSpawn('az account get-access-token --query accessToken -o tsv', 'win32'), {
+      file: 'az account get-access-token --query accessToken -o tsv',
+      args: [],
+      shell: true,
+    });
+  });
+
+  it('runs a helper by argv and takes the token it prints, with RELAY365_MAILBOX set', async () => {
+    const dir = await tempDir();
+    try {
+      const script = join(dir.path, 'get token.mjs');
+      await writeFile(script, "process.stdout.write('tok-' + process.env.RELAY365_MAILBOX + '\\r\\n');\n");
+      // A path with a space, quoted: the argv parser keeps it one word (no shell to do it).
+      const source = new CommandSource(`"${process.execPath}" "${script}"`, 10_000);
+      const token = await source.acquire('relay@contoso.example');
+      assert.equal(token.accessToken, 'tok-relay@contoso.example');
+      // Opaque token: re-run after 5 minutes.
+      assert.ok(token.expiresOn.getTime() > Date.now() + 290_000 && token.expiresOn.getTime() < Date.now() + 310_000);
+      // A program that does not exist is named, not run by a shell that would print 'not found'.
+      await assert.rejects(new CommandSource(join(dir.path, 'no-such-helper'), 10_000).acquire('relay@contoso.example'), /could not start: spawn .*no-such-helper ENOENT/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+describe('key files on Windows', () => {
+  it('restricts a file to this account with icacls on win32, and chmods it 0600 elsewhere', async () => {
+    assert.deepEqual(ownerOnlyAclArgs('C:\\ProgramData\\relay365\\secret.key', 'svc-relay365'), [
+      'C:\\ProgramData\\relay365\\secret.key',
+      '/inheritance:r',
+      '/grant:r',
+      'svc-relay365:F',
+    ]);
+    const ran: Array<[string, string[]]> = [];
+    await restrictToOwner('C:\\data\\secret.key', { platform: 'win32', account: 'svc-relay365', run: (file, args) => (ran.push([file, args]), Promise.resolve()) });
+    assert.deepEqual(ran, [['icacls', ['C:\\data\\secret.key', '/inheritance:r', '/grant:r', 'svc-relay365:F']]]);
+    await assert.rejects(
+      restrictToOwner('C:\\data\\secret.key', { platform: 'win32', account: 'x', run: () => Promise.reject(new Error('icacls exited 1332')) }),
+      /icacls exited 1332/,
+    );
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'secret.key');
+      await writeFile(file, 'k');
+      await chmod(file, 0o644);
+      await restrictToOwner(file, { platform: 'linux', run: () => Promise.reject(new Error('icacls must not run on linux')) });
+      assert.equal(((await stat(file)).mode & 0o777).toString(8), '600');
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+describe('a config file saved on Windows', () => {
+  it('reads with CRLF line endings, and a file: secret written by Notepad loses its CRLF', async () => {
+    const dir = await tempDir();
+    try {
+      const lf = [
+        'dataDir: data',
+        'log:',
+        '  level: warn',
+        'smtp:',
+        '  listeners:',
+        '    - { host: 127.0.0.1, port: 2525, tls: starttls }',
+        '  users:',
+        '    - name: printer',
+        '      passwordHash: "scrypt$16384$8$1$c2FsdA==$aGFzaA=="',
+        '      allowedSenders: ["@contoso.example"]',
+        'http:',
+        '  adminPassword: file:admin-password',
+        '',
+      ].join('\n');
+      await writeFile(join(dir.path, 'lf.yaml'), lf);
+      await writeFile(join(dir.path, 'crlf.yaml'), lf.replace(/\n/g, '\r\n'));
+      await writeFile(join(dir.path, 'admin-password'), 'correct horse\r\n');
+      const fromLf = await loadConfig({ path: join(dir.path, 'lf.yaml'), env: {} });
+      const fromCrlf = await loadConfig({ path: join(dir.path, 'crlf.yaml'), env: {} });
+      assert.deepEqual(fromCrlf, fromLf);
+      assert.equal(fromCrlf.smtp.users[0]!.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
+      const { resolveSecret } = await import('../../src/config/secret.js');
+      assert.equal(await resolveSecret(fromCrlf.http.adminPassword!, {}), 'correct horse');
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
