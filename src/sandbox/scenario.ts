@@ -29,6 +29,28 @@ const permissionsSchema = z
   })
   .strict();
 
+/**
+ * A Conditional Access policy as the sandbox applies it, at the token endpoint to delegated sign-ins
+ * only (app-only client credentials are not subject to user policies). Microsoft Learn "Conditional
+ * Access: Grant" (block, require MFA) and "Configure adaptive session lifetime policies" (sign-in frequency).
+ */
+const conditionalAccessSchema = z
+  .object({
+    /** Block access: AADSTS53003. */
+    block: z.boolean().default(false),
+    /** Require multifactor authentication: a sign-in without it gets AADSTS50076. */
+    requireMfa: z.boolean().default(false),
+    /** Sign-in frequency: a refresh token from a sign-in older than this gets AADSTS70043. */
+    signInFrequencySeconds: z.number().int().positive().nullable().default(null),
+  })
+  .strict();
+
+/**
+ * Security Defaults (Microsoft Learn "Security defaults in Microsoft Entra ID"): `on` requires MFA at
+ * sign-in (as `requireMfa`); `block` stands for a sign-in Security Defaults deem unsafe: AADSTS530035.
+ */
+const securityDefaultsSchema = z.enum(['off', 'on', 'block']);
+
 const appSchema = z
   .object({
     clientId: guid,
@@ -69,6 +91,8 @@ const appSchema = z
      * 403 ErrorAccessDenied "[RAOP]" (see graph-access.ts).
      */
     mailboxScope: z.array(z.string().email()).nullable().default(null),
+    /** The service principal is enabled ("Enabled for users to sign in"); false: AADSTS7000112. */
+    enabled: z.boolean().default(true),
   })
   .strict();
 
@@ -106,6 +130,21 @@ const userSchema = z
      * requests get AADSTS53003 at the token endpoint; app-only tokens are not subject to it.
      */
     blockedByConditionalAccess: z.boolean().default(false),
+    /** Conditional Access policies that include this user (added to the tenant's). */
+    conditionalAccess: conditionalAccessSchema.optional(),
+    /** Security Defaults as they act on this user; null follows the tenant. */
+    securityDefaults: securityDefaultsSchema.nullable().default(null),
+    /** The one-time code the sign-in pages ask for when MFA is required; an `autoApprove` user with one passes MFA unattended. */
+    mfaCode: z.string().min(1).optional(),
+    /** `accountEnabled`: false answers the user's sign-ins and refreshes with AADSTS50057. */
+    accountEnabled: z.boolean().default(true),
+    /** The password expired: sign-ins get AADSTS50055 (refresh tokens keep working). */
+    passwordExpired: z.boolean().default(false),
+    /**
+     * The user's TokensValidFrom (ISO): a password change or `Revoke-MgUserSignInSession` sets it, and
+     * refresh tokens issued before it get AADSTS50173. null: none revoked.
+     */
+    tokensValidFrom: z.string().datetime().nullable().default(null),
     /**
      * The mailbox's storage quota (ProhibitSendQuota); null: never full. Every message sent by SMTP
      * AUTH or Graph is kept in Sent Items and counts toward it (shared/M365.md "mailbox storage").
@@ -122,6 +161,10 @@ const tenantSchema = z
     domain: z.string().min(1),
     /** `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` (true here means enabled). */
     smtpAuthEnabled: z.boolean().default(true),
+    /** Security Defaults for the tenant (see the user's `securityDefaults`); unset: off. */
+    securityDefaults: securityDefaultsSchema.optional(),
+    /** Conditional Access policies for every user of the tenant. */
+    conditionalAccess: conditionalAccessSchema.optional(),
     apps: z.array(appSchema).default([]),
     users: z.array(userSchema).default([]),
   })
