@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   R365_LIST_CURSOR_INVALID: 'A list cursor was not one the outbox returned.',
   R365_MESSAGE_TOO_LARGE: 'The message is larger than Exchange Online accepts (limits.maxMessageBytes).',
   R365_NO_ROUTE_FOR_SENDER: "No configured mailbox may send as the message's sender.",
+  R365_SUPPRESSED: 'A recipient is on the suppression list (it hard-bounced, or an operator added it).',
+  R365_SUPPRESSION_NOT_FOUND: 'relay365 suppression remove was given an address that is not on the suppression list.',
   R365_MESSAGE_NOT_RETRYABLE: 'The message cannot be retried: it is sent, being sent or cancelled.',
   R365_MESSAGE_NOT_CANCELLABLE: 'The message cannot be cancelled: it is sent, being sent or already cancelled.',
   R365_HTTP_UNAUTHORIZED: 'The HTTP request has no valid API key (or the dashboard no valid admin password).',

@@ -10,6 +10,7 @@ import { isRelay365Error } from '../errors.js';
 import { createIdentity, decodeClaims, extraCas, reviewPermissions, summarizeToken, type TokenCacheStore } from '../identity/index.js';
 import { scrubSecrets } from '../observe/index.js';
 import { ProbeError, SmtpProbe, type SmtpReply } from './smtp-probe.js';
+import { bouncesCheck } from './bounces-check.js';
 import type { Check, CheckResult, DoctorContext } from './types.js';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -779,4 +780,5 @@ export const CHECKS: readonly Check[] = [
   mailFromCheck,
   sendTestCheck,
   sendAsCheck,
+  bouncesCheck,
 ];

@@ -13,6 +13,6 @@ export { HttpsNetworkClient, trustingContext, type NetworkClientOptions } from '
 export { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
 export { loadSecretKey, SECRET_KEY_ENV } from './secret-key.js';
 export { decodeClaims, summarizeToken, type TokenSummary } from './claims.js';
-export { reviewPermissions, type PermissionFinding } from './permissions.js';
+export { reviewPermissions, reviewBounceReading, type PermissionFinding } from './permissions.js';
 export { DelegatedSource, ClientCredentialsSource, type DeviceCodeInfo } from './msal-source.js';
 export { CommandSource } from './command-source.js';

@@ -111,3 +111,56 @@ export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'gr
   }
   return findings;
 }
+
+/**
+ * Reviews the Graph token the NDR reader uses (`mailboxes[].bounces.read`). Reading needs `Mail.Read`;
+ * moving or categorizing the processed reports needs `Mail.ReadWrite` (Microsoft Learn, "message: move",
+ * "Update message"). Either consented in Entra ID reaches every mailbox of the tenant; granted through
+ * RBAC for Applications ("Application Mail.Read" on a management scope) it reaches only the scope and is
+ * not in the token, which is why a token without it is not a failure here: `doctor` reads the Inbox to
+ * tell (Microsoft Learn, "Role Based Access Control for Applications in Exchange Online": RBAC adds to
+ * what Entra consented, it cannot take a consented permission away).
+ */
+export function reviewBounceReading(summary: TokenSummary, mailbox: string): PermissionFinding[] {
+  const findings: PermissionFinding[] = [];
+  const graphAudience = /graph\.microsoft|00000003-0000-0000-c000-000000000000|microsoftgraph/.test(summary.audience);
+  if (!graphAudience) {
+    findings.push({
+      level: 'fail',
+      permission: 'audience',
+      message: `reading NDRs needs a Microsoft Graph token; this one is for ${summary.audience}.`,
+      fix: 'Ask for https://graph.microsoft.com/.default (app-only).',
+    });
+  }
+  if (summary.kind !== 'app-only') {
+    findings.push({
+      level: 'fail',
+      permission: 'Mail.Read',
+      message: 'reading NDRs needs an app-only token (client secret or certificate) with the Mail.Read application permission.',
+      fix: 'Use auth.flow client-secret or client-certificate for this mailbox, or turn bounces.read off.',
+    });
+    return findings;
+  }
+  const scope =
+    `New-ServicePrincipal -AppId ${summary.appId ?? '<appId>'} -ObjectId <enterprise application object id>; ` +
+    `New-ManagementScope -Name "relay365 mailboxes" -RecipientRestrictionFilter "PrimarySmtpAddress -eq '${mailbox}'"; ` +
+    `New-ManagementRoleAssignment -App ${summary.appId ?? '<appId>'} -Role "Application Mail.Read" -CustomResourceScope "relay365 mailboxes"`;
+  for (const permission of ['Mail.Read', 'Mail.ReadWrite'] as const) {
+    if (!summary.roles.includes(permission)) continue;
+    findings.push({
+      level: 'warn',
+      permission,
+      message: `application ${permission} is consented in Entra ID: the app can read every mailbox of the tenant, not only ${mailbox}.`,
+      fix: `Remove ${permission} from the app's API permissions (revoke its admin consent) and grant it for this mailbox only with RBAC for Applications: ${scope}${permission === 'Mail.ReadWrite' ? ' (and -Role "Application Mail.ReadWrite" to move or categorize processed reports)' : ''}.`,
+    });
+  }
+  if (!summary.roles.includes('Mail.Read') && !summary.roles.includes('Mail.ReadWrite')) {
+    findings.push({
+      level: 'ok',
+      permission: 'Mail.Read',
+      message: `Mail.Read is not consented tenant-wide (least privilege); it must come from RBAC for Applications, which the token does not show: relay365 doctor reads ${mailbox}'s Inbox to check it.`,
+      fix: `If doctor answers 403: ${scope}; to move or categorize processed reports add -Role "Application Mail.ReadWrite" on the same scope.`,
+    });
+  }
+  return findings;
+}

@@ -9,6 +9,8 @@ import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
+import type { BounceReader } from '../bounces/index.js';
+import { startBounceReaders } from './bounces.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import {
   DeliveryWorker,
@@ -47,6 +49,8 @@ export interface Relay {
   httpAddress: string | undefined;
   /** The Prometheus metrics: recorded whichever front doors are on, served at `/metrics` when `http.enabled`. */
   metrics: RelayMetrics;
+  /** The NDR readers of the mailboxes with `bounces.read` (src/bounces). */
+  bounces: BounceReader[];
   /** The one way in for every front door: commit to the outbox, announce, wake the sender. */
   enqueue(message: NewMessage): Promise<StoredMessage>;
   /** Graceful stop: no new connections, finish transactions and sends in flight, close the store. */
@@ -152,6 +156,15 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
 
   worker.start();
   started.push(() => worker.stop());
+  // After the webhooks follow the bus: a bounce read at once is delivered like any other event.
+  const bounceReaders = await startBounceReaders(config, {
+    store,
+    events,
+    logger,
+    ...(deps.env ? { env: deps.env } : {}),
+    ...(cacheStore ? { cacheStore } : {}),
+  });
+  started.push(() => bounceReaders.stop());
   let smtp: SmtpIngress | undefined;
   let listeners: Relay['listeners'] = [];
   if (config.smtp.enabled) {
@@ -163,6 +176,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       dataDir: config.dataDir,
       router,
       outbox: { enqueue },
+      suppressions: store,
       logger: logger.child({ component: 'smtp' }),
       observe: (event) => metrics.frontDoor(event),
     });
@@ -217,6 +231,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     http,
     httpAddress,
     metrics,
+    bounces: bounceReaders.readers,
     enqueue,
     async close() {
       if (http) {
@@ -224,6 +239,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
         httpLog.info({ event: 'listener.stopped', url: httpAddress }, 'HTTP listener stopped');
       }
       await smtp?.close();
+      await bounceReaders.stop();
       await worker.stop();
       // After the worker: its last events are stored as webhook deliveries before the store closes.
       await httpSide?.close();

@@ -13,7 +13,7 @@ export function permissionsCommand(): Command {
     .addHelpText('after', '\nExit status: 0 when every finding is ok, 1 when any is a warning or a failure.')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
-      const { createIdentity, reviewPermissions, summarizeToken } = await import('../../identity/index.js');
+      const { createIdentity, reviewPermissions, reviewBounceReading, summarizeToken } = await import('../../identity/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
@@ -27,6 +27,18 @@ export function permissionsCommand(): Command {
           );
         }
         const findings = reviewPermissions(summary, 'smtp');
+        // bounces.read: the NDR reader's own Graph token, which needs Mail.Read (docs/bounces.md).
+        const reading = config.mailboxes.find((m) => m.address.toLowerCase() === mailbox.toLowerCase())?.bounces?.read === true;
+        if (reading) {
+          const { bounceIdentity } = await import('../../runtime/bounces.js');
+          const graphIdentity = await bounceIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
+          try {
+            const graphSummary = summarizeToken((await graphIdentity!.provider.getToken(mailbox)).accessToken);
+            if (graphSummary) findings.push(...reviewBounceReading(graphSummary, mailbox).map((f) => ({ ...f, permission: `${f.permission} (NDR reading)` })));
+          } finally {
+            graphIdentity?.close();
+          }
+        }
         const worst = findings.some((f) => f.level === 'fail') ? 'fail' : findings.some((f) => f.level === 'warn') ? 'warn' : 'ok';
         if (flags.json) {
           console.log(JSON.stringify({ mailbox, kind: summary.kind, appId: summary.appId, result: worst, findings }, null, 2));

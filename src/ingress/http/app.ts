@@ -9,6 +9,7 @@ import { errorResponseSchema, installErrorHandling } from './errors.js';
 import type { HttpStore } from './http-store.js';
 import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
+import { suppressionRoutes } from './suppression-routes.js';
 import { queueSnapshot, type ViewSources } from './views.js';
 
 /** What {@link buildHttpApp} is built from: the relay's parts, passed in (composition happens only in src/runtime). */
@@ -108,6 +109,8 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         httpStore: deps.httpStore,
         doctor: relay.doctor,
       });
+      // After apiRoutes, whose API key hook then covers these routes too.
+      suppressionRoutes(v1, { store: relay.store });
       done();
     },
     { prefix: '/v1' },

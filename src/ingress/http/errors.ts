@@ -25,6 +25,7 @@ const STATUS_BY_CODE: Partial<Record<Relay365ErrorCode, number>> = {
   R365_MESSAGE_TOO_LARGE: 413,
   R365_IDEMPOTENCY_MISMATCH: 422,
   R365_NO_ROUTE_FOR_SENDER: 422,
+  R365_SUPPRESSED: 422,
   R365_UNKNOWN_MAILBOX: 422,
   // The outbox is locked or the disk full: nothing was queued, and trying again later may work.
   R365_OUTBOX_UNAVAILABLE: 503,

@@ -22,6 +22,8 @@ export interface SendMessageBody {
   attachments?: Array<{ filename?: string; content?: string; contentType?: string; contentId?: string; disposition?: 'attachment' | 'inline' }>;
   headers?: Record<string, string>;
   mailbox?: string;
+  /** Send to suppressed addresses too (docs/bounces.md). */
+  ignoreSuppression?: boolean;
 }
 
 /** `POST /v1/messages/mime`, as validated by `sendMimeBody`. */
@@ -30,6 +32,8 @@ export interface SendMimeBody {
   encoding?: 'base64' | 'utf8';
   envelope: { from: string; to: string[] };
   mailbox?: string;
+  /** Send to suppressed addresses too (docs/bounces.md). */
+  ignoreSuppression?: boolean;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config/index.js';
 import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, MessageState } from '../../outbox/index.js';
+import { suppressionMessage } from '../../bounces/suppression.js';
 import { SenderPolicy, asciiAddress } from '../smtp/sender-policy.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, errorResponseSchema } from './errors.js';
@@ -43,7 +44,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   app.addHook('onRequest', apiKeyAuth(deps.httpStore));
 
   /** Checks the limits Exchange would enforce, routes, and commits the message; answers only after the commit. */
-  async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined): Promise<HandlerResult> {
+  async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined, ignoreSuppression = false): Promise<HandlerResult> {
     const { message, headerFrom } = composed;
     if (message.raw.length > deps.config.limits.maxMessageBytes) {
       throw apiError(
@@ -59,6 +60,16 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
           field: 'to',
         },
       );
+    }
+    if (!ignoreSuppression) {
+      // An address that hard-bounced draws an NDR again; the sender may insist (`ignoreSuppression`).
+      const [entry, ...more] = await deps.store.suppressed(message.envelope.to);
+      if (entry)
+        throw apiError(
+          'R365_SUPPRESSED',
+          `${suppressionMessage(entry)}${more.length > 0 ? ` (and ${more.length} more suppressed recipient${more.length > 1 ? 's' : ''})` : ''}. To send anyway, set "ignoreSuppression": true.`,
+          { field: 'to' },
+        );
     }
     const key = request.apiKey;
     if (key?.senders !== undefined) {
@@ -107,7 +118,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromFields(request.body), request.body.mailbox)),
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromFields(request.body), request.body.mailbox, request.body.ignoreSuppression)),
   );
 
   app.post<{ Body: SendMimeBody }>(
@@ -125,7 +136,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromMime(request.body), request.body.mailbox)),
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression)),
   );
 
   app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(

@@ -46,6 +46,13 @@ const mailboxField = {
   description: 'Send from this configured mailbox (default: the one whose address or alias is the sender).',
 } as const;
 
+const ignoreSuppressionField = {
+  type: 'boolean',
+  default: false,
+  description:
+    'Send even to recipients on the suppression list (addresses that hard-bounced, or were added by an operator). Without it such a message is refused with 422 R365_SUPPRESSED.',
+} as const;
+
 /** `POST /v1/messages`. */
 export const sendMessageBody = {
   type: 'object',
@@ -88,6 +95,7 @@ export const sendMessageBody = {
       additionalProperties: headerText('Header value.'),
     },
     mailbox: mailboxField,
+    ignoreSuppression: ignoreSuppressionField,
   },
 } as const;
 
@@ -109,6 +117,7 @@ export const sendMimeBody = {
       },
     },
     mailbox: mailboxField,
+    ignoreSuppression: ignoreSuppressionField,
   },
 } as const;
 

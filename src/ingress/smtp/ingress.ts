@@ -22,6 +22,7 @@ import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.
 import { REPLIES, replyError } from './replies.js';
 import { listenerAddressNames, loadTlsIdentity, type TlsIdentity } from './self-signed.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';
+import { suppressionReply } from '../../bounces/suppression.js';
 
 /** What the SMTP front door needs; the runtime wires the real ones, tests their own. */
 export interface SmtpIngressDeps {
@@ -32,6 +33,8 @@ export interface SmtpIngressDeps {
   router: Router;
   /** Resolves only once the message is committed: the 250 waits for it. */
   outbox: Pick<OutboxStore, 'enqueue'>;
+  /** The suppression list (addresses that hard-bounced): a recipient on it is refused at RCPT TO; default none. */
+  suppressions?: Pick<OutboxStore, 'suppressed'>;
   logger: Logger;
   /** Told of connections, failed logins, lockouts, refused senders and accepted messages (the metrics); default none. */
   observe?: FrontDoorObserver;
@@ -359,7 +362,18 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     // A repeated recipient replaces its earlier entry in smtp-server, so it adds nothing.
     const repeat = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
     if (!repeat && rcpts.length >= maxRecipients) return callback(refuse(session, REPLIES.tooManyRecipients(maxRecipients)));
-    callback();
+    if (!deps.suppressions) return callback();
+    // A hard-bounced address draws an NDR again: refuse it here, with when and why (SMTP has no override).
+    deps.suppressions.suppressed([address.address]).then(
+      ([entry]) => {
+        if (!entry) return callback();
+        callback(refuse(session, suppressionReply(entry), { event: 'recipient.suppressed', recipient: address.address }));
+      },
+      (err: unknown) => {
+        deps.logger.warn({ event: 'suppressions.unavailable', err }, 'cannot read the suppression list; answering 451');
+        callback(refuse(session, REPLIES.storeUnavailable));
+      },
+    );
   };
 
   /** Decides on a message received in full: the reply line, after the outbox committed it if accepted. */

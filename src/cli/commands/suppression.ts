@@ -1,0 +1,92 @@
+import { Command } from 'commander';
+import { Relay365Error } from '../../errors.js';
+import type { OutboxStore, Suppression } from '../../outbox/index.js';
+import { openOutboxStore } from '../../runtime/stores.js';
+import { cliContext, configOption } from '../context.js';
+
+async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore) => Promise<T>): Promise<T> {
+  const { config } = await cliContext(flags);
+  // The running relays' own list: PostgreSQL with queue.url (every node refuses at once), else the SQLite file.
+  const store = await openOutboxStore(config);
+  try {
+    await store.migrate();
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function entryJson(s: Suppression) {
+  return {
+    address: s.address,
+    reason: s.reason,
+    dsnStatus: s.dsnStatus ?? null,
+    messageId: s.messageId ?? null,
+    source: s.source,
+    createdAt: s.createdAt.toISOString(),
+  };
+}
+
+/** An envelope address, as `POST /v1/suppressions` takes it. */
+function checkAddress(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/^[^\s@<>\x00-\x1f\x7f]{1,64}@[^\s@<>\x00-\x1f\x7f]{1,255}$/.test(value))
+    throw new Relay365Error('R365_CLI_OPTION_INVALID', `${JSON.stringify(value)} is not an email address (name@domain).`);
+  return value;
+}
+
+/** `relay365 suppression list|add|remove`: the addresses relay365 refuses to send to (docs/bounces.md). */
+export function suppressionCommand(): Command {
+  const suppression = new Command('suppression').description(
+    'The suppression list: addresses that hard-bounced (or that you added), refused at SMTP RCPT TO and by the HTTP API.',
+  );
+  suppression
+    .command('list')
+    .description('List suppressed addresses, newest first')
+    .addOption(configOption())
+    .option('--limit <n>', 'at most this many (1 to 500)', '100')
+    .option('--json', 'print JSON')
+    .action(async (flags: { config?: string; limit: string; json?: boolean }) => {
+      const limit = Number(flags.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new Relay365Error('R365_CLI_OPTION_INVALID', `--limit takes a whole number from 1 to 500; got ${flags.limit}.`);
+      await withStore(flags, async (store) => {
+        const page = await store.suppressions({ limit });
+        if (flags.json) {
+          console.log(JSON.stringify({ items: page.items.map(entryJson), nextCursor: page.nextCursor ?? null }, null, 2));
+          return;
+        }
+        if (page.items.length === 0) console.log('No suppressed address.');
+        for (const s of page.items) console.log(`${s.address}  since ${s.createdAt.toISOString()}  ${s.source}  ${s.reason}`);
+        if (page.nextCursor) console.log(`(more: relay365 suppression list --json --limit 500, or GET /v1/suppressions?cursor=...)`);
+      });
+    });
+  suppression
+    .command('add <address>')
+    .description('Suppress an address: messages to it are refused until it is removed')
+    .addOption(configOption())
+    .option('--reason <text>', 'why (shown in the refusal)', 'added by an operator (relay365 suppression add)')
+    .option('--json', 'print JSON')
+    .action(async (address: string, flags: { config?: string; reason: string; json?: boolean }) => {
+      checkAddress(address);
+      await withStore(flags, async (store) => {
+        await store.suppress({ address, reason: flags.reason.replace(/[\r\n]+/g, ' ').slice(0, 300), source: 'manual' });
+        const [entry] = await store.suppressed([address]);
+        if (flags.json) console.log(JSON.stringify(entry ? entryJson(entry) : { address }));
+        else console.log(`${address} suppressed: SMTP answers 550 5.1.1 at RCPT TO, the HTTP API 422 R365_SUPPRESSED.`);
+      });
+    });
+  suppression
+    .command('remove <address>')
+    .description('Remove an address from the suppression list')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (address: string, flags: { config?: string; json?: boolean }) => {
+      await withStore(flags, async (store) => {
+        const removed = await store.unsuppress(address);
+        if (!removed) throw new Relay365Error('R365_SUPPRESSION_NOT_FOUND', `${address} is not on the suppression list; relay365 suppression list shows it.`);
+        if (flags.json) console.log(JSON.stringify({ address, removed }));
+        else console.log(`${address} removed from the suppression list: messages to it are accepted again.`);
+      });
+    });
+  return suppression;
+}

@@ -1,0 +1,128 @@
+import type { FastifyInstance } from 'fastify';
+import type { OutboxStore, Suppression } from '../../outbox/index.js';
+import { apiError, errorResponseSchema } from './errors.js';
+
+const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
+const security = [{ apiKey: [] }];
+
+const suppressionSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address', 'reason', 'source', 'createdAt'],
+  properties: {
+    address: { type: 'string' },
+    reason: { type: 'string', description: 'Why: the hard bounce (DSN status and diagnostic) or the operator\'s words.' },
+    dsnStatus: { type: ['string', 'null'], description: 'The DSN status of the bounce that added it, e.g. `5.1.10`.' },
+    messageId: { type: ['string', 'null'], description: 'The relay365 message whose bounce added it.' },
+    source: { type: 'string', enum: ['bounce', 'manual'] },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const addressParams = {
+  type: 'object',
+  required: ['address'],
+  properties: { address: { type: 'string', maxLength: 320 } },
+} as const;
+
+/** An envelope address: something@domain, no white space or control characters. */
+const ADDRESS = '^[^\\s@<>\\x00-\\x1f\\x7f]{1,64}@[^\\s@<>\\x00-\\x1f\\x7f]{1,255}$';
+
+function view(s: Suppression): Record<string, unknown> {
+  return {
+    address: s.address,
+    reason: s.reason,
+    dsnStatus: s.dsnStatus ?? null,
+    messageId: s.messageId ?? null,
+    source: s.source,
+    createdAt: s.createdAt.toISOString(),
+  };
+}
+
+/**
+ * `/v1/suppressions`: the addresses relay365 refuses to send to (docs/bounces.md). Reading needs the
+ * `read` scope; adding and removing change what may be sent, so they need `admin`.
+ */
+export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<OutboxStore, 'suppress' | 'unsuppress' | 'suppressions' | 'suppressed'> }): void {
+  app.get<{ Querystring: { limit?: string; cursor?: string } }>(
+    '/suppressions',
+    {
+      config: { scope: 'read' },
+      schema: {
+        summary: 'List suppressed addresses, newest first',
+        tags: ['suppressions'],
+        security,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 500 (default 50).' },
+            cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page.' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['items', 'nextCursor'],
+            properties: { items: { type: 'array', items: suppressionSchema }, nextCursor: { type: ['string', 'null'] } },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit === undefined ? undefined : Number(request.query.limit);
+      if (limit !== undefined && (limit < 1 || limit > 500)) throw apiError('R365_HTTP_INVALID_REQUEST', 'limit must be between 1 and 500.', { field: 'limit' });
+      const page = await deps.store.suppressions({ ...(limit !== undefined ? { limit } : {}), ...(request.query.cursor !== undefined ? { cursor: request.query.cursor } : {}) });
+      return { items: page.items.map(view), nextCursor: page.nextCursor ?? null };
+    },
+  );
+
+  app.post<{ Body: { address: string; reason?: string } }>(
+    '/suppressions',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Suppress an address',
+        description: 'Adds the address (or replaces its entry); messages to it are refused from then on (HTTP 422 R365_SUPPRESSED, SMTP 550 5.1.1).',
+        tags: ['suppressions'],
+        security,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['address'],
+          properties: {
+            address: { type: 'string', pattern: ADDRESS, maxLength: 320 },
+            reason: { type: 'string', minLength: 1, maxLength: 300, pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'Why (default: "added by <key name>").' },
+          },
+        },
+        response: { 201: suppressionSchema, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const reason = request.body.reason ?? `added by ${request.apiKey?.name ?? 'an operator'} through the API`;
+      await deps.store.suppress({ address: request.body.address, reason, source: 'manual' });
+      const [entry] = await deps.store.suppressed([request.body.address]);
+      return reply.code(201).send(view(entry ?? { address: request.body.address, reason, source: 'manual', createdAt: new Date() }));
+    },
+  );
+
+  app.delete<{ Params: { address: string } }>(
+    '/suppressions/:address',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Remove an address from the suppression list',
+        tags: ['suppressions'],
+        security,
+        params: addressParams,
+        response: { 200: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string' }, removed: { type: 'boolean' } } }, ...errors },
+      },
+    },
+    async (request) => {
+      const removed = await deps.store.unsuppress(request.params.address);
+      if (!removed) throw apiError('R365_HTTP_NOT_FOUND', `${request.params.address} is not on the suppression list.`, { field: 'address' });
+      return { address: request.params.address, removed };
+    },
+  );
+}
