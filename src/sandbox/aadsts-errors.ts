@@ -45,6 +45,13 @@ export interface AadstsParams {
   /** Extra reason text, e.g. why an assertion failed. */
   detail?: string;
   method?: string;
+  /** The user's TokensValidFrom (ISO): grants issued before it are revoked (AADSTS50173). */
+  validFrom?: string;
+  /** The longest lifetime a policy allows (seconds), e.g. a sign-in frequency (AADSTS70043). */
+  maxLifetime?: string;
+  /** The app id of the requested resource, and those the app registration lists (AADSTS650057). */
+  resourceAppId?: string;
+  validResources?: string;
 }
 
 interface AadstsEntry {
@@ -204,11 +211,81 @@ export const AADSTS_ERRORS = {
     status: 400,
     describe: (p) => `Provided grant is invalid or malformed.${reason(p)}`,
   },
+  // A refresh token issued before the user's TokensValidFrom (password change, Revoke-MgUserSignInSession):
+  // the 2021 wording users pasted (https://github.com/microsoft/vscode/issues/135299). Using a refresh
+  // token does not revoke it (Microsoft Learn "Refresh tokens in the Microsoft identity platform").
   AADSTS50173: {
     error: 'invalid_grant',
     status: 400,
     describe: (p) =>
-      `The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '${p.issuedAt}'.`,
+      `The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '${p.issuedAt}' and the TokensValidFrom date (before which tokens are not valid) for this user is '${p.validFrom}'.`,
+  },
+  // The device code's lifetime passed before it was redeemed (https://github.com/Azure/azure-cli/issues/22251);
+  // `expired_token` is RFC 8628 section 3.5's error for it.
+  AADSTS70020: {
+    error: 'expired_token',
+    status: 400,
+    describe: () => `The provided value for the input parameter 'device_code' is not valid. This device code has expired.`,
+  },
+  // Client credentials with a scope that is not `{resource}/.default` (https://github.com/microsoftgraph/msgraph-sdk-python/issues/181).
+  AADSTS1002012: {
+    error: 'invalid_scope',
+    status: 400,
+    describe: (p) =>
+      `The provided value for scope ${p.scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`,
+  },
+  // A Conditional Access sign-in frequency older than the refresh token's sign-in: the answer to a
+  // refresh is interaction_required (https://github.com/KelvinTegelaar/CIPP/issues/1156, Azure/azure-cli#16209).
+  AADSTS70043: {
+    error: 'interaction_required',
+    status: 400,
+    describe: (p) =>
+      `The refresh token has expired or is invalid due to sign-in frequency checks by conditional access. The token was issued on ${p.issuedAt} and the maximum allowed lifetime for this request is ${p.maxLifetime}.`,
+  },
+  // The user's account is disabled (accountEnabled false): a sign-in or a refresh
+  // (https://github.com/Azure/azure-cli/issues/18945: HTTP 400, invalid_grant).
+  AADSTS50057: {
+    error: 'invalid_grant',
+    status: 400,
+    describe: () => `The user account is disabled.`,
+  },
+  // The user's password expired: the sign-in asks for a new one (https://github.com/AtlasPublicPolicy/power-bi-embedded/issues/11);
+  // MSAL reads the suberror `user_password_expired`.
+  AADSTS50055: {
+    error: 'invalid_grant',
+    status: 400,
+    suberror: 'user_password_expired',
+    describe: () => `Password is expired.`,
+  },
+  // The app's service principal is disabled in the tenant: an unauthorized_client answer
+  // (https://github.com/Worklytics/psoxy/pull/74; wording from https://github.com/EvanBasalik/OOFSponder/issues/42).
+  AADSTS7000112: {
+    error: 'unauthorized_client',
+    status: 400,
+    describe: (p) => `Application '${p.clientId}'(${p.appName}) is disabled.`,
+  },
+  // A resource the app registration lists no permission of (https://github.com/microsoft/azure-devops-auth-samples/issues/90:
+  // invalid_client; a client credentials request for https://outlook.office365.com/ in https://github.com/jasonjoh/python_clientcred/issues/8).
+  AADSTS650057: {
+    error: 'invalid_client',
+    status: 401,
+    describe: (p) =>
+      `Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration. Client app ID: ${p.clientId}(${p.appName}). Resource value from request: ${p.resource}. Resource app ID: ${p.resourceAppId}. List of valid resources from app registration: ${p.validResources}.`,
+  },
+  // A public client (no credentials, public client flows allowed) sent a secret or an assertion
+  // (https://github.com/O365/python-o365/issues/469: invalid_client).
+  AADSTS700025: {
+    error: 'invalid_client',
+    status: 401,
+    describe: () => `Client is public so neither 'client_assertion' nor 'client_secret' should be presented.`,
+  },
+  // Security Defaults block the sign-in (Microsoft Learn "Microsoft Entra authentication and authorization
+  // error codes", https://learn.microsoft.com/entra/identity-platform/reference-error-codes: BlockedBySecurityDefaults).
+  AADSTS530035: {
+    error: 'invalid_grant',
+    status: 400,
+    suberror: 'message_only',
+    describe: () => `Access has been blocked by security defaults. This is due to the request using legacy auth or being deemed unsafe by security defaults policies.`,
   },
   AADSTS700082: {
     error: 'invalid_grant',
@@ -287,6 +364,10 @@ const EMPTY_PARAMS: Required<AadstsParams> = {
   issuedAt: '',
   detail: '',
   method: '',
+  validFrom: '',
+  maxLifetime: '',
+  resourceAppId: '',
+  validResources: '',
 };
 
 /** The description of a known code; a fact the caller did not give reads as empty, never as "undefined". */
@@ -332,6 +413,11 @@ export class AadstsError extends Error {
   get status(): 400 | 401 {
     return isKnownAadsts(this.code) ? AADSTS_ERRORS[this.code].status : 400;
   }
+}
+
+/** `2021-07-19T14:01:41.1468970Z`: how descriptions name when a grant was issued (seven fraction digits). */
+export function aadIssuedAt(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, (_m, ms: string) => `.${ms}0000Z`);
 }
 
 /** `2024-01-09 02:02:12Z`, the identity platform's timestamp format. */

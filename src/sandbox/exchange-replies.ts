@@ -77,6 +77,13 @@ export const EXCHANGE_REPLIES = {
     line: '554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.',
     source: `https://github.com/MicrosoftDocs/OfficeDocs-Support/issues/1150 (the rest of the text as in the SendAsDenied reply, Exchange's store driver wording)`,
   },
+  // Directory Based Edge Blocking: an address at an accepted domain that does not exist is refused
+  // at RCPT (MS Learn "Use Directory Based Edge Blocking"; the text of Exchange's 5.1.10, as in the
+  // NDR archived at https://lore.kernel.org/nvdimm/733ca061-54d7-4139-90ed-f5d565a46ddf@AM7PR02MB5846.eurprd02.prod.outlook.com/).
+  recipientNotFound: {
+    line: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient {recipient} not found by SMTP address lookup',
+    source: 'MS Learn "Email non-delivery reports and SMTP errors in Exchange Online" (5.1.10); text from the lore.kernel.org NDR',
+  },
   continuousMailboxFull: { line: '550 5.2.251 Sender throttled due to continuous mailbox full errors.', source: CONTINUOUS },
   continuousSendAsDenied: { line: '550 5.2.252 Sender throttled due to continuous send as denied errors.', source: CONTINUOUS },
   continuousInvalidLicense: { line: '550 5.2.253 Sender throttled due to continuous invalid license errors.', source: CONTINUOUS },
@@ -126,6 +133,11 @@ export function withTail(line: string, now = new Date()): string {
 /** The SendAs refusal naming the mailbox and the address it may not send as. */
 export function sendAsDeniedReply(mailbox: string, from: string): string {
   return EXCHANGE_REPLIES.sendAsDenied.line.replace('{mailbox}', mailbox).replace('{from}', from);
+}
+
+/** The RCPT refusal of an address at an accepted domain that does not exist. */
+export function recipientNotFoundReply(recipient: string): string {
+  return EXCHANGE_REPLIES.recipientNotFound.line.replace('{recipient}', recipient);
 }
 
 /** What Exchange answers where smtp-server has its own wording; matched on smtp-server's reply. */

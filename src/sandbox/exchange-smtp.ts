@@ -23,12 +23,14 @@ import {
   acceptedReply,
   greetingText,
   isThrottleReply,
+  recipientNotFoundReply,
   sendAsDeniedReply,
   splitReply,
   withTail,
   type ExchangeReplyName,
 } from './exchange-replies.js';
-import { RESOURCES, type SmtpFault } from './scenario.js';
+import { RESOURCES, type SmtpFault, type Tenant, type User } from './scenario.js';
+import type { NdrRecipient } from './ndr.js';
 import type { ContinuousErrorKind, SandboxState } from './state.js';
 
 /** The 550 5.2.25x reply of each continuous-error block (shared/M365.md, "continuous-error throttling"). */
@@ -39,6 +41,7 @@ const CONTINUOUS_REPLY: Record<ContinuousErrorKind, ExchangeReplyName> = {
   tooManyRecipients: 'continuousTooManyRecipients',
   invalidRecipients: 'continuousInvalidRecipients',
 };
+import { delegatedSmtpLoginRefusal } from './graph-access.js';
 import type { CertificatePair } from './tls.js';
 import { TokenIssuer, type AccessTokenClaims } from './tokens.js';
 
@@ -49,6 +52,11 @@ export interface ExchangeSmtpDeps {
   /** Server certificate and key offered after STARTTLS. */
   tls: CertificatePair;
   logger: Logger;
+  /**
+   * Which endpoint this listener plays: client submission (smtp.office365.com) or High Volume Email
+   * (smtp-hve.office365.com; MS Learn "High volume email for Microsoft 365"). Default `submission`.
+   */
+  endpoint?: 'submission' | 'hve';
 }
 
 /** The mailbox a connection authenticated as, and with which app's token. */
@@ -208,6 +216,11 @@ function headerBlock(raw: Buffer): string {
     .replace(/\r?\n[ \t]+/g, ' ');
 }
 
+/** An address in a scenario list, compared case-insensitively. */
+function listed(list: readonly string[], address: string): boolean {
+  return list.some((a) => a.toLowerCase() === address.toLowerCase());
+}
+
 function headerValues(head: string, name: string): string[] {
   const re = new RegExp(`^${name}:[ \\t]*(.*)$`, 'gim');
   return [...head.matchAll(re)].map((m) => m[1]!.trim());
@@ -226,7 +239,8 @@ function headerValues(head: string, name: string): string[] {
  */
 export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
   const { state, issuer } = deps;
-  const log = deps.logger.child({ component: 'sandbox-smtp' });
+  const hve = deps.endpoint === 'hve';
+  const log = deps.logger.child({ component: hve ? 'sandbox-smtp-hve' : 'sandbox-smtp' });
   const submitters = new WeakMap<SMTPServerSession, Submitter>();
   /** Per mailbox, its authenticated sessions, oldest first: the first N hold Exchange's threads. */
   const threadHolders = new Map<string, Set<SMTPServerSession>>();
@@ -306,6 +320,7 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
       return refusal('authUnsuccessful', `${username} has no mailbox in tenant ${tenant.id}`);
     }
     const { user } = found;
+    if (hve || user.hve) return checkHveToken(claims, tenant, user);
     // Set-CASMailbox wins over Set-TransportConfig (M365.md "Scopes and permissions").
     if (!state.smtpAuthEnabled(tenant, user)) {
       return user.smtpAuthEnabled === false
@@ -326,12 +341,40 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     } else {
       const scopes = typeof claims.scp === 'string' ? claims.scp.split(' ') : [];
       if (!scopes.includes('SMTP.Send')) return refusal('authUnsuccessful', 'delegated token without the SMTP.Send scope');
-      const upn = claims.upn ?? claims.unique_name;
-      if (typeof upn !== 'string' || upn.toLowerCase() !== user.upn.toLowerCase()) {
-        return refusal('authUnsuccessful', `token of ${String(upn)} used for ${user.upn}`);
-      }
+      // The user's own mailbox, or a shared mailbox the user has FullAccess on (graph-access.ts).
+      const refused = delegatedSmtpLoginRefusal(tenant, claims, user);
+      if (refused !== undefined) return refusal('authUnsuccessful', refused);
     }
     return { submitter: { tenantId: tenant.id, mailbox: user.upn, appId } };
+  };
+
+  /**
+   * High Volume Email with OAuth (MS Learn "OAuth authentication for high volume emails for Microsoft
+   * 365"): an app-only token with the application permission Mail.Send of Office 365 Exchange Online,
+   * for an HVE account whose Allowed Apps list holds the app (Add-HVEAppAccess). HVE accounts are mail
+   * users that send only through the HVE endpoint, and the tenant's SmtpClientAuthenticationDisabled
+   * does not apply to them (MS Learn "Troubleshoot issues with high volume email (HVE) for Microsoft 365").
+   */
+  const checkHveToken = (claims: AccessTokenClaims, tenant: Tenant, user: User): AuthOutcome => {
+    if (!hve) return refusal('authUnsuccessful', `${user.upn} is an HVE account: it submits through the HVE endpoint`);
+    if (!user.hve) return refusal('authUnsuccessful', `${user.upn} is not an HVE account`);
+    const appId = typeof claims.appid === 'string' ? claims.appid : '';
+    const roles = Array.isArray(claims.roles) ? claims.roles : [];
+    if (claims.idtyp !== 'app' && claims.roles === undefined) return refusal('authUnsuccessful', 'HVE takes app-only tokens');
+    if (!roles.includes('Mail.Send')) return refusal('authUnsuccessful', 'app-only token without the Mail.Send role of Office 365 Exchange Online');
+    if (!user.hveApps.some((id) => id.toLowerCase() === appId.toLowerCase())) {
+      return refusal('authUnsuccessful', `app ${appId} is not on ${user.upn}'s Allowed Apps list (Add-HVEAppAccess)`);
+    }
+    return { submitter: { tenantId: tenant.id, mailbox: user.upn, appId } };
+  };
+
+  /** HVE accounts may also sign in with their password (MS Learn HVE troubleshooting: "Sign in with credentials of HVE account"). */
+  const checkHvePassword = (username: string, password: string): AuthOutcome => {
+    const found = state.findUser(username);
+    if (!found?.user.hve || found.user.password === undefined || found.user.password !== password) {
+      return refusal('authUnsuccessful', `${username}: not an HVE account, or a wrong password`);
+    }
+    return { submitter: { tenantId: found.tenant.id, mailbox: found.user.upn, appId: '' } };
   };
 
   const onConnect = (session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
@@ -350,6 +393,17 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     const fault = takeFault('auth', session, username);
     if (fault === 'drop') return;
     if (fault) return callback(fault);
+    if (auth.method !== 'XOAUTH2' && hve) {
+      const outcome = checkHvePassword(username, auth.password ?? '');
+      if ('refusal' in outcome) {
+        log.info({ session: session.id, mailbox: username, reason: outcome.reason }, 'HVE password refused');
+        return callback(refuse(withTail(EXCHANGE_REPLIES.authUnsuccessful.line)));
+      }
+      holdThread(session, outcome.submitter);
+      state.recordSmtpReply(EXCHANGE_REPLIES.authSuccessful.line);
+      log.info({ session: session.id, mailbox: outcome.submitter.mailbox }, 'HVE password accepted');
+      return callback(null, { user: outcome.submitter.mailbox });
+    }
     if (auth.method !== 'XOAUTH2') {
       // Basic authentication for SMTP AUTH is retired in Exchange Online (M365.md).
       log.info({ session: session.id, mailbox: username, method: auth.method }, 'Basic AUTH refused');
@@ -401,6 +455,14 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     // A repeated recipient replaces its earlier entry in smtp-server, so it adds nothing.
     const repeat = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
     if (!unlimited && !repeat && rcpts.length >= recipientsPerMessage) return callback(refuse(EXCHANGE_REPLIES.tooManyRecipients.line));
+    // An address that does not exist at one of the tenant's own domains is refused here (Directory
+    // Based Edge Blocking); at another domain Exchange accepts it and the NDR comes later.
+    const submitter = submitters.get(session);
+    const tenant = submitter ? state.findTenant(submitter.tenantId) : undefined;
+    if (tenant && !state.isExternal(tenant, address.address) && listed(state.scenario.mailFlow.unknownRecipients, address.address)) {
+      state.recordSubmissionError(submitter!.mailbox, 'invalidRecipients');
+      return callback(refuse(recipientNotFoundReply(address.address)));
+    }
     callback();
   };
 
@@ -425,8 +487,9 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
       // A 2xx fault reply claims acceptance without keeping the message.
       return (fault.responseCode ?? 500) < 400 ? { reply: fault.message } : { error: fault };
     }
-    // Exchange's store driver decides at the end of DATA, in this order.
-    if (stream.sizeExceeded || size > limits().maxMessageBytes) return { error: refuse(EXCHANGE_REPLIES.messageTooBig.line) };
+    // Exchange's store driver decides at the end of DATA, in this order. Only a message over what EHLO
+    // advertised is refused here; one over the mailbox's MaxSendSize is taken and bounced (NDR 5.2.3).
+    if (stream.sizeExceeded || size > EXCHANGE_ADVERTISED_SIZE) return { error: refuse(EXCHANGE_REPLIES.messageTooBig.line) };
     if (overThreadLimit(session, mailbox)) return { error: refuse(EXCHANGE_REPLIES.senderThreadLimit.line) };
     // Continuous-error throttling blocks every submission of the mailbox for a while (MS Learn
     // "Continuous error throttling for SMTP AUTH submissions", as shared/M365.md gives it).
@@ -472,15 +535,69 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     const messageId = headerId && /^<[^<>\s]+>$/.test(headerId) ? headerId : `<${randomUUID()}@${SANDBOX_HOST}>`;
     const reply = acceptedReply(messageId);
     await state.addMessage({ via: 'smtp', tenantId: submitter.tenantId, mailbox, appId: submitter.appId, envelope: { mailFrom, rcptTo }, size, raw, reply }, new Date(acceptedAt));
-    state.saveSentItem(mailbox, size);
+    // An HVE account is a mail user: it has no Sent Items (MS Learn "High volume email for Microsoft 365").
+    if (!user?.hve) state.saveSentItem(mailbox, size);
+    if (user) scheduleReports(session, user, raw, size, rcptTo, new Date(acceptedAt));
     state.recordSubmissionError(mailbox, undefined);
     state.recordSmtpReply(reply);
     log.info({ session: session.id, mailbox, size, recipients: rcptTo.length, messageId }, 'message accepted');
     return { reply: splitReply(reply).text };
   };
 
+  /**
+   * What becomes of each recipient after the 250, and the reports Exchange sends the sender for it:
+   * over the mailbox's MaxSendSize every recipient bounces (5.2.3); otherwise, per recipient, the tenant
+   * external recipient rate limit (5.7.233; HVE mail does not count), an unknown address at another
+   * domain (5.1.1), a full mailbox (5.2.2), an unreachable domain (a delay notification, then 4.4.7
+   * when the message expires). The reports come after the scenario's delays (mailFlow).
+   */
+  const scheduleReports = (session: SMTPServerSession, user: User, raw: Buffer, size: number, rcptTo: string[], arrivalDate: Date): void => {
+    const found = state.findUser(user.upn);
+    if (!found) return;
+    const { tenant } = found;
+    const flow = state.scenario.mailFlow;
+    const maxSendSize = user.maxSendSizeBytes ?? limits().maxMessageBytes;
+    const failed: NdrRecipient[] = [];
+    const delayed: NdrRecipient[] = [];
+    if (size > maxSendSize) {
+      failed.push(...rcptTo.map((address) => ({ address, reason: 'messageTooLarge' as const })));
+    } else {
+      for (const address of rcptTo) {
+        const external = state.isExternal(tenant, address);
+        if (external && !user.hve && !state.takeExternalRecipient(tenant)) {
+          failed.push({ address, reason: tenant.trial ? 'trialTenantExternalLimit' : 'tenantExternalLimit' });
+        } else if (external && listed(flow.unknownRecipients, address)) {
+          failed.push({ address, reason: 'recipientUnknown' });
+        } else if (listed(flow.fullMailboxes, address)) {
+          failed.push({ address, reason: 'recipientMailboxFull' });
+        } else if (listed(flow.unreachableDomains, address.split('@')[1] ?? '')) {
+          delayed.push({ address, reason: 'domainUnreachableDelayed', willRetryUntil: new Date(arrivalDate.getTime() + flow.expirationMs) });
+        }
+      }
+    }
+    const base = {
+      tenantDomain: tenant.domain,
+      mailbox: user.upn,
+      original: raw,
+      originalSize: size,
+      maxSendSizeBytes: maxSendSize,
+      arrivalDate,
+      receivedFromMta: session.hostNameAppearsAs || session.remoteAddress,
+    };
+    if (failed.length > 0) state.scheduleReport({ ...base, recipients: failed }, flow.ndrDelayMs);
+    if (delayed.length > 0) {
+      state.scheduleReport({ ...base, recipients: delayed }, flow.delayNotificationMs);
+      const expired = delayed.map((r) => ({ address: r.address, reason: 'domainUnreachableExpired' as const }));
+      state.scheduleReport({ ...base, recipients: expired }, flow.expirationMs);
+    }
+    if (failed.length + delayed.length > 0) {
+      log.info({ session: session.id, mailbox: user.upn, failed: failed.map((r) => `${r.address} ${r.reason}`), delayed: delayed.map((r) => r.address) }, 'reports scheduled');
+    }
+  };
+
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
-    const max = limits().maxMessageBytes;
+    // Keep what EHLO's SIZE allows; a message over the mailbox's MaxSendSize is still taken (and bounced).
+    const max = EXCHANGE_ADVERTISED_SIZE;
     const chunks: Buffer[] = [];
     let size = 0;
     stream.on('data', (chunk: Buffer) => {
@@ -528,8 +645,12 @@ export function createExchangeSmtp(deps: ExchangeSmtpDeps): SMTPServer {
     authOptional: true,
     // Exchange advertises ENHANCEDSTATUSCODES and puts a code on every reply but the greeting and EHLO.
     hideENHANCEDSTATUSCODES: false,
-    // 8BITMIME, SMTPUTF8 and PIPELINING stay advertised (smtp-server's defaults); DSN, BINARYMIME
-    // and CHUNKING, which Exchange also lists, are left out because smtp-server does not implement them.
+    // 8BITMIME, SMTPUTF8 and PIPELINING stay advertised (smtp-server's defaults), and DSN, which
+    // Exchange lists too (transcripts in exchange-replies.ts) and smtp-server implements (RFC 3461
+    // NOTIFY, RET, ENVID, ORCPT are parsed and checked). BINARYMIME and CHUNKING, which Exchange also
+    // lists, are left out: smtp-server has no BDAT command (RFC 3030), and advertising CHUNKING without
+    // it would make a client's BDAT fail (docs/sandbox.md says so).
+    hideDSN: false,
     // RFC 4954 section 4 allows 12,288-octet AUTH lines and a real XOAUTH2 line is ~3 KB: keep
     // smtp-server's 16 KB command limit, above both.
     maxCommandLength: 16 * 1024,

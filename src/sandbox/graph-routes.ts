@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import addressparser from 'nodemailer/lib/addressparser';
+import { checkMailboxAccess, findMailbox } from './graph-access.js';
 import { RESOURCES, type Tenant, type User } from './scenario.js';
 import type { SandboxState } from './state.js';
 import type { AccessTokenClaims, TokenIssuer } from './tokens.js';
@@ -183,17 +184,10 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
       );
     }
     if (!GRAPH_AUDIENCES.has(claims.aud)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.');
-    const found = state.findUser(userRef) ?? findById(userRef);
-    if (!found || found.tenant.id.toLowerCase() !== claims.tid.toLowerCase())
-      throw new GraphError(404, 'ErrorInvalidUser', `The requested user '${userRef}' is invalid.`);
-    if (claims.idtyp === 'user' || claims.scp !== undefined) {
-      const scopes = (claims.scp ?? '').split(' ').map((s) => s.toLowerCase());
-      const self = claims.oid.toLowerCase() === found.user.id.toLowerCase() || claims.upn?.toLowerCase() === found.user.upn.toLowerCase();
-      if (!scopes.includes('mail.send') || !self) throw new GraphError(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
-    } else if (!(claims.roles ?? []).some((r) => r.toLowerCase() === 'mail.send')) {
-      throw new GraphError(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
-    }
-    if (!found.user.mailbox) throw new GraphError(404, 'MailboxNotEnabledForRESTAPI', 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.');
+    // Scopes, roles, shared-mailbox rights and RBAC for Applications scopes: one decision for every Graph route.
+    const refusal = checkMailboxAccess(state.scenario, claims, userRef, 'Mail.Send');
+    if (refusal) throw new GraphError(refusal.status, refusal.body.error.code, refusal.body.error.message);
+    const found = findMailbox(state.scenario, userRef)!;
     const mailbox = found.user.upn.toLowerCase();
     const fault = state.takeGraphFault(mailbox);
     if (fault) {
@@ -230,14 +224,6 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
         else inflight.set(mailbox, n);
       },
     };
-  }
-
-  function findById(id: string): { tenant: Tenant; user: User } | undefined {
-    for (const tenant of state.scenario.tenants) {
-      const user = tenant.users.find((u) => u.id.toLowerCase() === id.toLowerCase());
-      if (user) return { tenant, user };
-    }
-    return undefined;
   }
 
   /** A MIME body as Graph takes it: `Content-Type: text/plain`, base64, at most 4 MB. */
@@ -277,6 +263,12 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
 
   async function store(caller: Caller, mime: Buffer): Promise<void> {
     const envelope = checkMessage(caller, mime);
+    // sendMail keeps a copy in Sent Items, which counts toward the mailbox's quota (Microsoft Learn
+    // "user: sendMail": saveToSentItems defaults to true); a full mailbox refuses the send with
+    // ErrorQuotaExceeded (on sendMail: https://github.com/microsoftgraph/microsoft-graph-docs/issues/3935;
+    // the message as Graph words it: https://github.com/microsoftgraph/microsoft-graph-docs/issues/2927;
+    // HTTP 403, as public Graph clients' tests record the reply).
+    if (state.mailboxFull(caller.user, mime.length)) throw new GraphError(403, 'ErrorQuotaExceeded', 'Mailbox has exceeded maximum mailbox size.');
     await state.addMessage({
       via: 'graph',
       tenantId: caller.tenant.id,
@@ -287,6 +279,7 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
       raw: mime,
       reply: '202 Accepted',
     });
+    state.saveSentItem(caller.user.upn, mime.length);
   }
 
   type UserParams = { Params: { user: string } };

@@ -18,6 +18,8 @@ export interface DeviceCodeGrant {
   expiresAt: number;
   /** Set when a person approved the code at `/devicelogin`. */
   userId?: string;
+  /** The approval included multifactor authentication. */
+  mfa?: boolean;
   redeemed: boolean;
 }
 
@@ -32,21 +34,30 @@ export interface AuthCodeGrant {
   codeChallenge?: string;
   codeChallengeMethod?: 'S256' | 'plain';
   nonce?: string;
+  /** The sign-in included multifactor authentication. */
+  mfa: boolean;
   issuedAt: number;
   expiresAt: number;
   redeemed: boolean;
 }
 
-/** A refresh token; each is used once (rotation), the answer carrying its successor. */
+/**
+ * A refresh token. Each answer carries a new one, but using a refresh token does not revoke it: it
+ * stays valid until it expires or the user's tokens are revoked (Microsoft Learn "Refresh tokens in
+ * the Microsoft identity platform": "Refresh tokens aren't revoked when used to acquire new access tokens").
+ */
 export interface RefreshTokenGrant {
   token: string;
   tenantId: string;
   clientId: string;
   userId: string;
   scope: string;
+  /** When the user signed in interactively (kept across refreshes; sign-in frequency counts from it). */
+  authTime: number;
+  /** That sign-in included multifactor authentication. */
+  mfa: boolean;
   issuedAt: number;
   expiresAt: number;
-  used: boolean;
 }
 
 /** Authorization codes live about 10 minutes (Microsoft identity platform, "authorization code flow"). */
@@ -107,13 +118,13 @@ export class IdentityGrants {
   }
 
   createRefreshToken(
-    input: Pick<RefreshTokenGrant, 'tenantId' | 'clientId' | 'userId' | 'scope'>,
+    input: Pick<RefreshTokenGrant, 'tenantId' | 'clientId' | 'userId' | 'scope' | 'authTime' | 'mfa'>,
     lifetimeSeconds: number,
     now = Date.now(),
   ): RefreshTokenGrant {
     this.prune(now);
     // Real refresh tokens are opaque and about 1 KB long.
-    const grant: RefreshTokenGrant = { ...input, token: `1.A${opaqueId(700)}`, issuedAt: now, expiresAt: now + lifetimeSeconds * 1000, used: false };
+    const grant: RefreshTokenGrant = { ...input, token: `1.A${opaqueId(700)}`, issuedAt: now, expiresAt: now + lifetimeSeconds * 1000 };
     this.refreshTokens.set(grant.token, grant);
     return grant;
   }

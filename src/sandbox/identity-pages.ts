@@ -41,6 +41,7 @@ ${errorLine(input.error)}
 ${hidden}
 <label for="username">Email or user name</label><input type="text" id="username" name="username" autocomplete="username" value="${escapeHtml(input.username ?? '')}">
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password">
+<label for="otp">Verification code (when multifactor authentication is required)</label><input type="text" id="otp" name="otp" autocomplete="one-time-code">
 <button type="submit">Sign in</button>
 </form>`,
   );
@@ -56,6 +57,7 @@ ${errorLine(input.error)}
 <label for="user_code">Code</label><input type="text" id="user_code" name="user_code" autocomplete="off" value="${escapeHtml(input.userCode ?? '')}">
 <label for="username">Email or user name</label><input type="text" id="username" name="username" autocomplete="username" value="${escapeHtml(input.username ?? '')}">
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password">
+<label for="otp">Verification code (when multifactor authentication is required)</label><input type="text" id="otp" name="otp" autocomplete="one-time-code">
 <button type="submit">Next</button>
 </form>`,
   );

@@ -5,8 +5,9 @@ import { AadstsError, aadstsErrorBody, aadstsMessage, aadTimestamp, type AadstsP
 import { verifyClientAssertion } from './client-assertion.js';
 import { IdentityGrants } from './identity-grants.js';
 import { deviceLoginDonePage, deviceLoginPage, errorPage, formPostPage, signInPage } from './identity-pages.js';
-import { OIDC_SCOPES, grantablePermissions, grantedScopeString, parseAppOnlyScope, parseDelegatedScope } from './identity-scopes.js';
-import type { App, Tenant, User } from './scenario.js';
+import { checkDelegatedToken, checkInteractiveSignIn, checkNotRevoked, mfaDone, signInPolicy } from './identity-policy.js';
+import { OIDC_SCOPES, grantablePermissions, grantedScopeString, parseAppOnlyScope, parseDelegatedScope, type ResourceRef } from './identity-scopes.js';
+import { RESOURCES, type App, type ResourceName, type Tenant, type User } from './scenario.js';
 import type { SandboxState } from './state.js';
 import type { TokenIssuer } from './tokens.js';
 
@@ -193,6 +194,11 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     return tenant;
   }
 
+  /** A disabled service principal gets no tokens and no sign-ins: AADSTS7000112. */
+  function requireEnabled(app: App): void {
+    if (!app.enabled) throw new AadstsError('AADSTS7000112', { clientId: app.clientId, appName: app.name });
+  }
+
   function findApp(tenant: Tenant, segment: string, clientId: string | undefined): App {
     if (!clientId) throw new AadstsError('AADSTS900144', { parameter: 'client_id' });
     const found = state.findApp(tenant, clientId);
@@ -221,6 +227,10 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
   ): Promise<ClientAuth> {
     const { app, form } = ctx;
     const assertion = field(form, 'client_assertion');
+    // A public client (public client flows allowed, no secret or certificate registered) must not
+    // authenticate: Entra answers a secret or an assertion with AADSTS700025 (https://github.com/O365/python-o365/issues/469).
+    const presented = assertion !== undefined || field(form, 'client_secret') !== undefined || ctx.basicSecret !== undefined;
+    if (presented && app.publicClient && app.secrets.length === 0 && app.certificates.length === 0) throw new AadstsError('AADSTS700025');
     if (assertion !== undefined) {
       await verifyClientAssertion({
         assertion,
@@ -242,20 +252,44 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     return '0';
   }
 
-  /** Signs a person in by UPN or alias: the password must match, or be empty for an `autoApprove` user. */
-  function signInUser(tenant: Tenant, username: string | undefined, password: string | undefined): User {
+  /**
+   * Signs a person in by UPN or alias: the password must match, or be empty for an `autoApprove` user;
+   * then the account checks (disabled, password expired) and, when a policy requires it, MFA: a person
+   * without the code is shown AADSTS50076; an unattended approval without MFA is let through and its
+   * token request answered AADSTS50076 at the token endpoint.
+   */
+  function signInUser(tenant: Tenant, username: string | undefined, password: string | undefined, otp: string | undefined): { user: User; mfa: boolean } {
     const found = username ? state.findUser(username) : undefined;
     if (!found || found.tenant.id !== tenant.id) throw new AadstsError('AADSTS50034', { user: username ?? '(none)', tenant: tenant.domain });
     const { user } = found;
     const passwordOk = password !== undefined ? user.password !== undefined && sameSecret(password, user.password) : user.autoApprove;
     if (!passwordOk) throw new AadstsError('AADSTS50126');
-    return user;
+    checkInteractiveSignIn(user);
+    const unattended = password === undefined;
+    const mfa = mfaDone(user, otp, unattended);
+    if (!unattended && !mfa && signInPolicy(tenant, user).requireMfa) throw new AadstsError('AADSTS50076');
+    return { user, mfa };
+  }
+
+  /** AADSTS650057 when the app registration lists no permission at all of the requested resource. */
+  function requireListedResource(app: App, resource: ResourceRef): void {
+    const listed = (name: ResourceName): boolean => app.roles[name].length > 0 || app.delegatedScopes[name].length > 0;
+    if (listed(resource.name)) return;
+    const valid = (Object.keys(RESOURCES) as ResourceName[]).filter(listed).map((n) => RESOURCES[n].appId);
+    throw new AadstsError('AADSTS650057', {
+      clientId: app.clientId,
+      appName: app.name,
+      resource: resource.audience,
+      resourceAppId: RESOURCES[resource.name].appId,
+      validResources: valid.join(', '),
+    });
   }
 
   // ---- tokens ----
 
   async function issueAppOnly(tenant: Tenant, app: App, scope: string | undefined, clientAuth: ClientAuth): Promise<AppTokenResponse> {
     const resource = parseAppOnlyScope(scope, tenant.domain);
+    requireListedResource(app, resource);
     // Without admin consent Entra still issues the token, only without roles.
     const roles = app.adminConsent ? [...app.roles[resource.name]] : [];
     const lifetimeSeconds = state.scenario.token.lifetimeSeconds;
@@ -275,15 +309,17 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     scope: string | undefined;
     clientAuth: ClientAuth;
     nonce?: string;
+    /** The sign-in behind the request: whether it did MFA, when it happened, and whether this is a refresh. */
+    sign: { mfa: boolean; authTime: number; refresh: boolean };
   }): Promise<DelegatedTokenResponse> {
     const { tenant, app } = input;
     const user = tenant.users.find((u) => sameId(u.id, input.userId));
     if (!user) throw new AadstsError('AADSTS50034', { user: input.userId, tenant: tenant.domain });
-    // Conditional Access (and Security Defaults) act here, at the token endpoint, for an OAuth sign-in,
-    // not at SMTP time (shared/M365.md "Where replies really come from"; text as users pasted it,
-    // https://github.com/AzureAD/microsoft-identity-web/issues/2419). App-only tokens are not subject to it.
-    if (user.blockedByConditionalAccess) throw new AadstsError('AADSTS53003', {});
     const request = parseDelegatedScope(input.scope, tenant.domain);
+    // Conditional Access and Security Defaults act here, at the token endpoint, for an OAuth sign-in,
+    // not at SMTP time (see identity-policy.ts). App-only tokens are not subject to them.
+    checkDelegatedToken(tenant, user, { ...input.sign, resourceAppId: RESOURCES[request.resource.name].appId });
+    if (request.permissions.length > 0) requireListedResource(app, request.resource);
     const permissions = grantablePermissions(app, request);
     const consented = app.adminConsent || user.consentedApps.some((id) => sameId(id, app.clientId));
     if (!permissions || !consented) throw new AadstsError('AADSTS65001', { clientId: app.clientId, appName: app.name });
@@ -309,7 +345,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     };
     if (request.oidc.has('offline_access')) {
       const refresh = grants.createRefreshToken(
-        { tenantId: tenant.id, clientId: app.clientId, userId: user.id, scope: input.scope ?? '' },
+        { tenantId: tenant.id, clientId: app.clientId, userId: user.id, scope: input.scope ?? '', authTime: input.sign.authTime, mfa: input.sign.mfa },
         state.scenario.token.refreshTokenLifetimeSeconds,
       );
       body.refresh_token = refresh.token;
@@ -332,6 +368,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     if (!GRANT_TYPES.has(grantType)) throw new AadstsError('AADSTS70003', { grantType });
     if (grantType === 'client_credentials' && MULTI_TENANT.has(segment.toLowerCase())) throw new AadstsError('AADSTS9001023');
     const app = findApp(tenant, segment, clientId);
+    requireEnabled(app);
     const ctx = { segment, tenant, app, form, ...(basic ? { basicSecret: basic.secret } : {}) };
     const now = Date.now();
 
@@ -351,9 +388,16 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
           throw new AadstsError('AADSTS70000', { detail: 'The device code is unknown or was issued to another client or tenant.' });
         }
         if (grant.redeemed) throw new AadstsError('AADSTS70000', { detail: 'The device code was already redeemed.' });
-        if (now >= grant.expiresAt) throw new AadstsError('AADSTS70019');
+        if (now >= grant.expiresAt) throw new AadstsError('AADSTS70020');
         if (grant.userId === undefined) throw new AadstsError('AADSTS70016');
-        const body = await issueDelegated({ tenant, app, userId: grant.userId, scope: grant.scope, clientAuth });
+        const body = await issueDelegated({
+          tenant,
+          app,
+          userId: grant.userId,
+          scope: grant.scope,
+          clientAuth,
+          sign: { mfa: grant.mfa ?? false, authTime: now, refresh: false },
+        });
         grant.redeemed = true;
         return body;
       }
@@ -386,6 +430,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
           scope: field(form, 'scope') ?? grant.scope,
           clientAuth,
           ...(grant.nonce ? { nonce: grant.nonce } : {}),
+          sign: { mfa: grant.mfa, authTime: grant.issuedAt, refresh: false },
         });
       }
 
@@ -398,17 +443,18 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
           throw new AadstsError('AADSTS70000', { detail: 'The refresh token is unknown or was issued to another client or tenant.' });
         }
         const issuedAt = aadTimestamp(new Date(grant.issuedAt));
-        if (grant.used) throw new AadstsError('AADSTS50173', { issuedAt });
+        // Using a refresh token does not revoke it; a password change or an admin's revoke does (see identity-policy.ts).
+        const owner = tenant.users.find((u) => sameId(u.id, grant.userId));
+        if (owner) checkNotRevoked(owner, grant.issuedAt);
         if (now >= grant.expiresAt) throw new AadstsError('AADSTS700082', { issuedAt });
-        // Rotation: the token is spent the moment it is accepted, so two concurrent refreshes with it
-        // cannot both succeed; it is given back only if no new token could be issued.
-        grant.used = true;
-        try {
-          return await issueDelegated({ tenant, app, userId: grant.userId, scope: field(form, 'scope') ?? grant.scope, clientAuth });
-        } catch (err) {
-          grant.used = false;
-          throw err;
-        }
+        return issueDelegated({
+          tenant,
+          app,
+          userId: grant.userId,
+          scope: field(form, 'scope') ?? grant.scope,
+          clientAuth,
+          sign: { mfa: grant.mfa, authTime: grant.authTime, refresh: true },
+        });
       }
 
       default:
@@ -469,6 +515,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     const clientId = field(form, 'client_id');
     const tenant = resolveTenant(segment, clientId);
     const client = findApp(tenant, segment, clientId);
+    requireEnabled(client);
     const scope = field(form, 'scope');
     // Checked now so a bad scope fails before a person is asked to sign in; consent is checked at redemption.
     parseDelegatedScope(scope, tenant.domain);
@@ -503,8 +550,9 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       if (grant.userId !== undefined || grant.redeemed) throw new AadstsError('AADSTS90120');
       const tenant = state.findTenant(grant.tenantId);
       if (!tenant) throw new AadstsError('AADSTS90002', { tenant: grant.tenantId });
-      const user = signInUser(tenant, username, field(form, 'password'));
+      const { user, mfa } = signInUser(tenant, username, field(form, 'password'), field(form, 'otp'));
       grant.userId = user.id;
+      grant.mfa = mfa;
       const client = state.findApp(tenant, grant.clientId);
       return reply.type('text/html; charset=utf-8').send(deviceLoginDonePage(client?.name ?? grant.clientId, user.upn));
     } catch (err) {
@@ -560,7 +608,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
   function authorize(
     segment: string,
     params: URLSearchParams,
-    signIn: { username: string | undefined; password: string | undefined } | undefined,
+    signIn: { username: string | undefined; password: string | undefined; otp: string | undefined } | undefined,
   ): AuthorizeOutcome {
     const clientId = field(params, 'client_id');
     let tenant: Tenant;
@@ -569,6 +617,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     try {
       tenant = resolveTenant(segment, clientId);
       client = findApp(tenant, segment, clientId);
+      requireEnabled(client);
       if (redirectUri === undefined) throw new AadstsError('AADSTS900971');
       if (!redirectUriAllowed(client, redirectUri)) throw new AadstsError('AADSTS50011', { redirectUri, clientId: client.clientId });
     } catch (err) {
@@ -578,6 +627,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     const stateParam = field(params, 'state');
     const scope = field(params, 'scope');
     let user: User | undefined;
+    let mfa = false;
     let challenge: { codeChallenge: string; codeChallengeMethod: 'S256' | 'plain' } | undefined;
     try {
       const responseType = field(params, 'response_type');
@@ -600,14 +650,21 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     const loginHint = field(params, 'login_hint');
     if (signIn) {
       try {
-        user = signInUser(tenant, signIn.username, signIn.password);
+        ({ user, mfa } = signInUser(tenant, signIn.username, signIn.password, signIn.otp));
       } catch (err) {
         if (!(err instanceof AadstsError)) throw err;
         return { status: 200, html: signInForm(segment, client, params, signIn.username, aadstsMessage(err.code, err.params)) };
       }
     } else if (loginHint !== undefined) {
       const hinted = state.findUser(loginHint);
-      if (hinted && hinted.tenant.id === tenant.id && hinted.user.autoApprove) user = hinted.user;
+      if (hinted && hinted.tenant.id === tenant.id && hinted.user.autoApprove) {
+        try {
+          ({ user, mfa } = signInUser(tenant, loginHint, undefined, undefined));
+        } catch (err) {
+          if (!(err instanceof AadstsError)) throw err;
+          return { status: 200, html: signInForm(segment, client, params, loginHint, aadstsMessage(err.code, err.params)) };
+        }
+      }
     }
     if (!user) return { status: 200, html: signInForm(segment, client, params, loginHint) };
 
@@ -618,6 +675,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
       userId: user.id,
       redirectUri,
       scope: scope ?? '',
+      mfa,
       ...(challenge ?? {}),
       ...(nonce !== undefined ? { nonce } : {}),
     });
@@ -650,7 +708,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
 
   app.post('/:tenant/oauth2/v2.0/authorize', { bodyLimit: FORM_BODY_LIMIT }, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
     const form = readForm(request);
-    return sendAuthorize(reply, authorize(request.params.tenant, form, { username: field(form, 'username'), password: field(form, 'password') }));
+    return sendAuthorize(reply, authorize(request.params.tenant, form, { username: field(form, 'username'), password: field(form, 'password'), otp: field(form, 'otp') }));
   });
 
   // ---- discovery and keys ----

@@ -47,12 +47,16 @@ function looksLikeResource(identifier: string): boolean {
 
 /**
  * Reads the scope of a client credentials request, which must be exactly one `{resource}/.default`.
- * @throws AadstsError AADSTS70011 (missing or not `.default`), AADSTS500011 (unknown resource)
+ * @throws AadstsError AADSTS1002012 (one scope, not `.default`), AADSTS70011 (missing, or several), AADSTS500011 (unknown resource)
  */
 export function parseAppOnlyScope(scope: string | undefined, tenant: string): ResourceRef {
   const parts = splitScope(scope);
   if (parts.length === 0) throw new AadstsError('AADSTS70011', { scope: '' });
   const [only] = parts;
+  // One scope that is not `{resource}/.default` (a delegated permission, bare or with its resource):
+  // AADSTS1002012, as Entra answers it (https://github.com/microsoftgraph/msgraph-sdk-python/issues/181,
+  // https://github.com/MicrosoftDocs/azure-docs/issues/99862).
+  if (parts.length === 1 && only !== undefined && !only.toLowerCase().endsWith('/.default')) throw new AadstsError('AADSTS1002012', { scope: only });
   if (parts.length > 1 || only === undefined || !only.toLowerCase().endsWith('/.default')) {
     throw new AadstsError('AADSTS70011', {
       scope: scope?.trim(),

@@ -11,6 +11,7 @@ import { createSandboxTls, type SandboxTls } from './tls.js';
 import { TokenIssuer } from './tokens.js';
 import { identityRoutes } from './identity-routes.js';
 import { graphRoutes } from './graph-routes.js';
+import { graphMailRoutes } from './graph-mail-routes.js';
 import { adminRoutes } from './admin-routes.js';
 import { createExchangeSmtp } from './exchange-smtp.js';
 
@@ -27,6 +28,8 @@ export interface SandboxOptions {
   httpsPort?: number;
   /** SMTP submission port (0: any free port; Microsoft's is 587). */
   smtpPort?: number;
+  /** High Volume Email SMTP port, smtp-hve.office365.com's stand-in (0: any free port; Microsoft's is 587). */
+  hveSmtpPort?: number;
   /** Where `ca.pem` is written (default `./data/sandbox`). */
   dataDir?: string;
   /** Also write each accepted message there as `.eml`. */
@@ -41,6 +44,8 @@ export interface Sandbox {
   httpsPort: number;
   smtpHost: string;
   smtpPort: number;
+  /** The High Volume Email endpoint (smtp-hve.office365.com's stand-in), on `smtpHost`. */
+  hveSmtpPort: number;
   /** Path of the sandbox CA certificate, which clients must be told to trust. */
   caPath: string;
   caPem: string;
@@ -73,32 +78,37 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   let baseUrl = '';
   const http = buildHttpsApp(tls, state, issuer, () => baseUrl);
   const smtp = createExchangeSmtp({ state, issuer, tls: tls.server, logger });
+  const hveSmtp = createExchangeSmtp({ state, issuer, tls: tls.server, logger, endpoint: 'hve' });
   let httpsPort: number;
   let smtpPort: number;
+  let hveSmtpPort: number;
   try {
     await http.listen({ host, port: options.httpsPort ?? 0 });
     httpsPort = (http.server.address() as AddressInfo).port;
     baseUrl = `https://localhost:${httpsPort}`;
     smtpPort = await listenSmtp(smtp, host, options.smtpPort ?? 0);
+    hveSmtpPort = await listenSmtp(hveSmtp, host, options.hveSmtpPort ?? 0);
   } catch (cause) {
     await http.close();
+    await new Promise<void>((res) => smtp.close(() => res()));
     throw new Relay365Error('R365_SANDBOX_START_FAILED', `The sandbox cannot listen on ${host}: ${(cause as Error).message}. Choose free ports.`, {
       cause,
     });
   }
-  logger.info({ baseUrl, smtpPort, caPath }, 'sandbox listening');
+  logger.info({ baseUrl, smtpPort, hveSmtpPort, caPath }, 'sandbox listening');
   return {
     baseUrl,
     httpsPort,
     smtpHost: host,
     smtpPort,
+    hveSmtpPort,
     caPath,
     caPem: tls.ca.certPem,
     state,
     issuer,
     authority: (tenant) => `${baseUrl}/${tenant}`,
     close: async () => {
-      await Promise.all([http.close(), new Promise<void>((res) => smtp.close(() => res()))]);
+      await Promise.all([http.close(), new Promise<void>((res) => smtp.close(() => res())), new Promise<void>((res) => hveSmtp.close(() => res()))]);
     },
   };
 }
@@ -111,6 +121,7 @@ function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer
   });
   void app.register(identityRoutes, { state, issuer, baseUrl });
   void app.register(graphRoutes, { state, issuer, baseUrl });
+  void app.register(graphMailRoutes, { state, issuer, baseUrl });
   void app.register(adminRoutes, { state });
   return app;
 }

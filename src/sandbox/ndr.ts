@@ -249,7 +249,9 @@ function displayNames(block: string): Map<string, string> {
   return out;
 }
 
+/** A size as the NDR's text gives it ("The limit is 35 MB"); below 1 MB in KB, so a small test limit still reads. */
 function megabytes(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
   return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
 }
 

@@ -27,7 +27,7 @@ export interface RecordedReply {
   readonly note?: string;
 }
 
-/** SMTP refusals recorded from public sources (46), and replies quoted in Exchange Online NDRs. */
+/** SMTP refusals recorded from public sources (55), and replies quoted in Exchange Online NDRs. */
 export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
   // 432 4.3.2: more than 3 connections for one mailbox.
   {
@@ -367,6 +367,75 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     row: 'smtp-550-5.1.10',
     class: 'permanent',
     note: "the reply an exim callout got, quoted in its bounce as '550-550 5.1.10 ... by SMTP 550 address lookup': the continuation prefixes the bounce added are left out",
+  },
+  // Continuous error throttling: Exchange blocks SMTP AUTH for the mailbox for a while (Learn lists the five texts).
+  {
+    reply: '550 5.2.251 Sender throttled due to continuous mailbox full errors.',
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions',
+    row: 'smtp-550-5.2.251-throttled',
+    class: 'blocked',
+    note: 'as Microsoft Learn lists it; a reply in a session ends with [HOST TIMESTAMP ID] too',
+  },
+  {
+    reply: '550 5.2.252 Sender throttled due to continuous send as denied errors.',
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions',
+    row: 'smtp-550-5.2.252-throttled',
+    class: 'blocked',
+    note: 'as Microsoft Learn lists it; a reply in a session ends with [HOST TIMESTAMP ID] too',
+  },
+  {
+    reply: '550 5.2.253 Sender throttled due to continuous invalid license errors.',
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions',
+    row: 'smtp-550-5.2.253-throttled',
+    class: 'blocked',
+    note: 'as Microsoft Learn lists it; a reply in a session ends with [HOST TIMESTAMP ID] too',
+  },
+  {
+    reply: '550 5.2.254 Sender throttled due to continuous too many recipients errors.',
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions',
+    row: 'smtp-550-5.2.254-throttled',
+    class: 'blocked',
+    note: 'as Microsoft Learn lists it; a reply in a session ends with [HOST TIMESTAMP ID] too',
+  },
+  {
+    reply: '550 5.2.255 Sender throttled due to continuous invalid recipients errors.',
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions',
+    row: 'smtp-550-5.2.255-throttled',
+    class: 'blocked',
+    note: 'as Microsoft Learn lists it; a reply in a session ends with [HOST TIMESTAMP ID] too',
+  },
+  // The outbound spam policy does not allow external forwarding.
+  {
+    reply:
+      '550 5.7.520 Access denied, Your organization does not allow external forwarding. Please contact your administrator for further assistance. AS(7555)',
+    source: 'https://github.com/MicrosoftDocs/microsoft-365-docs/issues/3648',
+    row: 'smtp-550-5.7.520',
+    class: 'permanent',
+    note: "quoted from the NDR: Remote Server returned '...'",
+  },
+  {
+    reply:
+      '550 5.7.520 Access denied, Your organization does not allow external forwarding. Please contact your administrator for further assistance. AS(7555)',
+    source: 'https://github.com/MicrosoftDocs/microsoft-365-docs/issues/6235',
+    row: 'smtp-550-5.7.520',
+    class: 'permanent',
+    note: "quoted from the NDR: Remote Server returned '...'",
+  },
+  {
+    reply:
+      '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP. For more information please go to http://go.microsoft.com/fwlink/?LinkId=526653 AS(7171) [DM6PR09MB5976.namprd09.prod.outlook.com]',
+    source: 'https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/6099',
+    row: 'smtp-550-5.7.708',
+    class: 'blocked',
+    note: "a message forwarded through Graph; quoted from the NDR: Remote Server returned '...'",
+  },
+  // The daily recipient limit, as the NDR words it.
+  {
+    reply: "550 5.1.90 Your message can't be sent because you've reached your daily limit for message recipients",
+    source: 'https://github.com/MicrosoftDocs/OfficeDocs-Exchange/issues/2729',
+    row: 'smtp-550-5.1.90-daily-recipients',
+    class: 'throttled',
+    note: 'the NDR text the thread quotes (from a Tech Community post); a user sends again once the rolling 24 hours free',
   },
 ];
 

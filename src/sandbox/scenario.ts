@@ -29,6 +29,28 @@ const permissionsSchema = z
   })
   .strict();
 
+/**
+ * A Conditional Access policy as the sandbox applies it, at the token endpoint to delegated sign-ins
+ * only (app-only client credentials are not subject to user policies). Microsoft Learn "Conditional
+ * Access: Grant" (block, require MFA) and "Configure adaptive session lifetime policies" (sign-in frequency).
+ */
+const conditionalAccessSchema = z
+  .object({
+    /** Block access: AADSTS53003. */
+    block: z.boolean().default(false),
+    /** Require multifactor authentication: a sign-in without it gets AADSTS50076. */
+    requireMfa: z.boolean().default(false),
+    /** Sign-in frequency: a refresh token from a sign-in older than this gets AADSTS70043. */
+    signInFrequencySeconds: z.number().int().positive().nullable().default(null),
+  })
+  .strict();
+
+/**
+ * Security Defaults (Microsoft Learn "Security defaults in Microsoft Entra ID"): `on` requires MFA at
+ * sign-in (as `requireMfa`); `block` stands for a sign-in Security Defaults deem unsafe: AADSTS530035.
+ */
+const securityDefaultsSchema = z.enum(['off', 'on', 'block']);
+
 const appSchema = z
   .object({
     clientId: guid,
@@ -69,6 +91,8 @@ const appSchema = z
      * 403 ErrorAccessDenied "[RAOP]" (see graph-access.ts).
      */
     mailboxScope: z.array(z.string().email()).nullable().default(null),
+    /** The service principal is enabled ("Enabled for users to sign in"); false: AADSTS7000112. */
+    enabled: z.boolean().default(true),
   })
   .strict();
 
@@ -106,6 +130,21 @@ const userSchema = z
      * requests get AADSTS53003 at the token endpoint; app-only tokens are not subject to it.
      */
     blockedByConditionalAccess: z.boolean().default(false),
+    /** Conditional Access policies that include this user (added to the tenant's). */
+    conditionalAccess: conditionalAccessSchema.optional(),
+    /** Security Defaults as they act on this user; null follows the tenant. */
+    securityDefaults: securityDefaultsSchema.nullable().default(null),
+    /** The one-time code the sign-in pages ask for when MFA is required; an `autoApprove` user with one passes MFA unattended. */
+    mfaCode: z.string().min(1).optional(),
+    /** `accountEnabled`: false answers the user's sign-ins and refreshes with AADSTS50057. */
+    accountEnabled: z.boolean().default(true),
+    /** The password expired: sign-ins get AADSTS50055 (refresh tokens keep working). */
+    passwordExpired: z.boolean().default(false),
+    /**
+     * The user's TokensValidFrom (ISO): a password change or `Revoke-MgUserSignInSession` sets it, and
+     * refresh tokens issued before it get AADSTS50173. null: none revoked.
+     */
+    tokensValidFrom: z.string().datetime().nullable().default(null),
     /**
      * The mailbox's storage quota (ProhibitSendQuota); null: never full. Every message sent by SMTP
      * AUTH or Graph is kept in Sent Items and counts toward it (shared/M365.md "mailbox storage").
@@ -113,6 +152,20 @@ const userSchema = z
     mailboxQuotaBytes: z.number().int().positive().nullable().default(null),
     /** What the mailbox holds besides the copies the sandbox saved to Sent Items. */
     mailboxUsedBytes: z.number().int().nonnegative().default(0),
+    /**
+     * `Set-Mailbox -MaxSendSize`; null: `limits.maxMessageBytes` (Exchange Online's default, 35 MB). A
+     * message over it is accepted with `250` and then bounced by a 5.2.3 NDR (ndr.ts), as Exchange does.
+     */
+    maxSendSizeBytes: z.number().int().positive().nullable().default(null),
+    /**
+     * A High Volume Email account (a mail user, `New-MailUser -HVEAccount`): it submits through the
+     * sandbox's HVE listener (smtp-hve.office365.com), with its password or an app-only token of an app
+     * on its Allowed Apps list (MS Learn "High volume email for Microsoft 365", "OAuth authentication for
+     * high volume emails"). Its mail does not count toward the tenant external recipient rate limit.
+     */
+    hve: z.boolean().default(false),
+    /** `Add-HVEAppAccess -AppIds`: the apps (client ids) that may send as this HVE account with OAuth. */
+    hveApps: z.array(guid).default([]),
   })
   .strict();
 
@@ -122,8 +175,49 @@ const tenantSchema = z
     domain: z.string().min(1),
     /** `Set-TransportConfig -SmtpClientAuthenticationDisabled $false` (true here means enabled). */
     smtpAuthEnabled: z.boolean().default(true),
+    /** Security Defaults for the tenant (see the user's `securityDefaults`); unset: off. */
+    securityDefaults: securityDefaultsSchema.optional(),
+    /** Conditional Access policies for every user of the tenant. */
+    conditionalAccess: conditionalAccessSchema.optional(),
     apps: z.array(appSchema).default([]),
     users: z.array(userSchema).default([]),
+    /** Accepted domains besides `domain`: recipients there are internal for the external recipient limit. */
+    acceptedDomains: z.array(z.string().min(1)).optional(),
+    /**
+     * Non-trial email licences (unset: 1): the tenant external recipient rate limit (TERRL) is 500 x licences^0.7 +
+     * 9,500 external recipients per rolling 24 hours (Exchange Team blog "Introducing Exchange Online
+     * Tenant Outbound Email Limits", 2025-02-24; MS Learn "Exchange Online limits").
+     */
+    licenses: z.number().int().nonnegative().optional(),
+    /** A trial tenant: 5,000 external recipients a day, and NDR 5.7.232 instead of 5.7.233. */
+    trial: z.boolean().optional(),
+    /** Replaces the computed TERRL (so a test need not send 10,000 recipients). */
+    externalRecipientsPerDay: z.number().int().positive().optional(),
+  })
+  .strict();
+
+/**
+ * What happens to mail after Exchange accepted it (the sandbox has no internet): which recipients do
+ * not exist or have a full mailbox, which domains cannot be reached, and how soon the NDRs come.
+ */
+export const mailFlowSchema = z
+  .object({
+    /**
+     * Addresses that do not exist. At another domain Exchange accepts them and bounces them by an NDR
+     * (5.1.1, the remote server's reply); at an accepted domain of the tenant it refuses them at RCPT
+     * with 550 5.1.10 (Directory Based Edge Blocking).
+     */
+    unknownRecipients: z.array(z.string().email()).default([]),
+    /** Addresses whose mailbox is full: NDR 5.2.2. */
+    fullMailboxes: z.array(z.string().email()).default([]),
+    /** Domains whose servers never answer: a delay notification (4.4.7, Action: delayed), then an NDR when the message expires. */
+    unreachableDomains: z.array(z.string().min(1)).default([]),
+    /** Time between the 250 and the NDR in the sender's Inbox (Exchange: seconds to minutes). */
+    ndrDelayMs: z.number().int().nonnegative().default(200),
+    /** Time until the delay notification for an unreachable domain (Exchange's default: 4 hours). */
+    delayNotificationMs: z.number().int().nonnegative().default(500),
+    /** Time until the message expires and its NDR comes (Exchange Online retries for 24 hours). */
+    expirationMs: z.number().int().nonnegative().default(2000),
   })
   .strict();
 
@@ -235,6 +329,7 @@ export const scenarioSchema = z
     limits: limitsSchema.default(limitsSchema.parse({})),
     token: tokenSettingsSchema.default(tokenSettingsSchema.parse({})),
     faults: faultsSchema.default({ token: [], smtp: [], graph: [] }),
+    mailFlow: mailFlowSchema.default(mailFlowSchema.parse({})),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -257,6 +352,7 @@ export type Limits = Scenario['limits'];
 export type TokenFault = Scenario['faults']['token'][number];
 export type SmtpFault = Scenario['faults']['smtp'][number];
 export type GraphFault = Scenario['faults']['graph'][number];
+export type MailFlow = Scenario['mailFlow'];
 
 /**
  * Validates a scenario, reporting every problem at once.

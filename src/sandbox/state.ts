@@ -2,6 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { App, GraphFault, Scenario, SmtpFault, Tenant, TokenFault, User } from './scenario.js';
+import { MailboxStore } from './mailbox-store.js';
+import { buildNdr, type NdrInput } from './ndr.js';
 
 /** One message the simulated Microsoft 365 accepted, exactly as it arrived. */
 export interface ReceivedMessage {
@@ -36,6 +38,8 @@ export interface SandboxCounters {
   /** Highest number of simultaneous authenticated connections seen per mailbox. */
   maxConcurrentByMailbox: Record<string, number>;
   graphRequests: number;
+  /** NDRs and delay notifications placed in senders' Inboxes. */
+  reportsDelivered: number;
 }
 
 function emptyCounters(): SandboxCounters {
@@ -49,6 +53,7 @@ function emptyCounters(): SandboxCounters {
     smtpConnections: 0,
     maxConcurrentByMailbox: {},
     graphRequests: 0,
+    reportsDelivered: 0,
   };
 }
 
@@ -81,6 +86,12 @@ export class SandboxState {
   private readonly errorRuns = new Map<string, { kind: ContinuousErrorKind; count: number }>();
   /** Per mailbox: a continuous-error block, and which kind caused it. */
   private readonly errorBlocks = new Map<string, { until: number; kind: ContinuousErrorKind }>();
+  /** Per tenant: [time, external recipients] of accepted messages within the last scaled day (TERRL). */
+  private readonly externalWindow = new Map<string, Array<[number, number]>>();
+  /** NDRs waiting for their delay, cleared by reset(). */
+  private readonly pendingReports = new Set<NodeJS.Timeout>();
+  /** The mailboxes' folders and messages (NDRs land in the Inbox), read through the Graph Inbox routes. */
+  readonly mail = new MailboxStore();
   private tokenFaults: Array<TokenFault & { left: number }> = [];
   private smtpFaults: Array<SmtpFault & { left: number }> = [];
   private graphFaults: Array<GraphFault & { left: number }> = [];
@@ -242,7 +253,57 @@ export class SandboxState {
    */
   mailboxFull(user: User, size: number): boolean {
     if (user.mailboxQuotaBytes === null) return false;
-    return user.mailboxUsedBytes + (this.sentItems.get(user.upn.toLowerCase()) ?? 0) + size > user.mailboxQuotaBytes;
+    // What the mailbox received counts too: the NDRs in its Inbox, and wherever they were moved.
+    const held = user.mailboxUsedBytes + (this.sentItems.get(user.upn.toLowerCase()) ?? 0) + this.mail.usedBytes(user.upn);
+    return held + size > user.mailboxQuotaBytes;
+  }
+
+  /**
+   * The tenant external recipient rate limit (TERRL): 500 x licences^0.7 + 9,500 external recipients
+   * per rolling 24 hours, 5,000 for a trial tenant (Exchange Team blog "Introducing Exchange Online
+   * Tenant Outbound Email Limits", 2025-02-24, and the Learn pages it links), or the scenario's override.
+   */
+  externalRecipientLimit(tenant: Tenant): number {
+    if (tenant.externalRecipientsPerDay !== undefined) return tenant.externalRecipientsPerDay;
+    if (tenant.trial) return 5000;
+    return Math.floor(500 * Math.pow(tenant.licenses ?? 1, 0.7) + 9500);
+  }
+
+  /** A recipient outside the tenant's accepted domains (what TERRL counts). */
+  isExternal(tenant: Tenant, address: string): boolean {
+    const domain = (address.split('@')[1] ?? '').toLowerCase();
+    return ![tenant.domain, ...(tenant.acceptedDomains ?? [])].some((d) => d.toLowerCase() === domain);
+  }
+
+  /**
+   * Counts one external recipient against the tenant's rolling day; false when the limit is used up
+   * (then Exchange accepts the message and bounces that recipient with an NDR). Scaled by `timeScale`.
+   */
+  takeExternalRecipient(tenant: Tenant, now = Date.now()): boolean {
+    const limits = this.scenarioValue.limits;
+    const dayMs = 86_400_000 / limits.timeScale;
+    const key = tenant.id.toLowerCase();
+    const day = (this.externalWindow.get(key) ?? []).filter(([t]) => t > now - dayMs);
+    this.externalWindow.set(key, day);
+    const used = day.reduce((sum, [, n]) => sum + n, 0);
+    if (used >= this.externalRecipientLimit(tenant)) return false;
+    day.push([now, 1]);
+    return true;
+  }
+
+  /**
+   * Places an NDR (or delay notification) in the sender's Inbox after `delayMs`, as Exchange does some
+   * time after its `250`. Returns at once; reset() cancels reports not yet delivered.
+   */
+  scheduleReport(input: NdrInput, delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.pendingReports.delete(timer);
+      const ndr = buildNdr({ ...input, date: new Date() });
+      this.mail.deliver(input.mailbox, ndr.raw);
+      this.counters.reportsDelivered += 1;
+    }, delayMs);
+    timer.unref();
+    this.pendingReports.add(timer);
   }
 
   /** Saves the Sent Items copy of a sent message (its size is what counts). */
@@ -307,6 +368,10 @@ export class SandboxState {
     this.sentItems.clear();
     this.errorRuns.clear();
     this.errorBlocks.clear();
+    this.externalWindow.clear();
+    for (const timer of this.pendingReports) clearTimeout(timer);
+    this.pendingReports.clear();
+    this.mail.clear();
     this.loadFaults(this.scenarioValue);
   }
 }

@@ -141,11 +141,52 @@ describe('Graph errors are classified and explained from the catalogue', () => {
   });
 
   it('ErrorAccessDenied without the Mail.Send application permission: auth, naming Mail.Send and RBAC for Applications', async () => {
-    const r = await sendWith((s) => (s.tenants[0]!.apps[0]!.roles.graph = []), {}, plain);
+    // The app lists another Graph permission: the token has roles, none of them Mail.Send.
+    const r = await sendWith((s) => (s.tenants[0]!.apps[0]!.roles.graph = ['User.Read.All']), {}, plain);
     assert.equal(r.class, 'auth');
+    assert.match(r.reply ?? '', /^403 ErrorAccessDenied/);
     assert.equal(r.explanation?.id, 'graph-403-access-denied');
-    assert.match(r.explanation?.fix ?? '', /Mail\.Send \(Application\)/);
+    assert.match(r.explanation?.fix ?? '', /Application permissions > Mail\.Send|Mail\.Send \(Application\)/);
     assert.match(r.explanation?.fix ?? '', /New-ManagementRoleAssignment/);
+  });
+
+  it('RBAC for Applications: a mailbox outside the app\'s management scope gets 403 [RAOP], explained; one inside it is sent', async () => {
+    const outside = await sendWith((s) => (s.tenants[0]!.apps[0]!.mailboxScope = [DEFAULT_IDS.user]), {}, plain);
+    assert.equal(outside.ok, false);
+    assert.equal(outside.class, 'auth');
+    assert.match(outside.reply ?? '', /^403 ErrorAccessDenied/);
+    assert.match(outside.reply ?? '', /Access to OData is disabled: \[RAOP\] : Blocked by tenant configured AppOnly AccessPolicy settings\./);
+    // The scoped row once the transport passes Graph's message to the catalogue, the general 403 row until then.
+    assert.match(outside.explanation?.id ?? '', /^graph-403-access-denied(-scoped)?$/);
+    assert.match(outside.explanation?.fix ?? '', /CustomResourceScope/);
+    const inside = await sendWith((s) => (s.tenants[0]!.apps[0]!.mailboxScope = [MAILBOX]), {}, plain);
+    assert.equal(inside.ok, true, JSON.stringify(inside));
+  });
+
+  it('a token without roles (no admin consent) gets 401 NoPermissionsInAccessToken: auth', async () => {
+    const r = await sendWith((s) => (s.tenants[0]!.apps[0]!.adminConsent = false), {}, plain);
+    assert.equal(r.ok, false);
+    assert.equal(r.class, 'auth');
+    assert.match(r.reply ?? '', /^401 NoPermissionsInAccessToken/);
+    assert.match(r.reply ?? '', /The token contains no permissions, or permissions can not be understood\./);
+    assert.equal(r.explanation?.id, 'graph-401-no-permissions');
+  });
+
+  it('a full mailbox refuses sendMail with 403 ErrorQuotaExceeded, as its Sent Items copy would go over the quota', async () => {
+    const r = await sendWith(
+      (s) => {
+        const mailbox = s.tenants[0]!.users[0]!;
+        mailbox.mailboxQuotaBytes = 1_000_000;
+        mailbox.mailboxUsedBytes = 999_900;
+      },
+      {},
+      plain,
+    );
+    assert.equal(r.ok, false);
+    assert.match(r.reply ?? '', /^403 ErrorQuotaExceeded/);
+    assert.match(r.reply ?? '', /Mailbox has exceeded maximum mailbox size\./);
+    assert.equal(r.explanation?.id, 'graph-error-quota-exceeded');
+    assert.equal(r.class, 'blocked');
   });
 
   it('ErrorInvalidRecipients: permanent', async () => {

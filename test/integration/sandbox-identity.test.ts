@@ -380,7 +380,7 @@ describe('sandbox identity platform', () => {
       });
     });
 
-    it('answers expired_token (AADSTS70019) once the device code lifetime has passed', async () => {
+    it('answers expired_token (AADSTS70020) at the token endpoint once the device code lifetime has passed, and AADSTS70019 on the sign-in page', async () => {
       await withSandbox(
         (s) => {
           s.token.deviceCodeLifetimeSeconds = 1;
@@ -392,7 +392,7 @@ describe('sandbox identity platform', () => {
             await token(sandbox, { grant_type: DEVICE_CODE_GRANT, client_id: ids.publicClientId, device_code: started.device_code }),
             400,
             'expired_token',
-            70019,
+            70020,
           );
           const late = await approveDevice(sandbox, started.user_code, ids.mailbox);
           assert.equal(late.status, 400);
@@ -568,7 +568,7 @@ describe('sandbox identity platform', () => {
   });
 
   describe('refresh tokens', () => {
-    it('rotates refresh tokens: each use returns a new one and a second use of the same one answers AADSTS50173', async () => {
+    it('gives a new refresh token with each use without revoking the used one; a revoke (TokensValidFrom) answers AADSTS50173', async () => {
       await withSandbox(undefined, async (sandbox) => {
         const { verifier, challenge } = pkcePair();
         const scope = `${SMTP_SEND} offline_access`;
@@ -591,9 +591,37 @@ describe('sandbox identity platform', () => {
         const second = rotated.json<{ refresh_token: string; access_token: string }>().refresh_token;
         assert.ok(second && second !== first);
 
-        const body = assertAadsts(await refresh(first), 400, 'invalid_grant', 50173);
-        assert.match(body.error_description, /revoked/);
+        // Microsoft Learn "Refresh tokens in the Microsoft identity platform": refresh tokens are not
+        // revoked when used to get new access tokens. The first one still works, and so does the second.
+        const reused = await refresh(first);
+        assert.equal(reused.status, 200, reused.text);
         assert.equal((await refresh(second)).status, 200);
+        assert.equal(sandbox.state.counters.tokenErrors.AADSTS50173, undefined);
+
+        // A password change or Revoke-MgUserSignInSession sets the user's TokensValidFrom: every refresh
+        // token issued before it is revoked.
+        await new Promise((r) => setTimeout(r, 5));
+        const revokedAt = new Date();
+        const changed = structuredClone(sandbox.state.scenario);
+        changed.tenants[0]!.users.find((u) => u.upn === ids.mailbox)!.tokensValidFrom = revokedAt.toISOString();
+        sandbox.state.setScenario(changed);
+        for (const old of [first, second]) {
+          const body = assertAadsts(await refresh(old), 400, 'invalid_grant', 50173);
+          assert.match(body.error_description, /^AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed\./);
+          assert.match(body.error_description, new RegExp(`TokensValidFrom date \\(before which tokens are not valid\\) for this user is '${revokedAt.toISOString().slice(0, 19)}\\.\\d{7}Z'`));
+        }
+        // A new sign-in after the revoke works again.
+        const again = await authorizeCode(sandbox, { scope, challenge });
+        const fresh = await token(sandbox, {
+          grant_type: 'authorization_code',
+          client_id: ids.publicClientId,
+          code: again,
+          redirect_uri: 'http://localhost:53123/',
+          code_verifier: verifier,
+          scope,
+        });
+        assert.equal(fresh.status, 200, fresh.text);
+        assert.equal((await refresh(fresh.json<{ refresh_token: string }>().refresh_token)).status, 200);
       });
     });
 
@@ -675,10 +703,14 @@ describe('sandbox identity platform', () => {
       );
     });
 
-    it('answers AADSTS70011 (invalid_scope) for a delegated scope or a bare permission with client credentials, and for a missing scope', async () => {
+    it('answers AADSTS1002012 (invalid_scope) for a delegated scope or a bare permission with client credentials, and AADSTS70011 for a missing scope', async () => {
       await withSandbox(undefined, async (sandbox) => {
-        assertAadsts(await token(sandbox, appSecretRequest({ scope: SMTP_SEND })), 400, 'invalid_scope', 70011);
-        assertAadsts(await token(sandbox, appSecretRequest({ scope: 'SMTP.Send' })), 400, 'invalid_scope', 70011);
+        const delegated = assertAadsts(await token(sandbox, appSecretRequest({ scope: SMTP_SEND })), 400, 'invalid_scope', 1002012);
+        assert.match(
+          delegated.error_description,
+          /^AADSTS1002012: The provided value for scope https:\/\/outlook\.office\.com\/SMTP\.Send is not valid\. Client credential flows must have a scope value with \/\.default suffixed to the resource identifier \(application ID URI\)\./,
+        );
+        assertAadsts(await token(sandbox, appSecretRequest({ scope: 'SMTP.Send' })), 400, 'invalid_scope', 1002012);
         const { scope: _scope, ...noScope } = appSecretRequest();
         assertAadsts(await token(sandbox, noScope), 400, 'invalid_scope', 70011);
         assertAadsts(await token(sandbox, appSecretRequest({ scope: 'https://api.unknown.example/.default' })), 400, 'invalid_resource', 500011);

@@ -165,6 +165,7 @@ describe('Exchange SMTP submission: greeting, capabilities and AUTH', () => {
       `250-${FRONTEND} Hello [127.0.0.1]`,
       '250-SIZE 157286400',
       '250-PIPELINING',
+      '250-DSN',
       '250-ENHANCEDSTATUSCODES',
       '250-STARTTLS',
       '250-8BITMIME',
@@ -183,6 +184,7 @@ describe('Exchange SMTP submission: greeting, capabilities and AUTH', () => {
       `250-${FRONTEND} Hello [127.0.0.1]`,
       '250-SIZE 157286400',
       '250-PIPELINING',
+      '250-DSN',
       '250-ENHANCEDSTATUSCODES',
       '250-AUTH LOGIN XOAUTH2',
       '250-8BITMIME',
@@ -490,13 +492,21 @@ describe('Exchange SMTP submission: store driver decisions at the end of DATA', 
     await wire.quit();
   });
 
-  it('refuses a message over maxMessageBytes at the end of DATA with 552 5.3.4', async () => {
+  it("takes a message over the mailbox's MaxSendSize with 250 and bounces it by a 5.2.3 NDR in the Inbox", async () => {
     const { wire } = await authenticate(sb, token);
     const count = sb.state.messages.length;
     const sent = await submit(wire, { data: message(MAILBOX) + 'x'.repeat(78).concat('\r\n').repeat(60) });
-    assert.equal(sent.data!.last, R.tooBig);
-    assert.equal(sb.state.messages.length, count);
+    assert.match(sent.data!.last, ACCEPTED, 'Exchange accepts it and bounces it later (MS Learn KB 3146087)');
+    assert.equal(sb.state.messages.length, count + 1);
     await wire.quit();
+    const inbox = sb.state.mail.folder(MAILBOX, 'inbox')!;
+    const deadline = Date.now() + 5000;
+    while (sb.state.mail.items(MAILBOX, inbox.id).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const [ndr] = sb.state.mail.items(MAILBOX, inbox.id);
+    assert.ok(ndr, 'an NDR arrives in the Inbox');
+    const text = ndr.raw.toString('latin1');
+    assert.match(text, /^Status: 5\.2\.3$/m);
+    assert.match(text, /^Diagnostic-Code: smtp;550 5\.2\.3 RESOLVER\.RST\.SendSizeLimit\.Sender; message too large for this sender$/m);
   });
 });
 

@@ -55,13 +55,8 @@ const RECORDED: Array<[reply: string, id: string, cls: string]> = [
   ['552 5.3.4 Message size exceeds fixed maximum message size', 'smtp-552-5.3.4', 'permanent'],
   ['452 4.5.3 Too many recipients', 'smtp-452-4.5.3', 'permanent'],
   ['550 5.5.4 Too many recipients', 'smtp-550-5.5.4', 'permanent'],
-  // shared/M365.md's wordings for replies no public paste was found for (see src/sandbox/recorded-replies.ts).
+  // shared/M365.md's wording of a reply no public paste was found for (see src/sandbox/recorded-replies.ts).
   ['554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded', 'smtp-554-5.2.2-mailbox-full', 'blocked'],
-  ['550 5.2.251 Sender throttled due to continuous mailbox full errors.', 'smtp-550-5.2.251-throttled', 'blocked'],
-  ['550 5.2.252 Sender throttled due to continuous send as denied errors.', 'smtp-550-5.2.252-throttled', 'blocked'],
-  ['550 5.2.253 Sender throttled due to continuous invalid license errors.', 'smtp-550-5.2.253-throttled', 'blocked'],
-  ['550 5.2.254 Sender throttled due to continuous too many recipients errors.', 'smtp-550-5.2.254-throttled', 'blocked'],
-  ['550 5.2.255 Sender throttled due to continuous invalid recipients errors.', 'smtp-550-5.2.255-throttled', 'blocked'],
 ];
 
 describe('the reply catalogue', () => {

@@ -42,9 +42,14 @@ describe('sandbox scope parsing', () => {
       name: 'graph',
       audience: '00000003-0000-0000-c000-000000000000',
     });
+    // A delegated permission, with its resource or bare, is AADSTS1002012 (Entra's answer, as users pasted it).
     assert.equal(
       aadstsCode(() => parseAppOnlyScope('https://outlook.office.com/SMTP.Send', 't')),
-      'AADSTS70011',
+      'AADSTS1002012',
+    );
+    assert.equal(
+      aadstsCode(() => parseAppOnlyScope('User.Read', 't')),
+      'AADSTS1002012',
     );
     assert.equal(
       aadstsCode(() => parseAppOnlyScope('https://graph.microsoft.com/.default https://outlook.office365.com/.default', 't')),
