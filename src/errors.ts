@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   R365_UNKNOWN_MAILBOX: 'The mailbox is not in the config.',
   R365_MESSAGE_INVALID: 'The message cannot be sent as given (no sender, no recipient, unreadable file).',
   R365_OUTBOX_UNAVAILABLE: 'The outbox database cannot be opened, migrated or written (locked, disk full, damaged, newer schema).',
+  R365_SCHEMA_TOO_NEW: 'The database was upgraded by a newer relay365: its schema version is one this relay365 does not know.',
   R365_LIST_CURSOR_INVALID: 'A list cursor was not one the outbox returned.',
   R365_MESSAGE_TOO_LARGE: 'The message is larger than Exchange Online accepts (limits.maxMessageBytes).',
   R365_NO_ROUTE_FOR_SENDER: "No configured mailbox may send as the message's sender.",
@@ -87,4 +88,18 @@ export class Relay365Error extends Error {
 /** Narrowing helper: `isRelay365Error(err, 'R365_CONFIG_INVALID')`. */
 export function isRelay365Error(err: unknown, code?: Relay365ErrorCode): err is Relay365Error {
   return err instanceof Relay365Error && (code === undefined || err.code === code);
+}
+
+/**
+ * The database holds a schema version this release does not know: a newer relay365 migrated it. The same
+ * words for every ledger (outbox, HTTP tables, token cache; SQLite and PostgreSQL), so an operator who
+ * downgraded, or started an old node beside upgraded ones, reads one instruction.
+ * @param what - the tables and where they are, e.g. `the outbox tables in /var/lib/relay365/relay365.db`.
+ */
+export function schemaTooNew(what: string, version: number, known: number, details: Record<string, unknown> = {}): Relay365Error {
+  return new Relay365Error(
+    'R365_SCHEMA_TOO_NEW',
+    `This database was upgraded by a newer relay365 (schema ${version}, this one knows ${known}); upgrade relay365 or restore the backup taken before the upgrade. (${what})`,
+    { details: { ...details, version, known } },
+  );
 }

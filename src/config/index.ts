@@ -1,6 +1,7 @@
 export {
   configSchema,
   secretRefSchema,
+  parseDuration,
   authSchema,
   mailboxSchema,
   CLOUD_NAMES,

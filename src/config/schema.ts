@@ -130,6 +130,33 @@ export const limitsSchema = z
   })
   .strict();
 
+/**
+ * A length of time as people write it: a number and a unit (`30s`, `15m`, `12h`, `7d`), or `off` for
+ * never. Kept as written (so a parsed config parses again unchanged); `parseDuration` reads it.
+ */
+export const durationSchema = z
+  .string()
+  .regex(/^(off|\d+(\.\d+)?(s|m|h|d))$/, 'must be a number with s, m, h or d (e.g. 7d, 12h), or off');
+
+/** `7d` in milliseconds; undefined for `off`. */
+export function parseDuration(text: string): number | undefined {
+  if (text === 'off') return undefined;
+  const match = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(text);
+  if (!match) throw new Error(`not a duration: ${text}`);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+/** What is kept of a finished message (sent, failed or cancelled), and for how long after it finished. */
+export const retentionSchema = z
+  .object({
+    /** Its content (the raw MIME): deleted this long after the message finished; its metadata stays. */
+    bodies: durationSchema.default('7d'),
+    /** The message itself, its attempts and its recipients' outcomes. */
+    records: durationSchema.default('90d'),
+  })
+  .strict();
+
 /** The durable outbox and its retry policy. */
 export const queueSchema = z
   .object({
@@ -156,8 +183,22 @@ export const queueSchema = z
     authPauseSeconds: z.number().positive().default(60),
     /** Send a delivery status notification (RFC 3464) to the envelope sender of a message that failed. */
     bounces: z.boolean().default(false),
+    /** How long finished messages' content and records are kept (a sweep deletes them; src/outbox/retention.ts). */
+    retention: retentionSchema.default({ bodies: '7d', records: '90d' }),
+    /** Encrypt the content of new messages in the store (AES-256-GCM, with the token cache's key). */
+    encryptBodies: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((queue, ctx) => {
+    const bodies = parseDuration(queue.retention.bodies) ?? Infinity;
+    const records = parseDuration(queue.retention.records) ?? Infinity;
+    if (records < bodies)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retention', 'records'],
+        message: `must be at least retention.bodies (${queue.retention.bodies}): deleting a message deletes its content`,
+      });
+  });
 
 /** SMTP delivery to Exchange Online. */
 export const deliverySchema = z

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
-import { Relay365Error } from '../errors.js';
+import { Relay365Error, schemaTooNew } from '../errors.js';
 import { decrypt, encrypt, type TokenCacheStore } from './cache-store.js';
 
 /**
@@ -9,7 +9,8 @@ import { decrypt, encrypt, type TokenCacheStore } from './cache-store.js';
  */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-const MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: (s: string) => string }> = [
+/** The shared token cache's steps (also for `relay365 db migrate --print`). */
+export const TOKEN_CACHE_MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: (s: string) => string }> = [
   {
     version: 1,
     description: 'token cache entries, encrypted',
@@ -18,6 +19,7 @@ const MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: (s:
     sql: (s) => `CREATE TABLE ${s}.token_cache (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL, updated_at bigint NOT NULL)`,
   },
 ];
+const MIGRATIONS = TOKEN_CACHE_MIGRATIONS;
 
 function statements(schema: string) {
   const s = pg.escapeIdentifier(schema);
@@ -293,11 +295,7 @@ export async function migrateTokenCache(pool: pg.Pool, schema: string): Promise<
       const known = Math.max(...MIGRATIONS.map((m) => m.version));
       const newest = Math.max(0, ...applied);
       if (newest > known) {
-        throw new Relay365Error(
-          'R365_TOKEN_CACHE_UNAVAILABLE',
-          `The token cache in schema ${schema} has version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated it. Run that newer release on every node.`,
-          { details: { schema, version: newest, known } },
-        );
+        throw schemaTooNew(`the token cache in schema ${schema}; run the newer release on every node`, newest, known, { schema });
       }
       const report = { applied: [] as number[], version: newest };
       for (const migration of MIGRATIONS) {

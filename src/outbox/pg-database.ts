@@ -6,7 +6,7 @@
  * its own SQL and its own migration ledger.
  */
 import pg from 'pg';
-import { Relay365Error } from '../errors.js';
+import { Relay365Error, schemaTooNew } from '../errors.js';
 import { DURABLE_COMMITS, SCHEMA_NAME, TRANSACTION, type PgLedgerStatements, type PgMigration } from './pg-sql.js';
 
 /** What {@link applyPgMigrations} did. */
@@ -120,12 +120,7 @@ export async function applyPgMigrations(
   const known = migrations.reduce((max, m) => Math.max(max, m.version), 0);
   const newest = Math.max(0, ...applied);
   if (newest > known) {
-    throw new Relay365Error(
-      'R365_OUTBOX_UNAVAILABLE',
-      `${target.what} at ${target.where} are at schema version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 migrated them. ` +
-        'Run that newer release on every node, or restore the backup taken before the upgrade.',
-      { details: { schema, version: newest, known } },
-    );
+    throw schemaTooNew(`${target.what.replace(/^The /, 'the ')} at ${target.where}; run the newer release on every node`, newest, known, { schema });
   }
   const report: PgMigrationReport = { applied: [], version: newest };
   for (const migration of migrations) {

@@ -188,6 +188,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 7,
+    description: 'retention and privacy at rest: when a finished message lost its content, and which bodies are encrypted',
+    sql: (s) => `
+      -- body_deleted_at: when retention (queue.retention.bodies) or relay365 queue purge --bodies-only
+      -- emptied raw; the message, its attempts and recipients stay. body_encrypted: raw is AES-256-GCM
+      -- under the secret key (src/outbox/body-crypto.ts). Both additive: an older node ignores them.
+      ALTER TABLE ${s}.messages ADD COLUMN body_deleted_at bigint, ADD COLUMN body_encrypted boolean NOT NULL DEFAULT false;
+      -- The sweeps, oldest finished first: bodies still there, and every finished message.
+      CREATE INDEX messages_finished_bodies ON ${s}.messages (updated_at, id)
+        WHERE state IN ('sent', 'failed', 'cancelled') AND body_deleted_at IS NULL;
+      CREATE INDEX messages_finished ON ${s}.messages (updated_at, id) WHERE state IN ('sent', 'failed', 'cancelled');
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
@@ -341,12 +355,12 @@ export function pgStatements(schema: string) {
 
     /**
      * The message and one `pending` row per envelope recipient, in one statement (so one commit).
-     * $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw.
+     * $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw, $13 body_encrypted.
      */
     insertMessage: `WITH m AS (
         INSERT INTO ${s}.messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
-          attempts, created_at, updated_at, next_attempt_at, raw)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12)
+          attempts, created_at, updated_at, next_attempt_at, raw, body_encrypted)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12, $13)
         RETURNING ${MESSAGE_COLUMNS}),
       r AS (
         INSERT INTO ${s}.message_recipients (message_id, position, address, state, updated_at)
@@ -359,7 +373,26 @@ export function pgStatements(schema: string) {
      * one string, hex-encoded (twice the size); 1 MB slices read a 35 MB message about 3 times faster
      * than one row, with a fraction of the memory.
      */
-    getRawSlice: `SELECT substring(raw FROM $2 FOR $3) AS part FROM ${s}.messages WHERE id = $1`,
+    getRawSlice: `SELECT substring(raw FROM $2 FOR $3) AS part, body_encrypted AS encrypted FROM ${s}.messages WHERE id = $1 AND body_deleted_at IS NULL`,
+    /**
+     * Retention and purge, a batch at a time: finished messages last changed before $2 in the states
+     * $3 (text[]), oldest first, at most $4. SKIP LOCKED: nodes sweeping at once take different rows,
+     * and a row an operator is retrying is left for the next sweep. $1 now.
+     */
+    deleteBodies: `UPDATE ${s}.messages SET raw = ''::bytea, body_encrypted = false, body_deleted_at = $1
+      WHERE id IN (SELECT id FROM ${s}.messages
+          WHERE state IN ('sent', 'failed', 'cancelled') AND body_deleted_at IS NULL AND updated_at < $2 AND state = ANY($3::text[])
+          ORDER BY updated_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+        AND state IN ('sent', 'failed', 'cancelled')`,
+    /** The message with its attempts and recipients (ON DELETE CASCADE). $1 before, $2 states (text[]), $3 limit. */
+    deleteFinished: `DELETE FROM ${s}.messages
+      WHERE id IN (SELECT id FROM ${s}.messages
+          WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < $1 AND state = ANY($2::text[])
+          ORDER BY updated_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+        AND state IN ('sent', 'failed', 'cancelled')`,
+    /** What purge would delete: $1 before, $2 states (text[]), $3 bodies only. */
+    countFinished: `SELECT count(*)::int AS n FROM ${s}.messages
+      WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < $1 AND state = ANY($2::text[]) AND (NOT $3 OR body_deleted_at IS NULL)`,
     /** $1 message id. */
     attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM ${s}.attempts WHERE message_id = $1 ORDER BY id`,
 
@@ -514,7 +547,7 @@ export function pgStatements(schema: string) {
     /** An operator's retry: due now; a pool message goes back to its pool. $1 id, $2 now. */
     retryMessage: `UPDATE ${s}.messages SET state = 'queued', next_attempt_at = $2, updated_at = $2,
         mailbox = CASE WHEN pool IS NOT NULL THEN NULL ELSE mailbox END
-      WHERE id = $1 AND state IN ('queued', 'deferred', 'failed')`,
+      WHERE id = $1 AND state IN ('queued', 'deferred', 'failed') AND body_deleted_at IS NULL`,
     /** $1 id, $2 now. */
     cancelMessage: `UPDATE ${s}.messages SET state = 'cancelled', updated_at = $2 WHERE id = $1 AND state IN ('queued', 'deferred', 'failed')`,
 

@@ -3,9 +3,11 @@ import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
+import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from './pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
+  FINISHED_STATES,
   MESSAGE_STATES,
   type Attempt,
   type BounceReport,
@@ -20,6 +22,8 @@ import {
   type NewMessage,
   type OutboxStore,
   type PauseRequest,
+  type PurgeRequest,
+  type PurgeResult,
   type QuotaUsage,
   type RecipientRecord,
   type RecipientState,
@@ -40,6 +44,8 @@ export interface PgStoreOptions {
   connectTimeoutMs?: number;
   /** Apply pending migrations on open (default true); `relay365 db migrate` opens without and reports what it applies. */
   migrate?: boolean;
+  /** Encrypts new bodies (`queue.encryptBodies`) and opens encrypted ones; without it, an encrypted body cannot be read. */
+  bodies?: BodyCipher;
 }
 
 export type { PgMigrationReport } from './pg-database.js';
@@ -92,6 +98,7 @@ export class PgOutboxStore implements OutboxStore {
     readonly schema: string,
     /** The database, for messages: the URL without its password. */
     readonly where: string,
+    private readonly bodies: BodyCipher | undefined = undefined,
   ) {
     this.sql = pgStatements(schema);
   }
@@ -101,7 +108,7 @@ export class PgOutboxStore implements OutboxStore {
     const schema = checkSchemaName(options.schema ?? 'relay365');
     const where = describeDatabase(url, schema);
     const pool = createPgPool(url, { poolSize: options.poolSize ?? 10, connectTimeoutMs: options.connectTimeoutMs });
-    const store = new PgOutboxStore(pool, schema, where);
+    const store = new PgOutboxStore(pool, schema, where, options.bodies);
     try {
       if (options.migrate !== false) await store.migrate();
       else await store.run('connect to the outbox database', () => pool.query(store.sql.ping));
@@ -148,8 +155,10 @@ export class PgOutboxStore implements OutboxStore {
       }
       // The node's clock, as for every other time the store keeps: nodes must keep theirs in sync (NTP).
       const now = Date.now();
+      const id = newMessageId(now);
+      const body = sealBody(this.bodies, id, message.raw);
       const { rows } = await this.pool.query<PgMessageRow>(this.sql.insertMessage, [
-        newMessageId(now),
+        id,
         message.mailbox ?? null,
         message.pool ?? null,
         message.envelope.from,
@@ -160,7 +169,8 @@ export class PgOutboxStore implements OutboxStore {
         JSON.stringify(message.source),
         now,
         message.notBefore?.getTime() ?? now,
-        message.raw,
+        body.raw,
+        body.encrypted,
       ]);
       return toStoredMessage(rows[0]!);
     });
@@ -178,10 +188,10 @@ export class PgOutboxStore implements OutboxStore {
       // raw is never changed once stored, so slices read one after another fit together.
       const parts: Buffer[] = [];
       for (let offset = 0; ; offset += RAW_SLICE_BYTES) {
-        const part = (await this.pool.query<{ part: Buffer }>(this.sql.getRawSlice, [id, offset + 1, RAW_SLICE_BYTES])).rows[0]?.part;
-        if (part === undefined) return undefined;
-        parts.push(part);
-        if (part.length < RAW_SLICE_BYTES) return parts.length === 1 ? part : Buffer.concat(parts);
+        const slice = (await this.pool.query<{ part: Buffer; encrypted: boolean }>(this.sql.getRawSlice, [id, offset + 1, RAW_SLICE_BYTES])).rows[0];
+        if (slice === undefined) return undefined;
+        parts.push(slice.part);
+        if (slice.part.length < RAW_SLICE_BYTES) return openBody(this.bodies, id, parts.length === 1 ? slice.part : Buffer.concat(parts), slice.encrypted);
       }
     });
   }
@@ -414,6 +424,19 @@ export class PgOutboxStore implements OutboxStore {
 
   retry(id: string): Promise<boolean> {
     return this.run('retry a message', async () => (await this.pool.query(this.sql.retryMessage, [id, Date.now()])).rowCount === 1);
+  }
+
+  purge(request: PurgeRequest): Promise<PurgeResult> {
+    const states = [...(request.states ?? FINISHED_STATES)];
+    const before = request.before.getTime();
+    const limit = Math.max(1, request.limit ?? 500);
+    return this.run('purge finished messages', async () => {
+      if (request.dryRun) return { count: (await this.pool.query<{ n: number }>(this.sql.countFinished, [before, states, request.bodiesOnly])).rows[0]?.n ?? 0 };
+      const result = request.bodiesOnly
+        ? await this.pool.query(this.sql.deleteBodies, [Date.now(), before, states, limit])
+        : await this.pool.query(this.sql.deleteFinished, [before, states, limit]);
+      return { count: result.rowCount ?? 0 };
+    });
   }
 
   /** Cancels a queued, deferred or failed message; a message being sent or already sent stays as it is. */

@@ -215,6 +215,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    description: 'retention and privacy at rest: when a finished message lost its content, and which bodies are encrypted',
+    sql: `
+      -- body_deleted_at: when retention (queue.retention.bodies) or relay365 queue purge --bodies-only
+      -- deleted the message's content; the message, its attempts and recipients stay.
+      ALTER TABLE messages ADD COLUMN body_deleted_at INTEGER;
+      -- 1: raw is AES-256-GCM under the secret key (src/outbox/body-crypto.ts), 0: the bytes as received.
+      ALTER TABLE message_bodies ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0 CHECK (encrypted IN (0, 1));
+      -- The sweeps, oldest finished first: bodies still there, and every finished message. Partial, so
+      -- the sweep reads only what it may delete, never the queue or the messages already swept.
+      CREATE INDEX messages_finished_bodies ON messages (updated_at, id)
+        WHERE state IN ('sent', 'failed', 'cancelled') AND body_deleted_at IS NULL;
+      CREATE INDEX messages_finished ON messages (updated_at, id) WHERE state IN ('sent', 'failed', 'cancelled');
+    `,
+  },
 ];
 
 /** Message columns in `StoredMessage` order (the content is in message_bodies, read only by `getRaw`). */
@@ -334,11 +350,31 @@ export const SQL = {
       attempts, created_at, updated_at, next_attempt_at)
     VALUES (@id, @mailbox, @pool, @envelopeFrom, @envelopeTo, @recipients, @size, @messageId, @source, 'queued',
       0, @createdAt, @createdAt, @nextAttemptAt)`,
-  insertBody: `INSERT INTO message_bodies (id, raw) VALUES (@id, @raw)`,
+  insertBody: `INSERT INTO message_bodies (id, raw, encrypted) VALUES (@id, @raw, @encrypted)`,
   /** Takes back a message whose commit could not be synced, unless a worker has claimed it already (its body goes with it, ON DELETE CASCADE). */
   withdrawMessage: `DELETE FROM messages WHERE id = ? AND state = 'queued' AND lease_owner IS NULL`,
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`,
-  getRaw: `SELECT raw FROM message_bodies WHERE id = ?`,
+  getRaw: `SELECT raw, encrypted FROM message_bodies WHERE id = ?`,
+  /**
+   * Retention and purge: finished messages last changed before @before, in the states of @states (a
+   * JSON array), oldest first. The literal state list matches the partial indexes of migration 7.
+   */
+  finishedWithBody: `SELECT id FROM messages
+    WHERE state IN ('sent', 'failed', 'cancelled') AND body_deleted_at IS NULL AND updated_at < @before
+      AND state IN (SELECT value FROM json_each(@states))
+    ORDER BY updated_at, id LIMIT @limit`,
+  finished: `SELECT id FROM messages
+    WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < @before AND state IN (SELECT value FROM json_each(@states))
+    ORDER BY updated_at, id LIMIT @limit`,
+  /** What purge would delete (@bodiesOnly 1: only messages whose content is still there). */
+  countFinished: `SELECT count(*) FROM messages
+    WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < @before AND state IN (SELECT value FROM json_each(@states))
+      AND (@bodiesOnly = 0 OR body_deleted_at IS NULL)`,
+  /** The content goes; the message says when (attempts, recipients and metadata stay). */
+  deleteBody: `DELETE FROM message_bodies WHERE id = ?`,
+  markBodyDeleted: `UPDATE messages SET body_deleted_at = @now WHERE id = @id`,
+  /** The message with its content, attempts and recipients (ON DELETE CASCADE). */
+  deleteFinished: `DELETE FROM messages WHERE id = ? AND state IN ('sent', 'failed', 'cancelled')`,
   attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY id`,
 
   /** Live leases of a mailbox: its open connections. */
@@ -422,7 +458,7 @@ export const SQL = {
   /** An operator's retry: due now; a pool message goes back to its pool. */
   retryMessage: `UPDATE messages SET state = 'queued', next_attempt_at = @now, updated_at = @now,
       mailbox = CASE WHEN pool IS NOT NULL THEN NULL ELSE mailbox END
-    WHERE id = @id AND state IN ('queued', 'deferred', 'failed')`,
+    WHERE id = @id AND state IN ('queued', 'deferred', 'failed') AND body_deleted_at IS NULL`,
   cancelMessage: `UPDATE messages SET state = 'cancelled', updated_at = @now WHERE id = @id AND state IN ('queued', 'deferred', 'failed')`,
 
   list: {

@@ -2,12 +2,14 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { Relay365Error } from '../errors.js';
+import { Relay365Error, schemaTooNew } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { createPrivateFile } from './sqlite-file.js';
+import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './sqlite-sql.js';
 import {
+  FINISHED_STATES,
   MESSAGE_STATES,
   type Attempt,
   type BounceReport,
@@ -22,6 +24,8 @@ import {
   type NewMessage,
   type OutboxStore,
   type PauseRequest,
+  type PurgeRequest,
+  type PurgeResult,
   type QuotaUsage,
   type RecipientRecord,
   type RecipientState,
@@ -37,6 +41,8 @@ export interface SqliteStoreOptions {
    * (milliseconds), so the default 5 s only runs out when something holds a transaction open.
    */
   busyTimeoutMs?: number;
+  /** Encrypts new bodies (`queue.encryptBodies`) and opens encrypted ones; without it, an encrypted body cannot be read. */
+  bodies?: BodyCipher;
 }
 
 /** list(): page size when none is asked for, and the most one page may hold. */
@@ -95,6 +101,7 @@ export class SqliteOutboxStore implements OutboxStore {
     readonly path: string,
     /** Copies the log into the database off the event loop (none for `:memory:`). */
     private readonly checkpointer: Checkpointer | undefined,
+    private readonly bodies: BodyCipher | undefined = undefined,
   ) {}
 
   /** See {@link openSqliteStore}. */
@@ -120,7 +127,7 @@ export class SqliteOutboxStore implements OutboxStore {
       if (!inMemory) db.pragma(SQL.pragmas.walAutocheckpoint);
       await new SqliteOutboxStore(db, path, undefined).migrate();
       // Started once the file is known to be a relay365 database.
-      return new SqliteOutboxStore(db, path, inMemory ? undefined : startCheckpointer(path, { busyTimeoutMs }));
+      return new SqliteOutboxStore(db, path, inMemory ? undefined : startCheckpointer(path, { busyTimeoutMs }), options.bodies);
     } catch (err) {
       db?.close();
       if (err instanceof Relay365Error) throw err;
@@ -142,12 +149,7 @@ export class SqliteOutboxStore implements OutboxStore {
         const known = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
         const newest = Math.max(0, ...applied);
         if (newest > known) {
-          throw new Relay365Error(
-            'R365_OUTBOX_UNAVAILABLE',
-            `The outbox database ${this.path} has schema version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 wrote it. ` +
-              'Run that newer release, or restore the backup taken before the upgrade.',
-            { details: { path: this.path, version: newest, known } },
-          );
+          throw schemaTooNew(`the outbox tables in ${this.path}`, newest, known, { path: this.path });
         }
         const record = this.db.prepare<[{ version: number; appliedAt: number }]>(SQL.recordMigration);
         for (const migration of MIGRATIONS) {
@@ -325,7 +327,7 @@ export class SqliteOutboxStore implements OutboxStore {
       createdAt: row.created_at,
       nextAttemptAt: row.next_attempt_at,
     };
-    return { row, params, raw: message.raw, to: message.envelope.to };
+    return { row, params, ...sealBody(this.bodies, row.id, message.raw), to: message.envelope.to };
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -336,7 +338,39 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   getRaw(id: string): Promise<Buffer | undefined> {
-    return this.run("read a message's content", () => this.sql.getRaw.get(id));
+    return this.run("read a message's content", () => {
+      const body = this.sql.getRaw.get(id);
+      return body === undefined ? undefined : openBody(this.bodies, id, body.raw, body.encrypted === 1);
+    });
+  }
+
+  purge(request: PurgeRequest): Promise<PurgeResult> {
+    const states = JSON.stringify(request.states ?? FINISHED_STATES);
+    const before = request.before.getTime();
+    if (request.dryRun) {
+      return this.run('count the messages to purge', () => ({
+        count: this.sql.countFinished.get({ before, states, bodiesOnly: request.bodiesOnly ? 1 : 0 }) ?? 0,
+      }));
+    }
+    const limit = Math.max(1, request.limit ?? 500);
+    return this.run('purge finished messages', () => {
+      const purge = this.db.transaction(() => {
+        const now = Date.now();
+        if (request.bodiesOnly) {
+          const ids = this.sql.finishedWithBody.all({ before, states, limit });
+          for (const id of ids) {
+            this.sql.deleteBody.run(id);
+            this.sql.markBodyDeleted.run({ id, now });
+          }
+          return ids.length;
+        }
+        const ids = this.sql.finished.all({ before, states, limit });
+        let count = 0;
+        for (const id of ids) count += this.sql.deleteFinished.run(id).changes;
+        return count;
+      });
+      return { count: purge.immediate() };
+    });
   }
 
   attempts(id: string): Promise<Attempt[]> {
@@ -700,9 +734,9 @@ export class SqliteOutboxStore implements OutboxStore {
     }));
 
     const insertBatch = this.db.transaction((rows: Insert[]) => {
-      for (const { params, raw, to } of rows) {
+      for (const { params, raw, encrypted, to } of rows) {
         sql.insertMessage.run(params);
-        sql.insertBody.run({ id: params.id as string, raw });
+        sql.insertBody.run({ id: params.id as string, raw, encrypted: encrypted ? 1 : 0 });
         const messageId = params.id as string;
         to.forEach((address, position) => sql.insertRecipient.run({ messageId, position, address, updatedAt: params.createdAt as number }));
       }
@@ -811,7 +845,9 @@ type InsertParams = Record<string, string | number | null>;
 /** A message row to insert, its content and its envelope recipients. */
 interface Insert {
   params: InsertParams;
+  /** As stored: sealed when `encrypted`. */
   raw: Buffer;
+  encrypted: boolean;
   to: readonly string[];
 }
 
@@ -843,10 +879,16 @@ function prepareStatements(db: Database.Database) {
   const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number }>(SQL.sendsSince);
   return {
     insertMessage: db.prepare<InsertParams>(SQL.insertMessage),
-    insertBody: db.prepare<{ id: string; raw: Buffer }>(SQL.insertBody),
+    insertBody: db.prepare<{ id: string; raw: Buffer; encrypted: number }>(SQL.insertBody),
+    finishedWithBody: db.prepare<{ before: number; states: string; limit: number }, string>(SQL.finishedWithBody).pluck(),
+    finished: db.prepare<{ before: number; states: string; limit: number }, string>(SQL.finished).pluck(),
+    countFinished: db.prepare<{ before: number; states: string; bodiesOnly: number }, number>(SQL.countFinished).pluck(),
+    deleteBody: db.prepare<[string]>(SQL.deleteBody),
+    markBodyDeleted: db.prepare<{ id: string; now: number }>(SQL.markBodyDeleted),
+    deleteFinished: db.prepare<[string]>(SQL.deleteFinished),
     withdrawMessage: db.prepare<[string]>(SQL.withdrawMessage),
     getMessage: db.prepare<[string], MessageRow>(SQL.getMessage),
-    getRaw: db.prepare<[string], Buffer>(SQL.getRaw).pluck(),
+    getRaw: db.prepare<[string], { raw: Buffer; encrypted: number }>(SQL.getRaw),
     attempts: db.prepare<[string], AttemptRow>(SQL.attempts),
     liveLeases: db.prepare<{ mailbox: string; now: number }, { n: number; soonest: number | null }>(SQL.liveLeases),
     sendsSince,

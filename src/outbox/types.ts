@@ -287,5 +287,32 @@ export interface OutboxStore {
   requestMailboxResume(mailbox: string, now?: Date): Promise<MailboxPause | undefined>;
   /** Every paused mailbox, longest paused first. */
   mailboxPauses(): Promise<MailboxPause[]>;
+  /**
+   * Deletes finished messages (sent, failed, cancelled) last changed before `before`, oldest first, at
+   * most `limit` of them (default 500) in one call: their content only (`bodiesOnly`: the message, its
+   * attempts and recipients stay, and it can no longer be retried), or the whole message. With `dryRun`,
+   * counts what would go (every match, not held to `limit`) and deletes nothing. Safe on several nodes
+   * at once: each takes rows no other is deleting.
+   */
+  purge(request: PurgeRequest): Promise<PurgeResult>;
   close(): Promise<void>;
+}
+
+/** The states a finished message may be in: what retention and `relay365 queue purge` delete. */
+export const FINISHED_STATES = ['sent', 'failed', 'cancelled'] as const;
+export type FinishedState = (typeof FINISHED_STATES)[number];
+
+/** See {@link OutboxStore.purge}. */
+export interface PurgeRequest {
+  before: Date;
+  /** Default: all of {@link FINISHED_STATES}. */
+  states?: readonly FinishedState[];
+  bodiesOnly: boolean;
+  limit?: number;
+  dryRun?: boolean;
+}
+
+/** How many messages lost their content (`bodiesOnly`) or were deleted, or would be (`dryRun`). */
+export interface PurgeResult {
+  count: number;
 }

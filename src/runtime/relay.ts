@@ -12,9 +12,13 @@ import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
 import { startBounceReaders } from './bounces.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
+import { Relay365Error } from '../errors.js';
 import {
   DeliveryWorker,
+  RetentionSweeper,
   Router,
+  bodyCipher,
+  type BodyCipher,
   openPgStore,
   openSqliteStore,
   type NewMessage,
@@ -85,7 +89,11 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
 }
 
 async function assemble(config: Config, deps: RelayDeps, logger: Logger, events: EventBus, started: Array<() => unknown>): Promise<Relay> {
-  const pgStore = deps.store === undefined && config.queue.url !== undefined ? await openPgStore(config.queue.url, { schema: config.queue.schema }) : undefined;
+  const bodies = deps.store === undefined ? await messageBodyCipher(config, deps.env ?? process.env) : undefined;
+  const pgStore =
+    deps.store === undefined && config.queue.url !== undefined
+      ? await openPgStore(config.queue.url, { schema: config.queue.schema, ...(bodies ? { bodies } : {}) })
+      : undefined;
   // The PostgreSQL store's pool also carries the shared token cache: it closes last.
   if (pgStore) started.push(() => pgStore.close());
   const cacheStore = pgStore === undefined ? undefined : await sharedTokenCache(config, pgStore, deps.env ?? process.env, logger);
@@ -114,7 +122,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     // A store given by the caller is the relay's to close from here on, as close() does.
     if (deps.store) started.push(() => store.close());
   } else {
-    store = await openSqliteStore(resolve(config.dataDir, config.queue.path));
+    store = await openSqliteStore(resolve(config.dataDir, config.queue.path), bodies ? { bodies } : {});
     started.push(() => store.close());
   }
   await store.migrate();
@@ -156,6 +164,10 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
 
   worker.start();
   started.push(() => worker.stop());
+  // Every node sweeps; the store's batches never take the same rows twice (src/outbox/retention.ts).
+  const retention = new RetentionSweeper({ store, retention: config.queue.retention, logger: logger.child({ component: 'retention' }) });
+  retention.start();
+  started.push(() => retention.stop());
   // After the webhooks follow the bus: a bounce read at once is delivered like any other event.
   const bounceReaders = await startBounceReaders(config, {
     store,
@@ -240,6 +252,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       }
       await smtp?.close();
       await bounceReaders.stop();
+      await retention.stop();
       await worker.stop();
       // After the worker: its last events are stored as webhook deliveries before the store closes.
       await httpSide?.close();
@@ -266,6 +279,23 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
   }
   const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
   return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
+}
+
+/**
+ * The cipher of stored message bodies: always built from the token cache's key, so bodies stored
+ * encrypted stay readable after `queue.encryptBodies` is turned off; it encrypts new ones only when on.
+ * Nodes sharing PostgreSQL read each other's bodies, so they must share the key itself, not key files.
+ */
+async function messageBodyCipher(config: Config, env: NodeJS.ProcessEnv): Promise<BodyCipher> {
+  if (config.queue.encryptBodies && config.queue.url !== undefined && !env[SECRET_KEY_ENV]) {
+    throw new Relay365Error(
+      'R365_CONFIG_INVALID',
+      `queue.encryptBodies with queue.url needs ${SECRET_KEY_ENV}: every node must decrypt the bodies any node stored, and a key file (dataDir/secret.key) is this node's alone. ` +
+        `Set the same ${SECRET_KEY_ENV} on every node.`,
+      { details: { issues: [{ path: 'queue.encryptBodies', message: `needs ${SECRET_KEY_ENV} with queue.url` }] } },
+    );
+  }
+  return bodyCipher(await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env), { encrypt: config.queue.encryptBodies });
 }
 
 /** relay365's version, from its package.json (two folders up from src/runtime and from dist/runtime). */

@@ -82,7 +82,7 @@ if (unavailable !== undefined) {
         await pgQuery(`INSERT INTO ${newer}.http_schema_migrations (version, description, applied_at) VALUES (999, 'from the future', 0)`);
         await assert.rejects(
           PgHttpStore.open(PG_URL, { schema: newer }),
-          (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer relay365/.test(err.message) && !err.retryable,
+          (err) => isRelay365Error(err, 'R365_SCHEMA_TOO_NEW') && /999/.test(err.message) && /newer relay365/.test(err.message) && !err.retryable,
         );
       } finally {
         await dropSchema(newer);

@@ -145,7 +145,7 @@ if (unavailable !== undefined) {
         await pgQuery(`INSERT INTO ${newer}.schema_migrations (version, description, applied_at) VALUES (999, 'from the future', 0)`);
         await assert.rejects(
           openPgStore(PG_URL, { schema: newer }),
-          (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message) && !err.retryable,
+          (err) => isRelay365Error(err, 'R365_SCHEMA_TOO_NEW') && /999/.test(err.message) && /newer/.test(err.message) && !err.retryable,
         );
       } finally {
         await dropSchema(newer);

@@ -95,7 +95,7 @@ describe('SQLite outbox store: the file', () => {
       db.close();
       await assert.rejects(
         openSqliteStore(newer),
-        (err) => isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') && /999/.test(err.message) && /newer/.test(err.message),
+        (err) => isRelay365Error(err, 'R365_SCHEMA_TOO_NEW') && /999/.test(err.message) && /newer/.test(err.message),
       );
     } finally {
       await dir.cleanup();

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { MESSAGE_STATES, RECIPIENT_STATES, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
+import { FINISHED_STATES, MESSAGE_STATES, type FinishedState, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
 import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 import { wholeNumber } from '../options.js';
@@ -64,23 +64,15 @@ export function queueCommand(): Command {
       await withStore(flags, async (store) => {
         const m = await store.get(id);
         if (!m) throw notFound(id);
-        const [attempts, recipients] = await Promise.all([store.attempts(id), store.recipients(id)]);
-        const recipientCounts = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, recipients.filter((r) => r.state === s).length]));
+        const attempts = await store.attempts(id);
         if (flags.json) {
-          console.log(JSON.stringify({ message: m, recipientCounts, recipients, attempts }, null, 2));
+          console.log(JSON.stringify({ message: m, attempts }, null, 2));
           return;
         }
         console.log(line(m));
         console.log(
           `  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`,
         );
-        // accepted is Exchange's 250, not delivery; bounced and delayed come from NDRs (mailboxes[].bounces.read).
-        console.log(`  recipients: ${RECIPIENT_STATES.filter((s) => recipientCounts[s]! > 0).map((s) => `${recipientCounts[s]} ${s}`).join(', ')}`);
-        for (const r of recipients) {
-          const detail = [r.dsnStatus, r.reply].filter((x) => x !== undefined).join(' ');
-          console.log(`    ${r.state.padEnd(8)} ${r.address}${detail ? `  ${detail}` : ''}`);
-          if (r.explanation && (r.state === 'refused' || r.state === 'bounced')) console.log(`      cause: ${r.explanation.cause}\n      fix:   ${r.explanation.fix}`);
-        }
         if (m.state === 'queued' || m.state === 'deferred') console.log(`  next attempt ${m.nextAttemptAt.toISOString()}`);
         for (const a of attempts) {
           console.log(`  ${a.at.toISOString()}  ${a.mailbox}  ${a.class}  ${a.reply ?? ''} (${a.durationMs} ms)`);
@@ -140,5 +132,66 @@ export function queueCommand(): Command {
         console.log(flags.json ? JSON.stringify({ id, state: 'cancelled' }) : `${id} cancelled.`);
       });
     });
+  queue
+    .command('purge')
+    .description('Delete finished messages (sent, failed, cancelled), or only their content, from the outbox; shows what it would delete unless --yes')
+    .addOption(configOption())
+    .option('--before <date>', 'only messages finished before this date (2026-01-31, an ISO time) or this long ago (30d, 12h); default: now')
+    .option('--state <states>', 'comma-separated: sent, failed, cancelled', 'sent,failed,cancelled')
+    .option('--bodies-only', 'delete the content only; keep the message, its attempts and recipients (it can no longer be retried)')
+    .option('--yes', 'delete; without it, only count')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+queue.retention does this by itself (bodies after 7d, records after 90d by default); purge is for an
+operator who must delete sooner, e.g. after a message was sent with data it should not have held.
+Messages still queued, deferred or being sent are never touched.`,
+    )
+    .action(async (flags: { config?: string; before?: string; state: string; bodiesOnly?: boolean; yes?: boolean; json?: boolean }) => {
+      const before = await purgeBefore(flags.before);
+      const states = flags.state.split(',').map((s) => s.trim()).filter(Boolean);
+      const wrong = states.filter((s) => !(FINISHED_STATES as readonly string[]).includes(s));
+      if (wrong.length > 0 || states.length === 0) {
+        throw new Relay365Error('R365_CLI_OPTION_INVALID', `--state takes ${FINISHED_STATES.join(', ')} (comma-separated); not ${wrong.join(', ') || 'nothing'}. Messages not yet finished are never purged.`, {
+          details: { option: '--state', value: flags.state },
+        });
+      }
+      await withStore(flags, async (store) => {
+        const request = { before, states: states as FinishedState[], bodiesOnly: flags.bodiesOnly === true };
+        const what = flags.bodiesOnly ? 'content of' : '';
+        if (!flags.yes) {
+          const { count } = await store.purge({ ...request, dryRun: true });
+          if (flags.json) console.log(JSON.stringify({ dryRun: true, count, before: before.toISOString(), states, bodiesOnly: request.bodiesOnly }));
+          else
+            console.log(
+              `Would delete the ${what ? 'content of ' : ''}${count} ${states.join('/')} message(s) finished before ${before.toISOString()}. Run again with --yes to delete.`,
+            );
+          return;
+        }
+        let count = 0;
+        for (;;) {
+          const batch = await store.purge({ ...request, limit: 500 });
+          count += batch.count;
+          if (batch.count < 500) break;
+        }
+        if (flags.json) console.log(JSON.stringify({ dryRun: false, count, before: before.toISOString(), states, bodiesOnly: request.bodiesOnly }));
+        else console.log(`Deleted the ${what ? 'content of ' : ''}${count} ${states.join('/')} message(s) finished before ${before.toISOString()}.`);
+      });
+    });
   return queue;
+}
+
+/** `--before`: a date or time, or a duration back from now (`30d`). */
+async function purgeBefore(value: string | undefined): Promise<Date> {
+  if (value === undefined) return new Date();
+  const { parseDuration } = await import('../../config/schema.js');
+  const ago = /^\d+(\.\d+)?(s|m|h|d)$/.test(value) ? parseDuration(value) : undefined;
+  if (ago !== undefined) return new Date(Date.now() - ago);
+  const at = new Date(value);
+  if (Number.isNaN(at.getTime()))
+    throw new Relay365Error('R365_CLI_OPTION_INVALID', `--before takes a date (2026-01-31), an ISO time or a duration such as 30d; not ${value}.`, {
+      details: { option: '--before', value },
+    });
+  return at;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { Relay365Error } from '../../errors.js';
+import { Relay365Error, schemaTooNew } from '../../errors.js';
 import { createPrivateFile } from '../../outbox/index.js';
 import { API_KEY_SCOPES, type ApiKeyScope } from './api-keys.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../../observe/index.js';
@@ -91,7 +91,8 @@ interface Migration {
   sql: string;
 }
 
-const MIGRATIONS: readonly Migration[] = [
+/** The HTTP tables' steps (also for `relay365 db migrate --print`). */
+export const SQLITE_HTTP_MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: string }> = [
   {
     version: 1,
     description: 'API keys, idempotency keys and webhook deliveries',
@@ -149,6 +150,7 @@ const MIGRATIONS: readonly Migration[] = [
     `,
   },
 ];
+const MIGRATIONS: readonly Migration[] = SQLITE_HTTP_MIGRATIONS;
 
 /** Finished webhook deliveries are kept this long (to look into a receiver's complaint), then pruned. */
 export const FINISHED_RETENTION_MS = 7 * 86_400_000;
@@ -296,11 +298,7 @@ export class SqliteHttpStore implements HttpStore {
           const known = Math.max(...MIGRATIONS.map((m) => m.version));
           const newest = Math.max(0, ...applied);
           if (newest > known) {
-            throw new Relay365Error(
-              'R365_OUTBOX_UNAVAILABLE',
-              `The HTTP tables in ${this.path} have schema version ${newest}, but this relay365 knows versions up to ${known}: a newer relay365 wrote them. Run that newer release.`,
-              { details: { path: this.path, version: newest, known } },
-            );
+            throw schemaTooNew(`the HTTP tables in ${this.path}`, newest, known, { path: this.path });
           }
           const record = this.db.prepare<{ version: number; appliedAt: number }>(SQL.recordMigration);
           const report = { applied: [] as number[], version: newest };
