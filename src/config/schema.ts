@@ -102,6 +102,11 @@ export const mailboxSchema = z
     transport: z.enum(MAILBOX_TRANSPORTS).default('smtp'),
     /** Reading the mailbox's non-delivery reports back through Graph (docs/bounces.md). */
     bounces: mailboxBouncesSchema.optional(),
+    /**
+     * A High Volume Email account: its mail goes through the HVE endpoint (smtp-hve.office365.com:587)
+     * with an app-only token (MS Learn "OAuth authentication for high volume emails for Microsoft 365").
+     */
+    hve: z.boolean().default(false),
   })
   .strict();
 
@@ -376,11 +381,13 @@ export const configSchema = z
         url: z.string().url().default('https://localhost:10443'),
         smtpHost: z.string().default('127.0.0.1'),
         smtpPort: z.number().int().min(1).max(65535).default(10587),
+        /** The sandbox's High Volume Email port (its smtp-hve.office365.com), on `smtpHost`. */
+        hveSmtpPort: z.number().int().min(1).max(65535).default(10588),
         /** The sandbox's CA, trusted for the sandbox only. */
         caFile: z.string().default('./data/sandbox/ca.pem'),
       })
       .strict()
-      .default({ url: 'https://localhost:10443', smtpHost: '127.0.0.1', smtpPort: 10587, caFile: './data/sandbox/ca.pem' }),
+      .default({ url: 'https://localhost:10443', smtpHost: '127.0.0.1', smtpPort: 10587, hveSmtpPort: 10588, caFile: './data/sandbox/ca.pem' }),
     network: z
       .object({
         /** An extra CA to trust (a TLS-inspecting proxy's), on top of the system's. */
@@ -429,6 +436,18 @@ export const configSchema = z
       if (auth.flow === 'client-secret') need('clientSecret', 'the client secret (e.g. env:RELAY365_CLIENT_SECRET)');
       if (auth.flow === 'client-certificate') need('certificate', 'keyFile and certFile (or thumbprint) of the app certificate');
       if (auth.flow === 'token-command') need('command', 'a command that prints an access token');
+      // HVE takes app-only tokens over SMTP, in the worldwide cloud (MS Learn "High volume email for Microsoft 365").
+      if (mailbox.hve) {
+        const why =
+          mailbox.transport !== 'smtp'
+            ? 'High Volume Email is SMTP only: set transport: smtp'
+            : config.cloud !== 'global' && config.cloud !== 'sandbox'
+              ? `High Volume Email is offered in the global cloud only, not ${config.cloud}`
+              : auth.flow === 'device-code' || auth.flow === 'auth-code'
+                ? 'High Volume Email takes app-only tokens: use client-secret or client-certificate'
+                : undefined;
+        if (why) ctx.addIssue({ code: 'custom', path: ['mailboxes', i, 'hve'], message: `${mailbox.address}: ${why}` });
+      }
       // The delegated flows ask for Graph's Mail.Send only (identity/clouds.ts): reading needs Mail.Read.
       if (mailbox.bounces?.read === true && (auth.flow === 'device-code' || auth.flow === 'auth-code'))
         ctx.addIssue({

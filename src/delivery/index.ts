@@ -1,6 +1,6 @@
 export { createMailer, pickSendingMailbox, type Mailer, type MailerOptions } from './mailer.js';
 export { composeMessage, messageIdOf, type MessageInput, type MessageFields, type RawMessage } from './compose.js';
-export { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+export { SmtpTransport, hveEndpoint, type SmtpTransportOptions } from './smtp-transport.js';
 export type { Envelope, OutgoingMessage, SendResult, Transport } from './types.js';
 export { GraphTransport, retryAfterMs, type GraphTransportOptions } from './graph-transport.js';
 export { RoutingTransport, transportForMailboxes } from './routing-transport.js';

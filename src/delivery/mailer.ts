@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../observe/index.js';
 import { composeMessage, type MessageInput } from './compose.js';
 import { GraphTransport } from './graph-transport.js';
 import { transportForMailboxes } from './routing-transport.js';
-import { SmtpTransport } from './smtp-transport.js';
+import { SmtpTransport, hveEndpoint } from './smtp-transport.js';
 import type { SendResult } from './types.js';
 
 export interface MailerOptions {
@@ -70,6 +70,7 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
     logger: logger.child({ component: 'delivery' }),
     ...(options.transcript ? { transcript: options.transcript } : {}),
     ...(options.pool === false ? { pool: false } : {}),
+    hve: hveEndpoint(cfg),
   });
   const transport = transportForMailboxes(
     cfg.mailboxes,

@@ -26,6 +26,21 @@ export interface SmtpTransportOptions {
   transcript?: (line: string) => void;
   /** No pooling: one connection per send, closed before the send resolves (CLI sends; several nodes). */
   pool?: boolean;
+  /** The High Volume Email endpoint, and the mailboxes (lower case) that are HVE accounts and go through it. */
+  hve?: { host: string; port: number; mailboxes: ReadonlySet<string> };
+}
+
+/**
+ * Where a config's HVE accounts submit: smtp-hve.office365.com:587 (MS Learn "High volume email for
+ * Microsoft 365" and its troubleshooting page, which also names smtp.hve.mx.microsoft as the coming
+ * name), or the sandbox's HVE port. Undefined when no mailbox is an HVE account.
+ */
+export function hveEndpoint(config: Pick<Config, 'cloud' | 'sandbox' | 'mailboxes'>): SmtpTransportOptions['hve'] {
+  const mailboxes = new Set(config.mailboxes.filter((m) => m.hve).map((m) => m.address.toLowerCase()));
+  if (mailboxes.size === 0) return undefined;
+  return config.cloud === 'sandbox'
+    ? { host: config.sandbox.smtpHost, port: config.sandbox.hveSmtpPort, mailboxes }
+    : { host: 'smtp-hve.office365.com', port: 587, mailboxes };
 }
 
 /** nodemailer's stage names for where a send failed. */
@@ -47,13 +62,15 @@ export class SmtpTransport implements Transport {
     this.secureContext = options.ca && options.ca.length > 0 ? trustingContext(options.ca) : undefined;
   }
 
-  /** Connection settings shared by pooled and one-off connections. */
-  private connectionOptions(): SMTPConnectionOptions {
+  /** Connection settings shared by pooled and one-off connections; an HVE account's go to the HVE endpoint. */
+  private connectionOptions(mailbox: string): SMTPConnectionOptions {
     const { cloud, delivery } = this.options;
     const transcript = this.options.transcript;
+    const hve = this.options.hve?.mailboxes.has(mailbox.toLowerCase()) ? this.options.hve : undefined;
+    const host = hve?.host ?? cloud.smtpHost;
     return {
-      host: cloud.smtpHost,
-      port: cloud.smtpPort,
+      host,
+      port: hve?.port ?? cloud.smtpPort,
       secure: false, // Exchange Online offers STARTTLS on 587 only (Microsoft Learn, "National cloud deployments" and "POP, IMAP, and SMTP settings for Outlook.com")
       requireTLS: true,
       tls: {
@@ -61,7 +78,7 @@ export class SmtpTransport implements Transport {
         rejectUnauthorized: true,
         ...(this.secureContext ? { secureContext: this.secureContext } : {}),
         // Certificates name a host, not an address: the sandbox listens on 127.0.0.1 with a cert for localhost.
-        ...(/^[\d.]+$|:/.test(cloud.smtpHost) ? { servername: 'localhost' } : {}),
+        ...(/^[\d.]+$|:/.test(host) ? { servername: 'localhost' } : {}),
       },
       connectionTimeout: delivery.connectionTimeoutMs,
       greetingTimeout: delivery.greetingTimeoutMs,
@@ -86,7 +103,7 @@ export class SmtpTransport implements Transport {
     const { delivery } = this.options;
     pool = new MailboxPool({
       mailbox,
-      connection: this.connectionOptions(),
+      connection: this.connectionOptions(mailbox),
       provision: this.provision,
       maxConnections: Math.min(delivery.maxConnections, this.options.maxConnections?.get(key) ?? delivery.maxConnections),
       maxMessagesPerConnection: delivery.maxMessagesPerConnection,
@@ -102,7 +119,7 @@ export class SmtpTransport implements Transport {
    */
   private sendOnce(mailbox: string, message: OutgoingMessage): Promise<SentInfo> {
     return new Promise((resolve, reject) => {
-      const connection = new SMTPConnection(this.connectionOptions());
+      const connection = new SMTPConnection(this.connectionOptions(mailbox));
       const oauth2 = new XOAuth2({ user: mailbox, provisionCallback: this.provision });
       let info: SentInfo | undefined;
       let failure: Error | undefined;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
-import { GraphTransport, SmtpTransport, transportForMailboxes } from '../delivery/index.js';
+import { GraphTransport, SmtpTransport, hveEndpoint, transportForMailboxes } from '../delivery/index.js';
 import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
@@ -108,6 +108,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     logger: logger.child({ component: 'delivery' }),
     // Open connections count against the mailbox's 3 at Exchange; idle ones on several nodes would add up.
     pool: config.delivery.reuseConnections ?? config.queue.url === undefined,
+    hve: hveEndpoint(config),
   });
   // Each mailbox leaves through its configured transport (`mailboxes[].transport`).
   const transport = transportForMailboxes(

@@ -8,6 +8,7 @@ interface SandboxFlags {
   host: string;
   port: number;
   smtpPort: number;
+  hveSmtpPort?: number;
   dataDir: string;
   emlDir?: string;
   json?: boolean;
@@ -15,7 +16,7 @@ interface SandboxFlags {
 }
 
 /** Default ports, chosen so that nothing privileged or common is taken. */
-export const SANDBOX_DEFAULT_PORTS = { https: 10443, smtp: 10587 } as const;
+export const SANDBOX_DEFAULT_PORTS = { https: 10443, smtp: 10587, hve: 10588 } as const;
 
 export function sandboxCommand(): Command {
   return new Command('sandbox')
@@ -31,6 +32,11 @@ export function sandboxCommand(): Command {
       'SMTP submission port, STARTTLS (Microsoft uses 587; 0 = any free port)',
       portNumber('--smtp-port'),
       SANDBOX_DEFAULT_PORTS.smtp,
+    )
+    .option(
+      '--hve-smtp-port <port>',
+      `High Volume Email SMTP port, its smtp-hve.office365.com (Microsoft uses 587; default ${SANDBOX_DEFAULT_PORTS.hve}, or any free port with --smtp-port 0)`,
+      portNumber('--hve-smtp-port'),
     )
     .option('--data-dir <dir>', 'where the sandbox CA (ca.pem) is written', './data/sandbox')
     .option('--eml-dir <dir>', 'also write every accepted message there as an .eml file')
@@ -63,6 +69,8 @@ What arrived: GET https://localhost:PORT/sandbox/messages (JSON), /sandbox/messa
         host: flags.host,
         httpsPort: flags.port,
         smtpPort: flags.smtpPort,
+        // Scripts that ask for any free SMTP port (tests running side by side) get a free HVE port too.
+        hveSmtpPort: flags.hveSmtpPort ?? (flags.smtpPort === 0 ? 0 : SANDBOX_DEFAULT_PORTS.hve),
         dataDir: flags.dataDir,
         ...(flags.emlDir ? { emlDir: flags.emlDir } : {}),
         logger,
@@ -73,6 +81,7 @@ What arrived: GET https://localhost:PORT/sandbox/messages (JSON), /sandbox/messa
           JSON.stringify({
             baseUrl: sandbox.baseUrl,
             smtp: { host: sandbox.smtpHost, port: sandbox.smtpPort },
+            hveSmtp: { host: sandbox.smtpHost, port: sandbox.hveSmtpPort },
             caPath: sandbox.caPath,
             tenants,
             messagesUrl: `${sandbox.baseUrl}/sandbox/messages`,
@@ -83,6 +92,7 @@ What arrived: GET https://localhost:PORT/sandbox/messages (JSON), /sandbox/messa
         console.log(`relay365 sandbox: Microsoft 365 simulator running
   identity platform  ${t.authority}  (token: ${t.authority}/oauth2/v2.0/token)
   SMTP submission    ${sandbox.smtpHost}:${sandbox.smtpPort}  (STARTTLS, then AUTH XOAUTH2)
+  High Volume Email  ${sandbox.smtpHost}:${sandbox.hveSmtpPort}  (HVE accounts of the scenario only)
   trust this CA      ${sandbox.caPath}
   what arrived       ${sandbox.baseUrl}/sandbox/messages
 ${flags.scenario ? `  scenario           ${flags.scenario}` : `  built-in scenario  tenant ${DEFAULT_IDS.tenantDomain}, mailbox ${DEFAULT_IDS.mailbox}, app ${DEFAULT_IDS.appClientId}`}

@@ -73,7 +73,7 @@ export async function sandboxedConfig(config: Config, sandbox: Sandbox, options:
   return configSchema.parse({
     ...config,
     cloud: 'sandbox',
-    sandbox: { url: sandbox.baseUrl, smtpHost: sandbox.smtpHost, smtpPort: sandbox.smtpPort, caFile: sandbox.caPath },
+    sandbox: { url: sandbox.baseUrl, smtpHost: sandbox.smtpHost, smtpPort: sandbox.smtpPort, hveSmtpPort: sandbox.hveSmtpPort, caFile: sandbox.caPath },
     ...(noMailbox
       ? {
           auth: {
