@@ -69,7 +69,7 @@ export const GRAPH_ERROR_CATALOGUE: readonly GraphErrorRow[] = [
     class: 'auth',
     cause:
       'Graph denied access to this mailbox: the app lacks the Mail.Send application permission (or admin consent for it; a delegated Mail.Send does not serve app-only tokens), an application access policy or RBAC for Applications scope leaves this mailbox out, or (delegated) the signed-in user is not the mailbox.',
-    fix: 'Grant Microsoft Graph > Application permissions > Mail.Send and admin consent (`relay365 permissions --mailbox {mailbox}` shows what the token holds); if the tenant scopes apps, include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>; check with Test-ServicePrincipalAuthorization -Identity <appId> -Resource {mailbox}, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
+    fix: 'Grant Mail.Send (Application) on Microsoft Graph and admin consent (`relay365 permissions --mailbox {mailbox}` shows what the token holds); if the tenant scopes apps, include {mailbox} in the app\'s scope (New-ManagementScope + New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>; check with Test-ServicePrincipalAuthorization -Identity <appId> -Resource {mailbox}, or Test-ApplicationAccessPolicy -Identity {mailbox} -AppId <appId>). For delegated: sign in as {mailbox} with Mail.Send.',
     doc: DOC_RBAC_APPS,
   },
   {

@@ -196,7 +196,21 @@ export class SmtpTransport implements Transport {
         });
     const stage = e.command ? (e.command.startsWith('AUTH') ? 'AUTH' : e.command.split(' ')[0]) : STAGES[e.code ?? ''];
     this.logger.info({ mailbox: base.mailbox, messageId: base.messageId, reply, code: e.code, stage, class: explanation.class }, 'send failed');
-    return { ...base, ok: false, class: explanation.class, reply, explanation, ...(stage ? { stage } : {}), ...(e.code ? { errorCode: e.code } : {}) };
+    // Every recipient refused at RCPT: nodemailer gives each one's reply with the error.
+    const rejected = ((err as { rejectedErrors?: Array<{ recipient?: unknown; response?: string }> }).rejectedErrors ?? []).map((r) => {
+      const own = r.response ? scrubSecrets(r.response) : undefined;
+      return { address: String(r.recipient), reply: own, explanation: own ? explainSmtpReply(own, base.mailbox) : undefined };
+    });
+    return {
+      ...base,
+      ok: false,
+      class: explanation.class,
+      reply,
+      explanation,
+      ...(stage ? { stage } : {}),
+      ...(e.code ? { errorCode: e.code } : {}),
+      ...(rejected.length > 0 ? { rejected } : {}),
+    };
   }
 
   async close(): Promise<void> {

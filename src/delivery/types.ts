@@ -27,7 +27,10 @@ export interface SendResult {
   /** For failures: the stage that failed (CONN, AUTH, MAIL FROM, RCPT TO, DATA) and nodemailer's error code. */
   stage?: string;
   errorCode?: string;
-  /** Recipients Exchange refused while accepting the message for the others, each explained. */
+  /**
+   * Recipients Exchange refused while accepting the message for the others, each explained; on a
+   * failure at RCPT (every recipient refused), each one with its own reply.
+   */
   rejected?: Array<{ address: string; reply: string | undefined; explanation: Explanation | undefined }>;
   /** True when the send was retried once with a fresh token after an auth refusal. */
   retriedWithFreshToken?: boolean;

@@ -26,6 +26,21 @@ export type RelayEvent =
       attempts: number;
       at: Date;
     }
+  /**
+   * Exchange refused one recipient of a message: at RCPT while it took the others, or by refusing the
+   * whole message. Nothing was delivered to that address.
+   */
+  | {
+      type: 'message.recipient.refused';
+      id: string;
+      mailbox: string;
+      recipient: string;
+      reply: string | undefined;
+      explanation: Explanation | undefined;
+      /** The message's own outcome: `sent` when Exchange took it for other recipients. */
+      messageState: 'sent' | 'failed';
+      at: Date;
+    }
   | { type: 'mailbox.paused'; mailbox: string; reason: string; explanation: Explanation | undefined; until: Date; at: Date }
   | { type: 'mailbox.resumed'; mailbox: string; at: Date }
   | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date }

@@ -7,6 +7,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.sent',
   'message.deferred',
   'message.failed',
+  'message.recipient.refused',
   'mailbox.paused',
   'mailbox.resumed',
   'message.bounced',

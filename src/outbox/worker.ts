@@ -44,6 +44,22 @@ interface MailboxState {
   wake: (() => void) | undefined;
 }
 
+/**
+ * Exchange's answer for each envelope recipient: one it refused at RCPT with its own reply; the others
+ * accepted when the message went, or refused with the message's reply when the whole message was.
+ */
+function recipientAnswers(message: StoredMessage, result: SendResult): NonNullable<CompleteRequest['recipients']> {
+  const refused = new Map((result.rejected ?? []).map((r) => [r.address.toLowerCase(), r]));
+  return message.envelope.to.map((address) => {
+    const own = refused.get(address.toLowerCase());
+    if (own !== undefined) {
+      return { address, state: 'refused', ...(own.reply !== undefined ? { reply: own.reply } : {}), ...(own.explanation ? { explanation: own.explanation } : {}) };
+    }
+    if (result.ok) return { address, state: 'accepted' };
+    return { address, state: 'refused', ...(result.reply !== undefined ? { reply: result.reply } : {}), ...(result.explanation ? { explanation: result.explanation } : {}) };
+  });
+}
+
 function explanationUnknown(result: SendResult): boolean {
   return !result.ok && result.reply !== undefined && result.explanation !== undefined && isUnknownReply(result.explanation);
 }
@@ -224,6 +240,12 @@ export class DeliveryWorker {
     } else {
       result = await transport.send(m.address, { raw, envelope: message.envelope, ...(message.messageId ? { messageId: message.messageId } : {}) });
     }
+    const recipients = recipientAnswers(message, result);
+    // Exchange took it for no one (every recipient refused at RCPT, however the transport reported it): not sent.
+    if (result.ok && recipients.every((r) => r.state === 'refused')) {
+      const last = recipients.at(-1);
+      result = { ...result, ok: false, class: 'permanent', reply: last?.reply ?? result.reply, ...(last?.explanation ? { explanation: last.explanation } : {}) };
+    }
     const durationMs = Date.now() - started;
     const attempt = {
       at: new Date(),
@@ -240,8 +262,9 @@ export class DeliveryWorker {
 
     if (result.ok) {
       if (m.paused) this.resume(m);
-      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients })) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
+        this.publishRefused(message, m.address, recipients, 'sent');
       }
       return;
     }
@@ -251,7 +274,7 @@ export class DeliveryWorker {
     }
     // A blocked mailbox keeps its queue however long the block lasts: only an admin can end it.
     if (result.class === 'permanent' || (tooOld && result.class !== 'auth' && result.class !== 'blocked')) {
-      if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt, recipients })) {
         events.publish({
           type: 'message.failed',
           id: message.id,
@@ -262,6 +285,7 @@ export class DeliveryWorker {
           attempts,
           at: new Date(),
         });
+        this.publishRefused(message, m.address, recipients, 'failed');
         if (tooOld)
           this.logger.warn(
             { id: message.id, mailbox: m.address, maxAgeHours: config.queue.maxAgeHours },
@@ -296,6 +320,23 @@ export class DeliveryWorker {
         explanation: result.explanation,
         nextAttemptAt,
         attempts,
+        at: new Date(),
+      });
+    }
+  }
+
+  /** One `message.recipient.refused` per refused recipient (logged at info by the event log, with `event`). */
+  private publishRefused(message: StoredMessage, mailbox: string, recipients: NonNullable<CompleteRequest['recipients']>, messageState: 'sent' | 'failed'): void {
+    for (const r of recipients) {
+      if (r.state !== 'refused') continue;
+      this.options.events.publish({
+        type: 'message.recipient.refused',
+        id: message.id,
+        mailbox,
+        recipient: r.address,
+        reply: r.reply,
+        explanation: r.explanation,
+        messageState,
         at: new Date(),
       });
     }

@@ -49,6 +49,7 @@ const OUTPUT = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const MAILBOX = DEFAULT_IDS.mailbox;
 /** An alias the relay routes but Exchange (the sandbox) refuses SendAs on, until the test grants it. */
 const CEO = `ceo@${DEFAULT_IDS.tenantDomain}`;
+const NOBODY = `nobody@${DEFAULT_IDS.tenantDomain}`;
 const PASSWORD = 'correct horse battery staple';
 
 async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
@@ -92,7 +93,13 @@ async function startDashboardRelay(
 describe('dashboard', { skip: chromiumMissing() }, () => {
   let sandbox: Sandbox & { dir: string };
   before(async () => {
-    sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
+    sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        s.limits.unlimited = true;
+        // Unknown at the tenant's own domain: Exchange refuses it at RCPT with 550 5.1.10.
+        s.mailFlow.unknownRecipients = [NOBODY];
+      }),
+    });
   });
   after(async () => {
     await sandbox.close();
@@ -140,6 +147,16 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       // The page refreshes itself: a message sent now shows up without a reload.
       const later = await send({ from: MAILBOX, to: 'bob@example.net', subject: 'Later', text: 'x' });
       await page.locator(`tr[data-id="${later}"][data-state="sent"]`).waitFor({ timeout: 10_000 });
+
+      // Each recipient with its state: Exchange took one and refused the other at RCPT, with its reply.
+      const mixed = await send({ from: MAILBOX, to: ['carol@example.net', NOBODY], subject: 'Two recipients', text: 'x' });
+      const mixedRow = page.locator(`tr[data-id="${mixed}"][data-state="sent"]`);
+      await mixedRow.waitFor({ timeout: 10_000 });
+      assert.equal(await mixedRow.locator('li[data-recipient="carol@example.net"]').getAttribute('data-state'), 'accepted');
+      const refused = mixedRow.locator(`li[data-recipient="${NOBODY}"]`);
+      assert.equal(await refused.getAttribute('data-state'), 'refused');
+      assert.match(await refused.innerText(), /^refused nobody@\S+ 550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound/);
+      assert.equal(await sentRow.locator('li[data-recipient="alice@example.net"]').getAttribute('data-state'), 'accepted');
 
       await mkdir(OUTPUT, { recursive: true });
       await page.screenshot({ path: join(OUTPUT, 'dashboard-failed.png'), fullPage: true });

@@ -76,4 +76,64 @@ describe('relay365 queue (built CLI on a real SQLite outbox)', () => {
       await dir.cleanup();
     }
   });
+
+  it('shows each recipient of a message with its state and reply, and their counts, in text and --json', async () => {
+    const dir = await tempDir();
+    try {
+      const dataDir = join(dir.path, 'data');
+      const config = join(dir.path, 'relay365.yaml');
+      await writeFile(config, stringify({ dataDir, auth: { flow: 'token-command', command: 'true' }, mailboxes: [{ address: 'relay@contoso.com' }] }));
+      const store = await openSqliteStore(join(dataDir, 'relay365.db'));
+      const m = await store.enqueue({
+        mailbox: 'relay@contoso.com',
+        envelope: { from: 'relay@contoso.com', to: ['good@example.net', 'nobody@contoso.com', 'gone@example.org'] },
+        raw: Buffer.from('From: relay@contoso.com\r\nSubject: q\r\nMessage-ID: <q1@contoso.com>\r\n\r\nbody\r\n'),
+        messageId: '<q1@contoso.com>',
+        source: { kind: 'http' },
+      });
+      const limits = { messagesPerMinute: 100, recipientsPerDay: 1000, maxConnections: 3, minuteMs: 60_000, dayMs: 86_400_000 };
+      await store.claim({ mailbox: 'relay@contoso.com', pools: [], owner: 'test', leaseMs: 60_000, limits, max: 1 });
+      // Exchange's RCPT refusal of an unknown address at the tenant's own domain (MS Learn, NDR 5.1.10).
+      const notFound = '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient nobody@contoso.com not found by SMTP address lookup';
+      await store.complete({
+        id: m.id,
+        owner: 'test',
+        state: 'sent',
+        attempt: { at: new Date(), mailbox: 'relay@contoso.com', reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 12, owner: 'test' },
+        recipients: [
+          { address: 'good@example.net', state: 'accepted' },
+          { address: 'nobody@contoso.com', state: 'refused', reply: notFound, explanation: { id: 'smtp-550-5.1.10', class: 'permanent', cause: 'No such address.', fix: 'Correct it.' } },
+          { address: 'gone@example.org', state: 'accepted' },
+        ],
+      });
+      // The remote server's reply, as the sandbox's NDR for an unknown external user quotes it (src/sandbox/ndr.ts).
+      const diagnostic = '550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown in local recipient table';
+      const bounce = { mailbox: 'relay@contoso.com', reportId: 'ndr-1', originalMessageId: '<q1@contoso.com>', recipient: 'gone@example.org', action: 'failed' as const, status: '5.1.1', diagnostic, receivedAt: new Date() };
+      assert.equal((await store.recordBounce(bounce)).matched, m.id);
+      await store.close();
+
+      const show = await runCli(['queue', 'show', m.id, '--config', config]);
+      assert.equal(show.code, 0, show.stderr);
+      assert.match(show.stdout, /recipients: 1 accepted, 1 refused, 1 bounced\n/);
+      assert.match(show.stdout, /\n {4}accepted good@example\.net\n/);
+      assert.match(show.stdout, /\n {4}refused +nobody@contoso\.com {2}550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound;.*\n {6}cause: No such address\.\n {6}fix: {3}Correct it\.\n/);
+      assert.match(show.stdout, /\n {4}bounced +gone@example\.org {2}5\.1\.1 550 5\.1\.1 <gone@example\.org>: Recipient address rejected/);
+
+      const json = JSON.parse((await runCli(['queue', 'show', m.id, '--config', config, '--json'])).stdout) as {
+        recipientCounts: Record<string, number>;
+        recipients: Array<{ address: string; state: string; reply?: string; dsnStatus?: string }>;
+      };
+      assert.deepEqual(json.recipientCounts, { pending: 0, accepted: 1, refused: 1, bounced: 1, delayed: 0 });
+      assert.deepEqual(
+        json.recipients.map((r) => [r.address, r.state, r.dsnStatus ?? null, r.reply ?? null]),
+        [
+          ['good@example.net', 'accepted', null, null],
+          ['nobody@contoso.com', 'refused', null, notFound],
+          ['gone@example.org', 'bounced', '5.1.1', diagnostic],
+        ],
+      );
+    } finally {
+      await dir.cleanup();
+    }
+  });
 });

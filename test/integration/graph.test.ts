@@ -275,6 +275,51 @@ describe('the outbox worker with a Graph mailbox', () => {
       await sandbox.close();
     }
   });
+
+  it('records every recipient as Graph answers the whole message: all accepted when it takes it, all refused with its error when it refuses it', async () => {
+    const sandbox = await startTestSandbox();
+    const dir = await tempDir();
+    const relay = await startRelay(sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, transport: 'graph' }] }));
+    const events: RelayEvent[] = [];
+    relay.events.subscribe((e) => events.push(e));
+    try {
+      const enqueue = async (to: string[]): Promise<string> => {
+        const raw = Buffer.from(`From: ${MAILBOX}\r\nTo: ${to.join(', ')}\r\nSubject: x\r\n\r\nbody\r\n`);
+        return (await relay.enqueue({ mailbox: MAILBOX, envelope: { from: MAILBOX, to }, raw, source: { kind: 'library' } })).id;
+      };
+      const taken = await enqueue(['bob@example.net', 'carol@example.net']);
+      // Graph refuses a message with an address it cannot route (ErrorInvalidRecipients) as a whole.
+      const refused = await enqueue(['dave@example.net', 'someone@localhost']);
+      await until(() => events.some((e) => e.type === 'message.sent' && e.id === taken) && events.some((e) => e.type === 'message.failed' && e.id === refused), 15_000, 'both outcomes');
+      assert.deepEqual(
+        (await relay.store.recipients(taken)).map((r) => [r.address, r.state]),
+        [
+          ['bob@example.net', 'accepted'],
+          ['carol@example.net', 'accepted'],
+        ],
+      );
+      const failed = await relay.store.recipients(refused);
+      assert.deepEqual(
+        failed.map((r) => [r.address, r.state, r.explanation?.id]),
+        [
+          ['dave@example.net', 'refused', 'graph-400-invalid-recipients'],
+          ['someone@localhost', 'refused', 'graph-400-invalid-recipients'],
+        ],
+      );
+      assert.ok(failed.every((r) => r.reply === (failed[0]?.reply ?? '') && /ErrorInvalidRecipients/.test(r.reply ?? '')), 'the message\'s own reply for each');
+      assert.deepEqual(
+        events.filter((e) => e.type === 'message.recipient.refused').map((e) => e.type === 'message.recipient.refused' && [e.id, e.recipient]),
+        [
+          [refused, 'dave@example.net'],
+          [refused, 'someone@localhost'],
+        ],
+      );
+    } finally {
+      await relay.close();
+      await dir.cleanup();
+      await sandbox.close();
+    }
+  });
 });
 
 describe('an app with SMTP and Graph mailboxes', () => {

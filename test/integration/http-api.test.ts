@@ -69,6 +69,8 @@ interface ApiBody {
   lastReply: string | null;
   explanation: Explanation | null;
   attempts: Array<{ reply: string | null; explanation: Explanation | null }>;
+  recipientCounts: Record<string, number>;
+  recipients?: Array<Record<string, unknown> & { explanation: Explanation | null }>;
   items: Array<ApiBody & MailboxStatusView>;
   nextCursor: string | null;
   error: { code: string; message: string; field?: string };
@@ -508,6 +510,48 @@ describe('HTTP API', () => {
     }
   });
 
+  it('lists each recipient of a message with its state, reply and explanation, and counts them in the list; the OpenAPI document describes them', async () => {
+    // Unknown at the tenant's own domain: Exchange refuses it at RCPT with 550 5.1.10 and takes the message for the other.
+    const nobody = `nobody@${DEFAULT_IDS.tenantDomain}`;
+    const before = structuredClone(sandbox.state.scenario);
+    const changed = structuredClone(before);
+    changed.mailFlow.unknownRecipients = [nobody];
+    sandbox.state.setScenario(changed);
+    const run = await startApi(sandbox);
+    try {
+      const posted = await run.api('POST', '/v1/messages', { body: textMessage({ to: ['good@example.net', nobody] }) });
+      assert.equal(posted.status, 202);
+      const detail = await waitForState(run.api, posted.body.id, 'sent');
+      assert.deepEqual(detail.recipientCounts, { pending: 0, accepted: 1, refused: 1, bounced: 0, delayed: 0 });
+      const [good, refused] = detail.recipients ?? [];
+      assert.deepEqual(
+        { ...good, updatedAt: typeof good?.updatedAt },
+        { address: 'good@example.net', state: 'accepted', reply: null, explanation: null, dsnStatus: null, remoteMta: null, updatedAt: 'string' },
+      );
+      assert.equal(refused?.address, nobody);
+      assert.equal(refused?.state, 'refused');
+      assert.match(String(refused?.reply), new RegExp(`^550 5\\.1\\.10 RESOLVER\\.ADR\\.RecipientNotFound; Recipient ${nobody.replace(/\./g, '\\.')} not found by SMTP address lookup`));
+      assert.equal(refused?.explanation?.class, 'permanent');
+      assert.match(refused?.explanation?.fix ?? '', /\S/);
+      assert.ok(!Number.isNaN(Date.parse(String(refused?.updatedAt))));
+      assert.ok(run.events.some((e) => e.type === 'message.recipient.refused' && e.recipient === nobody && e.id === posted.body.id));
+
+      const listed = await run.api('GET', '/v1/messages?limit=1');
+      assert.deepEqual(listed.body.items[0]?.recipientCounts, { pending: 0, accepted: 1, refused: 1, bounced: 0, delayed: 0 });
+      assert.equal(listed.body.items[0]?.recipients, undefined, 'the list counts; the message itself lists');
+
+      const doc = (await (await fetch(`${run.relay.httpAddress!}/openapi.json`)).json()) as {
+        paths: Record<string, { get: { responses: { 200: { content: Record<string, { schema: { properties: Record<string, { items?: { properties: Record<string, { enum?: string[] }> } }> } }> } } } }>;
+      };
+      const schema = doc.paths['/v1/messages/{id}']?.get.responses[200].content['application/json']?.schema;
+      assert.deepEqual(schema?.properties.recipients?.items?.properties.state?.enum, ['pending', 'accepted', 'refused', 'bounced', 'delayed']);
+      assert.ok(schema?.properties.recipientCounts, 'the counts are documented');
+    } finally {
+      await run.stop();
+      sandbox.state.setScenario(before);
+    }
+  });
+
   it('retries a failed message, cancels one not yet sent, and answers 409 for a sent or cancelled one', async () => {
     const run = await startApi(sandbox);
     try {
@@ -739,14 +783,23 @@ describe('HTTP API', () => {
       await waitForState(run.api, third, 'sent');
       await until(() => run.events.some((e) => e.type === 'mailbox.resumed'), 5_000, 'the mailbox to resume');
 
-      const expected = run.events.filter((e) => ['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed'].includes(e.type));
+      const expected = run.events.filter((e) =>
+        ['message.sent', 'message.deferred', 'message.failed', 'message.recipient.refused', 'mailbox.paused', 'mailbox.resumed'].includes(e.type),
+      );
       assert.deepEqual([...new Set(expected.map((e) => e.type))].sort(), [
         'mailbox.paused',
         'mailbox.resumed',
         'message.deferred',
         'message.failed',
+        'message.recipient.refused',
         'message.sent',
       ]);
+      // The SendAs refusal failed the whole message: its one recipient is refused, signed and delivered like the rest.
+      assert.deepEqual(
+        expected.filter((e) => e.type === 'message.recipient.refused').map((e) => e.type === 'message.recipient.refused' && [e.id, e.recipient, e.messageState]),
+        [[bad, 'someone@example.net', 'failed']],
+      );
+
       await until(() => receiver.received.length >= expected.length, 10_000, `${expected.length} webhook deliveries`);
       await new Promise((r) => setTimeout(r, 500)); // time for a duplicate to show up, if one were coming
       assert.equal(receiver.received.length, expected.length, 'each event once');

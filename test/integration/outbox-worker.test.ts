@@ -218,6 +218,64 @@ describe('outbox worker against the sandbox', () => {
     }
   });
 
+  it('records a recipient Exchange refused at RCPT as refused, with its reply and a message.recipient.refused event, and the others accepted', async () => {
+    // An address that does not exist at the tenant's own domain: Exchange refuses it at RCPT with
+    // 550 5.1.10 (Directory Based Edge Blocking) and takes the message for the others.
+    const sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        s.limits.unlimited = true;
+        s.mailFlow.unknownRecipients = ['nobody@contoso.example'];
+      }),
+    });
+    try {
+      await withRelay(sandbox, {}, async (relay, events) => {
+        const send = async (to: string[]): Promise<string> => {
+          const m = await composeMessage({ from: DEFAULT_IDS.mailbox, to: to.join(', '), subject: 's', text: 't' });
+          const stored = await relay.enqueue({
+            mailbox: DEFAULT_IDS.mailbox,
+            envelope: m.envelope,
+            raw: m.raw,
+            source: { kind: 'library' },
+            ...(m.messageId ? { messageId: m.messageId } : {}),
+          });
+          return stored.id;
+        };
+        const mixed = await send(['good@example.net', 'nobody@contoso.example']);
+        await until(() => events.some((e) => e.type === 'message.sent' && e.id === mixed), 10_000, 'the send');
+        assert.equal((await relay.store.get(mixed))?.state, 'sent', 'Exchange took it for one recipient');
+        const [good, nobody] = await relay.store.recipients(mixed);
+        assert.deepEqual([good?.address, good?.state, good?.reply], ['good@example.net', 'accepted', undefined]);
+        assert.equal(nobody?.address, 'nobody@contoso.example');
+        assert.equal(nobody?.state, 'refused');
+        assert.match(nobody?.reply ?? '', /^550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound; Recipient nobody@contoso\.example not found by SMTP address lookup/);
+        assert.equal(nobody?.explanation?.class, 'permanent');
+        const refused = events.filter((e) => e.type === 'message.recipient.refused' && e.id === mixed);
+        assert.equal(refused.length, 1);
+        assert.deepEqual(
+          refused.map((e) => e.type === 'message.recipient.refused' && [e.recipient, e.messageState, e.reply === nobody?.reply]),
+          [['nobody@contoso.example', 'sent', true]],
+        );
+        // Exchange delivered to the good recipient only.
+        assert.deepEqual(
+          sandbox.state.messages.map((s) => s.envelope.rcptTo),
+          [['good@example.net']],
+        );
+
+        // Every recipient refused: the message failed, each recipient with its own reply.
+        const alone = await send(['nobody@contoso.example']);
+        await until(() => events.some((e) => e.type === 'message.failed' && e.id === alone), 10_000, 'the failure');
+        assert.equal((await relay.store.get(alone))?.state, 'failed');
+        const [only] = await relay.store.recipients(alone);
+        assert.equal(only?.state, 'refused');
+        assert.match(only?.reply ?? '', /^550 5\.1\.10 /);
+        assert.equal(events.filter((e) => e.type === 'message.recipient.refused' && e.id === alone).length, 1);
+        assert.ok(!events.some((e) => e.type === 'message.sent' && e.id === alone), 'nothing reports it sent');
+      });
+    } finally {
+      await sandbox.close();
+    }
+  });
+
   it('sends a delivery status notification (RFC 3464) to the envelope sender when bounces are on, and never bounces a bounce', async () => {
     const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
     try {

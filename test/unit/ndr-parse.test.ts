@@ -73,7 +73,7 @@ describe('parseNdr on public NDR samples', () => {
       if (s.diagnostic !== undefined) assert.equal(entry?.diagnostic, s.diagnostic);
       assert.equal(entry?.remoteMta, s.remoteMta);
       assert.equal(parsed.report.originalMessageId, s.messageId);
-      assert.equal(bounceClass(entry!.action, entry!.status), s.cls);
+      assert.equal(bounceClass(entry.action, entry.status), s.cls);
     });
   }
 

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { FINISHED_STATES, MESSAGE_STATES, type FinishedState, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
+import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
 import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 import { wholeNumber } from '../options.js';
@@ -64,15 +64,23 @@ export function queueCommand(): Command {
       await withStore(flags, async (store) => {
         const m = await store.get(id);
         if (!m) throw notFound(id);
-        const attempts = await store.attempts(id);
+        const [attempts, recipients] = await Promise.all([store.attempts(id), store.recipients(id)]);
+        const recipientCounts = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, recipients.filter((r) => r.state === s).length]));
         if (flags.json) {
-          console.log(JSON.stringify({ message: m, attempts }, null, 2));
+          console.log(JSON.stringify({ message: m, recipientCounts, recipients, attempts }, null, 2));
           return;
         }
         console.log(line(m));
         console.log(
           `  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`,
         );
+        // accepted is Exchange's 250, not delivery; bounced and delayed come from NDRs (mailboxes[].bounces.read).
+        console.log(`  recipients: ${RECIPIENT_STATES.filter((s) => recipientCounts[s]! > 0).map((s) => `${recipientCounts[s]} ${s}`).join(', ')}`);
+        for (const r of recipients) {
+          const detail = [r.dsnStatus, r.reply].filter((x) => x !== undefined).join(' ');
+          console.log(`    ${r.state.padEnd(8)} ${r.address}${detail ? `  ${detail}` : ''}`);
+          if (r.explanation && (r.state === 'refused' || r.state === 'bounced')) console.log(`      cause: ${r.explanation.cause}\n      fix:   ${r.explanation.fix}`);
+        }
         if (m.state === 'queued' || m.state === 'deferred') console.log(`  next attempt ${m.nextAttemptAt.toISOString()}`);
         for (const a of attempts) {
           console.log(`  ${a.at.toISOString()}  ${a.mailbox}  ${a.class}  ${a.reply ?? ''} (${a.durationMs} ms)`);

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { MESSAGE_STATES, type MessageState, type StoredMessage } from '../../outbox/index.js';
+import { MESSAGE_STATES, type MessageState, type RecipientRecord, type StoredMessage } from '../../outbox/index.js';
 import { adminPasswordMatches, challengeAdmin } from './auth.js';
 import { AdminLoginLimit } from './limits.js';
 import { apiError, sendApiError } from './errors.js';
@@ -76,8 +76,20 @@ function mailboxCard(m: MailboxStatusView, now: number): string {
 </section>`;
 }
 
-function messageRow(m: StoredMessage, now: number): string {
-  const to = m.envelope.to.length > 2 ? `${m.envelope.to.slice(0, 2).join(', ')} +${m.envelope.to.length - 2}` : m.envelope.to.join(', ');
+/** Recipients shown in a row; the API and `relay365 queue show` list them all. */
+const RECIPIENTS_SHOWN = 5;
+
+/** Each recipient with its state and, unless Exchange simply took it, the reply that says why. */
+function recipientList(recipients: readonly RecipientRecord[]): string {
+  const items = recipients.slice(0, RECIPIENTS_SHOWN).map((r) => {
+    const why = r.state !== 'accepted' && r.state !== 'pending' && r.reply ? ` <code>${escapeHtml(r.reply.slice(0, 140))}</code>` : '';
+    return `<li data-recipient="${escapeHtml(r.address)}" data-state="${r.state}"><span class="rstate rstate-${r.state}">${r.state}</span> ${escapeHtml(r.address)}${why}</li>`;
+  });
+  const more = recipients.length > RECIPIENTS_SHOWN ? `<li class="muted small">+${recipients.length - RECIPIENTS_SHOWN} more</li>` : '';
+  return `<ul class="recipients">${items.join('')}${more}</ul>`;
+}
+
+function messageRow(m: StoredMessage, recipients: readonly RecipientRecord[], now: number): string {
   const explanation =
     m.state !== 'sent' && m.lastExplanation
       ? `<div class="explain"><p>${escapeHtml(m.lastExplanation.cause)}</p><p class="fix">Fix: ${escapeHtml(m.lastExplanation.fix)}</p></div>`
@@ -87,7 +99,7 @@ function messageRow(m: StoredMessage, now: number): string {
   return `<tr data-id="${escapeHtml(m.id)}" data-state="${m.state}">
   <td title="${escapeHtml(m.createdAt.toISOString())}">${escapeHtml(ago(m.createdAt, now))}</td>
   <td><code title="${escapeHtml(m.id)}">${escapeHtml(m.id.slice(-12))}</code></td>
-  <td>${escapeHtml(m.envelope.from)} → ${escapeHtml(to)}</td>
+  <td>${escapeHtml(m.envelope.from)} →${recipientList(recipients)}</td>
   <td>${escapeHtml(m.mailbox ?? m.pool ?? '')}</td>
   <td><span class="state state-${m.state}">${m.state}</span>${m.attempts > 1 ? ` <span class="muted small">${m.attempts} attempts</span>` : ''}</td>
   <td>${reply}${explanation}</td>
@@ -103,6 +115,7 @@ async function renderPanel(deps: DashboardDeps): Promise<string> {
     deps.store.oldestWaiting(),
     deps.store.list({ limit: RECENT }),
   ]);
+  const recipients = await Promise.all(recent.items.map((m) => deps.store.recipients(m.id)));
   const tiles = MESSAGE_STATES.map(
     (s: MessageState) => `<div class="tile state-${s}" data-count="${s}"><span class="n">${counts[s]}</span><span>${s}</span></div>`,
   ).join('');
@@ -111,8 +124,8 @@ async function renderPanel(deps: DashboardDeps): Promise<string> {
 <div class="tiles">${tiles}<div class="tile"><span class="n">${oldest ? escapeHtml(ago(oldest, now).replace(' ago', '')) : '–'}</span><span>oldest waiting</span></div></div>
 <h2>Recent messages</h2>
 <table class="messages">
-<thead><tr><th>When</th><th>Id</th><th>From → To</th><th>Mailbox</th><th>State</th><th>Reply and explanation</th><th></th></tr></thead>
-<tbody>${recent.items.map((m) => messageRow(m, now)).join('') || '<tr><td colspan="7" class="muted">No message yet.</td></tr>'}</tbody>
+<thead><tr><th>When</th><th>Id</th><th>From → recipients</th><th>Mailbox</th><th>State</th><th>Reply and explanation</th><th></th></tr></thead>
+<tbody>${recent.items.map((m, i) => messageRow(m, recipients[i]!, now)).join('') || '<tr><td colspan="7" class="muted">No message yet.</td></tr>'}</tbody>
 </table>`;
 }
 
@@ -139,6 +152,12 @@ code { font-size: .8rem; word-break: break-all; }
 .state-sent { background: #dcfce7; color: #166534; } .state-failed { background: #fee2e2; color: #991b1b; }
 .state-deferred { background: #fef3c7; color: #92400e; } .state-sending { background: #dbeafe; color: #1e40af; }
 .state-cancelled { background: #f3f4f6; color: #4b5563; }
+ul.recipients { list-style: none; margin: .2rem 0 0; padding: 0; } ul.recipients li { margin: .1rem 0; }
+.rstate { padding: 0 .35rem; border-radius: 999px; font-size: .75rem; background: #e5e7eb; }
+.rstate-accepted { background: #dcfce7; color: #166534; } .rstate-refused, .rstate-bounced { background: #fee2e2; color: #991b1b; }
+.rstate-delayed { background: #fef3c7; color: #92400e; }
+button.retry { cursor: pointer; border: 1px solid #9ca3af; background: #fff; border-radius: 4px; padding: .2rem .6rem; }
+#status { font-size: .8rem; color: #6b7280; }
 button.retry { cursor: pointer; border: 1px solid #9ca3af; background: #fff; border-radius: 4px; padding: .2rem .6rem; }
 #status { font-size: .8rem; color: #6b7280; }
 `;

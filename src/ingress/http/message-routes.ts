@@ -162,7 +162,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
         ...(limit !== undefined ? { limit } : {}),
         ...(cursor !== undefined ? { cursor } : {}),
       });
-      return { items: page.items.map(messageView), nextCursor: page.nextCursor ?? null };
+      const recipients = await Promise.all(page.items.map((m) => deps.store.recipients(m.id)));
+      return { items: page.items.map((m, i) => messageView(m, recipients[i]!)), nextCursor: page.nextCursor ?? null };
     },
   );
 
@@ -186,7 +187,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     },
     async (request) => {
       const message = await found(request.params.id);
-      return messageDetailView(message, await deps.store.attempts(message.id));
+      const [recipients, attempts] = await Promise.all([deps.store.recipients(message.id), deps.store.attempts(message.id)]);
+      return messageDetailView(message, recipients, attempts);
     },
   );
 

@@ -2,7 +2,7 @@
  * JSON schemas of the API: fastify validates requests with them and @fastify/swagger turns them into
  * `/openapi.json`, so the documentation is the validation.
  */
-import { MESSAGE_STATES } from '../../outbox/index.js';
+import { MESSAGE_STATES, RECIPIENT_STATES, type RecipientState } from '../../outbox/index.js';
 
 /**
  * A header value: one line without control characters (tab allowed). CR or LF would let a field
@@ -175,6 +175,31 @@ const attempt = {
   },
 } as const;
 
+/** One recipient and where it stands (see docs/http-api.md, "Recipient states"). */
+const recipient = {
+  type: 'object',
+  properties: {
+    address: { type: 'string' },
+    state: {
+      type: 'string',
+      enum: [...RECIPIENT_STATES],
+      description: "`accepted` is Exchange's 250, not delivery; `bounced` and `delayed` come from NDRs when the mailbox's `bounces.read` is on.",
+    },
+    reply: nullable({ type: 'string', description: "Exchange's RCPT reply (refused) or the NDR's Diagnostic-Code (bounced, delayed)." }),
+    explanation: nullable(explanation),
+    dsnStatus: nullable({ type: 'string', description: "The NDR's status code, e.g. 5.1.1." }),
+    remoteMta: nullable({ type: 'string' }),
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/** How many recipients are in each state. */
+const recipientCounts = {
+  type: 'object',
+  description: "How many of the message's recipients are in each state.",
+  properties: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, { type: 'integer' }])) as Record<RecipientState, { type: 'integer' }>,
+} as const;
+
 const messageProperties = {
   id: { type: 'string' },
   state: { type: 'string', enum: [...MESSAGE_STATES] },
@@ -191,11 +216,12 @@ const messageProperties = {
   lastReply: nullable({ type: 'string' }),
   lastClass: nullable({ type: 'string' }),
   explanation: nullable(explanation),
+  recipientCounts,
 } as const;
 
 export const messageResponse = {
   type: 'object',
-  properties: { ...messageProperties, attempts: { type: 'array', items: attempt } },
+  properties: { ...messageProperties, recipients: { type: 'array', items: recipient }, attempts: { type: 'array', items: attempt } },
 } as const;
 
 export const messageListResponse = {

@@ -3,7 +3,18 @@ import type { Explanation } from '../../catalogue/index.js';
 import type { Config } from '../../config/index.js';
 import type { TokenStatus } from '../../identity/index.js';
 import type { QueueSnapshot } from '../../observe/index.js';
-import { MESSAGE_STATES, type Attempt, type DeliveryWorker, type MessageState, type OutboxStore, type Router, type StoredMessage } from '../../outbox/index.js';
+import {
+  MESSAGE_STATES,
+  RECIPIENT_STATES,
+  type Attempt,
+  type DeliveryWorker,
+  type MessageState,
+  type OutboxStore,
+  type RecipientRecord,
+  type RecipientState,
+  type Router,
+  type StoredMessage,
+} from '../../outbox/index.js';
 
 /** The relay parts the views read. */
 export interface ViewSources {
@@ -20,8 +31,15 @@ function explanationView(e: Explanation | undefined): Explanation | null {
   return e === undefined ? null : { ...e };
 }
 
-/** A message as `GET /v1/messages` lists it. */
-export function messageView(m: StoredMessage) {
+/** How many recipients are in each state, every state present. */
+export function recipientCounts(recipients: readonly RecipientRecord[]): Record<RecipientState, number> {
+  const counts = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, 0])) as Record<RecipientState, number>;
+  for (const r of recipients) counts[r.state] += 1;
+  return counts;
+}
+
+/** A message as `GET /v1/messages` lists it, with how many of its recipients are in each state. */
+export function messageView(m: StoredMessage, recipients: readonly RecipientRecord[]) {
   const waiting = m.state === 'queued' || m.state === 'deferred';
   return {
     id: m.id,
@@ -39,13 +57,23 @@ export function messageView(m: StoredMessage) {
     lastReply: m.lastReply ?? null,
     lastClass: m.lastClass ?? null,
     explanation: m.state === 'sent' ? null : explanationView(m.lastExplanation),
+    recipientCounts: recipientCounts(recipients),
   };
 }
 
-/** A message with each attempt, as `GET /v1/messages/{id}` shows it. */
-export function messageDetailView(m: StoredMessage, attempts: readonly Attempt[]) {
+/** A message with each recipient and each attempt, as `GET /v1/messages/{id}` shows it. */
+export function messageDetailView(m: StoredMessage, recipients: readonly RecipientRecord[], attempts: readonly Attempt[]) {
   return {
-    ...messageView(m),
+    ...messageView(m, recipients),
+    recipients: recipients.map((r) => ({
+      address: r.address,
+      state: r.state,
+      reply: r.reply ?? null,
+      explanation: explanationView(r.explanation),
+      dsnStatus: r.dsnStatus ?? null,
+      remoteMta: r.remoteMta ?? null,
+      updatedAt: r.updatedAt.toISOString(),
+    })),
     attempts: attempts.map((a) => ({
       at: a.at.toISOString(),
       mailbox: a.mailbox,

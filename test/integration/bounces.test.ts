@@ -1,0 +1,291 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { createLogger } from '../../src/observe/index.js';
+import { startRelay, type Relay } from '../../src/runtime/index.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { sandboxConfig } from '../helpers/config.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { SmtpWire } from '../helpers/smtp-wire.js';
+
+const MAILBOX = DEFAULT_IDS.mailbox;
+const OTHER = DEFAULT_IDS.user;
+const GOOD = 'good@fabrikam.example';
+const UNKNOWN = 'nobody@fabrikam.example';
+
+async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface Received {
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+async function startReceiver(): Promise<{ url: string; received: Received[]; server: Server }> {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`, received, server };
+}
+
+/** docs/webhooks.md's check: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. */
+function signatureValid(body: string, header: string | string[] | undefined, secret: string): boolean {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(header));
+  if (!m) return false;
+  const want = createHmac('sha256', secret).update(`${m[1]}.${body}`).digest();
+  return timingSafeEqual(want, Buffer.from(m[2]!, 'hex'));
+}
+
+/** A logger whose JSON lines the test reads. */
+function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: createLogger({ level: 'info', destination: stream }), lines };
+}
+
+describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
+  let sandbox: Sandbox & { dir: string };
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let relay: Relay;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let key: string;
+  const secret = 'whsec-bounces-test';
+  const log = capturingLogger();
+
+  before(async () => {
+    sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        const app = s.tenants[0]!.apps[0]!;
+        // Mail.ReadWrite reads the Inbox and moves the processed reports; the RBAC scope keeps it to these two mailboxes.
+        app.roles.graph = ['Mail.Send', 'Mail.ReadWrite'];
+        app.mailboxScope = [MAILBOX, OTHER];
+        s.mailFlow.unknownRecipients = [UNKNOWN];
+        s.mailFlow.ndrDelayMs = 100;
+      }),
+    });
+    dir = await tempDir();
+    receiver = await startReceiver();
+    const config = sandboxConfig(sandbox, dir.path, {
+      log: { level: 'info' },
+      mailboxes: [
+        { address: MAILBOX, bounces: { read: true, everySeconds: 0.3 } },
+        { address: OTHER, bounces: { read: true, everySeconds: 0.3 } },
+      ],
+      smtp: { enabled: true, listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }], allowlist: [{ cidr: '127.0.0.1/32' }] },
+      http: { enabled: true, port: 0, webhooks: [{ url: receiver.url, secret }] },
+      queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 },
+    });
+    // The API key is made before the relay opens the file, as `relay365 apikey create` would.
+    const httpStore = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const k = generateApiKey();
+    await httpStore.createApiKey({ name: 'test', hash: k.hash, prefix: k.prefix, scopes: ['send', 'read', 'admin'] });
+    await httpStore.close();
+    key = k.key;
+    relay = await startRelay(config, { logger: log.logger, webhooks: { backoffBaseMs: 100, backoffMaxMs: 400, pollMs: 100 } });
+  });
+
+  after(async () => {
+    await relay?.close();
+    await new Promise((r) => receiver?.server.close(r));
+    await sandbox?.close();
+    await dir?.cleanup();
+  });
+
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const res = await fetch(`${relay.httpAddress}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  };
+
+  it('a message to a good and an unknown external recipient ends accepted and bounced, with a signed message.bounced, and the address is refused next time', async () => {
+    const sent = await api('POST', '/v1/messages', { from: MAILBOX, to: [GOOD, UNKNOWN], subject: 'hello', text: 'hi' });
+    assert.equal(sent.status, 202, JSON.stringify(sent.json));
+    const id = sent.json.id as string;
+
+    const recipients = await until(
+      async () => {
+        const r = await relay.store.recipients(id);
+        return r.find((x) => x.state === 'bounced') && r.find((x) => x.state === 'accepted') ? r : undefined;
+      },
+      15_000,
+      'the NDR to be read and applied',
+    );
+    const good = recipients.find((r) => r.address === GOOD)!;
+    const bounced = recipients.find((r) => r.address === UNKNOWN)!;
+    assert.equal(good.state, 'accepted');
+    assert.equal(bounced.state, 'bounced');
+    assert.equal(bounced.dsnStatus, '5.1.1');
+    // The sandbox's diagnostic is the remote server's reply Exchange relays (src/sandbox/ndr.ts, recipientUnknown).
+    assert.equal(bounced.reply, `550 5.1.1 <${UNKNOWN}>: Recipient address rejected: User unknown in local recipient table`);
+    assert.equal(bounced.remoteMta, 'mx.fabrikam.example');
+    assert.ok(bounced.reportId);
+
+    // message.bounced, signed as every webhook is.
+    const hook = await until(() => receiver.received.find((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced'), 10_000, 'the message.bounced webhook');
+    assert.ok(signatureValid(hook.body, hook.headers['x-relay365-signature'], secret), 'signed with the receiver secret');
+    const data = (JSON.parse(hook.body) as { data: Record<string, unknown> }).data;
+    assert.equal(data.id, id);
+    assert.equal(data.recipient, UNKNOWN);
+    assert.equal(data.dsnStatus, '5.1.1');
+    assert.equal(data.diagnostic, bounced.reply);
+    assert.equal(data.remoteMta, 'mx.fabrikam.example');
+    assert.equal(data.bounceClass, 'hard');
+    assert.equal(data.suppressed, true);
+    const stored = await relay.store.get(id);
+    assert.equal(data.messageId, stored!.messageId);
+    assert.equal(receiver.received.filter((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced').length, 1, 'one webhook for one bounced recipient');
+
+    // The report left the Inbox for the "relay365 reports" folder; the metric counted one hard bounce.
+    const folder = await until(
+      () => {
+        const f = sandbox.state.mail.folders(MAILBOX).find((x) => x.displayName === 'relay365 reports');
+        return f && sandbox.state.mail.items(MAILBOX, f.id).length === 1 ? f : undefined;
+      },
+      5000,
+      'the report to be moved to the "relay365 reports" folder',
+    );
+    assert.equal(sandbox.state.mail.items(MAILBOX, folder.id).length, 1);
+    const inbox = sandbox.state.mail.folder(MAILBOX, 'inbox')!;
+    assert.equal(sandbox.state.mail.items(MAILBOX, inbox.id).filter((i) => /Undeliverable/.test(i.raw.toString('latin1'))).length, 0);
+    const metrics = await relay.metrics.registry.getSingleMetricAsString('relay365_bounces_total');
+    assert.match(metrics, new RegExp(`relay365_bounces_total\\{mailbox="${MAILBOX}",class="hard"\\} 1`));
+    assert.match(metrics, new RegExp(`relay365_bounces_total\\{mailbox="${MAILBOX}",class="soft"\\} 0`));
+
+    // Suppressed: the HTTP API answers 422 with the reason, SMTP refuses at RCPT TO.
+    const [entry] = await relay.store.suppressed([UNKNOWN]);
+    assert.ok(entry);
+    assert.equal(entry.source, 'bounce');
+    assert.equal(entry.dsnStatus, '5.1.1');
+    const refused = await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'again', text: 'hi' });
+    assert.equal(refused.status, 422);
+    const error = refused.json.error as { code: string; message: string; field: string };
+    assert.equal(error.code, 'R365_SUPPRESSED');
+    assert.equal(error.field, 'to');
+    assert.match(error.message, new RegExp(`^<${UNKNOWN}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1 \\(bad destination mailbox address\\): 550 5\\.1\\.1 `));
+    assert.match(error.message, /remove with relay365 suppression remove nobody@fabrikam\.example/);
+    const insisted = await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'again', text: 'hi', ignoreSuppression: true });
+    assert.equal(insisted.status, 202, 'ignoreSuppression sends it anyway');
+
+    const { wire } = await SmtpWire.connect(relay.listeners[0]!.port);
+    try {
+      assert.equal((await wire.command('EHLO test.example')).code, 250);
+      assert.equal((await wire.command(`MAIL FROM:<${MAILBOX}>`)).code, 250);
+      const rcpt = await wire.command(`RCPT TO:<${UNKNOWN.toUpperCase()}>`);
+      assert.equal(rcpt.code, 550);
+      // The entry's spelling: the list compares addresses without regard to case.
+      assert.match(rcpt.last, new RegExp(`^550 5\\.1\\.1 <${UNKNOWN.replace(/\./g, '\\.')}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1`));
+      assert.match(rcpt.last, /; remove with relay365 suppression remove nobody@fabrikam\.example$/);
+      assert.equal((await wire.command(`RCPT TO:<${GOOD}>`)).code, 250, 'another recipient is still taken');
+      await wire.command('QUIT');
+    } finally {
+      await wire.waitClosed().catch(() => undefined);
+    }
+
+    // The suppression API and its removal.
+    const list = await api('GET', '/v1/suppressions');
+    assert.equal(list.status, 200);
+    assert.deepEqual(
+      (list.json.items as Array<{ address: string }>).map((s) => s.address),
+      [UNKNOWN],
+    );
+    assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 200);
+    assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 404);
+    assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'third', text: 'hi' })).status, 202, 'accepted again once removed');
+  });
+
+  it('logs and skips malformed and hostile reports, never crashing the reader nor changing an unrelated message', async () => {
+    const sent = await api('POST', '/v1/messages', { from: MAILBOX, to: [GOOD], subject: 'target', text: 'hi' });
+    assert.equal(sent.status, 202);
+    const id = sent.json.id as string;
+    await until(async () => (await relay.store.recipients(id)).every((r) => r.state === 'accepted'), 10_000, 'the target to be sent');
+    const target = (await relay.store.get(id))!;
+    const fixture = (n: string): Promise<Buffer> => readFile(new URL(`../fixtures/ndr/${n}`, import.meta.url));
+    const real = (await fixture('exchange-online-5.1.351-unknown-user.eml')).toString('latin1');
+    const report = (to: string, mid: string, recipient: string): Buffer =>
+      Buffer.from(
+        real
+          .replace(/^In-Reply-To: .*$/m, `In-Reply-To: ${mid}`)
+          .replace(/^Message-ID: <SLXP216MB0381A2BCD997D05F53CDB50BA9220@SLXP216MB0381\.KORP216\.PROD\.OUTLOOK\.COM>$/m, `Message-ID: ${mid}`)
+          .replaceAll('azumakuniyuki@example.ne.jp', recipient)
+          .replace(/^To: <kijitora@outlook\.example\.com>$/m, `To: <${to}>`),
+        'latin1',
+      );
+    const before = log.lines.length;
+    const hostile: Array<[string, Buffer]> = [
+      // Truncated in the middle of the delivery-status part.
+      [MAILBOX, Buffer.from(real.slice(0, real.indexOf('Action: failed')), 'latin1')],
+      // A multipart nested 3,000 deep.
+      [
+        MAILBOX,
+        Buffer.from(
+          `From: postmaster@contoso.example\r\nSubject: Undeliverable: x\r\n${Array.from({ length: 3000 }, (_, i) => `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n`).join('')}`,
+        ),
+      ],
+      // 12 MB of one header line.
+      [MAILBOX, Buffer.concat([Buffer.from('From: postmaster@contoso.example\r\nSubject: Undeliverable: big\r\nX-Pad: '), Buffer.alloc(12 * 1024 * 1024, 0x61)])],
+      // A public report whose original has no Message-ID.
+      [MAILBOX, await fixture('postfix-5.4.1-no-message-id.eml')],
+      // A report naming a Message-ID relay365 never sent.
+      [MAILBOX, report(MAILBOX, '<never-sent@contoso.example>', GOOD)],
+      // Forged: the target's Message-ID and recipient, but in another mailbox's Inbox.
+      [OTHER, report(OTHER, target.messageId!, GOOD)],
+    ];
+    for (const [mailbox, raw] of hostile) sandbox.state.mail.deliver(mailbox, raw);
+    await until(
+      () => log.lines.slice(before).filter((l) => l.event === 'bounces.report_skipped' || l.event === 'bounces.report_unmatched').length >= hostile.length,
+      15_000,
+      'every hostile report to be logged',
+    ).catch((err: unknown) => {
+      console.error(log.lines.slice(before).filter((l) => (typeof l.event === 'string' && l.event.startsWith('bounces')) || l.component === 'bounces'));
+      throw err;
+    });
+    const logged = log.lines.slice(before).filter((l) => l.event === 'bounces.report_skipped' || l.event === 'bounces.report_unmatched');
+    assert.equal(logged.filter((l) => l.event === 'bounces.report_unmatched').length, 2, 'the unknown and the forged Message-ID');
+    assert.ok(logged.some((l) => l.reason === 'no Message-ID'));
+    assert.ok(logged.some((l) => /over the 10485760 read/.test(String(l.reason))));
+    assert.equal(log.lines.slice(before).filter((l) => l.event === 'bounces.read_failed').length, 0, 'no read failed');
+    // Nothing changed for the target, and nothing was suppressed.
+    assert.deepEqual(
+      (await relay.store.recipients(id)).map((r) => [r.address, r.state]),
+      [[GOOD, 'accepted']],
+    );
+    assert.deepEqual(await relay.store.suppressed([GOOD]), []);
+    // The reports stay where they were: only relay365's own mail is moved.
+    const otherInbox = sandbox.state.mail.folder(OTHER, 'inbox')!;
+    assert.equal(sandbox.state.mail.items(OTHER, otherInbox.id).length, 1);
+    // The reader goes on: a real report after them is still applied.
+    const next = await api('POST', '/v1/messages', { from: MAILBOX, to: ['nobody2@fabrikam.example'], subject: 'after', text: 'hi', ignoreSuppression: true });
+    assert.equal(next.status, 202);
+    sandbox.state.mail.deliver(MAILBOX, report(MAILBOX, (await until(async () => (await relay.store.get(next.json.id as string))?.messageId, 5000, 'id')), 'nobody2@fabrikam.example'));
+    await until(async () => (await relay.store.recipients(next.json.id as string))[0]?.state === 'bounced', 10_000, 'the report after the hostile ones');
+  });
+});
