@@ -27,7 +27,7 @@ export interface RecordedReply {
   readonly note?: string;
 }
 
-/** SMTP refusals recorded from public sources (55), and replies quoted in Exchange Online NDRs. */
+/** SMTP refusals recorded from public sources (58), and replies quoted in Exchange Online NDRs. */
 export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
   // 432 4.3.2: more than 3 connections for one mailbox.
   {
@@ -436,6 +436,31 @@ export const RECORDED_SMTP_REPLIES: readonly RecordedReply[] = [
     row: 'smtp-550-5.1.90-daily-recipients',
     class: 'throttled',
     note: 'the NDR text the thread quotes (from a Tech Community post); a user sends again once the rolling 24 hours free',
+  },
+  // Microsoft's NDR table (no user paste with a citable address was found for these three).
+  {
+    reply: '5.7.705 Access denied, tenant has exceeded threshold',
+    code: 550,
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online',
+    row: 'smtp-550-5.7.705',
+    class: 'blocked',
+    note: 'the table row "5.7.700-749"; the basic code 550 from Learn\'s 5.7.7xx page ("status code 550 5.7.7xx in a non-delivery report", quoted in MicrosoftDocs/microsoft-365-docs#986)',
+  },
+  {
+    reply: '5.7.750 Service unavailable. Client blocked from sending from unregistered domains',
+    code: 550,
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online',
+    row: 'smtp-550-5.7.750',
+    class: 'blocked',
+    note: 'the table row "5.7.750"; 550 as for 5.7.705',
+  },
+  {
+    reply: '5.4.1 Recipient address rejected: Access denied',
+    code: 550,
+    source: 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online',
+    row: 'smtp-550-5.4.1',
+    class: 'permanent',
+    note: 'the table row "5.4.1" (Directory Based Edge Blocking); 550 is the basic code of its page fix-error-code-550-5-4-1',
   },
 ];
 
