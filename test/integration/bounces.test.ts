@@ -5,7 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
+import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { runDoctor } from '../../src/doctor/index.js';
 import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
@@ -18,6 +22,20 @@ const MAILBOX = DEFAULT_IDS.mailbox;
 const OTHER = DEFAULT_IDS.user;
 const GOOD = 'good@fabrikam.example';
 const UNKNOWN = 'nobody@fabrikam.example';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The CLI from source, as its own process. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
 
 async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -220,6 +238,70 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 200);
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 404);
     assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'third', text: 'hi' })).status, 202, 'accepted again once removed');
+  });
+
+  it('doctor passes when the app can read the Inbox and explains the 403 with the RBAC for Applications commands when it cannot', async () => {
+    const config = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true } }] });
+    const pass = (await runDoctor(config, { mailbox: MAILBOX })).results.find((r) => r.id === 'bounces');
+    assert.equal(pass?.status, 'pass', JSON.stringify(pass));
+    assert.match(pass.detail, /Graph answered 200 to GET \/users\/relay@contoso\.example\/mailFolders\/inbox/);
+    const saved = sandbox.state.scenario;
+    const narrowed = structuredClone(saved);
+    narrowed.tenants[0]!.apps[0]!.mailboxScope = [OTHER];
+    sandbox.state.setScenario(narrowed);
+    try {
+      const fail = (await runDoctor(config, { mailbox: MAILBOX })).results.find((r) => r.id === 'bounces');
+      assert.equal(fail?.status, 'fail');
+      assert.match(fail.detail, /^Graph answered 403 ErrorAccessDenied/);
+      assert.match(fail.fix!, /New-ManagementScope -Name "relay365 mailboxes" -RecipientRestrictionFilter "PrimarySmtpAddress -eq 'relay@contoso\.example'"/);
+      assert.match(fail.fix!, /New-ManagementRoleAssignment -App <appId> -Role "Application Mail\.Read" -CustomResourceScope "relay365 mailboxes"/);
+    } finally {
+      sandbox.state.setScenario(saved);
+    }
+    const off = (await runDoctor(sandboxConfig(sandbox, dir.path), { mailbox: MAILBOX })).results.find((r) => r.id === 'bounces');
+    assert.equal(off?.status, 'skip');
+  });
+
+  it('documents /v1/suppressions and ignoreSuppression in the OpenAPI document, with the scopes the routes need', async () => {
+    const doc = (await (await fetch(`${relay.httpAddress}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
+    assert.ok(doc.paths['/v1/suppressions']?.get && doc.paths['/v1/suppressions'].post);
+    assert.ok(doc.paths['/v1/suppressions/{address}']?.delete);
+    for (const path of ['/v1/messages', '/v1/messages/mime'])
+      assert.ok(doc.paths[path]!.post!.requestBody!.content['application/json']!.schema.properties.ignoreSuppression, path);
+    // A key with only the read scope lists, but may not add.
+    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const reader = generateApiKey();
+    await store.createApiKey({ name: 'reader', hash: reader.hash, prefix: reader.prefix, scopes: ['read'] });
+    await store.close();
+    const as = (k: string, method: string, body?: unknown) =>
+      fetch(`${relay.httpAddress}/v1/suppressions`, { method, headers: { authorization: `Bearer ${k}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    assert.equal((await as(reader.key, 'GET')).status, 200);
+    const refused = await as(reader.key, 'POST', { address: 'x@fabrikam.example' });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'R365_HTTP_FORBIDDEN');
+    const bad = await as(key, 'POST', { address: 'not an address' });
+    assert.equal(bad.status, 400);
+  });
+
+  it('relay365 suppression add, list --json and remove change what the running relay refuses', async () => {
+    const configPath = resolve(dir.path, 'relay365.yaml');
+    await import('node:fs/promises').then((fs) => fs.writeFile(configPath, stringify({ ...sandboxConfig(sandbox, dir.path), dataDir: dir.path })));
+    const address = 'manual@fabrikam.example';
+    const added = await cli(['suppression', 'add', address, '--reason', 'asked to stop', '--config', configPath, '--json']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal((JSON.parse(added.stdout) as { source: string }).source, 'manual');
+    const listed = await cli(['suppression', 'list', '--config', configPath, '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const entry = (JSON.parse(listed.stdout) as { items: Array<{ address: string; reason: string }> }).items.find((i) => i.address === address);
+    assert.equal(entry?.reason, 'asked to stop');
+    const refused = await api('POST', '/v1/messages', { from: MAILBOX, to: [address], subject: 's', text: 't' });
+    assert.equal(refused.status, 422);
+    assert.match((refused.json.error as { message: string }).message, /after asked to stop; remove with relay365 suppression remove manual@fabrikam\.example/);
+    assert.equal((await cli(['suppression', 'remove', address, '--config', configPath])).code, 0);
+    const again = await cli(['suppression', 'remove', address, '--config', configPath, '--json']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stdout + again.stderr, /R365_SUPPRESSION_NOT_FOUND/);
+    assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [address], subject: 's', text: 't' })).status, 202);
   });
 
   it('logs and skips malformed and hostile reports, never crashing the reader nor changing an unrelated message', async () => {
