@@ -489,6 +489,9 @@ export function pgStatements(schema: string) {
         RETURNING r.position)
       UPDATE ${s}.message_recipients SET state = $4, reply = $5, explanation = $6::jsonb, updated_at = $3
       WHERE message_id = $1 AND state = 'pending' AND $4::text IS NOT NULL AND position NOT IN (SELECT position FROM given)`,
+    /** An operator's retry sends to every recipient again: those the failed attempt refused wait for Exchange's answer again. $1 message id, $2 updated_at. */
+    reopenRecipients: `UPDATE ${s}.message_recipients SET state = 'pending', reply = NULL, explanation = NULL, updated_at = $2
+      WHERE message_id = $1 AND state = 'refused'`,
     /** $1 message id. */
     recipients: `SELECT position, address, state, reply, explanation, dsn_status, remote_mta, report_id, updated_at
       FROM ${s}.message_recipients WHERE message_id = $1 ORDER BY position`,

@@ -423,7 +423,14 @@ export class PgOutboxStore implements OutboxStore {
   }
 
   retry(id: string): Promise<boolean> {
-    return this.run('retry a message', async () => (await this.pool.query(this.sql.retryMessage, [id, Date.now()])).rowCount === 1);
+    return this.run('retry a message', () =>
+      this.transaction(async (client) => {
+        const now = Date.now();
+        if ((await client.query(this.sql.retryMessage, [id, now])).rowCount !== 1) return false;
+        await client.query(this.sql.reopenRecipients, [id, now]);
+        return true;
+      }),
+    );
   }
 
   purge(request: PurgeRequest): Promise<PurgeResult> {

@@ -490,6 +490,9 @@ export const SQL = {
   /** Exchange's answer for one recipient (complete()); by address, so a repeated address gets the same answer. */
   answerRecipient: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = @explanation, updated_at = @updatedAt
     WHERE message_id = @messageId AND address = @address`,
+  /** An operator's retry sends to every recipient again: those the failed attempt refused wait for Exchange's answer again. */
+  reopenRecipients: `UPDATE message_recipients SET state = 'pending', reply = NULL, explanation = NULL, updated_at = @updatedAt
+    WHERE message_id = @messageId AND state = 'refused'`,
   /** The recipients Exchange has not answered for, once the message is sent or failed. */
   answerPendingRecipients: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = @explanation, updated_at = @updatedAt
     WHERE message_id = @messageId AND state = 'pending'`,

@@ -408,7 +408,16 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async retry(id: string): Promise<boolean> {
-    const changed = await this.run('retry a message', () => this.sql.retryMessage.run({ id, now: Date.now() }).changes === 1);
+    const changed = await this.run('retry a message', () =>
+      this.db
+        .transaction(() => {
+          const now = Date.now();
+          if (this.sql.retryMessage.run({ id, now }).changes !== 1) return false;
+          this.sql.reopenRecipients.run({ messageId: id, updatedAt: now });
+          return true;
+        })
+        .immediate(),
+    );
     await this.syncLog('retry a message');
     return changed;
   }
@@ -925,6 +934,7 @@ function prepareStatements(db: Database.Database) {
     recipients: db.prepare<[string], RecipientRow>(SQL.recipients),
     answerRecipient: db.prepare<Record<string, string | number | null>>(SQL.answerRecipient),
     answerPendingRecipients: db.prepare<Record<string, string | number | null>>(SQL.answerPendingRecipients),
+    reopenRecipients: db.prepare<{ messageId: string; updatedAt: number }>(SQL.reopenRecipients),
     insertBounceReport: db.prepare<Record<string, string | number | null>>(SQL.insertBounceReport),
     bounceCandidates: db.prepare<{ originalMessageId: string; mailbox: string }, { message_id: string; position: number; address: string; state: string }>(
       SQL.bounceCandidates,

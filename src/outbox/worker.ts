@@ -241,6 +241,10 @@ export class DeliveryWorker {
       result = await transport.send(m.address, { raw, envelope: message.envelope, ...(message.messageId ? { messageId: message.messageId } : {}) });
     }
     const recipients = recipientAnswers(message, result);
+    // The store records only the recipients Exchange answered for one by one; the others take the
+    // message's outcome in one statement, however many there are.
+    const ownAnswers = new Set((result.rejected ?? []).map((r) => r.address.toLowerCase()));
+    const answered = recipients.filter((r) => ownAnswers.has(r.address.toLowerCase()));
     // Exchange took it for no one (every recipient refused at RCPT, however the transport reported it): not sent.
     if (result.ok && recipients.every((r) => r.state === 'refused')) {
       const last = recipients.at(-1);
@@ -262,7 +266,7 @@ export class DeliveryWorker {
 
     if (result.ok) {
       if (m.paused) this.resume(m);
-      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients: answered })) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
         this.publishRefused(message, m.address, recipients, 'sent');
       }
@@ -274,7 +278,7 @@ export class DeliveryWorker {
     }
     // A blocked mailbox keeps its queue however long the block lasts: only an admin can end it.
     if (result.class === 'permanent' || (tooOld && result.class !== 'auth' && result.class !== 'blocked')) {
-      if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt, recipients })) {
+      if (await this.record({ id: message.id, owner: this.owner, state: 'failed', attempt, recipients: answered })) {
         events.publish({
           type: 'message.failed',
           id: message.id,

@@ -671,6 +671,27 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     }));
 
     it(
+      "makes a retried message's refused recipients pending again, so the next outcome answers for all of them",
+      withStore(async (store) => {
+        const t0 = later();
+        const failed = await sendOne(store, t0, { envelope: ab }, { state: 'failed', reply: notFound });
+        assert.equal(await store.retry(failed.id), true);
+        const reopened = await store.recipients(failed.id);
+        assert.deepEqual(reopened.map((r) => [r.state, r.reply, r.explanation]), [
+          ['pending', undefined, undefined],
+          ['pending', undefined, undefined],
+        ]);
+        assert.ok(reopened.every((r) => r.updatedAt.getTime() <= Date.now() && r.updatedAt.getTime() < t0), 'updated at the retry, not the attempt');
+        const claimed = await store.claim(claimOf(t0 + 1_000)());
+        assert.deepEqual(ids(claimed.messages), [failed.id]);
+        await store.complete({ id: failed.id, owner: 'node-a', state: 'sent', attempt: attempt({ at: new Date(t0 + 1_100) }) });
+        assert.deepEqual((await store.recipients(failed.id)).map((r) => r.state), ['accepted', 'accepted']);
+        assert.equal(await store.retry(failed.id), false, 'a sent message is not retried');
+        assert.deepEqual((await store.recipients(failed.id)).map((r) => r.state), ['accepted', 'accepted']);
+      }),
+    );
+
+    it(
       "applies an NDR entry to the recipient its Message-ID and address name (case aside), once: a repeat is a duplicate and changes nothing",
       withStore(async (store) => {
         const t0 = later();

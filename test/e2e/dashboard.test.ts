@@ -138,6 +138,7 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       const failedText = await failedRow.innerText();
       assert.match(failedText, /SendAsDenied/);
       assert.match(failedText, /Add-RecipientPermission/, 'the explanation with its fix');
+      assert.equal(await failedRow.locator('li[data-recipient="board@example.net"]').getAttribute('data-state'), 'refused', 'refused with the message');
       const card = page.locator(`section.mailbox[data-mailbox="${MAILBOX}"]`);
       assert.match(await card.innerText(), /Token: valid, expires in \d+ min/);
       assert.equal(await card.locator('meter').count(), 3, 'quota gauges');
@@ -168,6 +169,7 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       await failedRow.locator('button.retry').click();
       await page.locator(`tr[data-id="${denied}"][data-state="sent"]`).waitFor({ timeout: 15_000 });
       assert.equal((await relay.store.get(denied))?.state, 'sent');
+      assert.equal(await failedRow.locator('li[data-recipient="board@example.net"]').getAttribute('data-state'), 'accepted', 'the retry answered for it again');
       assert.equal(await page.locator('[data-count="failed"] .n').innerText(), '0');
 
       await page.screenshot({ path: join(OUTPUT, 'dashboard.png'), fullPage: true });
