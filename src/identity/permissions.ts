@@ -150,7 +150,7 @@ export function reviewBounceReading(summary: TokenSummary, mailbox: string): Per
     findings.push({
       level: 'warn',
       permission,
-      message: `application ${permission} is consented in Entra ID: the app can read every mailbox of the tenant, not only ${mailbox}.`,
+      message: `application ${permission} is consented in Entra ID: the app can read every mailbox of the tenant, not only ${mailbox}, unless an application access policy narrows it.`,
       fix: `Remove ${permission} from the app's API permissions (revoke its admin consent) and grant it for this mailbox only with RBAC for Applications: ${scope}${permission === 'Mail.ReadWrite' ? ' (and -Role "Application Mail.ReadWrite" to move or categorize processed reports)' : ''}.`,
     });
   }
