@@ -255,7 +255,7 @@ export class GraphTransport implements Transport {
     }
     if (expected.includes(answer.status)) return answer;
     const error = typeof answer.body === 'object' && answer.body !== null ? (answer.body as GraphErrorBody).error : undefined;
-    const explanation = explainGraphError(answer.status, error?.code, mailbox);
+    const explanation = explainGraphError(answer.status, error?.code, mailbox, typeof error?.message === 'string' ? error.message : undefined);
     const wait = answer.status === 429 || answer.status === 503 ? retryAfterMs(answer.headers['retry-after']) : undefined;
     throw new GraphFailure({
       ok: false,

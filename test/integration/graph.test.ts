@@ -156,8 +156,8 @@ describe('Graph errors are classified and explained from the catalogue', () => {
     assert.equal(outside.class, 'auth');
     assert.match(outside.reply ?? '', /^403 ErrorAccessDenied/);
     assert.match(outside.reply ?? '', /Access to OData is disabled: \[RAOP\] : Blocked by tenant configured AppOnly AccessPolicy settings\./);
-    // The scoped row once the transport passes Graph's message to the catalogue, the general 403 row until then.
-    assert.match(outside.explanation?.id ?? '', /^graph-403-access-denied(-scoped)?$/);
+    // The transport passes Graph's message to the catalogue, which tells the RAOP scope from a missing permission by it.
+    assert.equal(outside.explanation?.id, 'graph-403-access-denied-scoped');
     assert.match(outside.explanation?.fix ?? '', /CustomResourceScope/);
     const inside = await sendWith((s) => (s.tenants[0]!.apps[0]!.mailboxScope = [MAILBOX]), {}, plain);
     assert.equal(inside.ok, true, JSON.stringify(inside));
@@ -224,7 +224,8 @@ describe('Graph errors are classified and explained from the catalogue', () => {
   it('429 and 503 are throttled and carry Retry-After', async () => {
     const r429 = await sendWith((s) => s.faults.graph.push({ status: 429, retryAfterSeconds: 7, count: 1 }), {}, plain);
     assert.equal(r429.class, 'throttled');
-    assert.equal(r429.explanation?.id, 'graph-429');
+    // The sandbox's fault answers as Graph does for too many concurrent requests (MailboxConcurrency): the row that lowers concurrency.
+    assert.equal(r429.explanation?.id, 'graph-429-mailbox-concurrency');
     assert.equal(r429.retryAfterMs, 7000);
     const r503 = await sendWith((s) => s.faults.graph.push({ status: 503, count: 1 }), {}, plain);
     assert.equal(r503.class, 'throttled');
