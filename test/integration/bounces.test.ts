@@ -371,3 +371,60 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     await until(async () => (await relay.store.recipients(next.json.id as string))[0]?.state === 'bounced', 10_000, 'the report after the hostile ones');
   });
 });
+
+describe('the NDR reader with mark: category (real sandbox Graph, real SQLite store)', () => {
+  it('tags an applied report with the category, leaves it in the Inbox, and skips it on the next read', async () => {
+    const sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        const app = s.tenants[0]!.apps[0]!;
+        app.roles.graph = ['Mail.Send', 'Mail.ReadWrite'];
+        app.mailboxScope = [MAILBOX];
+      }),
+    });
+    const dir = await tempDir();
+    const { openSqliteStore } = await import('../../src/outbox/index.js');
+    const { bounceIdentity, graphMailClient } = await import('../../src/runtime/bounces.js');
+    const { BounceReader } = await import('../../src/bounces/index.js');
+    const { EventBus } = await import('../../src/observe/index.js');
+    const store = await openSqliteStore(resolve(dir.path, 'outbox.db'));
+    const config = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true, mark: 'category', category: 'NDR done' } }] });
+    const identity = (await bounceIdentity(config, { logger: createLogger({ level: 'silent' }) }))!;
+    try {
+      await store.migrate();
+      const messageId = '<category-test@contoso.example>';
+      const stored = await store.enqueue({
+        mailbox: MAILBOX,
+        envelope: { from: MAILBOX, to: ['gone@fabrikam.example'] },
+        raw: Buffer.from(`From: ${MAILBOX}\r\nTo: gone@fabrikam.example\r\nMessage-ID: ${messageId}\r\n\r\nhi\r\n`),
+        source: { kind: 'library' },
+        messageId,
+      });
+      const real = (await readFile(new URL('../fixtures/ndr/office365-5.1.10-recipient-not-found.eml', import.meta.url))).toString('latin1');
+      const ndr = real.replaceAll('<560418D8.2010303@example.com>', messageId).replaceAll('rui-lopes@example.com', 'gone@fabrikam.example');
+      const item = sandbox.state.mail.deliver(MAILBOX, Buffer.from(ndr, 'latin1'));
+      const events = new EventBus();
+      const seen: string[] = [];
+      events.subscribe((e) => seen.push(e.type));
+      const reader = new BounceReader({ mailbox: MAILBOX, settings: config.mailboxes[0]!.bounces!, store, graph: graphMailClient(identity), events });
+      const first = await reader.runOnce();
+      assert.equal(first.applied, 1);
+      assert.deepEqual(seen, ['message.bounced']);
+      assert.deepEqual(sandbox.state.mail.item(MAILBOX, item.id)?.categories, ['NDR done']);
+      const inbox = sandbox.state.mail.folder(MAILBOX, 'inbox')!;
+      assert.ok(sandbox.state.mail.items(MAILBOX, inbox.id).some((i) => i.id === item.id), 'still in the Inbox');
+      const recipient = (await store.recipients(stored.id))[0]!;
+      assert.equal(recipient.state, 'bounced');
+      assert.equal(recipient.dsnStatus, '5.1.10');
+      // The next read starts from the saved cursor: the categorized report is not applied again.
+      const second = await reader.runOnce();
+      assert.equal(second.applied, 0);
+      assert.deepEqual(seen, ['message.bounced']);
+      assert.ok(await store.bounceCursor(MAILBOX));
+    } finally {
+      identity.close();
+      await store.close();
+      await sandbox.close();
+      await dir.cleanup();
+    }
+  });
+});
