@@ -264,8 +264,8 @@ export const AADSTS_ERRORS = {
     status: 400,
     describe: (p) => `Application '${p.clientId}'(${p.appName}) is disabled.`,
   },
-  // A resource the app registration lists no permission of (https://github.com/microsoft/azure-devops-auth-samples/issues/90:
-  // invalid_client; a client credentials request for https://outlook.office365.com/ in https://github.com/jasonjoh/python_clientcred/issues/8).
+  // A delegated sign-in for a resource the app registration lists no permission of
+  // (https://github.com/microsoft/azure-devops-auth-samples/issues/90: invalid_client; https://github.com/Azure-Samples/IoTDemos/issues/40).
   AADSTS650057: {
     error: 'invalid_client',
     status: 401,

@@ -271,7 +271,11 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     return { user, mfa };
   }
 
-  /** AADSTS650057 when the app registration lists no permission at all of the requested resource. */
+  /**
+   * AADSTS650057 when a delegated request names a resource the app registration lists no permission of
+   * (interactive and device code sign-ins users pasted it from: microsoft/azure-devops-auth-samples#90,
+   * Azure-Samples/IoTDemos#40).
+   */
   function requireListedResource(app: App, resource: ResourceRef): void {
     const listed = (name: ResourceName): boolean => app.roles[name].length > 0 || app.delegatedScopes[name].length > 0;
     if (listed(resource.name)) return;
@@ -289,7 +293,9 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
 
   async function issueAppOnly(tenant: Tenant, app: App, scope: string | undefined, clientAuth: ClientAuth): Promise<AppTokenResponse> {
     const resource = parseAppOnlyScope(scope, tenant.domain);
-    requireListedResource(app, resource);
+    // Client credentials for a resource the app has no application permission on still get a token, only
+    // without roles (what admins meet when an app has Graph Mail.Send but not SMTP.SendAsApp); AADSTS650057
+    // answers delegated sign-ins (issueDelegated).
     // Without admin consent Entra still issues the token, only without roles.
     const roles = app.adminConsent ? [...app.roles[resource.name]] : [];
     const lifetimeSeconds = state.scenario.token.lifetimeSeconds;

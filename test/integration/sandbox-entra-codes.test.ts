@@ -172,24 +172,31 @@ describe('identity platform codes from their triggers', () => {
     );
   });
 
-  it('AADSTS650057: client credentials for a resource the app registration lists no permission of (invalid_client)', async () => {
+  it('AADSTS650057: a delegated sign-in for a resource the app registration lists no permission of (invalid_client); client credentials still get a token, without roles', async () => {
     await withSandbox(
-      (s) => (s.tenants[0]!.apps[0]!.roles = { exchange: [], graph: ['Mail.Send'] }),
+      (s) => {
+        s.tenants[0]!.apps[1]!.delegatedScopes = { exchange: [], graph: ['Mail.Send'] };
+        s.tenants[0]!.apps[0]!.roles = { exchange: [], graph: ['Mail.Send'] };
+      },
       async (sandbox) => {
-        const body = assertAadsts(
-          await token(sandbox, { grant_type: 'client_credentials', client_id: ids.appClientId, client_secret: ids.appSecret, scope: 'https://outlook.office365.com/.default' }),
-          401,
-          'invalid_client',
-          650057,
-        );
+        const started = await startDeviceCode(sandbox);
+        assert.equal((await approveDevice(sandbox, started.user_code, ids.mailbox)).status, 200);
+        const body = assertAadsts(await redeem(sandbox, started.device_code), 401, 'invalid_client', 650057);
         assertPastedWording(body.error_description, 650057);
         assert.match(
           body.error_description,
-          /Resource value from request: https:\/\/outlook\.office365\.com\. Resource app ID: 00000002-0000-0ff1-ce00-000000000000\. List of valid resources from app registration: 00000003-0000-0000-c000-000000000000\./,
+          /Resource value from request: https:\/\/outlook\.office\.com\. Resource app ID: 00000002-0000-0ff1-ce00-000000000000\. List of valid resources from app registration: 00000003-0000-0000-c000-000000000000\./,
         );
         // Graph, which it lists, works.
-        const graph = await token(sandbox, { grant_type: 'client_credentials', client_id: ids.appClientId, client_secret: ids.appSecret, scope: 'https://graph.microsoft.com/.default' });
-        assert.equal(graph.status, 200, graph.text);
+        const graph = await startDeviceCode(sandbox, 'https://graph.microsoft.com/Mail.Send');
+        assert.equal((await approveDevice(sandbox, graph.user_code, ids.mailbox)).status, 200);
+        assert.equal((await redeem(sandbox, graph.device_code)).status, 200);
+        // An app-only request for Exchange gets its token, with no roles in it (what admins meet when
+        // the app has Graph Mail.Send but not SMTP.SendAsApp).
+        const app = await token(sandbox, { grant_type: 'client_credentials', client_id: ids.appClientId, client_secret: ids.appSecret, scope: 'https://outlook.office365.com/.default' });
+        assert.equal(app.status, 200, app.text);
+        const claims = await sandbox.issuer.verify(app.json<{ access_token: string }>().access_token);
+        assert.equal(claims.roles, undefined);
       },
     );
   });
