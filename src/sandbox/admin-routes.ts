@@ -59,6 +59,30 @@ export const adminRoutes: FastifyPluginCallback<{ state: SandboxState }> = (app,
     return { removed };
   });
 
+  // What a mailbox holds (the NDRs Exchange placed in its Inbox, and where a reader moved them), without a Graph token.
+  app.get<{ Params: { mailbox: string } }>('/sandbox/mailboxes/:mailbox', (req, reply) => {
+    const mailbox = req.params.mailbox;
+    if (!state.findUser(mailbox)) return reply.code(404).send({ error: 'not_found', message: `No mailbox ${mailbox} in the scenario.` });
+    return {
+      mailbox,
+      usedBytes: state.mail.usedBytes(mailbox),
+      folders: state.mail.folders(mailbox).map((f) => ({
+        id: f.id,
+        displayName: f.displayName,
+        wellKnownName: f.wellKnownName ?? null,
+        messages: state.mail.items(mailbox, f.id).map((i) => ({
+          id: i.id,
+          receivedAt: i.receivedAt.toISOString(),
+          subject: i.subject,
+          internetMessageId: i.internetMessageId,
+          isRead: i.isRead,
+          categories: i.categories,
+          size: i.raw.length,
+        })),
+      })),
+    };
+  });
+
   app.get('/sandbox/counters', () => state.counters);
 
   app.post('/sandbox/reset', () => {

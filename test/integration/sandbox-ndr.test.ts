@@ -325,6 +325,17 @@ describe('Exchange accepts with 250, then the NDR arrives in the Inbox (real SMT
     );
   });
 
+  it('shows what the mailbox holds on /sandbox/mailboxes/UPN, with the size that counts toward its quota', async () => {
+    const res = await httpsRequest(`${sb.baseUrl}/sandbox/mailboxes/${encodeURIComponent(MAILBOX)}`, { ca: sb.caPem });
+    assert.equal(res.status, 200);
+    const body = res.json<{ usedBytes: number; folders: Array<{ wellKnownName: string | null; displayName: string; messages: Array<{ size: number; subject: string }> }> }>();
+    const inbox = body.folders.find((f) => f.wellKnownName === 'inbox')!;
+    assert.ok(inbox.messages.length > 0);
+    assert.ok(inbox.messages.every((m) => /^(Undeliverable|Delivery delayed):/.test(m.subject)));
+    assert.equal(body.usedBytes, body.folders.flatMap((f) => f.messages).reduce((sum, m) => sum + m.size, 0));
+    assert.equal((await httpsRequest(`${sb.baseUrl}/sandbox/mailboxes/nobody%40nowhere.example`, { ca: sb.caPem })).status, 404);
+  });
+
   it("pages a folder's list with $top and @odata.nextLink", async () => {
     const all = (await graph(sb, graphToken, '/mailFolders/inbox/messages?$top=1000')).json<{ value: GraphMessage[] }>().value;
     const seen: string[] = [];
