@@ -13,6 +13,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { initCommand } from './commands/init.js';
 import { userCommand } from './commands/user.js';
 import { dbCommand } from './commands/db.js';
+import { serviceCommand } from './commands/service.js';
 import { suppressionCommand } from './commands/suppression.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   program.addCommand(doctorCommand());
   program.addCommand(userCommand());
   program.addCommand(dbCommand());
+  program.addCommand(serviceCommand());
   program.addCommand(suppressionCommand());
   reportUsageErrors(program);
   return program;

@@ -4,7 +4,7 @@ import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { CommandSource, parseCommandLine, tokenCommandSpawn } from '../../src/identity/command-source.js';
-import { ownerOnlyAclArgs, restrictToOwner } from '../../src/identity/owner-only.js';
+import { ownerOnlyAclArgs, restrictToOwner, sidFromWhoami } from '../../src/identity/owner-only.js';
 import { tempDir } from '../helpers/sandbox.js';
 
 describe('the token command without /bin/sh', () => {
@@ -73,20 +73,33 @@ describe('the token command without /bin/sh', () => {
 });
 
 describe('key files on Windows', () => {
-  it('restricts a file to this account with icacls on win32, and chmods it 0600 elsewhere', async () => {
-    assert.deepEqual(ownerOnlyAclArgs('C:\\ProgramData\\relay365\\secret.key', 'svc-relay365'), [
+  it('restricts a file to the account relay365 runs as (its SID from whoami) with icacls on win32, and chmods it 0600 elsewhere', async () => {
+    // whoami /user /fo csv /nh as LocalService, as a virtual service account, and as a domain user.
+    assert.equal(sidFromWhoami('"nt authority\\local service","S-1-5-19"\r\n'), 'S-1-5-19');
+    assert.equal(sidFromWhoami('"nt service\\relay365","S-1-5-80-1234-5678"\r\n'), 'S-1-5-80-1234-5678');
+    assert.equal(sidFromWhoami('"contoso\\svc-relay","S-1-5-21-1-2-3-1105"'), 'S-1-5-21-1-2-3-1105');
+    assert.equal(sidFromWhoami('ERROR: access denied'), undefined);
+    assert.deepEqual(ownerOnlyAclArgs('C:\\ProgramData\\relay365\\secret.key', 'S-1-5-19'), [
       'C:\\ProgramData\\relay365\\secret.key',
       '/inheritance:r',
       '/grant:r',
-      'svc-relay365:F',
+      '*S-1-5-19:F',
     ]);
     const ran: Array<[string, string[]]> = [];
-    await restrictToOwner('C:\\data\\secret.key', { platform: 'win32', account: 'svc-relay365', run: (file, args) => (ran.push([file, args]), Promise.resolve()) });
-    assert.deepEqual(ran, [['icacls', ['C:\\data\\secret.key', '/inheritance:r', '/grant:r', 'svc-relay365:F']]]);
+    const windows = (file: string, args: string[]): Promise<string> => {
+      ran.push([file, args]);
+      return Promise.resolve(file === 'whoami' ? '"nt authority\\local service","S-1-5-19"\r\n' : 'processed file: C:\\data\\secret.key\r\n');
+    };
+    await restrictToOwner('C:\\data\\secret.key', { platform: 'win32', run: windows });
+    assert.deepEqual(ran, [
+      ['whoami', ['/user', '/fo', 'csv', '/nh']],
+      ['icacls', ['C:\\data\\secret.key', '/inheritance:r', '/grant:r', '*S-1-5-19:F']],
+    ]);
     await assert.rejects(
-      restrictToOwner('C:\\data\\secret.key', { platform: 'win32', account: 'x', run: () => Promise.reject(new Error('icacls exited 1332')) }),
+      restrictToOwner('C:\\data\\secret.key', { platform: 'win32', run: (file) => (file === 'whoami' ? Promise.resolve('"a","S-1-5-19"') : Promise.reject(new Error('icacls exited 1332'))) }),
       /icacls exited 1332/,
     );
+    await assert.rejects(restrictToOwner('C:\\data\\secret.key', { platform: 'win32', run: () => Promise.resolve('') }), /printed no SID/);
     const dir = await tempDir();
     try {
       const file = join(dir.path, 'secret.key');

@@ -1,5 +1,5 @@
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline/promises';
 import { Writable } from 'node:stream';
 import { Document } from 'yaml';
@@ -379,8 +379,10 @@ export async function runInit(flags: InitFlags): Promise<void> {
   if (answers.setup === 'app-secret') {
     if (answers.secret !== undefined) {
       const file = secretFile(flags.dataDir);
-      await mkdir(dataPath(flags.dataDir), { recursive: true, mode: 0o700 });
-      await writeNew(file, `${answers.secret}\n`, 0o600, flags.force === true);
+      // The config reads a relative path from its own folder (config/paths.ts): the file goes where it will look.
+      const onDisk = resolve(dirname(flags.output), file);
+      await mkdir(dirname(onDisk), { recursive: true, mode: 0o700 });
+      await writeNew(onDisk, `${answers.secret}\n`, 0o600, flags.force === true);
       secretRef = `file:${file}`;
     } else {
       secretRef = `env:${SECRET_ENV}`;
