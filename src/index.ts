@@ -2,7 +2,17 @@
  * relay365 as a library: send mail through Microsoft 365 with OAuth2 from a Node app.
  * @packageDocumentation
  */
-export { createMailer, composeMessage, type Mailer, type MailerOptions, type MessageInput, type SendResult, type Envelope } from './delivery/index.js';
+export {
+  createMailer,
+  composeMessage,
+  type Mailer,
+  type MailerOptions,
+  type MailerResult,
+  type RecipientResult,
+  type MessageInput,
+  type SendResult,
+  type Envelope,
+} from './delivery/index.js';
 export { loadConfig, configSchema, type Config, type ConfigInput } from './config/index.js';
 export { createIdentity, summarizeToken, reviewPermissions, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';

@@ -212,6 +212,40 @@ describe('delivery through the sandbox (real SMTP over sockets)', () => {
     }
   });
 
+  it('resolves with each recipient of the session: accepted, refused at RCPT with its reply, or pending when nothing was decided', async () => {
+    const unknown = `nobody@${DEFAULT_IDS.tenantDomain}`;
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => void s.mailFlow.unknownRecipients.push(unknown)) });
+    const dir = await tempDir();
+    const m = await createMailer(sandboxConfig(sandbox, dir.path));
+    try {
+      const r = await m.send({ from: DEFAULT_IDS.mailbox, to: ['a@example.net', unknown], subject: 's', text: 't' });
+      assert.equal(r.ok, true, JSON.stringify(r));
+      assert.deepEqual(
+        r.recipients.map((x) => [x.address, x.state]),
+        [
+          ['a@example.net', 'accepted'],
+          [unknown, 'refused'],
+        ],
+      );
+      assert.match(r.recipients[1]!.reply ?? '', /^550 5\.1\.10 /);
+      assert.ok(r.recipients[1]!.explanation?.id, 'the refusal is explained');
+      // A busy server refuses the DATA: nothing was decided about either recipient.
+      const busyScenario = structuredClone(sandbox.state.scenario);
+      busyScenario.faults.smtp = [{ stage: 'data', reply: '451 4.7.500 Server busy. Please try again later.', drop: false, count: 1 }];
+      sandbox.state.setScenario(busyScenario);
+      const busy = await m.send({ from: DEFAULT_IDS.mailbox, to: ['a@example.net', 'b@example.net'], subject: 's', text: 't' });
+      assert.equal(busy.ok, false);
+      assert.deepEqual(
+        busy.recipients.map((x) => x.state),
+        ['pending', 'pending'],
+      );
+    } finally {
+      await m.close();
+      await sandbox.close();
+      await dir.cleanup();
+    }
+  });
+
   it("refuses a config asking for more than Microsoft's 3 connections per mailbox", () => {
     const r = configSchema.safeParse({ delivery: { maxConnections: 4 } });
     assert.equal(r.success, false);
