@@ -304,6 +304,21 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [address], subject: 's', text: 't' })).status, 202);
   });
 
+  it('relay365 permissions reviews the NDR reader\'s Graph token: Mail.ReadWrite consented tenant-wide is a warning with the RBAC commands', async () => {
+    const configPath = resolve(dir.path, 'reading.yaml');
+    const input = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true } }] });
+    await import('node:fs/promises').then((fs) => fs.writeFile(configPath, stringify({ ...input, dataDir: dir.path })));
+    const run = await cli(['permissions', '--config', configPath, '--json']);
+    const report = JSON.parse(run.stdout) as { findings: Array<{ level: string; permission: string; fix?: string }> };
+    const reading = report.findings.filter((f) => f.permission.endsWith('(NDR reading)'));
+    assert.deepEqual(
+      reading.map((f) => [f.level, f.permission]),
+      [['warn', 'Mail.ReadWrite (NDR reading)']],
+    );
+    assert.match(reading[0]!.fix!, /-Role "Application Mail\.Read" -CustomResourceScope "relay365 mailboxes"/);
+    assert.equal(run.code, 1, 'a warning makes the exit status 1');
+  });
+
   it('logs and skips malformed and hostile reports, never crashing the reader nor changing an unrelated message', async () => {
     const sent = await api('POST', '/v1/messages', { from: MAILBOX, to: [GOOD], subject: 'target', text: 'hi' });
     assert.equal(sent.status, 202);
