@@ -11,7 +11,7 @@ import { createIdentity, decodeClaims, extraCas, reviewPermissions, summarizeTok
 import { scrubSecrets } from '../observe/index.js';
 import { ProbeError, SmtpProbe, type SmtpReply } from './smtp-probe.js';
 import { bouncesCheck } from './bounces-check.js';
-import type { Check, CheckResult, DoctorContext } from './types.js';
+import type { Check, CheckResult, DoctorContext, PausedMailbox } from './types.js';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A verified domain such as `contoso.onmicrosoft.com`. */
@@ -766,6 +766,48 @@ const sendAsCheck: Check = {
   },
 };
 
+/** How long ago, in words, for a pause's since-when. */
+function ago(since: Date): string {
+  const s = Math.max(0, Math.round((Date.now() - since.getTime()) / 1000));
+  return s < 120 ? `${s} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+}
+
+const pausedCheck: Check = {
+  id: 'paused',
+  title: 'Outbox: relay365 has not paused the mailbox',
+  dependsOn: ['config'],
+  async run(ctx) {
+    if (!ctx.pausedMailboxes) return { status: 'skip', detail: 'the outbox was not read (no pause reader given)' };
+    let pauses: PausedMailbox[];
+    try {
+      pauses = await ctx.pausedMailboxes();
+    } catch (err) {
+      return {
+        status: 'warn',
+        detail: 'the outbox could not be read, so a pause cannot be ruled out',
+        cause: err instanceof Error ? err.message : String(err),
+        fix: 'Check queue.path (or queue.url) in the config; relay365 queue paused lists the paused mailboxes.',
+      };
+    }
+    const mailbox = ctx.mailbox!.toLowerCase();
+    const others = pauses.filter((p) => p.mailbox !== mailbox);
+    const also = others.length > 0 ? `; also paused: ${others.map((p) => `${p.mailbox} (${p.explanation?.cause ?? p.reply ?? p.class})`).join('; ')}` : '';
+    const pause = pauses.find((p) => p.mailbox === mailbox);
+    if (!pause) return { status: 'pass', detail: `${ctx.mailbox!} is not paused${also}` };
+    const requested = pause.resumeRequestedAt ? `; resume asked at ${pause.resumeRequestedAt.toISOString()}, waiting for a running relay365` : '';
+    return {
+      status: 'fail',
+      detail: `paused since ${pause.since.toISOString()} (${ago(pause.since)})${pause.reply ? ` after ${pause.reply}` : ''}${requested}${also}`,
+      cause: pause.explanation?.cause ?? `Exchange refused the mailbox (${pause.class}); its queue is kept, nothing is failed.`,
+      fix:
+        `${pause.explanation?.fix ?? 'See the reply above and docs/errors.md.'} Then resume it: relay365 queue resume ${pause.mailbox} ` +
+        '(or wait: relay365 tries it again every queue.authPauseSeconds and resumes it when a send works).',
+      doc: 'docs/operations.md',
+      data: { since: pause.since.toISOString(), class: pause.class, explanationId: pause.explanation?.id },
+    };
+  },
+};
+
 /** Every check, in the order of the setup steps; later ones depend on earlier ones. */
 export const CHECKS: readonly Check[] = [
   configCheck,
@@ -780,5 +822,6 @@ export const CHECKS: readonly Check[] = [
   mailFromCheck,
   sendTestCheck,
   sendAsCheck,
+  pausedCheck,
   bouncesCheck,
 ];

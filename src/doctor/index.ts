@@ -1,7 +1,7 @@
 export { runDoctor, doctorReportForConfigError, toDoctorJson, type DoctorJson, type DoctorJsonCheck } from './run.js';
 export { CHECKS } from './checks.js';
 export { SmtpProbe, ProbeError, type SmtpReply } from './smtp-probe.js';
-export type { Check, CheckResult, CheckStatus, CheckOutcome, DoctorContext, DoctorOptions, DoctorReport } from './types.js';
+export type { Check, CheckResult, CheckStatus, CheckOutcome, DoctorContext, DoctorOptions, DoctorReport, PausedMailbox } from './types.js';
 export {
   SETUPS,
   SETUP_FLOWS,

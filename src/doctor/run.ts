@@ -86,6 +86,7 @@ export async function runDoctor(config: Readonly<Config>, options: DoctorOptions
     env: options.env ?? process.env,
     transport: 'smtp',
     cacheStore: options.cacheStore,
+    pausedMailboxes: options.pausedMailboxes,
     extraCas: [],
     secrets: new Set(),
   };

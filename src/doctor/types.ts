@@ -48,6 +48,16 @@ export interface DoctorReport {
   results: CheckOutcome[];
 }
 
+/** A mailbox relay365 has paused, as the outbox records it (the store's `MailboxPause`). */
+export interface PausedMailbox {
+  mailbox: string;
+  class: 'auth' | 'blocked';
+  reply: string | undefined;
+  explanation: { id: string; cause: string; fix: string } | undefined;
+  since: Date;
+  resumeRequestedAt: Date | undefined;
+}
+
 export interface DoctorOptions {
   /** The mailbox to check (default: the only configured one). */
   mailbox?: string | undefined;
@@ -62,6 +72,11 @@ export interface DoctorOptions {
    * encrypted files under `dataDir`. App-only checks never read a cache: they ask for a fresh token.
    */
   cacheStore?: TokenCacheStore;
+  /**
+   * Reads the paused mailboxes from the outbox (the CLI and the HTTP API pass one); without it the
+   * `paused` check is skipped.
+   */
+  pausedMailboxes?: () => Promise<PausedMailbox[]>;
   logger?: Logger;
   env?: NodeJS.ProcessEnv;
 }
@@ -86,6 +101,7 @@ export interface DoctorContext {
   /** The mailbox's way out: most checks are about SMTP submission and skip for a Graph mailbox. */
   transport: 'smtp' | 'graph';
   cacheStore: TokenCacheStore | undefined;
+  pausedMailboxes: (() => Promise<PausedMailbox[]>) | undefined;
   /** PEMs of the extra CAs to trust (sandbox, network.caFile) beside the system's. */
   extraCas: string[];
   probe?: SmtpProbe;

@@ -37,13 +37,20 @@ const CLOUDS: Record<Exclude<CloudName, 'sandbox'>, Omit<CloudEndpoints, 'name'>
     exchangeAppResource: 'https://outlook.office365.us',
     exchangeDelegatedResource: 'https://outlook.office365.us',
   },
+  // US Government DoD has its own Exchange Online: Microsoft Learn's "Office 365 U.S. Government DoD
+  // endpoints" (https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-dod-endpoints)
+  // lists outlook-dod.office365.us (and webmail.apps.mil) for Exchange Online and no smtp.office365.us;
+  // its Entra ID is login.microsoftonline.us and its Graph dod-graph.microsoft.us ("Microsoft Graph national
+  // cloud deployments", https://learn.microsoft.com/graph/deployments). The token resource is that host too:
+  // Microsoft's own Exchange support scripts ask USGovernmentL5 (DoD) tokens for https://outlook-dod.office365.us
+  // (microsoft/CSS-Exchange, Shared/AzureFunctions/Get-CloudServiceEndpoint.ps1), not GCC High's outlook.office365.us.
   'usgov-dod': {
     authorityHost: 'https://login.microsoftonline.us',
-    smtpHost: 'smtp.office365.us',
+    smtpHost: 'outlook-dod.office365.us',
     smtpPort: 587,
     graphHost: 'https://dod-graph.microsoft.us',
-    exchangeAppResource: 'https://outlook.office365.us',
-    exchangeDelegatedResource: 'https://outlook.office365.us',
+    exchangeAppResource: 'https://outlook-dod.office365.us',
+    exchangeDelegatedResource: 'https://outlook-dod.office365.us',
   },
   china: {
     authorityHost: 'https://login.chinacloudapi.cn',

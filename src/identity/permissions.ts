@@ -15,6 +15,8 @@ const EXCHANGE_AUDIENCES = [
   'https://outlook.office365.com',
   '00000002-0000-0ff1-ce00-000000000000',
   'https://outlook.office365.us',
+  // US Government DoD's Exchange Online (see clouds.ts).
+  'https://outlook-dod.office365.us',
   'https://partner.outlook.cn',
 ];
 

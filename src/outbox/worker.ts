@@ -6,7 +6,7 @@ import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import { backoffDelay } from './backoff.js';
 import { composeBounce, headerBlock, isAutomatic } from './bounce.js';
 import type { Router } from './routing.js';
-import type { CompleteRequest, MailboxLimits, OutboxStore, StoredMessage } from './types.js';
+import type { CompleteRequest, MailboxLimits, MailboxPause, OutboxStore, StoredMessage } from './types.js';
 
 export interface WorkerOptions {
   store: OutboxStore;
@@ -19,6 +19,11 @@ export interface WorkerOptions {
   owner?: string;
   /** Longest sleep between claims when nothing wakes the loop (other nodes may enqueue). */
   pollMs?: number;
+  /**
+   * How often the worker reads the paused mailboxes from the store (default 2 s): a pause or a resume
+   * made by another node, and an operator's `relay365 queue resume`, take effect within this time.
+   */
+  pauseSyncMs?: number;
 }
 
 /** Per-mailbox scheduling state, kept in memory (the quota itself lives in the store). */
@@ -41,6 +46,12 @@ interface MailboxState {
   recipientCapUntil: number;
   paused: boolean;
   pauseReason: Explanation | undefined;
+  /** When the pause began (kept in the store, so a restart and every node know it). */
+  pausedSince: number;
+  /** Whether the store holds this pause: a pause missing from the store then means another node (or an operator) ended it. */
+  pauseStored: boolean;
+  /** The store writes of this mailbox's pause and resume, one after another, so the last word wins. */
+  pauseWrites: Promise<void>;
   wake: (() => void) | undefined;
 }
 
@@ -77,6 +88,8 @@ export class DeliveryWorker {
   private readonly inflight = new Set<Promise<void>>();
   private running = false;
   private loops: Promise<void>[] = [];
+  private pauseTimer: NodeJS.Timeout | undefined;
+  private pauseSync: Promise<void> | undefined;
 
   constructor(private readonly options: WorkerOptions) {
     this.owner = options.owner ?? `worker-${randomUUID()}`;
@@ -103,18 +116,104 @@ export class DeliveryWorker {
         recipientCapUntil: 0,
         paused: false,
         pauseReason: undefined,
+        pausedSince: 0,
+        pauseStored: false,
+        pauseWrites: Promise.resolve(),
         wake: undefined,
       });
     }
   }
 
-  /** Starts one loop per mailbox. */
+  /**
+   * Starts one loop per mailbox, after reading the paused mailboxes from the store: a mailbox paused
+   * before a restart (or by another node) stays paused, and its next attempt is a probe.
+   */
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loops = [...this.mailboxes.values()].map((m) => this.loop(m));
+    const first = this.syncPauses();
+    this.loops = [...this.mailboxes.values()].map(async (m) => {
+      await first;
+      return this.loop(m);
+    });
+    const every = this.options.pauseSyncMs ?? 2000;
+    this.pauseTimer = setInterval(() => void this.syncPauses(), every);
+    this.pauseTimer.unref();
   }
 
+  /**
+   * Brings this worker's pauses in line with the store's: adopts a pause another node (or a previous
+   * run) recorded, honours an operator's resume request (and deletes the row, so every node resumes),
+   * and resumes a mailbox whose pause another node ended. Runs every `pauseSyncMs`; the HTTP API calls
+   * it at once after a resume request. A store that cannot be read changes nothing.
+   */
+  syncPauses(): Promise<void> {
+    this.pauseSync ??= this.readPauses().finally(() => (this.pauseSync = undefined));
+    return this.pauseSync;
+  }
+
+  private async readPauses(): Promise<void> {
+    let rows: MailboxPause[];
+    try {
+      rows = await this.options.store.mailboxPauses();
+    } catch (err) {
+      this.logger.warn({ err }, 'could not read the paused mailboxes; trying again shortly');
+      return;
+    }
+    const byMailbox = new Map(rows.map((r) => [r.mailbox, r]));
+    for (const m of this.mailboxes.values()) {
+      const row = byMailbox.get(m.address);
+      if (row?.resumeRequestedAt !== undefined) {
+        await this.resumeOnRequest(m, row);
+      } else if (row !== undefined) {
+        if (!m.paused) {
+          // Paused before this process started, or by another node: hold until the next probe is due.
+          m.paused = true;
+          m.pausedSince = row.since.getTime();
+          m.holdUntil = Math.max(m.holdUntil, row.updatedAt.getTime() + this.options.config.queue.authPauseSeconds * 1000);
+          this.logger.warn(
+            { mailbox: m.address, reply: row.reply, cause: row.explanation?.cause, fix: row.explanation?.fix, since: row.since, by: row.owner },
+            'mailbox paused (as the outbox records it)',
+          );
+        }
+        m.pauseReason = row.explanation ?? m.pauseReason;
+        m.pausedSince = row.since.getTime();
+        m.pauseStored = true;
+      } else if (m.paused && m.pauseStored) {
+        // Another node's probe worked (and deleted the row): this one may send again too.
+        m.paused = false;
+        m.pauseReason = undefined;
+        m.pauseStored = false;
+        m.holdUntil = 0;
+        this.logger.info({ mailbox: m.address }, 'mailbox resumed (another node ended the pause)');
+        m.wake?.();
+      }
+    }
+  }
+
+  /** An operator asked for the mailbox to resume (`relay365 queue resume`): resume it and try its queue at once. */
+  private async resumeOnRequest(m: MailboxState, row: MailboxPause): Promise<void> {
+    const write = m.pauseWrites.then(async () => {
+      await this.options.store.resumeMailbox(m.address);
+    });
+    m.pauseWrites = write.catch(() => undefined);
+    try {
+      await write;
+    } catch (err) {
+      this.logger.warn({ err, mailbox: m.address }, 'could not record the resume; trying again shortly');
+      return;
+    }
+    m.paused = false;
+    m.pauseReason = undefined;
+    m.pauseStored = false;
+    m.holdUntil = 0;
+    this.options.events.publish({ type: 'mailbox.resumed', mailbox: m.address, at: new Date() });
+    this.logger.info(
+      { mailbox: m.address, requestedAt: row.resumeRequestedAt, pausedSince: row.since, cause: row.explanation?.cause },
+      'mailbox resumed on request; trying its queue now',
+    );
+    m.wake?.();
+  }
   /** Wakes the loops that may send a newly queued message (its mailbox, or every member of its pool). */
   notify(target: { mailbox?: string | undefined; pool?: string | undefined } = {}): void {
     for (const m of this.mailboxes.values()) {
@@ -128,6 +227,8 @@ export class DeliveryWorker {
     mailbox: string;
     paused: boolean;
     reason: Explanation | undefined;
+    /** When the pause began. */
+    pausedSince: Date | undefined;
     holdUntil: Date | undefined;
     inflight: number;
     connectionCap: number;
@@ -137,6 +238,7 @@ export class DeliveryWorker {
       mailbox: m.address,
       paused: m.paused,
       reason: m.pauseReason,
+      pausedSince: m.paused ? new Date(m.pausedSince) : undefined,
       holdUntil: m.holdUntil > Date.now() ? new Date(m.holdUntil) : undefined,
       inflight: m.inflight,
       connectionCap: m.connectionCap,
@@ -147,9 +249,14 @@ export class DeliveryWorker {
   /** Stops claiming and waits for the sends in flight (their outcome is recorded); the rest stays queued. */
   async stop(): Promise<void> {
     this.running = false;
+    clearInterval(this.pauseTimer);
+    this.pauseTimer = undefined;
     for (const m of this.mailboxes.values()) m.wake?.();
     await Promise.all(this.loops);
     await Promise.all([...this.inflight]);
+    await this.pauseSync;
+    // The last pause or resume reaches the store before it closes.
+    await Promise.all([...this.mailboxes.values()].map((m) => m.pauseWrites));
   }
 
   private sleep(m: MailboxState, ms: number): Promise<void> {
@@ -392,9 +499,32 @@ export class DeliveryWorker {
 
   private pause(m: MailboxState, until: number, result: SendResult): void {
     m.holdUntil = Math.max(m.holdUntil, until);
+    // In the store, so a restart keeps the pause and every node holds the mailbox too; each probe that
+    // meets the cause again records when (a restart then waits for the next probe, not a whole pause).
+    const pause = {
+      mailbox: m.address,
+      class: result.class === 'auth' ? ('auth' as const) : ('blocked' as const),
+      reply: result.reply,
+      explanation: result.explanation ?? m.pauseReason,
+      owner: this.owner,
+    };
+    m.pauseWrites = m.pauseWrites.then(async () => {
+      try {
+        const stored = await this.options.store.pauseMailbox(pause);
+        // A send that worked meanwhile ended the pause: the row must go too.
+        if (!m.paused) await this.options.store.resumeMailbox(m.address);
+        else {
+          m.pauseStored = true;
+          m.pausedSince = stored.since.getTime();
+        }
+      } catch (err) {
+        this.logger.error({ err, mailbox: m.address }, 'could not record the paused mailbox in the outbox; this node still holds it');
+      }
+    });
     // A probe of a paused mailbox that meets a new cause (a full mailbox that Exchange now blocks for
     // continuous errors) says so: the operator acts on the current cause, not the first one.
     if (m.paused && (result.explanation === undefined || result.explanation.id === m.pauseReason?.id)) return;
+    if (!m.paused) m.pausedSince = Date.now();
     m.paused = true;
     m.pauseReason = result.explanation;
     this.options.events.publish({
@@ -411,6 +541,15 @@ export class DeliveryWorker {
   private resume(m: MailboxState): void {
     m.paused = false;
     m.pauseReason = undefined;
+    m.pauseStored = false;
+    m.pauseWrites = m.pauseWrites.then(async () => {
+      try {
+        // Unless another failure paused it again meanwhile.
+        if (!m.paused) await this.options.store.resumeMailbox(m.address);
+      } catch (err) {
+        this.logger.error({ err, mailbox: m.address }, 'could not record the resumed mailbox in the outbox; it resumes at the next successful send');
+      }
+    });
     this.options.events.publish({ type: 'mailbox.resumed', mailbox: m.address, at: new Date() });
     this.logger.info({ mailbox: m.address }, 'mailbox resumed');
   }

@@ -213,7 +213,9 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
         tokens: identity.provider,
         doctor: async (mailbox: string) => {
           const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
-          return toDoctorJson(await runDoctor(config, { mailbox, logger: logger.child({ component: 'doctor' }) }));
+          return toDoctorJson(
+            await runDoctor(config, { mailbox, pausedMailboxes: () => store.mailboxPauses(), logger: logger.child({ component: 'doctor' }) }),
+          );
         },
       },
       httpStore: httpSide.httpStore,

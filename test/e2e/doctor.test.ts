@@ -5,6 +5,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { openSqliteStore } from '../../src/outbox/index.js';
 import { createSandboxTls, DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { CLI, runCli } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
@@ -17,7 +18,7 @@ interface DoctorJson {
   checks: Array<{ id: string; title: string; status: 'pass' | 'warn' | 'fail' | 'skip'; detail: string; cause?: string; fix?: string; doc?: string }>;
 }
 
-const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 'token', 'claims', 'auth', 'mail-from', 'send-test', 'send-as'];
+const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 'token', 'claims', 'auth', 'mail-from', 'send-test', 'send-as', 'paused', 'bounces'];
 
 // The misconfigurations the sandbox stages, each by its own app, mailbox or tenant.
 const NO_CONSENT_APP = 'c0c0c0c0-1111-4222-8333-444455556601';
@@ -137,7 +138,8 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     assert.equal(report.mailbox, DEFAULT_IDS.mailbox);
     assert.deepEqual(
       report.checks.map((c) => c.status),
-      CHECK_IDS.map(() => 'pass'),
+      // bounces: nothing to check without mailboxes[].bounces.read.
+      CHECK_IDS.map((id) => (id === 'bounces' ? 'skip' : 'pass')),
     );
     assert.match(report.checks.find((c) => c.id === 'tls')!.detail, /TLSv1\.[23]/);
     assert.match(report.checks.find((c) => c.id === 'claims')!.detail, /roles SMTP\.SendAsApp/);
@@ -252,6 +254,28 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     );
     assert.match(report.checks.find((c) => c.id === 'send-as')!.detail, /SendAsDenied/);
     assert.equal(report.checks.find((c) => c.id === 'send-test')!.status, 'pass');
+  });
+
+  it("a mailbox relay365 has paused: the paused check names the cause, the fix, since when and relay365 queue resume, from the outbox", async () => {
+    const config = await writeConfig();
+    const dataDir = (parse(await readFile(config, 'utf8')) as { dataDir: string }).dataDir;
+    const store = await openSqliteStore(join(dataDir, 'relay365.db'));
+    await store.pauseMailbox({
+      mailbox: DEFAULT_IDS.mailbox,
+      class: 'blocked',
+      reply: '554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException',
+      explanation: { id: 'smtp-554-5.2.2-mailbox-full', class: 'blocked', cause: 'Sent Items filled the mailbox.', fix: 'Add a retention policy.' },
+      owner: 'node-a',
+    });
+    await store.close();
+    const report = await doctor(config);
+    assertFirstFailure(report, 'paused', /^Sent Items filled the mailbox\.$/, /relay365 queue resume relay@contoso\.example/);
+    assert.match(report.checks.find((c) => c.id === 'paused')!.detail, /^paused since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s ago\) after 554 5\.2\.2 mailbox full/);
+    const others = report.checks.filter((c) => !['paused', 'send-test', 'send-as', 'bounces'].includes(c.id));
+    assert.ok(
+      others.every((c) => c.status === 'pass'),
+      JSON.stringify(others.filter((c) => c.status !== 'pass')),
+    );
   });
 
   it('the SMTP port closed: the TCP check fails with ECONNREFUSED, and the token is still checked', async () => {

@@ -136,4 +136,77 @@ describe('relay365 queue (built CLI on a real SQLite outbox)', () => {
       await dir.cleanup();
     }
   });
+
+  it('lists paused mailboxes with since-when, cause and fix, and marks a resume that makes their queue due now', async () => {
+    const dir = await tempDir();
+    try {
+      const dataDir = join(dir.path, 'data');
+      const config = join(dir.path, 'relay365.yaml');
+      const mailbox = 'relay@contoso.com';
+      await writeFile(config, stringify({ dataDir, auth: { flow: 'token-command', command: 'true' }, mailboxes: [{ address: mailbox }, { address: 'other@contoso.com' }] }));
+      let store = await openSqliteStore(join(dataDir, 'relay365.db'));
+      const raw = Buffer.from('From: relay@contoso.com\r\nTo: a@example.net\r\nSubject: q\r\n\r\nbody\r\n');
+      const held = await store.enqueue({ mailbox, envelope: { from: mailbox, to: ['a@example.net'] }, raw, source: { kind: 'smtp' } });
+      const limits = { messagesPerMinute: 100, recipientsPerDay: 1000, maxConnections: 3, minuteMs: 60_000, dayMs: 86_400_000 };
+      await store.claim({ mailbox, pools: [], owner: 'test', leaseMs: 60_000, limits, max: 1 });
+      const reply = '554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded';
+      const explanation = { id: 'smtp-554-5.2.2-mailbox-full', class: 'blocked' as const, cause: 'Sent Items filled the mailbox.', fix: 'Add a retention policy.' };
+      const probeAt = new Date(Date.now() + 3_600_000);
+      await store.complete({
+        id: held.id,
+        owner: 'test',
+        state: 'deferred',
+        nextAttemptAt: probeAt,
+        attempt: { at: new Date(), mailbox, reply, class: 'blocked', explanation, durationMs: 5, owner: 'test' },
+      });
+      const since = new Date(Date.now() - 60_000);
+      await store.pauseMailbox({ mailbox, class: 'blocked', reply, explanation, owner: 'worker-1', at: since });
+      await store.close();
+
+      const paused = await runCli(['queue', 'paused', '--config', config]);
+      assert.equal(paused.code, 0, paused.stderr);
+      assert.match(paused.stdout, new RegExp(`^relay@contoso\\.com  paused since ${since.toISOString().replace(/\./g, '\\.')} \\(blocked by Exchange\\)$`, 'm'));
+      assert.match(paused.stdout, /^ {2}reply: 554 5\.2\.2 mailbox full/m);
+      assert.match(paused.stdout, /^ {2}cause: Sent Items filled the mailbox\.$/m);
+      assert.match(paused.stdout, /^ {2}fix: +Add a retention policy\.$/m);
+      assert.match(paused.stdout, /^ {2}once fixed: relay365 queue resume relay@contoso\.com$/m);
+      const listed = JSON.parse((await runCli(['queue', 'paused', '--config', config, '--json'])).stdout) as { items: Array<{ mailbox: string; since: string; reply: string }> };
+      assert.deepEqual(
+        listed.items.map((i) => [i.mailbox, i.since, i.reply]),
+        [[mailbox, since.toISOString(), reply]],
+      );
+
+      const notPaused = await runCli(['queue', 'resume', 'other@contoso.com', '--config', config]);
+      assert.equal(notPaused.code, 0, notPaused.stderr);
+      assert.match(notPaused.stdout, /other@contoso\.com is not paused: nothing to resume\./);
+      const unknown = await runCli(['queue', 'resume', 'nobody@contoso.com', '--config', config]);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /nobody@contoso\.com is not a configured mailbox; paused now: relay@contoso\.com/);
+      const usage = await runCli(['queue', 'resume', '--config', config]);
+      assert.equal(usage.code, 1);
+      assert.match(usage.stderr, /needs a mailbox .*or --all/);
+
+      const resumed = await runCli(['queue', 'resume', 'Relay@Contoso.com', '--config', config]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.match(resumed.stdout, /^relay@contoso\.com: resume asked \(paused since .*: Sent Items filled the mailbox\.\)\. A running relay365 resumes it within seconds/m);
+      store = await openSqliteStore(join(dataDir, 'relay365.db'));
+      try {
+        const [pause] = await store.mailboxPauses();
+        assert.ok(pause?.resumeRequestedAt !== undefined, 'the request is in the outbox for the workers');
+        const message = await store.get(held.id);
+        assert.ok(message !== undefined && message.nextAttemptAt.getTime() <= Date.now(), 'its deferred message is due now, not at the next probe');
+      } finally {
+        await store.close();
+      }
+      const again = await runCli(['queue', 'paused', '--config', config]);
+      assert.match(again.stdout, /^ {2}resume asked at .*: a running relay365 resumes it within seconds$/m);
+      const all = JSON.parse((await runCli(['queue', 'resume', '--all', '--config', config, '--json'])).stdout) as { resumeRequested: Array<{ mailbox: string }> };
+      assert.deepEqual(
+        all.resumeRequested.map((p) => p.mailbox),
+        [mailbox],
+      );
+    } finally {
+      await dir.cleanup();
+    }
+  });
 });

@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { runDoctor, type CheckResult } from '../../src/doctor/index.js';
+import { openSqliteStore } from '../../src/outbox/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
@@ -39,6 +41,47 @@ describe('runDoctor (in process, against the sandbox)', () => {
     exp: now + 3600,
   });
 
+  it("names a paused mailbox's cause, fix, since-when and resume command, read from the outbox, and the other paused mailboxes", async () => {
+    const store = await openSqliteStore(join(dir.path, 'paused-outbox.db'));
+    try {
+      const config = sandboxConfig(sandbox, dir.path);
+      const read = () => store.mailboxPauses();
+      const clear = await runDoctor(config, { pausedMailboxes: read });
+      assert.deepEqual(
+        [clear.results.find((r) => r.id === 'paused')?.status, clear.ok],
+        ['pass', true],
+      );
+      const since = new Date(Date.now() - 5 * 60_000);
+      await store.pauseMailbox({
+        mailbox: DEFAULT_IDS.mailbox,
+        class: 'blocked',
+        reply: '554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException',
+        explanation: { id: 'smtp-554-5.2.2-mailbox-full', class: 'blocked', cause: 'Sent Items filled the mailbox.', fix: 'Add a retention policy (New-RetentionPolicy).' },
+        owner: 'node-a',
+        at: since,
+      });
+      await store.pauseMailbox({
+        mailbox: 'm2@contoso.example',
+        class: 'auth',
+        reply: '535 5.7.139 Authentication unsuccessful',
+        explanation: { id: 'smtp-535-5.7.139', class: 'auth', cause: 'SMTP AUTH is disabled for the mailbox.', fix: 'Set-CASMailbox' },
+        owner: 'node-a',
+      });
+      const report = await runDoctor(config, { pausedMailboxes: read });
+      assert.equal(report.ok, false, 'a paused mailbox sends nothing: the doctor fails');
+      const paused = report.results.find((r) => r.id === 'paused')!;
+      assert.equal(paused.status, 'fail');
+      assert.equal(paused.cause, 'Sent Items filled the mailbox.');
+      assert.match(paused.fix ?? '', /^Add a retention policy \(New-RetentionPolicy\)\. Then resume it: relay365 queue resume relay@contoso\.example /);
+      assert.match(paused.detail, new RegExp(`^paused since ${since.toISOString().replace(/\./g, '\\.')} \\(5 min ago\\) after 554 5\\.2\\.2 mailbox full`));
+      assert.match(paused.detail, /also paused: m2@contoso\.example \(SMTP AUTH is disabled for the mailbox\.\)/);
+      // Every other check ran as before: the pause is reported, not a reason to skip them.
+      assert.equal(report.results.find((r) => r.id === 'auth')?.status, 'pass');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('reports each check to onStart and onProgress in order, and names the token nowhere', async () => {
     const started: string[] = [];
     const finished: Array<[string, CheckResult['status']]> = [];
@@ -50,7 +93,8 @@ describe('runDoctor (in process, against the sandbox)', () => {
     // Without sendTest nothing is sent: the send checks are skipped, which does not fail the run.
     assert.deepEqual(
       report.results.filter((r) => r.status === 'skip').map((r) => r.id),
-      ['send-test', 'send-as'],
+      ['send-test', 'send-as', 'paused', 'bounces'],
+      'no outbox to read, no bounces to read: those checks skip too',
     );
     assert.deepEqual(
       started,

@@ -639,6 +639,45 @@ describe('HTTP API', () => {
     }
   });
 
+  it('resumes a paused mailbox (POST /v1/mailboxes/:mailbox/resume, admin scope): paused again while the cause is there, its queue sent at once when it is gone', async () => {
+    // A probe only once an hour: only the resume can end the pause within the test.
+    const run = await startApi(sandbox, { queue: { authPauseSeconds: 3600, retryBaseSeconds: 0.1, retryMaxSeconds: 0.3 } });
+    try {
+      type Resumed = { status: number; body: { paused: boolean; pausedSince: string | null; reply: string | null } };
+      const resume = async (mailbox: string) => (await run.api('POST', `/v1/mailboxes/${encodeURIComponent(mailbox)}/resume`)) as unknown as Resumed;
+      const notPaused = await resume(MAILBOX);
+      assert.equal(notPaused.status, 200, JSON.stringify(notPaused.body));
+      assert.equal(notPaused.body.paused, false);
+      assert.equal((await resume('nobody@contoso.example')).status, 404);
+      setSmtpAuth(sandbox, false);
+      try {
+        const queued = await run.api('POST', '/v1/messages', { body: textMessage({ subject: 'held by a pause' }) });
+        await until(() => run.events.some((e) => e.type === 'mailbox.paused'), 15_000, 'the mailbox to pause');
+        const paused = (await run.api('GET', '/v1/mailboxes')).body.items[0]!;
+        assert.equal(paused.paused, true);
+        assert.match(String(paused.pausedSince), /^\d{4}-\d\d-\d\dT/);
+        // The cause is still there: resumed, then paused again by the next send.
+        const early = await resume(MAILBOX);
+        assert.equal(early.status, 200);
+        assert.deepEqual([early.body.paused, early.body.pausedSince], [true, paused.pausedSince]);
+        assert.match(String(early.body.reply), /^535 5\.7\.139/);
+        await until(() => run.events.filter((e) => e.type === 'mailbox.paused').length >= 2, 10_000, 'the pause again');
+        assert.ok(run.events.some((e) => e.type === 'mailbox.resumed'));
+        setSmtpAuth(sandbox, true);
+        const asked = Date.now();
+        const late = await resume(MAILBOX);
+        assert.equal(late.body.paused, true);
+        await waitForState(run.api, String(queued.body.id), 'sent', 10_000);
+        assert.ok(Date.now() - asked < 8_000, 'sent at once, not at the next probe');
+        assert.equal((await run.api('GET', '/v1/mailboxes')).body.items[0]!.paused, false);
+      } finally {
+        setSmtpAuth(sandbox, true);
+      }
+    } finally {
+      await run.stop();
+    }
+  });
+
   it('runs the setup checks for a mailbox (GET /v1/mailboxes/:mailbox/doctor) and answers 404 for an unknown one', async () => {
     const run = await startApi(sandbox);
     try {
@@ -715,7 +754,7 @@ describe('HTTP API', () => {
         Object.keys(doc.paths)
           .filter((p) => p.startsWith('/v1'))
           .sort(),
-        ['/v1/mailboxes', '/v1/mailboxes/{mailbox}/doctor', '/v1/messages', '/v1/messages/mime', '/v1/messages/{id}', '/v1/messages/{id}/retry'],
+        ['/v1/mailboxes', '/v1/mailboxes/{mailbox}/doctor', '/v1/mailboxes/{mailbox}/resume', '/v1/messages', '/v1/messages/mime', '/v1/messages/{id}', '/v1/messages/{id}/retry', '/v1/suppressions', '/v1/suppressions/{address}'],
       );
       assert.deepEqual(Object.keys(doc.paths['/v1/messages/{id}'] ?? {}).sort(), ['delete', 'get']);
       const send = doc.paths['/v1/messages']?.post;

@@ -308,6 +308,125 @@ describe('outbox worker against the sandbox', () => {
   });
 });
 
+/** A sandbox whose default mailbox fills after about three messages' Sent Items copies. */
+function smallMailbox() {
+  return scenario((s) => {
+    s.tenants[0]!.users[0]!.mailboxQuotaBytes = 2000;
+    // Only the mailbox-full refusal: continuous-error throttling is exchange-limits.test.ts's.
+    s.limits.continuousErrorThreshold = 1000;
+  });
+}
+
+/** An admin frees space: Sent Items emptied, and no quota any more. */
+function freeSpace(sandbox: Sandbox): void {
+  sandbox.state.emptySentItems(DEFAULT_IDS.mailbox);
+  const roomy = structuredClone(sandbox.state.scenario);
+  roomy.tenants[0]!.users[0]!.mailboxQuotaBytes = null;
+  sandbox.state.setScenario(roomy);
+}
+
+/** Starts a relay on `dataDir` (kept by the caller) and collects its events. */
+async function startOn(sandbox: Sandbox, dataDir: string, authPauseSeconds: number): Promise<{ relay: Relay; events: RelayEvent[] }> {
+  const relay = await startRelay(
+    sandboxConfig(sandbox, dataDir, { smtp: { enabled: false }, queue: { authPauseSeconds, retryBaseSeconds: 0.1, retryMaxSeconds: 0.3 } }),
+  );
+  const events: RelayEvent[] = [];
+  relay.events.subscribe((e) => events.push(e));
+  return { relay, events };
+}
+
+const statusOf = (relay: Relay) => relay.worker.status().find((s) => s.mailbox === DEFAULT_IDS.mailbox)!;
+
+describe('paused mailboxes in the outbox', () => {
+  it('keeps a mailbox paused across a restart with its cause and since-when; queue resume sends its queue once the cause has cleared, and pauses it again while it has not', async () => {
+    const sandbox = await startTestSandbox({ scenario: smallMailbox() });
+    const dir = await tempDir();
+    try {
+      const first = await startOn(sandbox, dir.path, 0.5);
+      await enqueueMany(first.relay, DEFAULT_IDS.mailbox, 8);
+      await until(() => first.events.some((e) => e.type === 'mailbox.paused'), 15_000, 'the mailbox to pause');
+      await first.relay.close();
+      const sentBefore = sandbox.state.messages.length;
+      assert.ok(sentBefore >= 1 && sentBefore < 8, `some sent before the mailbox filled (${sentBefore})`);
+
+      // After the restart only the outbox knows: a probe is an hour away, so nothing may go out.
+      const { relay, events } = await startOn(sandbox, dir.path, 3600);
+      try {
+        await until(() => statusOf(relay).paused, 5_000, 'the pause read back from the outbox');
+        const status = statusOf(relay);
+        assert.equal(status.reason?.id, 'smtp-554-5.2.2-mailbox-full');
+        assert.match(status.reason?.fix ?? '', /RetentionPolicy/);
+        assert.ok(status.pausedSince !== undefined && status.pausedSince.getTime() < Date.now() - 100, 'paused since before the restart');
+        const [pause] = await relay.store.mailboxPauses();
+        assert.equal(pause?.mailbox, DEFAULT_IDS.mailbox);
+        assert.equal(pause?.class, 'blocked');
+        assert.match(pause?.reply ?? '', /^554 5\.2\.2 mailbox full/);
+        assert.equal(pause?.since.getTime(), status.pausedSince.getTime());
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal(sandbox.state.messages.length, sentBefore, 'nothing sent while paused after the restart');
+
+        // Resumed while the mailbox is still full: the next send pauses it again, with the cause.
+        await relay.store.requestMailboxResume(DEFAULT_IDS.mailbox);
+        await until(() => events.some((e) => e.type === 'mailbox.resumed'), 5_000, 'the resume, within the worker\'s look at the pauses');
+        await until(() => events.some((e) => e.type === 'mailbox.paused'), 10_000, 'the pause again');
+        const again = events.find((e) => e.type === 'mailbox.paused');
+        assert.ok(again?.type === 'mailbox.paused' && again.explanation?.id === 'smtp-554-5.2.2-mailbox-full');
+        assert.equal(sandbox.state.messages.length, sentBefore, 'the full mailbox took nothing');
+        assert.equal((await relay.store.counts()).failed, 0);
+
+        // Space freed, then resumed: the queue goes at once (a probe would only come in an hour).
+        freeSpace(sandbox);
+        const asked = Date.now();
+        const request = await relay.store.requestMailboxResume(DEFAULT_IDS.mailbox);
+        assert.ok(request?.resumeRequestedAt !== undefined);
+        await until(async () => (await relay.store.counts()).sent === 8, 10_000, 'all 8 sent after the resume');
+        assert.ok(Date.now() - asked < 8_000, `sent ${Date.now() - asked} ms after the resume`);
+        assert.equal(statusOf(relay).paused, false);
+        assert.deepEqual(await relay.store.mailboxPauses(), [], 'the pause is over for every node');
+        assert.equal((await relay.store.counts()).failed, 0);
+        assert.equal(sandbox.state.messages.length, 8);
+      } finally {
+        await relay.close();
+      }
+    } finally {
+      await dir.cleanup();
+      await sandbox.close();
+    }
+  });
+
+  it("holds a mailbox another node paused, and resumes it when that node's probe finds the cause cleared", async () => {
+    const sandbox = await startTestSandbox({ scenario: smallMailbox() });
+    const dir = await tempDir();
+    try {
+      // Two nodes on one outbox: A probes every half second, B only every hour.
+      const a = await startOn(sandbox, dir.path, 0.5);
+      try {
+        await enqueueMany(a.relay, DEFAULT_IDS.mailbox, 8);
+        await until(() => a.events.some((e) => e.type === 'mailbox.paused'), 15_000, 'A to pause the mailbox');
+        const b = await startOn(sandbox, dir.path, 3600);
+        try {
+          await until(() => statusOf(b.relay).paused, 5_000, 'B to see the pause');
+          assert.equal(statusOf(b.relay).reason?.id, 'smtp-554-5.2.2-mailbox-full');
+          assert.equal(b.events.filter((e) => e.type === 'message.deferred' || e.type === 'message.sent').length, 0, 'B sent nothing into the full mailbox');
+          freeSpace(sandbox);
+          await until(async () => (await a.relay.store.counts()).sent === 8, 15_000, 'all 8 sent after the space was freed');
+          assert.ok(a.events.some((e) => e.type === 'mailbox.resumed'), "A's probe resumed it");
+          await until(() => !statusOf(b.relay).paused, 5_000, 'B to see the resume');
+          assert.deepEqual(await b.relay.store.mailboxPauses(), []);
+          assert.equal((await b.relay.store.counts()).failed, 0);
+        } finally {
+          await b.relay.close();
+        }
+      } finally {
+        await a.relay.close();
+      }
+    } finally {
+      await dir.cleanup();
+      await sandbox.close();
+    }
+  });
+});
+
 describe('startRelay', () => {
   /** A port something else is listening on, and a way to let it go. */
   async function occupiedPort(): Promise<{ port: number; release: () => Promise<void> }> {

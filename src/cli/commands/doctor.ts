@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import type { Config } from '../../config/index.js';
 import type { Check, CheckResult, DoctorReport } from '../../doctor/index.js';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { isRelay365Error } from '../../errors.js';
 import { cliTokenCache, configOption, configPath } from '../context.js';
 
@@ -46,7 +48,10 @@ function summary(report: DoctorReport): string {
 
 const HELP = `
 Checks, in order (a check is skipped when one it needs failed):
-  config, dns-authority, dns-smtp, tcp, tls, ehlo, token, claims, auth, mail-from, send-test, send-as
+  config, dns-authority, dns-smtp, tcp, tls, ehlo, token, claims, auth, mail-from, send-test, send-as, paused
+
+paused reads the outbox: it fails while relay365 holds the mailbox paused (Exchange refused it until an
+admin acts, or refused the sign-in), with the cause, the fix, since when, and the resume command.
 
 --json prints one object, whose fields are only ever added to:
   { "ok": boolean, "mailbox": string | null,
@@ -57,6 +62,18 @@ aliases (Exchange checks SendAs only after the message is sent).
 
 Exit status: 0 when no check failed (warnings and skipped checks allow 0), 1 when any check failed.
 No token or secret is ever printed.`;
+
+/** The paused mailboxes the outbox records (none when there is no outbox yet: the doctor creates no database). */
+async function readPauses(config: Readonly<Config>) {
+  if (config.queue.url === undefined && !existsSync(resolve(config.dataDir, config.queue.path))) return [];
+  const { openOutboxStore } = await import('../../runtime/stores.js');
+  const store = await openOutboxStore(config);
+  try {
+    return await store.mailboxPauses();
+  } finally {
+    await store.close();
+  }
+}
 
 async function loadConfigForDoctor(flag: string | undefined): Promise<Readonly<Config>> {
   const path = configPath(flag);
@@ -83,7 +100,11 @@ export function doctorCommand(): Command {
           // Delegated sign-ins live in the cluster's shared cache when there is one (queue.url).
           const cache = await cliTokenCache(config);
           try {
-            return await runDoctor(config, { ...options, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
+            return await runDoctor(config, {
+              ...options,
+              pausedMailboxes: () => readPauses(config),
+              ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}),
+            });
           } finally {
             await cache.close();
           }

@@ -1,19 +1,48 @@
 import { Command, Option } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
+import type { Config } from '../../config/index.js';
+import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type MailboxPause, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
 import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 import { wholeNumber } from '../options.js';
 
-async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore) => Promise<T>): Promise<T> {
+async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore, config: Config) => Promise<T>): Promise<T> {
   const { config } = await cliContext(flags);
   const store = await openOutboxStore(config);
   try {
     await store.migrate();
-    return await fn(store);
+    return await fn(store, config);
   } finally {
     await store.close();
   }
+}
+
+/** A paused mailbox as `queue paused` prints it: since when, why, the fix, and how to resume it. */
+function pauseLines(p: MailboxPause): string[] {
+  const lines = [`${p.mailbox}  paused since ${p.since.toISOString()} (${p.class === 'auth' ? 'authentication failed' : 'blocked by Exchange'})`];
+  if (p.reply) lines.push(`  reply: ${p.reply}`);
+  if (p.explanation) lines.push(`  cause: ${p.explanation.cause}`, `  fix:   ${p.explanation.fix}`);
+  lines.push(`  last seen ${p.updatedAt.toISOString()} by ${p.owner}; relay365 tries it again every queue.authPauseSeconds and resumes it when a send works`);
+  lines.push(
+    p.resumeRequestedAt
+      ? `  resume asked at ${p.resumeRequestedAt.toISOString()}: a running relay365 resumes it within seconds`
+      : `  once fixed: relay365 queue resume ${p.mailbox}`,
+  );
+  return lines;
+}
+
+/** A paused mailbox as `--json` prints it. */
+function pauseJson(p: MailboxPause) {
+  return {
+    mailbox: p.mailbox,
+    class: p.class,
+    reply: p.reply ?? null,
+    explanation: p.explanation ?? null,
+    since: p.since.toISOString(),
+    updatedAt: p.updatedAt.toISOString(),
+    owner: p.owner,
+    resumeRequestedAt: p.resumeRequestedAt?.toISOString() ?? null,
+  };
 }
 
 /** The error for an id no message has; the ids are UUIDs, so a typo is the usual cause. */
@@ -138,6 +167,63 @@ export function queueCommand(): Command {
           );
         }
         console.log(flags.json ? JSON.stringify({ id, state: 'cancelled' }) : `${id} cancelled.`);
+      });
+    });
+  queue
+    .command('paused')
+    .description('List the paused mailboxes with since when, the cause and the fix')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (flags: { config?: string; json?: boolean }) => {
+      await withStore(flags, async (store) => {
+        const pauses = await store.mailboxPauses();
+        if (flags.json) {
+          console.log(JSON.stringify({ items: pauses.map(pauseJson) }, null, 2));
+          return;
+        }
+        if (pauses.length === 0) console.log('No mailbox is paused.');
+        for (const p of pauses) console.log(pauseLines(p).join('\n'));
+      });
+    });
+  queue
+    .command('resume [mailbox]')
+    .description('Resume a paused mailbox once its cause is fixed: the running relay (any node) resumes it within seconds and sends its queue')
+    .addOption(configOption())
+    .option('--all', 'resume every paused mailbox')
+    .option('--json', 'print JSON')
+    .action(async (mailbox: string | undefined, flags: { config?: string; all?: boolean; json?: boolean }) => {
+      await withStore(flags, async (store, config) => {
+        if (!flags.all && !mailbox) throw new Relay365Error('R365_CLI_USAGE', 'relay365 queue resume needs a mailbox (from relay365 queue paused), or --all.');
+        const targets = flags.all ? (await store.mailboxPauses()).map((p) => p.mailbox) : [mailbox!.toLowerCase()];
+        if (!flags.all && !config.mailboxes.some((m) => m.address.toLowerCase() === targets[0])) {
+          const pausedOnes = (await store.mailboxPauses()).map((p) => p.mailbox);
+          if (!pausedOnes.includes(targets[0]!)) {
+            throw new Relay365Error(
+              'R365_UNKNOWN_MAILBOX',
+              `${mailbox} is not a configured mailbox${pausedOnes.length > 0 ? `; paused now: ${pausedOnes.join(', ')}` : ''}. Check the address and that --config names the config the relay runs with.`,
+              { details: { mailbox } },
+            );
+          }
+        }
+        const resumed: MailboxPause[] = [];
+        const notPaused: string[] = [];
+        for (const t of targets) {
+          const asked = await store.requestMailboxResume(t);
+          if (asked) resumed.push(asked);
+          else notPaused.push(t);
+        }
+        if (flags.json) {
+          console.log(JSON.stringify({ resumeRequested: resumed.map(pauseJson), notPaused }, null, 2));
+          return;
+        }
+        if (flags.all && targets.length === 0) console.log('No mailbox is paused: nothing to resume.');
+        for (const p of resumed) {
+          console.log(
+            `${p.mailbox}: resume asked (paused since ${p.since.toISOString()}${p.explanation ? `: ${p.explanation.cause}` : ''}). ` +
+              'A running relay365 resumes it within seconds and sends its queue; if the cause is still there, the next send pauses it again.',
+          );
+        }
+        for (const t of notPaused) console.log(`${t} is not paused: nothing to resume.`);
       });
     });
   queue

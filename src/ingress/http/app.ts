@@ -20,7 +20,7 @@ export interface HttpAppDeps {
     enqueue: (message: NewMessage) => Promise<StoredMessage>;
     store: OutboxStore;
     router: Pick<Router, 'routeMessage' | 'poolsOf'>;
-    worker: Pick<DeliveryWorker, 'status' | 'notify'>;
+    worker: Pick<DeliveryWorker, 'status' | 'notify' | 'syncPauses'>;
     /** The token provider's read-only view (`identity.provider`). */
     tokens?: ViewSources['tokens'];
     /** Runs the setup checks for a mailbox (`GET /v1/mailboxes/:mailbox/doctor`). */

@@ -13,7 +13,7 @@ import { mailboxStatuses, type MailboxStatusView, type ViewSources } from './vie
 export interface DashboardDeps extends ViewSources {
   /** The admin password; undefined turns the dashboard off. */
   adminPassword: string | undefined;
-  worker: ViewSources['worker'] & { notify(target: { mailbox?: string | undefined; pool?: string | undefined }): void };
+  worker: ViewSources['worker'] & { notify(target: { mailbox?: string | undefined; pool?: string | undefined }): void; syncPauses(): Promise<void> };
   bodyLimitBytes: number;
 }
 
@@ -56,9 +56,9 @@ function mailboxCard(m: MailboxStatusView, now: number): string {
         ? 'requesting…'
         : '<span class="muted">none yet (fetched at the first send)</span>';
   const state = m.paused
-    ? `<div class="paused"><strong>Paused</strong>${m.pausedUntil ? ` until ${escapeHtml(m.pausedUntil.slice(11, 19))} UTC` : ''}${
-        m.pauseReason ? `<p>${escapeHtml(m.pauseReason.cause)}</p><p class="fix">Fix: ${escapeHtml(m.pauseReason.fix)}</p>` : ''
-      }</div>`
+    ? `<div class="paused"><strong>Paused</strong>${m.pausedSince ? ` since ${escapeHtml(m.pausedSince.slice(0, 19).replace('T', ' '))} UTC` : ''}${
+        m.pausedUntil ? `, next try ${escapeHtml(m.pausedUntil.slice(11, 19))} UTC` : ''
+      }${m.pauseReason ? `<p>${escapeHtml(m.pauseReason.cause)}</p><p class="fix">Fix: ${escapeHtml(m.pauseReason.fix)}</p>` : ''}<p><button type="button" class="retry" data-resume="${escapeHtml(m.address)}">Resume now</button> <span class="muted small">once the cause is fixed; a send that meets it again pauses the mailbox again</span></p></div>`
     : '<div class="active">Sending</div>';
   const lastError =
     m.lastError && m.lastError.source === 'message'
@@ -181,6 +181,18 @@ async function refresh() {
   }
 }
 panel.addEventListener('click', async (event) => {
+  const resume = event.target.closest('button[data-resume]');
+  if (resume) {
+    resume.disabled = true;
+    resume.textContent = 'Resuming…';
+    const r = await fetch('/dashboard/mailboxes/' + encodeURIComponent(resume.dataset.resume) + '/resume', { method: 'POST', headers: { '${DASHBOARD_HEADER}': '1' } });
+    if (!r.ok) {
+      const body = await r.json().catch(() => null);
+      status.textContent = 'resume failed: ' + (body && body.error ? body.error.message : 'HTTP ' + r.status);
+    }
+    await refresh();
+    return;
+  }
   const button = event.target.closest('button[data-retry]');
   if (!button) return;
   button.disabled = true;
@@ -285,12 +297,34 @@ export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void
     return reply.type('text/html; charset=utf-8').send(await renderPanel(deps));
   });
 
+  /** Basic credentials ride along on any request the browser makes to this origin, a cross-site form post included: demand the header only our script sets, and a same-origin Origin. */
+  function fromOwnPage(request: FastifyRequest): boolean {
+    const origin = request.headers.origin;
+    return request.headers[DASHBOARD_HEADER] === '1' && (origin === undefined || origin === `${request.protocol}://${request.headers.host ?? ''}`);
+  }
+
+  app.post<{ Params: { mailbox: string } }>('/dashboard/mailboxes/:mailbox/resume', hidden, async (request, reply) => {
+    if (!admitted(request, reply, false)) return reply;
+    if (!fromOwnPage(request)) {
+      return sendApiError(
+        request,
+        reply,
+        apiError('R365_HTTP_INVALID_REQUEST', 'Resumes are posted by the dashboard page itself.', { status: 403 }),
+        deps.bodyLimitBytes,
+      );
+    }
+    const mailbox = request.params.mailbox.toLowerCase();
+    if (!deps.config.mailboxes.some((m) => m.address.toLowerCase() === mailbox)) {
+      return sendApiError(request, reply, apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { status: 404 }), deps.bodyLimitBytes);
+    }
+    const asked = await deps.store.requestMailboxResume(mailbox);
+    if (asked) await deps.worker.syncPauses();
+    return reply.send({ mailbox, paused: asked !== undefined });
+  });
+
   app.post<{ Params: { id: string } }>('/dashboard/messages/:id/retry', hidden, async (request, reply) => {
     if (!admitted(request, reply, false)) return reply;
-    // Basic credentials ride along on any request the browser makes to this origin, a cross-site
-    // form post included: demand the header only our script sets, and a same-origin Origin.
-    const origin = request.headers.origin;
-    if (request.headers[DASHBOARD_HEADER] !== '1' || (origin !== undefined && origin !== `${request.protocol}://${request.headers.host ?? ''}`)) {
+    if (!fromOwnPage(request)) {
       return sendApiError(
         request,
         reply,

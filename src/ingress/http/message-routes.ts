@@ -12,6 +12,7 @@ import {
   idParams,
   listQuery,
   mailboxListResponse,
+  mailboxResumeResponse,
   messageListResponse,
   messageResponse,
   queuedResponse,
@@ -27,7 +28,7 @@ export interface ApiRouteDeps {
   enqueue: (message: NewMessage) => Promise<StoredMessage>;
   store: OutboxStore;
   router: Pick<Router, 'routeMessage' | 'poolsOf'>;
-  worker: Pick<DeliveryWorker, 'status' | 'notify'>;
+  worker: Pick<DeliveryWorker, 'status' | 'notify' | 'syncPauses'>;
   tokens: ViewSources['tokens'];
   httpStore: HttpStore;
   /** Runs `relay365 doctor` for a mailbox (injected by the runtime, which owns the doctor). */
@@ -250,6 +251,38 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     async () => ({ items: await mailboxStatuses(sources) }),
+  );
+
+  app.post<{ Params: { mailbox: string } }>(
+    '/mailboxes/:mailbox/resume',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Resume a paused mailbox once its cause is fixed (relay365 queue resume)',
+        description:
+          'Marks a resume request in the outbox and makes the mailbox\'s deferred messages due now. This node resumes it at once and every other node within seconds; if the cause is still there, the next send pauses it again with the cause. `paused: false` when it was not paused.',
+        tags: ['mailboxes'],
+        security,
+        params: { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] },
+        response: { 200: mailboxResumeResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const mailbox = request.params.mailbox.toLowerCase();
+      if (!mailboxes.includes(mailbox))
+        throw apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+      const asked = await deps.store.requestMailboxResume(mailbox);
+      // This node acts now; the others at their next look at the pauses.
+      if (asked) await deps.worker.syncPauses();
+      return {
+        mailbox,
+        paused: asked !== undefined,
+        resumeRequestedAt: asked?.resumeRequestedAt?.toISOString() ?? null,
+        pausedSince: asked?.since.toISOString() ?? null,
+        reply: asked?.reply ?? null,
+        explanation: asked?.explanation ? { ...asked.explanation } : null,
+      };
+    },
   );
 
   const doctor = deps.doctor;

@@ -237,6 +237,19 @@ export const stateChangeResponse = {
   properties: { id: { type: 'string' }, state: { type: 'string', enum: [...MESSAGE_STATES] } },
 } as const;
 
+/** `POST /v1/mailboxes/{mailbox}/resume`: whether the mailbox was paused, and the pause the request ends. */
+export const mailboxResumeResponse = {
+  type: 'object',
+  properties: {
+    mailbox: { type: 'string' },
+    paused: { type: 'boolean', description: 'Whether the mailbox was paused (false: nothing to resume).' },
+    resumeRequestedAt: nullable({ type: 'string', format: 'date-time' }),
+    pausedSince: nullable({ type: 'string', format: 'date-time' }),
+    reply: nullable({ type: 'string' }),
+    explanation: nullable(explanation),
+  },
+} as const;
+
 const quota = { type: 'object', properties: { limit: { type: 'integer' }, used: { type: 'integer' }, left: { type: 'integer' } } } as const;
 
 export const mailboxListResponse = {
@@ -251,6 +264,7 @@ export const mailboxListResponse = {
           aliases: { type: 'array', items: { type: 'string' } },
           pools: { type: 'array', items: { type: 'string' } },
           paused: { type: 'boolean' },
+          pausedSince: nullable({ type: 'string', format: 'date-time' }),
           pausedUntil: nullable({ type: 'string', format: 'date-time' }),
           pauseReason: nullable(explanation),
           token: {

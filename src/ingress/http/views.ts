@@ -91,6 +91,8 @@ export interface MailboxStatusView {
   aliases: string[];
   pools: string[];
   paused: boolean;
+  /** When the pause began (it lasts across restarts, and every node shows the same). */
+  pausedSince: string | null;
   pausedUntil: string | null;
   pauseReason: Explanation | null;
   token: { cached: boolean; expiresAt: string | null; refreshing: boolean; failures: number; lastError: { code: string; message: string } | null };
@@ -145,6 +147,7 @@ export async function mailboxStatuses(sources: ViewSources, now: Date = new Date
         aliases: m.aliases.map((a) => a.toLowerCase()),
         pools: sources.router.poolsOf(address),
         paused: status?.paused ?? false,
+        pausedSince: status?.paused && status.pausedSince ? status.pausedSince.toISOString() : null,
         pausedUntil: status?.paused && status.holdUntil ? status.holdUntil.toISOString() : null,
         pauseReason: status?.paused ? explanationView(status.reason) : null,
         token: {
