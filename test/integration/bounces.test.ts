@@ -104,6 +104,9 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
         app.mailboxScope = [MAILBOX, OTHER];
         s.mailFlow.unknownRecipients = [UNKNOWN];
         s.mailFlow.ndrDelayMs = 100;
+        s.mailFlow.unreachableDomains = ['unreachable.example'];
+        s.mailFlow.delayNotificationMs = 300;
+        s.mailFlow.expirationMs = 1500;
       }),
     });
     dir = await tempDir();
@@ -238,6 +241,26 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 200);
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 404);
     assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'third', text: 'hi' })).status, 202, 'accepted again once removed');
+  });
+
+  it('a delay notice makes the recipient delayed (message.delayed), the expiry NDR then bounces it soft, and neither suppresses it', async () => {
+    const to = 'someone@unreachable.example';
+    const sent = await api('POST', '/v1/messages', { from: MAILBOX, to: [to], subject: 'far away', text: 'hi' });
+    assert.equal(sent.status, 202);
+    const id = sent.json.id as string;
+    const ofType = (type: string) => receiver.received.filter((r) => (JSON.parse(r.body) as { type: string; data: { id: string } }).type === type && (JSON.parse(r.body) as { data: { id: string } }).data.id === id);
+    const delayed = await until(() => ofType('message.delayed')[0], 15_000, 'the message.delayed webhook');
+    assert.equal((JSON.parse(delayed.body) as { data: { dsnStatus: string } }).data.dsnStatus, '4.4.7');
+    await until(async () => (await relay.store.recipients(id))[0]?.state === 'bounced', 15_000, 'the expiry NDR');
+    const bounced = await until(() => ofType('message.bounced')[0], 10_000, 'the message.bounced webhook');
+    const data = (JSON.parse(bounced.body) as { data: { bounceClass: string; suppressed: boolean; diagnostic: string } }).data;
+    assert.equal(data.bounceClass, 'soft');
+    assert.equal(data.suppressed, false);
+    assert.equal(data.diagnostic, '550 4.4.7 QUEUE.Expired; message expired');
+    assert.deepEqual(await relay.store.suppressed([to]), []);
+    const metrics = await relay.metrics.registry.getSingleMetricAsString('relay365_bounces_total');
+    assert.match(metrics, new RegExp(`relay365_bounces_total\\{mailbox="${MAILBOX}",class="delayed"\\} 1`));
+    assert.match(metrics, new RegExp(`relay365_bounces_total\\{mailbox="${MAILBOX}",class="soft"\\} 1`));
   });
 
   it('doctor passes when the app can read the Inbox and explains the 403 with the RBAC for Applications commands when it cannot', async () => {
