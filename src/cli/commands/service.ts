@@ -210,7 +210,7 @@ export function serviceCommand(): Command {
 Reads the config (when it exists) for what the unit must allow: a listener on a port below 1024 gets
 CAP_NET_BIND_SERVICE and no other capability; a dataDir outside /var/lib/relay365 (systemd's
 StateDirectory, the default dataDir under systemd) gets ReadWritePaths=. Install it with:
-  relay365 service print systemd --config /etc/relay365/relay365.yaml | sudo tee /etc/systemd/system/relay365.service
+  sudo relay365 service print systemd --config /etc/relay365/relay365.yaml | sudo tee /etc/systemd/system/relay365.service
   sudo systemctl daemon-reload && sudo systemctl enable --now relay365`,
     )
     .action(async (_kind: string, flags: { config: string; user: string; dynamicUser?: boolean; node?: string; cli?: string }) => {
