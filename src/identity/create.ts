@@ -30,6 +30,11 @@ export interface Identity {
   delegated(mailbox: string): DelegatedSource | undefined;
   /** The network client (extra CA, proxy) for other HTTPS callers such as Graph. */
   networkClient: HttpsNetworkClient;
+  /**
+   * Builds the sources of a reloaded config's mailboxes and auth (throwing, and changing nothing, when
+   * it cannot), and returns what makes them this identity's: the same provider then serves them.
+   */
+  prepareReload(next: Config): Promise<() => void>;
   close(): void;
 }
 
@@ -105,12 +110,24 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     sources.set(address, { source, key: source.appOnly ? appKey : `${appKey}:${address}` });
   }
   const provider = new TokenProvider(sources, { logger: logger.child({ component: 'tokens' }), ...deps.providerOptions });
-  return {
+  const identity: Identity = {
     cloud,
     provider,
     auth,
     delegated: (mailbox) => delegated.get(mailbox.toLowerCase()),
     networkClient,
+    async prepareReload(next) {
+      // The same cache: a token or sign-in held for an app stays usable after the reload.
+      const built = await createIdentity(next, { ...deps, cacheStore });
+      return () => {
+        provider.adoptSources(built.provider);
+        built.provider.close();
+        auth.clear();
+        for (const [address, settings] of built.auth) auth.set(address, settings);
+        identity.delegated = (mailbox) => built.delegated(mailbox);
+      };
+    },
     close: () => provider.close(),
   };
+  return identity;
 }

@@ -75,7 +75,7 @@ export class TokenProvider {
   private readonly refreshListeners = new Set<(outcome: TokenRefreshOutcome) => void>();
 
   constructor(
-    private readonly sources: ReadonlyMap<string, MailboxSource>,
+    private sources: ReadonlyMap<string, MailboxSource>,
     options: TokenProviderOptions = {},
   ) {
     this.refreshAt = options.refreshAt ?? 0.7;
@@ -178,6 +178,21 @@ export class TokenProvider {
         // An observer's bug must not turn a good token into a failed send.
         this.logger.warn({ err }, 'token refresh listener failed');
       }
+    }
+  }
+
+  /**
+   * Takes the mailboxes and sources of `other` (built from a reloaded config) as its own: every holder
+   * of this provider then gets tokens for the new mailboxes. A token already held for a source key that
+   * is still used stays; the slots of keys no longer used are dropped with their timers.
+   */
+  adoptSources(other: TokenProvider): void {
+    this.sources = other.sources;
+    const used = new Set([...this.sources.values()].map((s) => s.key));
+    for (const [key, slot] of this.slots) {
+      if (used.has(key)) continue;
+      clearTimeout(slot.timer);
+      this.slots.delete(key);
     }
   }
 

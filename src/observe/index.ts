@@ -1,4 +1,4 @@
-export { createLogger, silentLogger, type Logger, type CreateLoggerOptions } from './logger.js';
+export { createLogger, setLogLevel, silentLogger, type Logger, type CreateLoggerOptions } from './logger.js';
 export { scrubSecrets, SECRET_KEYS, REDACT_PATHS, REDACTED } from './redact.js';
 export { EventBus, type RelayEvent, type RelayEventType, type FrontDoorEvent, type FrontDoorObserver } from './events.js';
 export { logEvents } from './event-log.js';

@@ -16,7 +16,10 @@ export interface CreateLoggerOptions {
  * since upstream errors (MSAL, nodemailer) sometimes quote the request that failed.
  */
 export function createLogger(options: CreateLoggerOptions = {}): Logger {
+  // Every child, so setLogLevel can reach them: pino's children keep the level they were made with.
+  const family = new Set<WeakRef<Logger>>();
   const opts: LoggerOptions = {
+    onChild: (child) => void family.add(new WeakRef(child)),
     level: options.level ?? 'info',
     base: options.base ?? null,
     redact: { paths: REDACT_PATHS, censor: REDACTED },
@@ -38,7 +41,26 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       },
     },
   };
-  return options.destination ? pino(opts, options.destination) : pino(opts);
+  const root = options.destination ? pino(opts, options.destination) : pino(opts);
+  families.set(root, family);
+  return root;
+}
+
+const families = new WeakMap<Logger, Set<WeakRef<Logger>>>();
+
+/**
+ * Sets the level of a logger made by {@link createLogger} and of every child made from it since (a
+ * reloaded `log.level`); children made later inherit it.
+ */
+export function setLogLevel(root: Logger, level: string): void {
+  root.level = level;
+  const family = families.get(root);
+  if (!family) return;
+  for (const ref of family) {
+    const child = ref.deref();
+    if (child) child.level = level;
+    else family.delete(ref);
+  }
 }
 
 /** A logger that writes nothing, for library users who bring none. */

@@ -127,8 +127,16 @@ export class WebhookDispatcher {
   private wake: (() => void) | undefined;
   private woken = false;
 
-  constructor(private readonly options: WebhookDispatcherOptions) {
+  constructor(private options: WebhookDispatcherOptions) {
     this.logger = options.logger ?? silentLogger();
+  }
+
+  /**
+   * The receivers of a reloaded config, for events from now on and for deliveries still to make: a
+   * stored delivery to a receiver no longer configured is given up, as after any other config change.
+   */
+  updateReceivers(receivers: readonly WebhookReceiver[]): void {
+    this.options = { ...this.options, receivers };
   }
 
   /** Subscribes to the bus: each matching event is stored for each receiver that wants it. Returns the unsubscribe. */

@@ -13,6 +13,13 @@ export class Router {
   private readonly poolsByMailbox = new Map<string, string[]>();
 
   constructor(mailboxes: Config['mailboxes']) {
+    this.replace(mailboxes);
+  }
+
+  /** Routes for another set of mailboxes from now on (a reloaded config); every holder of this router sees them. */
+  replace(mailboxes: Config['mailboxes']): void {
+    this.byAddress.clear();
+    this.poolsByMailbox.clear();
     for (const m of mailboxes) {
       const own = m.address.toLowerCase();
       this.add(own, own);

@@ -53,6 +53,8 @@ interface MailboxState {
   /** The store writes of this mailbox's pause and resume, one after another, so the last word wins. */
   pauseWrites: Promise<void>;
   wake: (() => void) | undefined;
+  /** No longer configured (a reload removed it): its loop ends once its sends in flight are done. */
+  retired?: boolean;
 }
 
 /**
@@ -91,36 +93,70 @@ export class DeliveryWorker {
   private pauseTimer: NodeJS.Timeout | undefined;
   private pauseSync: Promise<void> | undefined;
 
-  constructor(private readonly options: WorkerOptions) {
+  constructor(private options: WorkerOptions) {
     this.owner = options.owner ?? `worker-${randomUUID()}`;
     this.logger = options.logger ?? silentLogger();
-    const { config } = options;
-    for (const m of config.mailboxes) {
-      const address = m.address.toLowerCase();
-      const maxConnections = Math.min(m.maxConnections ?? config.delivery.maxConnections, config.delivery.maxConnections);
-      this.mailboxes.set(address, {
-        address,
-        pools: options.router.poolsOf(address),
-        limits: {
-          messagesPerMinute: m.messagesPerMinute ?? config.limits.messagesPerMinute,
-          recipientsPerDay: m.recipientsPerDay ?? config.limits.recipientsPerDay,
-          maxConnections,
-          minuteMs: config.limits.minuteMs + config.limits.windowMarginMs,
-          dayMs: config.limits.dayMs + config.limits.windowMarginMs,
-        },
-        inflight: 0,
-        connectionCap: maxConnections,
-        capRestoreAt: 0,
-        holdUntil: 0,
-        recipientCap: undefined,
-        recipientCapUntil: 0,
-        paused: false,
-        pauseReason: undefined,
-        pausedSince: 0,
-        pauseStored: false,
-        pauseWrites: Promise.resolve(),
-        wake: undefined,
-      });
+    for (const m of options.config.mailboxes) this.addMailbox(m, options.config);
+  }
+
+  /** Scheduling state for a configured mailbox: its limits from `config`, no send in flight, not paused. */
+  private addMailbox(m: WorkerOptions['config']['mailboxes'][number], config: WorkerOptions['config']): void {
+    const address = m.address.toLowerCase();
+    const maxConnections = Math.min(m.maxConnections ?? config.delivery.maxConnections, config.delivery.maxConnections);
+    this.mailboxes.set(address, {
+      address,
+      pools: this.options.router.poolsOf(address),
+      limits: {
+        messagesPerMinute: m.messagesPerMinute ?? config.limits.messagesPerMinute,
+        recipientsPerDay: m.recipientsPerDay ?? config.limits.recipientsPerDay,
+        maxConnections,
+        minuteMs: config.limits.minuteMs + config.limits.windowMarginMs,
+        dayMs: config.limits.dayMs + config.limits.windowMarginMs,
+      },
+      inflight: 0,
+      connectionCap: maxConnections,
+      capRestoreAt: 0,
+      holdUntil: 0,
+      recipientCap: undefined,
+      recipientCapUntil: 0,
+      paused: false,
+      pauseReason: undefined,
+      pausedSince: 0,
+      pauseStored: false,
+      pauseWrites: Promise.resolve(),
+      wake: undefined,
+    });
+  }
+
+  /**
+   * Takes the mailboxes of a reloaded config: a new one gets its loop at once, a changed one its new
+   * limits and pools (sends in flight finish under the old), a removed one stops claiming once its
+   * sends in flight are done (its queued messages stay, for a config that lists it again).
+   */
+  updateMailboxes(config: WorkerOptions['config']): void {
+    this.options = { ...this.options, config };
+    const listed = new Set(config.mailboxes.map((m) => m.address.toLowerCase()));
+    for (const [address, m] of this.mailboxes) {
+      if (listed.has(address)) continue;
+      m.retired = true;
+      m.wake?.();
+      this.mailboxes.delete(address);
+    }
+    for (const mailbox of config.mailboxes) {
+      const address = mailbox.address.toLowerCase();
+      const existing = this.mailboxes.get(address);
+      this.addMailbox(mailbox, config);
+      const m = this.mailboxes.get(address)!;
+      if (existing) {
+        // The same loop goes on with the new limits: copy them into the state it holds.
+        existing.limits = m.limits;
+        existing.pools = m.pools;
+        existing.connectionCap = Math.min(existing.connectionCap, m.limits.maxConnections);
+        this.mailboxes.set(address, existing);
+        existing.wake?.();
+      } else if (this.running) {
+        this.loops.push(this.loop(m));
+      }
     }
   }
 
@@ -274,7 +310,7 @@ export class DeliveryWorker {
   private async loop(m: MailboxState): Promise<void> {
     const pollMs = this.options.pollMs ?? 1000;
     const { store, config } = this.options;
-    while (this.running) {
+    while (this.running && !m.retired) {
       const now = Date.now();
       if (now < m.holdUntil) {
         await this.sleep(m, Math.min(m.holdUntil - now, pollMs * 5));

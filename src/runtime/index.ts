@@ -1,2 +1,3 @@
 export { startRelay, type Relay, type RelayDeps } from './relay.js';
 export { openOutboxStore, openHttpStore, openSharedTokenCache } from './stores.js';
+export { reloadRelay, configChanges, RELOADABLE_PATHS, type ReloadReport } from './reload.js';

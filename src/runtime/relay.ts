@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
-import { GraphTransport, SmtpTransport, hveEndpoint, transportForMailboxes } from '../delivery/index.js';
+import { GraphTransport, SmtpTransport, hveEndpoint } from '../delivery/index.js';
 import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
@@ -11,6 +11,7 @@ import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
 import { startBounceReaders } from './bounces.js';
+import { MailboxTransports, reloadRelay, type ReloadReport } from './reload.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import { Relay365Error } from '../errors.js';
 import {
@@ -57,6 +58,12 @@ export interface Relay {
   bounces: BounceReader[];
   /** The one way in for every front door: commit to the outbox, announce, wake the sender. */
   enqueue(message: NewMessage): Promise<StoredMessage>;
+  /**
+   * Applies a reloaded config (SIGHUP): mailboxes, auth, users, allowlist, limits, certificate, webhooks,
+   * retention and log level, in full or not at all; what needs a restart is kept and reported.
+   * @throws the refusal of the part that cannot take it (every check runs before anything changes).
+   */
+  reload(next: Config): Promise<ReloadReport>;
   /** Graceful stop: no new connections, finish transactions and sends in flight, close the store. */
   close(): Promise<void>;
 }
@@ -99,11 +106,13 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   const cacheStore = pgStore === undefined ? undefined : await sharedTokenCache(config, pgStore, deps.env ?? process.env, logger);
   const identity = await createIdentity(config, { logger, ...(deps.env ? { env: deps.env } : {}), ...(cacheStore ? { cacheStore } : {}) });
   started.push(() => identity.close());
+  // Kept, not copied: a reload changes the caps in place (src/runtime/reload.ts).
+  const connectionCaps = new Map(config.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!]));
   const smtpTransport = new SmtpTransport({
     cloud: identity.cloud,
     tokens: identity.provider,
     delivery: config.delivery,
-    maxConnections: new Map(config.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!])),
+    maxConnections: connectionCaps,
     ca: await extraCas(config),
     logger: logger.child({ component: 'delivery' }),
     // Open connections count against the mailbox's 3 at Exchange; idle ones on several nodes would add up.
@@ -111,7 +120,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     hve: hveEndpoint(config),
   });
   // Each mailbox leaves through its configured transport (`mailboxes[].transport`).
-  const transport = transportForMailboxes(
+  const transport = new MailboxTransports(
     config.mailboxes,
     smtpTransport,
     () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
@@ -234,7 +243,9 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     httpSide.webhooks.start();
   }
 
-  return {
+  // One reload at a time: a second SIGHUP waits for the first, then compares with what it applied.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const relay: Relay = {
     config,
     identity,
     store,
@@ -248,6 +259,30 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     metrics,
     bounces: bounceReaders.readers,
     enqueue,
+    reload(next) {
+      const run = reloading.then(async () => {
+        const report = await reloadRelay(
+          {
+            logger,
+            env: deps.env ?? process.env,
+            identity,
+            router,
+            worker,
+            transport,
+            connectionCaps,
+            smtp,
+            webhooks: httpSide?.webhooks,
+            retention,
+          },
+          relay.config,
+          next,
+        );
+        relay.config = report.config;
+        return report;
+      });
+      reloading = run.catch(() => undefined);
+      return run;
+    },
     async close() {
       if (http) {
         await http.close();
@@ -266,6 +301,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       await store.close();
     },
   };
+  return relay;
 }
 
 /**

@@ -117,6 +117,10 @@ writes the config it runs with (the sandbox's URL, ports and CA, its app and mai
 (In a clone without relay365 on the PATH, npx relay365 ...)
 
 SIGTERM or Ctrl-C stops gracefully (finishes transactions and sends in flight); a second one stops at once.
+SIGHUP (systemctl reload) reads the config file again and applies mailboxes, auth, SMTP users, allowlist,
+limits, certificate, webhooks, retention and log level without dropping a connection; a config that fails
+its checks is refused (config.reload_refused, every problem logged) and the running one kept. Listeners,
+queue.url, dataDir and the other settings that need a restart are named in a warning and kept.
 Accepted messages are on disk before the 250 reply and are sent after a restart.`,
     )
     .action(async (flags: { config?: string; sandbox?: boolean }) => {
@@ -188,7 +192,20 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
           console.log(`  try:  swaks --server ${l.host}:${l.port} --tls --from ${config.mailboxes[0]?.address ?? DEFAULT_IDS.mailbox} --to you@example.net`);
         if (demoConfig) for (const line of demoNextSteps(config, relay.httpAddress, demoConfig.path, demoPassword)) console.log(line);
       }
+      // SIGHUP (systemctl reload): the file again, checked as at start; applied in full or refused.
+      const { reloadOnSignal } = await import('../../runtime/reload.js');
+      const stopReloading = reloadOnSignal({
+        relay,
+        logger,
+        load: async () => {
+          const { loadConfig } = await import('../../config/load.js');
+          const path = configPath(flags.config, process.env, { sandboxDemo: false });
+          const next = await loadConfig(path === undefined ? {} : { path });
+          return sandbox ? sandboxedConfig(next, sandbox, demoPassword ? { adminPasswordFile: demoPassword.path } : {}) : next;
+        },
+      });
       await onShutdown(async () => {
+        stopReloading();
         logger.info({ event: 'relay.stopping' }, 'shutting down: finishing transactions and sends in flight');
         // First, so that a command started now is told the demo has stopped rather than reaching a closing sandbox.
         demoConfig?.markStopped();

@@ -61,6 +61,14 @@ export interface SmtpIngress {
   closeNow(): void;
   /** The certificate TLS listeners present, once {@link SmtpIngress.listen} has loaded it (undefined without a TLS listener). */
   certificate(): SmtpCertificate | undefined;
+  /**
+   * Checks a reloaded config's `smtp` section and limits (users, allowlist, certificate) and returns
+   * what applies them: users, allowlist, sender rules, size, recipient and connection limits for the
+   * commands and connections that come next, and the certificate for new TLS handshakes. Sessions under
+   * way keep their login. Listeners, `hostname` and `idleTimeoutSeconds` stay as they started.
+   * @throws Relay365Error `R365_CONFIG_INVALID` or `R365_TLS_CERTIFICATE_UNUSABLE`, having changed nothing.
+   */
+  prepareReload(next: { config: Config['smtp']; limits: Config['limits'] }): Promise<() => void>;
 }
 
 /** The SMTP front door's certificate, as `serve` prints it and clients are told to trust it. */
@@ -128,7 +136,9 @@ function configProblems(config: Config['smtp']): ConfigIssue[] {
  * await smtp.close();
  */
 export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
-  const { config, router, outbox, logger } = deps;
+  // let: a reload (prepareReload) replaces the policy; every hook reads it when it runs.
+  let { config } = deps;
+  const { router, outbox, logger } = deps;
   const observe: FrontDoorObserver = deps.observe ?? (() => undefined);
   const issues = configProblems(config);
   if (issues.length > 0) {
@@ -141,24 +151,28 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     );
   }
   const hostname = deps.hostname ?? config.hostname ?? osHostname();
-  const maxMessageBytes = config.maxMessageBytes ?? deps.limits.maxMessageBytes;
-  const maxRecipients = config.maxRecipients ?? deps.limits.recipientsPerMessage;
+  let maxMessageBytes = config.maxMessageBytes ?? deps.limits.maxMessageBytes;
+  let maxRecipients = config.maxRecipients ?? deps.limits.recipientsPerMessage;
   const closeTimeoutMs = deps.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
 
-  const users = new Map<string, LocalUser>(
-    config.users.map((u) => [
-      u.name,
-      { name: u.name, passwordHash: u.passwordHash, source: u.name, display: u.name, senders: new SenderPolicy(u.allowedSenders) },
-    ]),
-  );
-  const allowlist = new Allowlist<Principal>(
-    config.allowlist.map((e) => ({
-      cidr: e.cidr,
-      value: { source: `allowlist:${e.cidr}`, display: `clients in ${e.cidr}`, senders: new SenderPolicy(e.allowedSenders) },
-    })),
-  );
+  const usersOf = (smtp: Config['smtp']): Map<string, LocalUser> =>
+    new Map(
+      smtp.users.map((u) => [
+        u.name,
+        { name: u.name, passwordHash: u.passwordHash, source: u.name, display: u.name, senders: new SenderPolicy(u.allowedSenders) },
+      ]),
+    );
+  const allowlistOf = (smtp: Config['smtp']): Allowlist<Principal> =>
+    new Allowlist<Principal>(
+      smtp.allowlist.map((e) => ({
+        cidr: e.cidr,
+        value: { source: `allowlist:${e.cidr}`, display: `clients in ${e.cidr}`, senders: new SenderPolicy(e.allowedSenders) },
+      })),
+    );
+  let users = usersOf(config);
+  let allowlist = allowlistOf(config);
   const passwords = new PasswordChecker();
-  const lockout = new LoginLockout({ failures: config.lockoutFailures, windowMs: config.lockoutWindowSeconds * 1000, lockMs: config.lockoutSeconds * 1000 });
+  let lockout = new LoginLockout({ failures: config.lockoutFailures, windowMs: config.lockoutWindowSeconds * 1000, lockMs: config.lockoutSeconds * 1000 });
 
   /** Open connections per client address, and in all (counted from onConnect to onClose). */
   const perClient = new Map<string, number>();
@@ -191,7 +205,9 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     get draining() {
       return draining;
     },
-    maxCommandsPerConnection: config.maxCommandsPerConnection,
+    get maxCommandsPerConnection() {
+      return config.maxCommandsPerConnection;
+    },
     lockedUntil: (client) => lockout.lockedUntil(unmapIPv4(client)),
     refused: (connection, line, details) => {
       const session = connection.session;
@@ -224,8 +240,9 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
    */
   const strangers = new Map<SMTPServerSession, { key: string; timer: NodeJS.Timeout }>();
   const strangersPerClient = new Map<string, number>();
-  const reserved = Math.min(config.reservedConnections ?? Math.floor(config.maxConnections / 5), config.maxConnections - 1);
-  const strangerSlots = config.maxConnections - reserved;
+  const strangerSlotsOf = (smtp: Config['smtp']): number =>
+    smtp.maxConnections - Math.min(smtp.reservedConnections ?? Math.floor(smtp.maxConnections / 5), smtp.maxConnections - 1);
+  let strangerSlots = strangerSlotsOf(config);
 
   /** The session is no stranger any more: logged in, or gone. */
   const welcome = (session: SMTPServerSession): void => {
@@ -637,6 +654,55 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     },
 
     closeNow,
+
+    async prepareReload(next) {
+      const problems = configProblems(next.config);
+      if (problems.length > 0) {
+        throw new Relay365Error(
+          'R365_CONFIG_INVALID',
+          `The smtp section has ${problems.length} problem(s):\n${problems.map((i) => `  - ${i.path}: ${i.message}`).join('\n')}`,
+          { details: { issues: problems } },
+        );
+      }
+      const certChanged =
+        next.config.certFile !== config.certFile || next.config.keyFile !== config.keyFile || JSON.stringify(next.config.tls) !== JSON.stringify(config.tls);
+      // Loaded before anything changes: a certificate that cannot be read refuses the whole reload.
+      const newIdentity =
+        certChanged && tlsIdentity
+          ? await loadTlsIdentity({
+              certFile: next.config.certFile,
+              keyFile: next.config.keyFile,
+              dataDir: deps.dataDir,
+              hostname,
+              extraNames: [osHostname(), ...next.config.tls.names, ...listenerAddressNames(config.listeners.map((l) => l.host))],
+            })
+          : undefined;
+      return () => {
+        const lockoutChanged =
+          next.config.lockoutFailures !== config.lockoutFailures ||
+          next.config.lockoutWindowSeconds !== config.lockoutWindowSeconds ||
+          next.config.lockoutSeconds !== config.lockoutSeconds;
+        // Listeners, hostname and the idle timeout belong to the servers already listening.
+        config = { ...next.config, listeners: config.listeners, hostname: config.hostname, idleTimeoutSeconds: config.idleTimeoutSeconds };
+        users = usersOf(config);
+        allowlist = allowlistOf(config);
+        maxMessageBytes = config.maxMessageBytes ?? next.limits.maxMessageBytes;
+        maxRecipients = config.maxRecipients ?? next.limits.recipientsPerMessage;
+        strangerSlots = strangerSlotsOf(config);
+        if (lockoutChanged)
+          lockout = new LoginLockout({ failures: config.lockoutFailures, windowMs: config.lockoutWindowSeconds * 1000, lockMs: config.lockoutSeconds * 1000 });
+        if (newIdentity) tlsIdentity = newIdentity;
+        for (const server of servers) {
+          // smtp-server reads these per connection and per command (EHLO's SIZE, AUTH on or off).
+          server.options.size = maxMessageBytes;
+          server.options.maxClients = config.maxConnections;
+          const disabled = (server.options.disabledCommands ?? []).filter((c) => c !== 'AUTH');
+          server.options.disabledCommands = users.size === 0 ? [...disabled, 'AUTH'] : disabled;
+          // New TLS handshakes (STARTTLS and implicit) take the new pair; sessions under way keep theirs.
+          if (newIdentity && (server.options.secure === true || server.options.hideSTARTTLS !== true)) server.updateSecureContext({ key: newIdentity.keyPem, cert: newIdentity.certPem });
+        }
+      };
+    },
 
     certificate() {
       if (!tlsIdentity) return undefined;

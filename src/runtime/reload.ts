@@ -1,0 +1,236 @@
+import { isDeepStrictEqual } from 'node:util';
+import { resolveSecret, type Config } from '../config/index.js';
+import type { OutgoingMessage, SendResult, Transport } from '../delivery/index.js';
+import type { Identity } from '../identity/index.js';
+import type { SmtpIngress } from '../ingress/smtp/index.js';
+import { setLogLevel, type Logger, type WebhookDispatcher } from '../observe/index.js';
+import type { DeliveryWorker, RetentionSweeper, Router } from '../outbox/index.js';
+
+/**
+ * Reloading the config of a running relay (`SIGHUP`, `systemctl reload`): what may change without a
+ * restart, how a new config is checked before anything changes, and how it reaches each part.
+ *
+ * A reload either applies in full or not at all: every part first prepares what it needs (the SMTP
+ * policy and certificate, the token sources, the webhook secrets) and may refuse; only when all have
+ * prepared does each switch over. Connections and sends under way are never cut: a session keeps its
+ * login, a send in flight finishes under the mailbox settings it started with.
+ */
+
+/**
+ * What a reload applies, as dotted config paths (a path and everything under it). Anything else that
+ * changed needs a restart: the running relay keeps its value and the reload says so.
+ */
+export const RELOADABLE_PATHS: readonly string[] = [
+  'log.level',
+  'auth',
+  'mailboxes',
+  'limits',
+  'smtp.users',
+  'smtp.allowlist',
+  'smtp.certFile',
+  'smtp.keyFile',
+  'smtp.tls',
+  'smtp.maxMessageBytes',
+  'smtp.maxRecipients',
+  'smtp.maxConnectionsPerClient',
+  'smtp.maxConnections',
+  'smtp.maxCommandsPerConnection',
+  'smtp.preAuthTimeoutSeconds',
+  'smtp.maxPreAuthConnectionsPerClient',
+  'smtp.reservedConnections',
+  'smtp.dataTimeoutSeconds',
+  'smtp.lockoutFailures',
+  'smtp.lockoutWindowSeconds',
+  'smtp.lockoutSeconds',
+  'http.webhooks',
+  'queue.retention',
+];
+
+/** What a reload did: the paths it applied, and those it kept because they need a restart. */
+export interface ReloadReport {
+  changed: string[];
+  restartRequired: string[];
+  /** The config the relay now runs with: the new one, but for the paths in `restartRequired`. */
+  config: Config;
+}
+
+/**
+ * The paths that differ between two configs: a top-level field (`mailboxes`, `auth`, `dataDir`), or a
+ * field of a section (`smtp.users`, `queue.url`). Mailboxes whose NDR reading changed are named
+ * `mailboxes[].bounces` as well: the readers start with the relay.
+ */
+export function configChanges(prev: Config, next: Config): string[] {
+  const changes: string[] = [];
+  for (const key of new Set([...Object.keys(prev), ...Object.keys(next)]) as Set<keyof Config>) {
+    const a: unknown = prev[key];
+    const b: unknown = next[key];
+    if (isDeepStrictEqual(a, b)) continue;
+    const section = typeof a === 'object' && a !== null && !Array.isArray(a) && typeof b === 'object' && b !== null && !Array.isArray(b);
+    if (!section || key === 'auth') {
+      changes.push(key);
+      continue;
+    }
+    const x = a as Record<string, unknown>;
+    const y = b as Record<string, unknown>;
+    for (const field of new Set([...Object.keys(x), ...Object.keys(y)])) if (!isDeepStrictEqual(x[field], y[field])) changes.push(`${key}.${field}`);
+  }
+  const readers = (c: Config) => new Map(c.mailboxes.map((m) => [m.address.toLowerCase(), m.bounces ?? null]));
+  const [before, after] = [readers(prev), readers(next)];
+  if ([...new Set([...before.keys(), ...after.keys()])].some((m) => !isDeepStrictEqual(before.get(m) ?? null, after.get(m) ?? null)))
+    changes.push('mailboxes[].bounces');
+  return changes;
+}
+
+const reloadable = (path: string): boolean => RELOADABLE_PATHS.some((p) => path === p || path.startsWith(`${p}.`));
+
+/** `next`, with the running value of every path that needs a restart. */
+function keepRestartOnly(prev: Config, next: Config, restartOnly: readonly string[]): Config {
+  const out = structuredClone(next) as Record<string, unknown>;
+  for (const path of restartOnly) {
+    if (path === 'mailboxes[].bounces') {
+      // The new mailboxes, each with the NDR settings it runs with (none for a mailbox added now).
+      const running = new Map(prev.mailboxes.map((m) => [m.address.toLowerCase(), m.bounces]));
+      out.mailboxes = next.mailboxes.map((m) => {
+        const { bounces: _ignored, ...rest } = m;
+        const kept = running.get(m.address.toLowerCase());
+        return kept === undefined ? rest : { ...rest, bounces: kept };
+      });
+      continue;
+    }
+    const [section, field] = path.split('.') as [keyof Config, string | undefined];
+    if (field === undefined) out[section] = structuredClone(prev[section]);
+    else (out[section] as Record<string, unknown>)[field] = structuredClone((prev[section] as Record<string, unknown>)[field]);
+  }
+  return out as Config;
+}
+
+/**
+ * Each mailbox's way out, as the config says (`mailboxes[].transport`), changeable by a reload: a
+ * mailbox added as `graph` gets the Graph transport, built the first time one needs it.
+ */
+export class MailboxTransports implements Transport {
+  private graphTransport: Transport | undefined;
+  private byMailbox = new Map<string, 'smtp' | 'graph'>();
+
+  constructor(
+    mailboxes: Config['mailboxes'],
+    private readonly smtp: Transport,
+    private readonly graph: () => Transport,
+  ) {
+    this.update(mailboxes);
+  }
+
+  /** The transports of a reloaded config's mailboxes; a send in flight finishes on the one it started on. */
+  update(mailboxes: Config['mailboxes']): void {
+    this.byMailbox = new Map(mailboxes.map((m) => [m.address.toLowerCase(), m.transport]));
+  }
+
+  send(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
+    if (this.byMailbox.get(mailbox.toLowerCase()) !== 'graph') return this.smtp.send(mailbox, message);
+    this.graphTransport ??= this.graph();
+    return this.graphTransport.send(mailbox, message);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.smtp.close(), this.graphTransport?.close()]);
+  }
+}
+
+/** The running parts a reload reaches (src/runtime/relay.ts builds them). */
+export interface ReloadParts {
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+  identity: Identity;
+  router: Router;
+  worker: DeliveryWorker;
+  transport: MailboxTransports;
+  /** `mailboxes[].maxConnections`, read by the SMTP transport when it opens a mailbox's pool. */
+  connectionCaps: Map<string, number>;
+  smtp: SmtpIngress | undefined;
+  webhooks: WebhookDispatcher | undefined;
+  retention: RetentionSweeper;
+}
+
+/**
+ * Applies `next` to the running relay whose config is `prev`, in full or not at all.
+ * @throws the first part's refusal (a Relay365Error such as `R365_CONFIG_INVALID`,
+ *   `R365_TLS_CERTIFICATE_UNUSABLE`, `R365_SECRET_UNRESOLVED`), with nothing changed.
+ */
+export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config): Promise<ReloadReport> {
+  const changes = configChanges(prev, next);
+  const restartRequired = changes.filter((p) => !reloadable(p));
+  const config = keepRestartOnly(prev, next, restartRequired);
+  const changed = changes.filter((p) => reloadable(p));
+  if (changed.length === 0) return { changed, restartRequired, config };
+
+  // Prepare: every check and every file read happens here, before anything changes.
+  const applySmtp = parts.smtp ? await parts.smtp.prepareReload({ config: config.smtp, limits: config.limits }) : undefined;
+  const applyIdentity = changed.some((p) => p === 'auth' || p === 'mailboxes') ? await parts.identity.prepareReload(config) : undefined;
+  const receivers =
+    parts.webhooks && changed.includes('http.webhooks')
+      ? await Promise.all(config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })))
+      : undefined;
+
+  // Apply: nothing below can fail on the config.
+  applyIdentity?.();
+  parts.router.replace(config.mailboxes);
+  parts.connectionCaps.clear();
+  for (const m of config.mailboxes) if (m.maxConnections) parts.connectionCaps.set(m.address.toLowerCase(), m.maxConnections);
+  parts.transport.update(config.mailboxes);
+  parts.worker.updateMailboxes(config);
+  applySmtp?.();
+  if (receivers) parts.webhooks?.updateReceivers(receivers);
+  parts.retention.update(config.queue.retention);
+  if (changed.includes('log.level')) setLogLevel(parts.logger, config.log.level);
+  return { changed, restartRequired, config };
+}
+
+/** The problems of a refused reload, one line each (a config's issues, or the refusal's message). */
+function problemsOf(err: unknown): string[] {
+  const issues = (err as { details?: { issues?: Array<{ path: string; message: string }> } }).details?.issues;
+  if (Array.isArray(issues) && issues.length > 0) return issues.map((i) => `${i.path}: ${i.message}`);
+  return [err instanceof Error ? err.message : String(err)];
+}
+
+/**
+ * Reloads on `SIGHUP` (what `systemctl reload` sends with `ExecReload=kill -HUP $MAINPID`): `load`
+ * reads and checks the config file again, the relay applies it. Logs `config.reloaded` with the paths
+ * applied, `config.restart_required` with those kept, or `config.reload_refused` with every problem, the
+ * running config unchanged. Returns what stops listening.
+ */
+export function reloadOnSignal(options: {
+  relay: { reload(next: Config): Promise<ReloadReport> };
+  load: () => Promise<Config>;
+  logger: Logger;
+  signal?: NodeJS.Signals;
+}): () => void {
+  const { relay, load, logger } = options;
+  const signal = options.signal ?? 'SIGHUP';
+  const onSignal = (): void => {
+    logger.info({ event: 'config.reloading', signal }, 'reading the config file again');
+    load()
+      .then((next) => relay.reload(next))
+      .then(
+        (report) => {
+          logger.info(
+            { event: 'config.reloaded', changed: report.changed, restartRequired: report.restartRequired },
+            report.changed.length > 0 ? `config reloaded: ${report.changed.join(', ')}` : 'config reloaded: nothing that a reload applies changed',
+          );
+          if (report.restartRequired.length > 0)
+            logger.warn(
+              { event: 'config.restart_required', paths: report.restartRequired },
+              `these changes need a restart and are not applied (the running values are kept): ${report.restartRequired.join(', ')}`,
+            );
+        },
+        (err: unknown) => {
+          const problems = problemsOf(err);
+          logger.error(
+            { event: 'config.reload_refused', code: (err as { code?: string }).code, problems },
+            `config reload refused; still running with the previous config:\n  - ${problems.join('\n  - ')}`,
+          );
+        },
+      );
+  };
+  process.on(signal, onSignal);
+  return () => void process.off(signal, onSignal);
+}

@@ -1,0 +1,218 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { hashPassword } from '../../src/ingress/smtp/password.js';
+import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
+import { CLI, freePort, stop } from '../helpers/cli.js';
+import { sandboxSettings } from '../helpers/config.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { SmtpWire } from '../helpers/smtp-wire.js';
+
+// Alice's mailbox, added by the reload: the sandbox's app may send as it once it holds FullAccess there
+// (Add-MailboxPermission, as docs/microsoft-365-setup.md says for every app-only mailbox).
+const NEW_MAILBOX = DEFAULT_IDS.user;
+
+interface Served {
+  child: ChildProcess;
+  /** Every JSON log line so far. */
+  lines: Array<Record<string, unknown>>;
+  waitFor(test: (line: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
+}
+
+/** `relay365 serve --config FILE` (the built CLI), its JSON log lines read as they come. */
+function serve(file: string): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stderr }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      lines.push({ text: l });
+    }
+  });
+  const waitFor: Served['waitFor'] = async (test, what, ms = 20_000) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const found = lines.find(test);
+      if (found) return found;
+      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}) before ${what}: ${JSON.stringify(lines.slice(-5))}`);
+      if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms: ${JSON.stringify(lines.slice(-5))}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('relay365 serving')) resolve({ child, lines, waitFor });
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${JSON.stringify(lines.slice(-5))}`)));
+  });
+}
+
+const plain = (user: string, password: string): string => Buffer.from(`\0${user}\0${password}`).toString('base64');
+
+/** Logs in on a new connection; resolves with the wire, or rejects with the reply. */
+async function login(port: number, user: string, password: string): Promise<SmtpWire> {
+  const { wire, greeting } = await SmtpWire.connect(port);
+  assert.equal(greeting.code, 220);
+  assert.equal((await wire.command('EHLO reload.test')).code, 250);
+  const auth = await wire.command(`AUTH PLAIN ${plain(user, password)}`);
+  if (auth.code !== 235) {
+    wire.destroy();
+    throw new Error(`AUTH as ${user}: ${auth.last}`);
+  }
+  return wire;
+}
+
+/** One message over an open, logged-in connection; the final reply. */
+async function send(wire: SmtpWire, from: string, subject: string): Promise<string> {
+  for (const [line, code] of [
+    [`MAIL FROM:<${from}>`, 250],
+    ['RCPT TO:<someone@example.net>', 250],
+    ['DATA', 354],
+  ] as const) {
+    const reply = await wire.command(line);
+    if (reply.code !== code) return reply.last;
+  }
+  return (await wire.command(`From: ${from}\r\nTo: someone@example.net\r\nSubject: ${subject}\r\n\r\nsent during a reload\r\n.`)).last;
+}
+
+describe('relay365 serve: SIGHUP reloads the config', () => {
+  let sandbox: Sandbox & { dir: string };
+  before(async () => {
+    sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        const alice = s.tenants[0]!.users.find((u) => u.upn === DEFAULT_IDS.user)!;
+        alice.fullAccessApps = [DEFAULT_IDS.appClientId];
+      }),
+    });
+  });
+  after(() => sandbox.close());
+
+  it('adds a mailbox and a user while a client keeps sending on one connection (none failed, none dropped); then refuses a broken config and keeps serving', async () => {
+    const dir = await tempDir();
+    const port = await freePort();
+    const file = join(dir.path, 'relay365.yaml');
+    const [hash1, hash2] = await Promise.all([hashPassword('first-password'), hashPassword('second-password')]);
+    const base = {
+      dataDir: dir.path,
+      log: { level: 'info' },
+      ...sandboxSettings(sandbox),
+      auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret },
+      http: { enabled: false },
+    };
+    const config = (change: { mailboxes: string[]; users: Array<{ name: string; passwordHash: string }>; allowlist?: Array<{ cidr: string }> }) =>
+      stringify({
+        ...base,
+        mailboxes: change.mailboxes.map((address) => ({ address })),
+        smtp: { listeners: [{ host: '127.0.0.1', port, tls: 'none', allowPlainAuth: true }], users: change.users, allowlist: change.allowlist ?? [] },
+      });
+    await writeFile(file, config({ mailboxes: [DEFAULT_IDS.mailbox], users: [{ name: 'printer', passwordHash: hash1 }] }));
+    const relay = await serve(file);
+    try {
+      // The persistent client: one connection, one message after another, all through the reload.
+      const persistent = await login(port, 'printer', 'first-password');
+      const replies: string[] = [];
+      let reconnects = 0;
+      let sending = true;
+      const steady = (async () => {
+        for (let i = 0; sending; i++) {
+          replies.push(await send(persistent, DEFAULT_IDS.mailbox, `steady ${i}`));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      // And a client that connects for each message, as many printers do.
+      const perMessage = (async () => {
+        for (let i = 0; sending; i++) {
+          const wire = await login(port, 'printer', 'first-password');
+          replies.push(await send(wire, DEFAULT_IDS.mailbox, `connect-per-message ${i}`));
+          await wire.quit();
+          reconnects += 1;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const until = async (n: number) => {
+        while (replies.length < n) await new Promise((r) => setTimeout(r, 20));
+      };
+      await until(10);
+      await assert.rejects(login(port, 'scanner', 'second-password'), /535/, 'the user to be added cannot log in yet');
+
+      await writeFile(
+        file,
+        config({
+          mailboxes: [DEFAULT_IDS.mailbox, NEW_MAILBOX],
+          users: [
+            { name: 'printer', passwordHash: hash1 },
+            { name: 'scanner', passwordHash: hash2 },
+          ],
+        }),
+      );
+      const before = replies.length;
+      relay.child.kill('SIGHUP');
+      const reloaded = await relay.waitFor((l) => l.event === 'config.reloaded', 'config.reloaded');
+      assert.deepEqual(reloaded.changed, ['mailboxes', 'smtp.users']);
+      assert.deepEqual(reloaded.restartRequired, []);
+      await until(before + 10);
+
+      // The new user logs in, and the new mailbox sends.
+      const scanner = await login(port, 'scanner', 'second-password');
+      assert.match(await send(scanner, NEW_MAILBOX, 'from the added mailbox'), /^250 /);
+      await scanner.quit();
+      const deadline = Date.now() + 20_000;
+      while (!sandbox.state.messages.some((m) => m.mailbox.toLowerCase() === NEW_MAILBOX && /Subject: from the added mailbox/.test(m.raw.toString()))) {
+        if (Date.now() > deadline) throw new Error('the added mailbox sent nothing');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+
+      // A broken config: the SMTP checks that serve runs at start (a CIDR, a hash) refuse it, all at once.
+      await writeFile(
+        file,
+        config({ mailboxes: [DEFAULT_IDS.mailbox], users: [{ name: 'printer', passwordHash: 'scrypt$not-a-hash' }], allowlist: [{ cidr: '10.0.0.0/33' }] }),
+      );
+      const refusedBefore = relay.lines.length;
+      relay.child.kill('SIGHUP');
+      const refused = await relay.waitFor((l) => l.event === 'config.reload_refused', 'config.reload_refused');
+      assert.ok(relay.lines.indexOf(refused) >= refusedBefore);
+      const problems = refused.problems as string[];
+      assert.equal(problems.length, 2, JSON.stringify(problems));
+      assert.ok(problems.some((p) => p.startsWith('smtp.users.0.passwordHash:')));
+      assert.ok(problems.some((p) => p.startsWith('smtp.allowlist.0.cidr:')));
+      assert.equal(refused.level, 50, 'logged as an error');
+      // Still the previous config: the user the broken one drops still logs in, and the mailbox it drops still sends.
+      const still = await login(port, 'scanner', 'second-password');
+      assert.match(await send(still, NEW_MAILBOX, 'after the refused reload'), /^250 /);
+      await still.quit();
+
+      // What needs a restart is named and kept: the listener's port.
+      await writeFile(
+        file,
+        config({
+          mailboxes: [DEFAULT_IDS.mailbox, NEW_MAILBOX],
+          users: [
+            { name: 'printer', passwordHash: hash1 },
+            { name: 'scanner', passwordHash: hash2 },
+          ],
+        }).replace(`port: ${port}`, `port: ${port + 1}`),
+      );
+      relay.child.kill('SIGHUP');
+      const warned = await relay.waitFor((l) => l.event === 'config.restart_required', 'config.restart_required');
+      assert.deepEqual(warned.paths, ['smtp.listeners']);
+
+      const total = replies.length + 10;
+      await until(total);
+      sending = false;
+      await Promise.all([steady, perMessage]);
+      assert.equal(persistent.closed, false, 'the persistent connection was never dropped');
+      await persistent.quit();
+      const failed = replies.filter((r) => !r.startsWith('250 '));
+      assert.deepEqual(failed, [], 'no message was refused');
+      assert.ok(reconnects > 0);
+    } finally {
+      await stop(relay.child);
+      await dir.cleanup();
+    }
+  });
+});
