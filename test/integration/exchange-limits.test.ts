@@ -6,6 +6,7 @@ import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { SmtpWire, xoauth2 } from '../helpers/smtp-wire.js';
 
 /**
  * The worker against Exchange Online's limits as they behave today (shared/M365.md "Limits", issue
@@ -68,22 +69,80 @@ function busiestWindow(times: number[], windowMs: number): number {
 
 const arrivals = (sandbox: Sandbox): number[] => sandbox.state.messages.map((m) => Date.parse(m.receivedAt));
 
+/**
+ * Another client of the same mailbox (a scanner still sending straight to Exchange): an SMTP session
+ * logged in with the app's token, as the sandbox issues it to the client credentials grant.
+ */
+async function otherClient(sandbox: Sandbox): Promise<SmtpWire> {
+  const tenant = sandbox.state.scenario.tenants[0]!;
+  const app = tenant.apps.find((a) => a.clientId === DEFAULT_IDS.appClientId)!;
+  const { token } = await sandbox.issuer.accessToken({
+    tenant,
+    app,
+    audience: 'https://outlook.office365.com',
+    roles: ['SMTP.SendAsApp'],
+    lifetimeSeconds: 3600,
+    clientAuth: '1',
+  });
+  const { wire } = await SmtpWire.connect(sandbox.smtpPort);
+  await wire.secure(sandbox.caPem);
+  const auth = await wire.command(`AUTH XOAUTH2 ${xoauth2(MAILBOX, token)}`);
+  assert.equal(auth.code, 235, auth.last);
+  return wire;
+}
+
 describe('the worker against Exchange Online limits', () => {
-  it("lowers the mailbox's concurrency after 432 4.3.2 Concurrent connections limit exceeded, and carries on with 0 failed", async () => {
-    // Exchange allows 2 connections here (3 in production); relay365 is set to open 3.
-    const sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.connectionsPerMailbox = 2)) });
+  it("lowers the mailbox's concurrency when its 4th connection draws 432 4.3.2 Concurrent connections limit exceeded, and carries on with 0 failed", async () => {
+    // Exchange's 3 connections per mailbox; another client holds one, so relay365's 3rd is the mailbox's 4th.
+    const sandbox = await startTestSandbox();
+    const scanner = await otherClient(sandbox);
     try {
       await withRelay(sandbox, { delivery: { maxConnections: 3 }, queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 } }, async (relay, events) => {
+        assert.equal(sandbox.state.connectionCount(MAILBOX), 1, "the other client's session");
         await enqueueMany(relay, 12);
         await until(async () => (await relay.store.counts()).sent === 12, 30_000, 'all 12 sent');
         const deferred = events.filter((e) => e.type === 'message.deferred');
-        assert.ok(deferred.length >= 1, 'the 3rd connection drew a 432');
+        assert.ok(deferred.length >= 1, 'the 4th connection drew a 432');
         for (const e of deferred) assert.equal(e.type === 'message.deferred' && e.explanation?.id, 'smtp-432-4.3.2-concurrent');
+        assert.match(deferred[0]!.type === 'message.deferred' ? (deferred[0]!.reply ?? '') : '', /^432 4\.3\.2 Concurrent connections limit exceeded/);
         assert.ok(events.some((e) => e.type === 'mailbox.throttled'));
         const status = relay.worker.status().find((s) => s.mailbox === MAILBOX);
         assert.ok(status && status.connectionCap < 3, `concurrency lowered (cap ${status?.connectionCap})`);
+        assert.ok((sandbox.state.counters.maxConcurrentByMailbox[MAILBOX] ?? 0) >= 4, 'Exchange saw a 4th connection');
         assert.equal((await relay.store.counts()).failed, 0);
         assert.equal(sandbox.state.messages.length, 12);
+      });
+    } finally {
+      await scanner.quit().catch(() => undefined);
+      await sandbox.close();
+    }
+  });
+
+  it('delivers all of 31 messages submitted to Exchange in one minute (it delays the 31st), while relay365 still paces its own to 30 a minute', async () => {
+    // A minute lasts 2 s. Another client sends one message; relay365, at Exchange's 30 a minute, sends
+    // 30 in that same minute: the mailbox's 31st, which Exchange delays into the next minute.
+    const sandbox = await startTestSandbox({ scenario: scenario((s) => Object.assign(s.limits, { messagesPerMinute: 30, timeScale: 30 })) });
+    try {
+      await withRelay(sandbox, { limits: { messagesPerMinute: 30, minuteMs: 2000, windowMarginMs: 50 }, delivery: { maxConnections: 3 } }, async (relay, events) => {
+        const scanner = await otherClient(sandbox);
+        assert.equal((await scanner.command(`MAIL FROM:<${MAILBOX}>`)).code, 250);
+        assert.equal((await scanner.command('RCPT TO:<scan@example.net>')).code, 250);
+        assert.equal((await scanner.command('DATA')).code, 354);
+        const sent = await scanner.command(`From: ${MAILBOX}\r\nTo: scan@example.net\r\nSubject: scan\r\n\r\nscanned\r\n.`);
+        assert.equal(sent.code, 250, sent.last);
+        await scanner.quit();
+        const scannedAt = Date.parse(sandbox.state.messages[0]!.receivedAt);
+        const ids = await enqueueMany(relay, 35);
+        await until(async () => (await relay.store.counts()).sent === 35, 30_000, 'all 35 sent');
+        assert.equal(events.filter((e) => e.type === 'message.deferred' || e.type === 'message.failed').length, 0, 'nothing refused');
+        assert.equal(sandbox.state.messages.length, 36);
+        // relay365's own submissions, from when each began: never more than 30 in a minute.
+        const starts: number[] = [];
+        for (const id of ids) for (const a of await relay.store.attempts(id)) starts.push(a.at.getTime() - a.durationMs);
+        assert.ok(busiestWindow(starts, 2000) <= 30, `relay365 began ${busiestWindow(starts, 2000)} in one minute`);
+        // Exchange got 31 within the scanner's minute and let in at most 30 of them: it delayed the 31st.
+        assert.ok(starts.filter((t) => t < scannedAt + 2000).length >= 30, 'relay365 used the rest of the minute');
+        assert.ok(busiestWindow(arrivals(sandbox), 2000) <= 30, `Exchange let ${busiestWindow(arrivals(sandbox), 2000)} in through one minute`);
       });
     } finally {
       await sandbox.close();
