@@ -146,3 +146,31 @@ describe('a config file saved on Windows', () => {
     }
   });
 });
+
+describe('the Windows service sample', () => {
+  it('ships packaging/windows/relay365-service.xml as docs/operations.md shows it, well formed, starting serve with the documented install paths', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const xml = await readFile(new URL('../../packaging/windows/relay365-service.xml', import.meta.url), 'utf8');
+    const doc = await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+    assert.ok(doc.includes('```xml\n' + xml + '```'), 'docs/operations.md shows the shipped file');
+    // Every element closes in order (comments dropped, self-closing tags ignored).
+    const stack: string[] = [];
+    for (const [, close, name, selfClosing] of xml.replace(/<!--[\s\S]*?-->/g, '').matchAll(/<(\/?)([A-Za-z]+)[^>]*?(\/?)>/g)) {
+      if (selfClosing) continue;
+      if (close) assert.equal(stack.pop(), name, `</${name}> closes what is open`);
+      else stack.push(name!);
+    }
+    assert.deepEqual(stack, []);
+    const element = (name: string): string | undefined => new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)?.[1];
+    assert.equal(element('id'), 'relay365');
+    assert.equal(element('executable'), 'C:\\Program Files\\nodejs\\node.exe');
+    // npm install -g --prefix "C:\Program Files\relay365" puts packages in <prefix>\node_modules on Windows.
+    assert.match(doc, /npm install -g --prefix "C:\\Program Files\\relay365" relay365-/);
+    assert.equal(
+      element('arguments'),
+      '"C:\\Program Files\\relay365\\node_modules\\relay365\\dist\\cli\\main.js" serve --config "C:\\ProgramData\\relay365\\relay365.yaml"',
+    );
+    // WinSW sends Ctrl+C and waits stoptimeout: at least the graceful stop's 90 s, as the systemd unit allows.
+    assert.equal(element('stoptimeout'), '90 sec');
+  });
+});
