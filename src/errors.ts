@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   R365_TOKEN_COMMAND_FAILED: 'The external token command failed or printed no token.',
   R365_UNKNOWN_MAILBOX: 'The mailbox is not in the config.',
   R365_MESSAGE_INVALID: 'The message cannot be sent as given (no sender, no recipient, unreadable file).',
-  R365_OUTBOX_UNAVAILABLE: 'The outbox database cannot be opened, migrated or written (locked, disk full, damaged, newer schema).',
+  R365_OUTBOX_UNAVAILABLE: 'The outbox database cannot be opened, migrated or written (locked, disk full, damaged).',
   R365_SCHEMA_TOO_NEW: 'The database was upgraded by a newer relay365: its schema version is one this relay365 does not know.',
   R365_LIST_CURSOR_INVALID: 'A list cursor was not one the outbox returned.',
   R365_MESSAGE_TOO_LARGE: 'The message is larger than Exchange Online accepts (limits.maxMessageBytes).',

@@ -64,8 +64,8 @@ export interface SmtpIngress {
   /**
    * Checks a reloaded config's `smtp` section and limits (users, allowlist, certificate) and returns
    * what applies them: users, allowlist, sender rules, size, recipient and connection limits for the
-   * commands and connections that come next, and the certificate for new TLS handshakes. Sessions under
-   * way keep their login. Listeners, `hostname` and `idleTimeoutSeconds` stay as they started.
+   * commands and connections that come next, and the certificate for new TLS handshakes. A session under
+   * way is held to the new users and sender rules at its next command. Listeners, `hostname` and `idleTimeoutSeconds` stay as they started.
    * @throws Relay365Error `R365_CONFIG_INVALID` or `R365_TLS_CERTIFICATE_UNUSABLE`, having changed nothing.
    */
   prepareReload(next: { config: Config['smtp']; limits: Config['limits'] }): Promise<() => void>;
