@@ -273,3 +273,54 @@ describe('queue.encryptBodies through the relay', () => {
     }
   });
 });
+
+describe('relay365 queue purge', () => {
+  /** Runs `relay365 queue <args>` in-process and returns what it printed. */
+  async function queue(args: string[]): Promise<string> {
+    const { queueCommand } = await import('../../src/cli/commands/queue.js');
+    const printed: string[] = [];
+    const log = console.log;
+    console.log = (...parts: unknown[]) => void printed.push(parts.join(' '));
+    try {
+      await queueCommand().exitOverride().parseAsync(args, { from: 'user' });
+    } finally {
+      console.log = log;
+    }
+    return printed.join('\n');
+  }
+
+  it('counts without --yes, deletes with it, by state and age, and only the content with --bodies-only', async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'relay365.yaml');
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(file, `dataDir: ${dir.path}\nlog: { level: silent }\n`);
+      const store = await openSqliteStore(join(dir.path, 'relay365.db'));
+      const sent = await store.enqueue(message('sent'));
+      await finish(store, sent.id, 'sent');
+      const cancelled = await store.enqueue(message('cancelled'));
+      await store.cancel(cancelled.id);
+      const waiting = await store.enqueue(message('waiting'));
+      await store.close();
+
+      assert.match(await queue(['purge', '--config', file, '--before', '1d']), /Would delete the 0 /);
+      const dry = JSON.parse(await queue(['purge', '--config', file, '--before', new Date(Date.now() + 60_000).toISOString(), '--json'])) as { dryRun: boolean; count: number };
+      assert.deepEqual([dry.dryRun, dry.count], [true, 2]);
+      assert.match(await queue(['purge', '--config', file, '--state', 'cancelled', '--bodies-only', '--yes']), /Deleted the content of 1 cancelled message/);
+      assert.match(await queue(['purge', '--config', file, '--yes']), /Deleted the 2 sent\/failed\/cancelled message/);
+      await assert.rejects(queue(['purge', '--config', file, '--state', 'queued']), (err) => isRelay365Error(err, 'R365_CLI_OPTION_INVALID'));
+
+      const after = await openSqliteStore(join(dir.path, 'relay365.db'));
+      try {
+        assert.equal(await after.get(sent.id), undefined);
+        assert.equal(await after.get(cancelled.id), undefined);
+        assert.equal((await after.get(waiting.id))?.state, 'queued', 'a message not finished is never purged');
+        assert.ok(await after.getRaw(waiting.id));
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
