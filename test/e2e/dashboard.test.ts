@@ -261,6 +261,43 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
     }
   });
 
+  it("shows a paused mailbox with since when, the cause, the fix and a Resume button; a resume posted by the page ends the pause, a forged one is refused", async () => {
+    const dir = await tempDir();
+    const { relay } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    try {
+      const base = relay.httpAddress!;
+      const auth = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
+      // Paused by another node (as the outbox records it): this one adopts it at its next look.
+      const since = new Date(Date.now() - 60_000);
+      await relay.store.pauseMailbox({
+        mailbox: MAILBOX,
+        class: 'blocked',
+        reply: '554 5.2.2 mailbox full',
+        explanation: { id: 'smtp-554-5.2.2-mailbox-full', class: 'blocked', cause: 'Sent Items filled the mailbox.', fix: 'Add a retention policy.' },
+        owner: 'other-node',
+        at: since,
+      });
+      await relay.worker.syncPauses();
+      const panel = await (await fetch(`${base}/dashboard/panel`, { headers: { authorization: auth } })).text();
+      assert.ok(panel.includes(`Paused</strong> since ${since.toISOString().slice(0, 19).replace('T', ' ')} UTC`), panel);
+      assert.ok(panel.includes('<p>Sent Items filled the mailbox.</p><p class="fix">Fix: Add a retention policy.</p>'));
+      assert.ok(panel.includes(`data-resume="${MAILBOX}"`), 'a Resume button');
+      const path = `${base}/dashboard/mailboxes/${encodeURIComponent(MAILBOX)}/resume`;
+      assert.equal((await fetch(path, { method: 'POST', headers: { authorization: auth, origin: 'https://evil.example' } })).status, 403);
+      assert.equal((await fetch(path, { method: 'POST', headers: { authorization: auth } })).status, 403);
+      assert.equal(relay.worker.status()[0]?.paused, true, 'a refused post resumes nothing');
+      const resumed = await fetch(path, { method: 'POST', headers: { authorization: auth, 'x-relay365-dashboard': '1' } });
+      assert.deepEqual([resumed.status, await resumed.json()], [200, { mailbox: MAILBOX, paused: true }]);
+      assert.equal(relay.worker.status()[0]?.paused, false);
+      assert.deepEqual(await relay.store.mailboxPauses(), []);
+      const after = await (await fetch(`${base}/dashboard/panel`, { headers: { authorization: auth } })).text();
+      assert.ok(after.includes('<div class="active">Sending</div>') && !after.includes('data-resume'));
+    } finally {
+      await relay.close();
+      await dir.cleanup();
+    }
+  });
+
   it('answers 404 saying how to turn the dashboard on when no admin password is set', async () => {
     const dir = await tempDir();
     const { relay } = await startDashboardRelay(sandbox, dir.path, undefined);
