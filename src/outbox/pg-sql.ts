@@ -509,8 +509,8 @@ export function pgStatements(schema: string) {
      * itself, as the SQLite store does). $1 Message-ID, $2 mailbox.
      */
     bounceCandidates: `SELECT r.message_id, r.position, r.address, r.state FROM ${s}.messages m JOIN ${s}.message_recipients r ON r.message_id = m.id
-      WHERE m.message_id = $1
-      ORDER BY m.mailbox IS NOT DISTINCT FROM $2 DESC, m.created_at DESC, m.id DESC, r.position
+      WHERE m.message_id = $1 AND lower(m.mailbox) = lower($2)
+      ORDER BY m.created_at DESC, m.id DESC, r.position
       FOR UPDATE OF r`,
     /** $1 message id, $2 position, $3 state, $4 reply, $5 dsn_status, $6 remote_mta, $7 report id, $8 updated_at. */
     bounceRecipient: `UPDATE ${s}.message_recipients SET state = $3, reply = $4, explanation = NULL, dsn_status = $5, remote_mta = $6,

@@ -506,8 +506,8 @@ export const SQL = {
    * (the store compares addresses itself, case-insensitively, as the PostgreSQL store does).
    */
   bounceCandidates: `SELECT r.message_id, r.position, r.address, r.state FROM messages m JOIN message_recipients r ON r.message_id = m.id
-    WHERE m.message_id = @originalMessageId
-    ORDER BY m.mailbox IS @mailbox DESC, m.created_at DESC, m.id DESC, r.position`,
+    WHERE m.message_id = @originalMessageId AND lower(m.mailbox) = lower(@mailbox)
+    ORDER BY m.created_at DESC, m.id DESC, r.position`,
   bounceRecipient: `UPDATE message_recipients SET state = @state, reply = @reply, explanation = NULL, dsn_status = @dsnStatus,
       remote_mta = @remoteMta, report_id = @reportId, updated_at = @updatedAt
     WHERE message_id = @messageId AND position = @position`,

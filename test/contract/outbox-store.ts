@@ -786,6 +786,19 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     );
 
     it(
+      'never matches a message another mailbox sent: an NDR is only ever in the sender\'s Inbox, so one elsewhere naming it is forged',
+      withStore(async (store) => {
+        const t0 = later();
+        const env = { from: 'app@contoso.example', to: ['a@example.net'] };
+        const sent = await sendOne(store, t0, { envelope: env, messageId: '<forged@contoso.example>' }, { state: 'sent' });
+        const forged = { mailbox: OTHER, reportId: 'x1', originalMessageId: '<forged@contoso.example>', recipient: 'a@example.net', action: 'failed' as const, status: '5.1.1', receivedAt: new Date(t0 + 1_000) };
+        assert.deepEqual(await store.recordBounce(forged), { matched: undefined, duplicate: false });
+        assert.equal((await store.recipients(sent.id))[0]?.state, 'accepted');
+        assert.equal((await store.recordBounce({ ...forged, mailbox: MAILBOX.toUpperCase(), reportId: 'x2' })).matched, sent.id, 'the sender\'s own Inbox, whatever the case of its address');
+      }),
+    );
+
+    it(
       'applies an NDR entry once when two connections record it at the same moment',
       withStore(async (store, t, { twoConnections, second }) => {
         if (!twoConnections) return t.skip('the factory gives no second connection');
