@@ -49,7 +49,8 @@ export interface BounceRunSummary {
 /** Who sends reports: postmaster (Exchange Online's "Microsoft Outlook <postmaster@domain>"), MAILER-DAEMON (Postfix, Sendmail), Exchange's system mailbox. */
 const REPORT_SENDER = /^(postmaster|mailer-daemon|microsoftexchange[0-9a-f]*)@/i;
 /** Subjects reports carry (Exchange: "Undeliverable:", "Delivery delayed:"; Postfix: "Undelivered Mail Returned to Sender"; Gmail: "Delivery Status Notification"). */
-const REPORT_SUBJECT = /^\s*(undeliverable|undelivered mail|delivery (has )?failed|delivery delayed|delivery status notification|returned mail|mail delivery failed|failure notice)/i;
+const REPORT_SUBJECT =
+  /^\s*(undeliverable|undelivered mail|delivery (has )?failed|delivery delayed|delivery status notification|returned mail|mail delivery failed|failure notice)/i;
 
 /** Whether an Inbox message may be a report: only those have their MIME fetched; the parser decides. */
 export function looksLikeReport(message: DeltaMessage): boolean {
@@ -90,7 +91,10 @@ export class BounceReader {
       if (this.stopped) return;
       this.running = this.runOnce()
         .catch((err: unknown) => {
-          this.logger.warn({ event: 'bounces.read_failed', err: describe(err) }, `reading the NDRs of ${this.options.mailbox} failed; trying again in ${this.options.settings.everySeconds} s`);
+          this.logger.warn(
+            { event: 'bounces.read_failed', err: describe(err) },
+            `reading the NDRs of ${this.options.mailbox} failed; trying again in ${this.options.settings.everySeconds} s`,
+          );
         })
         .finally(() => {
           this.running = undefined;
@@ -165,6 +169,13 @@ export class BounceReader {
       log.warn({ event: 'bounces.report_skipped', err: describe(err) }, 'cannot fetch the report; it is left in the Inbox');
       return;
     }
+    // relay365's own notices (queue.bounces) name the original by Message-ID too: a mailbox that is its
+    // own envelope sender gets them in its Inbox, and reading them back would bounce what Exchange never did.
+    if (/^X-Relay365-Message-Id:/im.test(mime.slice(0, 200_000))) {
+      summary.skipped += 1;
+      log.info({ event: 'bounces.report_skipped', reason: "relay365's own delivery notice" }, "skipped: relay365's own delivery notice, not Exchange's");
+      return;
+    }
     const parsed = parseNdr(mime);
     if (!parsed.ok) {
       summary.skipped += 1;
@@ -174,7 +185,10 @@ export class BounceReader {
     const { originalMessageId, recipients } = parsed.report;
     if (originalMessageId === undefined) {
       summary.skipped += 1;
-      log.warn({ event: 'bounces.report_skipped', reason: 'no Message-ID', recipients: recipients.length }, 'skipped: the report names no original Message-ID, so it cannot be matched to a message');
+      log.warn(
+        { event: 'bounces.report_skipped', reason: 'no Message-ID', recipients: recipients.length },
+        'skipped: the report names no original Message-ID, so it cannot be matched to a message',
+      );
       return;
     }
     const receivedAt = parseDate(message.receivedDateTime) ?? new Date();
@@ -255,7 +269,10 @@ export class BounceReader {
     } catch (err) {
       // Applied already: the report only stays in the Inbox (a later read skips it as a duplicate and tries again).
       if (err instanceof GraphMailError && err.status === 404) this.folderId = undefined;
-      log.warn({ event: 'bounces.mark_failed', err: describe(err) }, `the report was applied but could not be ${settings.mark === 'move' ? `moved to "${settings.folder}"` : 'categorized'}`);
+      log.warn(
+        { event: 'bounces.mark_failed', err: describe(err) },
+        `the report was applied but could not be ${settings.mark === 'move' ? `moved to "${settings.folder}"` : 'categorized'}`,
+      );
     }
   }
 }

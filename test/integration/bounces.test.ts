@@ -13,6 +13,7 @@ import { runDoctor } from '../../src/doctor/index.js';
 import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
+import { composeBounce } from '../../src/outbox/bounce.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
@@ -171,7 +172,11 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.ok(bounced.reportId);
 
     // message.bounced, signed as every webhook is.
-    const hook = await until(() => receiver.received.find((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced'), 10_000, 'the message.bounced webhook');
+    const hook = await until(
+      () => receiver.received.find((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced'),
+      10_000,
+      'the message.bounced webhook',
+    );
     assert.ok(signatureValid(hook.body, hook.headers['x-relay365-signature'], secret), 'signed with the receiver secret');
     const data = (JSON.parse(hook.body) as { data: Record<string, unknown> }).data;
     assert.equal(data.id, id);
@@ -183,7 +188,11 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.equal(data.suppressed, true);
     const stored = await relay.store.get(id);
     assert.equal(data.messageId, stored!.messageId);
-    assert.equal(receiver.received.filter((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced').length, 1, 'one webhook for one bounced recipient');
+    assert.equal(
+      receiver.received.filter((r) => (JSON.parse(r.body) as { type: string }).type === 'message.bounced').length,
+      1,
+      'one webhook for one bounced recipient',
+    );
 
     // The report left the Inbox for the "relay365 reports" folder; the metric counted one hard bounce.
     const folder = await until(
@@ -211,7 +220,12 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     const error = refused.json.error as { code: string; message: string; field: string };
     assert.equal(error.code, 'R365_SUPPRESSED');
     assert.equal(error.field, 'to');
-    assert.match(error.message, new RegExp(`^<${UNKNOWN}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1 \\(bad destination mailbox address\\): 550 5\\.1\\.1 `));
+    assert.match(
+      error.message,
+      new RegExp(
+        `^<${UNKNOWN}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1 \\(bad destination mailbox address\\): 550 5\\.1\\.1 `,
+      ),
+    );
     assert.match(error.message, /remove with relay365 suppression remove nobody@fabrikam\.example/);
     const insisted = await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'again', text: 'hi', ignoreSuppression: true });
     assert.equal(insisted.status, 202, 'ignoreSuppression sends it anyway');
@@ -223,7 +237,12 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
       const rcpt = await wire.command(`RCPT TO:<${UNKNOWN.toUpperCase()}>`);
       assert.equal(rcpt.code, 550);
       // The entry's spelling: the list compares addresses without regard to case.
-      assert.match(rcpt.last, new RegExp(`^550 5\\.1\\.1 <${UNKNOWN.replace(/\./g, '\\.')}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1`));
+      assert.match(
+        rcpt.last,
+        new RegExp(
+          `^550 5\\.1\\.1 <${UNKNOWN.replace(/\./g, '\\.')}>: suppressed by relay365 since ${entry.createdAt.toISOString().replace(/\./g, '\\.')} after a hard bounce 5\\.1\\.1`,
+        ),
+      );
       assert.match(rcpt.last, /; remove with relay365 suppression remove nobody@fabrikam\.example$/);
       assert.equal((await wire.command(`RCPT TO:<${GOOD}>`)).code, 250, 'another recipient is still taken');
       await wire.command('QUIT');
@@ -240,7 +259,11 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     );
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 200);
     assert.equal((await api('DELETE', `/v1/suppressions/${encodeURIComponent(UNKNOWN)}`)).status, 404);
-    assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'third', text: 'hi' })).status, 202, 'accepted again once removed');
+    assert.equal(
+      (await api('POST', '/v1/messages', { from: MAILBOX, to: [UNKNOWN], subject: 'third', text: 'hi' })).status,
+      202,
+      'accepted again once removed',
+    );
   });
 
   it('a delay notice makes the recipient delayed (message.delayed), the expiry NDR then bounces it soft, and neither suppresses it', async () => {
@@ -248,7 +271,10 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     const sent = await api('POST', '/v1/messages', { from: MAILBOX, to: [to], subject: 'far away', text: 'hi' });
     assert.equal(sent.status, 202);
     const id = sent.json.id as string;
-    const ofType = (type: string) => receiver.received.filter((r) => (JSON.parse(r.body) as { type: string; data: { id: string } }).type === type && (JSON.parse(r.body) as { data: { id: string } }).data.id === id);
+    const ofType = (type: string) =>
+      receiver.received.filter(
+        (r) => (JSON.parse(r.body) as { type: string; data: { id: string } }).type === type && (JSON.parse(r.body) as { data: { id: string } }).data.id === id,
+      );
     const delayed = await until(() => ofType('message.delayed')[0], 15_000, 'the message.delayed webhook');
     assert.equal((JSON.parse(delayed.body) as { data: { dsnStatus: string } }).data.dsnStatus, '4.4.7');
     await until(async () => (await relay.store.recipients(id))[0]?.state === 'bounced', 15_000, 'the expiry NDR');
@@ -286,7 +312,9 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
   });
 
   it('documents /v1/suppressions and ignoreSuppression in the OpenAPI document, with the scopes the routes need', async () => {
-    const doc = (await (await fetch(`${relay.httpAddress}/openapi.json`)).json()) as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
+    const doc = (await (await fetch(`${relay.httpAddress}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>>;
+    };
     assert.ok(doc.paths['/v1/suppressions']?.get && doc.paths['/v1/suppressions'].post);
     assert.ok(doc.paths['/v1/suppressions/{address}']?.delete);
     for (const path of ['/v1/messages', '/v1/messages/mime'])
@@ -297,7 +325,11 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     await store.createApiKey({ name: 'reader', hash: reader.hash, prefix: reader.prefix, scopes: ['read'] });
     await store.close();
     const as = (k: string, method: string, body?: unknown) =>
-      fetch(`${relay.httpAddress}/v1/suppressions`, { method, headers: { authorization: `Bearer ${k}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      fetch(`${relay.httpAddress}/v1/suppressions`, {
+        method,
+        headers: { authorization: `Bearer ${k}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
     assert.equal((await as(reader.key, 'GET')).status, 200);
     const refused = await as(reader.key, 'POST', { address: 'x@fabrikam.example' });
     assert.equal(refused.status, 403);
@@ -327,7 +359,7 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     assert.equal((await api('POST', '/v1/messages', { from: MAILBOX, to: [address], subject: 's', text: 't' })).status, 202);
   });
 
-  it('relay365 permissions reviews the NDR reader\'s Graph token: Mail.ReadWrite consented tenant-wide is a warning with the RBAC commands', async () => {
+  it("relay365 permissions reviews the NDR reader's Graph token: Mail.ReadWrite consented tenant-wide is a warning with the RBAC commands", async () => {
     const configPath = resolve(dir.path, 'reading.yaml');
     const input = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true } }] });
     await import('node:fs/promises').then((fs) => fs.writeFile(configPath, stringify({ ...input, dataDir: dir.path })));
@@ -371,13 +403,28 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
         ),
       ],
       // 12 MB of one header line.
-      [MAILBOX, Buffer.concat([Buffer.from('From: postmaster@contoso.example\r\nSubject: Undeliverable: big\r\nX-Pad: '), Buffer.alloc(12 * 1024 * 1024, 0x61)])],
+      [
+        MAILBOX,
+        Buffer.concat([Buffer.from('From: postmaster@contoso.example\r\nSubject: Undeliverable: big\r\nX-Pad: '), Buffer.alloc(12 * 1024 * 1024, 0x61)]),
+      ],
       // A public report whose original has no Message-ID.
       [MAILBOX, await fixture('postfix-5.4.1-no-message-id.eml')],
       // A report naming a Message-ID relay365 never sent.
       [MAILBOX, report(MAILBOX, '<never-sent@contoso.example>', GOOD)],
       // Forged: the target's Message-ID and recipient, but in another mailbox's Inbox.
       [OTHER, report(OTHER, target.messageId!, GOOD)],
+      // relay365's own delivery notice (queue.bounces) about the target, as a mailbox that is its own sender receives it.
+      [
+        MAILBOX,
+        (
+          await composeBounce({
+            mailbox: MAILBOX,
+            original: { id, envelope: target.envelope, headers: `Message-ID: ${target.messageId!}\r\nSubject: target`, messageId: target.messageId },
+            reply: '550 5.1.1 User unknown',
+            explanation: undefined,
+          })
+        ).raw,
+      ],
     ];
     for (const [mailbox, raw] of hostile) sandbox.state.mail.deliver(mailbox, raw);
     await until(
@@ -391,6 +438,7 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     const logged = log.lines.slice(before).filter((l) => l.event === 'bounces.report_skipped' || l.event === 'bounces.report_unmatched');
     assert.equal(logged.filter((l) => l.event === 'bounces.report_unmatched').length, 2, 'the unknown and the forged Message-ID');
     assert.ok(logged.some((l) => l.reason === 'no Message-ID'));
+    assert.ok(logged.some((l) => l.reason === "relay365's own delivery notice"));
     assert.ok(logged.some((l) => /over the 10485760 read/.test(String(l.reason))));
     assert.equal(log.lines.slice(before).filter((l) => l.event === 'bounces.read_failed').length, 0, 'no read failed');
     // Nothing changed for the target, and nothing was suppressed.
@@ -405,7 +453,10 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     // The reader goes on: a real report after them is still applied.
     const next = await api('POST', '/v1/messages', { from: MAILBOX, to: ['nobody2@fabrikam.example'], subject: 'after', text: 'hi', ignoreSuppression: true });
     assert.equal(next.status, 202);
-    sandbox.state.mail.deliver(MAILBOX, report(MAILBOX, (await until(async () => (await relay.store.get(next.json.id as string))?.messageId, 5000, 'id')), 'nobody2@fabrikam.example'));
+    sandbox.state.mail.deliver(
+      MAILBOX,
+      report(MAILBOX, await until(async () => (await relay.store.get(next.json.id as string))?.messageId, 5000, 'id'), 'nobody2@fabrikam.example'),
+    );
     await until(async () => (await relay.store.recipients(next.json.id as string))[0]?.state === 'bounced', 10_000, 'the report after the hostile ones');
   });
 });
@@ -449,7 +500,10 @@ describe('the NDR reader with mark: category (real sandbox Graph, real SQLite st
       assert.deepEqual(seen, ['message.bounced']);
       assert.deepEqual(sandbox.state.mail.item(MAILBOX, item.id)?.categories, ['NDR done']);
       const inbox = sandbox.state.mail.folder(MAILBOX, 'inbox')!;
-      assert.ok(sandbox.state.mail.items(MAILBOX, inbox.id).some((i) => i.id === item.id), 'still in the Inbox');
+      assert.ok(
+        sandbox.state.mail.items(MAILBOX, inbox.id).some((i) => i.id === item.id),
+        'still in the Inbox',
+      );
       const recipient = (await store.recipients(stored.id))[0]!;
       assert.equal(recipient.state, 'bounced');
       assert.equal(recipient.dsnStatus, '5.1.10');
