@@ -33,6 +33,16 @@ export const authSchema = z
     clientId: z.string().min(1).optional(),
     /** client-secret flow: the secret's value (an `env:` or `file:` reference, please). */
     clientSecret: secretRefSchema.optional(),
+    /**
+     * client-secret flow: when the secret expires (the "Expires" column of the app's Certificates &
+     * secrets page), an ISO date such as `2027-03-31`; doctor, the metric and the webhook warn ahead of it.
+     */
+    secretExpires: z
+      .string()
+      .refine((s) => /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)), {
+        message: 'must be an ISO date such as 2027-03-31 or 2027-03-31T12:00:00Z',
+      })
+      .optional(),
     /** client-certificate flow: the PEM private key and the certificate (for its thumbprint). */
     certificate: z
       .object({
@@ -43,6 +53,8 @@ export const authSchema = z
           .string()
           .regex(/^[0-9a-fA-F]{40}$|^[0-9a-fA-F]{64}$/, 'must be a 40 or 64 digit hex thumbprint')
           .optional(),
+        /** Passphrase of an encrypted private key (`-----BEGIN ENCRYPTED PRIVATE KEY-----`): a secret reference. */
+        passphrase: secretRefSchema.optional(),
       })
       .strict()
       .refine((c) => c.certFile !== undefined || c.thumbprint !== undefined, { message: 'give certFile or thumbprint' })
@@ -358,7 +370,7 @@ export const httpIngressSchema = z
             secret: secretRefSchema,
             /** Only these event types (default: all). */
             events: z
-              .array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed', 'message.bounced', 'message.delayed']))
+              .array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed', 'message.bounced', 'message.delayed', 'credential.expiring']))
               .optional(),
           })
           .strict(),

@@ -11,6 +11,7 @@ import { createIdentity, decodeClaims, extraCas, reviewPermissions, summarizeTok
 import { scrubSecrets } from '../observe/index.js';
 import { ProbeError, SmtpProbe, type SmtpReply } from './smtp-probe.js';
 import { bouncesCheck } from './bounces-check.js';
+import { credentialExpiryCheck } from './credential-checks.js';
 import type { Check, CheckResult, DoctorContext, PausedMailbox } from './types.js';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -824,4 +825,5 @@ export const CHECKS: readonly Check[] = [
   sendAsCheck,
   pausedCheck,
   bouncesCheck,
+  credentialExpiryCheck,
 ];

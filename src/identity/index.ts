@@ -16,3 +16,16 @@ export { decodeClaims, summarizeToken, type TokenSummary } from './claims.js';
 export { reviewPermissions, reviewBounceReading, type PermissionFinding } from './permissions.js';
 export { DelegatedSource, ClientCredentialsSource, type DeviceCodeInfo } from './msal-source.js';
 export { CommandSource } from './command-source.js';
+export {
+  CREDENTIAL_WARN_DAYS,
+  CredentialExpiryMonitor,
+  credentialExpiry,
+  expiryStatus,
+  publishCredentialExpiring,
+  renewalSteps,
+  type CredentialExpiry,
+  type CredentialKind,
+  type CredentialMonitorOptions,
+  type ExpiryStatus,
+  type MailboxCredential,
+} from './credential-expiry.js';

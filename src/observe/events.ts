@@ -64,6 +64,22 @@ export type RelayEvent =
       suppressed: boolean;
       at: Date;
     }
+  /**
+   * A mailbox's app credential (client secret or certificate) ends within the warning threshold (30
+   * days) or has ended: told once a day while it lasts (src/identity/credential-expiry.ts).
+   */
+  | {
+      type: 'credential.expiring';
+      mailbox: string;
+      kind: 'client-secret' | 'certificate';
+      expiresAt: Date;
+      /** Whole days left, 0 or less once expired. */
+      daysLeft: number;
+      expired: boolean;
+      /** The steps to make a new credential and switch relay365 to it. */
+      fix: string;
+      at: Date;
+    }
   /** A delay notification for one recipient (Exchange keeps trying; a later report may bounce it). */
   | {
       type: 'message.delayed';

@@ -85,6 +85,7 @@ export class RelayMetrics {
   private readonly quotaRecipients: Gauge<'mailbox'>;
   private readonly paused: Gauge<'mailbox'>;
   private readonly tokenExpiry: Gauge<'mailbox'>;
+  private readonly credentialExpiry: Gauge<'mailbox' | 'kind'>;
 
   constructor(options: RelayMetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
@@ -221,6 +222,13 @@ export class RelayMetrics {
       labelNames: ['mailbox'],
       registers,
     });
+    // Not reset by render(): the credential monitor sets it when it reads the files (hourly).
+    this.credentialExpiry = new Gauge({
+      name: 'relay365_credential_expiry_timestamp_seconds',
+      help: "When the mailbox's app credential (kind client-secret or certificate) expires, in seconds since the epoch (absent when unknown).",
+      labelNames: ['mailbox', 'kind'],
+      registers,
+    });
   }
 
   /** Counts the bus's events; returns the unsubscribe. */
@@ -260,6 +268,11 @@ export class RelayMetrics {
         this.bounces.inc({ mailbox: event.mailbox, class: 'delayed' });
         break;
     }
+  }
+
+  /** Sets when a mailbox's client secret or certificate expires (wire to the credential monitor). */
+  credentialExpires(mailbox: string, kind: 'client-secret' | 'certificate', expiresAtSeconds: number): void {
+    this.credentialExpiry.set({ mailbox, kind }, expiresAtSeconds);
   }
 
   /** Counts one token request (wire to `TokenProvider.onRefresh`). */

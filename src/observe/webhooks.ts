@@ -12,6 +12,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'mailbox.resumed',
   'message.bounced',
   'message.delayed',
+  'credential.expiring',
 ] as const satisfies readonly RelayEventType[];
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

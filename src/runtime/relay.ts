@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
 import { GraphTransport, SmtpTransport, hveEndpoint } from '../delivery/index.js';
-import { SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, type Identity } from '../identity/index.js';
+import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
@@ -178,6 +178,14 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   const retention = new RetentionSweeper({ store, retention: config.queue.retention, logger: logger.child({ component: 'retention' }) });
   retention.start();
   started.push(() => retention.stop());
+  // After the webhooks follow the bus: an expiring secret or certificate is told at start, then daily.
+  const credentials = new CredentialExpiryMonitor({
+    auth: identity.auth,
+    setExpiry: (mailbox, kind, at) => metrics.credentialExpires(mailbox, kind, at),
+    onExpiring: (c) => publishCredentialExpiring(events, c),
+  });
+  credentials.start((err) => logger.warn({ err }, 'could not read the credentials\' end dates'));
+  started.push(() => credentials.stop());
   // After the webhooks follow the bus: a bounce read at once is delivered like any other event.
   const bounceReaders = await startBounceReaders(config, {
     store,

@@ -18,7 +18,7 @@ interface DoctorJson {
   checks: Array<{ id: string; title: string; status: 'pass' | 'warn' | 'fail' | 'skip'; detail: string; cause?: string; fix?: string; doc?: string }>;
 }
 
-const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 'token', 'claims', 'auth', 'mail-from', 'send-test', 'send-as', 'paused', 'bounces'];
+const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 'token', 'claims', 'auth', 'mail-from', 'send-test', 'send-as', 'paused', 'bounces', 'credential-expiry'];
 
 // The misconfigurations the sandbox stages, each by its own app, mailbox or tenant.
 const NO_CONSENT_APP = 'c0c0c0c0-1111-4222-8333-444455556601';
@@ -138,8 +138,8 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     assert.equal(report.mailbox, DEFAULT_IDS.mailbox);
     assert.deepEqual(
       report.checks.map((c) => c.status),
-      // bounces: nothing to check without mailboxes[].bounces.read.
-      CHECK_IDS.map((id) => (id === 'bounces' ? 'skip' : 'pass')),
+      // bounces: nothing to check without mailboxes[].bounces.read; credential-expiry: no auth.secretExpires.
+      CHECK_IDS.map((id) => (id === 'bounces' || id === 'credential-expiry' ? 'skip' : 'pass')),
     );
     assert.match(report.checks.find((c) => c.id === 'tls')!.detail, /TLSv1\.[23]/);
     assert.match(report.checks.find((c) => c.id === 'claims')!.detail, /roles SMTP\.SendAsApp/);
@@ -271,7 +271,7 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     const report = await doctor(config);
     assertFirstFailure(report, 'paused', /^Sent Items filled the mailbox\.$/, /relay365 queue resume relay@contoso\.example/);
     assert.match(report.checks.find((c) => c.id === 'paused')!.detail, /^paused since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s ago\) after 554 5\.2\.2 mailbox full/);
-    const others = report.checks.filter((c) => !['paused', 'send-test', 'send-as', 'bounces'].includes(c.id));
+    const others = report.checks.filter((c) => !['paused', 'send-test', 'send-as', 'bounces', 'credential-expiry'].includes(c.id));
     assert.ok(
       others.every((c) => c.status === 'pass'),
       JSON.stringify(others.filter((c) => c.status !== 'pass')),

@@ -93,8 +93,8 @@ describe('runDoctor (in process, against the sandbox)', () => {
     // Without sendTest nothing is sent: the send checks are skipped, which does not fail the run.
     assert.deepEqual(
       report.results.filter((r) => r.status === 'skip').map((r) => r.id),
-      ['send-test', 'send-as', 'paused', 'bounces'],
-      'no outbox to read, no bounces to read: those checks skip too',
+      ['send-test', 'send-as', 'paused', 'bounces', 'credential-expiry'],
+      'no outbox to read, no bounces to read, no secret end date: those checks skip too',
     );
     assert.deepEqual(
       started,

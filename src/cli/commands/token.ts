@@ -10,17 +10,36 @@ export function tokenCommand(): Command {
     .option('--raw', 'also print the access token itself (it is a secret: keep it out of logs and tickets)')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
       const { config, logger } = await cliContext(flags);
-      const { createIdentity, summarizeToken } = await import('../../identity/index.js');
+      const { createIdentity, summarizeToken, credentialExpiry, expiryStatus } = await import('../../identity/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
       try {
         const token = await identity.provider.getToken(mailbox);
         const s = summarizeToken(token.accessToken);
+        // The app credential behind the token: when the client secret or certificate itself ends.
+        const expiry = await credentialExpiry(identity.auth.get(mailbox.toLowerCase()) ?? config.auth);
+        const status = expiry ? expiryStatus(expiry.expiresAt) : undefined;
+        const credential = expiry
+          ? {
+              kind: expiry.kind,
+              expiresAt: expiry.expiresAt?.toISOString() ?? null,
+              daysLeft: status?.daysLeft !== undefined ? Math.floor(status.daysLeft) : null,
+              status: status?.status ?? 'unknown',
+              source: expiry.source ?? null,
+              ...(expiry.thumbprint ? { thumbprint: expiry.thumbprint } : {}),
+            }
+          : null;
         if (flags.json) {
           console.log(
             JSON.stringify(
-              { mailbox, expiresOn: token.expiresOn.toISOString(), claims: s ?? null, ...(flags.raw ? { accessToken: token.accessToken } : {}) },
+              {
+                mailbox,
+                expiresOn: token.expiresOn.toISOString(),
+                claims: s ?? null,
+                credential,
+                ...(flags.raw ? { accessToken: token.accessToken } : {}),
+              },
               null,
               2,
             ),
@@ -39,6 +58,10 @@ export function tokenCommand(): Command {
           console.log('claims      (opaque token: not a JWT)');
         }
         console.log(`expires     ${token.expiresOn.toISOString()} (in ${Math.round((token.expiresOn.getTime() - Date.now()) / 1000)} s)`);
+        if (credential)
+          console.log(
+            `credential  ${credential.kind} ${credential.expiresAt ? `expires ${credential.expiresAt} (${credential.status}, ${credential.daysLeft} days)` : 'end date unknown (set auth.secretExpires)'}`,
+          );
         if (flags.raw) console.log(`token       ${token.accessToken}`);
       } finally {
         identity.close();
