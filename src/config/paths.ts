@@ -25,7 +25,14 @@ const PATH_FIELDS = [
 ];
 
 /** Fields holding a secret reference, whose `file:PATH` form names a file. */
-const SECRET_FIELDS = ['auth.clientSecret', 'mailboxes.[].auth.clientSecret', 'http.adminPassword', 'http.webhooks.[].secret'];
+const SECRET_FIELDS = [
+  'auth.clientSecret',
+  'mailboxes.[].auth.clientSecret',
+  'auth.certificate.passphrase',
+  'mailboxes.[].auth.certificate.passphrase',
+  'http.adminPassword',
+  'http.webhooks.[].secret',
+];
 
 /**
  * Makes the relative paths a config file names absolute against the file's folder, so that

@@ -35,6 +35,12 @@ export interface Identity {
    * it cannot), and returns what makes them this identity's: the same provider then serves them.
    */
   prepareReload(next: Config): Promise<() => void>;
+  /**
+   * Reads every app's secret, key and certificate again (`file:` and `env:` references, key and
+   * certificate files) before its next token request, for SIGHUP. Held tokens stay in use, so sends
+   * in flight are not affected; returns how many app credentials will be read again.
+   */
+  reloadCredentials(): number;
   close(): void;
 }
 
@@ -126,6 +132,16 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
         for (const [address, settings] of built.auth) auth.set(address, settings);
         identity.delegated = (mailbox) => built.delegated(mailbox);
       };
+    },
+    reloadCredentials() {
+      let n = 0;
+      for (const source of provider.tokenSources()) {
+        if (source instanceof ClientCredentialsSource) {
+          source.reloadCredentials();
+          n++;
+        }
+      }
+      return n;
     },
     close: () => provider.close(),
   };

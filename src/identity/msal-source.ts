@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { X509Certificate, createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import {
   ConfidentialClientApplication,
   LogLevel,
@@ -82,12 +82,50 @@ async function refreshUnderLock(
   });
 }
 
+/**
+ * The token endpoint's answers to a credential that is no longer the app's: a wrong (replaced) secret,
+ * an expired one, an assertion signed by a certificate the app no longer has (Microsoft Learn, "Microsoft
+ * Entra authentication and authorization error codes"). On one of them the secret or key is read again
+ * and the request sent once more: an admin may have rotated it in the file or the environment.
+ */
+const ROTATED_CREDENTIAL_CODES = new Set(['AADSTS7000215', 'AADSTS7000222', 'AADSTS700027']);
+
+/** The files a credential is read from, and their size and change time when last read. */
+async function fileStamps(paths: readonly string[]): Promise<string> {
+  const parts = await Promise.all(
+    paths.map(async (p) => {
+      const st = await stat(p).catch(() => undefined);
+      return st ? `${p}:${st.size}:${st.mtimeMs}:${st.ino}` : `${p}:missing`;
+    }),
+  );
+  return parts.join('|');
+}
+
+/**
+ * Decrypts a passphrase-protected PEM key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or PKCS#1 with a DEK-Info
+ * header) to the unencrypted PKCS#8 PEM that MSAL signs assertions with; a plain key is returned as is.
+ */
+function decryptKey(pem: string, passphrase: string | undefined, keyFile: string): string {
+  if (passphrase === undefined) return pem;
+  try {
+    return createPrivateKey({ key: pem, format: 'pem', passphrase }).export({ type: 'pkcs8', format: 'pem' }).toString();
+  } catch (cause) {
+    throw new Relay365Error(
+      'R365_SECRET_UNRESOLVED',
+      `Cannot decrypt the certificate key ${keyFile} with auth.certificate.passphrase: wrong passphrase, or not a PEM private key.`,
+      { cause },
+    );
+  }
+}
+
 /** App-only tokens (client credentials with a secret or a certificate): one token serves every mailbox of the app. */
 export class ClientCredentialsSource implements TokenSource {
   readonly appOnly = true;
   private app: Promise<ConfidentialClientApplication> | undefined;
   /** The last token handed out, to tell another node's refresh from the token this node replaces. */
   private lastToken: string | undefined;
+  /** The credential files' stamps when the app was built: a changed file is read again before the next request. */
+  private stamps: string | undefined;
 
   constructor(
     private readonly auth: AuthSettings,
@@ -96,16 +134,43 @@ export class ClientCredentialsSource implements TokenSource {
     private readonly transport: MailboxTransport = 'smtp',
   ) {}
 
+  /** The files the credential comes from: a `file:` secret or passphrase, the key and certificate files. */
+  private credentialFiles(): string[] {
+    const refs = [this.auth.clientSecret, this.auth.certificate?.passphrase].filter((r): r is string => r?.startsWith('file:') === true);
+    const files = refs.map((r) => r.slice(5));
+    if (this.auth.flow === 'client-certificate' && this.auth.certificate) {
+      files.push(this.auth.certificate.keyFile);
+      if (this.auth.certificate.certFile) files.push(this.auth.certificate.certFile);
+    }
+    return files;
+  }
+
+  /** An inline secret reads the same every time: only a reference or a key file can have been rotated. */
+  private rotatable(): boolean {
+    return this.auth.flow === 'client-certificate' || /^(env|file):/.test(this.auth.clientSecret ?? '');
+  }
+
+  /**
+   * Reads the secret or key again before the next token request (SIGHUP, or a rotation seen at the
+   * token endpoint). The token already held stays valid and in use: nothing in flight is affected.
+   */
+  reloadCredentials(): void {
+    this.app = undefined;
+  }
+
   private build(): Promise<ConfidentialClientApplication> {
     this.app ??= (async () => {
       const config = msalConfig(this.auth, this.deps);
+      this.stamps = await fileStamps(this.credentialFiles());
       if (this.auth.flow === 'client-secret') {
         config.auth.clientSecret = await resolveSecret(this.auth.clientSecret!, this.deps.env);
       } else {
         const cert = this.auth.certificate!;
-        const privateKey = await readFile(cert.keyFile, 'utf8').catch((cause: unknown) => {
+        const pem = await readFile(cert.keyFile, 'utf8').catch((cause: unknown) => {
           throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the certificate key ${cert.keyFile}.`, { cause });
         });
+        const passphrase = cert.passphrase !== undefined ? await resolveSecret(cert.passphrase, this.deps.env) : undefined;
+        const privateKey = decryptKey(pem, passphrase, cert.keyFile);
         let thumbprintSha256 = cert.thumbprint?.length === 64 ? cert.thumbprint : undefined;
         let thumbprint = cert.thumbprint?.length === 40 ? cert.thumbprint : undefined;
         if (cert.certFile) {
@@ -123,22 +188,34 @@ export class ClientCredentialsSource implements TokenSource {
   }
 
   async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
+    // A secret, key or certificate file replaced since the app was built is read again first.
+    if (this.app !== undefined && this.stamps !== undefined && (await fileStamps(this.credentialFiles())) !== this.stamps) this.app = undefined;
     try {
-      const app = await this.build();
-      const request = async (force: boolean): Promise<AcquiredToken> =>
-        toAcquired(await app.acquireTokenByClientCredential({ scopes: scopesFor(this.deps.cloud, true, this.transport), skipCache: force }), mailbox);
-      const token = await refreshUnderLock(
-        this.deps.cacheStore,
-        cacheKey(this.deps.cloud, this.auth),
-        { force: options.force, previous: this.lastToken },
-        request,
-      );
-      this.lastToken = token.accessToken;
-      return token;
+      return await this.request(mailbox, options.force);
     } catch (err) {
       this.app = undefined; // a bad secret file may have been fixed; rebuild next time
-      throw toIdentityError(err, mailbox);
+      const error = toIdentityError(err, mailbox);
+      const code = (error.details as { aadsts?: string } | undefined)?.aadsts;
+      if (code === undefined || !ROTATED_CREDENTIAL_CODES.has(code) || !this.rotatable()) throw error;
+      // Entra no longer takes the credential held in memory: read it again and ask once more. A
+      // cached token cannot be what was refused, so this request skips the cache.
+      this.deps.logger.info({ mailbox, aadsts: code }, 'the identity platform refused the app credential; reading it again and retrying once');
+      try {
+        return await this.request(mailbox, true);
+      } catch (retryErr) {
+        this.app = undefined;
+        throw toIdentityError(retryErr, mailbox);
+      }
     }
+  }
+
+  private async request(mailbox: string, force: boolean): Promise<AcquiredToken> {
+    const app = await this.build();
+    const request = async (f: boolean): Promise<AcquiredToken> =>
+      toAcquired(await app.acquireTokenByClientCredential({ scopes: scopesFor(this.deps.cloud, true, this.transport), skipCache: f }), mailbox);
+    const token = await refreshUnderLock(this.deps.cacheStore, cacheKey(this.deps.cloud, this.auth), { force, previous: this.lastToken }, request);
+    this.lastToken = token.accessToken;
+    return token;
   }
 }
 

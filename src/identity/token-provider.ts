@@ -196,6 +196,11 @@ export class TokenProvider {
     }
   }
 
+  /** Every distinct source behind the configured mailboxes (e.g. to read their credentials again). */
+  tokenSources(): TokenSource[] {
+    return [...new Set([...this.sources.values()].map((s) => s.source))];
+  }
+
   /** Stops the background refresh timers. */
   close(): void {
     this.closed = true;

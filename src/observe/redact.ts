@@ -12,6 +12,7 @@ export const SECRET_KEYS = [
   'pass',
   'secret',
   'clientSecret',
+  'passphrase',
   'client_secret',
   'accessToken',
   'access_token',
