@@ -136,6 +136,7 @@ describe('installing relay365 the way users do', () => {
     const final: { env: Record<string, string>; user?: string; volumes: string[]; healthcheck?: string[]; entrypoint?: string[]; cmd?: string[] } = { env: {}, volumes: [] };
     const inRoot = (r: string, p: string): string => join(r, p.startsWith('/') ? p : join(workdir, p));
     const skipped: string[] = [];
+    const npmCache = join(dir.path, 'docker', 'npm-cache');
     let stage = 0;
     for (const { op, rest } of instructions) {
       switch (op) {
@@ -191,7 +192,9 @@ describe('installing relay365 the way users do', () => {
             skipped.push(rest);
             break;
           }
-          await sh(rest, inRoot(root, '.'), { ...env, npm_config_prefer_offline: 'true' });
+          // npm's cache is the image's own (/root/.npm, empty at first, shared by a stage FROM another), not
+          // this machine's: the production stage's `npm cache clean --force` must not empty the user's.
+          await sh(rest, inRoot(root, '.'), { ...env, npm_config_cache: npmCache });
           break;
         case 'USER':
           final.user = rest;
