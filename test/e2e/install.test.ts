@@ -18,8 +18,11 @@ const SLOW = { timeout: 20 * 60_000 };
 /** Runs a command line in `sh` (as Docker's RUN does) or a program, and rejects with its output when it fails. */
 function sh(command: string, cwd: string, env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    // Not npm's own variables (npm test sets npm_config_*, which would change what npm ci installs), nor NODE_ENV.
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('npm_') && k !== 'NODE_ENV'));
+    // Not npm's own variables (npm test sets npm_config_*, which would change what npm ci installs), nor NODE_ENV;
+    // but the headers native addons build against (.ci/run sets npm_config_nodedir for the Node it installs).
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => (!k.startsWith('npm_') || k === 'npm_config_nodedir') && k !== 'NODE_ENV'),
+    );
     const child = spawn('sh', ['-c', command], { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
