@@ -250,6 +250,7 @@ export class DeliveryWorker {
     );
     m.wake?.();
   }
+
   /** Wakes the loops that may send a newly queued message (its mailbox, or every member of its pool). */
   notify(target: { mailbox?: string | undefined; pool?: string | undefined } = {}): void {
     for (const m of this.mailboxes.values()) {

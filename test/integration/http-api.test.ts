@@ -838,7 +838,6 @@ describe('HTTP API', () => {
         expected.filter((e) => e.type === 'message.recipient.refused').map((e) => e.type === 'message.recipient.refused' && [e.id, e.recipient, e.messageState]),
         [[bad, 'someone@example.net', 'failed']],
       );
-
       await until(() => receiver.received.length >= expected.length, 10_000, `${expected.length} webhook deliveries`);
       await new Promise((r) => setTimeout(r, 500)); // time for a duplicate to show up, if one were coming
       assert.equal(receiver.received.length, expected.length, 'each event once');

@@ -158,8 +158,6 @@ ul.recipients { list-style: none; margin: .2rem 0 0; padding: 0; } ul.recipients
 .rstate-delayed { background: #fef3c7; color: #92400e; }
 button.retry { cursor: pointer; border: 1px solid #9ca3af; background: #fff; border-radius: 4px; padding: .2rem .6rem; }
 #status { font-size: .8rem; color: #6b7280; }
-button.retry { cursor: pointer; border: 1px solid #9ca3af; background: #fff; border-radius: 4px; padding: .2rem .6rem; }
-#status { font-size: .8rem; color: #6b7280; }
 `;
 
 /** Reloads the panel every REFRESH_MS; posts retries with the header that proves the request came from this page. */

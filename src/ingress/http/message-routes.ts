@@ -46,7 +46,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   /** Checks the limits Exchange would enforce, routes, and commits the message; answers only after the commit. */
   async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined, ignoreSuppression = false): Promise<HandlerResult> {
-    const { message, headerFrom } = composed;
+    const { message, headerFrom, originators } = composed;
     if (message.raw.length > deps.config.limits.maxMessageBytes) {
       throw apiError(
         'R365_MESSAGE_TOO_LARGE',
@@ -74,9 +74,10 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     }
     const key = request.apiKey;
     if (key?.senders !== undefined) {
-      // A key limited to some senders, like an SMTP user with allowedSenders: both the envelope and the header sender.
+      // A key limited to some senders, like an SMTP user with allowedSenders: the envelope sender and
+      // every originator field (From, Sender, Resent-*), as the SMTP door checks them.
       const policy = new SenderPolicy(key.senders);
-      const refused = [message.envelope.from, headerFrom].find((a) => a !== undefined && !policy.allows(asciiAddress(a)));
+      const refused = [message.envelope.from, ...originators].find((a) => !policy.allows(asciiAddress(a)));
       if (refused !== undefined)
         throw apiError('R365_HTTP_FORBIDDEN', `The API key ${key.name} may send only as ${key.senders.join(', ')}, not as ${refused}.`, { field: 'from' });
     }
