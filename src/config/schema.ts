@@ -17,7 +17,7 @@ export const logSchema = z
 export { CLOUD_NAMES, type CloudName };
 
 /** How relay365 gets a token for a mailbox. */
-export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'device-code', 'auth-code', 'token-command'] as const;
+export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'federated', 'device-code', 'auth-code', 'token-command'] as const;
 export type AuthFlow = (typeof AUTH_FLOWS)[number];
 
 /**
@@ -59,6 +59,14 @@ export const authSchema = z
       .strict()
       .refine((c) => c.certFile !== undefined || c.thumbprint !== undefined, { message: 'give certFile or thumbprint' })
       .optional(),
+    /**
+     * federated flow (workload identity federation): the file holding the external OIDC token that
+     * stands in for a secret, read again before each token request (Kubernetes rotates it). Default:
+     * the `AZURE_FEDERATED_TOKEN_FILE` environment variable, as AKS workload identity sets it.
+     */
+    assertionFile: z.string().min(1).optional(),
+    /** federated flow: or a command that prints the external token (e.g. a GitHub Actions OIDC request). */
+    assertionCommand: z.string().min(1).optional(),
     /** token-command flow: a shell command that prints an access token on stdout. */
     command: z.string().min(1).optional(),
     /** token-command flow: how long to wait for the command. */
@@ -448,6 +456,8 @@ export const configSchema = z
       if (auth.flow === 'client-secret') need('clientSecret', 'the client secret (e.g. env:RELAY365_CLIENT_SECRET)');
       if (auth.flow === 'client-certificate') need('certificate', 'keyFile and certFile (or thumbprint) of the app certificate');
       if (auth.flow === 'token-command') need('command', 'a command that prints an access token');
+      if (auth.flow === 'federated' && auth.assertionFile !== undefined && auth.assertionCommand !== undefined)
+        ctx.addIssue({ code: 'custom', path: at('assertionCommand'), message: `${mailbox.address}: give assertionFile or assertionCommand, not both` });
       // HVE takes app-only tokens over SMTP, in the worldwide cloud (MS Learn "High volume email for Microsoft 365").
       if (mailbox.hve) {
         const why =
@@ -456,7 +466,7 @@ export const configSchema = z
             : config.cloud !== 'global' && config.cloud !== 'sandbox'
               ? `High Volume Email is offered in the global cloud only, not ${config.cloud}`
               : auth.flow === 'device-code' || auth.flow === 'auth-code'
-                ? 'High Volume Email takes app-only tokens: use client-secret or client-certificate'
+                ? 'High Volume Email takes app-only tokens: use client-secret, client-certificate or federated'
                 : undefined;
         if (why) ctx.addIssue({ code: 'custom', path: ['mailboxes', i, 'hve'], message: `${mailbox.address}: ${why}` });
       }

@@ -26,7 +26,7 @@ export const bouncesCheck: Check = {
     const mailbox = ctx.mailbox!;
     const m = ctx.mailboxConfig;
     if (m?.bounces?.read !== true) return { status: 'skip', detail: `bounces.read is off for ${mailbox}` };
-    const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate';
+    const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate' || ctx.auth?.flow === 'federated';
     const cacheStore = appOnly ? EMPTY_CACHE : ctx.cacheStore;
     const identity = await createIdentity(
       { ...ctx.config, mailboxes: [{ ...m, transport: 'graph' }] },

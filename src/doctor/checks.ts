@@ -148,6 +148,7 @@ function tlsOptions(ctx: DoctorContext): { host: string; servername: string; min
 const FLOW_KIND: Record<string, string> = {
   'client-secret': 'app-only, client secret',
   'client-certificate': 'app-only, certificate',
+  federated: 'app-only, workload identity federation',
   'device-code': 'delegated, device code',
   'auth-code': 'delegated, browser sign-in',
   'token-command': 'external token command',
@@ -539,7 +540,7 @@ const tokenCheck: Check = {
       // App-only: a cache that holds nothing, so that the secret or certificate is tried for real now (a cached
       // token would hide a secret that no longer works) and the doctor leaves the relay's cache alone.
       // Delegated: the real cache, which holds the sign-in.
-      const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate';
+      const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate' || ctx.auth?.flow === 'federated';
       const cacheStore = appOnly ? EMPTY_CACHE : ctx.cacheStore;
       ctx.identity = await createIdentity(ctx.config, { logger: ctx.logger, env: ctx.env, ...(cacheStore ? { cacheStore } : {}) });
       const token = await ctx.identity.provider.getToken(mailbox);

@@ -106,7 +106,7 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     let source = appSources.get(appKey);
     if (!source) {
       source =
-        settings.flow === 'client-secret' || settings.flow === 'client-certificate'
+        settings.flow === 'client-secret' || settings.flow === 'client-certificate' || settings.flow === 'federated'
           ? new ClientCredentialsSource(settings, msalDeps, transport)
           : new DelegatedSource(settings, msalDeps, transport);
       appSources.set(appKey, source);

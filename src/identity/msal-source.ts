@@ -19,6 +19,7 @@ import { scopesFor } from './clouds.js';
 import { createCachePlugin } from './cache-plugin.js';
 import type { TokenCacheStore } from './cache-store.js';
 import { toIdentityError } from './msal-errors.js';
+import { CommandSource } from './command-source.js';
 import type { AcquiredToken, TokenSource } from './token-source.js';
 
 /** What the identity platform says to show the person during device code sign-in (URL, code, message). */
@@ -34,7 +35,7 @@ export interface MsalSourceDeps {
 
 /** Stable name of an app's MSAL cache: one per cloud, tenant, client id and flow kind. */
 export function cacheKey(cloud: CloudEndpoints, auth: AuthSettings): string {
-  const appOnly = auth.flow === 'client-secret' || auth.flow === 'client-certificate';
+  const appOnly = auth.flow === 'client-secret' || auth.flow === 'client-certificate' || auth.flow === 'federated';
   const id = `${cloud.authorityHost}|${auth.tenant ?? ''}|${auth.clientId ?? ''}|${appOnly ? 'app' : 'user'}`;
   return `msal-${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
 }
@@ -118,6 +119,35 @@ function decryptKey(pem: string, passphrase: string | undefined, keyFile: string
   }
 }
 
+/**
+ * Reads the external OIDC token of workload identity federation: `assertionCommand`'s output, else
+ * `assertionFile`, else the file `AZURE_FEDERATED_TOKEN_FILE` names (AKS workload identity's
+ * convention: Microsoft Learn, "Use Microsoft Entra Workload ID with AKS"). The token is a secret.
+ */
+export function federatedAssertionReader(auth: AuthSettings, env: NodeJS.ProcessEnv): () => Promise<string> {
+  if (auth.assertionCommand !== undefined) {
+    const command = new CommandSource(auth.assertionCommand, auth.commandTimeoutMs);
+    return async () => (await command.acquire(auth.clientId ?? '')).accessToken;
+  }
+  const file = auth.assertionFile ?? env.AZURE_FEDERATED_TOKEN_FILE;
+  if (file === undefined || file === '') {
+    return () =>
+      Promise.reject(
+        new Relay365Error(
+          'R365_SECRET_UNRESOLVED',
+          'The federated flow needs the external token: set auth.assertionFile (or AZURE_FEDERATED_TOKEN_FILE, as AKS workload identity does) or auth.assertionCommand.',
+        ),
+      );
+  }
+  return async () => {
+    try {
+      return (await readFile(file, 'utf8')).trim();
+    } catch (cause) {
+      throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the federated token file ${file} (${(cause as NodeJS.ErrnoException).code ?? 'error'}).`, { cause });
+    }
+  };
+}
+
 /** App-only tokens (client credentials with a secret or a certificate): one token serves every mailbox of the app. */
 export class ClientCredentialsSource implements TokenSource {
   readonly appOnly = true;
@@ -164,6 +194,11 @@ export class ClientCredentialsSource implements TokenSource {
       this.stamps = await fileStamps(this.credentialFiles());
       if (this.auth.flow === 'client-secret') {
         config.auth.clientSecret = await resolveSecret(this.auth.clientSecret!, this.deps.env);
+      } else if (this.auth.flow === 'federated') {
+        // MSAL calls this before each token request it sends (a cached token needs none), so a
+        // Kubernetes-rotated token file or a fresh OIDC token from the command is always the one sent.
+        const read = federatedAssertionReader(this.auth, this.deps.env ?? process.env);
+        config.auth.clientAssertion = () => read();
       } else {
         const cert = this.auth.certificate!;
         const pem = await readFile(cert.keyFile, 'utf8').catch((cause: unknown) => {

@@ -104,6 +104,29 @@ export const AADSTS_ERRORS = {
     status: 401,
     describe: (p) => `Client assertion failed signature validation.${reason(p)}`,
   },
+  // Workload identity federation: an assertion from an external issuer that no federated identity
+  // credential of the app trusts. Texts as users pasted Entra's replies: AADSTS700211 and AADSTS700213
+  // in https://github.com/Azure/azure-workload-identity/issues/1200 (2024-03-01, 2025-04-22);
+  // AADSTS700212 in a Java client's recorded Entra reply of 2024-04-16 (AthenZ AzureAccessTokenProviderTest);
+  // all invalid_client. `detail` carries the presented issuer, audience or subject.
+  AADSTS700211: {
+    error: 'invalid_client',
+    status: 401,
+    describe: (p) =>
+      `No matching federated identity record found for presented assertion issuer '${p.detail}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation`,
+  },
+  AADSTS700212: {
+    error: 'invalid_client',
+    status: 401,
+    describe: (p) =>
+      `No matching federated identity record found for presented assertion audience '${p.detail}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation`,
+  },
+  AADSTS700213: {
+    error: 'invalid_client',
+    status: 401,
+    describe: (p) =>
+      `No matching federated identity record found for presented assertion subject '${p.detail}'. Check your federated identity credential Subject, Audience and Issuer against the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation`,
+  },
   AADSTS700024: {
     error: 'invalid_client',
     status: 401,

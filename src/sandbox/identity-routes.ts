@@ -2,6 +2,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import { AadstsError, aadstsErrorBody, aadstsMessage, aadTimestamp, type AadstsParams } from './aadsts-errors.js';
+import { isFederatedAssertion, verifyFederatedAssertion } from './federated.js';
 import { verifyClientAssertion } from './client-assertion.js';
 import { IdentityGrants } from './identity-grants.js';
 import { deviceLoginDonePage, deviceLoginPage, errorPage, formPostPage, signInPage } from './identity-pages.js';
@@ -231,6 +232,10 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     // authenticate: Entra answers a secret or an assertion with AADSTS700025 (https://github.com/O365/python-o365/issues/469).
     const presented = assertion !== undefined || field(form, 'client_secret') !== undefined || ctx.basicSecret !== undefined;
     if (presented && app.publicClient && app.secrets.length === 0 && app.certificates.length === 0) throw new AadstsError('AADSTS700025');
+    if (assertion !== undefined && isFederatedAssertion(assertion, app)) {
+      await verifyFederatedAssertion({ assertion, assertionType: field(form, 'client_assertion_type'), app });
+      return '2';
+    }
     if (assertion !== undefined) {
       await verifyClientAssertion({
         assertion,

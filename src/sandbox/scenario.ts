@@ -72,6 +72,24 @@ const appSchema = z
       .default([]),
     /** Public certificates (PEM) whose private keys may sign client assertions. */
     certificates: z.array(z.object({ pem: z.string().includes('BEGIN CERTIFICATE') }).strict()).default([]),
+    /**
+     * Federated identity credentials (workload identity federation, Microsoft Learn "Workload identity
+     * federation"): an external token from `issuer` with this `subject` and audience stands in for a
+     * secret. Entra fetches the issuer's signing keys from its OIDC discovery document; the sandbox
+     * takes the issuer's public key (PEM) here instead, so everything stays on loopback.
+     */
+    federatedCredentials: z
+      .array(
+        z
+          .object({
+            issuer: z.string().min(1),
+            subject: z.string().min(1),
+            audiences: z.array(z.string().min(1)).default(['api://AzureADTokenExchange']),
+            publicKeyPem: z.string().includes('BEGIN PUBLIC KEY'),
+          })
+          .strict(),
+      )
+      .default([]),
     /** Application permissions (app roles) the app asks for, per resource. */
     roles: permissionsSchema.default({ exchange: [], graph: [] }),
     /** Delegated permissions (scopes) the app asks for, per resource. */
