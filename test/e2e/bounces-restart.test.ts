@@ -154,7 +154,7 @@ describe('reading NDRs across a SIGKILL, and with two nodes on PostgreSQL (relay
     }
   }
 
-  it(`applies each of ${N} reports exactly once when the relay is killed with SIGKILL while it reads them`, { timeout: 180_000 }, async () => {
+  it(`applies each of ${N} reports exactly once when the relay is killed with SIGKILL while it reads them`, { timeout: 240_000 }, async () => {
     receiver.hooks.length = 0;
     const dir = await tempDir();
     try {
@@ -176,7 +176,8 @@ describe('reading NDRs across a SIGKILL, and with two nodes on PostgreSQL (relay
         const atKill = ledger();
         assert.ok(atKill < N, `killed while reading (${atKill} of ${N} applied)`);
         node = await serve(configPath, env);
-        await until(() => ledger() === N, 60_000, `all ${N} reports to be applied after the restart`);
+        // The killed node's lease on the mailbox (60 s at least) must run out before the new one reads.
+        await until(() => ledger() === N, 120_000, `all ${N} reports to be applied after the restart`);
         await until(() => bouncedOnce(receiver.hooks).size === N, 30_000, 'a webhook for every bounced recipient');
         // Reports still in the Inbox after the restart are read again but not applied again.
         await new Promise((r) => setTimeout(r, 1000));
