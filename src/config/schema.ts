@@ -17,7 +17,7 @@ export const logSchema = z
 export { CLOUD_NAMES, type CloudName };
 
 /** How relay365 gets a token for a mailbox. */
-export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'federated', 'device-code', 'auth-code', 'token-command'] as const;
+export const AUTH_FLOWS = ['client-secret', 'client-certificate', 'federated', 'managed-identity', 'device-code', 'auth-code', 'token-command'] as const;
 export type AuthFlow = (typeof AUTH_FLOWS)[number];
 
 /**
@@ -65,6 +65,11 @@ export const authSchema = z
      * the `AZURE_FEDERATED_TOKEN_FILE` environment variable, as AKS workload identity sets it.
      */
     assertionFile: z.string().min(1).optional(),
+    /**
+     * managed-identity flow: the client id of a user-assigned managed identity; without it the host's
+     * system-assigned identity is used.
+     */
+    managedIdentityClientId: z.string().min(1).optional(),
     /** federated flow: or a command that prints the external token (e.g. a GitHub Actions OIDC request). */
     assertionCommand: z.string().min(1).optional(),
     /** token-command flow: a shell command that prints an access token on stdout. */
@@ -449,7 +454,8 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: at('flow'), message: `required for ${mailbox.address}: one of ${AUTH_FLOWS.join(', ')}` });
         return;
       }
-      if (auth.flow !== 'token-command') {
+      // A managed identity needs no app registration of relay365's: Azure knows the host's identity.
+      if (auth.flow !== 'token-command' && auth.flow !== 'managed-identity') {
         need('tenant', 'the tenant id or domain of the app registration');
         need('clientId', 'the application (client) id of the app registration');
       }

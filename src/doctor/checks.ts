@@ -149,6 +149,7 @@ const FLOW_KIND: Record<string, string> = {
   'client-secret': 'app-only, client secret',
   'client-certificate': 'app-only, certificate',
   federated: 'app-only, workload identity federation',
+  'managed-identity': 'app-only, Azure managed identity',
   'device-code': 'delegated, device code',
   'auth-code': 'delegated, browser sign-in',
   'token-command': 'external token command',
@@ -200,8 +201,8 @@ const configCheck: Check = {
     const problems: Array<{ cause: string; fix: string }> = [];
     const warnings: Array<{ cause: string; fix: string }> = [];
     if (auth.flow === undefined) {
-      problems.push({ cause: 'auth.flow is not set.', fix: 'Set auth.flow to client-secret, client-certificate, device-code, auth-code or token-command.' });
-    } else if (auth.flow !== 'token-command') {
+      problems.push({ cause: 'auth.flow is not set.', fix: 'Set auth.flow to client-secret, client-certificate, federated, managed-identity, device-code, auth-code or token-command.' });
+    } else if (auth.flow !== 'token-command' && auth.flow !== 'managed-identity') {
       if (auth.tenant === undefined)
         problems.push({
           cause: 'auth.tenant is not set.',
@@ -540,7 +541,7 @@ const tokenCheck: Check = {
       // App-only: a cache that holds nothing, so that the secret or certificate is tried for real now (a cached
       // token would hide a secret that no longer works) and the doctor leaves the relay's cache alone.
       // Delegated: the real cache, which holds the sign-in.
-      const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate' || ctx.auth?.flow === 'federated';
+      const appOnly = ctx.auth?.flow === 'client-secret' || ctx.auth?.flow === 'client-certificate' || ctx.auth?.flow === 'federated' || ctx.auth?.flow === 'managed-identity';
       const cacheStore = appOnly ? EMPTY_CACHE : ctx.cacheStore;
       ctx.identity = await createIdentity(ctx.config, { logger: ctx.logger, env: ctx.env, ...(cacheStore ? { cacheStore } : {}) });
       const token = await ctx.identity.provider.getToken(mailbox);

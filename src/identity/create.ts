@@ -8,6 +8,7 @@ import { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js'
 import { cloudEndpoints, type CloudEndpoints } from './clouds.js';
 import { CommandSource } from './command-source.js';
 import { ClientCredentialsSource, DelegatedSource, cacheKey, type MsalSourceDeps } from './msal-source.js';
+import { ManagedIdentitySource } from './managed-identity-source.js';
 import { HttpsNetworkClient } from './network-client.js';
 import { loadSecretKey } from './secret-key.js';
 import { TokenProvider, type MailboxSource, type TokenProviderOptions } from './token-provider.js';
@@ -90,6 +91,13 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     const address = mailbox.address.toLowerCase();
     const settings = { ...config.auth, ...mailbox.auth };
     auth.set(address, settings);
+    if (settings.flow === 'managed-identity') {
+      // One identity per host (and user-assigned client id) and resource: every mailbox of it shares the token.
+      const key = `mi:${settings.managedIdentityClientId ?? 'system'}${mailbox.transport === 'graph' ? '|graph' : ''}`;
+      const existing = [...sources.values()].find((s) => s.key === key);
+      sources.set(address, existing ?? { source: new ManagedIdentitySource(settings, msalDeps, mailbox.transport), key });
+      continue;
+    }
     if (settings.flow === 'token-command') {
       sources.set(address, { source: new CommandSource(settings.command!, settings.commandTimeoutMs), key: `cmd:${address}` });
       continue;

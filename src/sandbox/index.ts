@@ -10,6 +10,7 @@ import { SandboxState } from './state.js';
 import { createSandboxTls, type SandboxTls } from './tls.js';
 import { TokenIssuer } from './tokens.js';
 import { identityRoutes } from './identity-routes.js';
+import { managedIdentityRoutes } from './managed-identity.js';
 import { graphRoutes } from './graph-routes.js';
 import { graphMailRoutes } from './graph-mail-routes.js';
 import { adminRoutes } from './admin-routes.js';
@@ -123,6 +124,7 @@ function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer
   void app.register(graphRoutes, { state, issuer, baseUrl });
   void app.register(graphMailRoutes, { state, issuer, baseUrl });
   void app.register(adminRoutes, { state });
+  void app.register(managedIdentityRoutes, { state, issuer });
   return app;
 }
 

@@ -344,6 +344,20 @@ export const faultsSchema = z
 export const scenarioSchema = z
   .object({
     tenants: z.array(tenantSchema).min(1),
+    /**
+     * The managed identity endpoint of an Azure App Service host (src/sandbox/managed-identity.ts):
+     * the `IDENTITY_HEADER` value it requires, and the identities it serves, each an app of the first
+     * tenant by client id (a managed identity is a service principal: its roles are the app's).
+     */
+    managedIdentity: z
+      .object({
+        header: z.string().min(8),
+        systemAssigned: guid.optional(),
+        userAssigned: z.array(guid).default([]),
+      })
+      .strict()
+      .nullable()
+      .default(null),
     limits: limitsSchema.default(limitsSchema.parse({})),
     token: tokenSettingsSchema.default(tokenSettingsSchema.parse({})),
     faults: faultsSchema.default({ token: [], smtp: [], graph: [] }),
