@@ -22,6 +22,30 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
     fix: 'Create a new client secret (App registrations > your app > Certificates & secrets > New client secret), put its Value in the config, and delete the expired one. Consider a certificate credential instead.',
     doc: DOC_CODES,
   },
+  AADSTS700211: {
+    id: 'aadsts-700211',
+    class: 'auth',
+    cause:
+      "The external token's issuer (iss) matches no federated identity credential of the app: the credential names another issuer (a cluster's OIDC issuer URL, GitHub's https://token.actions.githubusercontent.com), or the wrong file is read.",
+    fix: "Check the app's federated credential (Entra admin center > App registrations > your app > Certificates & secrets > Federated credentials): its issuer, subject and audience must match the token's iss, sub and aud exactly, case included (decode the token file to compare); `az ad app federated-credential list --id <client-id>` shows them.",
+    doc: 'https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust',
+  },
+  AADSTS700212: {
+    id: 'aadsts-700212',
+    class: 'auth',
+    cause:
+      "The external token's audience (aud) matches no federated identity credential of the app: the token was requested for another audience than api://AzureADTokenExchange (or the credential's own).",
+    fix: "Check the app's federated credential (Entra admin center > App registrations > your app > Certificates & secrets > Federated credentials): its issuer, subject and audience must match the token's iss, sub and aud exactly, case included (decode the token file to compare); `az ad app federated-credential list --id <client-id>` shows them.",
+    doc: 'https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust',
+  },
+  AADSTS700213: {
+    id: 'aadsts-700213',
+    class: 'auth',
+    cause:
+      "The external token's subject (sub) matches no federated identity credential of the app: the Kubernetes service account (system:serviceaccount:NAMESPACE:NAME) or the GitHub repository, branch or environment differs from the credential's, case included.",
+    fix: "Check the app's federated credential (Entra admin center > App registrations > your app > Certificates & secrets > Federated credentials): its issuer, subject and audience must match the token's iss, sub and aud exactly, case included (decode the token file to compare); `az ad app federated-credential list --id <client-id>` shows them.",
+    doc: 'https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust',
+  },
   AADSTS700016: {
     id: 'aadsts-700016',
     class: 'auth',
@@ -54,7 +78,8 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS50076: {
     id: 'aadsts-50076',
     class: 'auth',
-    cause: 'Multi-factor authentication is required for this sign-in: Conditional Access or Security Defaults ask for it at the token endpoint (for OAuth, not at SMTP).',
+    cause:
+      'Multi-factor authentication is required for this sign-in: Conditional Access or Security Defaults ask for it at the token endpoint (for OAuth, not at SMTP).',
     fix: 'Sign in again with `relay365 login`, completing MFA, or use an app-only setup (client credentials) for unattended sending.',
     doc: DOC_CODES,
   },
@@ -142,7 +167,7 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
     class: 'auth',
     cause:
       'A Conditional Access policy blocked the token request (for OAuth, Conditional Access acts here, at the token endpoint, not when relay365 connects to SMTP).',
-    fix: "In the Entra admin center, Sign-in logs > the failed sign-in > Conditional Access shows the policy; exclude this app or location from it, or use app-only credentials (client-secret or client-certificate), to which user policies do not apply.",
+    fix: 'In the Entra admin center, Sign-in logs > the failed sign-in > Conditional Access shows the policy; exclude this app or location from it, or use app-only credentials (client-secret or client-certificate), to which user policies do not apply.',
     doc: DOC_CODES,
   },
   AADSTS530035: {
@@ -156,7 +181,8 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS70020: {
     id: 'aadsts-70020',
     class: 'auth',
-    cause: 'The device code expired before the sign-in was completed at the verification page (the code is valid for the expires_in the device code answer gave, usually 15 minutes).',
+    cause:
+      'The device code expired before the sign-in was completed at the verification page (the code is valid for the expires_in the device code answer gave, usually 15 minutes).',
     fix: 'Run `relay365 login --mailbox <address>` again and enter the new code promptly; check that the machine clock is right.',
     doc: DOC_CODES,
   },
@@ -170,7 +196,8 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS70043: {
     id: 'aadsts-70043',
     class: 'auth',
-    cause: "The refresh token was ended by a Conditional Access sign-in frequency policy: the user must sign in again after the policy's interval, however recently the token was used.",
+    cause:
+      "The refresh token was ended by a Conditional Access sign-in frequency policy: the user must sign in again after the policy's interval, however recently the token was used.",
     fix: 'Run `relay365 login --mailbox <address>` again. For unattended sending, use app-only credentials (client-secret or client-certificate), to which sign-in frequency does not apply, or ask the Entra admin to exclude this app from the sign-in frequency policy.',
     doc: DOC_CODES,
   },
@@ -184,28 +211,30 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS50055: {
     id: 'aadsts-50055',
     class: 'auth',
-    cause: "The password of the user that signs in for this mailbox has expired.",
+    cause: 'The password of the user that signs in for this mailbox has expired.',
     fix: 'Have the user change the password (sign in at https://myaccount.microsoft.com), then run `relay365 login --mailbox <address>` again.',
     doc: DOC_CODES,
   },
   AADSTS7000112: {
     id: 'aadsts-7000112',
     class: 'auth',
-    cause: "The application is disabled in the tenant: its enterprise application (service principal) has sign-in turned off, or Microsoft disabled it.",
+    cause: 'The application is disabled in the tenant: its enterprise application (service principal) has sign-in turned off, or Microsoft disabled it.',
     fix: 'In the Entra admin center, Enterprise applications > the app > Properties, set "Enabled for users to sign-in?" to Yes (or Update-MgServicePrincipal -ServicePrincipalId <object id> -AccountEnabled:$true). If Microsoft disabled it (the app registration says so), register a new app.',
     doc: DOC_CODES,
   },
   AADSTS650057: {
     id: 'aadsts-650057',
     class: 'auth',
-    cause: "A token was asked for a resource the app registration does not list in its API permissions (e.g. Office 365 Exchange Online for SMTP, or Microsoft Graph for Graph sending).",
+    cause:
+      'A token was asked for a resource the app registration does not list in its API permissions (e.g. Office 365 Exchange Online for SMTP, or Microsoft Graph for Graph sending).',
     fix: 'In App registrations > the app > API permissions, add the permission on the resource the mailbox uses (Office 365 Exchange Online: SMTP.SendAsApp or SMTP.Send; Microsoft Graph: Mail.Send) and grant admin consent.',
     doc: DOC_CODES,
   },
   AADSTS700025: {
     id: 'aadsts-700025',
     class: 'auth',
-    cause: "The app is registered as a public client (a Mobile and desktop platform, or Allow public client flows), and a client secret or certificate was sent with the request.",
+    cause:
+      'The app is registered as a public client (a Mobile and desktop platform, or Allow public client flows), and a client secret or certificate was sent with the request.',
     fix: 'A delegated mailbox (device-code, auth-code) of a public-client app takes no secret: remove clientSecret / the certificate from that mailbox in the config; an app-only mailbox needs a confidential app (a Web platform, Allow public client flows: No).',
     doc: DOC_CODES,
   },

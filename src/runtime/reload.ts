@@ -52,6 +52,8 @@ export interface ReloadReport {
   restartRequired: string[];
   /** The config the relay now runs with: the new one, but for the paths in `restartRequired`. */
   config: Config;
+  /** App credentials (secret, key, certificate files and references) read again before their next token request. */
+  credentialsReread?: number;
 }
 
 /**
@@ -161,7 +163,10 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
   const restartRequired = changes.filter((p) => !reloadable(p));
   const config = keepRestartOnly(prev, next, restartRequired);
   const changed = changes.filter((p) => reloadable(p));
-  if (changed.length === 0) return { changed, restartRequired, config };
+  // A rotated secret or certificate file is the commonest reason to reload, with the config unchanged:
+  // read every app credential again before its next token request (held tokens stay in use).
+  const credentialsReread = parts.identity.reloadCredentials();
+  if (changed.length === 0) return { changed, restartRequired, config, credentialsReread };
 
   // Prepare: every check and every file read happens here, before anything changes.
   const applySmtp = parts.smtp ? await parts.smtp.prepareReload({ config: config.smtp, limits: config.limits }) : undefined;
@@ -182,7 +187,7 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
   if (receivers) parts.webhooks?.updateReceivers(receivers);
   parts.retention.update(config.queue.retention);
   if (changed.includes('log.level')) setLogLevel(parts.logger, config.log.level);
-  return { changed, restartRequired, config };
+  return { changed, restartRequired, config, credentialsReread };
 }
 
 /** The problems of a refused reload, one line each (a config's issues, or the refusal's message). */
@@ -213,7 +218,7 @@ export function reloadOnSignal(options: {
       .then(
         (report) => {
           logger.info(
-            { event: 'config.reloaded', changed: report.changed, restartRequired: report.restartRequired },
+            { event: 'config.reloaded', changed: report.changed, restartRequired: report.restartRequired, credentialsReread: report.credentialsReread },
             report.changed.length > 0 ? `config reloaded: ${report.changed.join(', ')}` : 'config reloaded: nothing that a reload applies changed',
           );
           if (report.restartRequired.length > 0)

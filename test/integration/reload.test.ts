@@ -50,6 +50,7 @@ describe('relay.reload', () => {
       const report = await relay.reload(next);
       assert.deepEqual(report.changed, ['log.level', 'smtp.tls']);
       assert.deepEqual(report.restartRequired, []);
+      assert.equal(report.credentialsReread, 1, "the app's secret is read again before its next token request");
       const cert = relay.smtp!.certificate()!;
       assert.notEqual(cert.sha256, old.sha256, 'a new certificate for the new names');
       assert.ok(cert.names.includes('DNS:relay.after.example') || cert.names.includes('relay.after.example'), cert.names.join(', '));
