@@ -254,7 +254,7 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     ],
     commands: { shell: 'powershell', lines: ['Set-TransportConfig -SmtpClientAuthenticationDisabled $false'] },
     check: {
-      text: 'Security Defaults block SMTP AUTH whatever these settings say, and Conditional Access can too (5.7.139 replies); see the sign-in logs in Entra.',
+      text: "For an OAuth login, Security Defaults and Conditional Access act when relay365 asks for a token (AADSTS530035, 53003, 50076), not at SMTP, and app-only tokens are not subject to users' Conditional Access. A 535 5.7.139 once these settings are right means SMTP AUTH is still off for the mailbox or the tenant, or the change has not reached Exchange yet.",
       commands: { shell: 'powershell', lines: ['Get-TransportConfig | fl SmtpClientAuthenticationDisabled'] },
     },
   });
