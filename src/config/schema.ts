@@ -119,6 +119,12 @@ export const mailboxSchema = z
      * on: Add-RecipientPermission). Mailboxes that list the same alias form a pool that shares its load.
      */
     aliases: z.array(z.string().email()).default([]),
+    /**
+     * Delegated flows (device-code, auth-code): the user who signs in for this mailbox when it is not
+     * their own, e.g. a shared mailbox. Exchange takes that user's token for it when they have FullAccess
+     * on it (Add-MailboxPermission) and SendAs to send as its address (docs/microsoft-365-setup.md).
+     */
+    signInAs: z.string().email().optional(),
     /** Messages per minute; default Microsoft's 30 (`limits.messagesPerMinute`). */
     messagesPerMinute: z.number().int().positive().optional(),
     /** Recipients per rolling 24 hours; default Microsoft's 10,000 (`limits.recipientsPerDay`). */
@@ -482,6 +488,12 @@ export const configSchema = z
           code: 'custom',
           path: ['mailboxes', i, 'bounces', 'read'],
           message: `${mailbox.address}: reading NDRs needs an app-only flow (client-secret or client-certificate) with the Mail.Read application permission (docs/bounces.md)`,
+        });
+      if (mailbox.signInAs !== undefined && auth.flow !== 'device-code' && auth.flow !== 'auth-code')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mailboxes', i, 'signInAs'],
+          message: `${mailbox.address}: signInAs names the user who signs in for a delegated flow (device-code or auth-code); ${auth.flow} signs in no user`,
         });
     });
   });

@@ -119,7 +119,10 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
           : new DelegatedSource(settings, msalDeps, transport);
       appSources.set(appKey, source);
     }
-    if (source instanceof DelegatedSource) delegated.set(address, source);
+    if (source instanceof DelegatedSource) {
+      delegated.set(address, source);
+      if (mailbox.signInAs !== undefined) source.signInAs(address, mailbox.signInAs);
+    }
     // App-only tokens are the app's, not the mailbox's: every mailbox of the app shares one slot.
     sources.set(address, { source, key: source.appOnly ? appKey : `${appKey}:${address}` });
   }

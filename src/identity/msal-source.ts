@@ -143,7 +143,9 @@ export function federatedAssertionReader(auth: AuthSettings, env: NodeJS.Process
     try {
       return (await readFile(file, 'utf8')).trim();
     } catch (cause) {
-      throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the federated token file ${file} (${(cause as NodeJS.ErrnoException).code ?? 'error'}).`, { cause });
+      throw new Relay365Error('R365_SECRET_UNRESOLVED', `Cannot read the federated token file ${file} (${(cause as NodeJS.ErrnoException).code ?? 'error'}).`, {
+        cause,
+      });
     }
   };
 }
@@ -263,6 +265,8 @@ export class DelegatedSource implements TokenSource {
   private readonly cacheName: string;
   /** The last token handed out per mailbox (lower case), to tell another node's refresh from the token this node replaces. */
   private readonly lastTokens = new Map<string, string>();
+  /** Mailboxes (lower case) another user signs in for (`mailboxes[].signInAs`: a shared mailbox and its delegate). */
+  private readonly delegates = new Map<string, string>();
 
   constructor(
     private readonly auth: AuthSettings,
@@ -276,9 +280,24 @@ export class DelegatedSource implements TokenSource {
     this.cacheName = cacheKey(deps.cloud, auth);
   }
 
+  /**
+   * Says that `user` signs in for `mailbox` (a shared mailbox they have FullAccess on): Exchange takes
+   * their token with `user=<mailbox>` in XOAUTH2 (Microsoft Learn, "Authenticate an IMAP, POP or SMTP
+   * connection using OAuth": shared mailbox access).
+   */
+  signInAs(mailbox: string, user: string): void {
+    this.delegates.set(mailbox.toLowerCase(), user);
+  }
+
+  /** Who signs in for `mailbox`: its delegate, or the mailbox's own user. */
+  userFor(mailbox: string): string {
+    return this.delegates.get(mailbox.toLowerCase()) ?? mailbox;
+  }
+
   private async account(mailbox: string): Promise<AccountInfo | undefined> {
     const accounts = await this.app.getTokenCache().getAllAccounts();
-    return accounts.find((a) => a.username.toLowerCase() === mailbox.toLowerCase());
+    const user = this.userFor(mailbox).toLowerCase();
+    return accounts.find((a) => a.username.toLowerCase() === user);
   }
 
   async acquire(mailbox: string, options: { force: boolean }): Promise<AcquiredToken> {
@@ -310,7 +329,7 @@ export class DelegatedSource implements TokenSource {
   async loginWithDeviceCode(mailbox: string, onCode: (info: DeviceCodeInfo) => void): Promise<AccountInfo> {
     try {
       const result = await this.app.acquireTokenByDeviceCode({ scopes: this.scopes, deviceCodeCallback: onCode });
-      return signedInAs(result, mailbox);
+      return signedInAs(result, mailbox, this.userFor(mailbox));
     } catch (err) {
       throw toIdentityError(err, mailbox);
     }
@@ -324,13 +343,13 @@ export class DelegatedSource implements TokenSource {
     try {
       const result = await this.app.acquireTokenInteractive({
         scopes: this.scopes,
-        loginHint: mailbox,
+        loginHint: this.userFor(mailbox),
         openBrowser,
         ...(this.auth.redirectPort ? { preferredPort: this.auth.redirectPort } : {}),
         successTemplate: '<h1>relay365: signed in.</h1><p>You can close this window.</p>',
         errorTemplate: '<h1>relay365: sign-in failed.</h1><p>{{error}}</p>',
       });
-      return signedInAs(result, mailbox);
+      return signedInAs(result, mailbox, this.userFor(mailbox));
     } catch (err) {
       throw toIdentityError(err, mailbox);
     }
@@ -344,14 +363,16 @@ function toAcquired(result: AuthenticationResult | null, mailbox: string): Acqui
   return { accessToken: result.accessToken, expiresOn: result.expiresOn };
 }
 
-function signedInAs(result: AuthenticationResult | null, mailbox: string): AccountInfo {
+function signedInAs(result: AuthenticationResult | null, mailbox: string, user = mailbox): AccountInfo {
   const account = result?.account;
   if (!account) throw new Relay365Error('R365_TOKEN_ENDPOINT_UNAVAILABLE', 'The sign-in finished without an account.', { retryable: true });
-  if (account.username.toLowerCase() !== mailbox.toLowerCase()) {
+  if (account.username.toLowerCase() !== user.toLowerCase()) {
     throw new Relay365Error(
       'R365_TOKEN_REJECTED',
-      `Signed in as ${account.username}, but the mailbox is ${mailbox}: Exchange only accepts a delegated token for the user's own mailbox. Sign in as ${mailbox}.`,
-      { details: { mailbox, signedInAs: account.username } },
+      user.toLowerCase() === mailbox.toLowerCase()
+        ? `Signed in as ${account.username}, but the mailbox is ${mailbox}: Exchange takes a delegated token for the user's own mailbox, or for a mailbox the user has FullAccess on when the config says so (mailboxes[].signInAs: ${account.username}). Sign in as ${mailbox}, or set signInAs.`
+        : `Signed in as ${account.username}, but ${mailbox} is signed in for by ${user} (mailboxes[].signInAs). Sign in as ${user}.`,
+      { details: { mailbox, signedInAs: account.username, expected: user } },
     );
   }
   return account;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { explainAadsts } from '../../src/catalogue/index.js';
 import { composeMessage, SmtpTransport } from '../../src/delivery/index.js';
-import { createIdentity, extraCas, TokenProvider, type Identity } from '../../src/identity/index.js';
+import { createIdentity, extraCas, type Identity } from '../../src/identity/index.js';
 import { isRelay365Error, type Relay365Error } from '../../src/errors.js';
 import { DEFAULT_IDS as ids, type Sandbox, type Scenario } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -199,30 +199,43 @@ describe('a shared mailbox through a delegate with FullAccess (relay365 SMTP tra
     };
   }
 
-  /**
-   * relay365's SMTP transport sending from the shared mailbox with Alice's delegated token: its token
-   * provider serves the shared address from Alice's signed-in source.
-   */
+  /** relay365's identity for the shared mailbox, signed in for by Alice (`mailboxes[].signInAs`), as a user configures it. */
+  async function sharedIdentity(sandbox: Sandbox, dataDir: string): Promise<Identity> {
+    const identity = await createIdentity(
+      sandboxConfig(sandbox, dataDir, {
+        auth: { flow: 'auth-code', tenant: ids.tenantId, clientId: ids.publicClientId },
+        mailboxes: [{ address: SHARED, signInAs: ALICE }],
+      }),
+    );
+    // `relay365 login --mailbox shared@...` signs Alice in (the login hint is hers).
+    const account = await identity.delegated(SHARED)!.loginWithBrowser(SHARED, (url) => followAuthorize(sandbox, url));
+    assert.equal(account.username.toLowerCase(), ALICE.toLowerCase());
+    return identity;
+  }
+
+  /** relay365's SMTP transport sending from the shared mailbox with the identity's tokens (XOAUTH2 user= the shared address). */
   async function sendAsShared(sandbox: Sandbox, identity: Identity, dataDir: string): Promise<Awaited<ReturnType<SmtpTransport['send']>>> {
-    const alice = identity.delegated(ALICE)!;
-    const tokens = new TokenProvider(new Map([[SHARED, { source: { appOnly: false, acquire: (_m, o) => alice.acquire(ALICE, o) }, key: SHARED }]]));
     const config = sandboxConfig(sandbox, dataDir);
-    const transport = new SmtpTransport({ cloud: identity.cloud, tokens, delivery: config.delivery, ca: await extraCas(config), pool: false });
+    const transport = new SmtpTransport({
+      cloud: identity.cloud,
+      tokens: identity.provider,
+      delivery: config.delivery,
+      ca: await extraCas(config),
+      pool: false,
+    });
     try {
       const message = await composeMessage({ from: SHARED, to: 'bob@example.net', subject: 'from the shared mailbox', text: 'hello' });
       return await transport.send(SHARED, { raw: message.raw, envelope: message.envelope });
     } finally {
       await transport.close();
-      tokens.close();
     }
   }
 
   it('sends as the shared mailbox when the signed-in user has FullAccess on it', async () => {
     await withSandbox(withShared([ALICE]), async (sandbox) => {
       const dir = await tempDir();
-      const identity = await aliceIdentity(sandbox, dir.path);
+      const identity = await sharedIdentity(sandbox, dir.path);
       try {
-        await loginAlice(sandbox, identity);
         const result = await sendAsShared(sandbox, identity, dir.path);
         assert.equal(result.ok, true, JSON.stringify(result));
         assert.match(result.reply ?? '', /^250 /);
@@ -239,9 +252,8 @@ describe('a shared mailbox through a delegate with FullAccess (relay365 SMTP tra
   it('is refused at AUTH when the user has no FullAccess on the shared mailbox', async () => {
     await withSandbox(withShared([]), async (sandbox) => {
       const dir = await tempDir();
-      const identity = await aliceIdentity(sandbox, dir.path);
+      const identity = await sharedIdentity(sandbox, dir.path);
       try {
-        await loginAlice(sandbox, identity);
         const result = await sendAsShared(sandbox, identity, dir.path);
         assert.equal(result.ok, false);
         assert.equal(result.class, 'auth');

@@ -49,6 +49,30 @@ describe('loadConfig', () => {
     }
   });
 
+  it('takes mailboxes[].signInAs for a delegated flow only', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.yaml');
+      const write = (flow: string) =>
+        writeFile(
+          path,
+          `auth: { flow: ${flow}, tenant: contoso.onmicrosoft.com, clientId: 00000000-0000-0000-0000-000000000001${flow === 'client-secret' ? ', clientSecret: env:S' : ''} }\n` +
+            'mailboxes:\n  - address: shared@contoso.com\n    signInAs: alice@contoso.com\n',
+        );
+      await write('auth-code');
+      const ok = await loadConfig({ path, env: {} });
+      assert.equal(ok.mailboxes[0]!.signInAs, 'alice@contoso.com');
+      await write('client-secret');
+      await assert.rejects(loadConfig({ path, env: {} }), (err: Relay365Error) => {
+        const issues = (err.details?.issues ?? []) as Array<{ path: string; message: string }>;
+        assert.ok(issues.some((i) => i.path === 'mailboxes.0.signInAs' && /delegated flow/.test(i.message)), JSON.stringify(issues));
+        return true;
+      });
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
   it('names a missing file and a file that is not YAML', async () => {
     await assert.rejects(loadConfig({ path: '/nonexistent/relay365.yaml', env: {} }), (err: Relay365Error) => {
       assert.equal(err.code, 'R365_CONFIG_NOT_FOUND');
