@@ -21,6 +21,7 @@ import type { TokenCacheStore } from './cache-store.js';
 import { toIdentityError } from './msal-errors.js';
 import { CommandSource } from './command-source.js';
 import type { AcquiredToken, TokenSource } from './token-source.js';
+import { HttpsNetworkClient } from './network-client.js';
 
 /** What the identity platform says to show the person during device code sign-in (URL, code, message). */
 export type DeviceCodeInfo = Parameters<DeviceCodeRequest['deviceCodeCallback']>[0];
@@ -265,6 +266,7 @@ export class DelegatedSource implements TokenSource {
   private readonly cacheName: string;
   /** The last token handed out per mailbox (lower case), to tell another node's refresh from the token this node replaces. */
   private readonly lastTokens = new Map<string, string>();
+  private readonly network: INetworkModule;
   /** Mailboxes (lower case) another user signs in for (`mailboxes[].signInAs`: a shared mailbox and its delegate). */
   private readonly delegates = new Map<string, string>();
 
@@ -275,6 +277,7 @@ export class DelegatedSource implements TokenSource {
     transport: MailboxTransport = 'smtp',
   ) {
     this.app = new PublicClientApplication(msalConfig(auth, deps));
+    this.network = deps.networkClient;
     this.scopes = scopesFor(deps.cloud, false, transport);
     this.cacheStore = deps.cacheStore;
     this.cacheName = cacheKey(deps.cloud, auth);
@@ -327,11 +330,20 @@ export class DelegatedSource implements TokenSource {
 
   /** Device code sign-in: `onCode` shows the URL and code to the person, the promise ends when they finish. */
   async loginWithDeviceCode(mailbox: string, onCode: (info: DeviceCodeInfo) => void): Promise<AccountInfo> {
+    let deviceCode: string | undefined;
     try {
-      const result = await this.app.acquireTokenByDeviceCode({ scopes: this.scopes, deviceCodeCallback: onCode });
+      const result = await this.app.acquireTokenByDeviceCode({
+        scopes: this.scopes,
+        deviceCodeCallback: (info) => {
+          deviceCode = info.deviceCode;
+          onCode(info);
+        },
+      });
       return signedInAs(result, mailbox, this.userFor(mailbox));
     } catch (err) {
-      throw toIdentityError(err, mailbox);
+      // MSAL drops the AADSTS description of a refused poll; the network client kept it.
+      const description = deviceCode !== undefined && this.network instanceof HttpsNetworkClient ? this.network.deviceCodeError(deviceCode) : undefined;
+      throw toIdentityError(description !== undefined && err instanceof Error ? Object.assign(new Error(description), { cause: err }) : err, mailbox);
     }
   }
 

@@ -35,6 +35,7 @@ export class HttpsNetworkClient implements INetworkModule {
   private readonly proxyAgent: Agent | undefined;
   private readonly noProxy: string[];
   private readonly timeoutMs: number;
+  private readonly deviceCodeErrors = new Map<string, string>();
 
   constructor(options: NetworkClientOptions = {}) {
     this.secureContext = options.ca && options.ca.length > 0 ? trustingContext(options.ca) : undefined;
@@ -48,7 +49,25 @@ export class HttpsNetworkClient implements INetworkModule {
   }
 
   sendPostRequestAsync<T>(url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
-    return this.send<T>('POST', url, options);
+    const answer = this.send<T>('POST', url, options);
+    const deviceCode = deviceCodeOf(options?.body);
+    if (deviceCode === undefined) return answer;
+    return answer.then((res) => {
+      // MSAL's device code poll keeps only `error` of a refusal (post_request_failed: invalid_grant),
+      // dropping the AADSTS code and description a Conditional Access or Security Defaults block carries.
+      // Kept here for the sign-in to explain (deviceCodeError), the few that are pending at once.
+      const body = res.body as { error?: unknown; error_description?: unknown };
+      if (res.status >= 400 && typeof body.error_description === 'string' && body.error !== 'authorization_pending' && body.error !== 'slow_down') {
+        this.deviceCodeErrors.set(deviceCode, body.error_description);
+        if (this.deviceCodeErrors.size > 16) this.deviceCodeErrors.delete(this.deviceCodeErrors.keys().next().value!);
+      }
+      return res;
+    });
+  }
+
+  /** The identity platform's `error_description` for a device code whose poll it refused (see sendPostRequestAsync). */
+  deviceCodeError(deviceCode: string): string | undefined {
+    return this.deviceCodeErrors.get(deviceCode);
   }
 
   /** A plain request for other callers (Graph), with the same trust and proxy settings. */
@@ -96,4 +115,13 @@ export class HttpsNetworkClient implements INetworkModule {
       req.end(body);
     });
   }
+}
+
+/** The device code of a device code token poll (grant type `device_code`), if `body` is one. */
+function deviceCodeOf(body: string | undefined): string | undefined {
+  if (body === undefined || !body.includes('device_code')) return undefined;
+  const form = new URLSearchParams(body);
+  // RFC 8628 names the grant urn:ietf:params:oauth:grant-type:device_code; MSAL sends the short `device_code`, which Entra takes.
+  const grant = form.get('grant_type');
+  return grant === 'device_code' || grant === 'urn:ietf:params:oauth:grant-type:device_code' ? (form.get('device_code') ?? undefined) : undefined;
 }

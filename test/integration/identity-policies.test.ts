@@ -37,9 +37,9 @@ async function withSandbox(change: (s: Scenario) => void, fn: (sandbox: Sandbox)
 
 /**
  * relay365's identity for Alice with the auth code + PKCE flow (the public client of the default
- * scenario). Not the device code flow here: MSAL's device code polling reports an error answer as
- * `post_request_failed: invalid_grant` without its description, so no AADSTS code reaches relay365
- * on that path (see the report of this change); code redemption and refresh keep the description.
+ * scenario). MSAL's device code polling reports an error answer as `post_request_failed:
+ * invalid_grant` without its description; relay365's network client keeps the description for the
+ * sign-in to explain (tested below).
  */
 async function aliceIdentity(sandbox: Sandbox, dataDir: string): Promise<Identity> {
   return createIdentity(
@@ -129,6 +129,36 @@ describe('Conditional Access and Security Defaults through relay365 (token endpo
         const identity = await aliceIdentity(sandbox, dir.path);
         try {
           await assertRefusedAtTokenEndpoint(loginAlice(sandbox, identity), 'AADSTS53003', sandbox);
+        } finally {
+          identity.close();
+          await dir.cleanup();
+        }
+      },
+    );
+  });
+
+  it('a Conditional Access block at a device code sign-in (relay365 login): AADSTS53003 explained, though MSAL keeps only invalid_grant', async () => {
+    await withSandbox(
+      (s) => (s.tenants[0]!.users.find((u) => u.upn === ALICE)!.conditionalAccess = { block: true, requireMfa: false, signInFrequencySeconds: null }),
+      async (sandbox) => {
+        const dir = await tempDir();
+        const identity = await createIdentity(
+          sandboxConfig(sandbox, dir.path, {
+            auth: { flow: 'device-code', tenant: ids.tenantId, clientId: ids.publicClientId },
+            mailboxes: [{ address: ALICE }],
+          }),
+        );
+        const password = sandbox.state.scenario.tenants[0]!.users.find((u) => u.upn === ALICE)!.password!;
+        try {
+          const login = identity.delegated(ALICE)!.loginWithDeviceCode(ALICE, (info) => {
+            void httpsRequest(`${sandbox.baseUrl}/devicelogin`, {
+              method: 'POST',
+              ca: sandbox.caPem,
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              body: new URLSearchParams({ user_code: info.userCode, username: ALICE, password }).toString(),
+            });
+          });
+          await assertRefusedAtTokenEndpoint(login, 'AADSTS53003', sandbox);
         } finally {
           identity.close();
           await dir.cleanup();
