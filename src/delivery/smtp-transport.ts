@@ -176,11 +176,15 @@ export class SmtpTransport implements Transport {
   private failure(base: { mailbox: string; messageId: string | undefined }, err: unknown): SendResult {
     // A token the identity platform would not give: the explanation is identity's (AADSTS).
     if (isRelay365Error(err)) {
+      // nodemailer's connection relabels an error of the token callback EAUTH (smtp-connection's
+      // _formatError), keeping relay365's own code as originalCode.
+      const original = (err as { originalCode?: unknown }).originalCode;
+      const code = typeof original === 'string' && original.startsWith('R365_') ? original : err.code;
       const explanation: Explanation = {
-        id: err.code.toLowerCase(),
+        id: code.toLowerCase(),
         class: err.retryable ? 'transient' : 'auth',
         cause: err.message,
-        fix: err.code === 'R365_LOGIN_REQUIRED' ? `relay365 login --mailbox ${base.mailbox}` : 'See the cause.',
+        fix: code === 'R365_LOGIN_REQUIRED' ? `relay365 login --mailbox ${base.mailbox}` : 'See the cause.',
       };
       return { ...base, ok: false, class: explanation.class, reply: undefined, explanation, stage: 'token', errorCode: 'R365' };
     }

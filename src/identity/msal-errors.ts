@@ -14,7 +14,7 @@ export function toIdentityError(err: unknown, mailbox: string): Relay365Error {
   const code = findAadstsCode(text);
   const row = explainAadsts(code);
   const details = { mailbox, aadsts: code, catalogueId: row?.id };
-  if (err instanceof InteractionRequiredAuthError || code === 'AADSTS700082' || code === 'AADSTS50173' || code === 'AADSTS70008') {
+  if (err instanceof InteractionRequiredAuthError || code === 'AADSTS700082' || code === 'AADSTS50173' || code === 'AADSTS70008' || code === 'AADSTS70043') {
     return new Relay365Error(
       'R365_LOGIN_REQUIRED',
       `${mailbox} must sign in again: ${row ? row.cause : safe}. Fix: run \`relay365 login --mailbox ${mailbox}\`.`,

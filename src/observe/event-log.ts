@@ -8,7 +8,7 @@ import type { Logger } from './logger.js';
 export function logEvents(events: EventBus, logger: Logger): () => void {
   return events.subscribe((event: RelayEvent) => {
     const { type, at: _at, ...fields } = event;
-    const level = type === 'message.failed' || type === 'mailbox.paused' ? 'warn' : 'info';
+    const level = type === 'message.failed' || type === 'mailbox.paused' || type === 'mailbox.needs_login' ? 'warn' : 'info';
     // The catalogue row's id (what `docs/errors.md`, the dashboard and a bug report name it by), its cause
     // and fix for people; not its class (the event has it) nor its handling.
     const explanation =

@@ -43,6 +43,8 @@ export type RelayEvent =
     }
   | { type: 'mailbox.paused'; mailbox: string; reason: string; explanation: Explanation | undefined; until: Date; at: Date }
   | { type: 'mailbox.resumed'; mailbox: string; at: Date }
+  /** A delegated mailbox's sign-in ended (refresh token expired, revoked, sign-in frequency): paused until `relay365 login`. */
+  | { type: 'mailbox.needs_login'; mailbox: string; cause: string; fix: string; at: Date }
   | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date }
   /** A non-delivery report for one recipient of a sent message, applied for the first time (src/bounces). */
   | {

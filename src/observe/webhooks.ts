@@ -10,6 +10,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.recipient.refused',
   'mailbox.paused',
   'mailbox.resumed',
+  'mailbox.needs_login',
   'message.bounced',
   'message.delayed',
   'credential.expiring',

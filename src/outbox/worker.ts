@@ -66,10 +66,20 @@ function recipientAnswers(message: StoredMessage, result: SendResult): NonNullab
   return message.envelope.to.map((address) => {
     const own = refused.get(address.toLowerCase());
     if (own !== undefined) {
-      return { address, state: 'refused', ...(own.reply !== undefined ? { reply: own.reply } : {}), ...(own.explanation ? { explanation: own.explanation } : {}) };
+      return {
+        address,
+        state: 'refused',
+        ...(own.reply !== undefined ? { reply: own.reply } : {}),
+        ...(own.explanation ? { explanation: own.explanation } : {}),
+      };
     }
     if (result.ok) return { address, state: 'accepted' };
-    return { address, state: 'refused', ...(result.reply !== undefined ? { reply: result.reply } : {}), ...(result.explanation ? { explanation: result.explanation } : {}) };
+    return {
+      address,
+      state: 'refused',
+      ...(result.reply !== undefined ? { reply: result.reply } : {}),
+      ...(result.explanation ? { explanation: result.explanation } : {}),
+    };
   });
 }
 
@@ -392,7 +402,13 @@ export class DeliveryWorker {
     // Exchange took it for no one (every recipient refused at RCPT, however the transport reported it): not sent.
     if (result.ok && recipients.every((r) => r.state === 'refused')) {
       const last = recipients.at(-1);
-      result = { ...result, ok: false, class: 'permanent', reply: last?.reply ?? result.reply, ...(last?.explanation ? { explanation: last.explanation } : {}) };
+      result = {
+        ...result,
+        ok: false,
+        class: 'permanent',
+        reply: last?.reply ?? result.reply,
+        ...(last?.explanation ? { explanation: last.explanation } : {}),
+      };
     }
     const durationMs = Date.now() - started;
     const attempt = {
@@ -474,7 +490,12 @@ export class DeliveryWorker {
   }
 
   /** One `message.recipient.refused` per refused recipient (logged at info by the event log, with `event`). */
-  private publishRefused(message: StoredMessage, mailbox: string, recipients: NonNullable<CompleteRequest['recipients']>, messageState: 'sent' | 'failed'): void {
+  private publishRefused(
+    message: StoredMessage,
+    mailbox: string,
+    recipients: NonNullable<CompleteRequest['recipients']>,
+    messageState: 'sent' | 'failed',
+  ): void {
     for (const r of recipients) {
       if (r.state !== 'refused') continue;
       this.options.events.publish({
@@ -573,6 +594,15 @@ export class DeliveryWorker {
       at: new Date(),
     });
     this.logger.warn({ mailbox: m.address, reply: result.reply, cause: result.explanation?.cause, fix: result.explanation?.fix }, 'mailbox paused');
+    // A delegated sign-in that ended (identity's R365_LOGIN_REQUIRED): only a person can fix it, so say so apart.
+    if (result.explanation?.id === 'r365_login_required')
+      this.options.events.publish({
+        type: 'mailbox.needs_login',
+        mailbox: m.address,
+        cause: result.explanation.cause,
+        fix: result.explanation.fix,
+        at: new Date(),
+      });
   }
 
   private resume(m: MailboxState): void {

@@ -1,6 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { resumeAfterLogin } from '../../src/cli/commands/login.js';
+import type { RelayEvent } from '../../src/observe/index.js';
+import { startRelay } from '../../src/runtime/index.js';
 import { explainAadsts } from '../../src/catalogue/index.js';
 import { composeMessage, SmtpTransport } from '../../src/delivery/index.js';
 import { createIdentity, extraCas, type Identity } from '../../src/identity/index.js';
@@ -296,3 +300,70 @@ describe('a shared mailbox through a delegate with FullAccess (relay365 SMTP tra
     });
   });
 });
+
+describe('a delegated mailbox whose sign-in ended (relay365 serve, its outbox, login)', () => {
+  it('pauses only that mailbox with mailbox.needs_login, keeps its queue, and resumes it at once after relay365 login', async () => {
+    await withSandbox(
+      () => undefined,
+      async (sandbox) => {
+        const dir = await tempDir();
+        const env = { ...process.env, RELAY365_SECRET_KEY: randomBytes(32).toString('base64') };
+        // The app-only default mailbox and Alice's own, delegated, never signed in (as after AADSTS70043 or a revoke).
+        const config = sandboxConfig(sandbox, dir.path, {
+          smtp: { enabled: false },
+          mailboxes: [{ address: ids.mailbox }, { address: ALICE, auth: { flow: 'auth-code', clientId: ids.publicClientId } }],
+          queue: { authPauseSeconds: 3600 },
+        });
+        const relay = await startRelay(config, { env });
+        const events: RelayEvent[] = [];
+        relay.events.subscribe((e) => events.push(e));
+        try {
+          const enqueue = async (from: string) => {
+            const m = await composeMessage({ from, to: 'bob@example.net', subject: `from ${from}`, text: 'x' });
+            return relay.enqueue({ mailbox: from, envelope: m.envelope, raw: m.raw, source: { kind: 'library' } });
+          };
+          const alices = await enqueue(ALICE);
+          await until(() => events.some((e) => e.type === 'mailbox.needs_login' && e.mailbox === ALICE), 10_000, 'mailbox.needs_login').catch(
+            (err: unknown) => {
+              console.error(JSON.stringify(events));
+              throw err;
+            },
+          );
+          const needs = events.find((e) => e.type === 'mailbox.needs_login')!;
+          assert.match(needs.type === 'mailbox.needs_login' ? needs.fix : '', /relay365 login --mailbox alice@/);
+          // The other mailbox is not held.
+          const other = await enqueue(ids.mailbox);
+          await until(async () => (await relay.store.get(other.id))?.state === 'sent', 10_000, 'the app-only mailbox to send');
+          assert.equal((await relay.store.get(alices.id))?.state, 'deferred', "Alice's message waits, not failed");
+          assert.equal((await relay.store.mailboxPauses()).map((p) => p.mailbox).join(), ALICE);
+
+          // What relay365 login does: Alice signs in (the same encrypted token cache), then asks for the resume.
+          const login = await createIdentity(config, { env });
+          try {
+            await login.delegated(ALICE)!.loginWithBrowser(ALICE, (url) => followAuthorize(sandbox, url));
+          } finally {
+            login.close();
+          }
+          const started = Date.now();
+          assert.ok(await resumeAfterLogin(config, ALICE), 'the pause was found and a resume asked');
+          // Within seconds, not at the next probe an hour away (queue.authPauseSeconds 3600).
+          await until(async () => (await relay.store.get(alices.id))?.state === 'sent', 15_000, "Alice's queue sent after the login");
+          assert.ok(Date.now() - started < 15_000);
+          assert.ok(events.some((e) => e.type === 'mailbox.resumed' && e.mailbox === ALICE));
+          assert.deepEqual(await relay.store.mailboxPauses(), []);
+        } finally {
+          await relay.close();
+          await dir.cleanup();
+        }
+      },
+    );
+  });
+});
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
