@@ -19,3 +19,21 @@ export function suppressionReply(entry: Pick<Suppression, 'address' | 'reason' |
   const fixed = `550 5.1.1 ${suppressionMessage({ ...entry, reason: '' }, 0)}`.length;
   return `550 5.1.1 ${suppressionMessage(entry, Math.min(300, 510 - fixed))}`;
 }
+
+/**
+ * What an operator may add to the list: an envelope address, something@domain without white space,
+ * angle brackets or control characters (the `POST /v1/suppressions` schema and `relay365 suppression add`).
+ */
+export const SUPPRESSION_ADDRESS_PATTERN = '^[^\\s@<>\\x00-\\x1f\\x7f]{1,64}@[^\\s@<>\\x00-\\x1f\\x7f]{1,255}$';
+
+/** A suppression as `/v1/suppressions` and `relay365 suppression list --json` show it. */
+export function suppressionJson(s: Suppression): Record<string, unknown> {
+  return {
+    address: s.address,
+    reason: s.reason,
+    dsnStatus: s.dsnStatus ?? null,
+    messageId: s.messageId ?? null,
+    source: s.source,
+    createdAt: s.createdAt.toISOString(),
+  };
+}

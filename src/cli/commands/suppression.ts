@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import type { OutboxStore, Suppression } from '../../outbox/index.js';
+import { SUPPRESSION_ADDRESS_PATTERN, suppressionJson } from '../../bounces/suppression.js';
+import type { OutboxStore } from '../../outbox/index.js';
 import { openOutboxStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 
@@ -16,21 +17,9 @@ async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore)
   }
 }
 
-function entryJson(s: Suppression) {
-  return {
-    address: s.address,
-    reason: s.reason,
-    dsnStatus: s.dsnStatus ?? null,
-    messageId: s.messageId ?? null,
-    source: s.source,
-    createdAt: s.createdAt.toISOString(),
-  };
-}
-
 /** An envelope address, as `POST /v1/suppressions` takes it. */
 function checkAddress(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  if (!/^[^\s@<>\x00-\x1f\x7f]{1,64}@[^\s@<>\x00-\x1f\x7f]{1,255}$/.test(value))
+  if (!new RegExp(SUPPRESSION_ADDRESS_PATTERN).test(value))
     throw new Relay365Error('R365_CLI_OPTION_INVALID', `${JSON.stringify(value)} is not an email address (name@domain).`);
   return value;
 }
@@ -52,7 +41,7 @@ export function suppressionCommand(): Command {
       await withStore(flags, async (store) => {
         const page = await store.suppressions({ limit });
         if (flags.json) {
-          console.log(JSON.stringify({ items: page.items.map(entryJson), nextCursor: page.nextCursor ?? null }, null, 2));
+          console.log(JSON.stringify({ items: page.items.map(suppressionJson), nextCursor: page.nextCursor ?? null }, null, 2));
           return;
         }
         if (page.items.length === 0) console.log('No suppressed address.');
@@ -71,7 +60,7 @@ export function suppressionCommand(): Command {
       await withStore(flags, async (store) => {
         await store.suppress({ address, reason: flags.reason.replace(/[\r\n]+/g, ' ').slice(0, 300), source: 'manual' });
         const [entry] = await store.suppressed([address]);
-        if (flags.json) console.log(JSON.stringify(entry ? entryJson(entry) : { address }));
+        if (flags.json) console.log(JSON.stringify(entry ? suppressionJson(entry) : { address }));
         else console.log(`${address} suppressed: SMTP answers 550 5.1.1 at RCPT TO, the HTTP API 422 R365_SUPPRESSED.`);
       });
     });

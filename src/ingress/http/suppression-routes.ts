@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { OutboxStore, Suppression } from '../../outbox/index.js';
+import type { OutboxStore } from '../../outbox/index.js';
+import { SUPPRESSION_ADDRESS_PATTERN, suppressionJson } from '../../bounces/suppression.js';
 import { apiError, errorResponseSchema } from './errors.js';
 
 const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
@@ -24,20 +25,6 @@ const addressParams = {
   required: ['address'],
   properties: { address: { type: 'string', maxLength: 320 } },
 } as const;
-
-/** An envelope address: something@domain, no white space or control characters. */
-const ADDRESS = '^[^\\s@<>\\x00-\\x1f\\x7f]{1,64}@[^\\s@<>\\x00-\\x1f\\x7f]{1,255}$';
-
-function view(s: Suppression): Record<string, unknown> {
-  return {
-    address: s.address,
-    reason: s.reason,
-    dsnStatus: s.dsnStatus ?? null,
-    messageId: s.messageId ?? null,
-    source: s.source,
-    createdAt: s.createdAt.toISOString(),
-  };
-}
 
 /**
  * `/v1/suppressions`: the addresses relay365 refuses to send to (docs/bounces.md). Reading needs the
@@ -74,7 +61,7 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
       const limit = request.query.limit === undefined ? undefined : Number(request.query.limit);
       if (limit !== undefined && (limit < 1 || limit > 500)) throw apiError('R365_HTTP_INVALID_REQUEST', 'limit must be between 1 and 500.', { field: 'limit' });
       const page = await deps.store.suppressions({ ...(limit !== undefined ? { limit } : {}), ...(request.query.cursor !== undefined ? { cursor: request.query.cursor } : {}) });
-      return { items: page.items.map(view), nextCursor: page.nextCursor ?? null };
+      return { items: page.items.map(suppressionJson), nextCursor: page.nextCursor ?? null };
     },
   );
 
@@ -92,7 +79,7 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
           additionalProperties: false,
           required: ['address'],
           properties: {
-            address: { type: 'string', pattern: ADDRESS, maxLength: 320 },
+            address: { type: 'string', pattern: SUPPRESSION_ADDRESS_PATTERN, maxLength: 320 },
             reason: { type: 'string', minLength: 1, maxLength: 300, pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'Why (default: "added by <key name>").' },
           },
         },
@@ -103,7 +90,7 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
       const reason = request.body.reason ?? `added by ${request.apiKey?.name ?? 'an operator'} through the API`;
       await deps.store.suppress({ address: request.body.address, reason, source: 'manual' });
       const [entry] = await deps.store.suppressed([request.body.address]);
-      return reply.code(201).send(view(entry ?? { address: request.body.address, reason, source: 'manual', createdAt: new Date() }));
+      return reply.code(201).send(suppressionJson(entry ?? { address: request.body.address, reason, source: 'manual', createdAt: new Date() }));
     },
   );
 
