@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import addressparser from 'nodemailer/lib/addressparser';
-import { checkMailboxAccess, type MailboxNeed } from './graph-access.js';
+import type { MailboxNeed } from './graph-access.js';
+import { GraphError, authorizeGraph, sendGraphError } from './graph-http.js';
 import type { MailFolder, MailItem } from './mailbox-store.js';
-import { RESOURCES } from './scenario.js';
 import type { SandboxState } from './state.js';
-import type { AccessTokenClaims, TokenIssuer } from './tokens.js';
+import type { TokenIssuer } from './tokens.js';
 
 /**
  * Microsoft Graph's mailbox reading, as a bounce reader uses it: a folder's messages (list and delta),
@@ -24,9 +24,6 @@ export interface GraphMailRoutesOptions {
   baseUrl: () => string;
 }
 
-/** Graph accepts either form of its audience (shared/M365.md, Token shape). */
-const GRAPH_AUDIENCES = new Set<string>([RESOURCES.graph.appAudience, RESOURCES.graph.appId]);
-
 /**
  * Default page of a delta round: "the default page size is 10 messages", changed with `Prefer:
  * odata.maxpagesize` (MS Learn "Get incremental changes to messages in a folder"); list calls default
@@ -37,16 +34,6 @@ const DEFAULT_PAGE = 10;
 const MAX_PAGE = 1000;
 
 const NOT_FOUND = { code: 'ErrorItemNotFound', message: 'The specified object was not found in the store.' };
-
-class GraphError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** A delta round's state, carried in `$skiptoken` (mid-round) and `$deltatoken` (next round). */
 interface DeltaState {
@@ -76,7 +63,16 @@ function decodeToken(token: string): DeltaState | undefined {
   try {
     const v = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Partial<DeltaState>;
     if (typeof v.f !== 'string' || typeof v.s !== 'number' || typeof v.u !== 'number' || typeof v.o !== 'number' || typeof v.p !== 'number') return undefined;
-    return { f: v.f, s: v.s, u: v.u, o: v.o, p: v.p, ...(typeof v.sel === 'string' ? { sel: v.sel } : {}), ...(typeof v.r === 'string' ? { r: v.r } : {}), ...(v.ct === 'created' || v.ct === 'updated' || v.ct === 'deleted' ? { ct: v.ct } : {}) };
+    return {
+      f: v.f,
+      s: v.s,
+      u: v.u,
+      o: v.o,
+      p: v.p,
+      ...(typeof v.sel === 'string' ? { sel: v.sel } : {}),
+      ...(typeof v.r === 'string' ? { r: v.r } : {}),
+      ...(v.ct === 'created' || v.ct === 'updated' || v.ct === 'deleted' ? { ct: v.ct } : {}),
+    };
   } catch {
     return undefined;
   }
@@ -156,21 +152,6 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
    */
   const rounds = new Map<string, Array<{ id: string; removed: boolean }>>();
 
-  function send(request: FastifyRequest, reply: FastifyReply, err: GraphError): FastifyReply {
-    const requestId = randomUUID();
-    const clientRequestId = typeof request.headers['client-request-id'] === 'string' ? request.headers['client-request-id'] : requestId;
-    return reply
-      .code(err.status)
-      .headers({ 'request-id': requestId, 'client-request-id': clientRequestId })
-      .send({
-        error: {
-          code: err.code,
-          message: err.message,
-          innerError: { date: new Date().toISOString().replace(/\.\d+Z$/, ''), 'request-id': requestId, 'client-request-id': clientRequestId },
-        },
-      });
-  }
-
   type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   function route(handler: Handler): Handler {
     return async (request, reply) => {
@@ -178,28 +159,16 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
       try {
         return await handler(request, reply);
       } catch (err) {
-        if (err instanceof GraphError) return send(request, reply, err);
+        if (err instanceof GraphError) return sendGraphError(request, reply, err);
         throw err;
       }
     };
   }
 
   /** The token's checks (signature, expiry, audience), then graph-access.ts for the mailbox; returns the mailbox's UPN. */
+  /** Graph's token and mailbox checks (graph-http.ts); returns the mailbox's UPN. */
   async function authorize(request: FastifyRequest, userRef: string, need: MailboxNeed): Promise<string> {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
-    if (!match) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
-    let claims: AccessTokenClaims;
-    try {
-      claims = await issuer.verify(match[1]!);
-    } catch (err) {
-      const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
-      throw new GraphError(401, 'InvalidAuthenticationToken', expired ? 'Lifetime validation failed, the token is expired.' : 'Access token validation failure.');
-    }
-    if (!GRAPH_AUDIENCES.has(claims.aud)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.');
-    const refusal = checkMailboxAccess(state.scenario, claims, userRef, need);
-    if (refusal) throw new GraphError(refusal.status, refusal.body.error.code, refusal.body.error.message);
-    const found = state.findUser(userRef) ?? state.scenario.tenants.flatMap((t) => t.users).map((u) => ({ user: u })).find((f) => f.user.id.toLowerCase() === userRef.toLowerCase());
-    return found!.user.upn;
+    return (await authorizeGraph(issuer, state.scenario, request, userRef, need)).user.upn;
   }
 
   function folderOf(mailbox: string, ref: string): MailFolder {
@@ -234,7 +203,8 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
       const parentId = parentRef === undefined ? undefined : folderOf(mailbox, params[parentRef]!).id;
       let list = parentId === undefined ? all.filter((f) => f.parentFolderId === all[0]!.parentFolderId) : all.filter((f) => f.parentFolderId === parentId);
       const filter = /^\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*$/i.exec(query.$filter ?? '');
-      if (query.$filter !== undefined && !filter) throw new GraphError(400, 'ErrorInvalidUrlQueryFilter', 'The query filter contains one or more invalid nodes.');
+      if (query.$filter !== undefined && !filter)
+        throw new GraphError(400, 'ErrorInvalidUrlQueryFilter', 'The query filter contains one or more invalid nodes.');
       if (filter) list = list.filter((f) => f.displayName === filter[1]!.replace(/''/g, "'"));
       const top = Math.max(1, Math.min(Number(query.$top ?? DEFAULT_PAGE) || DEFAULT_PAGE, MAX_PAGE));
       return reply.send({
@@ -256,7 +226,9 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
       const folder = state.mail.createFolder(mailbox, body.displayName, parentId);
       // Graph's answer to a name taken under the same parent.
       if (!folder) throw new GraphError(409, 'ErrorFolderExists', 'A folder with the specified name already exists.');
-      return reply.code(201).send({ '@odata.context': `${baseUrl()}/v1.0/$metadata#users('${mailbox}')/mailFolders/$entity`, ...folderResource(state, mailbox, folder) });
+      return reply
+        .code(201)
+        .send({ '@odata.context': `${baseUrl()}/v1.0/$metadata#users('${mailbox}')/mailFolders/$entity`, ...folderResource(state, mailbox, folder) });
     });
 
   app.get('/v1.0/users/:user/mailFolders', listFolders(undefined));
@@ -288,7 +260,9 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
       return reply.send({
         '@odata.context': `${baseUrl()}/v1.0/$metadata#users('${mailbox}')/mailFolders('${params.folder!}')/messages`,
         value: page.map((i) => pick(messageResource(i), query.$select)),
-        ...(skip + top < items.length ? { '@odata.nextLink': `${url(encodeURIComponent(params.user!))}/mailFolders/${encodeURIComponent(params.folder!)}/messages?${next.toString()}` } : {}),
+        ...(skip + top < items.length
+          ? { '@odata.nextLink': `${url(encodeURIComponent(params.user!))}/mailFolders/${encodeURIComponent(params.folder!)}/messages?${next.toString()}` }
+          : {}),
       });
     }),
   );
@@ -316,7 +290,8 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
         const decoded = decodeToken(token);
         // An unusable state token: Graph answers 410 Gone and the client starts over (io-msgraph's
         // description of Graph's delta, docs.rs/io-msgraph; the sandbox's code name is its own).
-        if (!decoded || decoded.f !== folder.id) throw new GraphError(410, 'SyncStateNotFound', 'The sync state is not valid for this folder. Start a new round without a token.');
+        if (!decoded || decoded.f !== folder.id)
+          throw new GraphError(410, 'SyncStateNotFound', 'The sync state is not valid for this folder. Start a new round without a token.');
         round =
           query.$deltatoken !== undefined
             ? { ...decoded, s: decoded.u, u: state.mail.changeNumber, o: 0, p: preferred ?? decoded.p }
@@ -327,7 +302,15 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
         if (ct !== undefined && ct !== 'created' && ct !== 'updated' && ct !== 'deleted') {
           throw new GraphError(400, 'ErrorInvalidUrlQuery', `The value '${ct}' of changeType is not valid: use created, updated or deleted.`);
         }
-        round = { f: folder.id, s: 0, u: state.mail.changeNumber, o: 0, p: preferred ?? top ?? DEFAULT_PAGE, ...(query.$select ? { sel: query.$select } : {}), ...(ct ? { ct } : {}) };
+        round = {
+          f: folder.id,
+          s: 0,
+          u: state.mail.changeNumber,
+          o: 0,
+          p: preferred ?? top ?? DEFAULT_PAGE,
+          ...(query.$select ? { sel: query.$select } : {}),
+          ...(ct ? { ct } : {}),
+        };
       }
       let snapshot = round.r !== undefined && query.$skiptoken !== undefined ? rounds.get(round.r) : undefined;
       if (!snapshot) {

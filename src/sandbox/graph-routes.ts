@@ -1,8 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import addressparser from 'nodemailer/lib/addressparser';
-import { checkMailboxAccess, findMailbox } from './graph-access.js';
-import { RESOURCES, type Tenant, type User } from './scenario.js';
+import { GraphError, authorizeGraph, sendGraphError } from './graph-http.js';
+import type { Tenant, User } from './scenario.js';
 import type { SandboxState } from './state.js';
 import type { AccessTokenClaims, TokenIssuer } from './tokens.js';
 
@@ -17,8 +17,6 @@ export interface GraphRoutesOptions {
 const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 /** Upload-session chunks must be at most 4 MB (Microsoft Learn: "Attach large files to Outlook messages"). */
 const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
-/** Graph accepts either form of its audience (shared/M365.md, Token shape). */
-const GRAPH_AUDIENCES = new Set<string>([RESOURCES.graph.appAudience, RESOURCES.graph.appId]);
 const CRLF = '\r\n';
 
 /** A draft created from MIME, waiting for its uploads and `send`. */
@@ -47,17 +45,6 @@ interface Caller {
   tenant: Tenant;
   user: User;
   claims: AccessTokenClaims;
-}
-
-class GraphError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
 }
 
 /** The header block of a MIME message (latin1, unfolded), names in lower case. */
@@ -133,25 +120,6 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 200 * 1024 * 1024 }, (_request, body, parsed) => parsed(null, body));
 
-  function send(request: FastifyRequest, reply: FastifyReply, err: GraphError): FastifyReply {
-    const requestId = randomUUID();
-    const clientRequestId = request.headers['client-request-id'];
-    return reply
-      .code(err.status)
-      .headers({ 'request-id': requestId, ...(typeof clientRequestId === 'string' ? { 'client-request-id': clientRequestId } : {}), ...err.headers })
-      .send({
-        error: {
-          code: err.code,
-          message: err.message,
-          innerError: {
-            date: new Date().toISOString().replace(/\.\d+Z$/, ''),
-            'request-id': requestId,
-            'client-request-id': typeof clientRequestId === 'string' ? clientRequestId : requestId,
-          },
-        },
-      });
-  }
-
   /** Runs a Graph handler: counts it, answers its GraphError in Graph's shape. */
   function route(handler: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>) {
     return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
@@ -161,7 +129,7 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
       } catch (err) {
         if (err instanceof GraphError) {
           if (err.status === 429) state.recordThrottle();
-          return send(request, reply, err);
+          return sendGraphError(request, reply, err);
         }
         throw err;
       }
@@ -170,24 +138,8 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
 
   /** Graph's token checks, then the user and mailbox, then throttling; returns the caller and a release. */
   async function authorize(request: FastifyRequest, userRef: string): Promise<Caller & { release: () => void }> {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
-    if (!match) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
-    let claims: AccessTokenClaims;
-    try {
-      claims = await issuer.verify(match[1]!);
-    } catch (err) {
-      const expired = (err as { code?: string }).code === 'ERR_JWT_EXPIRED';
-      throw new GraphError(
-        401,
-        'InvalidAuthenticationToken',
-        expired ? 'Lifetime validation failed, the token is expired.' : 'Access token validation failure.',
-      );
-    }
-    if (!GRAPH_AUDIENCES.has(claims.aud)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.');
-    // Scopes, roles, shared-mailbox rights and RBAC for Applications scopes: one decision for every Graph route.
-    const refusal = checkMailboxAccess(state.scenario, claims, userRef, 'Mail.Send');
-    if (refusal) throw new GraphError(refusal.status, refusal.body.error.code, refusal.body.error.message);
-    const found = findMailbox(state.scenario, userRef)!;
+    // Token checks, then scopes, roles, shared-mailbox rights and RBAC for Applications scopes: one decision for every Graph route.
+    const found = await authorizeGraph(issuer, state.scenario, request, userRef, 'Mail.Send');
     const mailbox = found.user.upn.toLowerCase();
     const fault = state.takeGraphFault(mailbox);
     if (fault) {
@@ -215,7 +167,6 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
     let released = false;
     return {
       ...found,
-      claims,
       release: () => {
         if (released) return;
         released = true;
