@@ -1,4 +1,5 @@
-export { createMailer, pickSendingMailbox, recipientResults, type Mailer, type MailerOptions, type MailerResult, type RecipientResult } from './mailer.js';
+export { createMailer, pickSendingMailbox, type Mailer, type MailerOptions } from './mailer.js';
+export { recipientResults, type MailerResult, type RecipientResult } from './recipients.js';
 export { composeMessage, messageIdOf, type MessageInput, type MessageFields, type RawMessage } from './compose.js';
 export { SmtpTransport, hveEndpoint, type SmtpTransportOptions } from './smtp-transport.js';
 export type { Envelope, OutgoingMessage, SendResult, Transport } from './types.js';

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { isUnknownReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
 import type { SendResult, Transport } from '../delivery/index.js';
+import { recipientResults, type RecipientResult } from '../delivery/recipients.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import { backoffDelay } from './backoff.js';
 import { composeBounce, headerBlock, isAutomatic } from './bounce.js';
@@ -58,29 +59,12 @@ interface MailboxState {
 }
 
 /**
- * Exchange's answer for each envelope recipient: one it refused at RCPT with its own reply; the others
- * accepted when the message went, or refused with the message's reply when the whole message was.
+ * Exchange's answer for each envelope recipient (delivery's recipientResults): one it refused at RCPT
+ * with its own reply; the others accepted when the message went, or refused with the message's reply
+ * when the whole message was. Recipients nothing was decided for (a transient failure) are left out.
  */
 function recipientAnswers(message: StoredMessage, result: SendResult): NonNullable<CompleteRequest['recipients']> {
-  const refused = new Map((result.rejected ?? []).map((r) => [r.address.toLowerCase(), r]));
-  return message.envelope.to.map((address) => {
-    const own = refused.get(address.toLowerCase());
-    if (own !== undefined) {
-      return {
-        address,
-        state: 'refused',
-        ...(own.reply !== undefined ? { reply: own.reply } : {}),
-        ...(own.explanation ? { explanation: own.explanation } : {}),
-      };
-    }
-    if (result.ok) return { address, state: 'accepted' };
-    return {
-      address,
-      state: 'refused',
-      ...(result.reply !== undefined ? { reply: result.reply } : {}),
-      ...(result.explanation ? { explanation: result.explanation } : {}),
-    };
-  });
+  return recipientResults(message.envelope.to, result).filter((r): r is RecipientResult & { state: 'accepted' | 'refused' } => r.state !== 'pending');
 }
 
 function explanationUnknown(result: SendResult): boolean {
