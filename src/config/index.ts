@@ -7,6 +7,7 @@ export {
   CLOUD_NAMES,
   AUTH_FLOWS,
   MAILBOX_TRANSPORTS,
+  defaultGreetingDelayMs,
   type MailboxTransport,
   type Config,
   type ConfigInput,

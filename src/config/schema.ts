@@ -258,6 +258,16 @@ export const deliverySchema = z
 /** A sender rule: an exact address or `@domain`; a user or address may only use senders its rules allow. */
 const senderRule = z.string().regex(/^([^@\s]+@[^@\s]+|@[^@\s]+)$/, 'must be an address or @domain');
 
+/**
+ * The greeting delay of a listener without `greetingDelayMs`. Submission listeners (`starttls`,
+ * `implicit`) greet at once: their clients log in, and smtp-server's 100 ms wait before every greeting
+ * capped devices that connect per message. A plain listener (`none`, port-25 style, for LAN devices on
+ * the allowlist that cannot do TLS) keeps smtp-server's 100 ms early-talker check.
+ */
+export function defaultGreetingDelayMs(tls: 'starttls' | 'implicit' | 'none'): number {
+  return tls === 'none' ? 100 : 0;
+}
+
 /** The local SMTP relay (`relay365 serve`) for printers, scanners and legacy apps. */
 export const smtpIngressSchema = z
   .object({
@@ -276,10 +286,17 @@ export const smtpIngressSchema = z
              * cannot do TLS (old printers). Passwords then cross the network in clear.
              */
             allowPlainAuth: z.boolean().default(false),
+            /**
+             * How long the greeting waits after the connection is accepted; a client that sends a command
+             * before it is refused (`421 You talk too soon`, smtp-server's early-talker check). Default
+             * {@link defaultGreetingDelayMs}: none where clients log in over TLS, 100 ms on `tls: none`.
+             */
+            greetingDelayMs: z.number().int().min(0).max(30_000).optional(),
           })
-          .strict(),
+          .strict()
+          .transform((listener) => ({ ...listener, greetingDelayMs: listener.greetingDelayMs ?? defaultGreetingDelayMs(listener.tls) })),
       )
-      .default([{ host: '127.0.0.1', port: 2525, tls: 'starttls', allowPlainAuth: false }]),
+      .default([{ host: '127.0.0.1', port: 2525, tls: 'starttls', allowPlainAuth: false, greetingDelayMs: 0 }]),
     /** PEM certificate and key for TLS; without them relay365 makes a self-signed pair in `<dataDir>/tls`. */
     certFile: z.string().optional(),
     keyFile: z.string().optional(),

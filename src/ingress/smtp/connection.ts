@@ -12,6 +12,11 @@ export interface ListenerPolicy {
   tls: 'starttls' | 'implicit' | 'none';
   /** AUTH (and its advertisement) before TLS. */
   allowPlainAuth: boolean;
+  /**
+   * Milliseconds between accepting a connection and greeting it (`smtp.listeners[].greetingDelayMs`);
+   * a command read before the greeting is refused with smtp-server's `421 You talk too soon`. 0: greet at once.
+   */
+  greetingDelayMs: number;
 }
 
 /** State and policy the connections of every listener share. */
@@ -30,7 +35,7 @@ export interface ConnectionHooks {
  * basic code and the library's text (smtp-server 3.21, lib/smtp-connection.js).
  */
 const LIBRARY_REWRITES: ReadonlyArray<{ code: number; text: RegExp; line: (server: RelayServer) => string }> = [
-  // init(): the `maxClients` backstop (our own per-client and total limits answer first, in onConnect).
+  // init() (RelayConnection's, as smtp-server's): the `maxClients` backstop (our own per-client and total limits answer first, in onConnect).
   { code: 421, text: /Too many connected clients/, line: () => REPLIES.tooManyConnections },
   // The parser's error for a line over `maxCommandLength`: it cannot resynchronise and closes.
   { code: 421, text: /^Error: Command line too long/, line: () => REPLIES.commandTooLong },
@@ -61,6 +66,30 @@ export class RelayConnection extends SMTPConnection {
 
   private get relay(): RelayServer {
     return this._server as RelayServer;
+  }
+
+  /**
+   * Starts the session: replaces smtp-server's init() (3.21), which waits 100 ms before every
+   * greeting, with the listener's `greetingDelayMs`. That wait is the whole early-talker check: a
+   * command read while `_ready` is false gets `421 You talk too soon` (`_onCommand`) and the connection
+   * closes. After the delay the greeting waits one more turn of the event loop (setImmediate runs after
+   * the poll phase), so bytes that arrived during the delay are read first even when the loop was
+   * blocked past it; smtp-server's timer raced those reads and greeted a client that had already
+   * written its whole transaction.
+   */
+  override init(): void {
+    this._setListeners(() => {
+      const { maxClients } = this._server.options;
+      if (maxClients && this._server.connections.size > maxClients) {
+        return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+      }
+      const delay = this.relay.policy.greetingDelayMs;
+      if (delay === 0) return this.connectionReady();
+      // The timer is unref'd as smtp-server's (a connection waiting for its greeting does not keep the
+      // process alive); the immediate is not: an unref'd one lets the poll phase block, and the greeting
+      // would wait for the next unrelated event.
+      setTimeout(() => setImmediate(() => this.connectionReady()), delay).unref();
+    });
   }
 
   /** True once the socket has closed (an async check may outlive its connection). */

@@ -594,7 +594,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       const opened: SmtpListenerAddress[] = [];
       servers = [];
       for (const listener of config.listeners) {
-        const policy: ListenerPolicy = { tls: listener.tls, allowPlainAuth: listener.allowPlainAuth };
+        const policy: ListenerPolicy = { tls: listener.tls, allowPlainAuth: listener.allowPlainAuth, greetingDelayMs: listener.greetingDelayMs };
         const server = new RelayServer(serverOptions(listener), policy, hooks);
         // A failed handshake or a reset must never take the relay down; smtp-server reports them here.
         server.on('error', (err: Error & { code?: string }) => logger.debug({ err, code: err.code }, 'SMTP connection error'));
