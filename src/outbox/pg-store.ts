@@ -4,6 +4,7 @@ import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
+import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
 import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from './pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
@@ -53,11 +54,6 @@ export type { PgMigrationReport } from './pg-database.js';
 /** list(): page size when none is asked for, and the most one page may hold (as the SQLite store). */
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 500;
-/**
- * When only the connection limit stopped a claim, try again this soon: a connection frees as soon
- * as a send completes, which is usually well before the soonest lease expires.
- */
-const CONNECTION_RETRY_MS = 1000;
 /** getRaw() reads a message in slices of this size (see `getRawSlice` in pg-sql.ts). */
 const RAW_SLICE_BYTES = 1024 * 1024;
 
@@ -217,52 +213,30 @@ export class PgOutboxStore implements OutboxStore {
     // The day window is the longest any quota looks back: older rows only take space.
     await client.query(sql.pruneSends, [mailbox, now - limits.dayMs]);
     const usage = (await client.query<PgUsageRow>(sql.usage, [mailbox, now, now - limits.minuteMs, now - limits.dayMs])).rows[0]!;
-    const connectionSlots = limits.maxConnections - usage.live;
-    const rateSlots = limits.messagesPerMinute - usage.minute_n;
-    const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
-    // One candidate more than the slots: tells a limit that stopped the claim from an empty queue.
-    const candidates = await this.dueMessages(client, mailbox, request.pools, now, slots + 1);
+    const totals: MailboxTotals = {
+      live: usage.live,
+      soonestLeaseExpiry: usage.soonest,
+      minuteSends: usage.minute_n,
+      minuteOldest: usage.minute_oldest,
+      dayRecipients: usage.day_recipients,
+    };
+    const candidates = await this.dueMessages(client, mailbox, request.pools, now, candidatesToRead(totals, limits, request.max));
+    const plan = planClaim({ candidates, totals, limits, max: request.max, leaseMs: request.leaseMs, now });
 
-    const claimed: StoredMessage[] = [];
-    let recipients = usage.day_recipients;
-    let recipientsNeeded: number | undefined;
-    for (const row of candidates) {
-      if (claimed.length === slots) break;
-      // A message with more recipients than a whole day allows could never fit: it goes alone,
-      // into an empty window, rather than hold up the mailbox forever.
-      const fits = recipients + row.recipients <= limits.recipientsPerDay || recipients === 0;
-      if (!fits) {
-        recipientsNeeded = recipients + row.recipients - limits.recipientsPerDay;
-        break;
-      }
-      recipients += row.recipients;
-      claimed.push(toStoredMessage({ ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now }));
-    }
+    const claimed = plan.claim.map((row) =>
+      toStoredMessage({ ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now }),
+    );
     if (claimed.length > 0) {
       const ids = claimed.map((m) => m.id);
       await client.query(sql.leaseMessages, [mailbox, request.owner, now + request.leaseMs, now, ids]);
       await client.query(sql.insertSends, [mailbox, now, claimed.map((m) => m.envelope.to.length), ids]);
     }
 
-    if (recipientsNeeded !== undefined) {
-      const freed = (await client.query<{ at: number | null }>(sql.recipientsFreedAt, [mailbox, now - limits.dayMs, recipientsNeeded])).rows[0]?.at ?? now;
-      return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(freed + limits.dayMs) };
-    }
-    // Nothing more is due: the queue, not a limit, ended the claim.
-    if (candidates.length <= claimed.length) return { messages: claimed };
-    const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
-    if (rateSlots - claimed.length <= 0) {
-      // The oldest send in the window leaves it minuteMs after it was made; sends of this claim are at `now`.
-      blocks.push({ by: 'rate', until: (usage.minute_oldest ?? now) + limits.minuteMs });
-    }
-    if (connectionSlots - claimed.length <= 0) {
-      const soonestExpiry = Math.min(usage.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
-      blocks.push({ by: 'connections', until: Math.min(now + CONNECTION_RETRY_MS, soonestExpiry) });
-    }
-    // No block when `max` alone stopped the claim. Otherwise every exhausted limit must clear
-    // before another message may go: report the last one to clear.
-    const block = blocks.sort((a, b) => b.until - a.until)[0];
-    return block === undefined ? { messages: claimed } : { messages: claimed, blockedBy: block.by, blockedUntil: new Date(block.until) };
+    const { blocked } = plan;
+    if (blocked === undefined) return { messages: claimed };
+    if (blocked.by !== 'recipients') return { messages: claimed, blockedBy: blocked.by, blockedUntil: new Date(blocked.until) };
+    const freed = (await client.query<{ at: number | null }>(sql.recipientsFreedAt, [mailbox, now - limits.dayMs, blocked.recipientsNeeded])).rows[0]?.at ?? now;
+    return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(freed + limits.dayMs) };
   }
 
   /**

@@ -7,6 +7,7 @@ import { newMessageId } from './ids.js';
 import { createPrivateFile } from './sqlite-file.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
+import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './sqlite-sql.js';
 import {
   FINISHED_STATES,
@@ -48,12 +49,6 @@ export interface SqliteStoreOptions {
 /** list(): page size when none is asked for, and the most one page may hold. */
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 500;
-/**
- * When only the connection limit stopped a claim, try again this soon: a connection frees as soon
- * as a send completes, which is usually well before the soonest lease expires.
- */
-const CONNECTION_RETRY_MS = 1000;
-
 /**
  * Opens (creating it and its folder if needed) the SQLite outbox at `path`, applies the pending
  * migrations and returns the store. The file is made mode 0600, since it holds every message
@@ -613,55 +608,33 @@ export class SqliteOutboxStore implements OutboxStore {
     const sql = this.sql;
     const claim = this.db.transaction((request: ClaimRequest, now: number): ClaimResult => {
       const { mailbox, limits } = request;
-      const totals = this.slideWindows(mailbox, now, limits);
+      const windows = this.slideWindows(mailbox, now, limits);
       const live = sql.liveLeases.get({ mailbox, now }) ?? { n: 0, soonest: null };
-      const connectionSlots = limits.maxConnections - live.n;
-      const rateSlots = limits.messagesPerMinute - totals.minuteSends;
-      const slots = Math.max(0, Math.min(connectionSlots, rateSlots, request.max));
-      // One candidate more than the slots: tells a limit that stopped the claim from an empty queue.
-      const candidates = this.dueMessages(mailbox, request.pools, now, slots + 1);
+      const totals: MailboxTotals = {
+        live: live.n,
+        soonestLeaseExpiry: live.soonest,
+        minuteSends: windows.minuteSends,
+        minuteOldest: sql.oldestSendSince.get({ mailbox, since: windows.minuteEdge })?.at ?? null,
+        dayRecipients: windows.dayRecipients,
+      };
+      const candidates = this.dueMessages(mailbox, request.pools, now, candidatesToRead(totals, limits, request.max));
+      const plan = planClaim({ candidates, totals, limits, max: request.max, leaseMs: request.leaseMs, now });
 
       const claimed: StoredMessage[] = [];
-      let recipients = totals.dayRecipients;
-      let recipientsNeeded: number | undefined;
-      for (const row of candidates) {
-        if (claimed.length === slots) break;
-        // A message with more recipients than a whole day allows could never fit: it goes alone,
-        // into an empty window, rather than hold up the mailbox forever.
-        const fits = recipients + row.recipients <= limits.recipientsPerDay || recipients === 0;
-        if (!fits) {
-          recipientsNeeded = recipients + row.recipients - limits.recipientsPerDay;
-          break;
-        }
+      for (const row of plan.claim) {
         const leased: MessageRow = { ...row, state: 'sending', mailbox, lease_owner: request.owner, lease_until: now + request.leaseMs, updated_at: now };
         const lease = { id: row.id, owner: request.owner, leaseUntil: now + request.leaseMs, updatedAt: now };
         if (row.mailbox === null) sql.leasePoolMessage.run({ ...lease, mailbox });
         else sql.leaseMessage.run(lease);
         sql.insertSend.run({ mailbox, at: now, recipients: row.recipients, messageId: row.id });
-        recipients += row.recipients;
         claimed.push(toStoredMessage(leased));
       }
-      sql.saveSendTotals.run({ mailbox, dayRecipients: recipients, minuteEdge: totals.minuteEdge, minuteSends: totals.minuteSends + claimed.length });
+      sql.saveSendTotals.run({ mailbox, dayRecipients: plan.totals.dayRecipients, minuteEdge: windows.minuteEdge, minuteSends: plan.totals.minuteSends });
 
-      if (recipientsNeeded !== undefined) {
-        return { messages: claimed, blockedBy: 'recipients', blockedUntil: new Date(this.recipientsFreeAt(mailbox, now, limits.dayMs, recipientsNeeded)) };
-      }
-      // Nothing more is due: the queue, not a limit, ended the claim.
-      if (candidates.length <= claimed.length) return { messages: claimed };
-      const blocks: Array<{ by: 'connections' | 'rate'; until: number }> = [];
-      if (rateSlots - claimed.length <= 0) {
-        // The oldest send in the window leaves it minuteMs after it was made; sends of this claim are at `now`.
-        const oldest = sql.oldestSendSince.get({ mailbox, since: totals.minuteEdge })?.at ?? now;
-        blocks.push({ by: 'rate', until: oldest + limits.minuteMs });
-      }
-      if (connectionSlots - claimed.length <= 0) {
-        const soonestExpiry = Math.min(live.soonest ?? Infinity, claimed.length > 0 ? now + request.leaseMs : Infinity) + 1;
-        blocks.push({ by: 'connections', until: Math.min(now + CONNECTION_RETRY_MS, soonestExpiry) });
-      }
-      // No block when `max` alone stopped the claim. Otherwise every exhausted limit must clear
-      // before another message may go: report the last one to clear.
-      const block = blocks.sort((a, b) => b.until - a.until)[0];
-      return block === undefined ? { messages: claimed } : { messages: claimed, blockedBy: block.by, blockedUntil: new Date(block.until) };
+      const { blocked } = plan;
+      if (blocked === undefined) return { messages: claimed };
+      const until = blocked.by === 'recipients' ? this.recipientsFreeAt(mailbox, now, limits.dayMs, blocked.recipientsNeeded) : blocked.until;
+      return { messages: claimed, blockedBy: blocked.by, blockedUntil: new Date(until) };
     });
 
     const complete = this.db.transaction((request: CompleteRequest): boolean => {
