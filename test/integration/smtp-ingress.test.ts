@@ -1120,8 +1120,8 @@ describe('SMTP ingress', () => {
   describe('connection limits', () => {
     it('limits connections per client address and in all with 421 4.7.0, idle time, and commands per connection', async () => {
       // The idle limit gets a relay of its own: with 1 s here, the first connections could time out
-      // while the later ones are still waiting for their greeting (each after smtp-server's 100 ms
-      // early-talker timer, which a busy virtual machine fires hundreds of milliseconds late).
+      // while the later ones are still waiting for their greeting (each after the 100 ms greeting delay
+      // of a tls: none listener, a timer a busy virtual machine fires hundreds of milliseconds late).
       const tight = await startHarness(dir, 'tight', {
         listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }],
         maxConnectionsPerClient: 2,
