@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser';
 import { explainConnectionError, explainGraphError, type Explanation } from '../catalogue/index.js';
-import { isRelay365Error } from '../errors.js';
-import type { CloudEndpoints, HttpsNetworkClient, TokenProvider } from '../identity/index.js';
+import { failureOf, tokenFailure, type CloudEndpoints, type HttpsNetworkClient, type TokenProvider } from '../identity/index.js';
 import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
 import { parseHeaderBlock, splitHeaderBody, splitLargeAttachments } from './mime-split.js';
 import type { OutgoingMessage, SendResult, Transport } from './types.js';
@@ -124,7 +123,8 @@ export class GraphTransport implements Transport {
     try {
       token = (await this.options.tokens.getToken(mailbox)).accessToken;
     } catch (err) {
-      return { ...base, ...tokenFailure(err, mailbox) };
+      const failure = tokenFailure(err, mailbox);
+      return { ...base, ok: false, class: failure.class, reply: undefined, explanation: failure.explanation, stage: 'token', errorCode: failure.code, failure };
     }
     const raw = withEnvelopeBcc(message);
     try {
@@ -153,6 +153,7 @@ export class GraphTransport implements Transport {
         reply: `relay365: the message is ${raw.length} bytes and has no top-level base64 attachments to upload separately`,
         explanation: { ...explanation, cause: `${explanation.cause} The message cannot be split: it is not multipart/mixed with base64 attachments.` },
         stage: 'split',
+        failure: failureOf('message', explanation),
       };
     }
     const created = await this.request(mailbox, 'POST', this.userUrl(mailbox, '/messages'), token, mimeBody(split.draft), [201]);
@@ -251,6 +252,7 @@ export class GraphTransport implements Transport {
         explanation,
         stage: stageOf(url, method),
         ...(e.code ? { errorCode: e.code } : {}),
+        failure: failureOf('connection', explanation, e.code),
       });
     }
     if (expected.includes(answer.status)) return answer;
@@ -267,6 +269,7 @@ export class GraphTransport implements Transport {
       stage: stageOf(url, method),
       errorCode: `HTTP_${answer.status}`,
       ...(wait !== undefined ? { retryAfterMs: wait } : {}),
+      failure: failureOf('reply', explanation, `HTTP_${answer.status}`),
     });
   }
 }
@@ -291,23 +294,7 @@ function stageOf(url: string, method: string): string {
 }
 
 function unexpected(answer: GraphAnswer, what: string): Omit<SendResult, 'mailbox' | 'messageId'> {
-  const explanation = explainGraphError(500, undefined);
-  return {
-    ok: false,
-    class: 'transient',
-    reply: `${answer.status}: ${what}`,
-    explanation: { ...explanation, cause: `Graph answered ${answer.status} but ${what}.` },
-  };
-}
-
-/** A token identity would not give: explained by identity (AADSTS), as the SMTP transport does. */
-function tokenFailure(err: unknown, mailbox: string): Omit<SendResult, 'mailbox' | 'messageId'> {
-  const known = isRelay365Error(err);
-  const explanation: Explanation = {
-    id: known ? err.code.toLowerCase() : 'token-unknown',
-    class: known && !err.retryable ? 'auth' : 'transient',
-    cause: known ? err.message : scrubSecrets(String(err)),
-    fix: known && err.code === 'R365_LOGIN_REQUIRED' ? `relay365 login --mailbox ${mailbox}` : 'See the cause.',
-  };
-  return { ok: false, class: explanation.class, reply: undefined, explanation, stage: 'token', errorCode: 'R365' };
+  const catalogued = explainGraphError(500, undefined);
+  const explanation = { ...catalogued, class: 'transient' as const, cause: `Graph answered ${answer.status} but ${what}.` };
+  return { ok: false, class: 'transient', reply: `${answer.status}: ${what}`, explanation, failure: failureOf('reply', explanation) };
 }

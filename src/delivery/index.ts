@@ -4,4 +4,14 @@ export { composeMessage, messageIdOf, type MessageInput, type MessageFields, typ
 export { SmtpTransport, hveEndpoint, type SmtpTransportOptions } from './smtp-transport.js';
 export type { Envelope, OutgoingMessage, SendResult, Transport } from './types.js';
 export { GraphTransport, retryAfterMs, type GraphTransportOptions } from './graph-transport.js';
-export { RoutingTransport, transportForMailboxes } from './routing-transport.js';
+export {
+  TRANSPORTS,
+  MailboxTransports,
+  buildTransports,
+  reviewTransportPermissions,
+  transportDescriptor,
+  type TransportContext,
+  type TransportDescriptor,
+  type TransportDoctor,
+  type TransportLimit,
+} from './transports/index.js';

@@ -3,9 +3,7 @@ import { Relay365Error } from '../errors.js';
 import { createIdentity, extraCas, type Identity, type TokenCacheStore } from '../identity/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { composeMessage, type MessageInput } from './compose.js';
-import { GraphTransport } from './graph-transport.js';
-import { transportForMailboxes } from './routing-transport.js';
-import { SmtpTransport, hveEndpoint } from './smtp-transport.js';
+import { buildTransports } from './transports/index.js';
 import { recipientResults, type MailerResult } from './recipients.js';
 
 export interface MailerOptions {
@@ -61,22 +59,15 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
     ...(options.env ? { env: options.env } : {}),
     ...(options.cacheStore ? { cacheStore: options.cacheStore } : {}),
   });
-  const smtpTransport = new SmtpTransport({
-    cloud: identity.cloud,
-    tokens: identity.provider,
-    delivery: cfg.delivery,
-    maxConnections: new Map(cfg.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!])),
+  const transport = buildTransports({
+    config: cfg,
+    identity,
+    logger,
     ca: await extraCas(cfg),
-    logger: logger.child({ component: 'delivery' }),
+    connectionCaps: new Map(cfg.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!])),
+    pool: options.pool !== false,
     ...(options.transcript ? { transcript: options.transcript } : {}),
-    ...(options.pool === false ? { pool: false } : {}),
-    hve: hveEndpoint(cfg),
   });
-  const transport = transportForMailboxes(
-    cfg.mailboxes,
-    smtpTransport,
-    () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
-  );
   const addresses = cfg.mailboxes.map((m) => m.address);
   return {
     identity,

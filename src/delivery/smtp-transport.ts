@@ -2,10 +2,10 @@ import type { SecureContext } from 'node:tls';
 import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { NodemailerError } from 'nodemailer/lib/errors';
-import { explainConnectionError, explainSmtpReply, type Explanation } from '../catalogue/index.js';
+import { explainConnectionError, explainSmtpReply } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
 import { isRelay365Error } from '../errors.js';
-import { trustingContext, type CloudEndpoints, type TokenProvider } from '../identity/index.js';
+import { failureOf, tokenFailure, trustingContext, type CloudEndpoints, type TokenProvider } from '../identity/index.js';
 import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
 import { MailboxPool, type ProvisionCallback, type SentInfo } from './smtp-pool.js';
 import type { OutgoingMessage, SendResult, Transport } from './types.js';
@@ -147,7 +147,7 @@ export class SmtpTransport implements Transport {
 
   async send(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
     const first = await this.attempt(mailbox, message);
-    if (first.ok || first.class !== 'auth' || first.errorCode === 'R365') return first;
+    if (first.ok || first.class !== 'auth' || first.failure?.kind === 'token') return first;
     // Exchange answers a bad token with a plain 535 (no 334 challenge), so nodemailer does not renew it
     // itself: drop the token and try once more on a new connection with a fresh one.
     this.options.tokens.invalidate(mailbox);
@@ -176,17 +176,8 @@ export class SmtpTransport implements Transport {
   private failure(base: { mailbox: string; messageId: string | undefined }, err: unknown): SendResult {
     // A token the identity platform would not give: the explanation is identity's (AADSTS).
     if (isRelay365Error(err)) {
-      // nodemailer's connection relabels an error of the token callback EAUTH (smtp-connection's
-      // _formatError), keeping relay365's own code as originalCode.
-      const original = (err as { originalCode?: unknown }).originalCode;
-      const code = typeof original === 'string' && original.startsWith('R365_') ? original : err.code;
-      const explanation: Explanation = {
-        id: code.toLowerCase(),
-        class: err.retryable ? 'transient' : 'auth',
-        cause: err.message,
-        fix: code === 'R365_LOGIN_REQUIRED' ? `relay365 login --mailbox ${base.mailbox}` : 'See the cause.',
-      };
-      return { ...base, ok: false, class: explanation.class, reply: undefined, explanation, stage: 'token', errorCode: 'R365' };
+      const failure = tokenFailure(err, base.mailbox);
+      return { ...base, ok: false, class: failure.class, reply: undefined, explanation: failure.explanation, stage: 'token', errorCode: failure.code, failure };
     }
     const e = err as NodemailerError;
     const reply = e.response ? scrubSecrets(e.response.split(/\r?\n/).pop() ?? e.response) : undefined;
@@ -214,6 +205,7 @@ export class SmtpTransport implements Transport {
       ...(stage ? { stage } : {}),
       ...(e.code ? { errorCode: e.code } : {}),
       ...(rejected.length > 0 ? { rejected } : {}),
+      failure: failureOf(reply ? 'reply' : 'connection', explanation, e.code),
     };
   }
 

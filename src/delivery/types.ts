@@ -1,4 +1,5 @@
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
+import type { Failure } from '../identity/index.js';
 
 /** The SMTP envelope: MAIL FROM and RCPT TO, independent of the headers. */
 export interface Envelope {
@@ -24,9 +25,14 @@ export interface SendResult {
   reply: string | undefined;
   /** For failures: the catalogue's explanation of the reply or the connection error. */
   explanation?: Explanation;
-  /** For failures: the stage that failed (CONN, AUTH, MAIL FROM, RCPT TO, DATA) and nodemailer's error code. */
+  /**
+   * For failures: the stage that failed (`token`, CONN, AUTH, MAIL FROM, RCPT TO, DATA; Graph's request)
+   * and the failure's code (relay365's `R365_*` for a token, nodemailer's, or `HTTP_<status>`).
+   */
   stage?: string;
   errorCode?: string;
+  /** For failures: what kind it was, its class, whether retrying may help and its explanation (identity's vocabulary). */
+  failure?: Failure;
   /**
    * Recipients Exchange refused while accepting the message for the others, each explained; on a
    * failure at RCPT (every recipient refused), each one with its own reply.

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { rootCertificates, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { explainAadsts, explainConnectionError, explainSetupFinding, explainSmtpReply, findAadstsCode, type Explanation } from '../catalogue/index.js';
 import { resolveSecret } from '../config/index.js';
-import { createMailer } from '../delivery/index.js';
+import { createMailer, transportDescriptor } from '../delivery/index.js';
 import { isRelay365Error } from '../errors.js';
 import { createIdentity, decodeClaims, extraCas, reviewPermissions, summarizeToken, type TokenCacheStore } from '../identity/index.js';
 import { scrubSecrets } from '../observe/index.js';
@@ -155,8 +155,6 @@ const FLOW_KIND: Record<string, string> = {
   'token-command': 'external token command',
 };
 
-/** The result of an SMTP check for a mailbox that sends through Graph. */
-const NOT_SMTP: CheckResult = { status: 'skip', detail: 'the mailbox sends through Microsoft Graph (transport: graph), not SMTP' };
 
 // ---- the checks, in the order of the setup steps ----
 
@@ -294,7 +292,7 @@ const configCheck: Check = {
       };
     }
     const app = auth.flow === 'token-command' ? '' : ` with app ${auth.clientId ?? '?'} in tenant ${auth.tenant ?? '?'}`;
-    const detail = `${who}${app}, ${ctx.cloud.name} cloud${mailbox.transport === 'graph' ? ', sending through Microsoft Graph' : ''}`;
+    const detail = `${who}${app}, ${ctx.cloud.name} cloud${transportDescriptor(mailbox.transport).doctor.configNote}`;
     const data = { mailbox: mailbox.address, flow: auth.flow, cloud: ctx.cloud.name, transport: mailbox.transport };
     if (warnings.length > 0) return { status: 'warn', detail, cause: warnings.map((w) => w.cause).join(' '), fix: warnings.map((w) => w.fix).join(' '), data };
     return { status: 'pass', detail, data };
@@ -329,7 +327,6 @@ const dnsSmtpCheck: Check = {
   title: 'DNS: the SMTP host',
   dependsOn: ['config'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const host = ctx.cloud.smtpHost;
     const literal = literalHost(host);
     if (literal) return { status: 'pass', detail: `${host} is ${literal}: nothing to resolve`, data: { host } };
@@ -347,7 +344,6 @@ const tcpCheck: Check = {
   title: 'TCP: the SMTP host answers',
   dependsOn: ['dns-smtp'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const { smtpHost, smtpPort } = ctx.cloud;
     const where = `${smtpHost}:${smtpPort}`;
     const started = Date.now();
@@ -379,7 +375,6 @@ const tlsCheck: Check = {
   title: 'STARTTLS: TLS 1.2+ and a trusted certificate',
   dependsOn: ['tcp'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const probe = ctx.probe!;
     const where = `${ctx.cloud.smtpHost}:${ctx.cloud.smtpPort}`;
     let socket: TLSSocket;
@@ -439,7 +434,6 @@ const ehloCheck: Check = {
   title: 'EHLO after STARTTLS offers AUTH XOAUTH2',
   dependsOn: ['tls'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const probe = ctx.probe!;
     let ehlo: SmtpReply;
     try {
@@ -584,9 +578,10 @@ const claimsCheck: Check = {
     const failures: Explanation[] = [];
     const warnings: Explanation[] = [];
     const audiences = new Set([...GLOBAL_EXCHANGE_AUDIENCES, ctx.cloud.exchangeAppResource, ctx.cloud.exchangeDelegatedResource]);
-    if (ctx.transport === 'graph') {
-      // Graph wants its own audience and Mail.Send: the least-privilege review knows both.
-      for (const f of reviewPermissions(s, 'graph'))
+    const descriptor = transportDescriptor(ctx.transport);
+    if (!descriptor.doctor.exchangeSetupFindings) {
+      // The transport's own audience and permission, from its descriptor: the least-privilege review knows both.
+      for (const f of reviewPermissions(s, descriptor.permissions))
         if (f.level === 'fail') failures.push({ id: `permission-${f.permission}`, class: 'auth', cause: f.message, fix: f.fix ?? '' });
     } else {
       if (!s.audience.split(' ').some((a) => audiences.has(a)))
@@ -616,7 +611,7 @@ const claimsCheck: Check = {
     const skew = Math.round(ahead / 1000);
     if (skew > MAX_SKEW_SECONDS) failures.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
     else if (skew > WARN_SKEW_SECONDS) warnings.push(explainSetupFinding('clock-skew', { skew: String(skew) }));
-    for (const finding of reviewPermissions(s, ctx.transport)) {
+    for (const finding of reviewPermissions(s, descriptor.permissions)) {
       if (finding.level === 'warn')
         warnings.push({ id: `permission-${finding.permission}`, class: 'permanent', cause: finding.message, fix: finding.fix ?? '' });
     }
@@ -656,7 +651,6 @@ const authCheck: Check = {
   title: 'AUTH XOAUTH2: Exchange accepts the token for the mailbox',
   dependsOn: ['ehlo', 'claims'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const mailbox = ctx.mailbox!;
     const where = `${ctx.cloud.smtpHost}:${ctx.cloud.smtpPort}`;
     let reply: SmtpReply;
@@ -694,7 +688,6 @@ const mailFromCheck: Check = {
   title: 'MAIL FROM: the mailbox may start a message',
   dependsOn: ['auth'],
   async run(ctx) {
-    if (ctx.transport === 'graph') return NOT_SMTP;
     const mailbox = ctx.mailbox!;
     const probe = ctx.probe!;
     try {

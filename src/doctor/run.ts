@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import { transportDescriptor } from '../delivery/index.js';
 import { isRelay365Error } from '../errors.js';
 import { cloudEndpoints } from '../identity/index.js';
 import { REDACTED, scrubSecrets, silentLogger } from '../observe/index.js';
@@ -46,6 +47,9 @@ async function runChecks(checks: readonly Check[], ctx: DoctorContext, options: 
     if (blocker !== undefined) {
       result = { status: 'skip', detail: `skipped: "${blocked.get(blocker) ?? blocker}" did not pass` };
       blocked.set(check.id, blocked.get(blocker) ?? blocker);
+    } else if (transportDescriptor(ctx.transport).doctor.skips.includes(check.id)) {
+      // A step of another transport (an SMTP session for a Graph mailbox): its descriptor says which.
+      result = { status: 'skip', detail: transportDescriptor(ctx.transport).doctor.skipDetail };
     } else {
       try {
         result = await check.run(ctx);

@@ -1,4 +1,4 @@
-import type { AuthSettings, Config, MailboxConfig } from '../config/index.js';
+import type { AuthSettings, Config, MailboxConfig, MailboxTransport } from '../config/index.js';
 import type { Mailer } from '../delivery/index.js';
 import type { CloudEndpoints, Identity, TokenCacheStore, TokenSummary } from '../identity/index.js';
 import type { Logger } from '../observe/index.js';
@@ -99,7 +99,7 @@ export interface DoctorContext {
   logger: Logger;
   env: NodeJS.ProcessEnv;
   /** The mailbox's way out: most checks are about SMTP submission and skip for a Graph mailbox. */
-  transport: 'smtp' | 'graph';
+  transport: MailboxTransport;
   cacheStore: TokenCacheStore | undefined;
   pausedMailboxes: (() => Promise<PausedMailbox[]>) | undefined;
   /** PEMs of the extra CAs to trust (sandbox, network.caFile) beside the system's. */

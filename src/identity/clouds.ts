@@ -95,9 +95,19 @@ export function graphScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
   return appOnly ? [`${resource}/.default`] : [`${resource}/Mail.Send`, 'offline_access'];
 }
 
+/**
+ * The scopes each transport's tokens are asked with, by its config name (`mailboxes[].transport`). The
+ * transport descriptors (src/delivery/transports) point here; the record's type makes a new name in
+ * the config's list fail to compile until its scopes are given.
+ */
+export const TRANSPORT_SCOPES: Readonly<Record<MailboxTransport, (cloud: CloudEndpoints, appOnly: boolean) => string[]>> = {
+  smtp: smtpScopes,
+  graph: graphScopes,
+};
+
 /** The scopes a mailbox's token needs for its transport: Exchange's for SMTP, Graph's for Graph. */
 export function scopesFor(cloud: CloudEndpoints, appOnly: boolean, transport: MailboxTransport = 'smtp'): string[] {
-  return transport === 'graph' ? graphScopes(cloud, appOnly) : smtpScopes(cloud, appOnly);
+  return TRANSPORT_SCOPES[transport](cloud, appOnly);
 }
 
 /** Graph's resource (token audience): the cloud's Graph host; the sandbox plays the global cloud's. */

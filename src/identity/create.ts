@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { AuthSettings, Config } from '../config/index.js';
+import type { AuthSettings, Config, MailboxTransport } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/index.js';
 import { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
@@ -61,6 +61,14 @@ export async function extraCas(config: Pick<Config, 'cloud' | 'sandbox' | 'netwo
   );
 }
 
+/**
+ * What sets a transport's tokens apart in the source keys: nothing for SMTP (the keys tokens were
+ * cached under before other transports existed), `|<name>` for every other transport's resource.
+ */
+function resourceKey(transport: MailboxTransport): string {
+  return transport === 'smtp' ? '' : `|${transport}`;
+}
+
 /** Builds the token provider for every configured mailbox; no request is made until a token is asked for. */
 export async function createIdentity(config: Config, deps: IdentityDeps = {}): Promise<Identity> {
   const logger = deps.logger ?? silentLogger();
@@ -93,7 +101,7 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     auth.set(address, settings);
     if (settings.flow === 'managed-identity') {
       // One identity per host (and user-assigned client id) and resource: every mailbox of it shares the token.
-      const key = `mi:${settings.managedIdentityClientId ?? 'system'}${mailbox.transport === 'graph' ? '|graph' : ''}`;
+      const key = `mi:${settings.managedIdentityClientId ?? 'system'}${resourceKey(mailbox.transport)}`;
       const existing = [...sources.values()].find((s) => s.key === key);
       sources.set(address, existing ?? { source: new ManagedIdentitySource(settings, msalDeps, mailbox.transport), key });
       continue;
@@ -107,7 +115,7 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
     const transport = mailbox.transport;
     const appKey = createHash('sha256')
       .update(
-        `${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}${transport === 'graph' ? '|graph' : ''}`,
+        `${cacheKey(cloud, settings)}|${settings.flow}|${settings.clientSecret ?? ''}|${JSON.stringify(settings.certificate ?? null)}${resourceKey(transport)}`,
       )
       .digest('hex')
       .slice(0, 32);

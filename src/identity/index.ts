@@ -8,12 +8,13 @@ export {
   type TokenRefreshOutcome,
 } from './token-provider.js';
 export type { TokenSource, AcquiredToken } from './token-source.js';
-export { cloudEndpoints, smtpScopes, graphScopes, scopesFor, type CloudEndpoints } from './clouds.js';
+export { cloudEndpoints, smtpScopes, graphScopes, scopesFor, TRANSPORT_SCOPES, type CloudEndpoints } from './clouds.js';
+export { RETRYABLE, failureOf, tokenFailure, type Failure, type FailureKind } from './failure.js';
 export { HttpsNetworkClient, trustingContext, type NetworkClientOptions } from './network-client.js';
 export { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';
 export { loadSecretKey, SECRET_KEY_ENV } from './secret-key.js';
 export { decodeClaims, summarizeToken, type TokenSummary } from './claims.js';
-export { reviewPermissions, reviewBounceReading, type PermissionFinding } from './permissions.js';
+export { reviewPermissions, reviewBounceReading, SCOPE_FIX, type PermissionFinding, type PermissionNeeds } from './permissions.js';
 export { DelegatedSource, ClientCredentialsSource, type DeviceCodeInfo } from './msal-source.js';
 export { CommandSource } from './command-source.js';
 export {

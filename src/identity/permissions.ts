@@ -9,18 +9,30 @@ export interface PermissionFinding {
   fix?: string;
 }
 
-/** Audiences Exchange Online accepts for SMTP AUTH (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth"). */
-const EXCHANGE_AUDIENCES = [
-  'https://outlook.office.com',
-  'https://outlook.office365.com',
-  '00000002-0000-0ff1-ce00-000000000000',
-  'https://outlook.office365.us',
-  // US Government DoD's Exchange Online (see clouds.ts).
-  'https://outlook-dod.office365.us',
-  'https://partner.outlook.cn',
-];
+/**
+ * What sending through one transport needs of a token, as data: each transport's descriptor
+ * (src/delivery/transports) declares it, and the review below only compares.
+ */
+export interface PermissionNeeds {
+  /** The service the token is for, as the findings name it, e.g. `Exchange Online SMTP`. */
+  service: string;
+  /** The resource's short name, e.g. `Exchange Online`. */
+  resource: string;
+  /** The API under which the permission is listed in Entra ID, e.g. `Office 365 Exchange Online`. */
+  api: string;
+  /** The application permission (app-only tokens) and the delegated one. */
+  appOnly: string;
+  delegated: string;
+  /** True when the token's audience is this service's. */
+  audience(audience: string): boolean;
+  /** What to ask for instead when the audience is wrong. */
+  audienceFix: string;
+  /** How an application `Mail.Send` on this token reads: needed but broad (Graph), or not needed at all (SMTP). */
+  appMailSend: { message: string; fix: string };
+}
 
-const SCOPE_FIX =
+/** How to scope an application `Mail.Send` to the sending mailboxes. */
+export const SCOPE_FIX =
   'Scope the app to the sending mailboxes: Exchange RBAC for Applications (New-ManagementScope -RecipientRestrictionFilter ...; ' +
   'New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Send" -CustomResourceScope <scope>) or New-ApplicationAccessPolicy -AccessRight RestrictAccess.';
 
@@ -50,32 +62,22 @@ const OVER_BROAD: Record<string, { message: string; fix: string }> = {
 };
 
 /**
- * Reviews what a token grants against what sending through `transport` needs. Returns one finding per
- * permission plus audience and "missing permission" findings; `fail` means sending cannot work.
+ * Reviews what a token grants against what sending through a transport needs (its descriptor's
+ * `permissions`). Returns one finding per permission plus audience and "missing permission" findings;
+ * `fail` means sending cannot work.
  */
-export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'graph' = 'smtp'): PermissionFinding[] {
+export function reviewPermissions(summary: TokenSummary, needs: PermissionNeeds): PermissionFinding[] {
   const findings: PermissionFinding[] = [];
   const granted = summary.kind === 'app-only' ? summary.roles : summary.scopes;
-  const needed = transport === 'smtp' ? (summary.kind === 'app-only' ? 'SMTP.SendAsApp' : 'SMTP.Send') : 'Mail.Send';
-  const audOk =
-    transport === 'smtp'
-      ? EXCHANGE_AUDIENCES.includes(summary.audience)
-      : /graph\.microsoft|00000003-0000-0000-c000-000000000000|microsoftgraph/.test(summary.audience);
+  const needed = summary.kind === 'app-only' ? needs.appOnly : needs.delegated;
   findings.push(
-    audOk
-      ? {
-          level: 'ok',
-          permission: 'audience',
-          message: `audience ${summary.audience} is right for ${transport === 'smtp' ? 'Exchange Online SMTP' : 'Microsoft Graph'}`,
-        }
+    needs.audience(summary.audience)
+      ? { level: 'ok', permission: 'audience', message: `audience ${summary.audience} is right for ${needs.service}` }
       : {
           level: 'fail',
           permission: 'audience',
-          message: `audience ${summary.audience} is not ${transport === 'smtp' ? 'Exchange Online' : 'Microsoft Graph'}: the token was asked for the wrong resource.`,
-          fix:
-            transport === 'smtp'
-              ? 'Ask for https://outlook.office365.com/.default (app-only) or https://outlook.office.com/SMTP.Send (delegated).'
-              : 'Ask for https://graph.microsoft.com/.default.',
+          message: `audience ${summary.audience} is not ${needs.resource}: the token was asked for the wrong resource.`,
+          fix: needs.audienceFix,
         },
   );
   if (!granted.includes(needed)) {
@@ -83,7 +85,7 @@ export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'gr
       level: 'fail',
       permission: needed,
       message: `the token lacks ${needed}, which sending ${summary.kind === 'app-only' ? 'as the app' : 'as the user'} needs.`,
-      fix: `Add ${needed} under API permissions (${transport === 'smtp' ? 'Office 365 Exchange Online' : 'Microsoft Graph'}, ${summary.kind === 'app-only' ? 'Application' : 'Delegated'}) and grant admin consent.`,
+      fix: `Add ${needed} under API permissions (${needs.api}, ${summary.kind === 'app-only' ? 'Application' : 'Delegated'}) and grant admin consent.`,
     });
   }
   for (const permission of granted) {
@@ -91,15 +93,7 @@ export function reviewPermissions(summary: TokenSummary, transport: 'smtp' | 'gr
     if (broad) {
       findings.push({ level: 'warn', permission, message: broad.message, fix: broad.fix });
     } else if (permission === 'Mail.Send' && summary.kind === 'app-only') {
-      findings.push({
-        level: transport === 'graph' ? 'warn' : 'warn',
-        permission,
-        message:
-          transport === 'graph'
-            ? 'application Mail.Send can send as ANY mailbox in the tenant unless scoped.'
-            : 'application Mail.Send (Graph) is not used for SMTP and can send as ANY mailbox in the tenant unless scoped.',
-        fix: transport === 'graph' ? SCOPE_FIX : `Remove Mail.Send if only SMTP is used; otherwise: ${SCOPE_FIX}`,
-      });
+      findings.push({ level: 'warn', permission, message: needs.appMailSend.message, fix: needs.appMailSend.fix });
     } else if (permission === needed) {
       findings.push({ level: 'ok', permission, message: `${permission} is what sending needs` });
     } else if (!['offline_access', 'openid', 'profile', 'email', 'User.Read'].includes(permission)) {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { resolveSecret, type Config } from '../config/index.js';
-import { GraphTransport, SmtpTransport, hveEndpoint } from '../delivery/index.js';
+import { buildTransports } from '../delivery/index.js';
 import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../ingress/http/index.js';
@@ -11,7 +11,7 @@ import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
 import { startBounceReaders } from './bounces.js';
-import { MailboxTransports, reloadRelay, type ReloadReport } from './reload.js';
+import { reloadRelay, type ReloadReport } from './reload.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import { Relay365Error } from '../errors.js';
 import {
@@ -108,23 +108,16 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   started.push(() => identity.close());
   // Kept, not copied: a reload changes the caps in place (src/runtime/reload.ts).
   const connectionCaps = new Map(config.mailboxes.filter((m) => m.maxConnections).map((m) => [m.address.toLowerCase(), m.maxConnections!]));
-  const smtpTransport = new SmtpTransport({
-    cloud: identity.cloud,
-    tokens: identity.provider,
-    delivery: config.delivery,
-    maxConnections: connectionCaps,
+  // Each mailbox leaves through its configured transport (`mailboxes[].transport`), built from the registry.
+  const transport = buildTransports({
+    config,
+    identity,
+    logger,
     ca: await extraCas(config),
-    logger: logger.child({ component: 'delivery' }),
+    connectionCaps,
     // Open connections count against the mailbox's 3 at Exchange; idle ones on several nodes would add up.
     pool: config.delivery.reuseConnections ?? config.queue.url === undefined,
-    hve: hveEndpoint(config),
   });
-  // Each mailbox leaves through its configured transport (`mailboxes[].transport`).
-  const transport = new MailboxTransports(
-    config.mailboxes,
-    smtpTransport,
-    () => new GraphTransport({ cloud: identity.cloud, tokens: identity.provider, http: identity.networkClient, logger: logger.child({ component: 'graph' }) }),
-  );
   started.push(() => transport.close());
   let store: OutboxStore;
   if (deps.store ?? pgStore) {
@@ -159,18 +152,16 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   const unfollowMetrics = [metrics.follow(events), identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok))];
   started.push(() => unfollowMetrics.forEach((u) => u()));
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
-  // The webhooks' deliveries live in the store, not in the HTTP door: they run with the door off too.
-  const httpSide =
-    config.http.enabled || config.http.webhooks.length > 0
-      ? await prepareHttpSide(config, {
-          events,
-          metrics,
-          logger,
-          env: deps.env ?? process.env,
-          ...(pgStore ? { pgStore } : {}),
-          ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
-        })
-      : undefined;
+  const httpSide = config.http.enabled
+    ? await prepareHttpSide(config, {
+        events,
+        metrics,
+        logger,
+        env: deps.env ?? process.env,
+        ...(pgStore ? { pgStore } : {}),
+        ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
+      })
+    : undefined;
   // After the worker has stopped: its last events are stored as webhook deliveries before the store closes.
   if (httpSide) started.push(() => httpSide.close());
 
@@ -220,7 +211,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   const httpLog = logger.child({ component: 'http' });
-  if (httpSide && config.http.enabled) {
+  if (httpSide) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
       config,
@@ -250,8 +241,8 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     const address = http.server.address() as AddressInfo;
     httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     httpLog.info({ event: 'listener.started', host: address.address, port: address.port, url: httpAddress }, 'HTTP listening');
+    httpSide.webhooks.start();
   }
-  httpSide?.webhooks.start();
 
   // One reload at a time: a second SIGHUP waits for the first, then compares with what it applied.
   let reloading: Promise<unknown> = Promise.resolve();

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { resolveSecret, type Config } from '../config/index.js';
-import type { OutgoingMessage, SendResult, Transport } from '../delivery/index.js';
+import type { MailboxTransports } from '../delivery/index.js';
 import type { Identity } from '../identity/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { setLogLevel, type Logger, type WebhookDispatcher } from '../observe/index.js';
@@ -104,38 +104,6 @@ function keepRestartOnly(prev: Config, next: Config, restartOnly: readonly strin
     else (out[section] as Record<string, unknown>)[field] = structuredClone((prev[section] as Record<string, unknown>)[field]);
   }
   return out as Config;
-}
-
-/**
- * Each mailbox's way out, as the config says (`mailboxes[].transport`), changeable by a reload: a
- * mailbox added as `graph` gets the Graph transport, built the first time one needs it.
- */
-export class MailboxTransports implements Transport {
-  private graphTransport: Transport | undefined;
-  private byMailbox = new Map<string, 'smtp' | 'graph'>();
-
-  constructor(
-    mailboxes: Config['mailboxes'],
-    private readonly smtp: Transport,
-    private readonly graph: () => Transport,
-  ) {
-    this.update(mailboxes);
-  }
-
-  /** The transports of a reloaded config's mailboxes; a send in flight finishes on the one it started on. */
-  update(mailboxes: Config['mailboxes']): void {
-    this.byMailbox = new Map(mailboxes.map((m) => [m.address.toLowerCase(), m.transport]));
-  }
-
-  send(mailbox: string, message: OutgoingMessage): Promise<SendResult> {
-    if (this.byMailbox.get(mailbox.toLowerCase()) !== 'graph') return this.smtp.send(mailbox, message);
-    this.graphTransport ??= this.graph();
-    return this.graphTransport.send(mailbox, message);
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([this.smtp.close(), this.graphTransport?.close()]);
-  }
 }
 
 /** The running parts a reload reaches (src/runtime/relay.ts builds them). */

@@ -13,7 +13,8 @@ export function permissionsCommand(): Command {
     .addHelpText('after', '\nExit status: 0 when every finding is ok, 1 when any is a warning or a failure.')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
-      const { createIdentity, reviewPermissions, reviewBounceReading, summarizeToken } = await import('../../identity/index.js');
+      const { createIdentity, reviewBounceReading, summarizeToken } = await import('../../identity/index.js');
+      const { reviewTransportPermissions } = await import('../../delivery/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const cache = await cliTokenCache(config);
       const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
@@ -26,9 +27,11 @@ export function permissionsCommand(): Command {
             `The token of ${mailbox} is not a JWT, so its permissions cannot be read (a token-command that prints an opaque token?). Exchange Online accepts only JWTs from the Microsoft identity platform.`,
           );
         }
-        const findings = reviewPermissions(summary, 'smtp');
+        const configured = config.mailboxes.find((m) => m.address.toLowerCase() === mailbox.toLowerCase());
+        // Against what the mailbox's own transport needs (SMTP.SendAsApp for SMTP, Mail.Send for Graph).
+        const findings = reviewTransportPermissions(summary, configured?.transport);
         // bounces.read: the NDR reader's own Graph token, which needs Mail.Read (docs/bounces.md).
-        const reading = config.mailboxes.find((m) => m.address.toLowerCase() === mailbox.toLowerCase())?.bounces?.read === true;
+        const reading = configured?.bounces?.read === true;
         if (reading) {
           const { bounceIdentity } = await import('../../runtime/bounces.js');
           const graphIdentity = await bounceIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
