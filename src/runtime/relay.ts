@@ -152,16 +152,18 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   const unfollowMetrics = [metrics.follow(events), identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok))];
   started.push(() => unfollowMetrics.forEach((u) => u()));
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
-  const httpSide = config.http.enabled
-    ? await prepareHttpSide(config, {
-        events,
-        metrics,
-        logger,
-        env: deps.env ?? process.env,
-        ...(pgStore ? { pgStore } : {}),
-        ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
-      })
-    : undefined;
+  // The webhooks' deliveries live in the store, not in the HTTP door: they run with the door off too.
+  const httpSide =
+    config.http.enabled || config.http.webhooks.length > 0
+      ? await prepareHttpSide(config, {
+          events,
+          metrics,
+          logger,
+          env: deps.env ?? process.env,
+          ...(pgStore ? { pgStore } : {}),
+          ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
+        })
+      : undefined;
   // After the worker has stopped: its last events are stored as webhook deliveries before the store closes.
   if (httpSide) started.push(() => httpSide.close());
 
@@ -211,7 +213,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   const httpLog = logger.child({ component: 'http' });
-  if (httpSide) {
+  if (httpSide && config.http.enabled) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
       config,
@@ -241,8 +243,8 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     const address = http.server.address() as AddressInfo;
     httpAddress = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     httpLog.info({ event: 'listener.started', host: address.address, port: address.port, url: httpAddress }, 'HTTP listening');
-    httpSide.webhooks.start();
   }
+  httpSide?.webhooks.start();
 
   // One reload at a time: a second SIGHUP waits for the first, then compares with what it applied.
   let reloading: Promise<unknown> = Promise.resolve();
