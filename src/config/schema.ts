@@ -259,6 +259,20 @@ export const deliverySchema = z
 const senderRule = z.string().regex(/^([^@\s]+@[^@\s]+|@[^@\s]+)$/, 'must be an address or @domain');
 
 /**
+ * Sender rewriting for a device with a fixed sender it cannot change (a scanner that sends as
+ * `scanner@printer.local`): the envelope sender and the header From become `to` (a configured mailbox
+ * or alias), and the device's address is kept where `keep` says (docs/devices.md).
+ */
+const rewriteSender = z
+  .object({
+    /** The address messages go out From: a mailbox's address or one of its aliases. */
+    to: z.string().regex(/^[^@\s<>]+@[^@\s<>]+$/, 'must be an address (a mailbox or alias)'),
+    /** `replyTo`: the device's From becomes Reply-To (unless one is there); `displayName`: its address becomes From's display name; `none`: dropped. */
+    keep: z.enum(['replyTo', 'displayName', 'none']).default('replyTo'),
+  })
+  .strict();
+
+/**
  * The greeting delay of a listener without `greetingDelayMs`. Submission listeners (`starttls`,
  * `implicit`) greet at once: their clients log in, and smtp-server's 100 ms wait before every greeting
  * capped devices that connect per message. A plain listener (`none`, port-25 style, for LAN devices on
@@ -332,6 +346,8 @@ export const smtpIngressSchema = z
             passwordHash: z.string().regex(/^scrypt\$/, 'must be an scrypt hash from `relay365 user add`'),
             /** Senders this user may use (From and MAIL FROM); default: every configured mailbox and alias. */
             allowedSenders: z.array(senderRule).optional(),
+            /** Rewrite this user's sender to a mailbox (fixed-sender devices); default off. */
+            rewriteSender: rewriteSender.optional(),
           })
           .strict(),
       )
@@ -343,6 +359,8 @@ export const smtpIngressSchema = z
           .object({
             cidr: z.string().min(1),
             allowedSenders: z.array(senderRule).optional(),
+            /** Rewrite these clients' sender to a mailbox (fixed-sender devices); default off. */
+            rewriteSender: rewriteSender.optional(),
           })
           .strict(),
       )

@@ -1,6 +1,9 @@
 import MailComposer, { type MailComposerOptions } from 'nodemailer/lib/mail-composer';
 import { Relay365Error } from '../errors.js';
-import type { Envelope, OutgoingMessage } from './types.js';
+import { messageIdOf, toCrlf, type Envelope } from '../message/index.js';
+import type { OutgoingMessage } from './types.js';
+
+export { messageIdOf, toCrlf };
 
 /** A message as nodemailer takes it (from, to, cc, bcc, subject, text, html, attachments, headers, ...). */
 export type MessageFields = MailComposerOptions;
@@ -17,29 +20,6 @@ function isRaw(input: MessageInput): input is RawMessage {
   return (
     'raw' in input && input.raw !== undefined && 'envelope' in input && typeof input.envelope === 'object' && input.envelope !== null && 'to' in input.envelope
   );
-}
-
-/** Reads the Message-ID header of raw MIME (first header block only). */
-export function messageIdOf(raw: Buffer): string | undefined {
-  const end = raw.indexOf('\r\n\r\n');
-  const head = raw.subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end).toString('latin1');
-  return /^Message-ID:[ \t]*(<[^>\r\n]+>)/im.exec(head)?.[1];
-}
-
-/**
- * SMTP carries lines ending in CRLF (RFC 5321 section 2.3.8) and nodemailer converts bare LFs on the
- * wire; converting here makes the stored bytes the bytes that are sent.
- */
-export function toCrlf(raw: Buffer): Buffer {
-  if (!raw.includes(0x0a)) return raw;
-  let bare = false;
-  for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, i + 1)) {
-    if (i === 0 || raw[i - 1] !== 0x0d) {
-      bare = true;
-      break;
-    }
-  }
-  return bare ? Buffer.from(raw.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1') : raw;
 }
 
 /** "to is "x", which holds no e-mail address." for a field given without an address in it (a typo, a bare name). */

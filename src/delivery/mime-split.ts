@@ -5,6 +5,10 @@
  * messages"). Only top-level, base64-encoded attachment parts are taken out; the MIME is handled as
  * latin1 text so that every byte maps to one character and back.
  */
+import { parseHeaderBlock, splitHeaderBody } from '../message/index.js';
+
+/** The header reader lives in src/message; re-exported for delivery's callers. */
+export { parseHeaderBlock, splitHeaderBody };
 
 /** An attachment taken out of the message, decoded. */
 export interface SplitAttachment {
@@ -26,30 +30,11 @@ interface Part {
 
 const CRLF = '\r\n';
 
-/** Header fields of a header block, unfolded (RFC 5322 section 2.2.3), names in lower case. */
-export function parseHeaderBlock(block: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const line of block.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    out.set(name, [...(out.get(name) ?? []), line.slice(colon + 1).trim()]);
-  }
-  return out;
-}
-
 /** A parameter of a structured header (`boundary`, `filename`, `name`), quoted or not. */
 export function headerParam(value: string | undefined, name: string): string | undefined {
   if (value === undefined) return undefined;
   const m = new RegExp(`(?:^|;)\\s*${name}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;\\s]+))`, 'i').exec(value);
   return m ? (m[1] ?? m[2])?.replace(/\\(.)/g, '$1') : undefined;
-}
-
-/** The header block and the body of a message or part (empty body when there is no blank line). */
-export function splitHeaderBody(text: string): { head: string; body: string } {
-  const at = text.indexOf(`${CRLF}${CRLF}`);
-  if (at < 0) return { head: text, body: '' };
-  return { head: text.slice(0, at), body: text.slice(at + 4) };
 }
 
 function describeAttachment(partText: string): SplitAttachment | undefined {

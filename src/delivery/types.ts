@@ -1,11 +1,10 @@
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import type { Failure } from '../identity/index.js';
 
-/** The SMTP envelope: MAIL FROM and RCPT TO, independent of the headers. */
-export interface Envelope {
-  from: string;
-  to: string[];
-}
+import type { Envelope } from '../message/index.js';
+
+/** The SMTP envelope lives with the message bytes (src/message); delivery re-exports it. */
+export type { Envelope };
 
 /** A message ready to leave: its exact MIME bytes and its envelope. */
 export interface OutgoingMessage {

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
 import MimeNode from 'nodemailer/lib/mime-node';
 import type { Explanation } from '../catalogue/index.js';
-import type { Envelope } from '../delivery/index.js';
-import { toCrlf } from '../delivery/compose.js';
+import { headerBlock, toCrlf, type Envelope } from '../message/index.js';
 
 export interface BounceInput {
   /** The mailbox that tried to send; the notice is sent as it. */
@@ -13,11 +12,7 @@ export interface BounceInput {
   reportingHost?: string;
 }
 
-/** First header block of a raw message (at most 64 KB), for the `text/rfc822-headers` part. */
-export function headerBlock(raw: Buffer): string {
-  const end = raw.indexOf('\r\n\r\n');
-  return raw.subarray(0, end === -1 ? Math.min(raw.length, 65_536) : Math.min(end, 65_536)).toString('utf8');
-}
+export { headerBlock };
 
 /** A message that must never be answered with a bounce: a bounce itself, or an auto-reply (RFC 3834). */
 export function isAutomatic(headers: string): boolean {

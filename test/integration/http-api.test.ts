@@ -282,11 +282,16 @@ describe('HTTP API', () => {
       assert.equal(b.status, 202, b.text);
       await waitForState(run.api, a.body.id, 'sent');
       await waitForState(run.api, b.body.id, 'sent');
+      // Byte for byte behind the one field RFC 5322 3.6 requires and the message lacks (Date), as every door adds it.
+      const dated = (sent: string | undefined, original: string): void => {
+        assert.ok(sent !== undefined && sent.endsWith(original), sent);
+        assert.match(sent.slice(0, sent.length - original.length), /^Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000\r\n$/);
+      };
       const first = sandbox.state.messages.find((m) => m.raw.includes(Buffer.from('<raw-1@contoso.example>')));
-      assert.equal(first?.raw.toString(), raw);
+      dated(first?.raw.toString(), raw);
       assert.deepEqual(first?.envelope, { mailFrom: NOREPLY, rcptTo: ['x@example.net', 'y@example.net'] });
       const second = sandbox.state.messages.find((m) => m.raw.includes(Buffer.from('<raw-2@contoso.example>')));
-      assert.equal(second?.raw.toString(), raw.replace('raw-1', 'raw-2'));
+      dated(second?.raw.toString(), raw.replace('raw-1', 'raw-2'));
 
       const noEnvelope = await run.api('POST', '/v1/messages/mime', { body: { raw: Buffer.from(raw).toString('base64') } });
       assert.equal(noEnvelope.status, 400);

@@ -68,11 +68,10 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
   it('refuses NUL bytes, lines over 998 octets, a second From, `From :` naming another sender and a bare CR, each with 400 naming raw', async () => {
     const cases: Array<[string, RegExp]> = [
       [`From: ${MAILBOX}\r\nSubject: x\r\n\r\nbin\u0000ary\r\n`, /NUL bytes/],
-      [`From: ${MAILBOX}\r\nSubject: x\r\n\r\n${'a'.repeat(999)}\r\n`, /line of 999 octets/],
+      [`From: ${MAILBOX}\r\nSubject: x\r\n\r\n${'a'.repeat(999)}\r\n`, /line of 1001 octets/],
       [`From: ${MAILBOX}\r\nFrom: ceo@${DEFAULT_IDS.tenantDomain}\r\n\r\nx\r\n`, /more than one From/],
       [`From: ${MAILBOX}\rX-Evil: 1\r\nSubject: x\r\n\r\nx\r\n`, /bare carriage return/],
       [` Subject: folded first\r\nFrom: ${MAILBOX}\r\n\r\nx\r\n`, /first header line starts with white space/],
-      [`Subject: no from\r\n\r\nx\r\n`, /no From header/],
     ];
     for (const [raw, problem] of cases) {
       const { status, body } = await sendMime(raw);
@@ -88,6 +87,15 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
     assert.equal((await relay.store.counts()).queued ?? 0, 0, 'nothing was queued');
     const good = await sendMime(`From: ${MAILBOX}\r\nSubject: fine\r\n\r\nhello\r\n`);
     assert.equal(good.status, 202, JSON.stringify(good.body));
+  });
+
+  it('gives a message without From the envelope sender as From, as the SMTP door does (RFC 6409 8.1), with a Message-ID and Date', async () => {
+    const { status, body } = await sendMime(`Subject: no from\r\n\r\nx\r\n`);
+    assert.equal(status, 202, JSON.stringify(body));
+    const raw = (await relay.store.getRaw(body.id!))!.toString('utf8');
+    assert.match(raw, new RegExp(`^From: <${MAILBOX}>\r$`, 'm'));
+    assert.match(raw, /^Message-ID: <[^>]+>\r$/m);
+    assert.match(raw, /^Date: .+\+0000\r$/m);
   });
 
   it('holds a key allowed one sender to it in Sender and Resent-From too, as the SMTP door does', async () => {

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHeaderSection } from '../../src/ingress/header-policy.js';
+import { checkHeaderSection } from '../../src/message/index.js';
 
 const msg = (...headers: string[]): Buffer => Buffer.from(`${headers.join('\r\n')}\r\n\r\nbody\r\n`);
 

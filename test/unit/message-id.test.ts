@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { messageIdDomain, readHeaders, traceFields } from '../../src/ingress/smtp/message.js';
+import { messageIdDomain, readHeaders, traceFields } from '../../src/message/index.js';
 
 const headers = (from: string): ReturnType<typeof readHeaders> => readHeaders(Buffer.from(`From: ${from}\r\nSubject: x\r\n\r\nbody\r\n`));
 

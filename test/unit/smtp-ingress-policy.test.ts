@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Allowlist, parseCidr } from '../../src/ingress/smtp/allowlist.js';
 import { ADDRESS_FAILURES_FACTOR, LoginLockout, lockoutAddress } from '../../src/ingress/smtp/login-lockout.js';
-import { MessageCollector, headerFromAddresses, readHeaders, traceFields } from '../../src/ingress/smtp/message.js';
+import { MessageCollector, headerFromAddresses, readHeaders, traceFields } from '../../src/message/index.js';
 import { PasswordChecker, hashPassword, parsePasswordHash, verifyPassword } from '../../src/ingress/smtp/password.js';
-import { SenderPolicy, asciiAddress } from '../../src/ingress/smtp/sender-policy.js';
+import { SenderPolicy, asciiAddress } from '../../src/admission/index.js';
 import { seededInts } from '../helpers/random.js';
 
 describe('SMTP passwords', () => {

@@ -1,9 +1,8 @@
 /** Turns the API's message bodies into MIME plus envelope, and decides which mailbox may send them. */
 import addressparser from 'nodemailer/lib/addressparser';
-import { composeMessage, type MessageFields, type OutgoingMessage } from '../../delivery/index.js';
+import { composeMessage, type MessageFields } from '../../delivery/index.js';
 import { isRelay365Error } from '../../errors.js';
-import type { Route, Router } from '../../outbox/index.js';
-import { checkHeaderSection, isAddrSpec, parseMailboxList } from '../header-policy.js';
+import { isAddrSpec, parseMailboxList, type Envelope } from '../../message/index.js';
 import { apiError } from './errors.js';
 
 /** An address as the API takes it. */
@@ -175,12 +174,10 @@ function toMessageFields(body: SendMessageBody): MessageFields {
   return fields;
 }
 
-/** A message ready for the outbox, with the header From that routing uses. */
+/** A request's message for the admission pipeline: its bytes (line ends as given) and its envelope. */
 export interface ComposedRequest {
-  message: OutgoingMessage;
-  headerFrom: string | undefined;
-  /** Every address of the message's originator fields (From, Sender, Resent-From, Resent-Sender): a key limited to some senders must allow each. */
-  originators: string[];
+  raw: Buffer;
+  envelope: Envelope;
 }
 
 /**
@@ -189,9 +186,10 @@ export interface ComposedRequest {
  */
 export async function composeFromFields(body: SendMessageBody): Promise<ComposedRequest> {
   const fields = toMessageFields(body);
-  const headerFrom = senderAddress(body.from);
+  senderAddress(body.from);
   try {
-    return { message: await composeMessage(fields), headerFrom, originators: [headerFrom] };
+    const { raw, envelope } = await composeMessage(fields);
+    return { raw, envelope };
   } catch (err) {
     if (isRelay365Error(err)) throw apiError(err.code, err.message, { field: /recipient/.test(err.message) ? 'to' : 'from' });
     throw apiError('R365_MESSAGE_INVALID', `The message cannot be built: ${(err as Error).message}.`);
@@ -199,83 +197,12 @@ export async function composeFromFields(body: SendMessageBody): Promise<Composed
 }
 
 /**
- * The From address and every originator address of raw MIME, after the checks every door runs on a
- * header section (header-policy.ts). The message must have exactly one From address: this door
- * does not rewrite what it is given (the SMTP door adds a missing From from MAIL FROM, for devices
- * that cannot; an application can).
+ * Raw MIME of `POST /v1/messages/mime`, as given: the admission pipeline checks its bytes and headers
+ * as it checks SMTP DATA, and makes its line ends CRLF.
+ * @throws Relay365Error `R365_HTTP_INVALID_REQUEST` (400)
  */
-function originatorsOf(raw: Buffer): { from: string; originators: string[] } {
-  const check = checkHeaderSection(raw);
-  if (!check.ok) throw apiError('R365_MESSAGE_INVALID', `The raw message cannot be relayed: ${check.problem}.`, { field: 'raw' });
-  if (check.from.length !== 1)
-    throw apiError(
-      'R365_MESSAGE_INVALID',
-      check.from.length === 0
-        ? 'The raw message has no From header: add one (Exchange shows it to recipients and checks SendAs on it).'
-        : 'The From header of the raw message must hold exactly one address.',
-      { field: 'raw' },
-    );
-  return { from: check.from[0]!, originators: check.originators };
-}
-
-/** The length of the longest line of `raw`, without its line end. */
-function longestLine(raw: Buffer): number {
-  let longest = 0;
-  let start = 0;
-  for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, start)) {
-    longest = Math.max(longest, i - start - (i > start && raw[i - 1] === 0x0d ? 1 : 0));
-    start = i + 1;
-  }
-  return Math.max(longest, raw.length - start);
-}
-
-/**
- * Raw MIME of `POST /v1/messages/mime`, line ends made CRLF.
- * @throws Relay365Error `R365_HTTP_INVALID_REQUEST`, `R365_MESSAGE_INVALID` (400)
- */
-export async function composeFromMime(body: SendMimeBody): Promise<ComposedRequest> {
+export function composeFromMime(body: SendMimeBody): ComposedRequest {
   const raw = body.encoding === 'utf8' ? Buffer.from(body.raw, 'utf8') : decodeBase64(body.raw, 'raw');
   if (raw.length === 0) throw apiError('R365_HTTP_INVALID_REQUEST', 'raw is empty: send the whole message, headers and body.', { field: 'raw' });
-  // What the SMTP door refuses, this door refuses too: SMTP cannot carry either to Exchange.
-  if (raw.includes(0)) throw apiError('R365_MESSAGE_INVALID', 'raw holds NUL bytes, which SMTP cannot carry: encode binary content (base64).', { field: 'raw' });
-  const longest = longestLine(raw);
-  // RFC 5321 4.5.3.1.6: 1000 octets a line, CRLF included.
-  if (longest > 998)
-    throw apiError('R365_MESSAGE_INVALID', `raw has a line of ${longest} octets; SMTP allows 998 plus CRLF (RFC 5321 4.5.3.1.6): encode long lines (quoted-printable or base64).`, {
-      field: 'raw',
-    });
-  const { from: headerFrom, originators } = originatorsOf(raw);
-  const message = await composeMessage({ raw, envelope: { from: body.envelope.from, to: body.envelope.to } });
-  return { message, headerFrom, originators };
-}
-
-/**
- * The outbox route of a message: the mailbox asked for (if it may send as the sender), else the
- * mailbox or pool whose address or alias the sender is.
- * @throws Relay365Error `R365_UNKNOWN_MAILBOX`, `R365_NO_ROUTE_FOR_SENDER` (422)
- */
-export function routeFor(
-  router: Pick<Router, 'routeMessage' | 'poolsOf'>,
-  mailboxes: readonly string[],
-  message: OutgoingMessage,
-  headerFrom: string | undefined,
-  mailbox: string | undefined,
-): Route {
-  const sender = headerFrom ?? message.envelope.from;
-  const route = router.routeMessage(message.envelope.from, headerFrom);
-  const noRoute = (who: string): never => {
-    throw apiError(
-      'R365_NO_ROUTE_FOR_SENDER',
-      `${who} may send as ${sender}${headerFrom !== undefined && headerFrom.toLowerCase() !== message.envelope.from.toLowerCase() ? ` (envelope sender ${message.envelope.from})` : ''}. ` +
-        'Send from a configured mailbox address, or add the address to the aliases of a mailbox that holds SendAs on it (Add-RecipientPermission).',
-      { field: 'from' },
-    );
-  };
-  if (mailbox === undefined) return route ?? noRoute('No configured mailbox');
-  const wanted = mailbox.toLowerCase();
-  if (!mailboxes.includes(wanted))
-    throw apiError('R365_UNKNOWN_MAILBOX', `${mailbox} is not a configured mailbox; use one of: ${mailboxes.join(', ')}.`, { field: 'mailbox' });
-  if (route === undefined) return noRoute(`Neither ${wanted} nor any other configured mailbox`);
-  if (route.mailbox === wanted || (route.pool !== undefined && router.poolsOf(wanted).includes(route.pool))) return { mailbox: wanted };
-  return noRoute(`The mailbox ${wanted}`);
+  return { raw, envelope: { from: body.envelope.from, to: [...body.envelope.to] } };
 }

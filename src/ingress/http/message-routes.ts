@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config/index.js';
 import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, MessageState } from '../../outbox/index.js';
-import { suppressionMessage } from '../../bounces/suppression.js';
-import { SenderPolicy, asciiAddress } from '../smtp/sender-policy.js';
+import { hostname as osHostname } from 'node:os';
+import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, errorResponseSchema } from './errors.js';
 import type { HttpStore } from './http-store.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
-import { composeFromFields, composeFromMime, routeFor, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
+import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
 import {
   idParams,
   listQuery,
@@ -44,51 +44,35 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   const sources: ViewSources = { config: deps.config, store: deps.store, router: deps.router, worker: deps.worker, tokens: deps.tokens };
   app.addHook('onRequest', apiKeyAuth(deps.httpStore));
 
-  /** Checks the limits Exchange would enforce, routes, and commits the message; answers only after the commit. */
+  // The checks every door runs (src/admission), with this API's limits and its outbox.
+  const admission = createAdmission({
+    limits: () => deps.config.limits,
+    router: deps.router,
+    mailboxes: () => mailboxes,
+    suppressions: deps.store,
+    enqueue: deps.enqueue,
+    hostname: osHostname(),
+  });
+
+  /** Runs the admission pipeline (limits, headers, senders, suppression, route) and commits the message; answers only after the commit. */
   async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined, ignoreSuppression = false): Promise<HandlerResult> {
-    const { message, headerFrom, originators } = composed;
-    if (message.raw.length > deps.config.limits.maxMessageBytes) {
-      throw apiError(
-        'R365_MESSAGE_TOO_LARGE',
-        `The message is ${message.raw.length} bytes once encoded; Exchange Online accepts at most ${deps.config.limits.maxMessageBytes} (limits.maxMessageBytes). Send smaller attachments or a link.`,
-      );
-    }
-    if (message.envelope.to.length > deps.config.limits.recipientsPerMessage) {
-      throw apiError(
-        'R365_MESSAGE_INVALID',
-        `The message has ${message.envelope.to.length} recipients; Exchange Online accepts at most ${deps.config.limits.recipientsPerMessage} per message (limits.recipientsPerMessage). Split it.`,
-        {
-          field: 'to',
-        },
-      );
-    }
-    if (!ignoreSuppression) {
-      // An address that hard-bounced draws an NDR again; the sender may insist (`ignoreSuppression`).
-      const [entry, ...more] = await deps.store.suppressed(message.envelope.to);
-      if (entry)
-        throw apiError(
-          'R365_SUPPRESSED',
-          `${suppressionMessage(entry)}${more.length > 0 ? ` (and ${more.length} more suppressed recipient${more.length > 1 ? 's' : ''})` : ''}. To send anyway, set "ignoreSuppression": true.`,
-          { field: 'to' },
-        );
-    }
     const key = request.apiKey;
-    if (key?.senders !== undefined) {
-      // A key limited to some senders, like an SMTP user with allowedSenders: the envelope sender and
-      // every originator field (From, Sender, Resent-*), as the SMTP door checks them.
-      const policy = new SenderPolicy(key.senders);
-      const refused = [message.envelope.from, ...originators].find((a) => !policy.allows(asciiAddress(a)));
-      if (refused !== undefined)
-        throw apiError('R365_HTTP_FORBIDDEN', `The API key ${key.name} may send only as ${key.senders.join(', ')}, not as ${refused}.`, { field: 'from' });
+    const verdict = await admission.admit(
+      { raw: composed.raw, envelope: composed.envelope, mailbox, ignoreSuppression },
+      {
+        source: { kind: 'http', client: request.ip, ...(key ? { user: key.name } : {}) },
+        display: key ? `The API key ${key.name}` : 'This request',
+        // A key limited to some senders, like an SMTP user with allowedSenders.
+        allowedSenders: key?.senders,
+      },
+    );
+    if (!verdict.ok) {
+      // The store's own error (R365_OUTBOX_UNAVAILABLE and its fix) says more than a generic one.
+      if (verdict.reason === 'store-unavailable' && verdict.cause instanceof Error) throw verdict.cause;
+      const hint = verdict.reason === 'suppressed' ? ' To send anyway, set "ignoreSuppression": true.' : '';
+      throw apiError(verdict.code, verdict.message + hint, { ...(verdict.field !== undefined ? { field: verdict.field } : {}), status: verdict.status });
     }
-    const route = routeFor(deps.router, mailboxes, message, headerFrom, mailbox);
-    const stored = await deps.enqueue({
-      ...route,
-      envelope: message.envelope,
-      raw: message.raw,
-      source: { kind: 'http', client: request.ip, ...(request.apiKey ? { user: request.apiKey.name } : {}) },
-      ...(message.messageId !== undefined ? { messageId: message.messageId } : {}),
-    });
+    const stored = verdict.stored!;
     return {
       status: 202,
       headers: { location: `/v1/messages/${stored.id}` },
@@ -138,7 +122,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression)),
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression)),
   );
 
   app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(

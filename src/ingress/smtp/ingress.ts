@@ -12,17 +12,15 @@ import type { Config } from '../../config/index.js';
 import { Relay365Error } from '../../errors.js';
 import type { ConfigIssue } from '../../config/issues.js';
 import type { FrontDoorObserver, Logger } from '../../observe/index.js';
-import type { NewMessage, OutboxStore, Router } from '../../outbox/index.js';
+import type { OutboxStore, Router } from '../../outbox/index.js';
 import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
 import { LoginLockout, lockoutAddress } from './login-lockout.js';
-import { checkHeaderSection } from '../header-policy.js';
-import { MAX_LINE_OCTETS, MessageCollector, readHeaders, traceFields } from './message.js';
+import { MessageCollector } from '../../message/index.js';
+import { SenderPolicy, asciiAddress, createAdmission, type Submitter } from '../../admission/index.js';
 import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
 import { REPLIES, replyError } from './replies.js';
 import { listenerAddressNames, loadTlsIdentity, type TlsIdentity } from './self-signed.js';
-import { SenderPolicy, asciiAddress } from './sender-policy.js';
-import { suppressionReply } from '../../bounces/suppression.js';
 
 /** What the SMTP front door needs; the runtime wires the real ones, tests their own. */
 export interface SmtpIngressDeps {
@@ -91,7 +89,9 @@ interface Principal {
   source: string;
   /** How a reply names it. */
   display: string;
-  senders: SenderPolicy;
+  allowedSenders: readonly string[] | undefined;
+  policy: SenderPolicy;
+  rewrite: Submitter['rewrite'];
 }
 
 /** A logged-in user: its principal and its stored hash. */
@@ -159,14 +159,28 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     new Map(
       smtp.users.map((u) => [
         u.name,
-        { name: u.name, passwordHash: u.passwordHash, source: u.name, display: u.name, senders: new SenderPolicy(u.allowedSenders) },
+        {
+          name: u.name,
+          passwordHash: u.passwordHash,
+          source: u.name,
+          display: u.name,
+          allowedSenders: u.allowedSenders,
+          policy: new SenderPolicy(u.allowedSenders),
+          rewrite: u.rewriteSender,
+        },
       ]),
     );
   const allowlistOf = (smtp: Config['smtp']): Allowlist<Principal> =>
     new Allowlist<Principal>(
       smtp.allowlist.map((e) => ({
         cidr: e.cidr,
-        value: { source: `allowlist:${e.cidr}`, display: `clients in ${e.cidr}`, senders: new SenderPolicy(e.allowedSenders) },
+        value: {
+          source: `allowlist:${e.cidr}`,
+          display: `clients in ${e.cidr}`,
+          allowedSenders: e.allowedSenders,
+          policy: new SenderPolicy(e.allowedSenders),
+          rewrite: e.rewriteSender,
+        },
       })),
     );
   let users = usersOf(config);
@@ -194,6 +208,24 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   };
   const userOf = (session: SMTPServerSession): LocalUser | undefined => (typeof session.user === 'string' ? users.get(session.user) : undefined);
   const principalOf = (session: SMTPServerSession): Principal | undefined => userOf(session) ?? allowlist.match(session.remoteAddress)?.value;
+  const submitterOf = (principal: Principal, session: SMTPServerSession): Submitter => ({
+    source: { kind: 'smtp', client: clientOf(session), user: principal.source },
+    display: principal.display,
+    allowedSenders: principal.allowedSenders,
+    policy: principal.policy,
+    rewrite: principal.rewrite,
+  });
+  // The checks every door runs; SMTP runs the sender and recipient ones early, at MAIL and RCPT.
+  const admission = createAdmission({
+    limits: () => ({ maxMessageBytes, recipientsPerMessage: maxRecipients }),
+    router,
+    // No SMTP client names a mailbox: its From decides.
+    mailboxes: () => [],
+    suppressions: deps.suppressions,
+    enqueue: (message) => outbox.enqueue(message),
+    hostname,
+  });
+
 
   /** Refuses through a hook's callback, with the details for the refusal's log line. */
   const refuse = (session: SMTPServerSession, line: string, details?: Record<string, unknown>): Error => {
@@ -362,12 +394,8 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     const principal = principalOf(session);
     if (!principal) return callback(refuse(session, REPLIES.authRequired));
-    if (!address.address) return callback(refuse(session, REPLIES.nullSender));
-    const sender = asciiAddress(address.address);
-    if (!principal.senders.allows(sender)) {
-      return callback(refuse(session, REPLIES.senderNotAllowed(principal.display, sender), { event: 'sender.refused', sender }));
-    }
-    if (!router.route(sender)) return callback(refuse(session, REPLIES.noRoute(sender)));
+    const refused = admission.checkSender(address.address, submitterOf(principal, session));
+    if (refused) return callback(refuse(session, refused.smtp, refused.reason === 'sender-not-allowed' ? refused.details : undefined));
     callback();
   };
 
@@ -378,13 +406,14 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     const rcpts = session.envelope.rcptTo;
     // A repeated recipient replaces its earlier entry in smtp-server, so it adds nothing.
     const repeat = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
-    if (!repeat && rcpts.length >= maxRecipients) return callback(refuse(session, REPLIES.tooManyRecipients(maxRecipients)));
+    const tooMany = repeat ? undefined : admission.checkRecipientCount(rcpts.length + 1);
+    if (tooMany) return callback(refuse(session, tooMany.smtp));
     if (!deps.suppressions) return callback();
     // A hard-bounced address draws an NDR again: refuse it here, with when and why (SMTP has no override).
-    deps.suppressions.suppressed([address.address]).then(
-      ([entry]) => {
-        if (!entry) return callback();
-        callback(refuse(session, suppressionReply(entry), { event: 'recipient.suppressed', recipient: address.address }));
+    admission.checkSuppressed([address.address]).then(
+      (suppressed) => {
+        if (!suppressed) return callback();
+        callback(refuse(session, suppressed.smtp, { event: 'recipient.suppressed', recipient: address.address }));
       },
       (err: unknown) => {
         deps.logger.warn({ event: 'suppressions.unavailable', err }, 'cannot read the suppression list; answering 451');
@@ -393,80 +422,56 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     );
   };
 
-  /** Decides on a message received in full: the reply line, after the outbox committed it if accepted. */
+  /** Decides on a message received in full (the admission pipeline): the reply line, after the outbox committed it if accepted. */
   const finishData = async (session: SMTPServerSession, collector: MessageCollector, connection: RelayConnection | undefined): Promise<string> => {
-    if (collector.oversized) return REPLIES.tooBig(maxMessageBytes);
-    if (collector.hasNul) return REPLIES.nulBytes;
-    if (collector.longest > MAX_LINE_OCTETS) return REPLIES.lineTooLong(collector.longest);
     const principal = principalOf(session);
     const { mailFrom } = session.envelope;
     // MAIL checked these already; the session may have changed since (a defence, not a path).
-    if (!principal || !mailFrom) return REPLIES.authRequired;
-    const sender = asciiAddress(mailFrom.address);
-    const head = collector.head();
-    const check = checkHeaderSection(head);
-    if (!check.ok) return check.field ? REPLIES.originatorRefused(check.problem) : REPLIES.headerMalformed(check.problem);
-    const headers = readHeaders(head);
-    const froms = check.from.map(asciiAddress);
-    // Sender and Resent-* fields name senders to recipients as From does: the same policy applies.
-    const notAllowed = [sender, ...check.originators.map(asciiAddress)].find((a) => !principal.senders.allows(a));
-    if (notAllowed !== undefined) {
-      connection?.noteRefusal({ event: 'sender.refused', sender: notAllowed });
-      return REPLIES.senderNotAllowed(principal.display, notAllowed);
-    }
-    // Exchange checks SendAs on the header From: every From address must be sendable along with MAIL FROM.
-    const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({ from: from ?? sender, route: router.routeMessage(sender, from) }));
-    const unroutable = routes.find((r) => !r.route);
-    if (unroutable) return REPLIES.noRoute(unroutable.from);
-    const route = routes[0]!.route!;
-
-    const recipients = session.envelope.rcptTo.map((r) => asciiAddress(r.address));
+    if (!collector.oversized && (!principal || !mailFrom)) return REPLIES.authRequired;
     const client = clientOf(session);
     const traceId = `${session.id}.${session.transaction}`;
-    const { prefix, messageId } = traceFields(headers, {
-      helo: session.hostNameAppearsAs,
-      clientAddress: client,
-      hostname,
-      protocol: session.transmissionType,
-      id: traceId,
-      recipients,
-      date: new Date(),
-      sender,
-    });
-    // A client that left before its reply will send again: keeping this copy would only duplicate it.
-    if (connection?.gone) return REPLIES.storeUnavailable;
-    const message: NewMessage = {
-      ...(route.mailbox !== undefined ? { mailbox: route.mailbox } : { pool: route.pool }),
-      envelope: { from: sender, to: recipients },
-      raw: collector.bytes(prefix),
-      source: { kind: 'smtp', client, user: principal.source },
-      messageId,
-    };
-    try {
-      const stored = await outbox.enqueue(message);
-      observe({ type: 'smtp.message_accepted' });
-      logger.info(
-        {
-          id: stored.id,
-          trace: traceId,
-          client,
-          user: principal.source,
-          size: message.raw.length,
-          recipients: recipients.length,
-          mailbox: route.mailbox,
-          pool: route.pool,
-        },
-        'SMTP message queued',
-      );
-      return REPLIES.queued(stored.id);
-    } catch (err) {
-      logger.error({ err, trace: traceId, client, user: principal.source }, 'SMTP message could not be queued');
-      connection?.noteRefusal({ cause: (err as { code?: string }).code ?? 'error' });
-      return REPLIES.storeUnavailable;
+    const submitter: Submitter = principal ? submitterOf(principal, session) : { source: { kind: 'smtp', client }, display: client };
+    const verdict = await admission.admit(
+      {
+        raw: collector.oversized ? Buffer.alloc(0) : collector.bytes(),
+        head: collector.oversized ? Buffer.alloc(0) : collector.head(),
+        scan: { size: collector.size, hasNul: collector.hasNul, longest: collector.longest },
+        envelope: { from: mailFrom ? mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) },
+        // RCPT TO refused too many and suppressed recipients one by one, with the same checks.
+        recipientsChecked: true,
+        received: { helo: session.hostNameAppearsAs, clientAddress: client, protocol: session.transmissionType, id: traceId },
+        gone: () => connection?.gone === true,
+      },
+      submitter,
+    );
+    if (!verdict.ok) {
+      if (verdict.reason === 'sender-not-allowed') connection?.noteRefusal(verdict.details ?? {});
+      if (verdict.reason === 'store-unavailable' && verdict.cause !== undefined) {
+        logger.error({ err: verdict.cause, trace: traceId, client, user: principal?.source }, 'SMTP message could not be queued');
+        connection?.noteRefusal({ cause: (verdict.cause as { code?: string }).code ?? 'error' });
+      }
+      return verdict.smtp;
     }
+    const { message, stored, route } = verdict;
+    observe({ type: 'smtp.message_accepted' });
+    logger.info(
+      {
+        id: stored!.id,
+        trace: traceId,
+        client,
+        user: principal!.source,
+        size: message.raw.length,
+        recipients: message.envelope.to.length,
+        mailbox: route.mailbox,
+        pool: route.pool,
+        ...(verdict.rewritten && mailFrom ? { rewrittenFrom: asciiAddress(mailFrom.address) } : {}),
+      },
+      'SMTP message queued',
+    );
+    return REPLIES.queued(stored!.id);
   };
 
-  const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
+    const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const connection = connectionOf(session);
     const collector = new MessageCollector(maxMessageBytes);
     // However slowly it comes (a byte every few seconds keeps the idle timeout from firing), DATA ends

@@ -1,4 +1,5 @@
 import addressparser from 'nodemailer/lib/addressparser';
+import { headerBounds } from './headers.js';
 
 /**
  * The originator fields a sender policy must see (RFC 5322 3.6.2 and 3.6.6): who the message says it
@@ -30,11 +31,11 @@ const ADDR_SPEC = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
  * first line that is a continuation (it would join the field relay365 puts before it), a line that
  * is no field, more than one From or Sender (RFC 5322 3.6 allows one each), a From, Sender or Resent
  * field whose value is not a plain list of addresses (`<a@x> <b@y>`, groups, unquoted angle
- * brackets), and an originator field with no address. Every door (SMTP, the HTTP raw MIME endpoint)
- * runs this same check.
+ * brackets), and an originator field with no address. Every door runs this same check, through the
+ * admission pipeline.
  */
 export function checkHeaderSection(raw: Buffer): HeaderCheck {
-  const end = headerEnd(raw);
+  const { end } = headerBounds(raw);
   const section = raw.subarray(0, end).toString('latin1');
   const crlf = section.includes('\r\n') || raw.subarray(end, end + 2).toString('latin1') === '\r\n';
   for (let i = 0; i < section.length; i++) {
@@ -112,11 +113,4 @@ function mailboxList(value: string): string[] | string {
 
 function display(name: OriginatorField): string {
   return name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
-}
-
-/** Where the header section ends: the first empty line, or the end of the message. */
-function headerEnd(raw: Buffer): number {
-  if (raw[0] === 0x0a || (raw[0] === 0x0d && raw[1] === 0x0a)) return 0;
-  const ends = [raw.indexOf('\r\n\r\n'), raw.indexOf('\n\n')].filter((i) => i !== -1);
-  return ends.length > 0 ? Math.min(...ends) : raw.length;
 }
