@@ -91,6 +91,19 @@ describe('transport descriptors', () => {
   });
 });
 
+describe('where each transport sends', () => {
+  it("names Exchange's SMTP host, the HVE endpoint for an HVE account, and Graph's host", () => {
+    const hveConfig = configSchema.parse({
+      auth: { flow: 'client-secret', tenant: 'contoso.onmicrosoft.com', clientId: '00000000-0000-0000-0000-000000000001', clientSecret: 'not-used' },
+      mailboxes: [{ address: 'relay@contoso.com' }, { address: 'bulk@contoso.com', hve: true }],
+    });
+    const cloud = cloudEndpoints(hveConfig);
+    assert.deepEqual(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'relay@contoso.com'), { where: 'smtp.office365.com:587', how: 'SMTP AUTH XOAUTH2 over STARTTLS' });
+    assert.equal(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'Bulk@contoso.com').where, 'smtp-hve.office365.com:587');
+    assert.equal(TRANSPORTS.graph.endpoint(hveConfig, cloud, 'relay@contoso.com').where, 'https://graph.microsoft.com');
+  });
+});
+
 describe('MailboxTransports', () => {
   it('builds each transport from its descriptor once, when a mailbox first needs it, and follows a reload', async () => {
     const transports = new MailboxTransports(config.mailboxes, context(config, () => Promise.reject(new Error('unused'))));

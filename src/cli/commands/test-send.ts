@@ -12,7 +12,7 @@ export function testCommand(): Command {
     .option('--json', 'print the outcome and the transcript as JSON')
     .action(async (flags: { config?: string; to: string; mailbox?: string; json?: boolean }) => {
       const { config, logger } = await cliContext(flags);
-      const { createMailer } = await import('../../delivery/mailer.js');
+      const { createMailer, transportDescriptor } = await import('../../delivery/index.js');
       const mailbox = pickMailbox(config, flags.mailbox);
       const transcript: string[] = [];
       const cache = await cliTokenCache(config);
@@ -28,6 +28,9 @@ export function testCommand(): Command {
       try {
         const now = new Date();
         const flow = mailer.identity.auth.get(mailbox.toLowerCase())?.flow ?? '?';
+        const configured = config.mailboxes.find((m) => m.address.toLowerCase() === mailbox.toLowerCase());
+        // Where this mailbox's transport sends: Exchange's SMTP host (or the HVE endpoint), or Graph.
+        const way = transportDescriptor(configured?.transport).endpoint(config, mailer.identity.cloud, mailbox);
         const result = await mailer.send(
           {
             from: mailbox,
@@ -38,8 +41,8 @@ export function testCommand(): Command {
               `Sent:      ${now.toISOString()}\n` +
               `From host: ${hostname()}\n` +
               `Mailbox:   ${mailbox}\n` +
-              `Auth:      OAuth2 (${flow}), SMTP AUTH XOAUTH2 over STARTTLS\n` +
-              `Server:    ${mailer.identity.cloud.smtpHost}:${mailer.identity.cloud.smtpPort} (${mailer.identity.cloud.name} cloud)\n`,
+              `Auth:      OAuth2 (${flow}), ${way.how}\n` +
+              `Server:    ${way.where} (${mailer.identity.cloud.name} cloud)\n`,
           },
           { mailbox },
         );

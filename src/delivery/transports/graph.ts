@@ -57,6 +57,7 @@ export const graphTransport: TransportDescriptor = {
       source: 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits',
     },
   ],
+  endpoint: (_config, cloud) => ({ where: cloud.graphHost, how: 'Microsoft Graph sendMail (MIME) over HTTPS' }),
   build: (ctx) =>
     new GraphTransport({
       cloud: ctx.identity.cloud,

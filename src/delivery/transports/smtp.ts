@@ -66,6 +66,11 @@ export const smtpTransport: TransportDescriptor = {
       source: LIMITS_DOC,
     },
   ],
+  endpoint(config, cloud, mailbox) {
+    const hve = hveEndpoint(config);
+    if (hve?.mailboxes.has(mailbox.toLowerCase())) return { where: `${hve.host}:${hve.port}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS (High Volume Email)' };
+    return { where: `${cloud.smtpHost}:${cloud.smtpPort}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS' };
+  },
   build: (ctx) =>
     new SmtpTransport({
       cloud: ctx.identity.cloud,
