@@ -10,6 +10,7 @@ import { sendCommand } from './commands/send.js';
 import { testCommand } from './commands/test-send.js';
 import { apikeyCommand } from './commands/apikey.js';
 import { doctorCommand } from './commands/doctor.js';
+import { configCommand } from './commands/config.js';
 import { initCommand } from './commands/init.js';
 import { userCommand } from './commands/user.js';
 import { dbCommand } from './commands/db.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   program.addCommand(apikeyCommand());
   program.addCommand(initCommand());
   program.addCommand(doctorCommand());
+  program.addCommand(configCommand());
   program.addCommand(userCommand());
   program.addCommand(dbCommand());
   program.addCommand(serviceCommand());

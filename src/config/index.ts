@@ -4,10 +4,14 @@ export {
   parseDuration,
   authSchema,
   mailboxSchema,
+  smtpIngressSchema,
   CLOUD_NAMES,
   AUTH_FLOWS,
   MAILBOX_TRANSPORTS,
   defaultGreetingDelayMs,
+  LOG_LEVELS,
+  WEBHOOK_EVENT_TYPES,
+  type WebhookEventType,
   type MailboxTransport,
   type Config,
   type ConfigInput,
@@ -22,4 +26,8 @@ export {
 } from './schema.js';
 export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';
-export { toConfigIssues, formatConfigIssues, type ConfigIssue } from './issues.js';
+export { toConfigIssues, formatConfigIssues, issuePath, type ConfigIssue } from './issues.js';
+export { parseCidr, unmapIPv4, type Cidr } from './cidr.js';
+export { parsePasswordHash, type ParsedPasswordHash } from './password-hash.js';
+export { GUID, tenantProblem, clientIdProblem } from './entra-ids.js';
+export { environmentIssues, SECRET_KEY_ENV } from './environment.js';

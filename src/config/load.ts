@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { Relay365Error } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
+import { environmentIssues } from './environment.js';
 import { formatConfigIssues, toConfigIssues, type ConfigIssue } from './issues.js';
 import { defaultDataDir, resolveConfigPaths } from './paths.js';
 
@@ -24,7 +25,9 @@ export interface LoadConfigOptions {
 }
 
 /**
- * Reads, overrides, validates and freezes the config.
+ * Reads, overrides, validates and freezes the config: the one check of a config, whoever loads it
+ * (`serve` at start and on SIGHUP, `config check`, `doctor` and every other command). A config it
+ * returns is one `serve` runs with; a config it refuses is refused with every problem at once.
  *
  * `RELAY365_LOG__LEVEL=debug` sets `log.level`; values are parsed as YAML scalars, so `true`, `42`
  * and `[a, b]` keep their types. Every problem is reported at once, each with its dotted path.
@@ -71,7 +74,8 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
   const dataDir = merged.dataDir === undefined ? defaultDataDir(options.path === undefined ? undefined : dirname(resolve(options.path)), env) : undefined;
   if (dataDir !== undefined) merged.dataDir = dataDir;
   const result = configSchema.safeParse(merged);
-  if (!result.success) issues.push(...toConfigIssues(result.error));
+  if (result.success) issues.push(...environmentIssues(result.data, env));
+  else issues.push(...toConfigIssues(result.error));
   if (issues.length > 0 || !result.success) {
     const source = options.path ?? 'the configuration';
     throw new Relay365Error('R365_CONFIG_INVALID', `${source} has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, {

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { rootCertificates, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { explainAadsts, explainConnectionError, explainSetupFinding, explainSmtpReply, findAadstsCode, type Explanation } from '../catalogue/index.js';
-import { resolveSecret } from '../config/index.js';
+import { GUID, resolveSecret } from '../config/index.js';
 import { createMailer, transportDescriptor } from '../delivery/index.js';
 import { isRelay365Error } from '../errors.js';
 import { createIdentity, decodeClaims, extraCas, reviewPermissions, summarizeToken, type TokenCacheStore } from '../identity/index.js';
@@ -14,9 +14,6 @@ import { bouncesCheck } from './bounces-check.js';
 import { credentialExpiryCheck } from './credential-checks.js';
 import type { Check, CheckResult, DoctorContext, PausedMailbox } from './types.js';
 
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** A verified domain such as `contoso.onmicrosoft.com`. */
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 
 /**
  * Audiences Exchange Online takes for SMTP AUTH (Microsoft Learn, "Authenticate an IMAP, POP or SMTP connection using OAuth"): the app-only and
@@ -198,64 +195,27 @@ const configCheck: Check = {
 
     const problems: Array<{ cause: string; fix: string }> = [];
     const warnings: Array<{ cause: string; fix: string }> = [];
-    if (auth.flow === undefined) {
-      problems.push({ cause: 'auth.flow is not set.', fix: 'Set auth.flow to client-secret, client-certificate, federated, managed-identity, device-code, auth-code or token-command.' });
-    } else if (auth.flow !== 'token-command' && auth.flow !== 'managed-identity') {
-      if (auth.tenant === undefined)
-        problems.push({
-          cause: 'auth.tenant is not set.',
-          fix: "Set auth.tenant to the Directory (tenant) ID from the app's Overview page in the Entra admin center.",
-        });
-      else if (!GUID.test(auth.tenant) && !DOMAIN.test(auth.tenant)) {
-        problems.push({
-          cause: `auth.tenant (${auth.tenant}) is neither a tenant id (GUID) nor a domain.`,
-          fix: "Use the Directory (tenant) ID from the app's Overview page, or the tenant's *.onmicrosoft.com domain.",
-        });
-      } else if (/^(common|organizations|consumers)$/i.test(auth.tenant)) {
-        problems.push({
-          cause: `auth.tenant is ${auth.tenant}, not a tenant.`,
-          fix: 'Name the tenant itself (its id or domain): app-only tokens and Exchange mailboxes belong to one tenant.',
-        });
-      }
-      if (auth.clientId === undefined)
-        problems.push({ cause: 'auth.clientId is not set.', fix: "Set auth.clientId to the Application (client) ID from the app's Overview page." });
-      else if (!GUID.test(auth.clientId)) {
-        problems.push({
-          cause: `auth.clientId (${auth.clientId}) is not a GUID.`,
-          fix: "Copy the Application (client) ID from the app's Overview page (not its name or object id).",
-        });
-      }
-    }
-    if (auth.flow === 'client-secret') {
-      if (auth.clientSecret === undefined) {
-        problems.push({
-          cause: 'auth.clientSecret is not set.',
-          fix: 'Set auth.clientSecret: env:RELAY365_CLIENT_SECRET and export the secret value in that variable.',
-        });
-      } else {
-        try {
-          ctx.secrets.add(await resolveSecret(auth.clientSecret, ctx.env));
-          if (!/^(env|file):/.test(auth.clientSecret)) {
-            warnings.push({
-              cause: 'The client secret is written in the config file itself.',
-              fix: 'Move it out: clientSecret: env:RELAY365_CLIENT_SECRET (set in the environment) or clientSecret: file:/path/to/secret (mode 0600); then create a new secret, since this one has been on disk in clear.',
-            });
-          }
-        } catch (err) {
-          problems.push({
-            cause: scrubSecrets((err as Error).message),
-            fix: `Provide the secret where ${auth.clientSecret} points (e.g. export RELAY365_CLIENT_SECRET=<secret value> before starting relay365).`,
+    // The settings themselves (a flow, its tenant, client id, secret or command, their formats) are the
+    // config's rules: loadConfig refused a config that breaks one, and this check then reports that
+    // refusal (doctorReportForConfigError). What is left here is what only reading files can tell.
+    if (auth.flow === 'client-secret' && auth.clientSecret !== undefined) {
+      try {
+        ctx.secrets.add(await resolveSecret(auth.clientSecret, ctx.env));
+        if (!/^(env|file):/.test(auth.clientSecret)) {
+          warnings.push({
+            cause: 'The client secret is written in the config file itself.',
+            fix: 'Move it out: clientSecret: env:RELAY365_CLIENT_SECRET (set in the environment) or clientSecret: file:/path/to/secret (mode 0600); then create a new secret, since this one has been on disk in clear.',
           });
         }
+      } catch (err) {
+        problems.push({
+          cause: scrubSecrets((err as Error).message),
+          fix: `Provide the secret where ${auth.clientSecret} points (e.g. export RELAY365_CLIENT_SECRET=<secret value> before starting relay365).`,
+        });
       }
     }
     if (auth.flow === 'client-certificate') {
       const files = [auth.certificate?.keyFile, auth.certificate?.certFile].filter((f): f is string => f !== undefined);
-      if (files.length === 0)
-        problems.push({
-          cause: 'auth.certificate is not set.',
-          fix: 'Set auth.certificate.keyFile and certFile (PEM) of the certificate uploaded to the app registration.',
-        });
       for (const file of files) {
         try {
           await access(file, constants.R_OK);
@@ -266,9 +226,6 @@ const configCheck: Check = {
           });
         }
       }
-    }
-    if (auth.flow === 'token-command' && auth.command === undefined) {
-      problems.push({ cause: 'auth.command is not set.', fix: 'Set auth.command to a command that prints an access token for Exchange Online.' });
     }
     try {
       ctx.extraCas = await extraCas(config);

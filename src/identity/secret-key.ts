@@ -1,11 +1,12 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { SECRET_KEY_ENV } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
 import { restrictToOwner } from './owner-only.js';
 
-/** Name of the environment variable holding the token cache key. */
-export const SECRET_KEY_ENV = 'RELAY365_SECRET_KEY';
+/** Name of the environment variable holding the token cache key (the config's rules name it too). */
+export { SECRET_KEY_ENV };
 
 /**
  * The 32-byte key that encrypts tokens at rest. From `RELAY365_SECRET_KEY` when set (base64 or hex of

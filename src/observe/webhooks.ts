@@ -1,21 +1,13 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { EventBus, RelayEvent, RelayEventType } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
+import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../config/index.js';
 
-/** The events a webhook receiver may subscribe to (`http.webhooks[].events`). */
-export const WEBHOOK_EVENT_TYPES = [
-  'message.sent',
-  'message.deferred',
-  'message.failed',
-  'message.recipient.refused',
-  'mailbox.paused',
-  'mailbox.resumed',
-  'mailbox.needs_login',
-  'message.bounced',
-  'message.delayed',
-  'credential.expiring',
-] as const satisfies readonly RelayEventType[];
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+/** The events a webhook receiver may subscribe to: the config's list (`http.webhooks[].events`), so a receiver may name each one. */
+export { WEBHOOK_EVENT_TYPES, type WebhookEventType };
+// Each is an event the bus publishes: a type error here means the config names an event nobody sends.
+const _everyWebhookEventIsPublished: readonly RelayEventType[] = WEBHOOK_EVENT_TYPES;
+void _everyWebhookEventIsPublished;
 
 /** The signature header; see docs/webhooks.md for its format and how to verify it. */
 export const SIGNATURE_HEADER = 'X-Relay365-Signature';

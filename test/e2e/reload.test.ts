@@ -178,8 +178,8 @@ describe('relay365 serve: SIGHUP reloads the config', () => {
       assert.ok(relay.lines.indexOf(refused) >= refusedBefore);
       const problems = refused.problems as string[];
       assert.equal(problems.length, 2, JSON.stringify(problems));
-      assert.ok(problems.some((p) => p.startsWith('smtp.users.0.passwordHash:')));
-      assert.ok(problems.some((p) => p.startsWith('smtp.allowlist.0.cidr:')));
+      assert.ok(problems.some((p) => p.startsWith('smtp.users[0].passwordHash:')));
+      assert.ok(problems.some((p) => p.startsWith('smtp.allowlist[0].cidr:')));
       assert.equal(refused.level, 50, 'logged as an error');
       // Still the previous config: the user the broken one drops still logs in, and the mailbox it drops still sends.
       const still = await login(port, 'scanner', 'second-password');

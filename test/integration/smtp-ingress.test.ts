@@ -1202,18 +1202,22 @@ describe('SMTP ingress', () => {
       );
     });
 
-    it('reports every allowlist CIDR and password hash it cannot use, at once', async () => {
-      await assert.rejects(
-        startHarness(dir, 'bad-config', {
-          users: [{ name: 'x', passwordHash: 'scrypt$1$2$3' }],
-          allowlist: [{ cidr: '10.0.0.0/40' }, { cidr: 'printer.lan' }],
-        }),
-        (err) =>
-          isRelay365Error(err, 'R365_CONFIG_INVALID') &&
-          /smtp\.users\.0\.passwordHash/.test(err.message) &&
-          /smtp\.allowlist\.0\.cidr/.test(err.message) &&
-          /smtp\.allowlist\.1\.cidr/.test(err.message),
-      );
+    it("refuses a section with allowlist CIDRs and password hashes it cannot use, every one at once, by the config schema's rules", async () => {
+      const h = await startHarness(dir, 'bad-config', { listeners: [{ host: '127.0.0.1', port: 0, tls: 'none' }] });
+      try {
+        // A section built in code: loadConfig and configSchema refuse it first, with the same problems.
+        const bad = { ...h.config.smtp, users: [{ name: 'x', passwordHash: 'scrypt$1$2$3' }], allowlist: [{ cidr: '10.0.0.0/40' }, { cidr: 'printer.lan' }] };
+        await assert.rejects(
+          h.ingress.prepareReload({ config: bad, limits: h.config.limits }),
+          (err) =>
+            isRelay365Error(err, 'R365_CONFIG_INVALID') &&
+            /smtp\.users\[0\]\.passwordHash: must be scrypt/.test(err.message) &&
+            /smtp\.allowlist\[0\]\.cidr: 10\.0\.0\.0\/40 is not a CIDR range/.test(err.message) &&
+            /smtp\.allowlist\[1\]\.cidr: printer\.lan is not a CIDR range/.test(err.message),
+        );
+      } finally {
+        await h.close();
+      }
     });
   });
 });

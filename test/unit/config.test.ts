@@ -65,7 +65,7 @@ describe('loadConfig', () => {
       await write('client-secret');
       await assert.rejects(loadConfig({ path, env: {} }), (err: Relay365Error) => {
         const issues = (err.details?.issues ?? []) as Array<{ path: string; message: string }>;
-        assert.ok(issues.some((i) => i.path === 'mailboxes.0.signInAs' && /delegated flow/.test(i.message)), JSON.stringify(issues));
+        assert.ok(issues.some((i) => i.path === 'mailboxes[0].signInAs' && /delegated flow/.test(i.message)), JSON.stringify(issues));
         return true;
       });
     } finally {

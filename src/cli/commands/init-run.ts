@@ -4,14 +4,12 @@ import { createInterface, type Interface } from 'node:readline/promises';
 import { Writable } from 'node:stream';
 import { Document } from 'yaml';
 import { z } from 'zod';
-import { CLOUD_NAMES, configSchema, type CloudName } from '../../config/schema.js';
+import { CLOUD_NAMES, clientIdProblem, configSchema, tenantProblem, toConfigIssues, type CloudName } from '../../config/index.js';
 import { SETUPS, SETUP_FLOWS, adminSteps, renderAdminStepsText, setupName, type AdminStepsInput, type Setup } from '../../doctor/admin-steps.js';
 import { Relay365Error } from '../../errors.js';
 import { hashPassword } from '../../ingress/smtp/password.js';
 import { SECRET_ENV } from './init.js';
 
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 /** A user name YAML reads back unquoted, as `relay365 user add` accepts it. */
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]*$/;
 
@@ -56,13 +54,9 @@ function invalid(message: string): Relay365Error {
 
 /** Each validator returns undefined when the answer is fine, else what is wrong with it. */
 const check = {
-  tenant: (v: string): string | undefined =>
-    /^(common|organizations|consumers)$/i.test(v)
-      ? `${v} is not a tenant: give the tenant's own id or domain`
-      : GUID.test(v) || DOMAIN.test(v)
-        ? undefined
-        : `${v} is neither a tenant id (GUID) nor a domain such as contoso.onmicrosoft.com`,
-  clientId: (v: string): string | undefined => (GUID.test(v) ? undefined : `${v} is not an application (client) id: a GUID from the app's Overview page`),
+  // The config schema's own rules, so init never writes a tenant or client id that serve would refuse.
+  tenant: tenantProblem,
+  clientId: clientIdProblem,
   setup: (v: string): string | undefined => ((SETUPS as readonly string[]).includes(v) ? undefined : `${v} is not one of ${SETUPS.join(', ')}`),
   cloud: (v: string): string | undefined => ((CLOUD_NAMES as readonly string[]).includes(v) ? undefined : `${v} is not one of ${CLOUD_NAMES.join(', ')}`),
   mailboxes: (v: string): string | undefined => {
@@ -351,7 +345,7 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
   // Never write a config relay365 would refuse.
   const parsed = configSchema.safeParse(config);
   if (!parsed.success)
-    throw invalid(`The answers do not make a valid config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw invalid(`The answers do not make a valid config: ${toConfigIssues(parsed.error).map((i) => `${i.path}: ${i.message}`).join('; ')}`);
 
   const doc = new Document(config);
   doc.commentBefore =

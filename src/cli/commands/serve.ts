@@ -119,7 +119,9 @@ writes the config it runs with (the sandbox's URL, ports and CA, its app and mai
 SIGTERM or Ctrl-C stops gracefully (finishes transactions and sends in flight); a second one stops at once.
 SIGHUP (systemctl reload) reads the config file again and applies mailboxes, auth, SMTP users, allowlist,
 limits, certificate, webhooks, retention and log level without dropping a connection; a config that fails
-its checks is refused (config.reload_refused, every problem logged) and the running one kept. Listeners,
+its checks is refused (config.reload_refused, every problem logged) and the running one kept.
+relay365 config check runs the same checks on a file without starting anything (at start, a config with
+a problem makes serve exit with status 78, every problem listed). Listeners,
 queue.url, dataDir and the other settings that need a restart are named in a warning and kept.
 Accepted messages are on disk before the 250 reply and are sent after a restart.`,
     )
