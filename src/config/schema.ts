@@ -1,6 +1,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { CLOUD_NAMES, type CloudName } from './cloud-names.js';
+import { parseCidr } from './cidr.js';
+import { clientIdProblem, tenantProblem } from './entra-ids.js';
+import { parsePasswordHash } from './password-hash.js';
 
 /**
  * A secret is never written inline unless the user insists: `env:NAME` reads an environment
@@ -8,9 +11,27 @@ import { CLOUD_NAMES, type CloudName } from './cloud-names.js';
  */
 export const secretRefSchema = z.string().min(1, 'must not be empty');
 
+/**
+ * A string field checked by a rule that explains itself (`problem` returns why the value is refused, or
+ * undefined): the rules live beside the schema (cidr.ts, password-hash.ts, entra-ids.ts) so that every
+ * caller that validates a config (serve, reload, doctor, init, the library) refuses the same values.
+ */
+function checkedString(problem: (value: string) => string | undefined) {
+  return z
+    .string()
+    .min(1, 'must not be empty')
+    .superRefine((value, ctx) => {
+      const why = problem(value);
+      if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+    });
+}
+
+/** pino's levels, and `silent`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 export const logSchema = z
   .object({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    level: z.enum(LOG_LEVELS).default('info'),
   })
   .strict();
 
@@ -27,10 +48,10 @@ export type AuthFlow = (typeof AUTH_FLOWS)[number];
 export const authSchema = z
   .object({
     flow: z.enum(AUTH_FLOWS).optional(),
-    /** Tenant id (GUID) or verified domain, e.g. `contoso.onmicrosoft.com`. */
-    tenant: z.string().min(1).optional(),
-    /** Application (client) id of the app registration. */
-    clientId: z.string().min(1).optional(),
+    /** Tenant id (GUID) or verified domain, e.g. `contoso.onmicrosoft.com` (not `common` or `organizations`). */
+    tenant: checkedString(tenantProblem).optional(),
+    /** Application (client) id of the app registration: a GUID. */
+    clientId: checkedString(clientIdProblem).optional(),
     /** client-secret flow: the secret's value (an `env:` or `file:` reference, please). */
     clientSecret: secretRefSchema.optional(),
     /**
@@ -220,7 +241,7 @@ export const queueSchema = z
     /** Send a delivery status notification (RFC 3464) to the envelope sender of a message that failed. */
     bounces: z.boolean().default(false),
     /** How long finished messages' content and records are kept (a sweep deletes them; src/outbox/retention.ts). */
-    retention: retentionSchema.default({ bodies: '7d', records: '90d' }),
+    retention: retentionSchema.prefault({}),
     /** Encrypt the content of new messages in the store (AES-256-GCM, with the token cache's key). */
     encryptBodies: z.boolean().default(false),
   })
@@ -335,7 +356,7 @@ export const smtpIngressSchema = z
           .default([]),
       })
       .strict()
-      .default({ names: [] }),
+      .prefault({}),
     /** Local users: `relay365 user add NAME` prints the line to paste. */
     users: z
       .array(
@@ -343,7 +364,10 @@ export const smtpIngressSchema = z
           .object({
             name: z.string().min(1),
             /** `scrypt$N$r$p$salt$hash` (base64); never the password itself. */
-            passwordHash: z.string().regex(/^scrypt\$/, 'must be an scrypt hash from `relay365 user add`'),
+            passwordHash: checkedString((hash) => {
+              const parsed = parsePasswordHash(hash);
+              return 'problem' in parsed ? parsed.problem : undefined;
+            }),
             /** Senders this user may use (From and MAIL FROM); default: every configured mailbox and alias. */
             allowedSenders: z.array(senderRule).optional(),
             /** Rewrite this user's sender to a mailbox (fixed-sender devices); default off. */
@@ -351,13 +375,24 @@ export const smtpIngressSchema = z
           })
           .strict(),
       )
+      .superRefine((users, ctx) => {
+        // A login names one user: a second entry of the same name could never log in.
+        const seen = new Set<string>();
+        users.forEach((user, i) => {
+          if (seen.has(user.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `${user.name} is listed twice` });
+          seen.add(user.name);
+        });
+      })
       .default([]),
     /** Addresses that may relay without AUTH (devices that cannot log in), as CIDRs. */
     allowlist: z
       .array(
         z
           .object({
-            cidr: z.string().min(1),
+            cidr: checkedString((cidr) => {
+              const parsed = parseCidr(cidr);
+              return 'problem' in parsed ? parsed.problem : undefined;
+            }),
             allowedSenders: z.array(senderRule).optional(),
             /** Rewrite these clients' sender to a mailbox (fixed-sender devices); default off. */
             rewriteSender: rewriteSender.optional(),
@@ -393,6 +428,24 @@ export const smtpIngressSchema = z
   })
   .strict();
 
+/**
+ * The events a webhook receiver may subscribe to (`http.webhooks[].events`); observe/webhooks.ts sends
+ * them and checks that each is one of its event types.
+ */
+export const WEBHOOK_EVENT_TYPES = [
+  'message.sent',
+  'message.deferred',
+  'message.failed',
+  'message.recipient.refused',
+  'mailbox.paused',
+  'mailbox.resumed',
+  'mailbox.needs_login',
+  'message.bounced',
+  'message.delayed',
+  'credential.expiring',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
 /** The HTTP send API, metrics, health and the dashboard (`relay365 serve`). */
 export const httpIngressSchema = z
   .object({
@@ -424,7 +477,7 @@ export const httpIngressSchema = z
             secret: secretRefSchema,
             /** Only these event types (default: all). */
             events: z
-              .array(z.enum(['message.sent', 'message.deferred', 'message.failed', 'mailbox.paused', 'mailbox.resumed', 'message.bounced', 'message.delayed', 'credential.expiring']))
+              .array(z.enum(WEBHOOK_EVENT_TYPES))
               .optional(),
           })
           .strict(),
@@ -438,7 +491,7 @@ export const configSchema = z
   .object({
     /** Where relay365 keeps its database, keys, token cache and generated certificates. */
     dataDir: z.string().min(1).default('./data'),
-    log: logSchema.default({ level: 'info' }),
+    log: logSchema.prefault({}),
     /** Which Microsoft cloud to talk to. `sandbox` is the local simulator (`relay365 sandbox`). */
     cloud: z.enum(CLOUD_NAMES).default('global'),
     /** Where the sandbox listens, when `cloud: sandbox`. */
@@ -453,7 +506,7 @@ export const configSchema = z
         caFile: z.string().default('./data/sandbox/ca.pem'),
       })
       .strict()
-      .default({ url: 'https://localhost:10443', smtpHost: '127.0.0.1', smtpPort: 10587, hveSmtpPort: 10588, caFile: './data/sandbox/ca.pem' }),
+      .prefault({}),
     network: z
       .object({
         /** An extra CA to trust (a TLS-inspecting proxy's), on top of the system's. */
@@ -464,20 +517,15 @@ export const configSchema = z
         timeoutMs: z.number().int().positive().default(15_000),
       })
       .strict()
-      .default({ timeoutMs: 15_000 }),
-    auth: authSchema.default({ commandTimeoutMs: 30_000, redirectPort: 0 }),
-    delivery: deliverySchema.default({
-      maxConnections: 3,
-      connectionTimeoutMs: 30_000,
-      greetingTimeoutMs: 30_000,
-      socketTimeoutMs: 120_000,
-      maxMessagesPerConnection: 100,
-    }),
+      .prefault({}),
+    auth: authSchema.prefault({}),
+    delivery: deliverySchema.prefault({}),
     mailboxes: z.array(mailboxSchema).default([]),
-    limits: limitsSchema.default(limitsSchema.parse({})),
-    queue: queueSchema.default(queueSchema.parse({})),
-    smtp: smtpIngressSchema.default(smtpIngressSchema.parse({})),
-    http: httpIngressSchema.default(httpIngressSchema.parse({})),
+    // prefault: a missing section is parsed as `{}`, so each default is written once, beside its field.
+    limits: limitsSchema.prefault({}),
+    queue: queueSchema.prefault({}),
+    smtp: smtpIngressSchema.prefault({}),
+    http: httpIngressSchema.prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { resolveSecret, type Config } from '../config/index.js';
+import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
 import { buildTransports } from '../delivery/index.js';
 import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
@@ -329,14 +329,10 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
  * Nodes sharing PostgreSQL read each other's bodies, so they must share the key itself, not key files.
  */
 async function messageBodyCipher(config: Config, env: NodeJS.ProcessEnv): Promise<BodyCipher> {
-  if (config.queue.encryptBodies && config.queue.url !== undefined && !env[SECRET_KEY_ENV]) {
-    throw new Relay365Error(
-      'R365_CONFIG_INVALID',
-      `queue.encryptBodies with queue.url needs ${SECRET_KEY_ENV}: every node must decrypt the bodies any node stored, and a key file (dataDir/secret.key) is this node's alone. ` +
-        `Set the same ${SECRET_KEY_ENV} on every node.`,
-      { details: { issues: [{ path: 'queue.encryptBodies', message: `needs ${SECRET_KEY_ENV} with queue.url` }] } },
-    );
-  }
+  // loadConfig refuses this config already; the same rule again for a config built in code.
+  const issues = environmentIssues(config, env);
+  if (issues.length > 0)
+    throw new Relay365Error('R365_CONFIG_INVALID', `The config has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, { details: { issues } });
   return bodyCipher(await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env), { encrypt: config.queue.encryptBodies });
 }
 

@@ -8,17 +8,17 @@ import type {
   SMTPServerOptions,
   SMTPServerSession,
 } from 'smtp-server';
-import type { Config } from '../../config/index.js';
+import { smtpIngressSchema, toConfigIssues, type Config } from '../../config/index.js';
 import { Relay365Error } from '../../errors.js';
 import type { ConfigIssue } from '../../config/issues.js';
 import type { FrontDoorObserver, Logger } from '../../observe/index.js';
 import type { OutboxStore, Router } from '../../outbox/index.js';
-import { Allowlist, parseCidr, unmapIPv4 } from './allowlist.js';
+import { Allowlist, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
 import { LoginLockout, lockoutAddress } from './login-lockout.js';
 import { MessageCollector } from '../../message/index.js';
 import { SenderPolicy, asciiAddress, createAdmission, type Submitter } from '../../admission/index.js';
-import { LoginsBusyError, PasswordChecker, parsePasswordHash } from './password.js';
+import { LoginsBusyError, PasswordChecker } from './password.js';
 import { REPLIES, replyError } from './replies.js';
 import { listenerAddressNames, loadTlsIdentity, type TlsIdentity } from './self-signed.js';
 
@@ -104,21 +104,13 @@ interface LocalUser extends Principal {
 const MAX_COMMAND_OCTETS = 4096;
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
 
-/** Checks what the schema cannot (CIDRs, hash formats, duplicate users); every problem at once. */
+/**
+ * The config schema's own rules for the section (CIDRs, hash formats, duplicate users), every problem at
+ * once: loadConfig has refused a bad section already; this keeps a section built in code to the same verdict.
+ */
 function configProblems(config: Config['smtp']): ConfigIssue[] {
-  const issues: ConfigIssue[] = [];
-  const names = new Set<string>();
-  config.users.forEach((user, i) => {
-    if (names.has(user.name)) issues.push({ path: `smtp.users.${i}.name`, message: `${user.name} is listed twice` });
-    names.add(user.name);
-    const parsed = parsePasswordHash(user.passwordHash);
-    if ('problem' in parsed) issues.push({ path: `smtp.users.${i}.passwordHash`, message: parsed.problem });
-  });
-  config.allowlist.forEach((entry, i) => {
-    const parsed = parseCidr(entry.cidr);
-    if ('problem' in parsed) issues.push({ path: `smtp.allowlist.${i}.cidr`, message: parsed.problem });
-  });
-  return issues;
+  const result = smtpIngressSchema.safeParse(config);
+  return result.success ? [] : toConfigIssues(result.error).map((issue) => ({ ...issue, path: `smtp.${issue.path}` }));
 }
 
 /**
