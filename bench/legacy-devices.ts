@@ -82,7 +82,13 @@ export async function run(): Promise<ScenarioResult> {
         relayConfig(sandbox, `${dir.path}/data`, {
           limits: { messagesPerMinute: 100_000_000, recipientsPerDay: 1_000_000_000 },
           delivery: { maxConnections: 3, maxMessagesPerConnection: 100_000 },
-          smtp: { listeners: [{ host: '127.0.0.1', port, tls: 'starttls' }], users: [{ name: USER, passwordHash }], maxConnectionsPerClient: 200, maxPreAuthConnectionsPerClient: 200, lockoutFailures: 100_000 },
+          smtp: {
+            listeners: [{ host: '127.0.0.1', port, tls: 'starttls' }],
+            users: [{ name: USER, passwordHash }],
+            maxConnectionsPerClient: 200,
+            maxPreAuthConnectionsPerClient: 200,
+            lockoutFailures: 100_000,
+          },
         }),
       );
       try {

@@ -121,24 +121,41 @@ describe(`smtp-server internals (${smtpServer.version})`, () => {
       ['_ready', false, "the early-talker check: the greeting delay's whole effect"],
     ];
     for (const [name, expected, why] of fields) {
-      assert.equal((connection as unknown as Record<string, unknown>)[name], expected, `smtp-server: a new SMTPConnection's ${name} is not ${String(expected)} (${why}; ${CONNECTION})`);
+      assert.equal(
+        (connection as unknown as Record<string, unknown>)[name],
+        expected,
+        `smtp-server: a new SMTPConnection's ${name} is not ${String(expected)} (${why}; ${CONNECTION})`,
+      );
     }
     assert.equal(typeof connection.session, 'object', 'smtp-server: SMTPConnection.session');
     assert.ok(server.connections instanceof Set, 'smtp-server: SMTPServer.connections is no longer a Set (connect adds to it)');
     assert.ok(server.server instanceof net.Server, 'smtp-server: SMTPServer.server is no longer a net.Server (ingress.ts listens and closes on it)');
-    assert.ok(server._pendingSockets instanceof Map, 'smtp-server: SMTPServer._pendingSockets is no longer a Map (ingress.ts destroys sockets in their TLS handshake at close)');
+    assert.ok(
+      server._pendingSockets instanceof Map,
+      'smtp-server: SMTPServer._pendingSockets is no longer a Map (ingress.ts destroys sockets in their TLS handshake at close)',
+    );
   });
 
   it("keeps one session object for a connection's life (RelayServer.bySession maps it to its connection)", async () => {
     const source = await librarySource(smtpServer, 'smtp-connection.js');
-    assert.equal(source.match(/this\.session = /g)?.length, 1, 'smtp-server: smtp-connection.js assigns this.session more than once: bySession would lose the connection');
+    assert.equal(
+      source.match(/this\.session = /g)?.length,
+      1,
+      'smtp-server: smtp-connection.js assigns this.session more than once: bySession would lose the connection',
+    );
   });
 
-  it("still waits 100 ms in init(), the wait RelayConnection.init replaces; its other steps are the ones RelayConnection mirrors", () => {
+  it('still waits 100 ms in init(), the wait RelayConnection.init replaces; its other steps are the ones RelayConnection mirrors', () => {
     assertSource('smtp-server', 'SMTPConnection.prototype.init', SMTPConnection.prototype.init.toString(), [
-      [/setTimeout\(\(\) => this\.connectionReady\(\), 100\)/, `the greeting delay in ${CONNECTION} replaces this timer; compare the new init() with RelayConnection.init and ExchangeConnection.init`],
+      [
+        /setTimeout\(\(\) => this\.connectionReady\(\), 100\)/,
+        `the greeting delay in ${CONNECTION} replaces this timer; compare the new init() with RelayConnection.init and ExchangeConnection.init`,
+      ],
       ['this._setListeners(', 'RelayConnection.init calls _setListeners as init() does'],
-      ['this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients', 'RelayConnection.init keeps the maxClients backstop'],
+      [
+        'this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients',
+        'RelayConnection.init keeps the maxClients backstop',
+      ],
       ["' Too many connected clients, try again in a moment'", 'the maxClients reply RelayConnection.init sends and LIBRARY_REWRITES rewrites'],
     ]);
   });
@@ -164,7 +181,7 @@ describe(`smtp-server internals (${smtpServer.version})`, () => {
     assert.equal(greeted, false, 'smtp-server: connectionReady greeted a connection that an early-talker refusal closed');
     assertSource('smtp-server', 'SMTPConnection.prototype.connectionReady', connection.connectionReady.toString(), [
       ['this._closing || this._closed', 'the check above'],
-      ['this._ready = true', "the end of the early-talker window (_ready)"],
+      ['this._ready = true', 'the end of the early-talker window (_ready)'],
       ['this._sendGreeting()', 'the greeting'],
     ]);
   });
@@ -178,7 +195,11 @@ describe(`smtp-server internals (${smtpServer.version})`, () => {
     connection.send(250, '2.1.0 Accepted', false);
     connection.send(250, ['relay.test Nice to meet you', 'PIPELINING']);
     connection.send(421, '4.3.2 Shutting down', false);
-    assert.deepEqual(written, ['250 2.1.0 Accepted\r\n', '250-relay.test Nice to meet you\r\n250 PIPELINING\r\n', '421 4.3.2 Shutting down\r\n'], 'smtp-server: how send() writes a reply');
+    assert.deepEqual(
+      written,
+      ['250 2.1.0 Accepted\r\n', '250-relay.test Nice to meet you\r\n250 PIPELINING\r\n', '421 4.3.2 Shutting down\r\n'],
+      'smtp-server: how send() writes a reply',
+    );
     assert.equal(closed, 1, 'smtp-server: send(421) no longer closes the connection (REPLIES with 421 rely on it)');
   });
 
@@ -191,7 +212,11 @@ describe(`smtp-server internals (${smtpServer.version})`, () => {
     };
     parser.write(Buffer.from('EHLO early\r\nMAIL FROM:<a@b.example>\r\n'));
     // RelayConnection.init greets after a setImmediate: bytes read in the poll phase before it are refused.
-    assert.deepEqual(commands, ['EHLO early', 'MAIL FROM:<a@b.example>'], `smtp-server: SMTPStream parses asynchronously now (${CONNECTION}'s early-talker check assumes it does not)`);
+    assert.deepEqual(
+      commands,
+      ['EHLO early', 'MAIL FROM:<a@b.example>'],
+      `smtp-server: SMTPStream parses asynchronously now (${CONNECTION}'s early-talker check assumes it does not)`,
+    );
   });
 
   it('mirrors SMTPServer.connect, which RelayServer.connect and the sandbox replace with their own connection class', () => {
@@ -215,7 +240,10 @@ describe(`smtp-server internals (${smtpServer.version})`, () => {
   });
 
   it('still words the replies relay365 and the sandbox rewrite as they match them', async () => {
-    const source = (await librarySource(smtpServer, 'smtp-connection.js')) + (await librarySource(smtpServer, 'smtp-stream.js')) + (await librarySource(smtpServer, 'sasl.js'));
+    const source =
+      (await librarySource(smtpServer, 'smtp-connection.js')) +
+      (await librarySource(smtpServer, 'smtp-stream.js')) +
+      (await librarySource(smtpServer, 'sasl.js'));
     const relay = `LIBRARY_REWRITES in ${CONNECTION}`;
     const sandbox = 'LIBRARY_REPLY_REWRITES in src/sandbox/exchange-replies.ts';
     assertSource('smtp-server', 'its reply texts', source, [
@@ -256,14 +284,15 @@ describe(`nodemailer internals (${nodemailer.version})`, () => {
   it("keeps relay365's own code as originalCode when it relabels an error EAUTH", () => {
     const connection = new NodemailerSmtpConnection({ host: '127.0.0.1', port: 1 });
     const tokenError = Object.assign(new Error('sign in again'), { code: 'R365_LOGIN_REQUIRED' });
-    const relabelled = (connection as unknown as { _formatError: (e: Error, type: string, response: false, command: string) => Error & { code?: string; originalCode?: string } })._formatError(
-      tokenError,
-      'EAUTH',
-      false,
-      'AUTH XOAUTH2',
-    );
+    const relabelled = (
+      connection as unknown as { _formatError: (e: Error, type: string, response: false, command: string) => Error & { code?: string; originalCode?: string } }
+    )._formatError(tokenError, 'EAUTH', false, 'AUTH XOAUTH2');
     assert.equal(relabelled.code, 'EAUTH');
-    assert.equal(relabelled.originalCode, 'R365_LOGIN_REQUIRED', 'nodemailer: _formatError no longer keeps the code it replaces as originalCode (src/delivery/smtp-transport.ts failure())');
+    assert.equal(
+      relabelled.originalCode,
+      'R365_LOGIN_REQUIRED',
+      'nodemailer: _formatError no longer keeps the code it replaces as originalCode (src/delivery/smtp-transport.ts failure())',
+    );
   });
 
   it('sends a message object by its pipe(), listening for errors through on() (the pool hands it a stand-in, not a stream)', async () => {
@@ -321,7 +350,10 @@ describe(`nodemailer internals (${nodemailer.version})`, () => {
 
   it('composes a message with MailComposer and a report with MimeNode, build() returning a promise of the bytes', async () => {
     const composed = await new MailComposer({ from: 'relay@contoso.example', to: 'a@example.net', subject: 'Hello', text: 'hi' }).compile().build();
-    assert.ok(Buffer.isBuffer(composed), 'nodemailer: MailComposer.compile().build() without a callback no longer resolves with a Buffer (src/delivery/compose.ts)');
+    assert.ok(
+      Buffer.isBuffer(composed),
+      'nodemailer: MailComposer.compile().build() without a callback no longer resolves with a Buffer (src/delivery/compose.ts)',
+    );
     assert.match(composed.toString(), /^Subject: Hello\r$/m);
     const root = new MimeNode('multipart/report; report-type=delivery-status');
     root.setHeader({ From: 'relay@contoso.example', Subject: 'Undelivered' });
