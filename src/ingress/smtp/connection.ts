@@ -48,8 +48,8 @@ const LIBRARY_REWRITES: ReadonlyArray<{ code: number; text: RegExp; line: (serve
 /**
  * One client connection. smtp-server owns the protocol; this subclass adds what it has no option
  * for: the listener's greeting delay, AUTH only where the listener allows it, the AUTH lockout, a cap
- * on commands per connection, a graceful shutdown that lets a transaction finish, enhanced codes of our choosing, and one log
- * line per refusal.
+ * on commands per connection, a graceful shutdown that lets a transaction finish, enhanced codes of
+ * our choosing, and one log line per refusal.
  */
 export class RelayConnection extends SMTPConnection {
   /** Commands (and AUTH continuation lines) received so far. */
