@@ -111,8 +111,9 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     refusal(
       'sender-not-allowed',
       R.senderNotAllowed(submitter.display, address),
-      submitter.source.kind === 'http' ? 'R365_HTTP_FORBIDDEN' : 'R365_NO_ROUTE_FOR_SENDER',
-      submitter.source.kind === 'http' ? 403 : 422,
+      // The code the HTTP API has always given for it; the same for every door.
+      'R365_HTTP_FORBIDDEN',
+      403,
       `${submitter.display} may send only as ${(submitter.allowedSenders ?? []).join(', ')}, not as ${address}.`,
       { field: 'from', details: { event: 'sender.refused', sender: address } },
     );

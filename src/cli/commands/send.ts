@@ -1,9 +1,49 @@
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import type { SendResult } from '../../delivery/index.js';
+import { createAdmission, type Submitter, type Verdict } from '../../admission/index.js';
+import type { Config } from '../../config/index.js';
+import type { MessageInput, RawMessage, SendResult } from '../../delivery/index.js';
 import { Relay365Error } from '../../errors.js';
+import type { OutboxStore } from '../../outbox/types.js';
 import { cliContext, cliTokenCache, configOption } from '../context.js';
+
+/**
+ * Runs a message through the admission pipeline every front door uses (size, NUL and line rules,
+ * headers and originators, routing to a mailbox, the suppression list, Message-ID and Date), without
+ * an outbox: `relay365 send` then sends the admitted bytes at once.
+ */
+export async function admitForSend(
+  config: Pick<Config, 'limits' | 'mailboxes'>,
+  input: MessageInput,
+  options: {
+    mailbox?: string | undefined;
+    suppressions?: Pick<OutboxStore, 'suppressed'> | undefined;
+    /** Who sends; default the operator, whom no `allowedSenders` limit (the Router still decides). */
+    submitter?: Submitter;
+  } = {},
+): Promise<Verdict> {
+  const [{ composeMessage }, { Router }] = await Promise.all([import('../../delivery/compose.js'), import('../../outbox/routing.js')]);
+  // Raw MIME is checked as given (a bare LF in its headers is refused, as at the other doors); the pipeline makes it CRLF.
+  const raw = (input as Partial<RawMessage>).raw;
+  const envelope = (input as Partial<RawMessage>).envelope;
+  const composed =
+    raw !== undefined && envelope !== undefined
+      ? { raw: Buffer.isBuffer(raw) ? raw : Buffer.from(raw, 'utf8'), envelope: { from: envelope.from, to: [...envelope.to] } }
+      : await composeMessage(input);
+  const admission = createAdmission({
+    limits: () => config.limits,
+    router: new Router(config.mailboxes),
+    mailboxes: () => config.mailboxes.map((m) => m.address.toLowerCase()),
+    suppressions: options.suppressions,
+    hostname: hostname(),
+  });
+  return admission.admit(
+    { raw: composed.raw, envelope: composed.envelope, mailbox: options.mailbox },
+    options.submitter ?? { source: { kind: 'cli' }, display: 'relay365 send' },
+  );
+}
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -28,7 +68,10 @@ export function printResult(result: SendResult, json: boolean): number {
 
 export function sendCommand(): Command {
   return new Command('send')
-    .description('Send one message now through Microsoft 365 (not through the queue) and print the outcome, explained.')
+    .description(
+      'Send one message now through Microsoft 365 and print the outcome, explained. It passes the checks every front door runs ' +
+        '(size, NUL bytes and 1000-octet lines, headers, routing, the suppression list), then sends at once: not through the queue, so no retries.',
+    )
     .addOption(configOption())
     .requiredOption('--from <address>', 'From address (the mailbox, or an address it may send as)')
     .requiredOption('--to <address>', 'recipient (repeatable)', collect)
@@ -37,11 +80,15 @@ export function sendCommand(): Command {
     .option('--subject <text>', 'subject', '')
     .option('--text <text>', 'plain text body')
     .option('--html <html>', 'HTML body')
-    .option('--eml <file>', 'send this MIME file as it is (its headers are not changed; --subject/--text/--html ignored)')
+    .option('--eml <file>', 'send this MIME file (checked as every door checks it; a missing Message-ID, Date or From is added; --subject/--text/--html ignored)')
     .option('--attach <file>', 'attach a file (repeatable)', collect)
     .option('-m, --mailbox <address>', 'sending mailbox (default: the one whose address is --from, or the only one)')
     .option('--json', 'print the outcome as JSON')
-    .addHelpText('after', '\nExit status: 0 sent, 1 refused for good or misconfigured, 75 temporary failure (try again later).')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 sent, 1 refused (by relay365\'s checks or by Exchange) or misconfigured, 75 temporary failure (try again later).' +
+        '\nTo queue instead (limits, retries, status), send through the relay: SMTP or POST /v1/messages.',
+    )
     .action(
       async (flags: {
         config?: string;
@@ -75,10 +122,27 @@ export function sendCommand(): Command {
               ...(flags.html !== undefined ? { html: flags.html } : {}),
               attachments: await Promise.all((flags.attach ?? []).map(async (file) => ({ filename: basename(file), content: await readOrFail(file) }))),
             };
+        // The suppression list lives in the outbox: read it as the relay's doors do.
+        const { openOutboxStore } = await import('../../runtime/stores.js');
+        const store = await openOutboxStore(config);
+        let verdict: Verdict;
+        try {
+          verdict = await admitForSend(config, message, { mailbox: flags.mailbox, suppressions: store });
+        } finally {
+          await store.close();
+        }
+        if (!verdict.ok) {
+          if (flags.json === true) console.log(JSON.stringify({ ok: false, refused: verdict.reason, code: verdict.code, message: verdict.message }, null, 2));
+          else console.log(`NOT sent: refused before sending (${verdict.reason}, ${verdict.code})\n  ${verdict.message}`);
+          process.exitCode = verdict.smtp.startsWith('4') ? 75 : 1;
+          return;
+        }
         const cache = await cliTokenCache(config);
         const mailer = await createMailer(config, { logger, pool: false, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
         try {
-          const result = await mailer.send(message, flags.mailbox ? { mailbox: flags.mailbox } : {});
+          const mailbox = verdict.route.mailbox ?? flags.mailbox;
+          const admitted = { raw: verdict.message.raw, envelope: verdict.message.envelope };
+          const result = await mailer.send(admitted, mailbox !== undefined ? { mailbox } : {});
           process.exitCode = printResult(result, flags.json === true);
         } finally {
           await mailer.close();
