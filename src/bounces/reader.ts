@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { MailboxConfig } from '../config/index.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import type { OutboxStore } from '../outbox/index.js';
@@ -10,7 +10,7 @@ import { oneLine, parseNdr } from './ndr-parse.js';
 export type BounceSettings = NonNullable<MailboxConfig['bounces']>;
 
 /** The store calls the reader makes. */
-export type BounceStore = Pick<OutboxStore, 'recordBounce' | 'bounceCursor' | 'saveBounceCursor' | 'leaseBounceReader' | 'suppress'>;
+export type BounceStore = Pick<OutboxStore, 'recordBounce' | 'bounceCursor' | 'saveBounceCursor' | 'leaseBounceReader'>;
 
 export interface BounceReaderOptions {
   /** The sending mailbox whose Inbox is read, as configured. */
@@ -52,6 +52,17 @@ const REPORT_SENDER = /^(postmaster|mailer-daemon|microsoftexchange[0-9a-f]*)@/i
 const REPORT_SUBJECT =
   /^\s*(undeliverable|undelivered mail|delivery (has )?failed|delivery delayed|delivery status notification|returned mail|mail delivery failed|failure notice)/i;
 
+/**
+ * The webhook event id of one report entry: `evt_` and a UUID-shaped digest (version 8, RFC 9562
+ * section 5.8) of mailbox, report and recipient, so the event an entry raises keeps its id when the
+ * report is read again, and the webhook outbox stores it once.
+ */
+export function bounceEventId(mailbox: string, reportId: string, recipient: string): string {
+  const hex = createHash('sha256').update(`relay365 bounce\0${mailbox.toLowerCase()}\0${reportId}\0${recipient.toLowerCase()}`).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `evt_${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
 /** Whether an Inbox message may be a report: only those have their MIME fetched; the parser decides. */
 export function looksLikeReport(message: DeltaMessage): boolean {
   const from = message.from?.emailAddress?.address ?? '';
@@ -61,11 +72,15 @@ export function looksLikeReport(message: DeltaMessage): boolean {
 /**
  * Reads one mailbox's non-delivery reports back: a Graph delta query on the Inbox, the MIME of each
  * message that looks like a report, parsed; each recipient entry is applied once through
- * `recordBounce` (keyed by mailbox, report and recipient), a hard bounce suppresses the address, and
- * `message.bounced` / `message.delayed` are raised only for an entry applied for the first time. The
- * delta cursor is saved after every page, so a restart neither misses nor re-applies a report; a
- * lease in the store lets one node at a time read a mailbox. A report that cannot be read is logged
- * and left where it is; one that was applied is moved to `settings.folder` or categorized.
+ * `recordBounce` (keyed by mailbox, report and recipient; a hard bounce suppresses the address in the
+ * same transaction), and raises `message.bounced` / `message.delayed` under an id derived from that
+ * key. Per report, in this order: its entries applied, their events' webhooks stored
+ * (`publishAndWait`), the report marked; per page, then, the delta cursor saved. A stop anywhere
+ * leaves the report unmarked and the cursor before it, so the next read finds its entries applied
+ * and raises their events again under the same ids (`replay`): the webhook outbox keeps one of each,
+ * none is lost. A lease in the store lets one node at a time read a mailbox. A report that cannot be
+ * read is logged and left where it is; one that was applied is moved to `settings.folder` or
+ * categorized.
  */
 export class BounceReader {
   readonly owner: string;
@@ -194,6 +209,7 @@ export class BounceReader {
     const receivedAt = parseDate(message.receivedDateTime) ?? new Date();
     let ours = false;
     for (const entry of recipients) {
+      const cls = bounceClass(entry.action, entry.status);
       const result = await store.recordBounce({
         mailbox,
         reportId: message.id,
@@ -204,13 +220,13 @@ export class BounceReader {
         ...(entry.diagnostic !== undefined ? { diagnostic: entry.diagnostic } : {}),
         ...(entry.remoteMta !== undefined ? { remoteMta: entry.remoteMta } : {}),
         receivedAt,
+        ...(cls === 'hard' ? { suppress: { reason: suppressionReason(entry.status, entry.diagnostic) } } : {}),
       });
-      if (result.duplicate) {
-        summary.duplicates += 1;
-        ours = true;
-        continue;
-      }
       if (result.matched === undefined) {
+        if (result.duplicate) {
+          summary.duplicates += 1;
+          continue;
+        }
         summary.unmatched += 1;
         log.info(
           { event: 'bounces.report_unmatched', originalMessageId, recipient: entry.recipient, status: entry.status },
@@ -219,8 +235,9 @@ export class BounceReader {
         continue;
       }
       ours = true;
-      summary.applied += 1;
-      const cls = bounceClass(entry.action, entry.status);
+      if (result.duplicate) summary.duplicates += 1;
+      else summary.applied += 1;
+      if (cls === 'hard' && !result.duplicate) summary.suppressed += 1;
       const base = {
         id: result.matched,
         mailbox,
@@ -230,27 +247,15 @@ export class BounceReader {
         remoteMta: entry.remoteMta,
         messageId: originalMessageId,
         reportId: message.id,
+        eventId: bounceEventId(mailbox, message.id, entry.recipient),
+        replay: result.duplicate,
         at: new Date(),
       };
-      if (cls === 'delayed') {
-        events.publish({ type: 'message.delayed', ...base });
-        continue;
-      }
-      let suppressed = false;
-      if (cls === 'hard') {
-        const why = hardReason(entry.status) ?? 'address does not exist';
-        await store.suppress({
-          address: entry.recipient,
-          reason: oneLine(`a hard bounce ${entry.status} (${why})${entry.diagnostic ? `: ${entry.diagnostic}` : ''}`, 300),
-          dsnStatus: entry.status,
-          messageId: result.matched,
-          source: 'bounce',
-          createdAt: receivedAt,
-        });
-        suppressed = true;
-        summary.suppressed += 1;
-      }
-      events.publish({ type: 'message.bounced', ...base, bounceClass: cls, suppressed });
+      // Stored before the report is marked and the cursor moves past it: a stop before this resolves
+      // reads the report again, and the replay is stored under the same event id.
+      await events.publishAndWait(
+        cls === 'delayed' ? { type: 'message.delayed', ...base } : { type: 'message.bounced', ...base, bounceClass: cls, suppressed: cls === 'hard' },
+      );
     }
     // Only a report about this mailbox's own mail is moved or categorized: any other message stays as it is.
     if (ours) await this.mark(message, log);
@@ -275,6 +280,12 @@ export class BounceReader {
       );
     }
   }
+}
+
+/** Why a hard bounce suppressed its address, as the suppression list shows it. */
+function suppressionReason(status: string, diagnostic: string | undefined): string {
+  const why = hardReason(status) ?? 'address does not exist';
+  return oneLine(`a hard bounce ${status} (${why})${diagnostic ? `: ${diagnostic}` : ''}`, 300);
 }
 
 function parseDate(value: string | undefined): Date | undefined {

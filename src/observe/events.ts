@@ -46,7 +46,10 @@ export type RelayEvent =
   /** A delegated mailbox's sign-in ended (refresh token expired, revoked, sign-in frequency): paused until `relay365 login`. */
   | { type: 'mailbox.needs_login'; mailbox: string; cause: string; fix: string; at: Date }
   | { type: 'mailbox.throttled'; mailbox: string; reply: string | undefined; until: Date; at: Date }
-  /** A non-delivery report for one recipient of a sent message, applied for the first time (src/bounces). */
+  /**
+   * A non-delivery report for one recipient of a sent message (src/bounces): applied for the first
+   * time, or (`replay`) read again after a restart with its entry applied before.
+   */
   | {
       type: 'message.bounced';
       /** The relay365 message id. */
@@ -64,6 +67,14 @@ export type RelayEvent =
       /** The report's Graph message id in the mailbox. */
       reportId: string;
       suppressed: boolean;
+      /** The webhook event id, derived from (mailbox, report, recipient): the same each time the entry is raised. */
+      eventId: string;
+      /**
+       * The entry was applied before (a relay stopped between applying it and storing its webhook reads
+       * the report again): raised again under its first `eventId`, so a webhook stored already is not
+       * stored twice; metrics do not count it again.
+       */
+      replay: boolean;
       at: Date;
     }
   /**
@@ -93,6 +104,10 @@ export type RelayEvent =
       remoteMta: string | undefined;
       messageId: string;
       reportId: string;
+      /** As `message.bounced`'s. */
+      eventId: string;
+      /** As `message.bounced`'s. */
+      replay: boolean;
       at: Date;
     };
 
@@ -117,6 +132,13 @@ export type FrontDoorEvent =
 /** Takes a front door's {@link FrontDoorEvent}s. */
 export type FrontDoorObserver = (event: FrontDoorEvent) => void;
 
+/**
+ * An observer of the bus. `waitFor` is given only by {@link EventBus.publishAndWait}: the listener
+ * hands it the work the event started that must be done before the publisher goes on (the webhook
+ * deliveries written to their outbox).
+ */
+export type EventListener = (event: RelayEvent, waitFor?: (work: Promise<unknown>) => void) => void;
+
 /** In-process event bus: parts publish, observers (logs, metrics, webhooks) subscribe. */
 export class EventBus {
   private readonly emitter = new EventEmitter();
@@ -130,7 +152,19 @@ export class EventBus {
     this.emitter.emit('event', event);
   }
 
-  subscribe(listener: (event: RelayEvent) => void): () => void {
+  /**
+   * Publishes, then resolves once the work the listeners handed to `waitFor` is done, or rejects with
+   * its first failure: for a publisher that must not record the event as raised (mark an NDR
+   * processed, move a delta cursor past it) before its webhooks are stored, so a crash in between
+   * raises it again rather than lose it.
+   */
+  async publishAndWait(event: RelayEvent): Promise<void> {
+    const work: Array<Promise<unknown>> = [];
+    this.emitter.emit('event', event, (p: Promise<unknown>) => work.push(p));
+    await Promise.all(work);
+  }
+
+  subscribe(listener: EventListener): () => void {
     this.emitter.on('event', listener);
     return () => this.emitter.off('event', listener);
   }

@@ -261,11 +261,12 @@ export class RelayMetrics {
       case 'mailbox.throttled':
         this.mailboxEvents.inc({ mailbox: event.mailbox, event: event.type.slice('mailbox.'.length) });
         break;
+      // A replay was counted when its entry was first applied.
       case 'message.bounced':
-        this.bounces.inc({ mailbox: event.mailbox, class: event.bounceClass });
+        if (!event.replay) this.bounces.inc({ mailbox: event.mailbox, class: event.bounceClass });
         break;
       case 'message.delayed':
-        this.bounces.inc({ mailbox: event.mailbox, class: 'delayed' });
+        if (!event.replay) this.bounces.inc({ mailbox: event.mailbox, class: 'delayed' });
         break;
     }
   }

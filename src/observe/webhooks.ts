@@ -91,7 +91,8 @@ export function signWebhook(body: string, secret: string, at: Date = new Date())
 
 /** The JSON body of an event: `{ id, type, createdAt, data }`; dates as ISO 8601 strings. */
 export function webhookBody(eventId: string, event: RelayEvent): string {
-  const { type, at, ...data } = event;
+  // An event's own id and replay flag are the envelope's business (`id`), not its data.
+  const { type, at, eventId: _eventId, replay: _replay, ...data } = event as RelayEvent & { eventId?: string; replay?: boolean };
   return JSON.stringify({ id: eventId, type, createdAt: at.toISOString(), data });
 }
 
@@ -133,19 +134,26 @@ export class WebhookDispatcher {
     this.options = { ...this.options, receivers };
   }
 
-  /** Subscribes to the bus: each matching event is stored for each receiver that wants it. Returns the unsubscribe. */
+  /**
+   * Subscribes to the bus: each matching event is stored for each receiver that wants it, under the
+   * event's own `eventId` when it has one (an event raised again, as a bounce read again after a
+   * restart, is then stored once), else a new one. {@link EventBus.publishAndWait} waits for the
+   * store. Returns the unsubscribe.
+   */
   follow(events: EventBus): () => void {
-    return events.subscribe((event) => {
+    return events.subscribe((event, waitFor) => {
       if (!isWebhookEvent(event)) return;
       const receivers = this.options.receivers.filter((r) => r.events === undefined || r.events.includes(event.type));
       if (receivers.length === 0) return;
-      const eventId = `evt_${randomUUID()}`;
+      const eventId = 'eventId' in event ? event.eventId : `evt_${randomUUID()}`;
       const body = webhookBody(eventId, event);
       const rows = receivers.map((r) => ({ eventId, eventType: event.type, receiver: r.url, body, createdAt: event.at }));
-      this.options.outbox.addWebhookDeliveries(rows).then(
+      const stored = this.options.outbox.addWebhookDeliveries(rows);
+      stored.then(
         () => this.notify(),
         (err: unknown) => this.logger.error({ err, eventId, type: event.type }, 'could not store a webhook delivery; the event is not sent to the receivers'),
       );
+      waitFor?.(stored);
     });
   }
 

@@ -512,6 +512,8 @@ export const SQL = {
       remote_mta = @remoteMta, report_id = @reportId, updated_at = @updatedAt
     WHERE message_id = @messageId AND position = @position`,
   matchBounceReport: `UPDATE bounce_reports SET message_id = @messageId WHERE mailbox = @mailbox AND report_id = @reportId AND recipient = @recipient`,
+  /** The message an entry recorded before matched (NULL: none). */
+  bounceReportMatch: `SELECT message_id FROM bounce_reports WHERE mailbox = @mailbox AND report_id = @reportId AND recipient = @recipient`,
 
   bounceCursor: `SELECT cursor FROM bounce_readers WHERE mailbox = ?`,
   saveBounceCursor: `INSERT INTO bounce_readers (mailbox, cursor) VALUES (@mailbox, @cursor)

@@ -154,6 +154,12 @@ export interface BounceReport {
   diagnostic?: string;
   remoteMta?: string;
   receivedAt: Date;
+  /**
+   * A hard bounce: when the entry matches a message, its recipient is suppressed in the same
+   * transaction (with this reason; the DSN status, the message and `receivedAt` from the entry), so a
+   * crash never records the bounce without its suppression.
+   */
+  suppress?: { reason: string };
 }
 
 /** An address relay365 refuses to send to (a hard bounce, or an operator's entry). */
@@ -253,10 +259,12 @@ export interface OutboxStore {
   /**
    * Applies one NDR entry exactly once, keyed by (mailbox, reportId, recipient): a repeat returns
    * `duplicate: true` and changes nothing. `matched`: the relay365 message id whose Message-ID and
-   * recipient it names (the newest such message, preferring one sent by `mailbox`), or undefined (then
-   * nothing else changes; the report is still remembered so it is not applied twice). A `failed`
-   * action makes the recipient `bounced`; a `delayed` one makes it `delayed` unless it has bounced
-   * already. It never suppresses: the caller decides that with {@link suppress}.
+   * recipient it names (the newest such message sent by `mailbox`), or undefined (then nothing else
+   * changes; the report is still remembered so it is not applied twice); for a repeat, the message
+   * the entry matched when it was applied, so the caller can raise its events again under their
+   * first ids. A `failed` action makes the recipient `bounced`; a `delayed` one makes it `delayed`
+   * unless it has bounced already. It suppresses the recipient, in the same transaction, only when
+   * the caller asks (`report.suppress`) and the entry matched a message.
    */
   recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }>;
   /** The Graph delta cursor of a mailbox's Inbox reader. */

@@ -692,7 +692,7 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     );
 
     it(
-      "applies an NDR entry to the recipient its Message-ID and address name (case aside), once: a repeat is a duplicate and changes nothing",
+      "applies an NDR entry to the recipient its Message-ID and address name (case aside), once: a repeat is a duplicate, changes nothing and names the message it matched",
       withStore(async (store) => {
         const t0 = later();
         const m = await sendOne(store, t0, { envelope: ab, messageId: '<n1@contoso.example>' }, { state: 'sent' });
@@ -719,7 +719,7 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         };
         assert.deepEqual(await store.recipients(m.id), [{ address: 'a@example.net', state: 'accepted', updatedAt: new Date(t0 + 100) }, bounced]);
         assert.deepEqual(await store.recordBounce({ ...report, recipient: 'B@EXAMPLE.NET', receivedAt: new Date(t0 + 9_000), diagnostic: 'changed' }), {
-          matched: undefined,
+          matched: m.id,
           duplicate: true,
         });
         assert.deepEqual((await store.recipients(m.id))[1], bounced, 'the repeat changed nothing');
@@ -746,6 +746,35 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
         const wrongRecipient = { ...stray, reportId: 'stray-2', originalMessageId: '<n2@contoso.example>', recipient: 'c@example.net' };
         assert.deepEqual(await store.recordBounce(wrongRecipient), { matched: undefined, duplicate: false });
         assert.deepEqual((await store.recipients(m.id)).map((r) => r.state), ['accepted', 'accepted']);
+      }),
+    );
+
+    it(
+      'suppresses a hard-bounced recipient with its entry when asked, once, and never for an entry that matches no message',
+      withStore(async (store) => {
+        const t0 = later();
+        const m = await sendOne(store, t0, { envelope: ab, messageId: '<n5@contoso.example>' }, { state: 'sent' });
+        const report = {
+          mailbox: MAILBOX,
+          reportId: 'hard-1',
+          originalMessageId: '<n5@contoso.example>',
+          recipient: 'B@Example.NET',
+          action: 'failed' as const,
+          status: '5.1.10',
+          diagnostic: notFound,
+          receivedAt: new Date(t0 + 2_000),
+          suppress: { reason: 'a hard bounce 5.1.10 (recipient not found)' },
+        };
+        assert.deepEqual(await store.recordBounce(report), { matched: m.id, duplicate: false });
+        const entry = { address: 'B@Example.NET', reason: report.suppress.reason, dsnStatus: '5.1.10', messageId: m.id, source: 'bounce', createdAt: new Date(t0 + 2_000) };
+        assert.deepEqual(await store.suppressed(['b@example.net']), [entry]);
+        // An operator takes it off the list; the report read again (a restart) does not put it back.
+        assert.equal(await store.unsuppress('b@example.net'), true);
+        assert.deepEqual(await store.recordBounce({ ...report, receivedAt: new Date(t0 + 9_000) }), { matched: m.id, duplicate: true });
+        assert.deepEqual(await store.suppressed(['b@example.net']), []);
+        const stray = { ...report, reportId: 'hard-2', originalMessageId: '<not-ours@contoso.example>', recipient: 'a@example.net' };
+        assert.deepEqual(await store.recordBounce(stray), { matched: undefined, duplicate: false });
+        assert.deepEqual(await store.suppressed(['a@example.net']), [], 'an entry naming no message of the mailbox suppresses nothing');
       }),
     );
 

@@ -520,3 +520,100 @@ describe('the NDR reader with mark: category (real sandbox Graph, real SQLite st
     }
   });
 });
+
+describe('the NDR reader across a failure between a report applied and its webhook stored (real sandbox Graph, real SQLite stores)', () => {
+  it('raises the event again under the same id when the report is read again, and the webhook outbox keeps one; the suppression came with the entry', async () => {
+    const sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        const app = s.tenants[0]!.apps[0]!;
+        // Mail.Read only: the report can be read, not moved, so it stays in the Inbox to be read again.
+        app.roles.graph = ['Mail.Send', 'Mail.Read'];
+        app.mailboxScope = [MAILBOX];
+      }),
+    });
+    const dir = await tempDir();
+    const receiver = await startReceiver();
+    const { openSqliteStore } = await import('../../src/outbox/index.js');
+    const { bounceIdentity, graphMailClient } = await import('../../src/runtime/bounces.js');
+    const { BounceReader, bounceEventId } = await import('../../src/bounces/index.js');
+    const { EventBus, WebhookDispatcher } = await import('../../src/observe/index.js');
+    const path = resolve(dir.path, 'relay365.db');
+    const store = await openSqliteStore(path);
+    const webhookStore = await openSqliteHttpStore(path);
+    const config = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true } }] });
+    const identity = (await bounceIdentity(config, { logger: createLogger({ level: 'silent' }) }))!;
+    const graph = graphMailClient(identity);
+    const log = capturingLogger();
+    /** A reader as a node runs it: its own bus and webhook dispatcher, the node's own lease owner. */
+    const node = (outbox: ConstructorParameters<typeof WebhookDispatcher>[0]['outbox']) => {
+      const events = new EventBus();
+      const raised: Array<{ type: string; eventId?: string; replay?: boolean }> = [];
+      events.subscribe((e) => raised.push(e));
+      const webhooks = new WebhookDispatcher({ outbox, receivers: [{ url: receiver.url, secret: 'whsec-replay' }], pollMs: 50 });
+      webhooks.follow(events);
+      const reader = new BounceReader({ mailbox: MAILBOX, settings: config.mailboxes[0]!.bounces!, store, graph, events, logger: log.logger, owner: 'node-1' });
+      return { reader, raised, webhooks };
+    };
+    try {
+      const messageId = '<replay-test@contoso.example>';
+      const gone = 'gone@fabrikam.example';
+      const stored = await store.enqueue({
+        mailbox: MAILBOX,
+        envelope: { from: MAILBOX, to: [gone] },
+        raw: Buffer.from(`From: ${MAILBOX}\r\nTo: ${gone}\r\nMessage-ID: ${messageId}\r\n\r\nhi\r\n`),
+        source: { kind: 'library' },
+        messageId,
+      });
+      const real = (await readFile(new URL('../fixtures/ndr/office365-5.1.10-recipient-not-found.eml', import.meta.url))).toString('latin1');
+      const ndr = real.replaceAll('<560418D8.2010303@example.com>', messageId).replaceAll('rui-lopes@example.com', gone);
+      const item = sandbox.state.mail.deliver(MAILBOX, Buffer.from(ndr, 'latin1'));
+      const eventId = bounceEventId(MAILBOX, item.id, gone);
+
+      // 1. The webhook outbox fails (its database closed) once the entry is applied: the read fails,
+      // the report is applied and its address suppressed (one transaction), the cursor stays put.
+      const broken = await openSqliteHttpStore(path);
+      await broken.close();
+      const first = node(broken);
+      await assert.rejects(first.reader.runOnce());
+      assert.equal((await store.recipients(stored.id))[0]?.state, 'bounced');
+      assert.equal((await store.suppressed([gone]))[0]?.dsnStatus, '5.1.10', 'suppressed with the entry, not after it');
+      assert.equal(await store.bounceCursor(MAILBOX), undefined, 'the cursor was not moved past the report');
+      assert.deepEqual(first.raised.map((e) => [e.type, e.eventId, e.replay]), [['message.bounced', eventId, false]]);
+
+      // 2. The node again, its webhook outbox working: the entry is a duplicate and its event is raised
+      // again, under the same id, marked a replay; the receiver gets it.
+      const second = node(webhookStore);
+      second.webhooks.start();
+      // An operator takes the address off the list meanwhile: reading the report again must not put it back.
+      assert.equal(await store.unsuppress(gone), true);
+      const run = await second.reader.runOnce();
+      assert.deepEqual([run.applied, run.duplicates, run.suppressed], [0, 1, 0]);
+      assert.deepEqual(second.raised.map((e) => [e.type, e.eventId, e.replay]), [['message.bounced', eventId, true]]);
+      assert.deepEqual(await store.suppressed([gone]), []);
+      await until(() => receiver.received.length >= 1, 10_000, 'the webhook of the replayed event');
+      const body = JSON.parse(receiver.received[0]!.body) as { id: string; data: Record<string, unknown> };
+      assert.equal(body.id, eventId);
+      assert.equal(body.data.recipient, gone);
+      assert.equal('replay' in body.data || 'eventId' in body.data, false, "the event's id and replay flag are not data");
+      assert.ok(log.lines.some((l) => l.event === 'bounces.mark_failed'), 'Mail.Read only: the report stays in the Inbox');
+
+      // 3. An expired delta cursor reads the Inbox from the start: the report comes again, its event is
+      // raised again and the webhook outbox, which has it, stores nothing new.
+      const cursor = (await store.bounceCursor(MAILBOX))!;
+      await store.saveBounceCursor(MAILBOX, cursor.replace(/\$deltatoken=[^&]*/, '$deltatoken=expired'));
+      const third = await second.reader.runOnce();
+      assert.deepEqual([third.applied, third.duplicates], [0, 1]);
+      assert.equal(second.raised.length, 2);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(receiver.received.length, 1, 'one delivery of the event');
+      await second.webhooks.stop();
+    } finally {
+      identity.close();
+      await webhookStore.close();
+      await store.close();
+      await new Promise((r) => receiver.server.close(r));
+      await sandbox.close();
+      await dir.cleanup();
+    }
+  });
+});
