@@ -9,6 +9,8 @@ export {
   AUTH_FLOWS,
   MAILBOX_TRANSPORTS,
   defaultGreetingDelayMs,
+  LISTENER_TLS_MODES,
+  type ListenerTls,
   LOG_LEVELS,
   WEBHOOK_EVENT_TYPES,
   type WebhookEventType,

@@ -293,13 +293,17 @@ const rewriteSender = z
   })
   .strict();
 
+/** A listener's TLS: `starttls` (offered; required before AUTH), `implicit` (465-style), or `none`. */
+export const LISTENER_TLS_MODES = ['starttls', 'implicit', 'none'] as const;
+export type ListenerTls = (typeof LISTENER_TLS_MODES)[number];
+
 /**
  * The greeting delay of a listener without `greetingDelayMs`. Submission listeners (`starttls`,
  * `implicit`) greet at once: their clients log in, and smtp-server's 100 ms wait before every greeting
  * capped devices that connect per message. A plain listener (`none`, port-25 style, for LAN devices on
  * the allowlist that cannot do TLS) keeps smtp-server's 100 ms early-talker check.
  */
-export function defaultGreetingDelayMs(tls: 'starttls' | 'implicit' | 'none'): number {
+export function defaultGreetingDelayMs(tls: ListenerTls): number {
   return tls === 'none' ? 100 : 0;
 }
 
@@ -315,7 +319,7 @@ export const smtpIngressSchema = z
             host: z.string().default('127.0.0.1'),
             port: z.number().int().min(0).max(65535),
             /** `starttls` (offered; required before AUTH), `implicit` (465-style TLS from the first byte), or `none`. */
-            tls: z.enum(['starttls', 'implicit', 'none']).default('starttls'),
+            tls: z.enum(LISTENER_TLS_MODES).default('starttls'),
             /**
              * Allow AUTH without TLS on this listener: only for trusted devices on a trusted network that
              * cannot do TLS (old printers). Passwords then cross the network in clear.
@@ -331,7 +335,8 @@ export const smtpIngressSchema = z
           .strict()
           .transform((listener) => ({ ...listener, greetingDelayMs: listener.greetingDelayMs ?? defaultGreetingDelayMs(listener.tls) })),
       )
-      .default([{ host: '127.0.0.1', port: 2525, tls: 'starttls', allowPlainAuth: false, greetingDelayMs: 0 }]),
+      // Parsed like a listener that is written down, so its defaults (and greetingDelayMs) are the fields' own.
+      .prefault([{ port: 2525 }]),
     /** PEM certificate and key for TLS; without them relay365 makes a self-signed pair in `<dataDir>/tls`. */
     certFile: z.string().optional(),
     keyFile: z.string().optional(),

@@ -44,7 +44,7 @@ describe('relay365 sandbox (built CLI)', () => {
       await import('node:fs/promises').then((fs) => fs.writeFile(path, 'tenants:\n  - id: not-a-guid\n    domain: x\nlimits:\n  messagesPerMinute: -1\n'));
       const { code, stderr } = await runCli(['sandbox', '--scenario', path, '--port', '0', '--smtp-port', '0', '--data-dir', dir.path]);
       assert.equal(code, 1);
-      assert.match(stderr, /tenants\.0\.id: must be a GUID/);
+      assert.match(stderr, /tenants\[0\]\.id: must be a GUID/);
       assert.match(stderr, /limits\.messagesPerMinute/);
       assert.match(stderr, /R365_SCENARIO_INVALID/);
     } finally {

@@ -102,6 +102,7 @@ describe('config rules, checked once at load time', () => {
     assert.deepEqual(config.auth, authSchema.parse({}));
     assert.deepEqual(config.queue.retention, { bodies: '7d', records: '90d' });
     assert.deepEqual(config.smtp.tls, { names: [] });
+    assert.deepEqual(config.smtp.listeners, [{ host: '127.0.0.1', port: 2525, tls: 'starttls', allowPlainAuth: false, greetingDelayMs: 0 }]);
   });
 
   it('lets a webhook subscribe to every event the relay sends to webhooks (mailbox.needs_login, message.recipient.refused too), and to nothing else', () => {

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { parsePasswordHash } from '../../config/index.js';
+// Not through config/index.js: `relay365 user add` loads this file, and the config loader (yaml) is not needed there.
+import { parsePasswordHash } from '../../config/password-hash.js';
 
 /**
  * scrypt cost for new hashes: N = 2^15, r = 8, p = 1 (the OWASP Password Storage Cheat Sheet's
@@ -9,7 +10,7 @@ const NEW_HASH = { N: 2 ** 15, r: 8, p: 1 } as const;
 const SALT_BYTES = 16;
 const KEY_BYTES = 32;
 // The hash's format is checked by the config schema, with the config's parser.
-export { parsePasswordHash, type ParsedPasswordHash } from '../../config/index.js';
+export { parsePasswordHash, type ParsedPasswordHash } from '../../config/password-hash.js';
 
 function derive(password: string, salt: Buffer, keyLength: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
   // Node refuses scrypt above `maxmem` (32 MiB by default, exactly N=2^15 r=8): leave room.
