@@ -1,4 +1,4 @@
-import { configSchema, type Config, type ConfigInput } from '../config/index.js';
+import { configSchema, formatConfigIssues, toConfigIssues, type Config, type ConfigInput } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
 import { createIdentity, extraCas, type Identity, type TokenCacheStore } from '../identity/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
@@ -47,10 +47,9 @@ export interface Mailer {
 export async function createMailer(config: ConfigInput | Config, options: MailerOptions = {}): Promise<Mailer> {
   const parsed = configSchema.safeParse(config);
   if (!parsed.success) {
-    throw new Relay365Error(
-      'R365_CONFIG_INVALID',
-      `The mailer config is invalid:\n${parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n')}`,
-    );
+    // The config's own issues and paths (smtp.allowlist[0].cidr), as loadConfig reports them.
+    const issues = toConfigIssues(parsed.error);
+    throw new Relay365Error('R365_CONFIG_INVALID', `The mailer config has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, { details: { issues } });
   }
   const cfg = parsed.data;
   const logger = options.logger ?? silentLogger();
