@@ -8,6 +8,18 @@ import { smtpTransport } from './smtp.js';
 export type { TransportContext, TransportDescriptor, TransportDoctor, TransportLimit } from './descriptor.js';
 
 /**
+ * Adding a transport (say Azure Communication Services Email) touches these files:
+ * 1. `src/config/schema.ts`: its name in `MAILBOX_TRANSPORTS` (and the `transport` field's description);
+ * 2. `src/identity/clouds.ts`: its scopes in `TRANSPORT_SCOPES` (identity asks tokens with them);
+ * 3. `src/delivery/transports/<name>.ts`: its descriptor (permissions, doctor skips, catalogue rows, limits,
+ *    endpoint, builder) and, unless it is large, the transport itself;
+ * 4. this file: one line in {@link TRANSPORTS};
+ * 5. its catalogue rows: in the descriptor's file while they are few; as the catalogue grows, a file in
+ *    `src/catalogue/` exported from its `index.ts` (then six files);
+ * and its docs page (docs/configuration.md is generated from the schema). TypeScript fails on 2 and 4 until
+ * they are done. Nothing in the runtime, the library, the CLI, the doctor
+ * or `relay365 permissions` changes: they all read the descriptor.
+ *
  * Every transport, by its config name: the one place that knows them. The relay runtime, the library
  * (`createMailer`), the CLI and the doctor all look transports up here. The record's type makes a name
  * added to the config's `MAILBOX_TRANSPORTS` fail to compile until its descriptor is listed.
