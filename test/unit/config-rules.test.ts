@@ -7,6 +7,7 @@ import { WEBHOOK_EVENT_TYPES, authSchema, configSchema, issuePath, loadConfig, t
 import { hashPassword } from '../../src/ingress/smtp/password.js';
 import { isRelay365Error } from '../../src/errors.js';
 import { tempDir } from '../helpers/sandbox.js';
+import { createMailer } from '../../src/delivery/index.js';
 
 const TENANT = '5f0c6f2e-6b1e-4c55-9a43-2d1e7c3b9a10';
 const CLIENT = '3c1b9a52-2f44-4d6e-8f0a-7b5e9d2c4a11';
@@ -53,6 +54,18 @@ describe('config rules, checked once at load time', () => {
         'smtp.users[1].passwordHash: scrypt N must be a power of two',
       ].sort(),
     );
+  });
+
+  it('gives the library (createMailer) the verdict loadConfig gives, with the same paths and messages', async () => {
+    const broken = { ...GOOD, auth: { ...GOOD.auth, tenant: 'common' }, smtp: { allowlist: [{ cidr: '10.0.0.0/99' }] } };
+    const loaded = await issuesOf(broken);
+    assert.equal(loaded.length, 2, JSON.stringify(loaded));
+    await assert.rejects(createMailer(broken as never), (err) => {
+      assert.ok(isRelay365Error(err, 'R365_CONFIG_INVALID'));
+      assert.deepEqual(err.details?.issues, loaded);
+      assert.match(err.message, /smtp\.allowlist\[0\]\.cidr: 10\.0\.0\.0\/99 is not a CIDR range/);
+      return true;
+    });
   });
 
   it('accepts the ranges the relay can match: IPv4, IPv6, a bare address and an IPv4-mapped network', async () => {
