@@ -22,7 +22,11 @@ export interface BounceReaderOptions {
   logger?: Logger;
   /** This node's name in the lease (default host, pid and a random part). */
   owner?: string;
-  /** How long a read holds the mailbox's lease; renewed at every page (default twice the interval, at least 60 s). */
+  /**
+   * How long the mailbox's lease lasts unrenewed (default 15 s): a started reader renews it every
+   * third of that, between reads too, and at every read and page; so when a node stops (a SIGKILL
+   * too), another one, or the same node restarted, reads the mailbox within this time.
+   */
   leaseMs?: number;
   /** Pages read in one run at most: a large first sync goes on at the next run (default 20). */
   maxPagesPerRun?: number;
@@ -45,6 +49,9 @@ export interface BounceRunSummary {
   skipped: number;
   suppressed: number;
 }
+
+/** How long a mailbox's reader lease lasts unrenewed; a started reader renews it every third of that. */
+const DEFAULT_LEASE_MS = 15_000;
 
 /** Who sends reports: postmaster (Exchange Online's "Microsoft Outlook <postmaster@domain>"), MAILER-DAEMON (Postfix, Sendmail), Exchange's system mailbox. */
 const REPORT_SENDER = /^(postmaster|mailer-daemon|microsoftexchange[0-9a-f]*)@/i;
@@ -88,6 +95,8 @@ export class BounceReader {
   private readonly leaseMs: number;
   private readonly maxPages: number;
   private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private renewing = false;
   private running: Promise<unknown> | undefined;
   private stopped = false;
   private folderId: string | undefined;
@@ -95,13 +104,17 @@ export class BounceReader {
   constructor(private readonly options: BounceReaderOptions) {
     this.owner = options.owner ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? silentLogger()).child({ mailbox: options.mailbox });
-    this.leaseMs = options.leaseMs ?? Math.max(60_000, options.settings.everySeconds * 2000);
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.maxPages = options.maxPagesPerRun ?? 20;
   }
 
-  /** Reads now, then every `settings.everySeconds`. */
+  /** Reads now, then every `settings.everySeconds`; holds the lease while it runs. */
   start(): void {
     this.stopped = false;
+    // A lease renewed on its own clock, not only by the reads: it can be short (a node killed is
+    // taken over within leaseMs) and still outlast a slow page or a long interval between reads.
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => void this.renewLease(), Math.max(1000, Math.floor(this.leaseMs / 3)));
     const tick = (): void => {
       if (this.stopped) return;
       this.running = this.runOnce()
@@ -119,11 +132,25 @@ export class BounceReader {
     tick();
   }
 
-  /** Stops the timer and waits for a read in progress. */
+  /** Stops the timers and waits for a read in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
     await this.running;
+  }
+
+  /** Takes or renews the lease between reads; a failure is the next read's to report. */
+  private async renewLease(): Promise<void> {
+    if (this.renewing || this.stopped) return;
+    this.renewing = true;
+    try {
+      await this.options.store.leaseBounceReader(this.options.mailbox, this.owner, this.leaseMs);
+    } catch (err) {
+      this.logger.debug({ event: 'bounces.lease_renew_failed', err: describe(err) }, 'could not renew the lease on reading this mailbox');
+    } finally {
+      this.renewing = false;
+    }
   }
 
   /** One read: as many delta pages as there are (up to `maxPagesPerRun`), each applied, then its cursor saved. */
