@@ -431,7 +431,16 @@ export const smtpIngressSchema = z
     lockoutWindowSeconds: z.number().int().positive().default(600),
     lockoutSeconds: z.number().int().positive().default(900),
   })
-  .strict();
+  .strict()
+  .superRefine((smtp, ctx) => {
+    // Strangers must keep at least one slot, or the door would refuse every client not yet logged in.
+    if (smtp.reservedConnections !== undefined && smtp.reservedConnections >= smtp.maxConnections)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['reservedConnections'],
+        message: `must be less than maxConnections (${smtp.maxConnections}): clients not yet logged in need at least one slot`,
+      });
+  });
 
 /**
  * The events a webhook receiver may subscribe to (`http.webhooks[].events`); observe/webhooks.ts sends
@@ -584,6 +593,19 @@ export const configSchema = z
           message: `${mailbox.address}: signInAs names the user who signs in for a delegated flow (device-code or auth-code); ${auth.flow} signs in no user`,
         });
     });
+    // A rewritten sender must be one relay365 sends as: a mailbox's address or one of its aliases.
+    const senders = new Set(config.mailboxes.flatMap((m) => [m.address, ...m.aliases].map((a) => a.toLowerCase())));
+    const rewrites = [
+      ...config.smtp.users.map((u, i) => ['users', i, u.rewriteSender] as const),
+      ...config.smtp.allowlist.map((e, i) => ['allowlist', i, e.rewriteSender] as const),
+    ];
+    for (const [list, i, rewrite] of rewrites)
+      if (rewrite && !senders.has(rewrite.to.toLowerCase()))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['smtp', list, i, 'rewriteSender', 'to'],
+          message: `${rewrite.to} is neither a configured mailbox nor one of their aliases`,
+        });
   });
 
 export type Config = z.infer<typeof configSchema>;

@@ -68,6 +68,27 @@ describe('config rules, checked once at load time', () => {
     });
   });
 
+  it('refuses a rewritten sender that is no mailbox or alias, and reservedConnections that leave strangers no slot', async () => {
+    const mailboxes = [{ address: 'relay@contoso.com', aliases: ['scanner@contoso.com'] }];
+    const issues = await issuesOf({
+      ...GOOD,
+      mailboxes,
+      smtp: {
+        maxConnections: 10,
+        reservedConnections: 10,
+        users: [{ name: 'copier', passwordHash: await hashPassword('pw'), rewriteSender: { to: 'Scanner@contoso.com' } }],
+        allowlist: [{ cidr: '192.0.2.0/24', rewriteSender: { to: 'someone@fabrikam.com' } }],
+      },
+    });
+    assert.deepEqual(
+      issues.map((i) => `${i.path}: ${i.message}`),
+      [
+        'smtp.reservedConnections: must be less than maxConnections (10): clients not yet logged in need at least one slot',
+        'smtp.allowlist[0].rewriteSender.to: someone@fabrikam.com is neither a configured mailbox nor one of their aliases',
+      ],
+    );
+  });
+
   it('accepts the ranges the relay can match: IPv4, IPv6, a bare address and an IPv4-mapped network', async () => {
     const issues = await issuesOf({ ...GOOD, smtp: { allowlist: [{ cidr: '10.0.0.0/8' }, { cidr: 'fd00::/8' }, { cidr: '192.0.2.7' }, { cidr: '::ffff:10.0.0.0/104' }] } });
     assert.deepEqual(issues, []);
