@@ -3,6 +3,7 @@ import {
   MAX_LINE_OCTETS,
   checkHeaderSection,
   headerBounds,
+  headerValues,
   readHeaders,
   rewriteFrom,
   scanBytes,
@@ -234,7 +235,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     let froms = check.from.map(asciiAddress);
     const rewrite = submitter.rewrite;
     if (rewrite) {
-      const fromValue = readHeaders(head).text.match(/^From[ \t]*:[ \t]*(.*?)\r?$/im)?.[1]?.trim();
+      const fromValue = headerValues(readHeaders(head), 'From')[0];
       raw = rewriteFrom(raw, rewrite, { fromValue, address: froms[0] ?? sender });
       sender = asciiAddress(rewrite.to);
       froms = [sender];
