@@ -26,7 +26,7 @@ function problemsOf(err: { message: string; details?: Record<string, unknown> | 
 
 /** `relay365 config check`: the verdict serve would give on the config, without starting anything. */
 export function configCommand(): Command {
-  const config = new Command('config').description('Work with the config file.');
+  const config = new Command('config').description('The config file: config check runs the checks serve runs on it, without starting anything.');
   config
     .command('check')
     .description('Check the config as serve does (every problem, with its path) without starting the relay; exit 0 when serve would accept it.')
