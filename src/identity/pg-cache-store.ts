@@ -1,16 +1,17 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
-import { Relay365Error, schemaTooNew } from '../errors.js';
+import { Relay365Error } from '../errors.js';
+import { applyPgMigrations, checkSchemaName, createPgPool, explainPgError as explainStoreError, pgTransaction, TRANSACTION, type PgMigration } from '../store/index.js';
 import { decrypt, encrypt, type TokenCacheStore } from './cache-store.js';
 
 /**
  * The shared token cache's SQL and migrations, all of it. The table sits in the outbox's schema
- * (`queue.schema`) but keeps its own ledger, so identity never depends on the outbox's migrations.
+ * (`queue.schema`) and numbers its steps on its own (part `token-cache` of the schema's one ledger),
+ * so identity never depends on the outbox's migrations.
  */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The shared token cache's steps (also for `relay365 db migrate --print`). */
-export const TOKEN_CACHE_MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: (s: string) => string }> = [
+export const TOKEN_CACHE_MIGRATIONS: readonly PgMigration[] = [
   {
     version: 1,
     description: 'token cache entries, encrypted',
@@ -19,22 +20,11 @@ export const TOKEN_CACHE_MIGRATIONS: ReadonlyArray<{ version: number; descriptio
     sql: (s) => `CREATE TABLE ${s}.token_cache (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL, updated_at bigint NOT NULL)`,
   },
 ];
-const MIGRATIONS = TOKEN_CACHE_MIGRATIONS;
 
 function statements(schema: string) {
   const s = pg.escapeIdentifier(schema);
   return {
-    begin: 'BEGIN',
-    commit: 'COMMIT',
-    rollback: 'ROLLBACK',
-    /** The same lock as the outbox's migrations (same key): DDL in one schema never runs twice at once. $1 schema name. */
-    lockMigrations: `SELECT pg_advisory_xact_lock(hashtext('relay365 migrate ' || $1))`,
-    schemaExists: `SELECT 1 FROM pg_namespace WHERE nspname = $1`,
-    createSchema: `CREATE SCHEMA ${s}`,
-    createLedger: `CREATE TABLE IF NOT EXISTS ${s}.token_cache_migrations (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
-    appliedVersions: `SELECT version FROM ${s}.token_cache_migrations ORDER BY version`,
-    /** $1 version, $2 description, $3 applied_at. */
-    recordMigration: `INSERT INTO ${s}.token_cache_migrations (version, description, applied_at) VALUES ($1, $2, $3)`,
+    ...TRANSACTION,
     /** $1 key. */
     read: `SELECT value FROM ${s}.token_cache WHERE key = $1`,
     /** $1 key, $2 value, $3 updated_at. */
@@ -107,7 +97,7 @@ export class PgTokenCacheStore implements TokenCacheStore {
    *   `R365_TOKEN_CACHE_UNAVAILABLE` when PostgreSQL cannot be used.
    */
   static async attach(pool: pg.Pool, options: PgTokenCacheStoreOptions): Promise<PgTokenCacheStore> {
-    const store = new PgTokenCacheStore(pool, false, { ...options, schema: checkSchema(options.schema ?? 'relay365') });
+    const store = new PgTokenCacheStore(pool, false, { ...options, schema: checkSchemaName(options.schema ?? 'relay365') });
     await store.migrate();
     await store.checkKey();
     return store;
@@ -115,16 +105,8 @@ export class PgTokenCacheStore implements TokenCacheStore {
 
   /** Opens a pool of its own to `url` (closed by `close`); otherwise as {@link attach}. */
   static async open(url: string, options: PgTokenCacheStoreOptions): Promise<PgTokenCacheStore> {
-    const schema = checkSchema(options.schema ?? 'relay365');
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: options.poolSize ?? 4,
-      connectionTimeoutMillis: 10_000,
-      keepAlive: true,
-      fallback_application_name: 'relay365',
-    });
-    // A broken idle connection is dropped by the pool; the next query reports the failure.
-    pool.on('error', () => undefined);
+    const schema = checkSchemaName(options.schema ?? 'relay365');
+    const pool = createPgPool(url, { poolSize: options.poolSize ?? 4 });
     const store = new PgTokenCacheStore(pool, true, { ...options, schema });
     try {
       await store.migrate();
@@ -274,94 +256,32 @@ export class PgTokenCacheStore implements TokenCacheStore {
  * `relay365 db migrate` runs it from any machine.
  *
  * @returns the versions this call applied, and the version now.
- * @throws Relay365Error `R365_TOKEN_CACHE_UNAVAILABLE` when PostgreSQL cannot be used or a newer relay365 migrated the table.
+ * @throws Relay365Error `R365_TOKEN_CACHE_UNAVAILABLE` when PostgreSQL cannot be used; `R365_SCHEMA_TOO_NEW`
+ *   when a newer relay365 migrated the table.
  */
 export async function migrateTokenCache(pool: pg.Pool, schema: string): Promise<{ applied: number[]; version: number }> {
-  const sql = statements(checkSchema(schema));
-  let client: pg.PoolClient | undefined;
-  let broken: Error | undefined;
-  const onError = (err: Error): void => {
-    broken = err;
-  };
+  const checked = checkSchemaName(schema);
   try {
-    client = await pool.connect();
-    client.on('error', onError);
-    await client.query(sql.begin);
-    try {
-      await client.query(sql.lockMigrations, [schema]);
-      if ((await client.query(sql.schemaExists, [schema])).rowCount === 0) await client.query(sql.createSchema);
-      await client.query(sql.createLedger);
-      const applied = new Set((await client.query<{ version: number }>(sql.appliedVersions)).rows.map((r) => r.version));
-      const known = Math.max(...MIGRATIONS.map((m) => m.version));
-      const newest = Math.max(0, ...applied);
-      if (newest > known) {
-        throw schemaTooNew(`the token cache in schema ${schema}; run the newer release on every node`, newest, known, { schema });
-      }
-      const report = { applied: [] as number[], version: newest };
-      for (const migration of MIGRATIONS) {
-        if (applied.has(migration.version)) continue;
-        await client.query(migration.sql(pg.escapeIdentifier(schema)));
-        await client.query(sql.recordMigration, [migration.version, migration.description, Date.now()]);
-        report.applied.push(migration.version);
-        report.version = Math.max(report.version, migration.version);
-      }
-      await client.query(sql.commit);
-      return report;
-    } catch (err) {
-      await client.query(sql.rollback).catch((e: unknown) => {
-        broken = e instanceof Error ? e : new Error(String(e));
-      });
-      throw err;
-    }
-  } catch (err) {
-    throw explainPgError(err, 'migrate the token cache', schema);
-  } finally {
-    client?.off('error', onError);
-    client?.release(broken);
-  }
-}
-
-function checkSchema(schema: string): string {
-  if (!SCHEMA_NAME.test(schema)) {
-    throw new Relay365Error(
-      'R365_CONFIG_INVALID',
-      `"${schema}" is not a schema name relay365 uses: give lower-case letters, digits and _ (queue.schema), at most 63, not starting with a digit.`,
-      {
-        details: { schema },
-      },
+    return await pgTransaction(pool, (client) =>
+      applyPgMigrations(client, { schema: checked, where: `PostgreSQL schema ${checked}`, what: 'The token cache', part: 'token-cache', migrations: TOKEN_CACHE_MIGRATIONS }),
     );
+  } catch (err) {
+    throw explainPgError(err, 'migrate the token cache', checked);
   }
-  return schema;
 }
 
 /**
- * SQLSTATEs (PostgreSQL, Appendix A) and socket errors that come from the environment: the server is
- * away, restarting or out of resources, or a lock timed out (retryable); or the login, database or
- * privileges are wrong (not). Anything else is a bug and passes untouched.
+ * PostgreSQL's environmental failures as `R365_TOKEN_CACHE_UNAVAILABLE` (store/pg-database.ts has the
+ * table); a lock wait that timed out is explained as another node's refresh.
  */
-const RETRYABLE = /^(08\w{3}|57P0[123]|53\w{3}|25006|55P03|40001|40P01|57014|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|EPIPE)$/;
-const PERMANENT = /^(28\w{3}|3D000|42501|3F000|ENOTFOUND)$/;
-const CONNECTION_LOST =
-  /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
-
 function explainPgError(err: unknown, doing: string, schema: string): Error {
-  if (err instanceof Relay365Error) return err;
-  if (!(err instanceof Error)) return new Error(String(err));
-  const code = (err as { code?: unknown }).code;
-  const key = typeof code === 'string' ? code : CONNECTION_LOST.test(err.message) ? 'CONNECTION_LOST' : '';
-  const retryable = key === 'CONNECTION_LOST' || RETRYABLE.test(key);
-  if (!retryable && !PERMANENT.test(key)) return err;
-  const why =
-    key === '55P03'
-      ? `another node held the refresh lock longer than the lock timeout; it may be stuck on a slow identity platform (look in pg_locks for its session)`
-      : `PostgreSQL failed (${err.message})`;
-  return new Relay365Error(
-    'R365_TOKEN_CACHE_UNAVAILABLE',
-    `Could not ${doing} in PostgreSQL schema ${schema}: ${why}. Check that queue.url reaches the server with a role that may use the schema.`,
-    {
-      cause: err,
-      retryable,
-      details: { schema, code: key },
-    },
-  );
+  if (!(err instanceof Relay365Error) && err instanceof Error && (err as { code?: unknown }).code === '55P03') {
+    return new Relay365Error(
+      'R365_TOKEN_CACHE_UNAVAILABLE',
+      `Could not ${doing} in PostgreSQL schema ${schema}: another node held the refresh lock longer than the lock timeout; ` +
+        'it may be stuck on a slow identity platform (look in pg_locks for its session).',
+      { cause: err, retryable: true, details: { schema, code: '55P03' } },
+    );
+  }
+  return explainStoreError(err, doing, `PostgreSQL schema ${schema}`, 'R365_TOKEN_CACHE_UNAVAILABLE');
 }

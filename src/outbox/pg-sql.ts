@@ -9,14 +9,11 @@
  * each statement's TSDoc lists them in order.
  */
 import { escapeIdentifier } from 'pg';
+import { TRANSACTION, type PgMigration } from '../store/pg-database.js';
 
-/** One schema step. Versions only grow; a released step is never edited, a new one is added. */
-export interface PgMigration {
-  version: number;
-  description: string;
-  /** The DDL, for tables in the (quoted) schema `s`. */
-  sql: (s: string) => string;
-}
+export type { PgMigration } from '../store/pg-database.js';
+/** The ledger of before, kept for tests that build an old schema (see store/pg-database.ts). */
+export { legacyLedgerStatements as migrationLedgerStatements } from '../store/pg-database.js';
 
 /**
  * The schema, oldest first. `migrate()` applies, in one transaction and under an advisory lock, every
@@ -289,12 +286,6 @@ export interface PgUsageRow {
 }
 
 /**
- * A schema name relay365 accepts: a plain lower-case identifier, so that it needs no quoting in psql
- * either (PostgreSQL folds unquoted names to lower case).
- */
-export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-
-/**
  * list(): newest first, keyset pagination on (created_at, id); the row-value comparison seeks
  * straight to the cursor in the index. $1 created_at, $2 id, $3 limit, then $4 state and/or mailbox.
  */
@@ -305,45 +296,6 @@ function listSql(s: string, filter: { state: boolean; mailbox: boolean }): strin
   return `SELECT ${MESSAGE_COLUMNS} FROM ${s}.messages WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $3`;
 }
 
-/**
- * Run on every new connection. Raises `synchronous_commit` only where a DBA turned it off: with `off`
- * a commit is acknowledged before it reaches the WAL on disk, and a crash of the server would lose
- * messages already answered 250. Stricter settings (`remote_apply`, synchronous replicas) are kept.
- */
-export const DURABLE_COMMITS = `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`;
-
-/** A transaction's three statements, for {@link pgTransaction} in pg-database.ts. */
-export const TRANSACTION = { begin: 'BEGIN', commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
-
-/**
- * The statements of a migration ledger in `schema`: the outbox's `schema_migrations`, and the ledgers
- * of the other tables relay365 keeps beside it (the HTTP store's `http_schema_migrations`), each with
- * its own numbered steps. All of them take the same advisory lock, so DDL in one schema never runs
- * twice at once, whichever part runs it.
- */
-export function migrationLedgerStatements(schema: string, ledger: string) {
-  const s = escapeIdentifier(schema);
-  const t = `${s}.${escapeIdentifier(ledger)}`;
-  return {
-    /**
-     * Serializes migrations (and the CREATE SCHEMA before them) across nodes starting at once, for the
-     * rest of the transaction. The single-key form: its key space does not overlap the two-key form
-     * that the mailbox locks use (PostgreSQL, 9.27.10 "Advisory Lock Functions"). $1 schema name.
-     */
-    lockMigrations: `SELECT pg_advisory_xact_lock(hashtext('relay365 migrate ' || $1))`,
-    schemaExists: `SELECT 1 FROM pg_namespace WHERE nspname = $1`,
-    /** Only when missing: CREATE SCHEMA IF NOT EXISTS checks the CREATE right on the database first, which a role owning only the schema lacks. */
-    createSchema: `CREATE SCHEMA ${s}`,
-    createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${t} (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
-    appliedVersions: `SELECT version FROM ${t} ORDER BY version`,
-    /** $1 version, $2 description, $3 applied_at. */
-    recordMigration: `INSERT INTO ${t} (version, description, applied_at) VALUES ($1, $2, $3)`,
-  } as const;
-}
-
-/** The statements of a migration ledger, as {@link migrationLedgerStatements} makes them. */
-export type PgLedgerStatements = ReturnType<typeof migrationLedgerStatements>;
-
 /** The statements for the tables in `schema`, as text. */
 export function pgStatements(schema: string) {
   const s = escapeIdentifier(schema);
@@ -351,7 +303,6 @@ export function pgStatements(schema: string) {
     ...TRANSACTION,
     /** Whether the server answers (an open without migrations). */
     ping: 'SELECT 1',
-    ...migrationLedgerStatements(schema, 'schema_migrations'),
 
     /**
      * The message and one `pending` row per envelope recipient, in one statement (so one commit).
@@ -518,8 +469,6 @@ export function pgStatements(schema: string) {
       WHERE message_id = $1 AND position = $2`,
     /** $1 mailbox, $2 report id, $3 recipient, $4 matched message id. */
     matchBounceReport: `UPDATE ${s}.bounce_reports SET message_id = $4 WHERE mailbox = $1 AND report_id = $2 AND recipient = $3`,
-    /** The message an entry recorded before matched (NULL: none). $1 mailbox, $2 report id, $3 recipient. */
-    bounceReportMatch: `SELECT message_id FROM ${s}.bounce_reports WHERE mailbox = $1 AND report_id = $2 AND recipient = $3`,
     /** $1 mailbox. */
     bounceCursor: `SELECT cursor FROM ${s}.bounce_readers WHERE mailbox = $1`,
     /** $1 mailbox, $2 cursor. */

@@ -5,7 +5,7 @@ import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
-import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from './pg-database.js';
+import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from '../store/pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
   FINISHED_STATES,
@@ -49,7 +49,7 @@ export interface PgStoreOptions {
   bodies?: BodyCipher;
 }
 
-export type { PgMigrationReport } from './pg-database.js';
+export type { PgMigrationReport } from '../store/pg-database.js';
 
 /** list(): page size when none is asked for, and the most one page may hold (as the SQLite store). */
 const DEFAULT_PAGE = 50;
@@ -115,7 +115,7 @@ export class PgOutboxStore implements OutboxStore {
     }
   }
 
-  /** Applies every migration not yet recorded in `schema_migrations`, all in one transaction. */
+  /** Applies every outbox step not yet recorded in the schema's ledger (`schema_migrations`), all in one transaction. */
   async migrate(): Promise<void> {
     await this.applyMigrations();
   }
@@ -127,7 +127,7 @@ export class PgOutboxStore implements OutboxStore {
   applyMigrations(): Promise<PgMigrationReport> {
     return this.run('apply the outbox migrations', () =>
       this.transaction((client) =>
-        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The outbox tables', sql: this.sql, migrations: PG_MIGRATIONS }),
+        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The outbox tables', part: 'outbox', migrations: PG_MIGRATIONS }),
       ),
     );
   }
@@ -302,8 +302,8 @@ export class PgOutboxStore implements OutboxStore {
   }
 
   /**
-   * One transaction: the ledger row, the match, the recipient's new state and the suppression commit
-   * together. A second node recording the same entry waits on the ledger's key, then finds it there.
+   * One transaction: the ledger row, the match and the recipient's new state commit together. A
+   * second node recording the same entry waits on the ledger's key, then finds it there.
    */
   recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
     return this.run('record a bounce report', () =>
@@ -318,10 +318,7 @@ export class PgOutboxStore implements OutboxStore {
           report.receivedAt.getTime(),
           Date.now(),
         ]);
-        if (fresh.rowCount === 0) {
-          const first = await client.query<{ message_id: string | null }>(this.sql.bounceReportMatch, key);
-          return { matched: first.rows[0]?.message_id ?? undefined, duplicate: true };
-        }
+        if (fresh.rowCount === 0) return { matched: undefined, duplicate: true };
         const candidates = await client.query<{ message_id: string; position: number; address: string; state: string }>(this.sql.bounceCandidates, [
           report.originalMessageId,
           report.mailbox,
@@ -341,9 +338,6 @@ export class PgOutboxStore implements OutboxStore {
             report.reportId,
             report.receivedAt.getTime(),
           ]);
-        }
-        if (report.suppress !== undefined) {
-          await client.query(this.sql.suppress, [recipient, report.recipient, report.suppress.reason, report.status, target.message_id, 'bounce', report.receivedAt.getTime()]);
         }
         return { matched: target.message_id, duplicate: false };
       }),

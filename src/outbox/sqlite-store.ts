@@ -2,7 +2,8 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { Relay365Error, schemaTooNew } from '../errors.js';
+import { Relay365Error } from '../errors.js';
+import { applySqliteMigrations } from '../store/index.js';
 import { newMessageId } from './ids.js';
 import { createPrivateFile } from './sqlite-file.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
@@ -135,25 +136,10 @@ export class SqliteOutboxStore implements OutboxStore {
     }
   }
 
-  /** Applies every migration not yet recorded in `schema_migrations`, all in one transaction. */
+  /** Applies every outbox step not yet in the file's ledger (part `outbox` of `schema_migrations`), all in one transaction. */
   migrate(): Promise<void> {
     return this.run('apply the outbox migrations', () => {
-      const apply = this.db.transaction(() => {
-        this.db.exec(SQL.createMigrationsTable);
-        const applied = new Set(this.db.prepare<[], number>(SQL.appliedVersions).pluck().all());
-        const known = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
-        const newest = Math.max(0, ...applied);
-        if (newest > known) {
-          throw schemaTooNew(`the outbox tables in ${this.path}`, newest, known, { path: this.path });
-        }
-        const record = this.db.prepare<[{ version: number; appliedAt: number }]>(SQL.recordMigration);
-        for (const migration of MIGRATIONS) {
-          if (applied.has(migration.version)) continue;
-          this.db.exec(migration.sql);
-          record.run({ version: migration.version, appliedAt: Date.now() });
-        }
-      });
-      apply.immediate();
+      this.db.transaction(() => applySqliteMigrations(this.db, { part: 'outbox', what: 'the outbox tables', path: this.path, migrations: MIGRATIONS })).immediate();
     });
   }
 
@@ -516,12 +502,9 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.run("read a message's recipients", () => this.sql.recipients.all(id).map(toRecipient));
   }
 
-  /** One transaction: the ledger row, the match, the recipient's new state and the suppression commit together. */
-  async recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
-    const result = await this.run('record a bounce report', () => this.tx.recordBounce.immediate(report, Date.now()));
-    // As suppress(): a suppression that a power cut forgot would let mail go to the address again.
-    if (report.suppress !== undefined && result.matched !== undefined && !result.duplicate) await this.syncLog('record a bounce report');
-    return result;
+  /** One transaction: the ledger row, the match and the recipient's new state commit together. */
+  recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
+    return this.run('record a bounce report', () => this.tx.recordBounce.immediate(report, Date.now()));
   }
 
   bounceCursor(mailbox: string): Promise<string | undefined> {
@@ -689,7 +672,7 @@ export class SqliteOutboxStore implements OutboxStore {
         receivedAt: report.receivedAt.getTime(),
         recordedAt,
       }).changes;
-      if (fresh === 0) return { matched: sql.bounceReportMatch.get(key) ?? undefined, duplicate: true };
+      if (fresh === 0) return { matched: undefined, duplicate: true };
       const target = sql.bounceCandidates
         .all({ originalMessageId: report.originalMessageId, mailbox: report.mailbox })
         .find((r) => r.address.toLowerCase() === key.recipient);
@@ -706,17 +689,6 @@ export class SqliteOutboxStore implements OutboxStore {
           remoteMta: report.remoteMta ?? null,
           reportId: report.reportId,
           updatedAt: report.receivedAt.getTime(),
-        });
-      }
-      if (report.suppress !== undefined) {
-        sql.suppress.run({
-          addressKey: key.recipient,
-          address: report.recipient,
-          reason: report.suppress.reason,
-          dsnStatus: report.status,
-          messageId: target.message_id,
-          source: 'bounce',
-          createdAt: report.receivedAt.getTime(),
         });
       }
       return { matched: target.message_id, duplicate: false };
@@ -928,7 +900,6 @@ function prepareStatements(db: Database.Database) {
     ),
     bounceRecipient: db.prepare<Record<string, string | number | null>>(SQL.bounceRecipient),
     matchBounceReport: db.prepare<{ mailbox: string; reportId: string; recipient: string; messageId: string }>(SQL.matchBounceReport),
-    bounceReportMatch: db.prepare<{ mailbox: string; reportId: string; recipient: string }, string | null>(SQL.bounceReportMatch).pluck(),
     bounceCursor: db.prepare<[string], string | null>(SQL.bounceCursor).pluck(),
     saveBounceCursor: db.prepare<{ mailbox: string; cursor: string }>(SQL.saveBounceCursor),
     leaseBounceReader: db.prepare<{ mailbox: string; owner: string; until: number; now: number }, { mailbox: string }>(SQL.leaseBounceReader),

@@ -29,7 +29,7 @@ if (unavailable !== undefined) {
     const schema = testSchema();
     after(() => dropSchema(schema));
 
-    it('migrates its tables once when three nodes start at the same moment, keeping its own ledger beside the outbox', async () => {
+    it("migrates its tables once when three nodes start at the same moment, its steps recorded as part http of the schema's one ledger", async () => {
       const outboxes = await Promise.all([1, 2, 3].map(() => openPgStore(PG_URL, { schema, poolSize: 2 })));
       try {
         const stores = await Promise.all(outboxes.map((o) => PgHttpStore.attach(o, { migrate: false })));
@@ -40,7 +40,7 @@ if (unavailable !== undefined) {
           [versions, [], []],
           'one node applied every step; the two others waited for it and found nothing to do',
         );
-        const ledger = await pgQuery<{ version: number }>(`SELECT version FROM ${schema}.http_schema_migrations ORDER BY version`);
+        const ledger = await pgQuery<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations WHERE part = 'http' ORDER BY version`);
         assert.deepEqual(
           ledger.map((r) => r.version),
           versions,
@@ -51,7 +51,7 @@ if (unavailable !== undefined) {
         );
         assert.deepEqual(
           tables.map((t) => t.table_name),
-          ['http_api_keys', 'http_idempotency_keys', 'http_schema_migrations', 'http_webhook_deliveries'],
+          ['http_api_keys', 'http_idempotency_keys', 'http_webhook_deliveries'],
         );
       } finally {
         for (const o of outboxes) await o.close();
@@ -79,7 +79,7 @@ if (unavailable !== undefined) {
       const newer = testSchema();
       try {
         await (await PgHttpStore.open(PG_URL, { schema: newer })).close();
-        await pgQuery(`INSERT INTO ${newer}.http_schema_migrations (version, description, applied_at) VALUES (999, 'from the future', 0)`);
+        await pgQuery(`INSERT INTO ${newer}.schema_migrations (part, version, description, applied_at) VALUES ('http', 999, 'from the future', 0)`);
         await assert.rejects(
           PgHttpStore.open(PG_URL, { schema: newer }),
           (err) => isRelay365Error(err, 'R365_SCHEMA_TOO_NEW') && /999/.test(err.message) && /newer relay365/.test(err.message) && !err.retryable,

@@ -46,13 +46,13 @@ describe('SQLite: a schema from a newer relay365', () => {
       assert.match(fresh, /-- outbox: schema version 0 -> 7/);
       assert.match(fresh, /-- 7: retention and privacy at rest/);
       assert.match(fresh, /ALTER TABLE messages ADD COLUMN body_deleted_at INTEGER;/);
-      assert.match(fresh, /INSERT INTO schema_migrations \(version, applied_at\) VALUES \(7, \d+\);/);
+      assert.match(fresh, /INSERT INTO schema_migrations \(part, version, applied_at\) VALUES \('outbox', 7, \d+\);/);
       assert.match(fresh, /-- HTTP tables: schema version 0 -> \d+/);
       const path = join(dir.path, 'relay365.db');
       // The printed SQL is the real thing: run by sqlite3's own engine, it yields what migrate would.
       const printedDb = new Database(join(dir.path, 'printed.db'));
       printedDb.exec(fresh);
-      assert.deepEqual(printedDb.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all(), MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(printedDb.prepare("SELECT version FROM schema_migrations WHERE part = 'outbox' ORDER BY version").pluck().all(), MIGRATIONS.map((m) => m.version));
       printedDb.close();
 
       await (await openSqliteStore(path)).close();
@@ -69,8 +69,8 @@ describe('SQLite: a schema from a newer relay365', () => {
       const httpPath = join(dir.path, 'http.db');
       await (await openSqliteHttpStore(httpPath)).close();
       const http = new Database(httpPath);
-      const httpLatest = http.prepare<[], number>('SELECT max(version) FROM http_schema_migrations').pluck().get()!;
-      http.prepare('INSERT INTO http_schema_migrations (version, applied_at) VALUES (?, 0)').run(httpLatest + 5);
+      const httpLatest = http.prepare<[], number>("SELECT max(version) FROM schema_migrations WHERE part = 'http'").pluck().get()!;
+      http.prepare("INSERT INTO schema_migrations (part, version, applied_at) VALUES ('http', ?, 0)").run(httpLatest + 5);
       http.close();
       await assert.rejects(openSqliteHttpStore(httpPath), tooNew(httpLatest + 5, httpLatest));
     } finally {
@@ -103,7 +103,7 @@ if (unavailable !== undefined) {
         // What it printed, run as it is, builds the same schema migrate would.
         await pgQuery(fresh);
         assert.deepEqual(
-          (await pgQuery<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).map((r) => r.version),
+          (await pgQuery<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations WHERE part = 'outbox' ORDER BY version`)).map((r) => r.version),
           PG_MIGRATIONS.map((m) => m.version),
         );
         const store = await openPgStore(PG_URL, { schema, poolSize: 1 });
@@ -118,10 +118,10 @@ if (unavailable !== undefined) {
 
         const outbox = await openPgStore(PG_URL, { schema, poolSize: 2 });
         try {
-          const httpKnown = (await pgQuery<{ v: number }>(`SELECT max(version)::int AS v FROM ${schema}.http_schema_migrations`))[0]!.v;
-          await pgQuery(`INSERT INTO ${schema}.http_schema_migrations (version, description, applied_at) VALUES ($1, 'from the future', 0)`, [httpKnown + 1]);
+          const httpKnown = (await pgQuery<{ v: number }>(`SELECT max(version)::int AS v FROM ${schema}.schema_migrations WHERE part = 'http'`))[0]!.v;
+          await pgQuery(`INSERT INTO ${schema}.schema_migrations (part, version, description, applied_at) VALUES ('http', $1, 'from the future', 0)`, [httpKnown + 1]);
           await assert.rejects(PgHttpStore.attach(outbox), tooNew(httpKnown + 1, httpKnown));
-          await pgQuery(`INSERT INTO ${schema}.token_cache_migrations (version, description, applied_at) VALUES (2, 'from the future', 0)`);
+          await pgQuery(`INSERT INTO ${schema}.schema_migrations (part, version, description, applied_at) VALUES ('token-cache', 2, 'from the future', 0)`);
           await assert.rejects(migrateTokenCache(outbox.pool, schema), tooNew(2, 1));
         } finally {
           await outbox.close();

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { Config } from '../../config/index.js';
+import type { StoragePart } from '../../store/index.js';
 import { cliContext, configOption } from '../context.js';
 
 /** What `db migrate` did to one set of tables. */
@@ -41,15 +42,13 @@ async function migratePg(config: Config, url: string): Promise<MigrateReport> {
   }
 }
 
-/** The versions a SQLite outbox file records; none for a file that does not exist yet. */
+/** The versions of the outbox the SQLite file's ledger records; none for a file that does not exist yet. */
 async function sqliteVersions(path: string): Promise<number[]> {
   if (!existsSync(path)) return [];
-  const [{ default: Database }, { SQL: SQLITE_SQL }] = await Promise.all([import('better-sqlite3'), import('../../outbox/sqlite-sql.js')]);
+  const [{ default: Database }, { sqliteLedgerState }] = await Promise.all([import('better-sqlite3'), import('../../store/index.js')]);
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    return db.prepare<[], number>(SQLITE_SQL.appliedVersions).pluck().all();
-  } catch {
-    return []; // an empty file: no schema_migrations table yet
+    return sqliteLedgerState(db).applied('outbox');
   } finally {
     db.close();
   }
@@ -77,7 +76,7 @@ async function migrateSqlite(config: Config): Promise<MigrateReport> {
   }
 }
 
-/** One set of tables, its ledger, and its steps, for `--print`. */
+/** One part's tables, their steps and what the ledger records of them, for `--print`. */
 interface Ledger {
   name: string;
   /** The versions applied (empty when the ledger does not exist yet). */
@@ -85,90 +84,96 @@ interface Ledger {
   steps: ReadonlyArray<{ version: number; description: string; sql: string }>;
   /** The statement recording a step in the ledger, with its values. */
   record: (version: number, description: string) => string;
-  /** Statements run once before the steps (schema, ledger table). */
-  prologue: string[];
 }
 
 const quote = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 
-/** The ledgers of the SQLite file: the outbox's and the HTTP tables'. */
-async function sqliteLedgers(config: Config): Promise<{ database: string; ledgers: Ledger[] }> {
+/** The SQLite file's one ledger, part by part (the outbox, the HTTP tables), and what would create or upgrade it. */
+async function sqliteLedgers(config: Config): Promise<{ database: string; prologue: string[]; ledgers: Ledger[] }> {
   const path = resolve(config.dataDir, config.queue.path);
-  const [{ MIGRATIONS, SQL }, { SQLITE_HTTP_MIGRATIONS }] = await Promise.all([import('../../outbox/sqlite-sql.js'), import('../../ingress/http/http-store.js')]);
-  const versions = async (table: string): Promise<number[]> => {
-    if (!existsSync(path)) return [];
-    const { default: Database } = await import('better-sqlite3');
-    const db = new Database(path, { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare<[], number>(`SELECT version FROM ${table} ORDER BY version`).pluck().all();
-    } catch {
-      return [];
-    } finally {
-      db.close();
-    }
-  };
-  const now = Date.now();
-  return {
-    database: path,
-    ledgers: [
-      {
-        name: 'outbox',
-        applied: await versions('schema_migrations'),
-        steps: MIGRATIONS,
-        prologue: [SQL.createMigrationsTable],
-        record: (v) => `INSERT INTO schema_migrations (version, applied_at) VALUES (${v}, ${now})`,
-      },
-      {
-        name: 'HTTP tables',
-        applied: await versions('http_schema_migrations'),
-        steps: SQLITE_HTTP_MIGRATIONS,
-        prologue: ['CREATE TABLE IF NOT EXISTS http_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT'],
-        record: (v) => `INSERT INTO http_schema_migrations (version, applied_at) VALUES (${v}, ${now})`,
-      },
-    ],
-  };
+  const [{ MIGRATIONS }, { SQLITE_HTTP_MIGRATIONS }, { sqliteLedgerState }, { default: Database }] = await Promise.all([
+    import('../../outbox/sqlite-sql.js'),
+    import('../../ingress/http/http-store.js'),
+    import('../../store/index.js'),
+    import('better-sqlite3'),
+  ]);
+  const db = existsSync(path) ? new Database(path, { readonly: true, fileMustExist: true }) : undefined;
+  try {
+    const state = sqliteLedgerState(db);
+    const now = Date.now();
+    const ledger = (name: string, part: StoragePart, steps: Ledger['steps']): Ledger => ({
+      name,
+      applied: state.applied(part),
+      steps,
+      record: (v) => `INSERT INTO schema_migrations (part, version, applied_at) VALUES (${quote(part)}, ${v}, ${now})`,
+    });
+    return {
+      database: path,
+      prologue: state.prologue,
+      ledgers: [ledger('outbox', 'outbox', MIGRATIONS), ledger('HTTP tables', 'http', SQLITE_HTTP_MIGRATIONS)],
+    };
+  } finally {
+    db?.close();
+  }
 }
 
-/** The ledgers in PostgreSQL: the outbox's, the HTTP tables' and the shared token cache's. */
-async function pgLedgers(config: Config, url: string): Promise<{ database: string; ledgers: Ledger[] }> {
-  const [{ default: pg }, { PG_MIGRATIONS }, { PG_HTTP_MIGRATIONS }, { TOKEN_CACHE_MIGRATIONS }, { createPgPool, describeDatabase }] = await Promise.all([
-    import('pg'),
-    import('../../outbox/pg-sql.js'),
-    import('../../ingress/http/pg-http-sql.js'),
-    import('../../identity/pg-cache-store.js'),
-    import('../../outbox/pg-database.js'),
-  ]);
+/**
+ * The schema's one ledger in PostgreSQL, part by part (the outbox, the HTTP tables, the shared token
+ * cache). For a schema of before the one ledger, the parts' own ledgers, and the prologue that upgrades
+ * the ledger and carries their steps over, as `migrate` would (store/pg-database.ts).
+ */
+async function pgLedgers(config: Config, url: string): Promise<{ database: string; prologue: string[]; ledgers: Ledger[] }> {
+  const [{ default: pg }, { PG_MIGRATIONS }, { PG_HTTP_MIGRATIONS }, { TOKEN_CACHE_MIGRATIONS }, { createPgPool, describeDatabase, ledgerStatements, LEGACY_PG_LEDGERS }] =
+    await Promise.all([
+      import('pg'),
+      import('../../outbox/pg-sql.js'),
+      import('../../ingress/http/pg-http-sql.js'),
+      import('../../identity/pg-cache-store.js'),
+      import('../../store/index.js'),
+    ]);
   const schema = config.queue.schema;
   const s = pg.escapeIdentifier(schema);
+  const sql = ledgerStatements(schema);
   const pool = createPgPool(url, { poolSize: 1 });
   const now = Date.now();
   try {
-    const exists = (await pool.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount === 1;
-    const versions = async (ledger: string): Promise<number[]> => {
-      const found = (await pool.query<{ t: string | null }>(`SELECT to_regclass($1) AS t`, [`${s}.${ledger}`])).rows[0]?.t;
-      if (!found) return [];
-      return (await pool.query<{ version: number }>(`SELECT version FROM ${s}.${ledger} ORDER BY version`)).rows.map((r) => r.version);
+    const exists = (await pool.query(sql.schemaExists, [schema])).rowCount === 1;
+    const columns = (await pool.query<{ name: string }>(sql.ledgerColumns, [schema])).rows.map((r) => r.name);
+    const legacyFound = async (table: string): Promise<boolean> =>
+      (await pool.query<{ found: boolean }>(sql.tableExists, [`${s}.${pg.escapeIdentifier(table)}`])).rows[0]?.found === true;
+    const prologue: string[] = exists ? [] : [`CREATE SCHEMA IF NOT EXISTS ${s}`];
+    const carried = new Map<string, number[]>();
+    if (!columns.includes('part')) {
+      prologue.push(...(columns.length === 0 ? [sql.createLedger] : sql.addPartColumn));
+      for (const legacy of LEGACY_PG_LEDGERS) {
+        if (!(await legacyFound(legacy.table))) continue;
+        prologue.push(sql.carryOver(legacy.table).replace('$1', quote(legacy.part)));
+        carried.set(legacy.part, (await pool.query<{ version: number }>(`SELECT version FROM ${s}.${pg.escapeIdentifier(legacy.table)}`)).rows.map((r) => r.version));
+      }
+    }
+    const applied = async (part: StoragePart): Promise<number[]> => {
+      if (columns.length === 0) return carried.get(part) ?? [];
+      if (!columns.includes('part')) {
+        // The ledger of before: its rows are the outbox's.
+        const own = part === 'outbox' ? (await pool.query<{ version: number }>(`SELECT version FROM ${s}.schema_migrations`)).rows.map((r) => r.version) : [];
+        return [...own, ...(carried.get(part) ?? [])];
+      }
+      return (await pool.query<{ version: number }>(sql.appliedVersions, [part])).rows.map((r) => r.version);
     };
-    const ledger = (name: string, table: string, steps: ReadonlyArray<{ version: number; description: string; sql: (s: string) => string }>) =>
-      versions(table).then(
-        (applied): Ledger => ({
-          name,
-          applied,
-          steps: steps.map((m) => ({ version: m.version, description: m.description, sql: m.sql(s) })),
-          prologue: [
-            ...(exists ? [] : [`CREATE SCHEMA IF NOT EXISTS ${s}`]),
-            `CREATE TABLE IF NOT EXISTS ${s}.${table} (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
-          ],
-          record: (v, d) => `INSERT INTO ${s}.${table} (version, description, applied_at) VALUES (${v}, ${quote(d)}, ${now})`,
-        }),
-      );
+    const ledger = async (name: string, part: StoragePart, steps: ReadonlyArray<{ version: number; description: string; sql: (s: string) => string }>): Promise<Ledger> => ({
+      name,
+      applied: await applied(part),
+      steps: steps.map((m) => ({ version: m.version, description: m.description, sql: m.sql(s) })),
+      record: (v, d) => `INSERT INTO ${s}.schema_migrations (part, version, description, applied_at) VALUES (${quote(part)}, ${v}, ${quote(d)}, ${now})`,
+    });
     return {
       database: describeDatabase(url, schema),
-      ledgers: await Promise.all([
-        ledger('outbox', 'schema_migrations', PG_MIGRATIONS),
-        ledger('HTTP tables', 'http_schema_migrations', PG_HTTP_MIGRATIONS),
-        ledger('token cache', 'token_cache_migrations', TOKEN_CACHE_MIGRATIONS),
-      ]),
+      prologue,
+      ledgers: [
+        await ledger('outbox', 'outbox', PG_MIGRATIONS),
+        await ledger('HTTP tables', 'http', PG_HTTP_MIGRATIONS),
+        await ledger('token cache', 'token-cache', TOKEN_CACHE_MIGRATIONS),
+      ],
     };
   } finally {
     await pool.end();
@@ -176,27 +181,29 @@ async function pgLedgers(config: Config, url: string): Promise<{ database: strin
 }
 
 /**
- * The SQL `db migrate` would run, one transaction per set of tables, without running it. A ledger
- * newer than this release refuses as `migrate` does.
+ * The SQL `db migrate` would run, in one transaction for the database's one ledger, without running
+ * it. A ledger newer than this release refuses as `migrate` does.
  */
 async function printPending(config: Config): Promise<string> {
-  const { database, ledgers } = config.queue.url === undefined ? await sqliteLedgers(config) : await pgLedgers(config, config.queue.url);
+  const { database, prologue, ledgers } = config.queue.url === undefined ? await sqliteLedgers(config) : await pgLedgers(config, config.queue.url);
   const { schemaTooNew } = await import('../../errors.js');
-  const out = [`-- relay365 db migrate --print: ${config.queue.url === undefined ? 'SQLite' : 'PostgreSQL'} ${database}`];
+  const head = `-- relay365 db migrate --print: ${config.queue.url === undefined ? 'SQLite' : 'PostgreSQL'} ${database}`;
+  const body: string[] = [];
   for (const l of ledgers) {
     const known = Math.max(0, ...l.steps.map((m) => m.version));
     const version = Math.max(0, ...l.applied);
     if (version > known) throw schemaTooNew(`the ${l.name} in ${database}`, version, known);
     const pending = l.steps.filter((m) => !l.applied.includes(m.version));
     if (pending.length === 0) {
-      out.push('', `-- ${l.name}: up to date at schema version ${version}`);
+      body.push('', `-- ${l.name}: up to date at schema version ${version}`);
       continue;
     }
-    out.push('', `-- ${l.name}: schema version ${version} -> ${known}`, 'BEGIN;', ...l.prologue.map((p) => `${p};`));
-    for (const m of pending) out.push(`-- ${m.version}: ${m.description}`, m.sql.trim().replace(/;?$/, ';'), `${l.record(m.version, m.description)};`);
-    out.push('COMMIT;');
+    body.push('', `-- ${l.name}: schema version ${version} -> ${known}`);
+    for (const m of pending) body.push(`-- ${m.version}: ${m.description}`, m.sql.trim().replace(/;?$/, ';'), `${l.record(m.version, m.description)};`);
   }
-  return out.join('\n');
+  const changes = prologue.length > 0 || body.some((line) => !line.startsWith('--') && line !== '');
+  if (!changes) return [head, ...body].join('\n');
+  return [head, 'BEGIN;', ...prologue.map((p) => `${p.trim()};`), ...body, 'COMMIT;'].join('\n');
 }
 
 function summary(name: string, result: Applied): string {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { Relay365Error, schemaTooNew } from '../../errors.js';
+import { Relay365Error } from '../../errors.js';
+import { applySqliteMigrations } from '../../store/index.js';
 import { createPrivateFile } from '../../outbox/index.js';
 import { API_KEY_SCOPES, type ApiKeyScope } from './api-keys.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../../observe/index.js';
@@ -84,7 +85,7 @@ export interface HttpStore extends WebhookOutbox {
   close(): Promise<void>;
 }
 
-/** One schema step of this store; versions only grow (recorded in `http_schema_migrations`, apart from the outbox's). */
+/** One schema step of this store; versions only grow (recorded as part `http` of the file's one ledger, numbered apart from the outbox's). */
 interface Migration {
   version: number;
   description: string;
@@ -162,10 +163,6 @@ const SQL = {
     /** FULL: an API key, an idempotent response or a webhook delivery survives a power cut once written. */
     synchronous: 'synchronous = FULL',
   },
-  createMigrationsTable: `CREATE TABLE IF NOT EXISTS http_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT`,
-  appliedVersions: `SELECT version FROM http_schema_migrations ORDER BY version`,
-  recordMigration: `INSERT INTO http_schema_migrations (version, applied_at) VALUES (@version, @appliedAt)`,
-
   insertApiKey: `INSERT INTO http_api_keys (id, name, prefix, hash, scopes, senders, created_at) VALUES (@id, @name, @prefix, @hash, @scopes, @senders, @createdAt)`,
   listApiKeys: `SELECT id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at FROM http_api_keys ORDER BY created_at, id`,
   findApiKey: `SELECT id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at FROM http_api_keys WHERE hash = ? AND revoked_at IS NULL`,
@@ -234,7 +231,7 @@ export interface WebhookRow {
 /**
  * Opens the HTTP store in the SQLite file of the outbox (`resolve(config.dataDir, config.queue.path)`):
  * WAL lets this connection and the outbox's share the file. Its tables are prefixed `http_` and its
- * migrations recorded in `http_schema_migrations`, apart from the outbox's.
+ * migrations, numbered apart from the outbox's (part `http` of the file's ledger, store/sqlite-ledger.ts).
  *
  * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the file cannot be opened or migrated.
  * @example
@@ -288,30 +285,10 @@ export class SqliteHttpStore implements HttpStore {
     await this.applyMigrations();
   }
 
-  /** Applies the steps not yet recorded in `http_schema_migrations`, in one transaction; reports which (`relay365 db migrate`). */
+  /** Applies the steps not yet in the file's ledger (part `http` of `schema_migrations`), in one transaction; reports which (`relay365 db migrate`). */
   applyMigrations(): Promise<{ applied: number[]; version: number }> {
     return this.run('apply the HTTP store migrations', () =>
-      this.db
-        .transaction(() => {
-          this.db.exec(SQL.createMigrationsTable);
-          const applied = new Set(this.db.prepare<[], number>(SQL.appliedVersions).pluck().all());
-          const known = Math.max(...MIGRATIONS.map((m) => m.version));
-          const newest = Math.max(0, ...applied);
-          if (newest > known) {
-            throw schemaTooNew(`the HTTP tables in ${this.path}`, newest, known, { path: this.path });
-          }
-          const record = this.db.prepare<{ version: number; appliedAt: number }>(SQL.recordMigration);
-          const report = { applied: [] as number[], version: newest };
-          for (const m of MIGRATIONS) {
-            if (applied.has(m.version)) continue;
-            this.db.exec(m.sql);
-            record.run({ version: m.version, appliedAt: Date.now() });
-            report.applied.push(m.version);
-            report.version = Math.max(report.version, m.version);
-          }
-          return report;
-        })
-        .immediate(),
+      this.db.transaction(() => applySqliteMigrations(this.db, { part: 'http', what: 'the HTTP tables', path: this.path, migrations: MIGRATIONS })).immediate(),
     );
   }
 

@@ -3,12 +3,12 @@
  * else writes SQL for these tables: read this file to know exactly what the store does to them.
  *
  * The tables sit in the outbox's schema (`queue.schema`), prefixed `http_`, as in the SQLite file,
- * and keep their own ledger (`http_schema_migrations`), so the HTTP store never depends on the
- * outbox's migrations. Times are `bigint` milliseconds since the epoch, as in the SQLite store.
+ * and number their steps on their own (part `http` of the schema's one ledger, store/pg-database.ts),
+ * so the HTTP store never depends on the outbox's steps. Times are `bigint` milliseconds since the epoch, as in the SQLite store.
  * Parameters are positional (`$1`): each statement's TSDoc lists them in order.
  */
 import { escapeIdentifier } from 'pg';
-import { migrationLedgerStatements, type PgMigration } from '../../outbox/pg-sql.js';
+import type { PgMigration } from '../../store/pg-database.js';
 
 /** The schema, oldest first; a released step is never edited, a new one is added. */
 export const PG_HTTP_MIGRATIONS: readonly PgMigration[] = [
@@ -95,7 +95,6 @@ export const PRUNE_BATCH = 500;
 export function pgHttpStatements(schema: string) {
   const s = escapeIdentifier(schema);
   return {
-    ...migrationLedgerStatements(schema, 'http_schema_migrations'),
     ping: 'SELECT 1',
 
     /** $1 id, $2 name, $3 prefix, $4 hash, $5 created_at, $6 scopes, $7 senders. */

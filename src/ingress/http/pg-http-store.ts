@@ -10,7 +10,7 @@ import {
   explainPgError,
   pgTransaction,
   type PgMigrationReport,
-} from '../../outbox/pg-database.js';
+} from '../../store/pg-database.js';
 import {
   FINISHED_RETENTION_MS,
   newApiKeyRow,
@@ -112,14 +112,14 @@ export class PgHttpStore implements HttpStore {
 
   /**
    * Creates the schema when missing and applies the steps of {@link PG_HTTP_MIGRATIONS} not yet in
-   * `http_schema_migrations`, in one transaction under the schema's migration lock (the outbox's too).
+   * the schema's one ledger (`schema_migrations`, part `http`), in one transaction under the schema's migration lock (the outbox's too).
    *
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when PostgreSQL cannot be used or a newer relay365 migrated the tables.
    */
   applyMigrations(): Promise<PgMigrationReport> {
     return this.run('apply the HTTP store migrations', () =>
       pgTransaction(this.pool, (client) =>
-        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The HTTP tables', sql: this.sql, migrations: PG_HTTP_MIGRATIONS }),
+        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The HTTP tables', part: 'http', migrations: PG_HTTP_MIGRATIONS }),
       ),
     );
   }

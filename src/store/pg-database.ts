@@ -1,13 +1,106 @@
 /**
- * What every relay365 store in PostgreSQL shares: how a pool is opened, how a transaction runs, how
- * a set of numbered migrations is applied, and how PostgreSQL's failures become
- * `R365_OUTBOX_UNAVAILABLE` with the database named but never its password. The outbox
- * (`pg-store.ts`) and the HTTP front door's store (`ingress/http/pg-http-store.ts`) use it; each keeps
- * its own SQL and its own migration ledger.
+ * What every relay365 store in PostgreSQL shares: how a pool is opened, how a transaction runs, the
+ * one migration ledger of a schema and how each part's numbered steps are applied to it, and how
+ * PostgreSQL's failures become a `Relay365Error` with the database named but never its password. The
+ * outbox (`outbox/pg-store.ts`), the HTTP tables (`ingress/http/pg-http-store.ts`) and the shared token
+ * cache (`identity/pg-cache-store.ts`) use it; each keeps its own SQL and its own numbered steps.
  */
 import pg from 'pg';
-import { Relay365Error, schemaTooNew } from '../errors.js';
-import { DURABLE_COMMITS, SCHEMA_NAME, TRANSACTION, type PgLedgerStatements, type PgMigration } from './pg-sql.js';
+import { Relay365Error, schemaTooNew, type Relay365ErrorCode } from '../errors.js';
+
+/** One schema step of a part. Versions only grow; a released step is never edited, a new one is added. */
+export interface PgMigration {
+  version: number;
+  description: string;
+  /** The DDL, for tables in the (quoted) schema `s`. */
+  sql: (s: string) => string;
+}
+
+/**
+ * A schema name relay365 accepts: a plain lower-case identifier, so that it needs no quoting in psql
+ * either (PostgreSQL folds unquoted names to lower case).
+ */
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Run on every new connection. Raises `synchronous_commit` only where a DBA turned it off: with `off`
+ * a commit is acknowledged before it reaches the WAL on disk, and a crash of the server would lose
+ * messages already answered 250. Stricter settings (`remote_apply`, synchronous replicas) are kept.
+ */
+export const DURABLE_COMMITS = `SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'`;
+
+/** A transaction's three statements, for {@link pgTransaction}. */
+export const TRANSACTION = { begin: 'BEGIN', commit: 'COMMIT', rollback: 'ROLLBACK' } as const;
+
+/** The parts of relay365 with tables in a schema, each with its own numbered steps in the one ledger. */
+export type StoragePart = 'outbox' | 'http' | 'token-cache';
+
+/**
+ * Where each part kept its steps before the one ledger: `schema_migrations` (the outbox's) became the
+ * ledger of every part; the two others are read once, when the ledger gains its `part` column or is
+ * created, and left as they were (a node of the previous release still reads them).
+ */
+export const LEGACY_PG_LEDGERS: ReadonlyArray<{ part: StoragePart; table: string }> = [
+  { part: 'http', table: 'http_schema_migrations' },
+  { part: 'token-cache', table: 'token_cache_migrations' },
+];
+
+/**
+ * The statements of the one migration ledger of `schema`, `schema_migrations`: a row per applied step
+ * of every part, keyed by (part, version). A row without a part is the outbox's, which is how the
+ * previous release's INSERTs and the ledger of an old schema read.
+ */
+export function ledgerStatements(schema: string) {
+  const s = pg.escapeIdentifier(schema);
+  const t = `${s}.schema_migrations`;
+  return {
+    /**
+     * Serializes migrations (and the CREATE SCHEMA before them) across nodes starting at once, for the
+     * rest of the transaction. The single-key form: its key space does not overlap the two-key form
+     * that the mailbox and token cache locks use (PostgreSQL, 9.27.10 "Advisory Lock Functions"). $1 schema name.
+     */
+    lockMigrations: `SELECT pg_advisory_xact_lock(hashtext('relay365 migrate ' || $1))`,
+    schemaExists: `SELECT 1 FROM pg_namespace WHERE nspname = $1`,
+    /** Only when missing: CREATE SCHEMA IF NOT EXISTS checks the CREATE right on the database first, which a role owning only the schema lacks. */
+    createSchema: `CREATE SCHEMA ${s}`,
+    /** The ledger's columns, none when it does not exist. $1 schema name. */
+    ledgerColumns: `SELECT column_name AS name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'schema_migrations'`,
+    createLedger: `CREATE TABLE ${t} (part text COLLATE "C" NOT NULL DEFAULT 'outbox', version integer NOT NULL, description text NOT NULL,
+      applied_at bigint NOT NULL, PRIMARY KEY (part, version))`,
+    /** The outbox's ledger of before (version the key) becomes the ledger of every part, its rows the outbox's. */
+    addPartColumn: [
+      `ALTER TABLE ${t} ADD COLUMN part text COLLATE "C" NOT NULL DEFAULT 'outbox'`,
+      `ALTER TABLE ${t} DROP CONSTRAINT schema_migrations_pkey`,
+      `ALTER TABLE ${t} ADD PRIMARY KEY (part, version)`,
+    ],
+    /** $1 the qualified name of a legacy ledger, as text. */
+    tableExists: `SELECT to_regclass($1) IS NOT NULL AS found`,
+    /** $1 part. */
+    appliedVersions: `SELECT version FROM ${t} WHERE part = $1 ORDER BY version`,
+    /** $1 part, $2 version, $3 description, $4 applied_at. */
+    recordMigration: `INSERT INTO ${t} (part, version, description, applied_at) VALUES ($1, $2, $3, $4)`,
+    /** The one-time carry-over of a legacy ledger's rows. $1 part. */
+    carryOver: (legacy: string) =>
+      `INSERT INTO ${t} (part, version, description, applied_at) SELECT $1, version, description, applied_at FROM ${s}.${pg.escapeIdentifier(legacy)}
+        ON CONFLICT (part, version) DO NOTHING`,
+  } as const;
+}
+
+/**
+ * The statements of a per-part ledger as relay365 kept them before the one ledger (`schema_migrations`,
+ * `http_schema_migrations`, `token_cache_migrations`): to build an old schema in a test, or to read one.
+ */
+export function legacyLedgerStatements(schema: string, ledger: string) {
+  const s = pg.escapeIdentifier(schema);
+  const t = `${s}.${pg.escapeIdentifier(ledger)}`;
+  return {
+    createSchema: `CREATE SCHEMA ${s}`,
+    createMigrationsTable: `CREATE TABLE IF NOT EXISTS ${t} (version integer PRIMARY KEY, description text NOT NULL, applied_at bigint NOT NULL)`,
+    appliedVersions: `SELECT version FROM ${t} ORDER BY version`,
+    /** $1 version, $2 description, $3 applied_at. */
+    recordMigration: `INSERT INTO ${t} (version, description, applied_at) VALUES ($1, $2, $3)`,
+  } as const;
+}
 
 /** What {@link applyPgMigrations} did. */
 export interface PgMigrationReport {
@@ -99,24 +192,42 @@ export async function pgTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
 }
 
 /**
- * Creates the schema when missing and applies the steps of `migrations` not yet in the ledger, on
- * `client` inside the caller's transaction, under the schema's migration lock: nodes starting at
- * once wait for the first, then find nothing left to do. PostgreSQL's DDL is transactional, so a
- * step that fails leaves nothing behind.
+ * Makes sure `schema` and its one ledger exist, in the layout of this release, on `client` inside the
+ * caller's transaction and under the migration lock: creates them when missing, and upgrades the
+ * ledger of before (the outbox's, keyed by version alone), carrying over the steps the other parts
+ * recorded in their own ledgers, once, so nothing is applied again.
+ */
+async function ensureLedger(client: pg.ClientBase, schema: string, sql: ReturnType<typeof ledgerStatements>): Promise<void> {
+  if ((await client.query(sql.schemaExists, [schema])).rowCount === 0) await client.query(sql.createSchema);
+  const columns = (await client.query<{ name: string }>(sql.ledgerColumns, [schema])).rows.map((r) => r.name);
+  if (columns.includes('part')) return;
+  if (columns.length === 0) await client.query(sql.createLedger);
+  else for (const statement of sql.addPartColumn) await client.query(statement);
+  for (const legacy of LEGACY_PG_LEDGERS) {
+    const found = (await client.query<{ found: boolean }>(sql.tableExists, [`${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(legacy.table)}`])).rows[0]?.found;
+    if (found === true) await client.query(sql.carryOver(legacy.table), [legacy.part]);
+  }
+}
+
+/**
+ * Creates the schema when missing and applies the steps of one part's `migrations` not yet in the
+ * schema's ledger, on `client` inside the caller's transaction, under the schema's migration lock:
+ * nodes starting at once wait for the first, then find nothing left to do. PostgreSQL's DDL is
+ * transactional, so a step that fails leaves nothing behind.
  *
  * @param target.what - the tables, for the message when a newer relay365 migrated them (`'The outbox tables'`).
- * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` (not retryable) when the ledger records a version
- *   newer than any of `migrations`.
+ * @throws Relay365Error `R365_SCHEMA_TOO_NEW` (not retryable) when the ledger records a version of
+ *   the part newer than any of `migrations`.
  */
 export async function applyPgMigrations(
   client: pg.ClientBase,
-  target: { schema: string; where: string; what: string; sql: PgLedgerStatements; migrations: readonly PgMigration[] },
+  target: { schema: string; where: string; what: string; part: StoragePart; migrations: readonly PgMigration[] },
 ): Promise<PgMigrationReport> {
-  const { schema, sql, migrations } = target;
+  const { schema, part, migrations } = target;
+  const sql = ledgerStatements(schema);
   await client.query(sql.lockMigrations, [schema]);
-  if ((await client.query(sql.schemaExists, [schema])).rowCount === 0) await client.query(sql.createSchema);
-  await client.query(sql.createMigrationsTable);
-  const applied = new Set((await client.query<{ version: number }>(sql.appliedVersions)).rows.map((r) => r.version));
+  await ensureLedger(client, schema, sql);
+  const applied = new Set((await client.query<{ version: number }>(sql.appliedVersions, [part])).rows.map((r) => r.version));
   const known = migrations.reduce((max, m) => Math.max(max, m.version), 0);
   const newest = Math.max(0, ...applied);
   if (newest > known) {
@@ -126,7 +237,7 @@ export async function applyPgMigrations(
   for (const migration of migrations) {
     if (applied.has(migration.version)) continue;
     await client.query(migration.sql(pg.escapeIdentifier(schema)));
-    await client.query(sql.recordMigration, [migration.version, migration.description, Date.now()]);
+    await client.query(sql.recordMigration, [part, migration.version, migration.description, Date.now()]);
     report.applied.push(migration.version);
     report.version = Math.max(report.version, migration.version);
   }
@@ -202,17 +313,17 @@ const PG_CONNECTION_MESSAGES =
   /^(timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable)/;
 
 /**
- * An environmental PostgreSQL failure as `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug)
+ * An environmental PostgreSQL failure as `code` (`R365_OUTBOX_UNAVAILABLE` unless told), with the fix; anything else (a bug)
  * untouched. `where` is {@link describeDatabase}'s text, so the message never holds the password.
  */
-export function explainPgError(err: unknown, doing: string, where: string): Error {
+export function explainPgError(err: unknown, doing: string, where: string, code: Relay365ErrorCode = 'R365_OUTBOX_UNAVAILABLE'): Error {
   if (err instanceof Relay365Error) return err;
   if (!(err instanceof Error)) return new Error(String(err));
-  const code = (err as { code?: unknown }).code;
-  const key = typeof code === 'string' ? code : PG_CONNECTION_MESSAGES.test(err.message) ? 'CONNECTION_LOST' : undefined;
+  const pgCode = (err as { code?: unknown }).code;
+  const key = typeof pgCode === 'string' ? pgCode : PG_CONNECTION_MESSAGES.test(err.message) ? 'CONNECTION_LOST' : undefined;
   const failure = key === undefined ? undefined : PG_FAILURES.find((f) => f.match.test(key));
   if (failure === undefined) return err;
-  return new Relay365Error('R365_OUTBOX_UNAVAILABLE', `Could not ${doing}: ${failure.cause} (${err.message}) at ${where}. ${failure.fix}`, {
+  return new Relay365Error(code, `Could not ${doing}: ${failure.cause} (${err.message}) at ${where}. ${failure.fix}`, {
     cause: err,
     retryable: failure.retryable,
     details: { database: where, code: key },
