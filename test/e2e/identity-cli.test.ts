@@ -105,6 +105,22 @@ describe('relay365 login, token and permissions (built CLI against the sandbox)'
     assert.match(broad?.fix ?? '', /SMTP\.SendAsApp/);
   });
 
+  it("permissions reviews a Graph mailbox's token against what Graph needs: right audience, Mail.Send to scope", async () => {
+    const path = join(dir.path, 'graph.yaml');
+    const auth = { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret };
+    await writeFile(path, stringify({ dataDir: join(dir.path, 'data-graph'), ...sandboxSettings(sandbox), auth, mailboxes: [{ address: DEFAULT_IDS.mailbox, transport: 'graph' }] }));
+    const res = await runCli(['permissions', '--config', path, '--json']);
+    const report = JSON.parse(res.stdout) as { result: string; findings: Array<{ level: string; permission: string; message: string; fix?: string }> };
+    assert.equal(report.findings.find((f) => f.permission === 'audience')?.level, 'ok', res.stdout);
+    assert.match(report.findings.find((f) => f.permission === 'audience')!.message, /Microsoft Graph/);
+    const mailSend = report.findings.find((f) => f.permission === 'Mail.Send');
+    assert.equal(mailSend?.level, 'warn');
+    assert.match(mailSend?.fix ?? '', /New-ManagementRoleAssignment/);
+    assert.equal(report.findings.filter((f) => f.level === 'fail').length, 0, res.stdout);
+    assert.equal(report.result, 'warn');
+    assert.equal(res.code, 1, 'a warning exits 1, as --help says');
+  });
+
   it('login runs the device code flow (the test plays the user), then token works without a new login', async () => {
     const config = await writeConfig('device', { flow: 'device-code', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.publicClientId }, DEFAULT_IDS.user);
     const child = spawn(process.execPath, [CLI, 'login', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
