@@ -92,6 +92,7 @@ export interface Admission {
   checkSuppressed(recipients: readonly string[]): Promise<Refusal | undefined>;
 }
 
+const join = (prefix: Buffer, raw: Buffer): Buffer => (prefix.length > 0 ? Buffer.concat([prefix, raw]) : raw);
 
 function refusal(reason: RefusalReason, smtp: string, code: Refusal['code'], status: number, message: string, more: Partial<Refusal> = {}): Refusal {
   return { ok: false, reason, smtp, code, status, message, ...more };
@@ -158,7 +159,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   };
 
   const checkSender = (address: string, submitter: Submitter): Refusal | undefined => {
-    if (!address) return refusal('no-sender', R.nullSender, 'R365_MESSAGE_INVALID', 400, 'The message has no envelope sender: set envelope.from.', { field: 'from' });
+    if (!address)
+      return refusal('no-sender', R.nullSender, 'R365_MESSAGE_INVALID', 400, 'The message has no envelope sender: set envelope.from.', { field: 'from' });
     const sender = asciiAddress(address);
     if (!policyOf(submitter).allows(sender)) return notAllowed(submitter, sender);
     // A rewritten sender goes out as the rewrite's address: that is the one a mailbox must be able to send.
@@ -170,16 +172,26 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   /** The mailbox asked for (if it may send as the sender), else the mailbox or pool whose address or alias the sender is. */
   const routeOf = (envelopeFrom: string, froms: readonly string[], mailbox: string | undefined): Route | Refusal => {
     // Exchange checks SendAs on the header From: every From address must be sendable along with MAIL FROM.
-    const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({ from: from ?? envelopeFrom, route: deps.router.routeMessage(envelopeFrom, from) }));
+    const routes = (froms.length > 0 ? froms : [undefined]).map((from) => ({
+      from: from ?? envelopeFrom,
+      route: deps.router.routeMessage(envelopeFrom, from),
+    }));
     const unroutable = routes.find((r) => !r.route);
     const first = routes[0]!;
     if (mailbox === undefined) return unroutable ? noRoute('No configured mailbox', unroutable.from, envelopeFrom) : first.route!;
     const wanted = mailbox.toLowerCase();
     const configured = deps.mailboxes();
     if (!configured.includes(wanted))
-      return refusal('unknown-mailbox', R.unknownMailbox(mailbox), 'R365_UNKNOWN_MAILBOX', 422, `${mailbox} is not a configured mailbox; use one of: ${configured.join(', ')}.`, {
-        field: 'mailbox',
-      });
+      return refusal(
+        'unknown-mailbox',
+        R.unknownMailbox(mailbox),
+        'R365_UNKNOWN_MAILBOX',
+        422,
+        `${mailbox} is not a configured mailbox; use one of: ${configured.join(', ')}.`,
+        {
+          field: 'mailbox',
+        },
+      );
     if (unroutable) return noRoute(`Neither ${wanted} nor any other configured mailbox`, unroutable.from, envelopeFrom);
     const fits = (r: Route): boolean => r.mailbox === wanted || (r.pool !== undefined && deps.router.poolsOf(wanted).includes(r.pool));
     const misfit = routes.find((r) => !fits(r.route!));
@@ -200,7 +212,14 @@ export function createAdmission(deps: AdmissionDeps): Admission {
         `The message is ${scan.size} bytes once encoded; Exchange Online accepts at most ${maxMessageBytes} (limits.maxMessageBytes). Send smaller attachments or a link.`,
       );
     if (scan.hasNul)
-      return refusal('nul-bytes', R.nulBytes, 'R365_MESSAGE_INVALID', 400, 'The message holds NUL bytes, which SMTP cannot carry: encode binary content (base64).', { field: 'raw' });
+      return refusal(
+        'nul-bytes',
+        R.nulBytes,
+        'R365_MESSAGE_INVALID',
+        400,
+        'The message holds NUL bytes, which SMTP cannot carry: encode binary content (base64).',
+        { field: 'raw' },
+      );
     if (scan.longest > MAX_LINE_OCTETS)
       return refusal(
         'line-too-long',
@@ -212,9 +231,11 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       );
     // -- the envelope -----------------------------------------------------------------------
     const envelopeFrom = submission.envelope.from;
-    if (!envelopeFrom) return refusal('no-sender', R.nullSender, 'R365_MESSAGE_INVALID', 400, 'The message has no envelope sender: set envelope.from.', { field: 'from' });
+    if (!envelopeFrom)
+      return refusal('no-sender', R.nullSender, 'R365_MESSAGE_INVALID', 400, 'The message has no envelope sender: set envelope.from.', { field: 'from' });
     const recipients = submission.envelope.to.map(asciiAddress);
-    if (recipients.length === 0) return refusal('no-recipients', R.noRecipients, 'R365_MESSAGE_INVALID', 400, 'The message has no recipient: set to, cc or bcc.', { field: 'to' });
+    if (recipients.length === 0)
+      return refusal('no-recipients', R.noRecipients, 'R365_MESSAGE_INVALID', 400, 'The message has no recipient: set to, cc or bcc.', { field: 'to' });
     if (!submission.recipientsChecked) {
       const tooMany = checkRecipientCount(recipients.length);
       if (tooMany) return tooMany;
@@ -224,8 +245,12 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     const check = checkHeaderSection(head);
     if (!check.ok)
       return check.field
-        ? refusal('originator-refused', R.originatorRefused(check.problem), 'R365_MESSAGE_INVALID', 400, `The message cannot be relayed: ${check.problem}.`, { field: 'raw' })
-        : refusal('header-malformed', R.headerMalformed(check.problem), 'R365_MESSAGE_INVALID', 400, `The message cannot be relayed: ${check.problem}.`, { field: 'raw' });
+        ? refusal('originator-refused', R.originatorRefused(check.problem), 'R365_MESSAGE_INVALID', 400, `The message cannot be relayed: ${check.problem}.`, {
+            field: 'raw',
+          })
+        : refusal('header-malformed', R.headerMalformed(check.problem), 'R365_MESSAGE_INVALID', 400, `The message cannot be relayed: ${check.problem}.`, {
+            field: 'raw',
+          });
     let sender = asciiAddress(envelopeFrom);
     // Sender and Resent-* fields name senders to recipients as From does: the same policy applies.
     const policy = policyOf(submitter);
@@ -262,7 +287,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       ...(route.mailbox !== undefined ? { mailbox: route.mailbox } : { pool: route.pool }),
       envelope: { from: sender, to: recipients },
       // SMTP carries CRLF line ends (RFC 5321 2.3.8): the stored bytes are the bytes sent.
-      raw: toCrlf(prefix.length > 0 ? Buffer.concat([prefix, raw]) : raw),
+      raw: scan.bareLf === false && !rewrite ? join(prefix, raw) : toCrlf(join(prefix, raw)),
       source: submitter.source,
       messageId,
     };

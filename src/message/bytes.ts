@@ -27,6 +27,8 @@ export class MessageCollector {
    */
   longestLine = 0;
   hasNul = false;
+  /** A line ended in LF without CR: the bytes need {@link toCrlf} before they are stored. */
+  bareLf = false;
   private currentLine = 0;
   /** The last byte of the previous chunk (a CR there may end a line whose LF opens the next chunk). */
   private lastByte = -1;
@@ -60,6 +62,7 @@ export class MessageCollector {
         break;
       }
       const before = lf > 0 ? chunk[lf - 1] : this.lastByte;
+      if (before !== 0x0d) this.bareLf = true;
       this.longestLine = Math.max(this.longestLine, this.currentLine + lf - start + 1 + (before === 0x0d ? 0 : 1));
       this.currentLine = 0;
       start = lf + 1;
@@ -96,6 +99,8 @@ export class MessageCollector {
 export interface ByteScan {
   size: number;
   hasNul: boolean;
+  /** Some line ends in a bare LF (undefined: not known, check). */
+  bareLf?: boolean;
   /** Longest line in octets with CRLF (an unterminated last line counts as it is). */
   longest: number;
 }
@@ -104,7 +109,7 @@ export interface ByteScan {
 export function scanBytes(raw: Buffer): ByteScan {
   const collector = new MessageCollector(Number.POSITIVE_INFINITY);
   collector.push(raw);
-  return { size: raw.length, hasNul: collector.hasNul, longest: collector.longest };
+  return { size: raw.length, hasNul: collector.hasNul, bareLf: collector.bareLf, longest: collector.longest };
 }
 
 /**

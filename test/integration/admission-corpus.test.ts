@@ -174,7 +174,9 @@ describe('the admission corpus: the same verdict from every front door', () => {
       { raw: Buffer.from(c.raw, 'utf8'), envelope: { from: c.from, to: c.to } },
       { suppressions: relay.store, submitter: { source: { kind: 'cli' }, display: USER, allowedSenders: SENDERS } },
     );
-    return verdict.ok ? { verdict: 'accepted' } : { verdict: 'refused', reason: verdict.reason, smtp: verdict.smtp, code: verdict.code, status: verdict.status };
+    return verdict.ok
+      ? { verdict: 'accepted' }
+      : { verdict: 'refused', reason: verdict.reason, smtp: verdict.smtp, code: verdict.code, status: verdict.status };
   }
 
   for (const c of CORPUS) {
@@ -211,6 +213,10 @@ describe('the admission corpus: the same verdict from every front door', () => {
     // Each accepted case was queued once by SMTP, once by HTTP MIME and once by HTTP JSON; nothing else.
     const expected = accepted.reduce((n, c) => n + 2 + (c.json ? 1 : 0), 0);
     const counts = await relay.store.counts();
-    assert.equal(Object.values(counts).reduce((n, v) => n + (v ?? 0), 0), expected, JSON.stringify(counts));
+    assert.equal(
+      Object.values(counts).reduce((n, v) => n + (v ?? 0), 0),
+      expected,
+      JSON.stringify(counts),
+    );
   });
 });

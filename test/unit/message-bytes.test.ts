@@ -65,7 +65,11 @@ describe('sender rewriting (rewriteFrom)', () => {
   });
 
   it('puts the device address in a quoted display name, escaping what a quoted-string must', () => {
-    const out = rewriteFrom(Buffer.from('From: a"b\\c@x.example\r\n\r\nb'), { to: 'relay@contoso.example', keep: 'displayName' }, { fromValue: undefined, address: 'a"b\\c@x.example' });
+    const out = rewriteFrom(
+      Buffer.from('From: a"b\\c@x.example\r\n\r\nb'),
+      { to: 'relay@contoso.example', keep: 'displayName' },
+      { fromValue: undefined, address: 'a"b\\c@x.example' },
+    );
     assert.equal(out.toString(), 'From: "a\\"b\\\\c@x.example" <relay@contoso.example>\r\n\r\nb');
   });
 

@@ -80,13 +80,16 @@ export function sendCommand(): Command {
     .option('--subject <text>', 'subject', '')
     .option('--text <text>', 'plain text body')
     .option('--html <html>', 'HTML body')
-    .option('--eml <file>', 'send this MIME file (checked as every door checks it; a missing Message-ID, Date or From is added; --subject/--text/--html ignored)')
+    .option(
+      '--eml <file>',
+      'send this MIME file (checked as every door checks it; a missing Message-ID, Date or From is added; --subject/--text/--html ignored)',
+    )
     .option('--attach <file>', 'attach a file (repeatable)', collect)
     .option('-m, --mailbox <address>', 'sending mailbox (default: the one whose address is --from, or the only one)')
     .option('--json', 'print the outcome as JSON')
     .addHelpText(
       'after',
-      '\nExit status: 0 sent, 1 refused (by relay365\'s checks or by Exchange) or misconfigured, 75 temporary failure (try again later).' +
+      "\nExit status: 0 sent, 1 refused (by relay365's checks or by Exchange) or misconfigured, 75 temporary failure (try again later)." +
         '\nTo queue instead (limits, retries, status), send through the relay: SMTP or POST /v1/messages.',
     )
     .action(

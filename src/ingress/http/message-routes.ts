@@ -104,7 +104,9 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await composeFromFields(request.body), request.body.mailbox, request.body.ignoreSuppression)),
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
+        queue(request, await composeFromFields(request.body), request.body.mailbox, request.body.ignoreSuppression),
+      ),
   );
 
   app.post<{ Body: SendMimeBody }>(
@@ -122,7 +124,9 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       },
     },
     (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression)),
+      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
+        queue(request, composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression),
+      ),
   );
 
   app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(
@@ -245,7 +249,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       schema: {
         summary: 'Resume a paused mailbox once its cause is fixed (relay365 queue resume)',
         description:
-          'Marks a resume request in the outbox and makes the mailbox\'s deferred messages due now. This node resumes it at once and every other node within seconds; if the cause is still there, the next send pauses it again with the cause. `paused: false` when it was not paused.',
+          "Marks a resume request in the outbox and makes the mailbox's deferred messages due now. This node resumes it at once and every other node within seconds; if the cause is still there, the next send pauses it again with the cause. `paused: false` when it was not paused.",
         tags: ['mailboxes'],
         security,
         params: { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] },

@@ -218,7 +218,6 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     hostname,
   });
 
-
   /** Refuses through a hook's callback, with the details for the refusal's log line. */
   const refuse = (session: SMTPServerSession, line: string, details?: Record<string, unknown>): Error => {
     if (details) connectionOf(session)?.noteRefusal(details);
@@ -427,7 +426,7 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       {
         raw: collector.oversized ? Buffer.alloc(0) : collector.bytes(),
         head: collector.oversized ? Buffer.alloc(0) : collector.head(),
-        scan: { size: collector.size, hasNul: collector.hasNul, longest: collector.longest },
+        scan: { size: collector.size, hasNul: collector.hasNul, bareLf: collector.bareLf, longest: collector.longest },
         envelope: { from: mailFrom ? mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) },
         // RCPT TO refused too many and suppressed recipients one by one, with the same checks.
         recipientsChecked: true,
@@ -463,13 +462,16 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
     return REPLIES.queued(stored!.id);
   };
 
-    const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
+  const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const connection = connectionOf(session);
     const collector = new MessageCollector(maxMessageBytes);
     // However slowly it comes (a byte every few seconds keeps the idle timeout from firing), DATA ends
     // by this deadline: then the connection is cut and nothing of the message is kept.
     const deadline = setTimeout(() => {
-      logger.info({ session: session.id, client: clientOf(session), received: collector.size, dataTimeoutSeconds: config.dataTimeoutSeconds }, 'SMTP DATA too slow; connection cut');
+      logger.info(
+        { session: session.id, client: clientOf(session), received: collector.size, dataTimeoutSeconds: config.dataTimeoutSeconds },
+        'SMTP DATA too slow; connection cut',
+      );
       connection?.destroy();
     }, config.dataTimeoutSeconds * 1000);
     deadline.unref();
@@ -696,7 +698,8 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
           const disabled = (server.options.disabledCommands ?? []).filter((c) => c !== 'AUTH');
           server.options.disabledCommands = users.size === 0 ? [...disabled, 'AUTH'] : disabled;
           // New TLS handshakes (STARTTLS and implicit) take the new pair; sessions under way keep theirs.
-          if (newIdentity && (server.options.secure === true || server.options.hideSTARTTLS !== true)) server.updateSecureContext({ key: newIdentity.keyPem, cert: newIdentity.certPem });
+          if (newIdentity && (server.options.secure === true || server.options.hideSTARTTLS !== true))
+            server.updateSecureContext({ key: newIdentity.keyPem, cert: newIdentity.certPem });
         }
       };
     },

@@ -1,4 +1,5 @@
 import type { SMTPServerError } from 'smtp-server';
+import { ADMISSION_REPLIES } from '../../admission/index.js';
 
 /**
  * Every reply of relay365's own making, with its basic code (RFC 5321 4.2.3) and enhanced code
@@ -7,6 +8,9 @@ import type { SMTPServerError } from 'smtp-server';
  * lockout, a connection limit) is always 4xx, so that no message is lost for it.
  */
 export const REPLIES = {
+  // -- the admission rules (src/admission): the same text whether SMTP refuses early (MAIL, RCPT) or at DATA
+  ...ADMISSION_REPLIES,
+
   // -- connection ----------------------------------------------------------------------------
   /** Per-client or total connection limit (`smtp.maxConnectionsPerClient`, `smtp.maxConnections`). */
   tooManyConnections: '421 4.7.0 Too many connections; try again later',
@@ -46,32 +50,12 @@ export const REPLIES = {
   authRequired: '530 5.7.0 Authentication required',
   /** RCPT without a permission to relay (defensive: MAIL already stops such a client). */
   relayingDenied: '550 5.7.1 Relaying denied: log in or connect from an allowlisted address',
-  /** Devices submit mail from an address; a null sender only belongs to bounces, which are not relayed. */
-  nullSender: '550 5.7.1 Sender not allowed: an empty MAIL FROM:<> is only for bounces, which are not relayed',
-  senderNotAllowed: (who: string, address: string) => `550 5.7.1 Sender not allowed: ${who} may not send as <${address}>`,
-  noRoute: (address: string) => `550 5.7.1 Sender not allowed: no mailbox may send as <${address}>`,
   /** RFC 5321 4.1.1.3 makes a server accept RCPT TO:<postmaster>; a relay has nowhere to send it. */
   recipientWithoutDomain: '553 5.1.3 Recipient address must include a domain',
   noHeaderFrom: '550 5.7.1 Sender not allowed: the From header holds no address',
-  /** A From, Sender or Resent-* field that is no plain list of addresses (header-policy.ts). */
-  originatorRefused: (problem: string) => `550 5.7.1 Sender not allowed: ${problem}`,
-  /** A header section another hop could read differently (RFC 5322 2.2, 3.6; RFC 3463 5.6.0: other media error). */
-  headerMalformed: (problem: string) => `554 5.6.0 Malformed header section: ${problem}`,
-
-  // -- limits --------------------------------------------------------------------------------
-  /** RFC 1870 (SIZE) and RFC 3463 5.3.4 "message too big for system". */
-  tooBig: (max: number) => `552 5.3.4 Message size exceeds fixed maximum message size (${max} bytes)`,
-  /** RFC 5321 4.5.3.1.10: 452 for too many recipients, so that the client sends the rest later. */
-  tooManyRecipients: (max: number) => `452 4.5.3 Too many recipients (at most ${max} per message)`,
-  /** RFC 5321 4.5.3.1.6 and 4.5.3.1.10: "500 Line too long". */
-  lineTooLong: (octets: number) => `500 5.5.2 Line too long: a message line has ${octets} octets, the limit is 1000 with CRLF (RFC 5321 4.5.3.1.6)`,
-  /** RFC 5321 2.3.8 and RFC 6152: neither 7bit nor 8BITMIME content may hold NUL. */
-  nulBytes: '554 5.6.0 Message contains NUL bytes, which SMTP cannot carry; encode binary content (base64)',
 
   // -- acceptance ----------------------------------------------------------------------------
   queued: (id: string) => `250 2.0.0 OK queued as ${id}`,
-  /** The outbox could not commit the message: the client keeps it and tries again. */
-  storeUnavailable: '451 4.3.0 Cannot queue the message right now; try again later',
 } as const;
 
 /** A reply line as the error a smtp-server hook passes to its callback. */
