@@ -16,6 +16,6 @@ export {
   reviewTransportPermissions as reviewPermissions,
 } from './delivery/index.js';
 export { loadConfig, configSchema, type Config, type ConfigInput } from './config/index.js';
-export { createIdentity, summarizeToken, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
+export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';
 export { Relay365Error, isRelay365Error, ERROR_CODES, type Relay365ErrorCode } from './errors.js';
