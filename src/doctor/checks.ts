@@ -190,6 +190,9 @@ const configCheck: Check = {
     ctx.mailbox = mailbox.address;
     ctx.mailboxConfig = mailbox;
     ctx.transport = mailbox.transport;
+    // The SMTP steps probe where this mailbox's transport submits (an HVE account: the HVE endpoint).
+    const submission = transportDescriptor(mailbox.transport).endpoint(config, ctx.cloud, mailbox.address).smtp;
+    if (submission) ctx.cloud = { ...ctx.cloud, smtpHost: submission.host, smtpPort: submission.port };
     const auth = { ...config.auth, ...mailbox.auth };
     ctx.auth = auth;
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { configSchema } from '../../src/config/index.js';
 import { createMailer } from '../../src/delivery/index.js';
 import { hveEndpoint } from '../../src/delivery/smtp-transport.js';
+import { runDoctor } from '../../src/doctor/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig, sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
@@ -61,6 +62,15 @@ describe('High Volume Email: a mailbox marked hve goes through the HVE endpoint'
     } finally {
       await mailer.close();
     }
+  });
+
+  it("doctor probes an HVE account's own endpoint, the HVE port, and its AUTH passes there", async () => {
+    const report = await runDoctor(config(true), { mailbox: HVE });
+    const byId = Object.fromEntries(report.results.map((r) => [r.id, r]));
+    assert.deepEqual(byId.tcp?.data, { host: sb.smtpHost, port: sb.hveSmtpPort }, JSON.stringify(byId.tcp));
+    assert.equal(byId.auth?.status, 'pass', JSON.stringify(byId.auth));
+    const regular = await runDoctor(config(true), { mailbox: DEFAULT_IDS.mailbox });
+    assert.deepEqual(regular.results.find((r) => r.id === 'tcp')?.data, { host: sb.smtpHost, port: sb.smtpPort });
   });
 
   it('points HVE accounts at smtp-hve.office365.com:587 in the global cloud, and refuses hve where HVE does not exist', () => {

@@ -98,8 +98,13 @@ describe('where each transport sends', () => {
       mailboxes: [{ address: 'relay@contoso.com' }, { address: 'bulk@contoso.com', hve: true }],
     });
     const cloud = cloudEndpoints(hveConfig);
-    assert.deepEqual(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'relay@contoso.com'), { where: 'smtp.office365.com:587', how: 'SMTP AUTH XOAUTH2 over STARTTLS' });
-    assert.equal(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'Bulk@contoso.com').where, 'smtp-hve.office365.com:587');
+    assert.deepEqual(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'relay@contoso.com'), {
+      where: 'smtp.office365.com:587',
+      how: 'SMTP AUTH XOAUTH2 over STARTTLS',
+      smtp: { host: 'smtp.office365.com', port: 587 },
+    });
+    assert.deepEqual(TRANSPORTS.smtp.endpoint(hveConfig, cloud, 'Bulk@contoso.com').smtp, { host: 'smtp-hve.office365.com', port: 587 });
+    assert.equal(TRANSPORTS.graph.endpoint(hveConfig, cloud, 'relay@contoso.com').smtp, undefined, 'Graph opens no SMTP session');
     assert.equal(TRANSPORTS.graph.endpoint(hveConfig, cloud, 'relay@contoso.com').where, 'https://graph.microsoft.com');
   });
 });

@@ -60,8 +60,15 @@ export interface TransportDescriptor {
   catalogue: ReadonlyArray<{ id: string }>;
   /** The Microsoft limits that apply to it; the outbox's defaults (`limits`, `delivery.maxConnections`) keep within them. */
   throttling: readonly TransportLimit[];
-  /** Where and how a mailbox's mail leaves (for `relay365 test` and the doctor), e.g. `smtp.office365.com:587`. */
-  endpoint(config: Pick<Config, 'cloud' | 'sandbox' | 'mailboxes'>, cloud: CloudEndpoints, mailbox: string): { where: string; how: string };
+  /**
+   * Where and how a mailbox's mail leaves (for `relay365 test` and the doctor), e.g. `smtp.office365.com:587`;
+   * `smtp` is the SMTP submission host and port, for transports that speak SMTP (the doctor probes it).
+   */
+  endpoint(
+    config: Pick<Config, 'cloud' | 'sandbox' | 'mailboxes'>,
+    cloud: CloudEndpoints,
+    mailbox: string,
+  ): { where: string; how: string; smtp?: { host: string; port: number } };
   /** Builds the transport; no connection or request is made until the first send. */
   build(ctx: TransportContext): Transport;
 }

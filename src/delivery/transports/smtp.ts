@@ -68,8 +68,9 @@ export const smtpTransport: TransportDescriptor = {
   ],
   endpoint(config, cloud, mailbox) {
     const hve = hveEndpoint(config);
-    if (hve?.mailboxes.has(mailbox.toLowerCase())) return { where: `${hve.host}:${hve.port}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS (High Volume Email)' };
-    return { where: `${cloud.smtpHost}:${cloud.smtpPort}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS' };
+    if (hve?.mailboxes.has(mailbox.toLowerCase()))
+      return { where: `${hve.host}:${hve.port}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS (High Volume Email)', smtp: { host: hve.host, port: hve.port } };
+    return { where: `${cloud.smtpHost}:${cloud.smtpPort}`, how: 'SMTP AUTH XOAUTH2 over STARTTLS', smtp: { host: cloud.smtpHost, port: cloud.smtpPort } };
   },
   build: (ctx) =>
     new SmtpTransport({
