@@ -217,7 +217,11 @@ describe('reading NDRs across a SIGKILL, and with two nodes on PostgreSQL (relay
           await until(() => bouncedOnce(receiver.hooks).size >= N, 30_000, 'a webhook for every bounced recipient', 50, () => `(${bouncedOnce(receiver.hooks).size} of ${N})`);
           // Reports still in the Inbox after the restart are read again but not applied again.
           await new Promise((r) => setTimeout(r, 3000));
-          console.log(`# NDR restart: ${atKill} of ${N} applied at the kill, restarted in ${restartMs} ms, all applied ${appliedMs} ms after the kill`);
+          // Entries the restarted node found applied (their reports unmarked at the kill): raised again under their first ids.
+          const replayed = node.logs.filter((l) => l.event === 'bounces.read').reduce((sum, l) => sum + Number(l.duplicates ?? 0), 0);
+          console.log(
+            `# NDR restart: ${atKill} of ${N} applied at the kill, restarted in ${restartMs} ms, all applied ${appliedMs} ms after the kill, ${replayed} raised again`,
+          );
           assert.equal(sandbox.state.counters.reportsDelivered, N, 'one NDR per message');
           assert.equal(ledger(), N, `one ledger row per report ${detail()}`);
           const perReport = db.prepare('SELECT report_id, count(*) AS n FROM bounce_reports GROUP BY report_id HAVING n > 1').all();
