@@ -6,7 +6,7 @@ import { environmentIssues, formatConfigIssues, resolveSecret, type Config } fro
 import { buildTransports } from '../delivery/index.js';
 import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
 import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
-import type { HttpStore } from '../ingress/http/index.js';
+import type { HttpStore } from '../store/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
@@ -368,7 +368,8 @@ async function prepareHttpSide(
     webhooks?: RelayDeps['webhooks'];
   },
 ): Promise<HttpSide> {
-  const { PgHttpStore, openSqliteHttpStore } = await import('../ingress/http/index.js');
+  // From the store, not the HTTP door: with the door off, webhooks run without loading it.
+  const { PgHttpStore, openSqliteHttpStore } = await import('../store/index.js');
   const adminPassword = config.http.adminPassword === undefined ? undefined : await resolveSecret(config.http.adminPassword, parts.env);
   const receivers = await Promise.all(
     config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })),

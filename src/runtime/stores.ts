@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
-import type { HttpStore } from '../ingress/http/http-store.js';
+import type { HttpStore } from '../store/http-store.js';
 import type { OutboxStore } from '../outbox/types.js';
 
 // The stores alone, for the CLI commands that need nothing else. Each loads only its own driver when it
@@ -39,9 +39,9 @@ export async function openSharedTokenCache(config: Config, env: NodeJS.ProcessEn
  */
 export async function openHttpStore(config: Config): Promise<HttpStore> {
   if (config.queue.url !== undefined) {
-    const { PgHttpStore } = await import('../ingress/http/pg-http-store.js');
+    const { PgHttpStore } = await import('../store/pg-http-store.js');
     return PgHttpStore.open(config.queue.url, { schema: config.queue.schema });
   }
-  const { openSqliteHttpStore } = await import('../ingress/http/http-store.js');
+  const { openSqliteHttpStore } = await import('../store/http-store.js');
   return openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
 }

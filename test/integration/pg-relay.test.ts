@@ -10,7 +10,7 @@ import { dbCommand } from '../../src/cli/commands/db.js';
 import { configSchema } from '../../src/config/index.js';
 import { composeMessage } from '../../src/delivery/index.js';
 import { PgHttpStore, SqliteHttpStore } from '../../src/ingress/http/index.js';
-import { PG_HTTP_MIGRATIONS } from '../../src/ingress/http/pg-http-sql.js';
+import { PG_HTTP_MIGRATIONS } from '../../src/store/pg-http-sql.js';
 import { PgOutboxStore, SqliteOutboxStore } from '../../src/outbox/index.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from '../../src/outbox/sqlite-sql.js';

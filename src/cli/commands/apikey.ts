@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { API_KEY_SCOPES, generateApiKey, type ApiKeyScope } from '../../ingress/http/api-keys.js';
-import type { ApiKeyRecord, HttpStore } from '../../ingress/http/http-store.js';
+import { API_KEY_SCOPES, generateApiKey, type ApiKeyScope } from '../../store/api-keys.js';
+import type { ApiKeyRecord, HttpStore } from '../../store/http-store.js';
 import { openHttpStore } from '../../runtime/stores.js';
 import { cliContext, configOption } from '../context.js';
 

@@ -28,7 +28,7 @@ interface MigrateReport {
 async function migratePg(config: Config, url: string): Promise<MigrateReport> {
   const [{ openPgStore }, { PgHttpStore }, { migrateTokenCache }] = await Promise.all([
     import('../../outbox/pg-store.js'),
-    import('../../ingress/http/pg-http-store.js'),
+    import('../../store/pg-http-store.js'),
     import('../../identity/pg-cache-store.js'),
   ]);
   const store = await openPgStore(url, { schema: config.queue.schema, migrate: false, poolSize: 1 });
@@ -62,7 +62,7 @@ async function migrateSqlite(config: Config): Promise<MigrateReport> {
   const path = resolve(config.dataDir, config.queue.path);
   const [{ openSqliteStore }, { openSqliteHttpStore }] = await Promise.all([
     import('../../outbox/sqlite-store.js'),
-    import('../../ingress/http/http-store.js'),
+    import('../../store/http-store.js'),
   ]);
   const before = new Set(await sqliteVersions(path));
   await (await openSqliteStore(path)).close();
@@ -93,7 +93,7 @@ async function sqliteLedgers(config: Config): Promise<{ database: string; prolog
   const path = resolve(config.dataDir, config.queue.path);
   const [{ MIGRATIONS }, { SQLITE_HTTP_MIGRATIONS }, { sqliteLedgerState }, { default: Database }] = await Promise.all([
     import('../../outbox/sqlite-sql.js'),
-    import('../../ingress/http/http-store.js'),
+    import('../../store/http-store.js'),
     import('../../store/index.js'),
     import('better-sqlite3'),
   ]);
@@ -127,7 +127,7 @@ async function pgLedgers(config: Config, url: string): Promise<{ database: strin
     await Promise.all([
       import('pg'),
       import('../../outbox/pg-sql.js'),
-      import('../../ingress/http/pg-http-sql.js'),
+      import('../../store/pg-http-sql.js'),
       import('../../identity/pg-cache-store.js'),
       import('../../store/index.js'),
     ]);

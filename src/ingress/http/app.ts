@@ -6,7 +6,7 @@ import { silentLogger, type Logger, type RelayMetrics } from '../../observe/inde
 import type { DeliveryWorker, NewMessage, OutboxStore, Router, StoredMessage } from '../../outbox/index.js';
 import { dashboardRoutes } from './dashboard.js';
 import { errorResponseSchema, installErrorHandling } from './errors.js';
-import type { HttpStore } from './http-store.js';
+import type { HttpStore } from '../../store/index.js';
 import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
 import { suppressionRoutes } from './suppression-routes.js';

@@ -1,9 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { bearerApiKey, hashApiKey } from './api-keys.js';
+import { bearerApiKey, hashApiKey, type ApiKeyRecord, type ApiKeyScope, type HttpStore } from '../../store/index.js';
 import { apiError } from './errors.js';
-import type { ApiKeyScope } from './api-keys.js';
-import type { ApiKeyRecord, HttpStore } from './http-store.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

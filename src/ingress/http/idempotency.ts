@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { apiError } from './errors.js';
-import type { HttpStore } from './http-store.js';
+import type { HttpStore } from '../../store/index.js';
 
 /** A repeated key is answered from the first response for 24 hours, as Stripe does. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;

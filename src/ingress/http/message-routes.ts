@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, errorResponseSchema } from './errors.js';
-import type { HttpStore } from './http-store.js';
+import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
 import {

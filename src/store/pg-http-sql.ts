@@ -1,5 +1,6 @@
 /**
- * Every SQL statement of the HTTP front door's PostgreSQL store, and its numbered migrations. Nothing
+ * Every SQL statement of the PostgreSQL store of API keys, idempotency keys and webhook deliveries (the HTTP
+ * front door's records and the webhook dispatcher's), and its numbered migrations. Nothing
  * else writes SQL for these tables: read this file to know exactly what the store does to them.
  *
  * The tables sit in the outbox's schema (`queue.schema`), prefixed `http_`, as in the SQLite file,
@@ -8,7 +9,7 @@
  * Parameters are positional (`$1`): each statement's TSDoc lists them in order.
  */
 import { escapeIdentifier } from 'pg';
-import type { PgMigration } from '../../store/pg-database.js';
+import type { PgMigration } from './pg-database.js';
 
 /** The schema, oldest first; a released step is never edited, a new one is added. */
 export const PG_HTTP_MIGRATIONS: readonly PgMigration[] = [

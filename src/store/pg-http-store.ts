@@ -1,7 +1,6 @@
 import type pg from 'pg';
-import { Relay365Error } from '../../errors.js';
-import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome } from '../../observe/index.js';
-import type { PgOutboxStore } from '../../outbox/index.js';
+import { Relay365Error } from '../errors.js';
+import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome } from '../observe/index.js';
 import {
   applyPgMigrations,
   checkSchemaName,
@@ -10,7 +9,7 @@ import {
   explainPgError,
   pgTransaction,
   type PgMigrationReport,
-} from '../../store/pg-database.js';
+} from './pg-database.js';
 import {
   FINISHED_RETENTION_MS,
   newApiKeyRow,
@@ -79,7 +78,7 @@ export class PgHttpStore implements HttpStore {
    *
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the tables cannot be migrated (see {@link applyMigrations}).
    */
-  static async attach(outbox: Pick<PgOutboxStore, 'pool' | 'schema' | 'where'>, options: { migrate?: boolean } = {}): Promise<PgHttpStore> {
+  static async attach(outbox: { pool: pg.Pool; schema: string; where: string }, options: { migrate?: boolean } = {}): Promise<PgHttpStore> {
     const store = new PgHttpStore(outbox.pool, false, checkSchemaName(outbox.schema), outbox.where);
     if (options.migrate !== false) await store.migrate();
     return store;

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { Relay365Error } from '../../errors.js';
-import { applySqliteMigrations } from '../../store/index.js';
-import { createPrivateFile } from '../../outbox/index.js';
+import { Relay365Error } from '../errors.js';
+import { applySqliteMigrations } from './sqlite-ledger.js';
+import { createPrivateFile } from './sqlite-file.js';
 import { API_KEY_SCOPES, type ApiKeyScope } from './api-keys.js';
-import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../../observe/index.js';
+import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../observe/index.js';
 
 
 /** What `createApiKey` stores. */
