@@ -469,6 +469,8 @@ export function pgStatements(schema: string) {
       WHERE message_id = $1 AND position = $2`,
     /** $1 mailbox, $2 report id, $3 recipient, $4 matched message id. */
     matchBounceReport: `UPDATE ${s}.bounce_reports SET message_id = $4 WHERE mailbox = $1 AND report_id = $2 AND recipient = $3`,
+    /** The message an entry recorded before matched (NULL: none). $1 mailbox, $2 report id, $3 recipient. */
+    bounceReportMatch: `SELECT message_id FROM ${s}.bounce_reports WHERE mailbox = $1 AND report_id = $2 AND recipient = $3`,
     /** $1 mailbox. */
     bounceCursor: `SELECT cursor FROM ${s}.bounce_readers WHERE mailbox = $1`,
     /** $1 mailbox, $2 cursor. */

@@ -302,8 +302,8 @@ export class PgOutboxStore implements OutboxStore {
   }
 
   /**
-   * One transaction: the ledger row, the match and the recipient's new state commit together. A
-   * second node recording the same entry waits on the ledger's key, then finds it there.
+   * One transaction: the ledger row, the match, the recipient's new state and the suppression commit
+   * together. A second node recording the same entry waits on the ledger's key, then finds it there.
    */
   recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
     return this.run('record a bounce report', () =>
@@ -318,7 +318,10 @@ export class PgOutboxStore implements OutboxStore {
           report.receivedAt.getTime(),
           Date.now(),
         ]);
-        if (fresh.rowCount === 0) return { matched: undefined, duplicate: true };
+        if (fresh.rowCount === 0) {
+          const first = await client.query<{ message_id: string | null }>(this.sql.bounceReportMatch, key);
+          return { matched: first.rows[0]?.message_id ?? undefined, duplicate: true };
+        }
         const candidates = await client.query<{ message_id: string; position: number; address: string; state: string }>(this.sql.bounceCandidates, [
           report.originalMessageId,
           report.mailbox,
@@ -338,6 +341,9 @@ export class PgOutboxStore implements OutboxStore {
             report.reportId,
             report.receivedAt.getTime(),
           ]);
+        }
+        if (report.suppress !== undefined) {
+          await client.query(this.sql.suppress, [recipient, report.recipient, report.suppress.reason, report.status, target.message_id, 'bounce', report.receivedAt.getTime()]);
         }
         return { matched: target.message_id, duplicate: false };
       }),

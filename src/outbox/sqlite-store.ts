@@ -501,9 +501,12 @@ export class SqliteOutboxStore implements OutboxStore {
     return this.run("read a message's recipients", () => this.sql.recipients.all(id).map(toRecipient));
   }
 
-  /** One transaction: the ledger row, the match and the recipient's new state commit together. */
-  recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
-    return this.run('record a bounce report', () => this.tx.recordBounce.immediate(report, Date.now()));
+  /** One transaction: the ledger row, the match, the recipient's new state and the suppression commit together. */
+  async recordBounce(report: BounceReport): Promise<{ matched: string | undefined; duplicate: boolean }> {
+    const result = await this.run('record a bounce report', () => this.tx.recordBounce.immediate(report, Date.now()));
+    // As suppress(): a suppression that a power cut forgot would let mail go to the address again.
+    if (report.suppress !== undefined && result.matched !== undefined && !result.duplicate) await this.syncLog('record a bounce report');
+    return result;
   }
 
   bounceCursor(mailbox: string): Promise<string | undefined> {
@@ -671,7 +674,7 @@ export class SqliteOutboxStore implements OutboxStore {
         receivedAt: report.receivedAt.getTime(),
         recordedAt,
       }).changes;
-      if (fresh === 0) return { matched: undefined, duplicate: true };
+      if (fresh === 0) return { matched: sql.bounceReportMatch.get(key) ?? undefined, duplicate: true };
       const target = sql.bounceCandidates
         .all({ originalMessageId: report.originalMessageId, mailbox: report.mailbox })
         .find((r) => r.address.toLowerCase() === key.recipient);
@@ -688,6 +691,17 @@ export class SqliteOutboxStore implements OutboxStore {
           remoteMta: report.remoteMta ?? null,
           reportId: report.reportId,
           updatedAt: report.receivedAt.getTime(),
+        });
+      }
+      if (report.suppress !== undefined) {
+        sql.suppress.run({
+          addressKey: key.recipient,
+          address: report.recipient,
+          reason: report.suppress.reason,
+          dsnStatus: report.status,
+          messageId: target.message_id,
+          source: 'bounce',
+          createdAt: report.receivedAt.getTime(),
         });
       }
       return { matched: target.message_id, duplicate: false };
@@ -899,6 +913,7 @@ function prepareStatements(db: Database.Database) {
     ),
     bounceRecipient: db.prepare<Record<string, string | number | null>>(SQL.bounceRecipient),
     matchBounceReport: db.prepare<{ mailbox: string; reportId: string; recipient: string; messageId: string }>(SQL.matchBounceReport),
+    bounceReportMatch: db.prepare<{ mailbox: string; reportId: string; recipient: string }, string | null>(SQL.bounceReportMatch).pluck(),
     bounceCursor: db.prepare<[string], string | null>(SQL.bounceCursor).pluck(),
     saveBounceCursor: db.prepare<{ mailbox: string; cursor: string }>(SQL.saveBounceCursor),
     leaseBounceReader: db.prepare<{ mailbox: string; owner: string; until: number; now: number }, { mailbox: string }>(SQL.leaseBounceReader),
