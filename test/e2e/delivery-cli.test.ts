@@ -51,13 +51,16 @@ describe('relay365 send, relay365 test and the library example (built package ag
     assert.equal(parsed.attachments[0]?.filename, 'report.csv');
   });
 
-  it('send --eml sends the file byte for byte and --json reports a refusal with its explanation', async () => {
+  it('send --eml sends the file byte for byte (a missing Date added) and --json reports a refusal with its explanation', async () => {
     const eml = join(dir.path, 'm.eml');
     const raw = 'From: relay@contoso.example\r\nTo: ops@example.net\r\nSubject: raw\r\nMessage-ID: <raw-1@contoso.example>\r\n\r\nraw body\r\n';
     await writeFile(eml, raw);
     const ok = await runCli(['send', '--config', config, '--from', DEFAULT_IDS.mailbox, '--to', 'ops@example.net', '--eml', eml], { env });
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal(sandbox.state.messages.at(-1)!.raw.toString(), raw);
+    // Byte for byte behind the Date it lacks (RFC 5322 3.6), which every door adds.
+    const sent = sandbox.state.messages.at(-1)!.raw.toString();
+    assert.ok(sent.endsWith(raw), sent);
+    assert.match(sent.slice(0, -raw.length), /^Date: [^\r\n]+ \+0000\r\n$/);
     const denied = await runCli(
       ['send', '--config', config, '--from', 'boss@contoso.example', '--to', 'ops@example.net', '--text', 'x', '--mailbox', DEFAULT_IDS.mailbox, '--json'],
       { env },

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import { Command } from 'commander';
-import { createAdmission, type Submitter, type Verdict } from '../../admission/index.js';
+import { createAdmission, type Refusal, type Submitter, type Verdict } from '../../admission/index.js';
 import type { Config } from '../../config/index.js';
 import type { MessageInput, RawMessage, SendResult } from '../../delivery/index.js';
 import { Relay365Error } from '../../errors.js';
@@ -56,7 +56,7 @@ export function printResult(result: SendResult, json: boolean): number {
     for (const r of result.rejected ?? []) console.log(`  refused ${r.address}: ${r.reply ?? ''}${r.explanation ? ` (${r.explanation.cause})` : ''}`);
   } else {
     console.log(`NOT sent as ${result.mailbox} (${result.class}${result.stage ? `, at ${result.stage}` : ''})`);
-    if (result.reply) console.log(`  Exchange said: ${result.reply}`);
+    if (result.reply) console.log(`  ${result.stage === 'admission' ? 'relay365' : 'Exchange'} said: ${result.reply}`);
     if (result.explanation) {
       console.log(`  cause: ${result.explanation.cause}`);
       if (result.explanation.fix) console.log(`  fix:   ${result.explanation.fix}`);
@@ -64,6 +64,27 @@ export function printResult(result: SendResult, json: boolean): number {
     }
   }
   return result.ok ? 0 : result.class === 'transient' || result.class === 'throttled' ? 75 : 1;
+}
+
+/** A refusal of the admission checks as a send outcome: nothing reached Microsoft 365. */
+function refusedResult(refusal: Refusal, mailbox: string | undefined): SendResult {
+  const transient = refusal.smtp.startsWith('4');
+  const kind = transient ? 'transient' : 'permanent';
+  return {
+    ok: false,
+    class: kind,
+    mailbox: mailbox ?? '(none: refused before sending)',
+    messageId: undefined,
+    reply: refusal.smtp,
+    explanation: {
+      id: `relay365-${refusal.reason}`,
+      class: kind,
+      cause: `relay365 refused the message before sending it (${refusal.reason}, ${refusal.code}).`,
+      fix: refusal.message,
+    },
+    stage: 'admission',
+    errorCode: refusal.code,
+  };
 }
 
 export function sendCommand(): Command {
@@ -125,6 +146,8 @@ export function sendCommand(): Command {
               ...(flags.html !== undefined ? { html: flags.html } : {}),
               attachments: await Promise.all((flags.attach ?? []).map(async (file) => ({ filename: basename(file), content: await readOrFail(file) }))),
             };
+        if (config.mailboxes.length === 0)
+          throw new Relay365Error('R365_NO_MAILBOX_CONFIGURED', 'No mailbox is configured: add one under mailboxes: in the config.');
         // The suppression list lives in the outbox: read it as the relay's doors do.
         const { openOutboxStore } = await import('../../runtime/stores.js');
         const store = await openOutboxStore(config);
@@ -135,9 +158,9 @@ export function sendCommand(): Command {
           await store.close();
         }
         if (!verdict.ok) {
-          if (flags.json === true) console.log(JSON.stringify({ ok: false, refused: verdict.reason, code: verdict.code, message: verdict.message }, null, 2));
-          else console.log(`NOT sent: refused before sending (${verdict.reason}, ${verdict.code})\n  ${verdict.message}`);
-          process.exitCode = verdict.smtp.startsWith('4') ? 75 : 1;
+          // A config problem is an error like any other command's; a refused message is an outcome, printed as one.
+          if (verdict.reason === 'unknown-mailbox') throw new Relay365Error('R365_UNKNOWN_MAILBOX', verdict.message);
+          process.exitCode = printResult(refusedResult(verdict, flags.mailbox), flags.json === true);
           return;
         }
         const cache = await cliTokenCache(config);

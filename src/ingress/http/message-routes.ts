@@ -116,7 +116,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       schema: {
         summary: 'Send raw MIME',
         description:
-          'Stores the message byte for byte (line ends made CRLF) with the given envelope; answers 202 once it is committed. Routed by its From header.',
+          'Stores the message with the given envelope after the checks SMTP DATA gets (NUL bytes, 1000-octet lines, header and sender rules): byte for byte, line ends made CRLF, with Message-ID, Date and From (the envelope sender) added when missing; answers 202 once it is committed. Routed by its From header.',
         tags: ['messages'],
         security,
         body: sendMimeBody,
