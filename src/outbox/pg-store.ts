@@ -5,7 +5,7 @@ import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
-import { applyPgMigrations, checkSchemaName, createPgPool, describeDatabase, explainPgError, pgTransaction, type PgMigrationReport } from '../store/pg-database.js';
+import { applyPgMigrations, explainPgError, openPgSchemaStore, pgTransaction, type PgMigrationReport } from '../store/pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import {
   FINISHED_STATES,
@@ -100,19 +100,13 @@ export class PgOutboxStore implements OutboxStore {
   }
 
   /** See {@link openPgStore}. */
-  static async open(url: string, options: PgStoreOptions = {}): Promise<PgOutboxStore> {
-    const schema = checkSchemaName(options.schema ?? 'relay365');
-    const where = describeDatabase(url, schema);
-    const pool = createPgPool(url, { poolSize: options.poolSize ?? 10, connectTimeoutMs: options.connectTimeoutMs });
-    const store = new PgOutboxStore(pool, schema, where, options.bodies);
-    try {
-      if (options.migrate !== false) await store.migrate();
-      else await store.run('connect to the outbox database', () => pool.query(store.sql.ping));
-      return store;
-    } catch (err) {
-      await store.close();
-      throw err;
-    }
+  static open(url: string, options: PgStoreOptions = {}): Promise<PgOutboxStore> {
+    return openPgSchemaStore(
+      url,
+      { schema: options.schema, poolSize: options.poolSize ?? 10, connectTimeoutMs: options.connectTimeoutMs },
+      (pool, schema, where) => new PgOutboxStore(pool, schema, where, options.bodies),
+      (store) => (options.migrate !== false ? store.migrate() : store.run('connect to the outbox database', () => store.pool.query(store.sql.ping))),
+    );
   }
 
   /** Applies every outbox step not yet recorded in the schema's ledger (`schema_migrations`), all in one transaction. */

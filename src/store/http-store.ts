@@ -319,14 +319,7 @@ export class SqliteHttpStore implements HttpStore {
     return this.run('revoke an API key', () =>
       this.db
         .transaction(() => {
-          const rows = this.s.findActiveKeyByRef.all({ ref: idNameOrPrefix });
-          if (rows.length > 1) {
-            throw new Relay365Error(
-              'R365_API_KEY_UNKNOWN',
-              `${rows.length} active API keys are named ${idNameOrPrefix}: revoke one by its id (relay365 apikey list).`,
-            );
-          }
-          const row = rows[0];
+          const row = theActiveKey(this.s.findActiveKeyByRef.all({ ref: idNameOrPrefix }), idNameOrPrefix);
           if (row === undefined) return undefined;
           this.s.revokeApiKey.run({ id: row.id, now: now.getTime() });
           return toApiKey({ ...row, revoked_at: now.getTime() });
@@ -501,6 +494,18 @@ export function newApiKeyRow(input: NewApiKeyRecord): ApiKeyRow {
 }
 
 /** A row of either store's `http_api_keys` as a record. */
+/**
+ * The one active key an id, a name or a prefix names, for a revoke; undefined when none does.
+ *
+ * @throws Relay365Error `R365_API_KEY_UNKNOWN` when several active keys share the name.
+ */
+export function theActiveKey<R>(rows: readonly R[], idNameOrPrefix: string): R | undefined {
+  if (rows.length > 1) {
+    throw new Relay365Error('R365_API_KEY_UNKNOWN', `${rows.length} active API keys are named ${idNameOrPrefix}: revoke one by its id (relay365 apikey list).`);
+  }
+  return rows[0];
+}
+
 export function toApiKey(row: ApiKeyRow): ApiKeyRecord {
   return {
     id: row.id,

@@ -11,6 +11,7 @@ export {
   ledgerStatements,
   legacyLedgerStatements,
   pgTransaction,
+  openPgSchemaStore,
   DURABLE_COMMITS,
   LEGACY_PG_LEDGERS,
   SCHEMA_NAME,

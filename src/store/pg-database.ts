@@ -151,6 +151,31 @@ export function createPgPool(url: string, options: { poolSize: number; connectTi
   return pool;
 }
 
+/**
+ * Opens a pool to `url` for a store of tables in `options.schema`, builds the store on it, and makes it
+ * `ready` (migrates, or checks that the server answers); on any failure closes the store, and so the
+ * pool, before rethrowing. The outbox and the HTTP tables open this way.
+ *
+ * @throws Relay365Error `R365_CONFIG_INVALID` for a schema name that would need quoting.
+ */
+export async function openPgSchemaStore<S extends { close(): Promise<void> }>(
+  url: string,
+  options: { schema?: string | undefined; poolSize: number; connectTimeoutMs?: number | undefined },
+  build: (pool: pg.Pool, schema: string, where: string) => S,
+  ready: (store: S) => Promise<unknown>,
+): Promise<S> {
+  const schema = checkSchemaName(options.schema ?? 'relay365');
+  const pool = createPgPool(url, { poolSize: options.poolSize, connectTimeoutMs: options.connectTimeoutMs });
+  const store = build(pool, schema, describeDatabase(url, schema));
+  try {
+    await ready(store);
+    return store;
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
 /** @throws Relay365Error `R365_CONFIG_INVALID` for a schema name that would need quoting (see {@link SCHEMA_NAME}). */
 export function checkSchemaName(schema: string): string {
   if (!SCHEMA_NAME.test(schema)) {

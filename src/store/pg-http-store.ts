@@ -1,18 +1,10 @@
 import type pg from 'pg';
-import { Relay365Error } from '../errors.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome } from '../observe/index.js';
-import {
-  applyPgMigrations,
-  checkSchemaName,
-  createPgPool,
-  describeDatabase,
-  explainPgError,
-  pgTransaction,
-  type PgMigrationReport,
-} from './pg-database.js';
+import { applyPgMigrations, checkSchemaName, explainPgError, openPgSchemaStore, pgTransaction, type PgMigrationReport } from './pg-database.js';
 import {
   FINISHED_RETENTION_MS,
   newApiKeyRow,
+  theActiveKey,
   toApiKey,
   toWebhookDelivery,
   type ApiKeyRecord,
@@ -91,18 +83,13 @@ export class PgHttpStore implements HttpStore {
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the server cannot be reached or refuses the
    *   login, or the tables cannot be migrated.
    */
-  static async open(url: string, options: PgHttpStoreOptions = {}): Promise<PgHttpStore> {
-    const schema = checkSchemaName(options.schema ?? 'relay365');
-    const pool = createPgPool(url, { poolSize: options.poolSize ?? 2, connectTimeoutMs: options.connectTimeoutMs });
-    const store = new PgHttpStore(pool, true, schema, describeDatabase(url, schema));
-    try {
-      if (options.migrate !== false) await store.migrate();
-      else await store.ping();
-      return store;
-    } catch (err) {
-      await store.close();
-      throw err;
-    }
+  static open(url: string, options: PgHttpStoreOptions = {}): Promise<PgHttpStore> {
+    return openPgSchemaStore(
+      url,
+      { schema: options.schema, poolSize: options.poolSize ?? 2, connectTimeoutMs: options.connectTimeoutMs },
+      (pool, schema, where) => new PgHttpStore(pool, true, schema, where),
+      (store) => (options.migrate !== false ? store.migrate() : store.ping()),
+    );
   }
 
   async migrate(): Promise<void> {
@@ -150,14 +137,7 @@ export class PgHttpStore implements HttpStore {
   revokeApiKey(idNameOrPrefix: string, now: Date = new Date()): Promise<ApiKeyRecord | undefined> {
     return this.run('revoke an API key', () =>
       pgTransaction(this.pool, async (client) => {
-        const { rows } = await client.query<ApiKeyRow>(this.sql.findActiveKeysByRef, [idNameOrPrefix]);
-        if (rows.length > 1) {
-          throw new Relay365Error(
-            'R365_API_KEY_UNKNOWN',
-            `${rows.length} active API keys are named ${idNameOrPrefix}: revoke one by its id (relay365 apikey list).`,
-          );
-        }
-        const row = rows[0];
+        const row = theActiveKey((await client.query<ApiKeyRow>(this.sql.findActiveKeysByRef, [idNameOrPrefix])).rows, idNameOrPrefix);
         if (row === undefined) return undefined;
         const revoked = (await client.query<ApiKeyRow>(this.sql.revokeApiKey, [row.id, now.getTime()])).rows[0];
         return revoked === undefined ? undefined : toApiKey(revoked);
