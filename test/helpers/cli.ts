@@ -59,7 +59,8 @@ export function startCli(
 /** Sends a signal and waits for the process to exit; returns its exit code. */
 export function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
+    // A process a signal ended has no exit code, only a signalCode: it has exited all the same.
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
     child.once('exit', (code) => resolve(code));
     child.kill(signal);
   });

@@ -170,6 +170,20 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
         // Also when a second Ctrl-C ends the process at once (process.exit runs 'exit' handlers).
         process.once('exit', () => demoConfig?.markStopped());
       }
+      // SIGHUP (systemctl reload): the file again, checked as at start; applied in full or refused. Listened
+      // for before the start-up lines: a SIGHUP with no listener ends the process (its default action), and a
+      // supervisor may reload as soon as the relay says it is serving.
+      const { reloadOnSignal } = await import('../../runtime/reload.js');
+      const stopReloading = reloadOnSignal({
+        relay,
+        logger,
+        load: async () => {
+          const { loadConfig } = await import('../../config/load.js');
+          const path = configPath(flags.config, process.env, { sandboxDemo: false });
+          const next = await loadConfig(path === undefined ? {} : { path });
+          return sandbox ? sandboxedConfig(next, sandbox, demoPassword ? { adminPasswordFile: demoPassword.path } : {}) : next;
+        },
+      });
       const storeName = config.queue.url ? `PostgreSQL schema ${config.queue.schema}` : resolve(config.dataDir, config.queue.path);
       console.log(`relay365 serving (store ${storeName}; worker ${relay.worker.owner})`);
       for (const l of relay.listeners)
@@ -194,18 +208,6 @@ Accepted messages are on disk before the 250 reply and are sent after a restart.
           console.log(`  try:  swaks --server ${l.host}:${l.port} --tls --from ${config.mailboxes[0]?.address ?? DEFAULT_IDS.mailbox} --to you@example.net`);
         if (demoConfig) for (const line of demoNextSteps(config, relay.httpAddress, demoConfig.path, demoPassword)) console.log(line);
       }
-      // SIGHUP (systemctl reload): the file again, checked as at start; applied in full or refused.
-      const { reloadOnSignal } = await import('../../runtime/reload.js');
-      const stopReloading = reloadOnSignal({
-        relay,
-        logger,
-        load: async () => {
-          const { loadConfig } = await import('../../config/load.js');
-          const path = configPath(flags.config, process.env, { sandboxDemo: false });
-          const next = await loadConfig(path === undefined ? {} : { path });
-          return sandbox ? sandboxedConfig(next, sandbox, demoPassword ? { adminPasswordFile: demoPassword.path } : {}) : next;
-        },
-      });
       await onShutdown(async () => {
         stopReloading();
         logger.info({ event: 'relay.stopping' }, 'shutting down: finishing transactions and sends in flight');
