@@ -1,9 +1,9 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { Relay365Error } from '../errors.js';
-import { applySqliteMigrations, createPrivateFile } from '../store/index.js';
+import { applySqliteMigrations, explainSqliteError, openSqliteFile } from '../store/index.js';
 import { newMessageId } from './ids.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
@@ -105,17 +105,7 @@ export class SqliteOutboxStore implements OutboxStore {
     const inMemory = path === ':memory:';
     let db: Database.Database | undefined;
     try {
-      if (!inMemory) await createPrivateFile(path);
-      db = new Database(path, { timeout: busyTimeoutMs });
-      const mode = db.pragma(SQL.pragmas.journalMode, { simple: true });
-      if (!inMemory && mode !== 'wal') {
-        throw new Relay365Error(
-          'R365_OUTBOX_UNAVAILABLE',
-          `The outbox database ${path} cannot use write-ahead logging (SQLite kept journal mode "${String(mode)}"), which relay365 needs for durable, concurrent writes. ` +
-            'This happens on network file systems: put queue.path on a local disk.',
-          { details: { path } },
-        );
-      }
+      db = await openSqliteFile(path, { busyTimeoutMs });
       db.pragma(SQL.pragmas.synchronous);
       db.pragma(SQL.pragmas.foreignKeys);
       db.pragma(SQL.pragmas.journalSizeLimit);
@@ -1012,35 +1002,3 @@ function explainSyncError(err: unknown, doing: string, path: string): Relay365Er
   );
 }
 
-/**
- * SQLite failures that come from the environment (lock held too long, disk full, file damaged) as
- * `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) is passed on untouched.
- */
-function explainSqliteError(err: unknown, doing: string, path: string): Error {
-  if (!(err instanceof Database.SqliteError)) return err instanceof Error ? err : new Error(String(err));
-  const details = { path, sqlite: err.code };
-  if (/^SQLITE_(BUSY|LOCKED)/.test(err.code)) {
-    return new Relay365Error(
-      'R365_OUTBOX_UNAVAILABLE',
-      `Could not ${doing}: the outbox database ${path} stayed locked by another connection for the whole busy timeout. ` +
-        'Another process holds a write transaction open (a SQLite shell, a backup tool); close it. Several relay365 nodes should share PostgreSQL, not one SQLite file.',
-      { cause: err, retryable: true, details },
-    );
-  }
-  if (/^SQLITE_(FULL|IOERR)/.test(err.code)) {
-    return new Relay365Error(
-      'R365_OUTBOX_UNAVAILABLE',
-      `Could not ${doing}: writing the outbox database ${path} failed (${err.code}): the disk is full or failing. Free space on its file system or move queue.path.`,
-      { cause: err, retryable: true, details },
-    );
-  }
-  if (/^SQLITE_(CANTOPEN|READONLY|PERM|NOTADB|CORRUPT)/.test(err.code)) {
-    return new Relay365Error(
-      'R365_OUTBOX_UNAVAILABLE',
-      `Could not ${doing}: the outbox database ${path} cannot be used (${err.code}: ${err.message}). ` +
-        'Check that the file and its folder are writable by this user; a damaged file must be restored from a backup.',
-      { cause: err, details },
-    );
-  }
-  return err;
-}

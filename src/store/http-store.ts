@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { Relay365Error } from '../errors.js';
 import { applySqliteMigrations } from './sqlite-ledger.js';
-import { createPrivateFile } from './sqlite-file.js';
+import { explainSqliteError, openSqliteFile } from './sqlite-database.js';
 import { API_KEY_SCOPES, type ApiKeyScope } from './api-keys.js';
 import type { NewWebhookDelivery, WebhookDelivery, WebhookDeliveryOutcome, WebhookOutbox } from '../observe/index.js';
 
@@ -159,7 +159,6 @@ export const FINISHED_RETENTION_MS = 7 * 86_400_000;
 /** Every SQL statement of the SQLite HTTP store. Times are integer milliseconds since the epoch. */
 const SQL = {
   pragmas: {
-    journalMode: 'journal_mode = WAL',
     /** FULL: an API key, an idempotent response or a webhook delivery survives a power cut once written. */
     synchronous: 'synchronous = FULL',
   },
@@ -243,13 +242,9 @@ export interface WebhookRow {
 export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs?: number; migrate?: boolean } = {}): Promise<SqliteHttpStore> {
   let db: Database.Database | undefined;
   try {
-    if (path !== ':memory:') {
-      // Same care as the outbox: the file holds API key hashes and webhook bodies. The outbox's
-      // connection is usually open already: the file is never opened outside SQLite then.
-      await createPrivateFile(path);
-    }
-    db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
-    db.pragma(SQL.pragmas.journalMode);
+    // Same care as the outbox: the file holds API key hashes and webhook bodies. The outbox's
+    // connection is usually open already: the file is never opened outside SQLite then.
+    db = await openSqliteFile(path, { busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
     db.pragma(SQL.pragmas.synchronous);
     const store = new SqliteHttpStore(db, path);
     if (options.migrate !== false) await store.migrate();
@@ -429,15 +424,7 @@ export class SqliteHttpStore implements HttpStore {
     try {
       return Promise.resolve(operation());
     } catch (err) {
-      if (err instanceof Relay365Error || !(err instanceof Database.SqliteError)) return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-      const retryable = /^SQLITE_(BUSY|LOCKED|FULL|IOERR)/.test(err.code);
-      return Promise.reject(
-        new Relay365Error('R365_OUTBOX_UNAVAILABLE', `Could not ${doing} in ${this.path} (${err.code}): ${err.message}.`, {
-          cause: err,
-          retryable,
-          details: { path: this.path, sqlite: err.code },
-        }),
-      );
+      return Promise.reject(err instanceof Relay365Error ? err : explainSqliteError(err, doing, this.path));
     }
   }
 }

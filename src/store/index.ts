@@ -44,3 +44,4 @@ export {
 } from './http-store.js';
 export { PgHttpStore, type PgHttpStoreOptions } from './pg-http-store.js';
 export { PG_HTTP_MIGRATIONS } from './pg-http-sql.js';
+export { openSqliteFile, explainSqliteError } from './sqlite-database.js';
