@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   R365_INIT_OUTPUT_EXISTS: 'relay365 init would overwrite an existing config or secret file; pass --force to replace it.',
   R365_HTTP_UNSUPPORTED_MEDIA_TYPE: 'The HTTP request body is not sent as application/json.',
   R365_MESSAGE_NOT_FOUND: 'No message in the outbox has this id.',
+  R365_RELAY_CLOSED: 'The library relay (createRelay) was closed and takes no more messages.',
+  R365_OUTCOME_TIMEOUT: 'A queued message reached no final state within the time the library was asked to wait.',
   R365_NO_MAILBOX_CONFIGURED: 'The command needs a mailbox and the config lists none.',
   R365_MAILBOX_NOT_CHOSEN: 'Several mailboxes are configured and the command was not told which one (--mailbox).',
   R365_TOKEN_NOT_JWT: "The mailbox's access token is not a JWT, so its claims cannot be read.",

@@ -98,4 +98,20 @@ describe('relay365 send, relay365 test and the library example (built package ag
     assert.equal(sandbox.state.messages.length, before + 1);
     assert.deepEqual(sandbox.state.messages.at(-1)!.envelope.rcptTo, ['friend@example.net']);
   });
+
+  it('the queued library example in examples/ queues through the outbox, then sends through the sandbox', async () => {
+    const example = fileURLToPath(new URL('../../examples/queue-with-library.mjs', import.meta.url));
+    const before = sandbox.state.messages.length;
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
+      execFile(process.execPath, [example, 'queued@example.net'], { env: { ...process.env, ...env, RELAY365_CONFIG: config } }, (err, out, errOut) =>
+        err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve({ stdout: out }),
+      ),
+    );
+    const id = /^queued: (\S+)$/m.exec(stdout)?.[1];
+    assert.ok(id, stdout);
+    assert.match(stdout, /^sent: 250 2\.0\.0 OK/m);
+    assert.match(stdout, /^ {2}queued@example\.net: accepted$/m);
+    assert.equal(sandbox.state.messages.length, before + 1);
+    assert.deepEqual(sandbox.state.messages.at(-1)!.envelope.rcptTo, ['queued@example.net']);
+  });
 });
