@@ -92,7 +92,6 @@ if (unavailable !== undefined) {
             'bounce_reports',
             'http_api_keys',
             'http_idempotency_keys',
-            'http_schema_migrations',
             'http_webhook_deliveries',
             'mailbox_pauses',
             'message_recipients',
@@ -101,9 +100,15 @@ if (unavailable !== undefined) {
             'sends',
             'suppressions',
             'token_cache',
-            'token_cache_migrations',
           ],
+          'one ledger (schema_migrations) for every part',
         );
+        const parts = await pgQuery<{ part: string; n: number }>(`SELECT part, count(*)::int AS n FROM ${schema}.schema_migrations GROUP BY part ORDER BY part`);
+        assert.deepEqual(parts, [
+          { part: 'http', n: http.length },
+          { part: 'outbox', n: latest.length },
+          { part: 'token-cache', n: 1 },
+        ]);
       } finally {
         await dir.cleanup();
       }
