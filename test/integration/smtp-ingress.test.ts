@@ -389,11 +389,26 @@ describe('SMTP ingress', () => {
       await wire.command('EHLO scanner.lan');
       const send = (headers: string[]) => transaction(wire, 'scanner@contoso.example', ['x@example.net'], mime(headers, ['page']));
       const cases: Array<[string[], string]> = [
-        [['From: scanner@contoso.example', 'Sender: relay@contoso.example'], '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <relay@contoso.example>'],
-        [['From: scanner@contoso.example', 'Resent-From: ops@contoso.example'], '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <ops@contoso.example>'],
-        [['From: <scanner@contoso.example> <relay@contoso.example>'], '550 5.7.1 Sender not allowed: the From field holds angle brackets or addresses that do not form a list of mailboxes'],
-        [[' X-Folded: joins the Date relay365 adds', 'From: scanner@contoso.example'], '554 5.6.0 Malformed header section: the first header line starts with white space (a continuation of no field)'],
-        [['From: scanner@contoso.example\rFrom: relay@contoso.example'], '554 5.6.0 Malformed header section: a header line holds a bare carriage return (CR without LF)'],
+        [
+          ['From: scanner@contoso.example', 'Sender: relay@contoso.example'],
+          '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <relay@contoso.example>',
+        ],
+        [
+          ['From: scanner@contoso.example', 'Resent-From: ops@contoso.example'],
+          '550 5.7.1 Sender not allowed: clients in 127.0.0.3/32 may not send as <ops@contoso.example>',
+        ],
+        [
+          ['From: <scanner@contoso.example> <relay@contoso.example>'],
+          '550 5.7.1 Sender not allowed: the From field holds angle brackets or addresses that do not form a list of mailboxes',
+        ],
+        [
+          [' X-Folded: joins the Date relay365 adds', 'From: scanner@contoso.example'],
+          '554 5.6.0 Malformed header section: the first header line starts with white space (a continuation of no field)',
+        ],
+        [
+          ['From: scanner@contoso.example\rFrom: relay@contoso.example'],
+          '554 5.6.0 Malformed header section: a header line holds a bare carriage return (CR without LF)',
+        ],
         [['From: scanner@contoso.example', 'From: relay@contoso.example'], '550 5.7.1 Sender not allowed: the message has more than one From field'],
       ];
       for (const [headers, reply] of cases) assert.equal((await send(headers)).last, reply, headers.join(' | '));
@@ -782,6 +797,32 @@ describe('SMTP ingress', () => {
       }
     });
 
+    it('lets 16 devices behind one address log in as one user at once (the logins past the limit wait for the verdicts, none is refused)', async () => {
+      const nat = await startHarness(dir, 'nat-devices', {
+        listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
+        maxPreAuthConnectionsPerClient: 16,
+        users: [{ name: 'alice', passwordHash: await hashPassword(PASSWORDS.alice) }],
+      });
+      try {
+        const port = nat.listeners[0]!.port;
+        const wires = await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            const { wire } = await SmtpWire.connect(port);
+            await wire.secure(ca);
+            return wire;
+          }),
+        );
+        const replies = await Promise.all(wires.map((w) => w.command(plain('alice', PASSWORDS.alice))));
+        assert.deepEqual(
+          replies.map((r) => r.last),
+          Array<string>(16).fill('235 2.7.0 Authentication successful'),
+        );
+        await Promise.all(wires.map((w) => w.quit()));
+      } finally {
+        await nat.close();
+      }
+    });
+
     it('keeps room for an allowlisted device and a client that logs in while idle strangers hold every other slot', async () => {
       const full = await startHarness(dir, 'idle-strangers', {
         listeners: [{ host: '127.0.0.1', port: 0, tls: 'starttls' }],
@@ -803,7 +844,10 @@ describe('SMTP ingress', () => {
             greetings.push(greeting.last);
           }
         }
-        assert.ok(greetings.every((g) => g.startsWith('220 ')), 'each newcomer got in (the oldest idle ones made room)');
+        assert.ok(
+          greetings.every((g) => g.startsWith('220 ')),
+          'each newcomer got in (the oldest idle ones made room)',
+        );
         // The newest five (127.0.1.14) are still open: their address has no more room.
         const sixth = await SmtpWire.connect(port, '127.0.0.1', '127.0.1.14');
         assert.equal(sixth.greeting.last, '421 4.7.0 Too many connections; try again later', 'a sixth connection of one address waiting to log in');

@@ -129,6 +129,50 @@ describe('SMTP login lockout', () => {
     assert.ok(lockout.lockedUntil('192.0.2.9', 'alice'));
   });
 
+  it('beginWhenFree: logins past the limit wait for the verdicts under way; right passwords let them all in, wrong ones lock them out', async () => {
+    const lockout = new LoginLockout({ failures: 10, windowMs: 60_000, lockMs: 300_000 });
+    // 30 printers behind one NAT log in as one user at once, with the right password.
+    const pending = Array.from({ length: 30 }, () => lockout.beginWhenFree('192.0.2.20', 'scanner', 5000));
+    const settled: boolean[] = [];
+    const all = pending.map(async (p) => {
+      const a = await p;
+      assert.ok(!('lockedUntil' in a), 'no right login is refused');
+      // Verdicts come a moment later, as a password check's would.
+      await new Promise((r) => setTimeout(r, 5));
+      settled.push(a.settle(true));
+    });
+    await Promise.all(all);
+    assert.equal(settled.length, 30);
+    assert.equal(lockout.lockedUntil('192.0.2.20', 'scanner'), undefined);
+
+    // 20 wrong guesses at once: 10 are checked, and the 10 that waited meet the lock those started.
+    const guesses = Array.from({ length: 20 }, () => lockout.beginWhenFree('192.0.2.21', 'alice', 5000));
+    let checked = 0;
+    let refused = 0;
+    await Promise.all(
+      guesses.map(async (p) => {
+        const a = await p;
+        if ('lockedUntil' in a) return void (refused += 1);
+        checked += 1;
+        await new Promise((r) => setTimeout(r, 5));
+        a.settle(false);
+      }),
+    );
+    assert.equal(checked, 10);
+    assert.equal(refused, 10);
+    assert.ok(lockout.lockedUntil('192.0.2.21', 'alice'));
+  });
+
+  it('beginWhenFree gives up after maxWaitMs when the verdicts under way never come', async () => {
+    const lockout = new LoginLockout({ failures: 2, windowMs: 60_000, lockMs: 300_000 });
+    const held = [lockout.begin('192.0.2.30', 'bob'), lockout.begin('192.0.2.30', 'bob')];
+    assert.ok(held.every((a) => !('lockedUntil' in a)));
+    const t0 = Date.now();
+    const late = await lockout.beginWhenFree('192.0.2.30', 'bob', 100);
+    assert.ok('lockedUntil' in late, 'refused once the wait is over');
+    assert.ok(Date.now() - t0 >= 90, `waited ${Date.now() - t0} ms`);
+  });
+
   it('locks a whole address that sprays guesses over many names, and an IPv6 client by its /64', () => {
     const lockout = new LoginLockout({ failures: 2, windowMs: 60_000, lockMs: 300_000 });
     for (let i = 0; i < 2 * ADDRESS_FAILURES_FACTOR; i++) login(lockout, '2001:db8:1:2::17', `user${i}`, false);

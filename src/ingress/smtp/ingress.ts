@@ -15,7 +15,7 @@ import type { FrontDoorObserver, Logger } from '../../observe/index.js';
 import type { OutboxStore, Router } from '../../outbox/index.js';
 import { Allowlist, unmapIPv4 } from './allowlist.js';
 import { RelayServer, type ConnectionHooks, type ListenerPolicy, type RelayConnection } from './connection.js';
-import { LoginLockout, lockoutAddress } from './login-lockout.js';
+import { LoginLockout, lockoutAddress, type LoginAttempt } from './login-lockout.js';
 import { MessageCollector } from '../../message/index.js';
 import { SenderPolicy, asciiAddress, createAdmission, type Submitter } from '../../admission/index.js';
 import { LoginsBusyError, PasswordChecker } from './password.js';
@@ -346,40 +346,45 @@ export function createSmtpIngress(deps: SmtpIngressDeps): SmtpIngress {
       return callback(refuse(session, REPLIES.authzidRefused));
     }
     const user = users.get(auth.username ?? '');
+    const checkPassword = (attempt: LoginAttempt): void => {
+      const password = auth.password ?? '';
+      const check = user ? passwords.check(user.name, password, user.passwordHash, client) : passwords.refuseUnknown(password, client);
+      check.then(
+        (ok) => {
+          const locked = attempt.settle(ok && user !== undefined);
+          if (ok && user) {
+            welcome(session);
+            logger.debug({ session: session.id, client, user: user.name, method: auth.method }, 'SMTP login');
+            return callback(null, { user: user.name });
+          }
+          // Only a configured name is logged: a password typed into the name field must not reach a log.
+          const attemptedUser = user ? user.name : '(unknown user)';
+          if (locked) {
+            logger.warn(
+              { event: 'login.lockout', session: session.id, client, attemptedUser, lockoutSeconds: config.lockoutSeconds },
+              'SMTP logins locked out after repeated failures',
+            );
+          }
+          callback(refuse(session, REPLIES.authInvalid, { event: 'login.failed', attemptedUser, ...(locked ? { lockedOut: true } : {}) }));
+        },
+        (err: unknown) => {
+          // Not the client's failure: neither a wrong password nor a reason to lock anyone.
+          attempt.release();
+          if (err instanceof LoginsBusyError) return callback(refuse(session, REPLIES.authBusy));
+          logger.error({ err, session: session.id, client }, 'SMTP password check failed');
+          callback(refuse(session, REPLIES.authInvalid));
+        },
+      );
+    };
     // Counted from here, before the check runs: parallel guesses cannot get past the limit. The lock
-    // may have started while this client typed its password.
-    const attempt = lockout.begin(client, user?.name);
-    if ('lockedUntil' in attempt) {
-      return callback(refuse(session, REPLIES.authLockedOut, { event: 'login.locked', lockedUntil: attempt.lockedUntil.toISOString() }));
-    }
-    const password = auth.password ?? '';
-    const check = user ? passwords.check(user.name, password, user.passwordHash, client) : passwords.refuseUnknown(password, client);
-    check.then(
-      (ok) => {
-        const locked = attempt.settle(ok && user !== undefined);
-        if (ok && user) {
-          welcome(session);
-          logger.debug({ session: session.id, client, user: user.name, method: auth.method }, 'SMTP login');
-          return callback(null, { user: user.name });
-        }
-        // Only a configured name is logged: a password typed into the name field must not reach a log.
-        const attemptedUser = user ? user.name : '(unknown user)';
-        if (locked) {
-          logger.warn(
-            { event: 'login.lockout', session: session.id, client, attemptedUser, lockoutSeconds: config.lockoutSeconds },
-            'SMTP logins locked out after repeated failures',
-          );
-        }
-        callback(refuse(session, REPLIES.authInvalid, { event: 'login.failed', attemptedUser, ...(locked ? { lockedOut: true } : {}) }));
-      },
-      (err: unknown) => {
-        // Not the client's failure: neither a wrong password nor a reason to lock anyone.
-        attempt.release();
-        if (err instanceof LoginsBusyError) return callback(refuse(session, REPLIES.authBusy));
-        logger.error({ err, session: session.id, client }, 'SMTP password check failed');
-        callback(refuse(session, REPLIES.authInvalid));
-      },
-    );
+    // may have started while this client typed its password. Logins beyond the limit's worth under
+    // way wait for those verdicts rather than being refused (printers behind one NAT log in together).
+    void lockout.beginWhenFree(client, user?.name).then((attempt) => {
+      if ('lockedUntil' in attempt) {
+        return callback(refuse(session, REPLIES.authLockedOut, { event: 'login.locked', lockedUntil: attempt.lockedUntil.toISOString() }));
+      }
+      checkPassword(attempt);
+    });
   };
 
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {

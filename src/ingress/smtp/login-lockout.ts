@@ -61,10 +61,14 @@ export function lockoutAddress(address: string): string {
  * An address failing {@link ADDRESS_FAILURES_FACTOR} times as often, whatever the names, is locked
  * for everyone. Unknown user names share one record per address, so guessing names locks only
  * names that do not exist, and counts toward the address's limit. Attempts count from their start:
- * twenty guesses sent at once are refused from the eleventh when the limit is ten.
+ * of twenty logins sent at once with a limit of ten, ten are checked; with {@link beginWhenFree} the
+ * rest wait for those verdicts (guesses that failed have locked the user by then; right passwords
+ * let the waiting logins of thirty printers behind one NAT through), with {@link begin} they are refused.
  */
 export class LoginLockout {
   private readonly records = new Map<string, LockRecord>();
+  /** Logins waiting in {@link beginWhenFree} for the verdicts of attempts under way. */
+  private readonly waiters = new Set<() => void>();
 
   constructor(
     private readonly settings: LockoutSettings,
@@ -87,6 +91,45 @@ export class LoginLockout {
    * reach the limit.
    */
   begin(address: string, user: string | undefined): LoginAttempt | { lockedUntil: Date } {
+    const started = this.tryBegin(address, user);
+    return 'busyUntil' in started ? { lockedUntil: started.busyUntil } : started;
+  }
+
+  /**
+   * As {@link begin}, but when only the attempts under way stand in the way (no lock, the failures so
+   * far below the limit), waits for their verdicts instead of refusing, up to `maxWaitMs`; then refuses.
+   * At most the limit's worth of checks run at once whatever the client sends, so guessing gains nothing,
+   * and legitimate logins sent together from one address are not turned away.
+   */
+  async beginWhenFree(address: string, user: string | undefined, maxWaitMs = 10_000): Promise<LoginAttempt | { lockedUntil: Date }> {
+    const deadline = this.now() + maxWaitMs;
+    for (;;) {
+      const started = this.tryBegin(address, user);
+      if (!('busyUntil' in started)) return started;
+      const left = deadline - this.now();
+      if (left <= 0) return { lockedUntil: started.busyUntil };
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.waiters.delete(wake);
+          resolve();
+        }, left);
+        const wake = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.waiters.add(wake);
+      });
+    }
+  }
+
+  /** Wakes every waiting login to look again: an attempt under way has its verdict. */
+  private wakeWaiters(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiting) wake();
+  }
+
+  private tryBegin(address: string, user: string | undefined): LoginAttempt | { lockedUntil: Date } | { busyUntil: Date } {
     const now = this.now();
     const [addressKey, userKey] = this.keys(address, user ?? '') as [string, string];
     const limits: Array<[string, number]> = [
@@ -96,8 +139,10 @@ export class LoginLockout {
     const records = limits.map(([key, limit]) => ({ key, limit, record: this.record(key, now) }));
     for (const { limit, record } of records) {
       if (record.lockedUntil > now) return { lockedUntil: new Date(record.lockedUntil) };
-      // The failures a verdict still to come may add: refused as if locked, without spending a check.
-      if (record.failures.length + record.pending >= limit) return { lockedUntil: new Date(now + this.settings.lockMs) };
+      // The failures a verdict still to come may add: not checked now (refused, or waiting for those verdicts).
+      if (record.failures.length + record.pending >= limit) {
+        return record.failures.length >= limit ? { lockedUntil: new Date(now + this.settings.lockMs) } : { busyUntil: new Date(now + this.settings.lockMs) };
+      }
     }
     for (const { record } of records) record.pending += 1;
     let settled = false;
@@ -109,6 +154,7 @@ export class LoginLockout {
           record.pending -= 1;
           this.touch(key, record, this.now());
         }
+        this.wakeWaiters();
       },
       settle: (ok: boolean): boolean => {
         if (settled) return false;
@@ -131,6 +177,7 @@ export class LoginLockout {
           }
           this.touch(key, record, at);
         }
+        this.wakeWaiters();
         return locked;
       },
     };
