@@ -4,9 +4,10 @@ import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, Me
 import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
-import { apiError, errorResponseSchema } from './errors.js';
+import { apiError } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
+import { apiRouteOptions, pageLimit } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
 import {
   idParams,
@@ -22,6 +23,8 @@ import {
 } from './schemas.js';
 import { mailboxStatuses, messageDetailView, messageView, type ViewSources } from './views.js';
 
+const mailboxParams = { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] };
+
 /** What the `/v1` routes need from the relay. */
 export interface ApiRouteDeps {
   config: Pick<Config, 'mailboxes' | 'limits'>;
@@ -34,9 +37,6 @@ export interface ApiRouteDeps {
   /** Runs `relay365 doctor` for a mailbox (injected by the runtime, which owns the doctor). */
   doctor?: ((mailbox: string) => Promise<unknown>) | undefined;
 }
-
-const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
-const security = [{ apiKey: [] }];
 
 /** The JSON API under `/v1`: send, status, list, retry, cancel, mailboxes; every route needs an API key. */
 export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
@@ -90,19 +90,18 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.post<{ Body: SendMessageBody }>(
     '/messages',
-    {
-      config: { scope: 'send' },
-      schema: {
+    apiRouteOptions(
+      'send',
+      {
         summary: 'Send a message',
         description:
           'Builds the MIME from the fields and stores it in the outbox; answers 202 once it is committed to disk. ' +
           'Send an `Idempotency-Key` header to make a retry safe: the same key within 24 hours answers as the first time and queues nothing.',
         tags: ['messages'],
-        security,
         body: sendMessageBody,
-        response: { 202: queuedResponse, ...errors },
       },
-    },
+      { 202: queuedResponse },
+    ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
         queue(request, await composeFromFields(request.body), request.body.mailbox, request.body.ignoreSuppression),
@@ -111,18 +110,17 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.post<{ Body: SendMimeBody }>(
     '/messages/mime',
-    {
-      config: { scope: 'send' },
-      schema: {
+    apiRouteOptions(
+      'send',
+      {
         summary: 'Send raw MIME',
         description:
           'Stores the message with the given envelope after the checks SMTP DATA gets (NUL bytes, 1000-octet lines, header and sender rules): byte for byte, line ends made CRLF, with Message-ID, Date and From (the envelope sender) added when missing; answers 202 once it is committed. Routed by its From header.',
         tags: ['messages'],
-        security,
         body: sendMimeBody,
-        response: { 202: queuedResponse, ...errors },
       },
-    },
+      { 202: queuedResponse },
+    ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
         queue(request, composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression),
@@ -131,21 +129,10 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(
     '/messages',
-    {
-      config: { scope: 'read' },
-      schema: {
-        summary: 'List messages, newest first',
-        tags: ['messages'],
-        security,
-        querystring: listQuery,
-        response: { 200: messageListResponse, ...errors },
-      },
-    },
+    apiRouteOptions('read', { summary: 'List messages, newest first', tags: ['messages'], querystring: listQuery }, { 200: messageListResponse }),
     async (request) => {
       const { state, mailbox, cursor } = request.query;
-      const limit = request.query.limit === undefined ? undefined : Number(request.query.limit);
-      if (limit !== undefined && (limit < 1 || limit > 500))
-        throw apiError('R365_HTTP_INVALID_REQUEST', 'limit must be between 1 and 500.', { field: 'limit' });
+      const limit = pageLimit(request.query.limit);
       const page = await deps.store.list({
         ...(state !== undefined ? { state } : {}),
         ...(mailbox !== undefined ? { mailbox: mailbox.toLowerCase() } : {}),
@@ -165,16 +152,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get<{ Params: { id: string } }>(
     '/messages/:id',
-    {
-      config: { scope: 'read' },
-      schema: {
-        summary: 'A message, its state and every attempt with its explanation',
-        tags: ['messages'],
-        security,
-        params: idParams,
-        response: { 200: messageResponse, ...errors },
-      },
-    },
+    apiRouteOptions('read', { summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams }, { 200: messageResponse }),
     async (request) => {
       const message = await found(request.params.id);
       const [recipients, attempts] = await Promise.all([deps.store.recipients(message.id), deps.store.attempts(message.id)]);
@@ -184,16 +162,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.post<{ Params: { id: string } }>(
     '/messages/:id/retry',
-    {
-      config: { scope: 'admin' },
-      schema: {
-        summary: 'Send a failed or deferred message again now',
-        tags: ['messages'],
-        security,
-        params: idParams,
-        response: { 200: stateChangeResponse, ...errors },
-      },
-    },
+    apiRouteOptions('admin', { summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams }, { 200: stateChangeResponse }),
     async (request) => {
       const message = await found(request.params.id);
       if (!(await deps.store.retry(message.id))) {
@@ -207,17 +176,16 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.delete<{ Params: { id: string } }>(
     '/messages/:id',
-    {
-      config: { scope: 'admin' },
-      schema: {
+    apiRouteOptions(
+      'admin',
+      {
         summary: 'Cancel a message not yet sent',
         description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
         tags: ['messages'],
-        security,
         params: idParams,
-        response: { 200: stateChangeResponse, ...errors },
       },
-    },
+      { 200: stateChangeResponse },
+    ),
     async (request) => {
       const message = await found(request.params.id);
       if (!(await deps.store.cancel(message.id))) {
@@ -230,36 +198,32 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get(
     '/mailboxes',
-    {
-      config: { scope: 'read' },
-      schema: {
-        summary: 'The sending mailboxes: token, quota used and left, pause and last error',
-        tags: ['mailboxes'],
-        security,
-        response: { 200: mailboxListResponse, ...errors },
-      },
-    },
+    apiRouteOptions('read', { summary: 'The sending mailboxes: token, quota used and left, pause and last error', tags: ['mailboxes'] }, { 200: mailboxListResponse }),
     async () => ({ items: await mailboxStatuses(sources) }),
   );
 
+  /** The configured mailbox a path names, lower-cased, or 404. */
+  function configured(address: string): string {
+    const mailbox = address.toLowerCase();
+    if (!mailboxes.includes(mailbox)) throw apiError('R365_UNKNOWN_MAILBOX', `${address} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+    return mailbox;
+  }
+
   app.post<{ Params: { mailbox: string } }>(
     '/mailboxes/:mailbox/resume',
-    {
-      config: { scope: 'admin' },
-      schema: {
+    apiRouteOptions(
+      'admin',
+      {
         summary: 'Resume a paused mailbox once its cause is fixed (relay365 queue resume)',
         description:
           "Marks a resume request in the outbox and makes the mailbox's deferred messages due now. This node resumes it at once and every other node within seconds; if the cause is still there, the next send pauses it again with the cause. `paused: false` when it was not paused.",
         tags: ['mailboxes'],
-        security,
-        params: { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] },
-        response: { 200: mailboxResumeResponse, ...errors },
+        params: mailboxParams,
       },
-    },
+      { 200: mailboxResumeResponse },
+    ),
     async (request) => {
-      const mailbox = request.params.mailbox.toLowerCase();
-      if (!mailboxes.includes(mailbox))
-        throw apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+      const mailbox = configured(request.params.mailbox);
       const asked = await deps.store.requestMailboxResume(mailbox);
       // This node acts now; the others at their next look at the pauses.
       if (asked) await deps.worker.syncPauses();
@@ -282,19 +246,14 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   if (doctor) {
     app.get<{ Params: { mailbox: string } }>(
       '/mailboxes/:mailbox/doctor',
-      {
-        schema: {
-          summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix",
-          tags: ['mailboxes'],
-          security,
-          params: { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] },
-          response: { 200: { type: 'object', additionalProperties: true }, ...errors },
-        },
-      },
+      // No scope named: running the doctor is an admin's (auth.ts).
+      apiRouteOptions(
+        undefined,
+        { summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix", tags: ['mailboxes'], params: mailboxParams },
+        { 200: { type: 'object', additionalProperties: true } },
+      ),
       async (request) => {
-        const mailbox = request.params.mailbox.toLowerCase();
-        if (!mailboxes.includes(mailbox))
-          throw apiError('R365_UNKNOWN_MAILBOX', `${request.params.mailbox} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+        const mailbox = configured(request.params.mailbox);
         const last = doctorRuns.get(mailbox);
         if (last && Date.now() - last.at < DOCTOR_SPACING_MS) return last.report;
         const report = doctor(mailbox);

@@ -1,10 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { OutboxStore } from '../../outbox/index.js';
 import { SUPPRESSION_ADDRESS_PATTERN, suppressionJson } from '../../bounces/suppression.js';
-import { apiError, errorResponseSchema } from './errors.js';
-
-const errors = { '4xx': errorResponseSchema, '5xx': errorResponseSchema } as const;
-const security = [{ apiKey: [] }];
+import { apiError } from './errors.js';
+import { apiRouteOptions, pageLimit } from './route-options.js';
 
 const suppressionSchema = {
   type: 'object',
@@ -33,12 +31,11 @@ const addressParams = {
 export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<OutboxStore, 'suppress' | 'unsuppress' | 'suppressions' | 'suppressed'> }): void {
   app.get<{ Querystring: { limit?: string; cursor?: string } }>(
     '/suppressions',
-    {
-      config: { scope: 'read' },
-      schema: {
+    apiRouteOptions(
+      'read',
+      {
         summary: 'List suppressed addresses, newest first',
         tags: ['suppressions'],
-        security,
         querystring: {
           type: 'object',
           additionalProperties: false,
@@ -47,19 +44,17 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
             cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page.' },
           },
         },
-        response: {
-          200: {
-            type: 'object',
-            required: ['items', 'nextCursor'],
-            properties: { items: { type: 'array', items: suppressionSchema }, nextCursor: { type: ['string', 'null'] } },
-          },
-          ...errors,
+      },
+      {
+        200: {
+          type: 'object',
+          required: ['items', 'nextCursor'],
+          properties: { items: { type: 'array', items: suppressionSchema }, nextCursor: { type: ['string', 'null'] } },
         },
       },
-    },
+    ),
     async (request) => {
-      const limit = request.query.limit === undefined ? undefined : Number(request.query.limit);
-      if (limit !== undefined && (limit < 1 || limit > 500)) throw apiError('R365_HTTP_INVALID_REQUEST', 'limit must be between 1 and 500.', { field: 'limit' });
+      const limit = pageLimit(request.query.limit);
       const page = await deps.store.suppressions({ ...(limit !== undefined ? { limit } : {}), ...(request.query.cursor !== undefined ? { cursor: request.query.cursor } : {}) });
       return { items: page.items.map(suppressionJson), nextCursor: page.nextCursor ?? null };
     },
@@ -67,13 +62,12 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
 
   app.post<{ Body: { address: string; reason?: string } }>(
     '/suppressions',
-    {
-      config: { scope: 'admin' },
-      schema: {
+    apiRouteOptions(
+      'admin',
+      {
         summary: 'Suppress an address',
         description: 'Adds the address (or replaces its entry); messages to it are refused from then on (HTTP 422 R365_SUPPRESSED, SMTP 550 5.1.1).',
         tags: ['suppressions'],
-        security,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -83,9 +77,9 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
             reason: { type: 'string', minLength: 1, maxLength: 300, pattern: '^[^\\x00-\\x1f\\x7f]*$', description: 'Why (default: "added by <key name>").' },
           },
         },
-        response: { 201: suppressionSchema, ...errors },
       },
-    },
+      { 201: suppressionSchema },
+    ),
     async (request, reply) => {
       const reason = request.body.reason ?? `added by ${request.apiKey?.name ?? 'an operator'} through the API`;
       await deps.store.suppress({ address: request.body.address, reason, source: 'manual' });
@@ -96,16 +90,11 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
 
   app.delete<{ Params: { address: string } }>(
     '/suppressions/:address',
-    {
-      config: { scope: 'admin' },
-      schema: {
-        summary: 'Remove an address from the suppression list',
-        tags: ['suppressions'],
-        security,
-        params: addressParams,
-        response: { 200: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string' }, removed: { type: 'boolean' } } }, ...errors },
-      },
-    },
+    apiRouteOptions(
+      'admin',
+      { summary: 'Remove an address from the suppression list', tags: ['suppressions'], params: addressParams },
+      { 200: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string' }, removed: { type: 'boolean' } } } },
+    ),
     async (request) => {
       const removed = await deps.store.unsuppress(request.params.address);
       if (!removed) throw apiError('R365_HTTP_NOT_FOUND', `${request.params.address} is not on the suppression list.`, { field: 'address' });
