@@ -1,6 +1,7 @@
 /**
  * Every SQL statement of the PostgreSQL outbox, and its numbered migrations. Nothing else in relay365
- * writes SQL for this store: read this file to know exactly what the store does to the database.
+ * writes SQL for this store: read this file to know exactly what the store does to the database. The
+ * message column list and the rows it returns are shared with the SQLite store (rows.ts).
  *
  * Every table lives in one schema (`queue.schema`, default `relay365`), written into each statement
  * here, so the store never depends on a connection's `search_path`. Times are `bigint` milliseconds
@@ -10,6 +11,7 @@
  */
 import { escapeIdentifier } from 'pg';
 import { TRANSACTION, type PgMigration } from '../store/pg-database.js';
+import { MESSAGE_COLUMNS, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './rows.js';
 
 export type { PgMigration } from '../store/pg-database.js';
 /** The ledger of before, kept for tests that build an old schema (see store/pg-database.ts). */
@@ -201,79 +203,15 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-/** Message columns in `StoredMessage` order, without raw (read only by `getRaw`). */
-const MESSAGE_COLUMNS = `id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
-  created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation`;
-
-/** A row of `messages` as `MESSAGE_COLUMNS` selects it (jsonb arrives parsed, bigint as a number). */
-export interface PgMessageRow {
-  id: string;
-  mailbox: string | null;
-  pool: string | null;
-  envelope_from: string;
-  envelope_to: string[];
-  recipients: number;
-  size: number;
-  message_id: string | null;
-  source: unknown;
-  state: string;
-  attempts: number;
-  created_at: number;
-  updated_at: number;
-  next_attempt_at: number;
-  lease_owner: string | null;
-  lease_until: number | null;
-  last_reply: string | null;
-  last_class: string | null;
-  last_explanation: unknown;
-}
-
-/** A row of `message_recipients` (jsonb arrives parsed). */
-export interface PgRecipientRow {
-  position: number;
-  address: string;
-  state: string;
-  reply: string | null;
-  explanation: unknown;
-  dsn_status: string | null;
-  remote_mta: string | null;
-  report_id: string | null;
-  updated_at: number;
-}
-
-/** A row of `suppressions`. */
-export interface PgSuppressionRow {
-  address_key: string;
-  address: string;
-  reason: string;
-  dsn_status: string | null;
-  message_id: string | null;
-  source: string;
-  created_at: number;
-}
-
-/** A row of `attempts`. */
-export interface PgAttemptRow {
-  at: number;
-  mailbox: string;
-  reply: string | null;
-  class: string;
-  explanation: unknown;
-  duration_ms: number;
-  owner: string;
-}
-
-/** A row of `mailbox_pauses` (jsonb arrives parsed, bigint as a number). */
-export interface PgPauseRow {
-  mailbox: string;
-  class: string;
-  reply: string | null;
-  explanation: unknown;
-  since: number;
-  updated_at: number;
-  owner: string;
-  resume_requested_at: number | null;
-}
+/**
+ * The rows of rows.ts as pg returns them: jsonb arrives parsed, bigint as a number. Every statement
+ * that returns messages selects `MESSAGE_COLUMNS`.
+ */
+export type PgMessageRow = MessageRow<unknown>;
+export type PgRecipientRow = RecipientRow<unknown>;
+export type PgAttemptRow = AttemptRow<unknown>;
+export type PgPauseRow = PauseRow<unknown>;
+export type PgSuppressionRow = SuppressionRow;
 
 /** What {@link PgStatements.usage} returns: the mailbox's live leases and its two windows, read at one moment. */
 export interface PgUsageRow {

@@ -1,15 +1,12 @@
 import type pg from 'pg';
-import type { Explanation, ReplyClass } from '../catalogue/index.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
-import { Relay365Error } from '../errors.js';
-import { newMessageId } from './ids.js';
+import { pageOf, pageRead } from './cursor.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
 import { applyPgMigrations, explainPgError, openPgSchemaStore, pgTransaction, type PgMigrationReport } from '../store/pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
+import { byAge, newMessageRow, rowReader, stateCounts, toDate } from './rows.js';
 import {
   FINISHED_STATES,
-  MESSAGE_STATES,
   type Attempt,
   type BounceReport,
   type ClaimRequest,
@@ -18,7 +15,6 @@ import {
   type ListQuery,
   type MailboxLimits,
   type MailboxPause,
-  type MessageSource,
   type MessageState,
   type NewMessage,
   type OutboxStore,
@@ -31,6 +27,9 @@ import {
   type StoredMessage,
   type Suppression,
 } from './types.js';
+
+/** pg parses jsonb itself: a JSON column arrives as its value. */
+const { toStoredMessage, toAttempt, toRecipient, toSuppression, toMailboxPause } = rowReader((value: unknown) => value);
 
 /** Options of {@link openPgStore}. */
 export interface PgStoreOptions {
@@ -51,9 +50,6 @@ export interface PgStoreOptions {
 
 export type { PgMigrationReport } from '../store/pg-database.js';
 
-/** list(): page size when none is asked for, and the most one page may hold (as the SQLite store). */
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 500;
 /** getRaw() reads a message in slices of this size (see `getRawSlice` in pg-sql.ts). */
 const RAW_SLICE_BYTES = 1024 * 1024;
 
@@ -134,31 +130,21 @@ export class PgOutboxStore implements OutboxStore {
    */
   enqueue(message: NewMessage): Promise<StoredMessage> {
     return this.run('store the message', async () => {
-      if ((message.mailbox === undefined) === (message.pool === undefined)) {
-        throw new Relay365Error(
-          'R365_MESSAGE_INVALID',
-          'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
-        );
-      }
-      if (message.envelope.to.length === 0) {
-        throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
-      }
       // The node's clock, as for every other time the store keeps: nodes must keep theirs in sync (NTP).
-      const now = Date.now();
-      const id = newMessageId(now);
-      const body = sealBody(this.bodies, id, message.raw);
+      const row = newMessageRow(message, Date.now());
+      const body = sealBody(this.bodies, row.id, message.raw);
       const { rows } = await this.pool.query<PgMessageRow>(this.sql.insertMessage, [
-        id,
-        message.mailbox ?? null,
-        message.pool ?? null,
-        message.envelope.from,
-        JSON.stringify(message.envelope.to),
-        message.envelope.to.length,
-        message.raw.length,
-        message.messageId ?? null,
-        JSON.stringify(message.source),
-        now,
-        message.notBefore?.getTime() ?? now,
+        row.id,
+        row.mailbox,
+        row.pool,
+        row.envelope_from,
+        row.envelope_to,
+        row.recipients,
+        row.size,
+        row.message_id,
+        row.source,
+        row.created_at,
+        row.next_attempt_at,
         body.raw,
         body.encrypted,
       ]);
@@ -382,11 +368,9 @@ export class PgOutboxStore implements OutboxStore {
    */
   suppressions(query: { limit?: number; cursor?: string }): Promise<{ items: Suppression[]; nextCursor: string | undefined }> {
     return this.run('list suppressions', async () => {
-      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
-      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
-      const { rows } = await this.pool.query<PgSuppressionRow>(this.sql.suppressions, [after.createdAt, after.id, limit + 1]);
-      const last = rows.length > limit ? rows[limit - 1] : undefined;
-      return { items: rows.slice(0, limit).map(toSuppression), nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.address_key) };
+      const page = pageRead(query);
+      const { rows } = await this.pool.query<PgSuppressionRow>(this.sql.suppressions, [page.after.createdAt, page.after.id, page.rows]);
+      return pageOf(rows, page, toSuppression, (row) => [row.created_at, row.address_key]);
     });
   }
 
@@ -433,9 +417,7 @@ export class PgOutboxStore implements OutboxStore {
    */
   list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
     return this.run('list messages', async () => {
-      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
-      // No cursor: start above every real key.
-      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const page = pageRead(query);
       const filters = [...(query.state !== undefined ? [query.state] : []), ...(query.mailbox !== undefined ? [query.mailbox] : [])];
       const text =
         query.state !== undefined && query.mailbox !== undefined
@@ -445,11 +427,8 @@ export class PgOutboxStore implements OutboxStore {
             : query.mailbox !== undefined
               ? this.sql.list.byMailbox
               : this.sql.list.all;
-      // One row more than the page tells whether another page follows.
-      const { rows } = await this.pool.query<PgMessageRow>(text, [after.createdAt, after.id, limit + 1, ...filters]);
-      const items = rows.slice(0, limit).map(toStoredMessage);
-      const last = rows.length > limit ? rows[limit - 1] : undefined;
-      return { items, nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.id) };
+      const { rows } = await this.pool.query<PgMessageRow>(text, [page.after.createdAt, page.after.id, page.rows, ...filters]);
+      return pageOf(rows, page, toStoredMessage, (row) => [row.created_at, row.id]);
     });
   }
 
@@ -459,9 +438,7 @@ export class PgOutboxStore implements OutboxStore {
         mailbox === undefined
           ? await this.pool.query<{ state: string; n: number }>(this.sql.counts)
           : await this.pool.query<{ state: string; n: number }>(this.sql.countsForMailbox, [mailbox]);
-      const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
-      for (const row of rows) counts[row.state as MessageState] = row.n;
-      return counts;
+      return stateCounts(rows);
     });
   }
 
@@ -533,77 +510,4 @@ export class PgOutboxStore implements OutboxStore {
       throw explainPgError(err, doing, this.where);
     }
   }
-}
-
-function toStoredMessage(row: PgMessageRow): StoredMessage {
-  return {
-    id: row.id,
-    mailbox: row.mailbox ?? undefined,
-    pool: row.pool ?? undefined,
-    envelope: { from: row.envelope_from, to: row.envelope_to },
-    state: row.state as MessageState,
-    size: row.size,
-    messageId: row.message_id ?? undefined,
-    source: row.source as MessageSource,
-    attempts: row.attempts,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
-    nextAttemptAt: new Date(row.next_attempt_at),
-    leaseOwner: row.lease_owner ?? undefined,
-    leaseUntil: toDate(row.lease_until),
-    lastReply: row.last_reply ?? undefined,
-    lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
-    lastExplanation: row.last_explanation === null ? undefined : (row.last_explanation as Explanation),
-  };
-}
-
-function toMailboxPause(row: PgPauseRow): MailboxPause {
-  return {
-    mailbox: row.mailbox,
-    class: row.class as MailboxPause['class'],
-    reply: row.reply ?? undefined,
-    explanation: row.explanation === null ? undefined : (row.explanation as Explanation),
-    since: new Date(row.since),
-    updatedAt: new Date(row.updated_at),
-    owner: row.owner,
-    resumeRequestedAt: toDate(row.resume_requested_at),
-  };
-}
-
-function toRecipient(row: PgRecipientRow): RecipientRecord {
-  const record: RecipientRecord = { address: row.address, state: row.state as RecipientState, updatedAt: new Date(row.updated_at) };
-  if (row.reply !== null) record.reply = row.reply;
-  if (row.explanation !== null) record.explanation = row.explanation as Explanation;
-  if (row.dsn_status !== null) record.dsnStatus = row.dsn_status;
-  if (row.remote_mta !== null) record.remoteMta = row.remote_mta;
-  if (row.report_id !== null) record.reportId = row.report_id;
-  return record;
-}
-
-function toSuppression(row: PgSuppressionRow): Suppression {
-  const entry: Suppression = { address: row.address, reason: row.reason, createdAt: new Date(row.created_at), source: row.source as Suppression['source'] };
-  if (row.dsn_status !== null) entry.dsnStatus = row.dsn_status;
-  if (row.message_id !== null) entry.messageId = row.message_id;
-  return entry;
-}
-
-function toAttempt(row: PgAttemptRow): Attempt {
-  return {
-    at: new Date(row.at),
-    mailbox: row.mailbox,
-    reply: row.reply ?? undefined,
-    class: row.class as ReplyClass,
-    explanation: row.explanation === null ? undefined : (row.explanation as Explanation),
-    durationMs: row.duration_ms,
-    owner: row.owner,
-  };
-}
-
-function toDate(ms: number | null): Date | undefined {
-  return ms === null ? undefined : new Date(ms);
-}
-
-/** Oldest first, as the claim query orders them (ids compare byte by byte, as COLLATE "C" does for ASCII). */
-function byAge(a: PgMessageRow, b: PgMessageRow): number {
-  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }

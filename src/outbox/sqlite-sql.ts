@@ -1,10 +1,13 @@
 /**
  * Every SQL statement of the SQLite outbox, and its numbered migrations. Nothing else in relay365
- * writes SQL for this store: read this file to know exactly what the store does to the database.
+ * writes SQL for this store: read this file to know exactly what the store does to the database. The
+ * message column list and the rows it returns are shared with the PostgreSQL store (rows.ts).
  *
  * Times are integer milliseconds since the epoch. Tables are `STRICT` so a wrong type is an error,
  * not a silently stored string.
  */
+import { MESSAGE_COLUMNS } from './rows.js';
+import type * as rows from './rows.js';
 
 /** One schema step. Versions only grow; a released step is never edited, a new one is added. */
 export interface Migration {
@@ -233,79 +236,15 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-/** Message columns in `StoredMessage` order (the content is in message_bodies, read only by `getRaw`). */
-const MESSAGE_COLUMNS = `id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
-  created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation`;
-
-/** A row of `messages` as `MESSAGE_COLUMNS` selects it. */
-export interface MessageRow {
-  id: string;
-  mailbox: string | null;
-  pool: string | null;
-  envelope_from: string;
-  envelope_to: string;
-  recipients: number;
-  size: number;
-  message_id: string | null;
-  source: string;
-  state: string;
-  attempts: number;
-  created_at: number;
-  updated_at: number;
-  next_attempt_at: number;
-  lease_owner: string | null;
-  lease_until: number | null;
-  last_reply: string | null;
-  last_class: string | null;
-  last_explanation: string | null;
-}
-
-/** A row of `attempts`. */
-export interface AttemptRow {
-  at: number;
-  mailbox: string;
-  reply: string | null;
-  class: string;
-  explanation: string | null;
-  duration_ms: number;
-  owner: string;
-}
-
-/** A row of `message_recipients`. */
-export interface RecipientRow {
-  position: number;
-  address: string;
-  state: string;
-  reply: string | null;
-  explanation: string | null;
-  dsn_status: string | null;
-  remote_mta: string | null;
-  report_id: string | null;
-  updated_at: number;
-}
-
-/** A row of `mailbox_pauses`. */
-export interface PauseRow {
-  mailbox: string;
-  class: string;
-  reply: string | null;
-  explanation: string | null;
-  since: number;
-  updated_at: number;
-  owner: string;
-  resume_requested_at: number | null;
-}
-
-/** A row of `suppressions`. */
-export interface SuppressionRow {
-  address_key: string;
-  address: string;
-  reason: string;
-  dsn_status: string | null;
-  message_id: string | null;
-  source: string;
-  created_at: number;
-}
+/**
+ * The rows of rows.ts as better-sqlite3 returns them: JSON columns are TEXT. Every statement that
+ * returns messages selects `MESSAGE_COLUMNS` (the content is in message_bodies, read only by `getRaw`).
+ */
+export type MessageRow = rows.MessageRow<string>;
+export type RecipientRow = rows.RecipientRow<string>;
+export type AttemptRow = rows.AttemptRow<string>;
+export type PauseRow = rows.PauseRow<string>;
+export type SuppressionRow = rows.SuppressionRow;
 
 /**
  * list(): newest first, keyset pagination on (created_at, id). Row-value comparison lets SQLite seek

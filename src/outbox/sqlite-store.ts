@@ -1,17 +1,15 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
-import type { Explanation, ReplyClass } from '../catalogue/index.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { pageOf, pageRead } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { applySqliteMigrations, explainSqliteError, openSqliteFile } from '../store/index.js';
-import { newMessageId } from './ids.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
+import { byAge, newMessageRow, rowReader, stateCounts, toDate } from './rows.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './sqlite-sql.js';
 import {
   FINISHED_STATES,
-  MESSAGE_STATES,
   type Attempt,
   type BounceReport,
   type ClaimRequest,
@@ -20,7 +18,6 @@ import {
   type ListQuery,
   type MailboxLimits,
   type MailboxPause,
-  type MessageSource,
   type MessageState,
   type NewMessage,
   type OutboxStore,
@@ -34,6 +31,9 @@ import {
   type Suppression,
 } from './types.js';
 
+/** SQLite keeps JSON as TEXT: a JSON column arrives as its text. */
+const { toStoredMessage, toAttempt, toRecipient, toSuppression, toMailboxPause } = rowReader((text: string): unknown => JSON.parse(text));
+
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
   /**
@@ -46,9 +46,6 @@ export interface SqliteStoreOptions {
   bodies?: BodyCipher;
 }
 
-/** list(): page size when none is asked for, and the most one page may hold. */
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 500;
 /**
  * Opens (creating it and its folder if needed) the SQLite outbox at `path`, applies the pending
  * migrations and returns the store. The file is made mode 0600, since it holds every message
@@ -253,37 +250,7 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   private prepareInsert(message: NewMessage): Insert & { row: MessageRow } {
-    if ((message.mailbox === undefined) === (message.pool === undefined)) {
-      throw new Relay365Error(
-        'R365_MESSAGE_INVALID',
-        'A message for the outbox names either the mailbox that sends it or the pool whose members may send it, not both and not neither.',
-      );
-    }
-    if (message.envelope.to.length === 0) {
-      throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
-    }
-    const now = Date.now();
-    const row: MessageRow = {
-      id: newMessageId(now),
-      mailbox: message.mailbox ?? null,
-      pool: message.pool ?? null,
-      envelope_from: message.envelope.from,
-      envelope_to: JSON.stringify(message.envelope.to),
-      recipients: message.envelope.to.length,
-      size: message.raw.length,
-      message_id: message.messageId ?? null,
-      source: JSON.stringify(message.source),
-      state: 'queued',
-      attempts: 0,
-      created_at: now,
-      updated_at: now,
-      next_attempt_at: message.notBefore?.getTime() ?? now,
-      lease_owner: null,
-      lease_until: null,
-      last_reply: null,
-      last_class: null,
-      last_explanation: null,
-    };
+    const row = newMessageRow(message, Date.now());
     const params: InsertParams = {
       id: row.id,
       mailbox: row.mailbox,
@@ -408,9 +375,7 @@ export class SqliteOutboxStore implements OutboxStore {
    */
   list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
     return this.run('list messages', () => {
-      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
-      // No cursor: start above every real key.
-      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
+      const page = pageRead(query);
       const statement =
         query.state !== undefined && query.mailbox !== undefined
           ? this.sql.listByStateAndMailbox
@@ -419,20 +384,21 @@ export class SqliteOutboxStore implements OutboxStore {
             : query.mailbox !== undefined
               ? this.sql.listByMailbox
               : this.sql.listAll;
-      // One row more than the page tells whether another page follows.
-      const rows = statement.all({ state: query.state ?? null, mailbox: query.mailbox ?? null, createdAt: after.createdAt, id: after.id, limit: limit + 1 });
-      const items = rows.slice(0, limit).map(toStoredMessage);
-      const last = rows.length > limit ? rows[limit - 1] : undefined;
-      return { items, nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.id) };
+      const rows = statement.all({
+        state: query.state ?? null,
+        mailbox: query.mailbox ?? null,
+        createdAt: page.after.createdAt,
+        id: page.after.id,
+        limit: page.rows,
+      });
+      return pageOf(rows, page, toStoredMessage, (row) => [row.created_at, row.id]);
     });
   }
 
   counts(mailbox?: string): Promise<Record<MessageState, number>> {
     return this.run('count messages', () => {
       const rows = mailbox === undefined ? this.sql.counts.all() : this.sql.countsForMailbox.all(mailbox);
-      const counts = Object.fromEntries(MESSAGE_STATES.map((state) => [state, 0])) as Record<MessageState, number>;
-      for (const row of rows) counts[row.state as MessageState] = row.n;
-      return counts;
+      return stateCounts(rows);
     });
   }
 
@@ -548,11 +514,9 @@ export class SqliteOutboxStore implements OutboxStore {
    */
   suppressions(query: { limit?: number; cursor?: string }): Promise<{ items: Suppression[]; nextCursor: string | undefined }> {
     return this.run('list suppressions', () => {
-      const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(query.limit ?? DEFAULT_PAGE)));
-      const after = query.cursor === undefined ? { createdAt: Number.MAX_SAFE_INTEGER, id: '' } : decodeCursor(query.cursor);
-      const rows = this.sql.suppressions.all({ createdAt: after.createdAt, key: after.id, limit: limit + 1 });
-      const last = rows.length > limit ? rows[limit - 1] : undefined;
-      return { items: rows.slice(0, limit).map(toSuppression), nextCursor: last === undefined ? undefined : encodeCursor(last.created_at, last.address_key) };
+      const page = pageRead(query);
+      const rows = this.sql.suppressions.all({ createdAt: page.after.createdAt, key: page.after.id, limit: page.rows });
+      return pageOf(rows, page, toSuppression, (row) => [row.created_at, row.address_key]);
     });
   }
 
@@ -917,79 +881,6 @@ function prepareStatements(db: Database.Database) {
     deferredDueNow: db.prepare<{ mailbox: string; now: number }>(SQL.deferredDueNow),
     mailboxPauses: db.prepare<[], PauseRow>(SQL.mailboxPauses),
   };
-}
-
-function toStoredMessage(row: MessageRow): StoredMessage {
-  return {
-    id: row.id,
-    mailbox: row.mailbox ?? undefined,
-    pool: row.pool ?? undefined,
-    envelope: { from: row.envelope_from, to: JSON.parse(row.envelope_to) as string[] },
-    state: row.state as MessageState,
-    size: row.size,
-    messageId: row.message_id ?? undefined,
-    source: JSON.parse(row.source) as MessageSource,
-    attempts: row.attempts,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
-    nextAttemptAt: new Date(row.next_attempt_at),
-    leaseOwner: row.lease_owner ?? undefined,
-    leaseUntil: toDate(row.lease_until),
-    lastReply: row.last_reply ?? undefined,
-    lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
-    lastExplanation: row.last_explanation === null ? undefined : (JSON.parse(row.last_explanation) as Explanation),
-  };
-}
-
-function toMailboxPause(row: PauseRow): MailboxPause {
-  return {
-    mailbox: row.mailbox,
-    class: row.class as MailboxPause['class'],
-    reply: row.reply ?? undefined,
-    explanation: row.explanation === null ? undefined : (JSON.parse(row.explanation) as Explanation),
-    since: new Date(row.since),
-    updatedAt: new Date(row.updated_at),
-    owner: row.owner,
-    resumeRequestedAt: toDate(row.resume_requested_at),
-  };
-}
-
-function toRecipient(row: RecipientRow): RecipientRecord {
-  const record: RecipientRecord = { address: row.address, state: row.state as RecipientState, updatedAt: new Date(row.updated_at) };
-  if (row.reply !== null) record.reply = row.reply;
-  if (row.explanation !== null) record.explanation = JSON.parse(row.explanation) as Explanation;
-  if (row.dsn_status !== null) record.dsnStatus = row.dsn_status;
-  if (row.remote_mta !== null) record.remoteMta = row.remote_mta;
-  if (row.report_id !== null) record.reportId = row.report_id;
-  return record;
-}
-
-function toSuppression(row: SuppressionRow): Suppression {
-  const entry: Suppression = { address: row.address, reason: row.reason, createdAt: new Date(row.created_at), source: row.source as Suppression['source'] };
-  if (row.dsn_status !== null) entry.dsnStatus = row.dsn_status;
-  if (row.message_id !== null) entry.messageId = row.message_id;
-  return entry;
-}
-
-function toAttempt(row: AttemptRow): Attempt {
-  return {
-    at: new Date(row.at),
-    mailbox: row.mailbox,
-    reply: row.reply ?? undefined,
-    class: row.class as ReplyClass,
-    explanation: row.explanation === null ? undefined : (JSON.parse(row.explanation) as Explanation),
-    durationMs: row.duration_ms,
-    owner: row.owner,
-  };
-}
-
-function toDate(ms: number | null): Date | undefined {
-  return ms === null ? undefined : new Date(ms);
-}
-
-/** Oldest first, as the claim queries order them (ids compare as SQLite's BINARY collation does for ASCII). */
-function byAge(a: MessageRow, b: MessageRow): number {
-  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** A failed fdatasync of the log: the commit may not survive a power cut, so it is not acknowledged. */
