@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from '../../config/index.js';
-import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
+import { configOption } from '../context.js';
+import { withMailboxIdentity } from '../mailbox-identity.js';
 
 /**
  * After a sign-in: a mailbox relay365 paused because it needed one (R365_LOGIN_REQUIRED, AADSTS70043
@@ -53,12 +54,7 @@ Afterwards relay365 refreshes the token by itself; run login again only when tol
 event mailbox.needs_login). A mailbox paused for want of a sign-in is resumed at once.`,
     )
     .action(async (flags: { config?: string; mailbox?: string; browser?: boolean; open: boolean }) => {
-      const { config, logger } = await cliContext(flags);
-      const { createIdentity } = await import('../../identity/index.js');
-      const mailbox = pickMailbox(config, flags.mailbox);
-      const cache = await cliTokenCache(config);
-      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
-      try {
+      await withMailboxIdentity(flags, async ({ config, mailbox, identity }) => {
         const source = identity.delegated(mailbox);
         const flow = identity.auth.get(mailbox.toLowerCase())?.flow;
         if (!source && flow === undefined) {
@@ -93,9 +89,6 @@ event mailbox.needs_login). A mailbox paused for want of a sign-in is resumed at
           return undefined;
         });
         if (cause !== undefined) console.log(`${mailbox} was paused (${cause}); a running relay365 resumes it and sends its queue within seconds.`);
-      } finally {
-        identity.close();
-        await cache.close();
-      }
+      });
     });
 }

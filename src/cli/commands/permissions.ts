@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
+import { configOption } from '../context.js';
+import { withMailboxIdentity } from '../mailbox-identity.js';
 
 const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
 
@@ -12,14 +13,10 @@ export function permissionsCommand(): Command {
     .option('--json', 'print the findings as JSON')
     .addHelpText('after', '\nExit status: 0 when every finding is ok, 1 when any is a warning or a failure.')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean }) => {
-      const { config, logger } = await cliContext(flags);
-      const { createIdentity, reviewBounceReading, summarizeToken } = await import('../../identity/index.js');
-      const { reviewTransportPermissions } = await import('../../delivery/index.js');
-      const mailbox = pickMailbox(config, flags.mailbox);
-      const cache = await cliTokenCache(config);
-      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
-      try {
+      await withMailboxIdentity(flags, async ({ config, logger, mailbox, identity, cacheStore }) => {
         const token = await identity.provider.getToken(mailbox);
+        const { reviewBounceReading, summarizeToken } = await import('../../identity/index.js');
+        const { reviewTransportPermissions } = await import('../../delivery/index.js');
         const summary = summarizeToken(token.accessToken);
         if (!summary) {
           throw new Relay365Error(
@@ -34,7 +31,7 @@ export function permissionsCommand(): Command {
         const reading = configured?.bounces?.read === true;
         if (reading) {
           const { bounceIdentity } = await import('../../runtime/bounces.js');
-          const graphIdentity = await bounceIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
+          const graphIdentity = await bounceIdentity(config, { logger, ...(cacheStore ? { cacheStore } : {}) });
           try {
             const graphSummary = summarizeToken((await graphIdentity!.provider.getToken(mailbox)).accessToken);
             if (graphSummary) findings.push(...reviewBounceReading(graphSummary, mailbox).map((f) => ({ ...f, permission: `${f.permission} (NDR reading)` })));
@@ -60,9 +57,6 @@ export function permissionsCommand(): Command {
           );
         }
         if (worst !== 'ok') process.exitCode = 1;
-      } finally {
-        identity.close();
-        await cache.close();
-      }
+      });
     });
 }

@@ -1,21 +1,9 @@
 import { Command, Option } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import type { Config } from '../../config/index.js';
-import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type MailboxPause, type OutboxStore, type StoredMessage } from '../../outbox/types.js';
-import { openOutboxStore } from '../../runtime/stores.js';
-import { cliContext, configOption } from '../context.js';
+import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type MailboxPause, type StoredMessage } from '../../outbox/types.js';
 import { wholeNumber } from '../options.js';
-
-async function withStore<T>(flags: { config?: string }, fn: (store: OutboxStore, config: Config) => Promise<T>): Promise<T> {
-  const { config } = await cliContext(flags);
-  const store = await openOutboxStore(config);
-  try {
-    await store.migrate();
-    return await fn(store, config);
-  } finally {
-    await store.close();
-  }
-}
+import { withOutboxStore as withStore } from '../outbox-store.js';
+import { configSubcommand, printList, type ConfigJsonFlags } from '../subcommand.js';
 
 /** A paused mailbox as `queue paused` prints it: since when, why, the fix, and how to resume it. */
 function pauseLines(p: MailboxPause): string[] {
@@ -61,35 +49,28 @@ function line(m: StoredMessage): string {
 
 export function queueCommand(): Command {
   const queue = new Command('queue').description('Look at and act on the outbox: messages waiting, sent, deferred or failed.');
-  queue
-    .command('list')
-    .description('List messages, newest first')
-    .addOption(configOption())
-    .addOption(new Option('--state <state>', 'only this state').choices([...MESSAGE_STATES]))
-    .option('-m, --mailbox <address>', 'only this mailbox')
-    .option('--limit <n>', 'how many, 1 to 500 (the outbox pages at most 500)', wholeNumber('--limit', 1, 500), 50)
-    .option('--json', 'print JSON')
-    .action(async (flags: { config?: string; state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: number; json?: boolean }) => {
-      await withStore(flags, async (store) => {
-        const page = await store.list({
-          ...(flags.state ? { state: flags.state } : {}),
-          ...(flags.mailbox ? { mailbox: flags.mailbox } : {}),
-          limit: flags.limit,
-        });
-        if (flags.json) console.log(JSON.stringify(page, null, 2));
-        else {
-          const counts = await store.counts();
-          console.log(MESSAGE_STATES.map((s) => `${s} ${counts[s]}`).join('  '));
-          for (const m of page.items) console.log(line(m));
-        }
+  configSubcommand(queue, 'list', 'List messages, newest first', (c) =>
+    c
+      .addOption(new Option('--state <state>', 'only this state').choices([...MESSAGE_STATES]))
+      .option('-m, --mailbox <address>', 'only this mailbox')
+      .option('--limit <n>', 'how many, 1 to 500 (the outbox pages at most 500)', wholeNumber('--limit', 1, 500), 50),
+  ).action(async (flags: ConfigJsonFlags & { state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: number }) => {
+    await withStore(flags, async (store) => {
+      const page = await store.list({
+        ...(flags.state ? { state: flags.state } : {}),
+        ...(flags.mailbox ? { mailbox: flags.mailbox } : {}),
+        limit: flags.limit,
       });
+      if (flags.json) console.log(JSON.stringify(page, null, 2));
+      else {
+        const counts = await store.counts();
+        console.log(MESSAGE_STATES.map((s) => `${s} ${counts[s]}`).join('  '));
+        for (const m of page.items) console.log(line(m));
+      }
     });
-  queue
-    .command('show <id>')
-    .description('Show one message with every attempt and the explanation of each reply')
-    .addOption(configOption())
-    .option('--json', 'print JSON')
-    .action(async (id: string, flags: { config?: string; json?: boolean }) => {
+  });
+  configSubcommand(queue, 'show <id>', 'Show one message with every attempt and the explanation of each reply').action(
+    async (id: string, flags: ConfigJsonFlags) => {
       await withStore(flags, async (store) => {
         const m = await store.get(id);
         if (!m) throw notFound(id);
@@ -104,11 +85,16 @@ export function queueCommand(): Command {
           `  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`,
         );
         // accepted is Exchange's 250, not delivery; bounced and delayed come from NDRs (mailboxes[].bounces.read).
-        console.log(`  recipients: ${RECIPIENT_STATES.filter((s) => recipientCounts[s]! > 0).map((s) => `${recipientCounts[s]} ${s}`).join(', ')}`);
+        console.log(
+          `  recipients: ${RECIPIENT_STATES.filter((s) => recipientCounts[s]! > 0)
+            .map((s) => `${recipientCounts[s]} ${s}`)
+            .join(', ')}`,
+        );
         for (const r of recipients) {
           const detail = [r.dsnStatus, r.reply].filter((x) => x !== undefined).join(' ');
           console.log(`    ${r.state.padEnd(8)} ${r.address}${detail ? `  ${detail}` : ''}`);
-          if (r.explanation && (r.state === 'refused' || r.state === 'bounced')) console.log(`      cause: ${r.explanation.cause}\n      fix:   ${r.explanation.fix}`);
+          if (r.explanation && (r.state === 'refused' || r.state === 'bounced'))
+            console.log(`      cause: ${r.explanation.cause}\n      fix:   ${r.explanation.fix}`);
         }
         if (m.state === 'queued' || m.state === 'deferred') console.log(`  next attempt ${m.nextAttemptAt.toISOString()}`);
         for (const a of attempts) {
@@ -116,14 +102,10 @@ export function queueCommand(): Command {
           if (a.explanation && a.class !== 'sent') console.log(`    cause: ${a.explanation.cause}\n    fix:   ${a.explanation.fix}`);
         }
       });
-    });
-  queue
-    .command('retry [id]')
-    .description('Send a failed or deferred message again now')
-    .addOption(configOption())
-    .option('--all-failed', 'retry every failed message')
-    .option('--json', 'print JSON')
-    .action(async (id: string | undefined, flags: { config?: string; allFailed?: boolean; json?: boolean }) => {
+    },
+  );
+  configSubcommand(queue, 'retry [id]', 'Send a failed or deferred message again now', (c) => c.option('--all-failed', 'retry every failed message')).action(
+    async (id: string | undefined, flags: ConfigJsonFlags & { allFailed?: boolean }) => {
       await withStore(flags, async (store) => {
         if (flags.allFailed) {
           let n = 0;
@@ -149,92 +131,79 @@ export function queueCommand(): Command {
           { details: { id, state: m.state } },
         );
       });
+    },
+  );
+  configSubcommand(queue, 'cancel <id>', 'Cancel a message that has not been sent yet').action(async (id: string, flags: ConfigJsonFlags) => {
+    await withStore(flags, async (store) => {
+      if (!(await store.cancel(id))) {
+        const m = await store.get(id);
+        if (!m) throw notFound(id);
+        throw new Relay365Error(
+          'R365_MESSAGE_NOT_CANCELLABLE',
+          `Message ${id} is ${m.state}, so it cannot be cancelled: only a queued, deferred or failed message can${m.state === 'sending' ? ', and one being sent cannot be stopped' : ''}.`,
+          { details: { id, state: m.state } },
+        );
+      }
+      console.log(flags.json ? JSON.stringify({ id, state: 'cancelled' }) : `${id} cancelled.`);
     });
-  queue
-    .command('cancel <id>')
-    .description('Cancel a message that has not been sent yet')
-    .addOption(configOption())
-    .option('--json', 'print JSON')
-    .action(async (id: string, flags: { config?: string; json?: boolean }) => {
-      await withStore(flags, async (store) => {
-        if (!(await store.cancel(id))) {
-          const m = await store.get(id);
-          if (!m) throw notFound(id);
+  });
+  configSubcommand(queue, 'paused', 'List the paused mailboxes with since when, the cause and the fix').action(async (flags: ConfigJsonFlags) => {
+    await withStore(flags, async (store) => {
+      const pauses = await store.mailboxPauses();
+      printList(flags.json, pauses, { json: () => ({ items: pauses.map(pauseJson) }), empty: 'No mailbox is paused.', line: (p) => pauseLines(p).join('\n') });
+    });
+  });
+  configSubcommand(
+    queue,
+    'resume [mailbox]',
+    'Resume a paused mailbox once its cause is fixed: the running relay (any node) resumes it within seconds and sends its queue',
+    (c) => c.option('--all', 'resume every paused mailbox'),
+  ).action(async (mailbox: string | undefined, flags: ConfigJsonFlags & { all?: boolean }) => {
+    await withStore(flags, async (store, config) => {
+      if (!flags.all && !mailbox) throw new Relay365Error('R365_CLI_USAGE', 'relay365 queue resume needs a mailbox (from relay365 queue paused), or --all.');
+      const targets = flags.all ? (await store.mailboxPauses()).map((p) => p.mailbox) : [mailbox!.toLowerCase()];
+      if (!flags.all && !config.mailboxes.some((m) => m.address.toLowerCase() === targets[0])) {
+        const pausedOnes = (await store.mailboxPauses()).map((p) => p.mailbox);
+        if (!pausedOnes.includes(targets[0]!)) {
           throw new Relay365Error(
-            'R365_MESSAGE_NOT_CANCELLABLE',
-            `Message ${id} is ${m.state}, so it cannot be cancelled: only a queued, deferred or failed message can${m.state === 'sending' ? ', and one being sent cannot be stopped' : ''}.`,
-            { details: { id, state: m.state } },
+            'R365_UNKNOWN_MAILBOX',
+            `${mailbox} is not a configured mailbox${pausedOnes.length > 0 ? `; paused now: ${pausedOnes.join(', ')}` : ''}. Check the address and that --config names the config the relay runs with.`,
+            { details: { mailbox } },
           );
         }
-        console.log(flags.json ? JSON.stringify({ id, state: 'cancelled' }) : `${id} cancelled.`);
-      });
+      }
+      const resumed: MailboxPause[] = [];
+      const notPaused: string[] = [];
+      for (const t of targets) {
+        const asked = await store.requestMailboxResume(t);
+        if (asked) resumed.push(asked);
+        else notPaused.push(t);
+      }
+      if (flags.json) {
+        console.log(JSON.stringify({ resumeRequested: resumed.map(pauseJson), notPaused }, null, 2));
+        return;
+      }
+      if (flags.all && targets.length === 0) console.log('No mailbox is paused: nothing to resume.');
+      for (const p of resumed) {
+        console.log(
+          `${p.mailbox}: resume asked (paused since ${p.since.toISOString()}${p.explanation ? `: ${p.explanation.cause}` : ''}). ` +
+            'A running relay365 resumes it within seconds and sends its queue; if the cause is still there, the next send pauses it again.',
+        );
+      }
+      for (const t of notPaused) console.log(`${t} is not paused: nothing to resume.`);
     });
-  queue
-    .command('paused')
-    .description('List the paused mailboxes with since when, the cause and the fix')
-    .addOption(configOption())
-    .option('--json', 'print JSON')
-    .action(async (flags: { config?: string; json?: boolean }) => {
-      await withStore(flags, async (store) => {
-        const pauses = await store.mailboxPauses();
-        if (flags.json) {
-          console.log(JSON.stringify({ items: pauses.map(pauseJson) }, null, 2));
-          return;
-        }
-        if (pauses.length === 0) console.log('No mailbox is paused.');
-        for (const p of pauses) console.log(pauseLines(p).join('\n'));
-      });
-    });
-  queue
-    .command('resume [mailbox]')
-    .description('Resume a paused mailbox once its cause is fixed: the running relay (any node) resumes it within seconds and sends its queue')
-    .addOption(configOption())
-    .option('--all', 'resume every paused mailbox')
-    .option('--json', 'print JSON')
-    .action(async (mailbox: string | undefined, flags: { config?: string; all?: boolean; json?: boolean }) => {
-      await withStore(flags, async (store, config) => {
-        if (!flags.all && !mailbox) throw new Relay365Error('R365_CLI_USAGE', 'relay365 queue resume needs a mailbox (from relay365 queue paused), or --all.');
-        const targets = flags.all ? (await store.mailboxPauses()).map((p) => p.mailbox) : [mailbox!.toLowerCase()];
-        if (!flags.all && !config.mailboxes.some((m) => m.address.toLowerCase() === targets[0])) {
-          const pausedOnes = (await store.mailboxPauses()).map((p) => p.mailbox);
-          if (!pausedOnes.includes(targets[0]!)) {
-            throw new Relay365Error(
-              'R365_UNKNOWN_MAILBOX',
-              `${mailbox} is not a configured mailbox${pausedOnes.length > 0 ? `; paused now: ${pausedOnes.join(', ')}` : ''}. Check the address and that --config names the config the relay runs with.`,
-              { details: { mailbox } },
-            );
-          }
-        }
-        const resumed: MailboxPause[] = [];
-        const notPaused: string[] = [];
-        for (const t of targets) {
-          const asked = await store.requestMailboxResume(t);
-          if (asked) resumed.push(asked);
-          else notPaused.push(t);
-        }
-        if (flags.json) {
-          console.log(JSON.stringify({ resumeRequested: resumed.map(pauseJson), notPaused }, null, 2));
-          return;
-        }
-        if (flags.all && targets.length === 0) console.log('No mailbox is paused: nothing to resume.');
-        for (const p of resumed) {
-          console.log(
-            `${p.mailbox}: resume asked (paused since ${p.since.toISOString()}${p.explanation ? `: ${p.explanation.cause}` : ''}). ` +
-              'A running relay365 resumes it within seconds and sends its queue; if the cause is still there, the next send pauses it again.',
-          );
-        }
-        for (const t of notPaused) console.log(`${t} is not paused: nothing to resume.`);
-      });
-    });
-  queue
-    .command('purge')
-    .description('Delete finished messages (sent, failed, cancelled), or only their content, from the outbox; shows what it would delete unless --yes')
-    .addOption(configOption())
-    .option('--before <date>', 'only messages finished before this date (2026-01-31, an ISO time) or this long ago (30d, 12h); default: now')
-    .option('--state <states>', 'comma-separated: sent, failed, cancelled', 'sent,failed,cancelled')
-    .option('--bodies-only', 'delete the content only; keep the message, its attempts and recipients (it can no longer be retried)')
-    .option('--yes', 'delete; without it, only count')
-    .option('--json', 'print JSON')
+  });
+  configSubcommand(
+    queue,
+    'purge',
+    'Delete finished messages (sent, failed, cancelled), or only their content, from the outbox; shows what it would delete unless --yes',
+    (c) =>
+      c
+        .option('--before <date>', 'only messages finished before this date (2026-01-31, an ISO time) or this long ago (30d, 12h); default: now')
+        .option('--state <states>', 'comma-separated: sent, failed, cancelled', 'sent,failed,cancelled')
+        .option('--bodies-only', 'delete the content only; keep the message, its attempts and recipients (it can no longer be retried)')
+        .option('--yes', 'delete; without it, only count'),
+  )
     .addHelpText(
       'after',
       `
@@ -242,14 +211,21 @@ queue.retention does this by itself (bodies after 7d, records after 90d by defau
 operator who must delete sooner, e.g. after a message was sent with data it should not have held.
 Messages still queued, deferred or being sent are never touched.`,
     )
-    .action(async (flags: { config?: string; before?: string; state: string; bodiesOnly?: boolean; yes?: boolean; json?: boolean }) => {
+    .action(async (flags: ConfigJsonFlags & { before?: string; state: string; bodiesOnly?: boolean; yes?: boolean }) => {
       const before = await purgeBefore(flags.before);
-      const states = flags.state.split(',').map((s) => s.trim()).filter(Boolean);
+      const states = flags.state
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const wrong = states.filter((s) => !(FINISHED_STATES as readonly string[]).includes(s));
       if (wrong.length > 0 || states.length === 0) {
-        throw new Relay365Error('R365_CLI_OPTION_INVALID', `--state takes ${FINISHED_STATES.join(', ')} (comma-separated); not ${wrong.join(', ') || 'nothing'}. Messages not yet finished are never purged.`, {
-          details: { option: '--state', value: flags.state },
-        });
+        throw new Relay365Error(
+          'R365_CLI_OPTION_INVALID',
+          `--state takes ${FINISHED_STATES.join(', ')} (comma-separated); not ${wrong.join(', ') || 'nothing'}. Messages not yet finished are never purged.`,
+          {
+            details: { option: '--state', value: flags.state },
+          },
+        );
       }
       await withStore(flags, async (store) => {
         const request = { before, states: states as FinishedState[], bodiesOnly: flags.bodiesOnly === true };

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { cliContext, cliTokenCache, configOption, pickMailbox } from '../context.js';
+import { configOption } from '../context.js';
+import { withMailboxIdentity } from '../mailbox-identity.js';
 
 export function tokenCommand(): Command {
   return new Command('token')
@@ -9,13 +10,9 @@ export function tokenCommand(): Command {
     .option('--json', 'print the claims as JSON')
     .option('--raw', 'also print the access token itself (it is a secret: keep it out of logs and tickets)')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
-      const { config, logger } = await cliContext(flags);
-      const { createIdentity, summarizeToken, credentialExpiry, expiryStatus } = await import('../../identity/index.js');
-      const mailbox = pickMailbox(config, flags.mailbox);
-      const cache = await cliTokenCache(config);
-      const identity = await createIdentity(config, { logger, ...(cache.cacheStore ? { cacheStore: cache.cacheStore } : {}) });
-      try {
+      await withMailboxIdentity(flags, async ({ config, mailbox, identity }) => {
         const token = await identity.provider.getToken(mailbox);
+        const { summarizeToken, credentialExpiry, expiryStatus } = await import('../../identity/index.js');
         const s = summarizeToken(token.accessToken);
         // The app credential behind the token: when the client secret or certificate itself ends.
         const expiry = await credentialExpiry(identity.auth.get(mailbox.toLowerCase()) ?? config.auth);
@@ -63,9 +60,6 @@ export function tokenCommand(): Command {
             `credential  ${credential.kind} ${credential.expiresAt ? `expires ${credential.expiresAt} (${credential.status}, ${credential.daysLeft} days)` : 'end date unknown (set auth.secretExpires)'}`,
           );
         if (flags.raw) console.log(`token       ${token.accessToken}`);
-      } finally {
-        identity.close();
-        await cache.close();
-      }
+      });
     });
 }
