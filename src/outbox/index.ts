@@ -1,6 +1,6 @@
 export * from './types.js';
 export { Router, type Route } from './routing.js';
-export { createPrivateFile } from '../store/index.js';
+export { createPrivateFile } from '../store/sqlite-file.js';
 export { openSqliteStore, SqliteOutboxStore, type SqliteStoreOptions } from './sqlite-store.js';
 export { DeliveryWorker, type WorkerOptions } from './worker.js';
 export { backoffDelay } from './backoff.js';

@@ -126,7 +126,7 @@ describe('a config file saved on Windows', () => {
         '    - { host: 127.0.0.1, port: 2525, tls: starttls }',
         '  users:',
         '    - name: printer',
-        '      passwordHash: "scrypt$16384$8$1$c2FsdA==$aGFzaA=="',
+        '      passwordHash: "scrypt$16384$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA=="',
         '      allowedSenders: ["@contoso.example"]',
         'http:',
         '  adminPassword: file:admin-password',
@@ -138,7 +138,7 @@ describe('a config file saved on Windows', () => {
       const fromLf = await loadConfig({ path: join(dir.path, 'lf.yaml'), env: {} });
       const fromCrlf = await loadConfig({ path: join(dir.path, 'crlf.yaml'), env: {} });
       assert.deepEqual(fromCrlf, fromLf);
-      assert.equal(fromCrlf.smtp.users[0]!.passwordHash, 'scrypt$16384$8$1$c2FsdA==$aGFzaA==');
+      assert.equal(fromCrlf.smtp.users[0]!.passwordHash, 'scrypt$16384$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA==');
       const { resolveSecret } = await import('../../src/config/secret.js');
       assert.equal(await resolveSecret(fromCrlf.http.adminPassword!, {}), 'correct horse');
     } finally {
