@@ -1,17 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { hashPassword } from '../../src/ingress/smtp/password.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
-import { CLI, freePort, runCli, stop } from '../helpers/cli.js';
+import { freePort, runCli, serveWithLogs, stop } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
 import { SmtpWire } from '../helpers/smtp-wire.js';
-import { until } from '../helpers/wait.js';
 
 /** The three problems of the broken config, as `path: message` starts; every command must name all three. */
 const PROBLEMS = [
@@ -103,24 +100,11 @@ describe('one verdict on a config: relay365 config check, serve, doctor and a SI
   it('a SIGHUP with the bad config in place is refused with the same three problems, and the relay keeps its running config', async () => {
     const file = join(dir.path, 'relay365.yaml');
     await writeFile(file, await readFile(good, 'utf8'));
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: Array<Record<string, unknown>> = [];
-    createInterface({ input: child.stderr }).on('line', (l) => {
-      try {
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      } catch {
-        lines.push({ text: l });
-      }
-    });
-    const serving = new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (l) => l.startsWith('relay365 serving') && resolve());
-      child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${JSON.stringify(lines.slice(-5))}`)));
-    });
+    const { child, waitFor } = await serveWithLogs(file);
     try {
-      await serving;
       await writeFile(file, await readFile(bad, 'utf8'));
       child.kill('SIGHUP');
-      const refused = await until(() => lines.find((l) => l.event === 'config.reload_refused'), 20_000, 'config.reload_refused');
+      const refused = await waitFor((l) => l.event === 'config.reload_refused', 'config.reload_refused');
       const problems = refused.problems as string[];
       assert.equal(problems.length, 3, JSON.stringify(problems));
       assertNamesEveryProblem(problems.join('\n'), 'the reload');

@@ -1,13 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { hashPassword } from '../../src/ingress/smtp/password.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
-import { CLI, freePort, stop } from '../helpers/cli.js';
+import { freePort, serveWithLogs, stop } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 import { SmtpWire } from '../helpers/smtp-wire.js';
@@ -15,42 +13,6 @@ import { SmtpWire } from '../helpers/smtp-wire.js';
 // Alice's mailbox, added by the reload: the sandbox's app may send as it once it holds FullAccess there
 // (Add-MailboxPermission, as docs/microsoft-365-setup.md says for every app-only mailbox).
 const NEW_MAILBOX = DEFAULT_IDS.user;
-
-interface Served {
-  child: ChildProcess;
-  /** Every JSON log line so far. */
-  lines: Array<Record<string, unknown>>;
-  waitFor(test: (line: Record<string, unknown>) => boolean, what: string, ms?: number): Promise<Record<string, unknown>>;
-}
-
-/** `relay365 serve --config FILE` (the built CLI), its JSON log lines read as they come. */
-function serve(file: string): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  createInterface({ input: child.stderr }).on('line', (l) => {
-    try {
-      lines.push(JSON.parse(l) as Record<string, unknown>);
-    } catch {
-      lines.push({ text: l });
-    }
-  });
-  const waitFor: Served['waitFor'] = async (test, what, ms = 20_000) => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const found = lines.find(test);
-      if (found) return found;
-      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}) before ${what}: ${JSON.stringify(lines.slice(-5))}`);
-      if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms: ${JSON.stringify(lines.slice(-5))}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.startsWith('relay365 serving')) resolve({ child, lines, waitFor });
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${JSON.stringify(lines.slice(-5))}`)));
-  });
-}
 
 const plain = (user: string, password: string): string => Buffer.from(`\0${user}\0${password}`).toString('base64');
 
@@ -111,7 +73,7 @@ describe('relay365 serve: SIGHUP reloads the config', () => {
         smtp: { listeners: [{ host: '127.0.0.1', port, tls: 'none', allowPlainAuth: true }], users: change.users, allowlist: change.allowlist ?? [] },
       });
     await writeFile(file, config({ mailboxes: [DEFAULT_IDS.mailbox], users: [{ name: 'printer', passwordHash: hash1 }] }));
-    const relay = await serve(file);
+    const relay = await serveWithLogs(file);
     try {
       // The persistent client: one connection, one message after another, all through the reload.
       const persistent = await login(port, 'printer', 'first-password');

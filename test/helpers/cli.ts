@@ -99,6 +99,44 @@ export function startServe(config: string, env: NodeJS.ProcessEnv = {}): Promise
   });
 }
 
+/** A running `relay365 serve` whose JSON log lines (stderr) are kept as they come. */
+export interface LoggedServe {
+  child: ChildProcess;
+  /** Every log line so far: parsed JSON, or `{ text }` for a line that is not. */
+  lines: Array<Record<string, unknown>>;
+  /** The first log line that passes `test`; rejects naming `what` when serve exits first or `ms` pass. */
+  waitFor: (test: (line: Record<string, unknown>) => boolean, what: string, ms?: number) => Promise<Record<string, unknown>>;
+}
+
+/** `relay365 serve --config FILE` (the built CLI); resolves once it prints that it is serving. */
+export function serveWithLogs(file: string): Promise<LoggedServe> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stderr }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      lines.push({ text: l });
+    }
+  });
+  const waitFor: LoggedServe['waitFor'] = async (test, what, ms = 20_000) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const found = lines.find(test);
+      if (found) return found;
+      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}) before ${what}: ${JSON.stringify(lines.slice(-5))}`);
+      if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms: ${JSON.stringify(lines.slice(-5))}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('relay365 serving')) resolve({ child, lines, waitFor });
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${JSON.stringify(lines.slice(-5))}`)));
+  });
+}
+
 /** What the demo printed at start-up, and the running process. */
 export interface SandboxDemo {
   child: ChildProcess;
