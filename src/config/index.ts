@@ -26,7 +26,7 @@ export {
   type SmtpIngressConfig,
   type HttpIngressConfig,
 } from './schema.js';
-export { loadConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
+export { loadConfig, parseConfig, applyEnvOverrides, ENV_PREFIX, type LoadConfigOptions } from './load.js';
 export { resolveSecret } from './secret.js';
 export { toConfigIssues, formatConfigIssues, issuePath, type ConfigIssue } from './issues.js';
 export { parseCidr, unmapIPv4, type Cidr } from './cidr.js';

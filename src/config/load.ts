@@ -73,16 +73,25 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
   // Paths in the file are relative to its folder, and so is the default data folder (src/config/paths.ts).
   const dataDir = merged.dataDir === undefined ? defaultDataDir(options.path === undefined ? undefined : dirname(resolve(options.path)), env) : undefined;
   if (dataDir !== undefined) merged.dataDir = dataDir;
-  const result = configSchema.safeParse(merged);
-  if (result.success) issues.push(...environmentIssues(result.data, env));
+  return deepFreeze(parseConfig(merged, { source: options.path ?? 'the configuration', env, issues }));
+}
+
+/**
+ * Validates a config already read (an object given to the library, or the file's merged content): the
+ * schema with every rule, then what the environment must hold for it. Throws `R365_CONFIG_INVALID`
+ * listing every problem with its path, after `issues` found earlier (the overrides').
+ */
+export function parseConfig(input: unknown, options: { source: string; env?: NodeJS.ProcessEnv; issues?: ConfigIssue[] }): Config {
+  const issues = [...(options.issues ?? [])];
+  const result = configSchema.safeParse(input);
+  if (result.success) issues.push(...environmentIssues(result.data, options.env ?? process.env));
   else issues.push(...toConfigIssues(result.error));
   if (issues.length > 0 || !result.success) {
-    const source = options.path ?? 'the configuration';
-    throw new Relay365Error('R365_CONFIG_INVALID', `${source} has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, {
+    throw new Relay365Error('R365_CONFIG_INVALID', `${options.source} has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, {
       details: { issues },
     });
   }
-  return deepFreeze(result.data);
+  return result.data;
 }
 
 /** Copies `raw` and sets each `RELAY365_A__B=value` as `a.b` (camelCase from snake_case). */

@@ -1,4 +1,4 @@
-import { configSchema, formatConfigIssues, toConfigIssues, type Config, type ConfigInput } from '../config/index.js';
+import { parseConfig, type Config, type ConfigInput } from '../config/index.js';
 import { Relay365Error } from '../errors.js';
 import { createIdentity, extraCas, type Identity, type TokenCacheStore } from '../identity/index.js';
 import { silentLogger, type Logger } from '../observe/index.js';
@@ -45,13 +45,8 @@ export interface Mailer {
  * ```
  */
 export async function createMailer(config: ConfigInput | Config, options: MailerOptions = {}): Promise<Mailer> {
-  const parsed = configSchema.safeParse(config);
-  if (!parsed.success) {
-    // The config's own issues and paths (smtp.allowlist[0].cidr), as loadConfig reports them.
-    const issues = toConfigIssues(parsed.error);
-    throw new Relay365Error('R365_CONFIG_INVALID', `The mailer config has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, { details: { issues } });
-  }
-  const cfg = parsed.data;
+  // The checks loadConfig runs, with their paths (smtp.allowlist[0].cidr).
+  const cfg = parseConfig(config, { source: 'The mailer config', ...(options.env ? { env: options.env } : {}) });
   const logger = options.logger ?? silentLogger();
   const identity = await createIdentity(cfg, {
     logger,

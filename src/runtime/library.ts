@@ -1,6 +1,6 @@
 import { hostname as osHostname } from 'node:os';
 import { createAdmission, type Refusal } from '../admission/index.js';
-import { configSchema, formatConfigIssues, loadConfig, toConfigIssues, type Config, type ConfigInput } from '../config/index.js';
+import { loadConfig, parseConfig, type Config, type ConfigInput } from '../config/index.js';
 import { composeMessage, type MessageInput } from '../delivery/index.js';
 import { Relay365Error } from '../errors.js';
 import type { Logger } from '../observe/index.js';
@@ -79,12 +79,7 @@ export interface QueuedRelay {
 
 async function resolveConfig(config: string | Config | ConfigInput, env: NodeJS.ProcessEnv | undefined): Promise<Config> {
   if (typeof config === 'string') return loadConfig({ path: config, ...(env ? { env } : {}) });
-  const parsed = configSchema.safeParse(config);
-  if (!parsed.success) {
-    const issues = toConfigIssues(parsed.error);
-    throw new Relay365Error('R365_CONFIG_INVALID', `The relay config has ${issues.length} problem(s):\n${formatConfigIssues(issues)}`, { details: { issues } });
-  }
-  return parsed.data;
+  return parseConfig(config, { source: 'The relay config', ...(env ? { env } : {}) });
 }
 
 /**

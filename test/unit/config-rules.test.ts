@@ -8,6 +8,7 @@ import { hashPassword } from '../../src/ingress/smtp/password.js';
 import { isRelay365Error } from '../../src/errors.js';
 import { tempDir } from '../helpers/sandbox.js';
 import { createMailer } from '../../src/delivery/index.js';
+import { createRelay } from '../../src/runtime/index.js';
 
 const TENANT = '5f0c6f2e-6b1e-4c55-9a43-2d1e7c3b9a10';
 const CLIENT = '3c1b9a52-2f44-4d6e-8f0a-7b5e9d2c4a11';
@@ -64,6 +65,16 @@ describe('config rules, checked once at load time', () => {
       assert.ok(isRelay365Error(err, 'R365_CONFIG_INVALID'));
       assert.deepEqual(err.details?.issues, loaded);
       assert.match(err.message, /smtp\.allowlist\[0\]\.cidr: 10\.0\.0\.0\/99 is not a CIDR range/);
+      return true;
+    });
+  });
+
+  it('gives the queued library (createRelay) the same verdict, before it opens anything', async () => {
+    const broken = { ...GOOD, auth: { ...GOOD.auth, tenant: 'common' }, smtp: { allowlist: [{ cidr: '10.0.0.0/99' }] } };
+    const loaded = await issuesOf(broken);
+    await assert.rejects(createRelay(broken as never), (err) => {
+      assert.ok(isRelay365Error(err, 'R365_CONFIG_INVALID'));
+      assert.deepEqual(err.details?.issues, loaded);
       return true;
     });
   });
