@@ -8,3 +8,4 @@ export { planClaim, candidatesToRead, CONNECTION_RETRY_MS, type ClaimPlan, type 
 export { RetentionSweeper, type RetentionOptions, type SweepResult } from './retention.js';
 export { bodyCipher, type BodyCipher } from './body-crypto.js';
 export { openPgStore, PgOutboxStore, type PgStoreOptions, type PgMigrationReport } from './pg-store.js';
+export { checkLabels, MAX_TAGS, TAG_PATTERN, MAX_METADATA_KEYS, METADATA_KEY_PATTERN, MAX_METADATA_VALUE } from './labels.js';

@@ -11,6 +11,7 @@
  */
 import { escapeIdentifier } from 'pg';
 import { TRANSACTION, type PgMigration } from '../store/pg-database.js';
+import { pgList } from './list-sql.js';
 import { MESSAGE_COLUMNS, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './rows.js';
 
 export type { PgMigration } from '../store/pg-database.js';
@@ -201,6 +202,23 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX messages_finished ON ${s}.messages (updated_at, id) WHERE state IN ('sent', 'failed', 'cancelled');
     `,
   },
+  {
+    version: 8,
+    description: 'scheduled send, tags and metadata, and search by recipient and tag',
+    sql: (s) => `
+      -- send_at: the time a caller scheduled the message for; labels: { tags, metadata } or NULL. Additive.
+      ALTER TABLE ${s}.messages ADD COLUMN send_at bigint, ADD COLUMN labels jsonb;
+      -- list({ tag }): one row per tag of a message, written in the message's own statement.
+      CREATE TABLE ${s}.message_tags (
+        tag        text NOT NULL,
+        message_id text COLLATE "C" NOT NULL REFERENCES ${s}.messages (id) ON DELETE CASCADE,
+        PRIMARY KEY (tag, message_id)
+      );
+      CREATE INDEX message_tags_message ON ${s}.message_tags (message_id);
+      -- list({ recipient }): the messages of an address, whatever its case.
+      CREATE INDEX message_recipients_address ON ${s}.message_recipients (lower(address));
+    `,
+  },
 ];
 
 /**
@@ -223,17 +241,6 @@ export interface PgUsageRow {
   day_recipients: number;
 }
 
-/**
- * list(): newest first, keyset pagination on (created_at, id); the row-value comparison seeks
- * straight to the cursor in the index. $1 created_at, $2 id, $3 limit, then $4 state and/or mailbox.
- */
-function listSql(s: string, filter: { state: boolean; mailbox: boolean }): string {
-  const where = ['(created_at, id) < ($1, $2)'];
-  if (filter.state) where.push('state = $4');
-  if (filter.mailbox) where.push(`mailbox = $${filter.state ? 5 : 4}`);
-  return `SELECT ${MESSAGE_COLUMNS} FROM ${s}.messages WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $3`;
-}
-
 /** The statements for the tables in `schema`, as text. */
 export function pgStatements(schema: string) {
   const s = escapeIdentifier(schema);
@@ -241,19 +248,25 @@ export function pgStatements(schema: string) {
     ...TRANSACTION,
     /** Whether the server answers (an open without migrations). */
     ping: 'SELECT 1',
+    /** list() builds its statement from the query's filters (list-sql.ts). */
+    listDialect: pgList(`${s}.`),
 
     /**
      * The message and one `pending` row per envelope recipient, in one statement (so one commit).
-     * $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw, $13 body_encrypted.
+     * $1 id, $2 mailbox, $3 pool, $4 envelope_from, $5 envelope_to (JSON), $6 recipients, $7 size, $8 message_id, $9 source (JSON), $10 created_at, $11 next_attempt_at, $12 raw, $13 body_encrypted, $14 send_at, $15 labels (JSON or NULL).
+     * The tags of the labels get their rows in the same statement.
      */
     insertMessage: `WITH m AS (
         INSERT INTO ${s}.messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
-          attempts, created_at, updated_at, next_attempt_at, raw, body_encrypted)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12, $13)
+          attempts, created_at, updated_at, next_attempt_at, raw, body_encrypted, send_at, labels)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, 'queued', 0, $10, $10, $11, $12, $13, $14, $15::jsonb)
         RETURNING ${MESSAGE_COLUMNS}),
       r AS (
         INSERT INTO ${s}.message_recipients (message_id, position, address, state, updated_at)
-        SELECT m.id, e.ord - 1, e.address, 'pending', m.created_at FROM m, jsonb_array_elements_text(m.envelope_to) WITH ORDINALITY AS e (address, ord))
+        SELECT m.id, e.ord - 1, e.address, 'pending', m.created_at FROM m, jsonb_array_elements_text(m.envelope_to) WITH ORDINALITY AS e (address, ord)),
+      t AS (
+        INSERT INTO ${s}.message_tags (tag, message_id)
+        SELECT g.tag, m.id FROM m, jsonb_array_elements_text(coalesce(m.labels -> 'tags', '[]'::jsonb)) AS g (tag))
       SELECT * FROM m`,
     /** $1 id. */
     getMessage: `SELECT ${MESSAGE_COLUMNS} FROM ${s}.messages WHERE id = $1`,
@@ -445,12 +458,6 @@ export function pgStatements(schema: string) {
     /** $1 id, $2 now. */
     cancelMessage: `UPDATE ${s}.messages SET state = 'cancelled', updated_at = $2 WHERE id = $1 AND state IN ('queued', 'deferred', 'failed')`,
 
-    list: {
-      all: listSql(s, { state: false, mailbox: false }),
-      byState: listSql(s, { state: true, mailbox: false }),
-      byMailbox: listSql(s, { state: false, mailbox: true }),
-      byStateAndMailbox: listSql(s, { state: true, mailbox: true }),
-    },
     counts: `SELECT state, count(*) AS n FROM ${s}.messages GROUP BY state`,
     /** $1 mailbox. */
     countsForMailbox: `SELECT state, count(*) AS n FROM ${s}.messages WHERE mailbox = $1 GROUP BY state`,

@@ -5,6 +5,7 @@ import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.
 import { applyPgMigrations, explainPgError, openPgSchemaStore, pgTransaction, type PgMigrationReport } from '../store/pg-database.js';
 import { PG_MIGRATIONS, pgStatements, type PgAttemptRow, type PgMessageRow, type PgPauseRow, type PgRecipientRow, type PgSuppressionRow, type PgStatements, type PgUsageRow } from './pg-sql.js';
 import { byAge, newMessageRow, rowReader, stateCounts, toDate } from './rows.js';
+import { listStatement } from './list-sql.js';
 import {
   FINISHED_STATES,
   type Attempt,
@@ -147,6 +148,8 @@ export class PgOutboxStore implements OutboxStore {
         row.next_attempt_at,
         body.raw,
         body.encrypted,
+        row.send_at,
+        row.labels,
       ]);
       return toStoredMessage(rows[0]!);
     });
@@ -418,16 +421,8 @@ export class PgOutboxStore implements OutboxStore {
   list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
     return this.run('list messages', async () => {
       const page = pageRead(query);
-      const filters = [...(query.state !== undefined ? [query.state] : []), ...(query.mailbox !== undefined ? [query.mailbox] : [])];
-      const text =
-        query.state !== undefined && query.mailbox !== undefined
-          ? this.sql.list.byStateAndMailbox
-          : query.state !== undefined
-            ? this.sql.list.byState
-            : query.mailbox !== undefined
-              ? this.sql.list.byMailbox
-              : this.sql.list.all;
-      const { rows } = await this.pool.query<PgMessageRow>(text, [page.after.createdAt, page.after.id, page.rows, ...filters]);
+      const { text, values } = listStatement(this.sql.listDialect, query, page);
+      const { rows } = await this.pool.query<PgMessageRow>(text, values);
       return pageOf(rows, page, toStoredMessage, (row) => [row.created_at, row.id]);
     });
   }

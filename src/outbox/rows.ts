@@ -8,6 +8,7 @@
 import type { Explanation, ReplyClass } from '../catalogue/index.js';
 import { Relay365Error } from '../errors.js';
 import { newMessageId } from './ids.js';
+import { checkLabels, labelsColumn } from './labels.js';
 import {
   MESSAGE_STATES,
   type Attempt,
@@ -23,7 +24,7 @@ import {
 
 /** Message columns in `StoredMessage` order, without the content (read only by `getRaw`). */
 export const MESSAGE_COLUMNS = `id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
-  created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation`;
+  created_at, updated_at, next_attempt_at, lease_owner, lease_until, last_reply, last_class, last_explanation, send_at, labels`;
 
 /** A row of `messages` as {@link MESSAGE_COLUMNS} selects it; `Json` is how the dialect returns a JSON column. */
 export interface MessageRow<Json> {
@@ -50,6 +51,10 @@ export interface MessageRow<Json> {
   last_class: string | null;
   /** An `Explanation`. */
   last_explanation: Json | null;
+  /** The scheduled time a caller gave (`notBefore`), or NULL. */
+  send_at: number | null;
+  /** `{ tags, metadata }` (labels.ts), or NULL when the message has neither. */
+  labels: Json | null;
 }
 
 /** A row of `attempts`. */
@@ -103,7 +108,8 @@ export interface SuppressionRow {
  * The row of a message the outbox accepts, in state `queued`, with its JSON columns as text (what both
  * dialects are given to insert). Its id is a new UUIDv7 of `now`; it is due at `notBefore`, else now.
  *
- * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, or without a recipient.
+ * @throws Relay365Error `R365_MESSAGE_INVALID` without exactly one of mailbox and pool, without a
+ *   recipient, or with tags or metadata over their limits (labels.ts).
  */
 export function newMessageRow(message: NewMessage, now: number): MessageRow<string> {
   if ((message.mailbox === undefined) === (message.pool === undefined)) {
@@ -115,6 +121,7 @@ export function newMessageRow(message: NewMessage, now: number): MessageRow<stri
   if (message.envelope.to.length === 0) {
     throw new Relay365Error('R365_MESSAGE_INVALID', 'A message for the outbox needs at least one envelope recipient.');
   }
+  const labels = labelsColumn(checkLabels(message.tags, message.metadata));
   return {
     id: newMessageId(now),
     mailbox: message.mailbox ?? null,
@@ -135,6 +142,8 @@ export function newMessageRow(message: NewMessage, now: number): MessageRow<stri
     last_reply: null,
     last_class: null,
     last_explanation: null,
+    send_at: message.notBefore?.getTime() ?? null,
+    labels,
   };
 }
 
@@ -172,6 +181,8 @@ export function rowReader<Json>(readJson: (value: Json) => unknown): RowReader<J
       lastReply: row.last_reply ?? undefined,
       lastClass: (row.last_class ?? undefined) as ReplyClass | undefined,
       lastExplanation: explanation(row.last_explanation),
+      ...labelsOf(row.labels === null ? undefined : (readJson(row.labels) as Labels)),
+      sendAt: toDate(row.send_at),
     }),
     toAttempt: (row) => ({
       at: new Date(row.at),
@@ -208,6 +219,13 @@ export function rowReader<Json>(readJson: (value: Json) => unknown): RowReader<J
       return entry;
     },
   };
+}
+
+type Labels = { tags?: string[]; metadata?: Record<string, string> };
+
+/** Fresh arrays and objects for each record, so a caller changing one changes no other. */
+function labelsOf(labels: Labels | undefined): { tags: string[]; metadata: Record<string, string> } {
+  return { tags: [...(labels?.tags ?? [])], metadata: { ...labels?.metadata } };
 }
 
 /** `counts()`: every state, 0 where the `GROUP BY state` rows have none. */

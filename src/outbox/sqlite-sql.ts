@@ -234,6 +234,26 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_finished ON messages (updated_at, id) WHERE state IN ('sent', 'failed', 'cancelled');
     `,
   },
+  {
+    version: 8,
+    description: 'scheduled send, tags and metadata, and search by recipient and tag',
+    sql: `
+      -- send_at: the time a caller scheduled the message for (its first next_attempt_at), NULL when due at once.
+      ALTER TABLE messages ADD COLUMN send_at INTEGER;
+      -- labels: JSON { tags, metadata } as given, NULL (nothing stored) when a message has neither.
+      ALTER TABLE messages ADD COLUMN labels TEXT;
+      -- list({ tag }): one row per tag of a message, written only for messages that have tags.
+      CREATE TABLE message_tags (
+        tag        TEXT NOT NULL,
+        message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        PRIMARY KEY (tag, message_id)
+      ) STRICT, WITHOUT ROWID;
+      -- The cascade from a deleted message (retention, purge) finds its tags by this.
+      CREATE INDEX message_tags_message ON message_tags (message_id);
+      -- list({ recipient }): the messages of an address, whatever its case.
+      CREATE INDEX message_recipients_address ON message_recipients (address COLLATE NOCASE);
+    `,
+  },
 ];
 
 /**
@@ -245,15 +265,6 @@ export type RecipientRow = rows.RecipientRow<string>;
 export type AttemptRow = rows.AttemptRow<string>;
 export type PauseRow = rows.PauseRow<string>;
 export type SuppressionRow = rows.SuppressionRow;
-
-/**
- * list(): newest first, keyset pagination on (created_at, id). Row-value comparison lets SQLite seek
- * straight to the cursor in the index, so page 1,000 costs what page 1 does.
- */
-function listSql(filter: { state: boolean; mailbox: boolean }): string {
-  const where = [filter.state ? 'state = @state' : '', filter.mailbox ? 'mailbox = @mailbox' : '', '(created_at, id) < (@createdAt, @id)'].filter(Boolean);
-  return `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT @limit`;
-}
 
 /** The statements, as text; the store prepares each once. */
 export const SQL = {
@@ -286,9 +297,10 @@ export const SQL = {
   recordMigration: `INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @appliedAt)`,
 
   insertMessage: `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state,
-      attempts, created_at, updated_at, next_attempt_at)
+      attempts, created_at, updated_at, next_attempt_at, send_at, labels)
     VALUES (@id, @mailbox, @pool, @envelopeFrom, @envelopeTo, @recipients, @size, @messageId, @source, 'queued',
-      0, @createdAt, @createdAt, @nextAttemptAt)`,
+      0, @createdAt, @createdAt, @nextAttemptAt, @sendAt, @labels)`,
+  insertTag: `INSERT INTO message_tags (tag, message_id) VALUES (@tag, @messageId)`,
   insertBody: `INSERT INTO message_bodies (id, raw, encrypted) VALUES (@id, @raw, @encrypted)`,
   /** Takes back a message whose commit could not be synced, unless a worker has claimed it already (its body goes with it, ON DELETE CASCADE). */
   withdrawMessage: `DELETE FROM messages WHERE id = ? AND state = 'queued' AND lease_owner IS NULL`,
@@ -400,12 +412,6 @@ export const SQL = {
     WHERE id = @id AND state IN ('queued', 'deferred', 'failed') AND body_deleted_at IS NULL`,
   cancelMessage: `UPDATE messages SET state = 'cancelled', updated_at = @now WHERE id = @id AND state IN ('queued', 'deferred', 'failed')`,
 
-  list: {
-    all: listSql({ state: false, mailbox: false }),
-    byState: listSql({ state: true, mailbox: false }),
-    byMailbox: listSql({ state: false, mailbox: true }),
-    byStateAndMailbox: listSql({ state: true, mailbox: true }),
-  },
   counts: `SELECT state, count(*) AS n FROM messages GROUP BY state`,
   countsForMailbox: `SELECT state, count(*) AS n FROM messages WHERE mailbox = ? GROUP BY state`,
   /** One index seek per state rather than a scan: min() over a single equality range. */

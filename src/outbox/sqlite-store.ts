@@ -8,6 +8,7 @@ import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
 import { byAge, newMessageRow, rowReader, stateCounts, toDate } from './rows.js';
+import { listStatement, SQLITE_LIST } from './list-sql.js';
 import { MIGRATIONS, SQL, type AttemptRow, type MessageRow, type PauseRow, type RecipientRow, type SuppressionRow } from './sqlite-sql.js';
 import {
   FINISHED_STATES,
@@ -87,6 +88,8 @@ export class SqliteOutboxStore implements OutboxStore {
   private queuedSync: Promise<void> | undefined;
   private runningSync: Promise<void> | undefined;
   private readonly pendingCompletes: Array<{ request: CompleteRequest; resolve: (done: boolean) => void; reject: (error: unknown) => void }> = [];
+  /** list()'s statements, one per combination of filters, prepared when first used. */
+  private readonly listStatements = new Map<string, Database.Statement<Array<string | number>, MessageRow>>();
 
   private constructor(
     private readonly db: Database.Database,
@@ -264,8 +267,11 @@ export class SqliteOutboxStore implements OutboxStore {
       source: row.source,
       createdAt: row.created_at,
       nextAttemptAt: row.next_attempt_at,
+      sendAt: row.send_at,
+      labels: row.labels,
     };
-    return { row, params, ...sealBody(this.bodies, row.id, message.raw), to: message.envelope.to };
+    const tags = row.labels === null ? [] : (JSON.parse(row.labels) as { tags: string[] }).tags;
+    return { row, params, ...sealBody(this.bodies, row.id, message.raw), to: message.envelope.to, tags };
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -377,22 +383,13 @@ export class SqliteOutboxStore implements OutboxStore {
   list(query: ListQuery): Promise<{ items: StoredMessage[]; nextCursor: string | undefined }> {
     return this.run('list messages', () => {
       const page = pageRead(query);
-      const statement =
-        query.state !== undefined && query.mailbox !== undefined
-          ? this.sql.listByStateAndMailbox
-          : query.state !== undefined
-            ? this.sql.listByState
-            : query.mailbox !== undefined
-              ? this.sql.listByMailbox
-              : this.sql.listAll;
-      const rows = statement.all({
-        state: query.state ?? null,
-        mailbox: query.mailbox ?? null,
-        createdAt: page.after.createdAt,
-        id: page.after.id,
-        limit: page.rows,
-      });
-      return pageOf(rows, page, toStoredMessage, (row) => [row.created_at, row.id]);
+      const { key, text, values } = listStatement(SQLITE_LIST, query, page);
+      let statement = this.listStatements.get(key);
+      if (statement === undefined) {
+        statement = this.db.prepare<Array<string | number>, MessageRow>(text);
+        this.listStatements.set(key, statement);
+      }
+      return pageOf(statement.all(...values), page, toStoredMessage, (row) => [row.created_at, row.id]);
     });
   }
 
@@ -670,11 +667,12 @@ export class SqliteOutboxStore implements OutboxStore {
     }));
 
     const insertBatch = this.db.transaction((rows: Insert[]) => {
-      for (const { params, raw, encrypted, to } of rows) {
+      for (const { params, raw, encrypted, to, tags } of rows) {
         sql.insertMessage.run(params);
         sql.insertBody.run({ id: params.id as string, raw, encrypted: encrypted ? 1 : 0 });
         const messageId = params.id as string;
         to.forEach((address, position) => sql.insertRecipient.run({ messageId, position, address, updatedAt: params.createdAt as number }));
+        for (const tag of tags) sql.insertTag.run({ tag, messageId });
       }
     });
 
@@ -785,6 +783,7 @@ interface Insert {
   raw: Buffer;
   encrypted: boolean;
   to: readonly string[];
+  tags: readonly string[];
 }
 
 interface PendingInsert extends Insert {
@@ -803,19 +802,12 @@ interface Transactions {
   requestResume: Database.Transaction<(mailbox: string, now: number) => PauseRow | undefined>;
 }
 
-interface ListParams {
-  state: string | null;
-  mailbox: string | null;
-  createdAt: number;
-  id: string;
-  limit: number;
-}
-
 function prepareStatements(db: Database.Database) {
   const sendsSince = db.prepare<{ mailbox: string; since: number }, { n: number; recipients: number }>(SQL.sendsSince);
   return {
     insertMessage: db.prepare<InsertParams>(SQL.insertMessage),
     insertBody: db.prepare<{ id: string; raw: Buffer; encrypted: number }>(SQL.insertBody),
+    insertTag: db.prepare<{ tag: string; messageId: string }>(SQL.insertTag),
     finishedWithBody: db.prepare<{ before: number; states: string; limit: number }, string>(SQL.finishedWithBody).pluck(),
     finished: db.prepare<{ before: number; states: string; limit: number }, string>(SQL.finished).pluck(),
     countFinished: db.prepare<{ before: number; states: string; bodiesOnly: number }, number>(SQL.countFinished).pluck(),
@@ -848,10 +840,6 @@ function prepareStatements(db: Database.Database) {
     insertAttempt: db.prepare<Record<string, string | number | null>>(SQL.insertAttempt),
     retryMessage: db.prepare<{ id: string; now: number }>(SQL.retryMessage),
     cancelMessage: db.prepare<{ id: string; now: number }>(SQL.cancelMessage),
-    listAll: db.prepare<ListParams, MessageRow>(SQL.list.all),
-    listByState: db.prepare<ListParams, MessageRow>(SQL.list.byState),
-    listByMailbox: db.prepare<ListParams, MessageRow>(SQL.list.byMailbox),
-    listByStateAndMailbox: db.prepare<ListParams, MessageRow>(SQL.list.byStateAndMailbox),
     counts: db.prepare<[], { state: string; n: number }>(SQL.counts),
     countsForMailbox: db.prepare<[string], { state: string; n: number }>(SQL.countsForMailbox),
     oldestWaiting: db.prepare<[], { t: number | null }>(SQL.oldestWaiting),

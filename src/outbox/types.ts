@@ -29,8 +29,12 @@ export interface NewMessage {
   raw: Buffer;
   source: MessageSource;
   messageId?: string;
-  /** Do not send before this time. */
+  /** Do not send before this time (a scheduled send: kept as the message's `sendAt`). */
   notBefore?: Date;
+  /** Labels to find it by (`list({ tag })`) and echoed in its webhooks; see {@link checkLabels} for the limits. */
+  tags?: readonly string[];
+  /** The caller's own key/value data, stored with the message and echoed in its webhooks. */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** A message as the outbox keeps it (without its raw bytes, which are read with `getRaw`). */
@@ -54,6 +58,11 @@ export interface StoredMessage {
   lastReply: string | undefined;
   lastClass: ReplyClass | undefined;
   lastExplanation: Explanation | undefined;
+  /** As given at enqueue (empty when none). */
+  tags: string[];
+  metadata: Record<string, string>;
+  /** When the message was scheduled for (its `notBefore`); undefined when it was due at once. */
+  sendAt: Date | undefined;
 }
 
 /** One delivery attempt, kept for `queue show` and the API. */
@@ -176,6 +185,14 @@ export interface Suppression {
 export interface ListQuery {
   state?: MessageState;
   mailbox?: string;
+  /** Messages with this envelope recipient (compared case-insensitively). */
+  recipient?: string;
+  /** Messages with this tag (exact). */
+  tag?: string;
+  /** Created at or after this time. */
+  since?: Date;
+  /** Created before this time. */
+  until?: Date;
   limit?: number;
   /** Opaque cursor from a previous page. */
   cursor?: string;

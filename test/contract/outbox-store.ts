@@ -1058,6 +1058,79 @@ export function outboxStoreContract(name: string, open: () => Promise<OpenedStor
     );
 
     it(
+      'keeps tags, metadata and the scheduled time with the message, refuses labels over their limits, and purges them with it',
+      withStore(async (store) => {
+        const sendAt = new Date(Date.now() + 3_600_000);
+        const labelled = await store.enqueue(message({ tags: ['invoice', 'eu-west', 'invoice'], metadata: { customer: 'c-42', plan: 'gold' }, notBefore: sendAt }));
+        assert.deepEqual(labelled.tags, ['invoice', 'eu-west'], 'a repeated tag is kept once, in the order given');
+        assert.deepEqual(labelled.metadata, { customer: 'c-42', plan: 'gold' });
+        assert.equal(labelled.sendAt?.getTime(), sendAt.getTime());
+        assert.equal(labelled.nextAttemptAt.getTime(), sendAt.getTime(), 'a scheduled message is due at its time');
+        const read = (await store.get(labelled.id))!;
+        assert.deepEqual([read.tags, read.metadata, read.sendAt?.getTime()], [['invoice', 'eu-west'], { customer: 'c-42', plan: 'gold' }, sendAt.getTime()]);
+        assert.deepEqual((await store.list({})).items[0]!.tags, ['invoice', 'eu-west']);
+
+        const plain = (await store.get((await store.enqueue(message())).id))!;
+        assert.deepEqual([plain.tags, plain.metadata, plain.sendAt], [[], {}, undefined], 'a message without labels reads back empty ones');
+        assert.equal(await store.claim(claimOf(later())({})).then((r) => r.messages.map((m) => m.id).includes(labelled.id)), false, 'not leased before its time');
+
+        const refused: Array<Partial<NewMessage>> = [
+          { tags: Array.from({ length: 11 }, (_, i) => `t${i}`) },
+          { tags: ['has space'] },
+          { tags: ['x'.repeat(65)] },
+          { metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'])) },
+          { metadata: { 'bad key': 'v' } },
+          { metadata: { k: 'v'.repeat(501) } },
+        ];
+        for (const change of refused) {
+          await assert.rejects(store.enqueue(message(change)), (err) => isRelay365Error(err, 'R365_MESSAGE_INVALID'), JSON.stringify(change).slice(0, 80));
+        }
+        assert.equal((await store.list({ limit: 500 })).items.length, 2, 'a refused message stores nothing');
+
+        assert.equal(await store.cancel(labelled.id), true, 'a scheduled message can be cancelled before its time');
+        const purged = await store.purge({ before: new Date(Date.now() + 60_000), bodiesOnly: false });
+        assert.equal(purged.count, 1);
+        assert.equal(await store.get(labelled.id), undefined);
+        assert.deepEqual(ids((await store.list({ tag: 'invoice' })).items), [], 'its tags went with it');
+      }),
+    );
+
+    it(
+      'searches by recipient (any case), tag and creation time, with the other filters, page by page',
+      withStore(async (store) => {
+        const a = await store.enqueue(message({ envelope: { from: 'app@contoso.example', to: ['Ann@Example.net', 'bob@example.net'] }, tags: ['welcome'] }));
+        const b = await store.enqueue(message({ envelope: { from: 'app@contoso.example', to: ['bob@example.net'] }, tags: ['invoice', 'welcome'] }));
+        const c = await store.enqueue(message({ mailbox: OTHER, envelope: { from: 'app@contoso.example', to: ['ann@example.net'] }, tags: ['invoice'] }));
+        await store.cancel(b.id);
+
+        assert.deepEqual(ids((await store.list({ recipient: 'ann@example.net' })).items), [c.id, a.id], 'an address in any case');
+        assert.deepEqual(ids((await store.list({ recipient: 'BOB@EXAMPLE.NET' })).items), [b.id, a.id]);
+        assert.deepEqual(ids((await store.list({ recipient: 'nobody@example.net' })).items), []);
+        assert.deepEqual(ids((await store.list({ tag: 'welcome' })).items), [b.id, a.id]);
+        assert.deepEqual(ids((await store.list({ tag: 'Welcome' })).items), [], 'tags are exact');
+        assert.deepEqual(ids((await store.list({ tag: 'invoice', state: 'queued' })).items), [c.id]);
+        assert.deepEqual(ids((await store.list({ tag: 'invoice', recipient: 'ann@example.net', mailbox: OTHER })).items), [c.id]);
+        assert.deepEqual(ids((await store.list({ tag: 'invoice', mailbox: MAILBOX })).items), [b.id]);
+
+        // Creation times: since is inclusive, until exclusive.
+        // Messages made within one millisecond share a creation time; the expected lists say so.
+        const newestFirst = [c, b, a];
+        const made = (test: (t: number) => boolean): string[] => ids(newestFirst.filter((m) => test(m.createdAt.getTime())));
+        assert.deepEqual(ids((await store.list({ since: b.createdAt })).items), made((t) => t >= b.createdAt.getTime()));
+        assert.deepEqual(ids((await store.list({ until: b.createdAt })).items), made((t) => t < b.createdAt.getTime()));
+        assert.deepEqual(ids((await store.list({ until: a.createdAt })).items), []);
+        assert.deepEqual(ids((await store.list({ since: a.createdAt, until: new Date(c.createdAt.getTime() + 1) })).items), [c.id, b.id, a.id]);
+        assert.deepEqual(ids((await store.list({ since: new Date(c.createdAt.getTime() + 1) })).items), []);
+
+        const first = await store.list({ recipient: 'bob@example.net', limit: 1 });
+        assert.deepEqual(ids(first.items), [b.id]);
+        const second = await store.list({ recipient: 'bob@example.net', limit: 1, cursor: first.nextCursor });
+        assert.deepEqual(ids(second.items), [a.id]);
+        assert.equal(second.nextCursor, undefined);
+      }),
+    );
+
+    it(
       'rejects a cursor it did not make',
       withStore(async (store) => {
         await store.enqueue(message());

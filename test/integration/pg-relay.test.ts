@@ -95,6 +95,7 @@ if (unavailable !== undefined) {
             'http_webhook_deliveries',
             'mailbox_pauses',
             'message_recipients',
+            'message_tags',
             'messages',
             'schema_migrations',
             'sends',
