@@ -58,6 +58,9 @@ export function messageView(m: StoredMessage, recipients: readonly RecipientReco
     lastClass: m.lastClass ?? null,
     explanation: m.state === 'sent' ? null : explanationView(m.lastExplanation),
     recipientCounts: recipientCounts(recipients),
+    tags: m.tags,
+    metadata: m.metadata,
+    sendAt: m.sendAt?.toISOString() ?? null,
   };
 }
 
