@@ -13,7 +13,8 @@ import {
   type Envelope,
   type SenderRewrite,
 } from '../message/index.js';
-import type { MessageSource, NewMessage, OutboxStore, Route, Router, StoredMessage } from '../outbox/index.js';
+import { checkLabels, type MessageSource, type NewMessage, type OutboxStore, type Route, type Router, type StoredMessage } from '../outbox/index.js';
+import { isRelay365Error } from '../errors.js';
 import { ADMISSION_REPLIES as R, type Refusal, type RefusalReason } from './refusals.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';
 
@@ -50,6 +51,13 @@ export interface Submission {
   received?: { helo: string; clientAddress: string; protocol: string; id: string };
   /** True when the client left before its answer: nothing is stored, since it will send again. */
   gone?: () => boolean;
+  /** Do not send before this time (the HTTP API's `sendAt`, the library's). */
+  sendAt?: Date | undefined;
+  /** Kept with the message, searchable and echoed in its webhooks (outbox/labels.ts has the limits). */
+  tags?: readonly string[] | undefined;
+  metadata?: Readonly<Record<string, string>> | undefined;
+  /** Run every check and store nothing (the HTTP API's `validateOnly`): an acceptance with `stored` undefined. */
+  validateOnly?: boolean | undefined;
 }
 
 /** An accepted message: the outbox holds it (`stored`), or, for a door without an outbox, it is ready to send. */
@@ -273,6 +281,17 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       const suppressed = await checkSuppressed(recipients);
       if (suppressed) return suppressed;
     }
+    // -- labels -------------------------------------------------------------------------------
+    let labels: { tags: string[]; metadata: Record<string, string> } | undefined;
+    if (submission.tags !== undefined || submission.metadata !== undefined) {
+      try {
+        labels = checkLabels(submission.tags, submission.metadata);
+      } catch (err) {
+        if (!isRelay365Error(err)) throw err;
+        const field = err.details?.field === 'metadata' ? 'metadata' : 'tags';
+        return refusal('labels-invalid', R.labelsInvalid(err.message), 'R365_MESSAGE_INVALID', 400, err.message, { field });
+      }
+    }
     // -- trace and identification fields ----------------------------------------------------
     const date = new Date();
     const headers = readHeaders(rewrite ? raw : head);
@@ -290,8 +309,10 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       raw: scan.bareLf === false && !rewrite ? join(prefix, raw) : toCrlf(join(prefix, raw)),
       source: submitter.source,
       messageId,
+      ...(submission.sendAt !== undefined ? { notBefore: submission.sendAt } : {}),
+      ...(labels !== undefined ? { tags: labels.tags, metadata: labels.metadata } : {}),
     };
-    if (!deps.enqueue) return { ok: true, message, route, stored: undefined, rewritten: rewrite !== undefined };
+    if (!deps.enqueue || submission.validateOnly) return { ok: true, message, route, stored: undefined, rewritten: rewrite !== undefined };
     // A client that left before its reply will send again: keeping this copy would only duplicate it.
     if (submission.gone?.()) return refusal('store-unavailable', R.storeUnavailable, 'R365_OUTBOX_UNAVAILABLE', 503, 'The client left before its answer.');
     try {

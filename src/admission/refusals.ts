@@ -14,6 +14,7 @@ export type RefusalReason =
   | 'no-route'
   | 'unknown-mailbox'
   | 'suppressed'
+  | 'labels-invalid'
   | 'store-unavailable';
 
 /**
@@ -63,6 +64,8 @@ export const ADMISSION_REPLIES = {
   lineTooLong: (octets: number) => `500 5.5.2 Line too long: a message line has ${octets} octets, the limit is 1000 with CRLF (RFC 5321 4.5.3.1.6)`,
   /** RFC 5321 2.3.8 and RFC 6152: neither 7bit nor 8BITMIME content may hold NUL. */
   nulBytes: '554 5.6.0 Message contains NUL bytes, which SMTP cannot carry; encode binary content (base64)',
+  /** Tags or metadata over their limits (only the HTTP API and the library take them). */
+  labelsInvalid: (problem: string) => `550 5.6.0 Message labels refused: ${problem}`,
   /** The outbox could not commit the message: the client keeps it and tries again. */
   storeUnavailable: '451 4.3.0 Cannot queue the message right now; try again later',
 } as const;

@@ -76,6 +76,17 @@ export interface WebhookDispatcherOptions {
   pollMs?: number;
   /** Told about every attempt, e.g. for metrics. */
   onAttempt?: (attempt: { receiver: string; eventType: string; outcome: WebhookDeliveryOutcome['state'] }) => void;
+  /**
+   * The tags and metadata of a message (the outbox's), echoed in the data of its `message.*` events;
+   * undefined when the outbox no longer holds it.
+   */
+  labelsOf?: (id: string) => Promise<MessageLabels | undefined>;
+}
+
+/** What a caller attached to a message, as its webhooks echo it. */
+export interface MessageLabels {
+  tags: readonly string[];
+  metadata: Readonly<Record<string, string>>;
 }
 
 /**
@@ -89,11 +100,15 @@ export function signWebhook(body: string, secret: string, at: Date = new Date())
   return `t=${t},v1=${v1}`;
 }
 
-/** The JSON body of an event: `{ id, type, createdAt, data }`; dates as ISO 8601 strings. */
-export function webhookBody(eventId: string, event: RelayEvent): string {
+/**
+ * The JSON body of an event: `{ id, type, createdAt, data }`; dates as ISO 8601 strings. A message's
+ * event carries the message's `tags` and `metadata` in its data when they are given.
+ */
+export function webhookBody(eventId: string, event: RelayEvent, labels?: MessageLabels): string {
   // An event's own id and replay flag are the envelope's business (`id`), not its data.
   const { type, at, eventId: _eventId, replay: _replay, ...data } = event as RelayEvent & { eventId?: string; replay?: boolean };
-  return JSON.stringify({ id: eventId, type, createdAt: at.toISOString(), data });
+  const echoed = labels === undefined ? data : { ...data, tags: labels.tags, metadata: labels.metadata };
+  return JSON.stringify({ id: eventId, type, createdAt: at.toISOString(), data: echoed });
 }
 
 function isWebhookEvent(event: RelayEvent): event is Extract<RelayEvent, { type: WebhookEventType }> {
@@ -146,9 +161,20 @@ export class WebhookDispatcher {
       const receivers = this.options.receivers.filter((r) => r.events === undefined || r.events.includes(event.type));
       if (receivers.length === 0) return;
       const eventId = 'eventId' in event ? event.eventId : `evt_${randomUUID()}`;
-      const body = webhookBody(eventId, event);
-      const rows = receivers.map((r) => ({ eventId, eventType: event.type, receiver: r.url, body, createdAt: event.at }));
-      const stored = this.options.outbox.addWebhookDeliveries(rows);
+      const labelsOf = this.options.labelsOf;
+      // A message's labels are read from the outbox; if it cannot be read the event still goes, without them.
+      const labels =
+        labelsOf !== undefined && event.type.startsWith('message.') && 'id' in event
+          ? labelsOf(event.id).catch((err: unknown) => {
+              this.logger.warn({ err, eventId, id: event.id }, "could not read a message's tags and metadata for its webhook; sent without them");
+              return undefined;
+            })
+          : Promise.resolve(undefined);
+      const stored = labels.then((found) => {
+        const body = webhookBody(eventId, event, found);
+        const rows = receivers.map((r) => ({ eventId, eventType: event.type, receiver: r.url, body, createdAt: event.at }));
+        return this.options.outbox.addWebhookDeliveries(rows);
+      });
       stored.then(
         () => this.notify(),
         (err: unknown) => this.logger.error({ err, eventId, type: event.type }, 'could not store a webhook delivery; the event is not sent to the receivers'),

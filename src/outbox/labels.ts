@@ -26,16 +26,16 @@ const KEY = new RegExp(METADATA_KEY_PATTERN);
  */
 export function checkLabels(tags: readonly string[] | undefined, metadata: Readonly<Record<string, string>> | undefined): { tags: string[]; metadata: Record<string, string> } {
   const unique = [...new Set(tags ?? [])];
-  if (unique.length > MAX_TAGS) throw invalid(`A message takes at most ${MAX_TAGS} tags; this one has ${unique.length}.`);
+  if (unique.length > MAX_TAGS) throw invalid(`A message takes at most ${MAX_TAGS} tags; this one has ${unique.length}.`, 'tags');
   for (const tag of unique) {
-    if (typeof tag !== 'string' || !TAG.test(tag)) throw invalid(`The tag ${JSON.stringify(tag)} is not 1 to 64 letters, digits or _ . : - characters.`);
+    if (typeof tag !== 'string' || !TAG.test(tag)) throw invalid(`The tag ${JSON.stringify(tag)} is not 1 to 64 letters, digits or _ . : - characters.`, 'tags');
   }
   const entries = Object.entries(metadata ?? {});
-  if (entries.length > MAX_METADATA_KEYS) throw invalid(`A message takes at most ${MAX_METADATA_KEYS} metadata keys; this one has ${entries.length}.`);
+  if (entries.length > MAX_METADATA_KEYS) throw invalid(`A message takes at most ${MAX_METADATA_KEYS} metadata keys; this one has ${entries.length}.`, 'metadata');
   for (const [key, value] of entries) {
-    if (!KEY.test(key)) throw invalid(`The metadata key ${JSON.stringify(key)} is not 1 to 40 letters, digits or _ . - characters.`);
-    if (typeof value !== 'string') throw invalid(`The metadata value of ${key} is not a string: metadata maps keys to strings.`);
-    if (value.length > MAX_METADATA_VALUE) throw invalid(`The metadata value of ${key} is ${value.length} characters; at most ${MAX_METADATA_VALUE} are kept.`);
+    if (!KEY.test(key)) throw invalid(`The metadata key ${JSON.stringify(key)} is not 1 to 40 letters, digits or _ . - characters.`, 'metadata');
+    if (typeof value !== 'string') throw invalid(`The metadata value of ${key} is not a string: metadata maps keys to strings.`, 'metadata');
+    if (value.length > MAX_METADATA_VALUE) throw invalid(`The metadata value of ${key} is ${value.length} characters; at most ${MAX_METADATA_VALUE} are kept.`, 'metadata');
   }
   return { tags: unique, metadata: Object.fromEntries(entries) };
 }
@@ -45,6 +45,6 @@ export function labelsColumn(labels: { tags: string[]; metadata: Record<string, 
   return labels.tags.length === 0 && Object.keys(labels.metadata).length === 0 ? null : JSON.stringify(labels);
 }
 
-function invalid(message: string): Relay365Error {
-  return new Relay365Error('R365_MESSAGE_INVALID', message);
+function invalid(message: string, field: 'tags' | 'metadata'): Relay365Error {
+  return new Relay365Error('R365_MESSAGE_INVALID', message, { details: { field } });
 }

@@ -405,7 +405,8 @@ export class DeliveryWorker {
       owner: this.owner,
     };
     const attempts = message.attempts + 1;
-    const age = Date.now() - message.createdAt.getTime();
+    // A scheduled message ages from its time, not from when it was queued days before.
+    const age = Date.now() - Math.max(message.createdAt.getTime(), message.sendAt?.getTime() ?? 0);
     const tooOld = age > config.queue.maxAgeHours * 3_600_000;
 
     if (result.ok) {

@@ -160,6 +160,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
           metrics,
           logger,
           env: deps.env ?? process.env,
+          outbox: store,
           ...(pgStore ? { pgStore } : {}),
           ...(deps.webhooks ? { webhooks: deps.webhooks } : {}),
         })
@@ -365,6 +366,8 @@ async function prepareHttpSide(
     env: NodeJS.ProcessEnv;
     /** The PostgreSQL outbox (`queue.url`), whose pool and schema the HTTP store then shares. */
     pgStore?: PgOutboxStore;
+    /** The outbox, whose messages' tags and metadata their webhooks echo. */
+    outbox: Pick<OutboxStore, 'get'>;
     webhooks?: RelayDeps['webhooks'];
   },
 ): Promise<HttpSide> {
@@ -385,6 +388,10 @@ async function prepareHttpSide(
     receivers,
     logger: parts.logger.child({ component: 'webhooks' }),
     onAttempt: (a) => metrics.webhookAttempt(a.eventType, a.outcome),
+    labelsOf: async (id) => {
+      const message = await parts.outbox.get(id);
+      return message === undefined ? undefined : { tags: message.tags, metadata: message.metadata };
+    },
     ...parts.webhooks,
   });
   const unsubscribe = [webhooks.follow(parts.events)];

@@ -46,6 +46,8 @@ const RENDERED: Record<RefusalReason, { smtp: RegExp; status: number; code: stri
   'no-recipients': { smtp: /^554 /, status: 400, code: 'R365_MESSAGE_INVALID' },
   'unknown-mailbox': { smtp: /^550 /, status: 422, code: 'R365_UNKNOWN_MAILBOX' },
   'store-unavailable': { smtp: /^451 /, status: 503, code: 'R365_OUTBOX_UNAVAILABLE' },
+  // Only the HTTP API and the library take labels; the corpus has no case for it.
+  'labels-invalid': { smtp: /^550 5\.6\.0 Message labels refused/, status: 400, code: 'R365_MESSAGE_INVALID' },
 };
 
 interface Case {

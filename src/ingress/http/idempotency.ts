@@ -34,39 +34,36 @@ export interface HandlerResult {
   headers?: Record<string, string>;
 }
 
+/** What {@link onceForKey} answers: the handler's result (or the first one's, `replayed`), its body as JSON text. */
+export interface KeyedResult {
+  status: number;
+  /** The body as sent the first time. */
+  json: string;
+  headers?: Record<string, string>;
+  replayed: boolean;
+}
+
 /**
- * Runs `handle` at most once per `Idempotency-Key` (per API key) within 24 hours. A repeat of the
- * same request gets the first answer again, with the same status and body and the header
- * `Idempotent-Replayed: true`; the same key with another body is refused with 422
+ * Runs `handle` at most once per idempotency key (per API key, `scope`) within 24 hours; `request`
+ * is what makes two uses of a key the same request (its method, route and canonical body). A repeat
+ * gets the first answer again (`replayed`); the same key with another request is refused with 422
  * `R365_IDEMPOTENCY_MISMATCH`; a repeat while the first is still running gets 409. Only a successful
  * answer is saved: after an error the key is released, so the client may retry with it.
  */
-export async function idempotent(
+export async function onceForKey(
   store: HttpStore,
-  request: FastifyRequest,
-  reply: FastifyReply,
   scope: string,
+  key: string,
+  request: { route: string; body: unknown },
+  log: { warn: (obj: object, msg: string) => void; error: (obj: object, msg: string) => void },
   handle: () => Promise<HandlerResult>,
-): Promise<FastifyReply> {
-  const header = request.headers['idempotency-key'];
-  const send = (result: HandlerResult, body: string): FastifyReply => {
-    for (const [name, value] of Object.entries(result.headers ?? {})) void reply.header(name, value);
-    return reply.code(result.status).type('application/json; charset=utf-8').send(body);
-  };
-  if (header === undefined) {
-    const result = await handle();
-    return send(result, JSON.stringify(result.body));
-  }
-  const key = Array.isArray(header) ? header[0] : header;
-  if (key === undefined || !KEY_PATTERN.test(key)) {
-    throw apiError('R365_HTTP_INVALID_REQUEST', 'Idempotency-Key must be 1 to 255 printable ASCII characters without spaces, e.g. a UUID.', {
-      field: 'Idempotency-Key',
-    });
+  field = 'Idempotency-Key',
+): Promise<KeyedResult> {
+  if (!KEY_PATTERN.test(key)) {
+    throw apiError('R365_HTTP_INVALID_REQUEST', `${field} must be 1 to 255 printable ASCII characters without spaces, e.g. a UUID.`, { field });
   }
   const keyHash = createHash('sha256').update(key).digest('hex');
-  const fingerprint = createHash('sha256')
-    .update(`${request.method} ${request.routeOptions.url ?? request.url}\n${canonicalJson(request.body)}`)
-    .digest('hex');
+  const fingerprint = createHash('sha256').update(`${request.route}\n${canonicalJson(request.body)}`).digest('hex');
   const reservation = await store.reserveIdempotencyKey({
     scope,
     keyHash,
@@ -77,21 +74,18 @@ export async function idempotent(
   });
   switch (reservation.outcome) {
     case 'replay':
-      void reply.header('idempotent-replayed', 'true');
-      return reply.code(reservation.status).type('application/json; charset=utf-8').send(reservation.body);
+      return { status: reservation.status, json: reservation.body, replayed: true };
     case 'mismatch':
       throw apiError(
         'R365_IDEMPOTENCY_MISMATCH',
-        'This Idempotency-Key was used in the last 24 hours with a different request; nothing was queued. Use a new key for a different message, and reuse a key only to retry the very same request.',
-        { field: 'Idempotency-Key' },
+        `This ${field} was used in the last 24 hours with a different request; nothing was queued. Use a new key for a different message, and reuse a key only to retry the very same request.`,
+        { field },
       );
     case 'in-progress':
       throw apiError(
         'R365_IDEMPOTENCY_IN_PROGRESS',
-        'A request with this Idempotency-Key is still being processed; retry in a moment with the same key to get its answer.',
-        {
-          field: 'Idempotency-Key',
-        },
+        `A request with this ${field} is still being processed; retry in a moment with the same key to get its answer.`,
+        { field },
       );
     case 'reserved':
       break;
@@ -100,17 +94,41 @@ export async function idempotent(
   try {
     result = await handle();
   } catch (err) {
-    await store
-      .releaseIdempotencyKey(scope, keyHash)
-      .catch((releaseErr: unknown) => request.log.warn({ err: releaseErr }, 'could not release an idempotency key'));
+    await store.releaseIdempotencyKey(scope, keyHash).catch((releaseErr: unknown) => log.warn({ err: releaseErr }, 'could not release an idempotency key'));
     throw err;
   }
-  const body = JSON.stringify(result.body);
+  const json = JSON.stringify(result.body);
   try {
-    await store.saveIdempotentResponse(scope, keyHash, result.status, body);
+    await store.saveIdempotentResponse(scope, keyHash, result.status, json);
   } catch (err) {
     // The message is committed: say so. A retry with this key after the lock ends would queue it again.
-    request.log.error({ err }, 'could not save the response of an idempotency key');
+    log.error({ err }, 'could not save the response of an idempotency key');
   }
-  return send(result, body);
+  return { status: result.status, json, ...(result.headers ? { headers: result.headers } : {}), replayed: false };
+}
+
+/**
+ * Runs a route's `handle` at most once per `Idempotency-Key` header (see {@link onceForKey}); a
+ * replayed answer carries `Idempotent-Replayed: true`. Without the header, `handle` just runs.
+ */
+export async function idempotent(
+  store: HttpStore,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  scope: string,
+  handle: () => Promise<HandlerResult>,
+): Promise<FastifyReply> {
+  const header = request.headers['idempotency-key'];
+  const send = (status: number, json: string, headers: Record<string, string> | undefined): FastifyReply => {
+    for (const [name, value] of Object.entries(headers ?? {})) void reply.header(name, value);
+    return reply.code(status).type('application/json; charset=utf-8').send(json);
+  };
+  if (header === undefined) {
+    const result = await handle();
+    return send(result.status, JSON.stringify(result.body), result.headers);
+  }
+  const key = (Array.isArray(header) ? header[0] : header) ?? '';
+  const result = await onceForKey(store, scope, key, { route: `${request.method} ${request.routeOptions.url ?? request.url}`, body: request.body }, request.log, handle);
+  if (result.replayed) void reply.header('idempotent-replayed', 'true');
+  return send(result.status, result.json, result.headers);
 }

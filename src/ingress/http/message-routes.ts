@@ -1,14 +1,16 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../../config/index.js';
-import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker, MessageState } from '../../outbox/index.js';
+import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker } from '../../outbox/index.js';
 import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
-import { apiRouteOptions, pageLimit } from './route-options.js';
+import { apiRouteOptions } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
+import { batchRoutes } from './batch-routes.js';
+import { listQueryOf, submit, type ListQuerystring, type SendOptions } from './submit.js';
 import {
   idParams,
   listQuery,
@@ -17,17 +19,19 @@ import {
   messageListResponse,
   messageResponse,
   queuedResponse,
+  validatedResponse,
   sendMessageBody,
   sendMimeBody,
   stateChangeResponse,
 } from './schemas.js';
-import { mailboxStatuses, messageDetailView, messageView, type ViewSources } from './views.js';
+import { messageDetailView, messageView } from '../../outbox/index.js';
+import { mailboxStatuses, type ViewSources } from './views.js';
 
 const mailboxParams = { type: 'object', properties: { mailbox: { type: 'string' } }, required: ['mailbox'] };
 
 /** What the `/v1` routes need from the relay. */
 export interface ApiRouteDeps {
-  config: Pick<Config, 'mailboxes' | 'limits'>;
+  config: Pick<Config, 'mailboxes' | 'limits'> & { http?: Pick<Config['http'], 'bodyLimitBytes'> };
   enqueue: (message: NewMessage) => Promise<StoredMessage>;
   store: OutboxStore;
   router: Pick<Router, 'routeMessage' | 'poolsOf'>;
@@ -55,38 +59,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   });
 
   /** Runs the admission pipeline (limits, headers, senders, suppression, route) and commits the message; answers only after the commit. */
-  async function queue(request: FastifyRequest, composed: ComposedRequest, mailbox: string | undefined, ignoreSuppression = false): Promise<HandlerResult> {
-    const key = request.apiKey;
-    const verdict = await admission.admit(
-      { raw: composed.raw, envelope: composed.envelope, mailbox, ignoreSuppression },
-      {
-        source: { kind: 'http', client: request.ip, ...(key ? { user: key.name } : {}) },
-        display: key ? `The API key ${key.name}` : 'This request',
-        // A key limited to some senders, like an SMTP user with allowedSenders.
-        allowedSenders: key?.senders,
-      },
-    );
-    if (!verdict.ok) {
-      // The store's own error (R365_OUTBOX_UNAVAILABLE and its fix) says more than a generic one.
-      if (verdict.reason === 'store-unavailable' && verdict.cause instanceof Error) throw verdict.cause;
-      const hint = verdict.reason === 'suppressed' ? ' To send anyway, set "ignoreSuppression": true.' : '';
-      throw apiError(verdict.code, verdict.message + hint, { ...(verdict.field !== undefined ? { field: verdict.field } : {}), status: verdict.status });
-    }
-    const stored = verdict.stored!;
-    return {
-      status: 202,
-      headers: { location: `/v1/messages/${stored.id}` },
-      body: {
-        id: stored.id,
-        state: 'queued',
-        mailbox: stored.mailbox ?? null,
-        pool: stored.pool ?? null,
-        messageId: stored.messageId ?? null,
-        envelope: stored.envelope,
-        createdAt: stored.createdAt.toISOString(),
-      },
-    };
-  }
+  const queue = (request: FastifyRequest, composed: ComposedRequest, options: SendOptions): Promise<HandlerResult> =>
+    submit(admission, request.apiKey, request.ip, composed, options);
 
   app.post<{ Body: SendMessageBody }>(
     '/messages',
@@ -100,11 +74,11 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
         tags: ['messages'],
         body: sendMessageBody,
       },
-      { 202: queuedResponse },
+      { 202: queuedResponse, 200: validatedResponse },
     ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
-        queue(request, await composeFromFields(request.body), request.body.mailbox, request.body.ignoreSuppression),
+        queue(request, await composeFromFields(request.body), request.body),
       ),
   );
 
@@ -119,26 +93,31 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
         tags: ['messages'],
         body: sendMimeBody,
       },
-      { 202: queuedResponse },
+      { 202: queuedResponse, 200: validatedResponse },
     ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
-        queue(request, composeFromMime(request.body), request.body.mailbox, request.body.ignoreSuppression),
+        queue(request, composeFromMime(request.body), request.body),
       ),
   );
 
-  app.get<{ Querystring: { state?: MessageState; mailbox?: string; limit?: string; cursor?: string } }>(
+  batchRoutes(app, { admission, httpStore: deps.httpStore, bodyLimitBytes: deps.config.http?.bodyLimitBytes ?? 0 });
+
+  app.get<{ Querystring: ListQuerystring }>(
     '/messages',
-    apiRouteOptions('read', { summary: 'List messages, newest first', tags: ['messages'], querystring: listQuery }, { 200: messageListResponse }),
+    apiRouteOptions(
+      'read',
+      {
+        summary: 'List and search messages, newest first',
+        description:
+          'Filters combine (AND): `state`, `mailbox`, `recipient` (an envelope recipient, any case), `tag`, and the creation time (`since` inclusive, `until` exclusive). Page with `nextCursor`, keeping the same filters.',
+        tags: ['messages'],
+        querystring: listQuery,
+      },
+      { 200: messageListResponse },
+    ),
     async (request) => {
-      const { state, mailbox, cursor } = request.query;
-      const limit = pageLimit(request.query.limit);
-      const page = await deps.store.list({
-        ...(state !== undefined ? { state } : {}),
-        ...(mailbox !== undefined ? { mailbox: mailbox.toLowerCase() } : {}),
-        ...(limit !== undefined ? { limit } : {}),
-        ...(cursor !== undefined ? { cursor } : {}),
-      });
+      const page = await deps.store.list(listQueryOf(request.query));
       const recipients = await Promise.all(page.items.map((m) => deps.store.recipients(m.id)));
       return { items: page.items.map((m, i) => messageView(m, recipients[i]!)), nextCursor: page.nextCursor ?? null };
     },

@@ -2,7 +2,16 @@
  * JSON schemas of the API: fastify validates requests with them and @fastify/swagger turns them into
  * `/openapi.json`, so the documentation is the validation.
  */
-import { MESSAGE_STATES, RECIPIENT_STATES, type RecipientState } from '../../outbox/index.js';
+import {
+  MAX_METADATA_KEYS,
+  MAX_METADATA_VALUE,
+  MAX_TAGS,
+  MESSAGE_STATES,
+  METADATA_KEY_PATTERN,
+  RECIPIENT_STATES,
+  TAG_PATTERN,
+  type RecipientState,
+} from '../../outbox/index.js';
 
 /**
  * A header value: one line without control characters (tab allowed). CR or LF would let a field
@@ -53,6 +62,36 @@ const ignoreSuppressionField = {
     'Send even to recipients on the suppression list (addresses that hard-bounced, or were added by an operator). Without it such a message is refused with 422 R365_SUPPRESSED.',
 } as const;
 
+/** How far ahead a message may be scheduled (`sendAt`). */
+export const MAX_SCHEDULE_DAYS = 30;
+
+/** What both send routes (and each batch item) take besides the message: labels, a time, validate-only. */
+const sendOptions = {
+  tags: {
+    type: 'array',
+    maxItems: MAX_TAGS,
+    items: { type: 'string', pattern: TAG_PATTERN, maxLength: 64 },
+    description: `Up to ${MAX_TAGS} labels (letters, digits, \`_ . : -\`, at most 64 each) to search by (\`GET /v1/messages?tag=\`); echoed in the message's webhooks.`,
+  },
+  metadata: {
+    type: 'object',
+    maxProperties: MAX_METADATA_KEYS,
+    propertyNames: { pattern: METADATA_KEY_PATTERN },
+    additionalProperties: { type: 'string', maxLength: MAX_METADATA_VALUE },
+    description: `Your own data, up to ${MAX_METADATA_KEYS} keys (letters, digits, \`_ . -\`, at most 40) mapped to strings of at most ${MAX_METADATA_VALUE} characters; stored with the message and echoed in its webhooks.`,
+  },
+  sendAt: {
+    type: 'string',
+    format: 'date-time',
+    description: `Send at this time (RFC 3339, e.g. \`2026-12-24T08:00:00Z\`), at most ${MAX_SCHEDULE_DAYS} days ahead; a time past sends now. Cancel before it with \`DELETE /v1/messages/{id}\`.`,
+  },
+  validateOnly: {
+    type: 'boolean',
+    default: false,
+    description: 'Run every check a send runs (fields, MIME, sender, suppression, route) and store nothing: 200 with where the message would go, or the error the send would get.',
+  },
+} as const;
+
 /** `POST /v1/messages`. */
 export const sendMessageBody = {
   type: 'object',
@@ -96,6 +135,7 @@ export const sendMessageBody = {
     },
     mailbox: mailboxField,
     ignoreSuppression: ignoreSuppressionField,
+    ...sendOptions,
   },
 } as const;
 
@@ -118,6 +158,7 @@ export const sendMimeBody = {
     },
     mailbox: mailboxField,
     ignoreSuppression: ignoreSuppressionField,
+    ...sendOptions,
   },
 } as const;
 
@@ -133,6 +174,10 @@ export const listQuery = {
   properties: {
     state: { type: 'string', enum: [...MESSAGE_STATES] },
     mailbox: { type: 'string', maxLength: 320 },
+    recipient: { type: 'string', maxLength: 320, description: 'Messages with this envelope recipient (any case).' },
+    tag: { type: 'string', maxLength: 64, description: 'Messages with this tag (exact).' },
+    since: { type: 'string', format: 'date-time', description: 'Created at or after this time (RFC 3339).' },
+    until: { type: 'string', format: 'date-time', description: 'Created before this time (RFC 3339).' },
     limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 500 (default 50).' },
     cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page, with the same filters.' },
   },
@@ -160,6 +205,76 @@ export const queuedResponse = {
     messageId: nullable({ type: 'string' }),
     envelope,
     createdAt: { type: 'string', format: 'date-time' },
+    sendAt: nullable({ type: 'string', format: 'date-time', description: 'When it is scheduled for; null when it is sent at once.' }),
+    tags: { type: 'array', items: { type: 'string' } },
+    metadata: { type: 'object', additionalProperties: { type: 'string' } },
+  },
+} as const;
+
+/** 200 answer of a send with `validateOnly`: every check passed, nothing was stored. */
+export const validatedResponse = {
+  type: 'object',
+  description: 'The message passed every check a send runs; nothing was stored or sent.',
+  properties: {
+    valid: { type: 'boolean', enum: [true] },
+    mailbox: nullable({ type: 'string' }),
+    pool: nullable({ type: 'string' }),
+    messageId: nullable({ type: 'string' }),
+    envelope,
+    size: { type: 'integer', description: 'The message in bytes, as it would be stored.' },
+    sendAt: nullable({ type: 'string', format: 'date-time' }),
+  },
+} as const;
+
+/** `POST /v1/messages/batch`. */
+export const batchBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['messages'],
+  properties: {
+    messages: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 500,
+      description: 'Up to 500 messages, each a `POST /v1/messages` body with an optional `idempotencyKey`.',
+      items: {
+        ...sendMessageBody,
+        properties: {
+          ...sendMessageBody.properties,
+          idempotencyKey: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 255,
+            pattern: '^[\\x21-\\x7e]+$',
+            description: "This item's idempotency key: the same as sending it alone with this `Idempotency-Key` header.",
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** `POST /v1/messages/batch`'s 200: one result per item, in order. */
+export const batchResponse = {
+  type: 'object',
+  properties: {
+    queued: { type: 'integer', description: 'Items queued (status 202).' },
+    refused: { type: 'integer', description: 'Items refused (status 4xx or 5xx); the others are queued all the same.' },
+    items: {
+      type: 'array',
+      items: {
+        type: 'object',
+        description: "The item's index and the status and body a single send would have answered: the queued message (202), the check's result (200, validateOnly) or `error`.",
+        properties: {
+          index: { type: 'integer' },
+          status: { type: 'integer' },
+          replayed: { type: 'boolean', description: 'True when the idempotencyKey was used before and this is its first answer again.' },
+          ...queuedResponse.properties,
+          ...validatedResponse.properties,
+          error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } } },
+        },
+      },
+    },
   },
 } as const;
 
@@ -217,6 +332,9 @@ const messageProperties = {
   lastClass: nullable({ type: 'string' }),
   explanation: nullable(explanation),
   recipientCounts,
+  tags: { type: 'array', items: { type: 'string' } },
+  metadata: { type: 'object', additionalProperties: { type: 'string' } },
+  sendAt: nullable({ type: 'string', format: 'date-time', description: 'The time the message was scheduled for; null when sent at once.' }),
 } as const;
 
 export const messageResponse = {
