@@ -137,7 +137,7 @@ describe('docs/http-api.md: every shell example runs as written against relay365
 
   it('runs the API key, send, raw MIME, follow-up, retry and cancel examples, each answering as the page says', async () => {
     const blocks = shellExamples(await readFile(DOC, 'utf8'));
-    assert.equal(blocks.length, 5, 'a shell example was added or removed: give it its checks here');
+    assert.equal(blocks.length, 6, 'a shell example was added or removed: give it its checks here');
     const sent: string[] = [];
 
     // API keys: the key is exported for the examples that follow; old-app is created, then revoked.
@@ -219,5 +219,21 @@ describe('docs/http-api.md: every shell example runs as written against relay365
     assert.deepEqual(cancelled, { id: waitingId, state: 'cancelled' });
     const relay = (mailboxes!.items as Array<{ address: string; paused: boolean }>).find((m) => m.address === 'relay@contoso.example');
     assert.equal(relay?.paused, true);
+
+    // Batch, scheduled send, tags and search: two queued (the mailbox is paused meanwhile), Bob's an hour ahead, found by tag and recipient.
+    const batch = await runBlock(blocks[5]!);
+    ok(batch, [200, 200]);
+    const [answer, found] = batch.bodies as [
+      { queued: number; refused: number; items: Array<{ index: number; status: number; id: string; sendAt: string | null; tags: string[] }> },
+      { items: Array<{ id: string; tags: string[]; metadata: Record<string, string>; sendAt: string | null; state: string }> },
+    ];
+    assert.deepEqual([answer.queued, answer.refused, answer.items.map((i) => [i.index, i.status])], [2, 0, [[0, 202], [1, 202]]]);
+    assert.equal(answer.items[0]!.sendAt, null);
+    const at = Date.parse(answer.items[1]!.sendAt ?? '');
+    assert.ok(at > Date.now() + 3_000_000 && at <= Date.now() + 3_600_000, `sendAt an hour ahead: ${answer.items[1]!.sendAt}`);
+    assert.deepEqual(
+      found.items.map((m) => [m.id, m.tags, m.metadata, m.state]),
+      [[answer.items[1]!.id, ['welcome'], { customer: 'c-42' }, 'queued']],
+    );
   });
 });
