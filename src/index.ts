@@ -15,7 +15,7 @@ export {
   // The least-privilege review against what the transport's descriptor says sending needs.
   reviewTransportPermissions as reviewPermissions,
 } from './delivery/index.js';
-export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type MessageStatus } from './runtime/index.js';
+export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus } from './runtime/index.js';
 export { loadConfig, configSchema, type Config, type ConfigInput } from './config/index.js';
 export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';

@@ -1,4 +1,4 @@
 export { startRelay, type Relay, type RelayDeps } from './relay.js';
 export { openOutboxStore, openHttpStore, openSharedTokenCache } from './stores.js';
 export { reloadRelay, configChanges, RELOADABLE_PATHS, type ReloadReport } from './reload.js';
-export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type MessageStatus } from './library.js';
+export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus } from './library.js';

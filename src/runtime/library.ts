@@ -50,6 +50,24 @@ export interface MessageStatus {
   /** The last reply (Exchange's, or relay365's own when nothing was sent). */
   lastReply: string | undefined;
   recipients: RecipientRecord[];
+  tags: string[];
+  metadata: Record<string, string>;
+  /** The time it was scheduled for, if it was. */
+  sendAt: Date | undefined;
+}
+
+/** {@link QueuedRelay.send}'s options, as the HTTP API's send fields. */
+export interface QueueOptions {
+  /** Send from this configured mailbox (default: the one whose address or alias is the From). */
+  mailbox?: string;
+  /** Send to suppressed recipients too (docs/bounces.md). */
+  ignoreSuppression?: boolean;
+  /** Do not send before this time (a scheduled send; `cancel(id)` before it keeps it from going). */
+  sendAt?: Date;
+  /** Up to 10 labels to find the message by (`relay365 queue list --tag`, `GET /v1/messages?tag=`), echoed in its webhooks. */
+  tags?: string[];
+  /** Your own data (up to 20 keys to strings of at most 500 characters), stored and echoed in its webhooks. */
+  metadata?: Record<string, string>;
 }
 
 /** States a message does not leave by itself. */
@@ -62,9 +80,11 @@ export interface QueuedRelay {
    * outbox; resolves once it is on disk, before anything is sent. Throws only when the outbox cannot
    * be written (`R365_OUTBOX_UNAVAILABLE`).
    */
-  send(message: MessageInput, options?: { mailbox?: string; ignoreSuppression?: boolean }): Promise<QueueResult>;
+  send(message: MessageInput, options?: QueueOptions): Promise<QueueResult>;
   /** The message's state and recipients now; undefined for an id the outbox does not hold. */
   status(id: string): Promise<MessageStatus | undefined>;
+  /** Cancels a message not yet sent (queued, scheduled, deferred or failed): true when it was; false when it is sent, being sent or unknown. */
+  cancel(id: string): Promise<boolean>;
   /**
    * Resolves when the message reaches a state it does not leave by itself (`sent`, `failed`,
    * `cancelled`): `sent` means Exchange answered 250 for its recipients; an NDR read back later
@@ -125,6 +145,9 @@ export async function createRelay(config: string | Config | ConfigInput, options
       attempts: stored.attempts,
       lastReply: stored.lastReply,
       recipients: await relay.store.recipients(id),
+      tags: stored.tags,
+      metadata: stored.metadata,
+      sendAt: stored.sendAt,
     };
   };
 
@@ -134,7 +157,15 @@ export async function createRelay(config: string | Config | ConfigInput, options
       if (closed) throw new Relay365Error('R365_RELAY_CLOSED', 'This relay is closed: create a new one with createRelay().');
       const outgoing = await composeMessage(message);
       const verdict = await admission.admit(
-        { raw: outgoing.raw, envelope: outgoing.envelope, mailbox: sendOptions.mailbox, ignoreSuppression: sendOptions.ignoreSuppression },
+        {
+          raw: outgoing.raw,
+          envelope: outgoing.envelope,
+          mailbox: sendOptions.mailbox,
+          ignoreSuppression: sendOptions.ignoreSuppression,
+          sendAt: sendOptions.sendAt,
+          tags: sendOptions.tags,
+          metadata: sendOptions.metadata,
+        },
         { source: { kind: 'library' }, display: 'The library' },
       );
       if (!verdict.ok) {
@@ -146,6 +177,7 @@ export async function createRelay(config: string | Config | ConfigInput, options
       return { ok: true, id: stored.id, state: 'queued', messageId: stored.messageId, mailbox: stored.mailbox, pool: stored.pool };
     },
     status,
+    cancel: (id) => relay.store.cancel(id),
     async outcome(id, outcomeOptions = {}) {
       const timeoutMs = outcomeOptions.timeoutMs ?? 600_000;
       return new Promise<MessageStatus>((resolve, reject) => {

@@ -93,6 +93,25 @@ describe('createRelay: the library queues through the outbox', () => {
     assert.equal(overridden.ok, true, JSON.stringify(overridden));
   });
 
+  it('keeps tags, metadata and a scheduled time, holds the message until then, and cancel() stops it', async () => {
+    const sendAt = new Date(Date.now() + 3_600_000);
+    const queued = await relay.send(
+      { from: MAILBOX, to: 'later@example.net', subject: 'Later', text: 'x' },
+      { sendAt, tags: ['digest'], metadata: { user: 'u-7' } },
+    );
+    assert.ok(queued.ok, JSON.stringify(queued));
+    const status = (await relay.status(queued.id))!;
+    assert.deepEqual([status.state, status.tags, status.metadata, status.sendAt?.getTime()], ['queued', ['digest'], { user: 'u-7' }, sendAt.getTime()]);
+    assert.equal(await relay.cancel(queued.id), true);
+    assert.equal((await relay.outcome(queued.id, { timeoutMs: 5_000 })).state, 'cancelled');
+    assert.ok(!sandbox.state.messages.some((m) => m.envelope.rcptTo.includes('later@example.net')), 'it never left');
+    assert.equal(await relay.cancel(queued.id), false, 'a cancelled message is not cancelled twice');
+
+    const refused = await relay.send({ from: MAILBOX, to: 'a@example.net', subject: 'x', text: 'x' }, { tags: ['has space'] });
+    assert.equal(refused.ok, false);
+    assert.ok(!refused.ok && refused.code === 'R365_MESSAGE_INVALID' && /tag/.test(refused.message), JSON.stringify(refused));
+  });
+
   it('outcome() of an unknown id rejects with R365_MESSAGE_NOT_FOUND', async () => {
     await assert.rejects(relay.outcome('no-such-id', { timeoutMs: 2000 }), (err: Error & { code?: string }) => err.code === 'R365_MESSAGE_NOT_FOUND');
   });
