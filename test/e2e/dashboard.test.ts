@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
@@ -62,6 +62,46 @@ async function until<T>(check: () => T | undefined | false | Promise<T | undefin
   }
 }
 
+/** The ids of the message rows a dashboard page shows, top to bottom. */
+async function rowIds(page: Page): Promise<string[]> {
+  return attributes(page.locator('table.messages tbody tr[data-id]'), 'data-id');
+}
+
+/** An attribute of every element a locator finds, in document order. */
+async function attributes(locator: Locator, name: string): Promise<string[]> {
+  return Promise.all((await locator.all()).map(async (e) => (await e.getAttribute(name)) ?? ''));
+}
+
+/** Messages straight into the relay's outbox, for what the HTTP door does not set here (tags, metadata, a scheduled time). */
+async function enqueue(
+  relay: Relay,
+  m: { to: string; subject: string; tags?: string[]; metadata?: Record<string, string>; notBefore?: Date },
+): Promise<string> {
+  const raw = Buffer.from(
+    [
+      `From: ${MAILBOX}`,
+      `To: ${m.to}`,
+      `Subject: ${m.subject}`,
+      `Message-ID: <${Date.now()}.${Math.random().toString(36).slice(2)}@dashboard.test>`,
+      `Date: ${new Date().toUTCString()}`,
+      '',
+      'Hello.',
+      '',
+    ].join('\r\n'),
+  );
+  const stored = await relay.store.enqueue({
+    mailbox: MAILBOX,
+    envelope: { from: MAILBOX, to: [m.to] },
+    raw,
+    source: { kind: 'library' },
+    ...(m.tags ? { tags: m.tags } : {}),
+    ...(m.metadata ? { metadata: m.metadata } : {}),
+    ...(m.notBefore ? { notBefore: m.notBefore } : {}),
+  });
+  relay.worker.notify({ mailbox: MAILBOX });
+  return stored.id;
+}
+
 async function startDashboardRelay(
   sandbox: Sandbox,
   dataDir: string,
@@ -92,6 +132,8 @@ async function startDashboardRelay(
 
 describe('dashboard', { skip: chromiumMissing() }, () => {
   let sandbox: Sandbox & { dir: string };
+  /** The scenario as started, which a test that granted SendAs on the CEO alias puts back. */
+  let initial: Sandbox['state']['scenario'];
   before(async () => {
     sandbox = await startTestSandbox({
       scenario: scenario((s) => {
@@ -100,6 +142,7 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
         s.mailFlow.unknownRecipients = [NOBODY];
       }),
     });
+    initial = structuredClone(sandbox.state.scenario);
   });
   after(async () => {
     await sandbox.close();
@@ -255,13 +298,31 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       assert.equal(noHeader.status, 403);
       const unknown = await fetch(`${base}/dashboard/messages/x/retry`, { method: 'POST', headers: { authorization: auth, 'x-relay365-dashboard': '1' } });
       assert.equal(unknown.status, 404);
+      // Cancels the same way, and a message's page asks for the password too.
+      const forgedCancel = await fetch(`${base}/dashboard/messages/x/cancel`, {
+        method: 'POST',
+        headers: { authorization: auth, origin: 'https://evil.example' },
+      });
+      assert.equal(forgedCancel.status, 403);
+      assert.equal((await fetch(`${base}/dashboard/messages/x/cancel`, { method: 'POST', headers: { authorization: auth } })).status, 403);
+      const unknownCancel = await fetch(`${base}/dashboard/messages/x/cancel`, {
+        method: 'POST',
+        headers: { authorization: auth, 'x-relay365-dashboard': '1' },
+      });
+      assert.equal(unknownCancel.status, 404);
+      assert.match(((await unknownCancel.json()) as { error: { message: string } }).error.message, /^No message x in the outbox/);
+      assert.equal((await fetch(`${base}/dashboard/messages/x`)).status, 401);
+      assert.equal((await fetch(`${base}/dashboard/messages/x/panel`)).status, 401);
+      const missing = await fetch(`${base}/dashboard/messages/x`, { headers: { authorization: auth } });
+      assert.equal(missing.status, 404);
+      assert.match(await missing.text(), /No message x in the outbox/);
     } finally {
       await relay.close();
       await dir.cleanup();
     }
   });
 
-  it("shows a paused mailbox with since when, the cause, the fix and a Resume button; a resume posted by the page ends the pause, a forged one is refused", async () => {
+  it('shows a paused mailbox with since when, the cause, the fix and a Resume button; a resume posted by the page ends the pause, a forged one is refused', async () => {
     const dir = await tempDir();
     const { relay } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
     try {
@@ -294,6 +355,263 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       assert.ok(after.includes('<div class="active">Sending</div>') && !after.includes('data-resume'));
     } finally {
       await relay.close();
+      await dir.cleanup();
+    }
+  });
+
+  it('searches by state, recipient, tag and day in Chromium, keeps the search in the URL and across reloads, and pages with Older', async () => {
+    sandbox.state.setScenario(structuredClone(initial));
+    const dir = await tempDir();
+    const profile = await tempDir('relay365-chromium-');
+    const { relay, send } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    const base = relay.httpAddress!;
+    const context = await launchChromium(profile.path, PASSWORD);
+    try {
+      const alice = await send({ from: MAILBOX, to: 'alice@example.net', subject: 'For Alice', text: 'x' });
+      const bob = await send({ from: MAILBOX, to: 'bob@example.net', subject: 'For Bob', text: 'x' });
+      const denied = await send({ from: CEO, to: 'board@example.net', subject: 'From the CEO', text: 'x' });
+      const invoice1 = await enqueue(relay, { to: 'carol@example.net', subject: 'Invoice 1', tags: ['invoice'] });
+      const invoice2 = await enqueue(relay, { to: 'dave@example.net', subject: 'Invoice 2', tags: ['invoice', 'eu'] });
+      const news = await enqueue(relay, { to: 'carol@example.net', subject: 'News', tags: ['newsletter'] });
+      const all = [alice, bob, denied, invoice1, invoice2, news];
+      await until(
+        async () => (await Promise.all(all.map((id) => relay.store.get(id)))).every((m) => m?.state === 'sent' || m?.state === 'failed'),
+        15_000,
+        'every message sent or failed',
+      );
+      const newestFirst = (await relay.store.list({ limit: 100 })).items.map((m) => m.id);
+      assert.deepEqual([...newestFirst].sort(), [...all].sort());
+
+      const page = context.pages()[0] ?? (await context.newPage());
+      await page.goto(`${base}/`);
+      assert.deepEqual(await rowIds(page), newestFirst, 'every message, newest first');
+      assert.equal(
+        await page
+          .locator(`tr[data-id="${invoice2}"] .tag`)
+          .allInnerTexts()
+          .then((t) => t.join(' ')),
+        'invoice eu',
+        'tags in the list',
+      );
+
+      // By state: the form's GET puts the filter in the address bar.
+      await page.locator('form#search select[name="state"]').selectOption('failed');
+      await page.locator('form#search button[type="submit"]').click();
+      await page.waitForURL(/state=failed/);
+      assert.deepEqual(await rowIds(page), [denied]);
+      assert.equal(await page.locator('form#search select[name="state"]').inputValue(), 'failed', 'the form shows the search');
+
+      // By recipient, in any case; the search stays through the page's own reloads.
+      await page.goto(`${base}/`);
+      await page.locator('form#search input[name="recipient"]').fill('ALICE@Example.NET');
+      await page.locator('form#search button[type="submit"]').click();
+      await page.waitForURL(/recipient=ALICE%40Example\.NET/);
+      assert.deepEqual(await rowIds(page), [alice]);
+      const later = await send({ from: MAILBOX, to: 'erin@example.net', subject: 'Later', text: 'x' });
+      await until(async () => (await relay.store.get(later))?.state === 'sent', 15_000, 'the later message sent');
+      await page.locator('[data-count="sent"] .n').filter({ hasText: '6' }).waitFor({ timeout: 10_000 });
+      assert.deepEqual(await rowIds(page), [alice], 'a reload keeps the search');
+
+      // A bookmarked search: by tag, then tag and recipient together.
+      await page.goto(`${base}/?tag=invoice`);
+      assert.deepEqual(await rowIds(page), [invoice2, invoice1]);
+      assert.equal(await page.locator('form#search input[name="tag"]').inputValue(), 'invoice');
+      await page.locator('form#search input[name="recipient"]').fill('carol@example.net');
+      await page.locator('form#search button[type="submit"]').click();
+      await page.waitForURL(/recipient=carol/);
+      assert.match(page.url(), /tag=invoice/);
+      assert.deepEqual(await rowIds(page), [invoice1]);
+
+      // By day (UTC): the From day is included, and so is the To day.
+      const today = new Date().toISOString().slice(0, 10);
+      const day = (offset: number): string => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+      await page.goto(`${base}/`);
+      await page.locator('form#search input[name="since"]').fill(day(1));
+      await page.locator('form#search button[type="submit"]').click();
+      await page.waitForURL(/since=/);
+      assert.deepEqual(await rowIds(page), []);
+      assert.equal(await page.locator('table.messages tr.empty').innerText(), 'No message matches this search.');
+      await page.goto(`${base}/?until=${day(-1)}`);
+      assert.deepEqual(await rowIds(page), []);
+      await page.goto(`${base}/?since=${today}&until=${today}`);
+      assert.equal((await rowIds(page)).length, 7);
+
+      // A filter the outbox cannot take is said, not dropped.
+      await page.goto(`${base}/?state=lost&since=yesterday`);
+      const problem = await page.locator('#messages .error').innerText();
+      assert.match(problem, /State "lost" is not one of queued, sending, sent, deferred, failed, cancelled\./);
+      assert.match(problem, /Since "yesterday" is not a date \(YYYY-MM-DD\)/);
+
+      // Pages of two: Older follows nextCursor to the end, and keeps the search.
+      const everything = (await relay.store.list({ limit: 100 })).items.map((m) => m.id);
+      await page.goto(`${base}/?limit=2`);
+      const seen: string[] = [];
+      for (let n = 0; ; n++) {
+        const ids = await rowIds(page);
+        assert.ok(ids.length <= 2 && ids.length > 0, `page ${n} holds one or two: ${ids.join(', ')}`);
+        seen.push(...ids);
+        const older = page.locator('#messages a.older');
+        if ((await older.count()) === 0) break;
+        await older.click();
+        await page.waitForURL(/cursor=/);
+        assert.ok(n < 10, 'the pages end');
+      }
+      assert.deepEqual(seen, everything, 'every message once, newest first');
+      await page.locator('#messages a.newest').click();
+      await page.waitForURL((url) => !url.search.includes('cursor='));
+      assert.deepEqual(await rowIds(page), everything.slice(0, 2));
+      await page.goto(`${base}/?tag=invoice&limit=1`);
+      assert.deepEqual(await rowIds(page), [invoice2]);
+      await page.locator('#messages a.older').click();
+      await page.waitForURL(/cursor=/);
+      assert.match(page.url(), /tag=invoice/);
+      assert.deepEqual(await rowIds(page), [invoice1]);
+      await page.goto(`${base}/?cursor=garbage`);
+      assert.match(await page.locator('#messages .error').innerText(), /The list cursor is not one this outbox returned/);
+    } finally {
+      await context.close();
+      await relay.close();
+      await profile.cleanup();
+      await dir.cleanup();
+    }
+  });
+
+  it("opens a message's page from the list: envelope, Message-ID, a refused recipient with the catalogue's cause, fix and link, each attempt; a subject with <script> shows as text", async () => {
+    sandbox.state.setScenario(structuredClone(initial));
+    const dir = await tempDir();
+    const profile = await tempDir('relay365-chromium-');
+    const { relay, send } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    const base = relay.httpAddress!;
+    const context = await launchChromium(profile.path, PASSWORD);
+    try {
+      const subject = `<script>document.title = 'owned'</script> <b>Q4</b> & "more"`;
+      const id = await send({ from: MAILBOX, to: ['carol@example.net', NOBODY], subject, text: 'x' });
+      await until(async () => (await relay.store.get(id))?.state === 'sent', 15_000, 'the message sent');
+      const stored = (await relay.store.get(id))!;
+      const refusal = (await relay.store.recipients(id)).find((r) => r.address === NOBODY)?.explanation;
+      assert.ok(refusal?.doc, 'the catalogue explains 550 5.1.10, with where Microsoft documents it');
+
+      const page = context.pages()[0] ?? (await context.newPage());
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      page.on('console', (m) => void (m.type() === 'error' && problems.push(m.text())));
+      await page.goto(`${base}/`);
+      await page.locator(`tr[data-id="${id}"] a.detail`).click();
+      await page.waitForURL(`${base}/dashboard/messages/${id}`);
+
+      assert.equal(await page.locator('h2.subject').innerText(), subject, 'the subject as text');
+      assert.equal(await page.locator('h2.subject b').count(), 0);
+      assert.equal(await page.locator('script').count(), 1, "only the dashboard's own script");
+      assert.equal(await page.title(), `relay365: message ${id}`);
+      const detail = page.locator('#detail');
+      assert.equal(await detail.getAttribute('data-state'), 'sent');
+      assert.equal(await detail.getAttribute('data-live'), null, 'a sent message is not reloaded');
+      const fields = await detail.locator('table.fields').innerText();
+      assert.match(fields, new RegExp(`From\\s+${MAILBOX}`));
+      assert.match(fields, new RegExp(`To\\s+carol@example\\.net, ${NOBODY}`));
+      assert.match(fields, new RegExp(`Mailbox\\s+${MAILBOX}`));
+      assert.ok(stored.messageId && fields.includes(stored.messageId), `the Message-ID ${stored.messageId} in:\n${fields}`);
+      assert.doesNotMatch(fields, /Scheduled for/);
+      assert.equal(await detail.locator('button[data-retry], button[data-cancel]').count(), 0, 'nothing to retry or cancel');
+
+      assert.equal(await detail.locator('tr[data-recipient="carol@example.net"]').getAttribute('data-state'), 'accepted');
+      const refused = detail.locator(`tr[data-recipient="${NOBODY}"]`);
+      assert.equal(await refused.getAttribute('data-state'), 'refused');
+      const refusedText = await refused.innerText();
+      assert.match(refusedText, /550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound/);
+      assert.ok(refusedText.includes(refusal.cause) && refusedText.includes(`Fix: ${refusal.fix}`), refusedText);
+      assert.equal(await refused.locator('.doc a').getAttribute('href'), refusal.doc);
+
+      const attempts = detail.locator('table.attempts tbody tr');
+      assert.equal(await attempts.count(), 1);
+      assert.equal(await attempts.first().getAttribute('data-class'), 'sent');
+      assert.match(await attempts.first().innerText(), /250 2\.0\.0 OK/);
+
+      await mkdir(OUTPUT, { recursive: true });
+      await page.screenshot({ path: join(OUTPUT, 'dashboard-message.png'), fullPage: true });
+      await page.locator('a[href="/"]').first().click();
+      await page.waitForURL(`${base}/`);
+      assert.deepEqual(problems, [], 'no script error or CSP violation');
+    } finally {
+      await context.close();
+      await relay.close();
+      await profile.cleanup();
+      await dir.cleanup();
+    }
+  });
+
+  it('cancels a scheduled message and retries a failed one from their pages, showing each result, and the error for one that is no longer cancellable', async () => {
+    sandbox.state.setScenario(structuredClone(initial));
+    const dir = await tempDir();
+    const profile = await tempDir('relay365-chromium-');
+    const { relay, send } = await startDashboardRelay(sandbox, dir.path, PASSWORD);
+    const base = relay.httpAddress!;
+    const context = await launchChromium(profile.path, PASSWORD);
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const dialogs: string[] = [];
+      page.on('dialog', (d) => {
+        dialogs.push(d.message());
+        void d.accept();
+      });
+
+      // Scheduled an hour ahead: queued, with its time, tags and metadata on its page.
+      const sendAt = new Date(Date.now() + 3_600_000);
+      const scheduled = await enqueue(relay, {
+        to: 'frank@example.net',
+        subject: 'Reminder',
+        tags: ['reminder'],
+        metadata: { order: 'A-1', note: '<i>fragile</i>' },
+        notBefore: sendAt,
+      });
+      await page.goto(`${base}/dashboard/messages/${scheduled}`);
+      const detail = page.locator('#detail');
+      assert.equal(await detail.getAttribute('data-state'), 'queued');
+      assert.equal(await detail.locator('[data-send-at]').getAttribute('data-send-at'), sendAt.toISOString());
+      assert.deepEqual(await detail.locator('.tag').allInnerTexts(), ['reminder']);
+      assert.equal(await detail.locator('table.metadata tr[data-key="note"] td').innerText(), '<i>fragile</i>', 'metadata as text');
+      assert.equal(await detail.locator('table.metadata tr[data-key="order"] td').innerText(), 'A-1');
+      await detail.locator(`button[data-cancel="${scheduled}"]`).click();
+      await page.locator('#detail[data-state="cancelled"]').waitFor({ timeout: 10_000 });
+      assert.equal(await page.locator('#result').innerText(), `Message ${scheduled} is cancelled: it will not be sent.`);
+      assert.deepEqual(dialogs, [`Cancel message ${scheduled}? It will not be sent.`]);
+      assert.equal((await relay.store.get(scheduled))?.state, 'cancelled');
+      assert.equal(await page.locator('#detail button[data-cancel]').count(), 0);
+
+      // Failed (Exchange refuses SendAs on the alias); another operator cancels it before this click.
+      const gone = await send({ from: CEO, to: 'board@example.net', subject: 'Gone', text: 'x' });
+      await until(async () => (await relay.store.get(gone))?.state === 'failed', 15_000, 'the message failed');
+      await page.goto(`${base}/dashboard/messages/${gone}`);
+      assert.equal(await page.locator('#detail').getAttribute('data-live'), null, 'a failed message waits for an operator');
+      assert.match(await page.locator('#detail .last').innerText(), /SendAsDenied[\s\S]*Add-RecipientPermission/);
+      assert.equal(await relay.store.cancel(gone), true);
+      await page.locator(`#detail button[data-cancel="${gone}"]`).click();
+      await page.locator('#result.bad').waitFor({ timeout: 10_000 });
+      assert.equal(
+        await page.locator('#result').innerText(),
+        `Cancel failed: Message ${gone} is cancelled: only a queued, deferred or failed message can be cancelled.`,
+      );
+      await page.locator('#detail[data-state="cancelled"]').waitFor({ timeout: 10_000 });
+
+      // Failed, then Exchange lets the mailbox send as the CEO: Retry sends it, and the page follows it to sent.
+      const denied = await send({ from: CEO, to: 'board@example.net', subject: 'Again', text: 'x' });
+      await until(async () => (await relay.store.get(denied))?.state === 'failed', 15_000, 'the message failed');
+      await page.goto(`${base}/dashboard/messages/${denied}`);
+      const granted = structuredClone(initial);
+      granted.tenants[0]!.users[0]!.sendAs.push(CEO);
+      sandbox.state.setScenario(granted);
+      await page.locator(`#detail button[data-retry="${denied}"]`).click();
+      await page.locator('#detail[data-state="sent"]').waitFor({ timeout: 15_000 });
+      assert.equal(await page.locator('#result').innerText(), `Message ${denied} is queued to be sent again.`);
+      const attempts = page.locator('#detail table.attempts tbody tr');
+      assert.deepEqual(await attributes(attempts, 'data-class'), ['permanent', 'sent']);
+      assert.equal(await page.locator('#detail tr[data-recipient="board@example.net"]').getAttribute('data-state'), 'accepted');
+      assert.equal((await relay.store.get(denied))?.state, 'sent');
+    } finally {
+      sandbox.state.setScenario(structuredClone(initial));
+      await context.close();
+      await relay.close();
+      await profile.cleanup();
       await dir.cleanup();
     }
   });
