@@ -62,12 +62,12 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
     pool: options.pool !== false,
     ...(options.transcript ? { transcript: options.transcript } : {}),
   });
-  const addresses = cfg.mailboxes.map((m) => m.address);
+  const mailboxes = cfg.mailboxes.map((m) => ({ address: m.address, aliases: m.aliases ?? [] }));
   return {
     identity,
     async send(message, sendOptions = {}) {
       const outgoing = await composeMessage(message);
-      const mailbox = pickSendingMailbox(addresses, sendOptions.mailbox, outgoing.envelope.from);
+      const mailbox = pickSendingMailbox(mailboxes, sendOptions.mailbox, outgoing.envelope.from);
       const result = await transport.send(mailbox, outgoing);
       return { ...result, recipients: recipientResults(outgoing.envelope.to, result) };
     },
@@ -78,17 +78,28 @@ export async function createMailer(config: ConfigInput | Config, options: Mailer
   };
 }
 
-/** The explicit mailbox, else the mailbox that is the sender, else the only one. */
-export function pickSendingMailbox(addresses: readonly string[], explicit: string | undefined, sender: string): string {
-  const find = (a: string): string | undefined => addresses.find((m) => m.toLowerCase() === a.toLowerCase());
+/**
+ * The explicit mailbox, else the mailbox whose address or alias is the sender (the first listed when
+ * several list the alias, as a pool's member; `createRelay` spreads a pool's messages over its members),
+ * else the only one.
+ */
+export function pickSendingMailbox(
+  mailboxes: ReadonlyArray<{ address: string; aliases?: readonly string[] }>,
+  explicit: string | undefined,
+  sender: string,
+): string {
+  const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
   if (explicit) {
-    const found = find(explicit);
+    const found = mailboxes.find((m) => same(m.address, explicit));
     if (!found) throw new Relay365Error('R365_UNKNOWN_MAILBOX', `${explicit} is not a configured mailbox; add it under mailboxes: in the config.`);
-    return found;
+    return found.address;
   }
-  const bySender = find(sender);
-  if (bySender) return bySender;
-  if (addresses.length === 1) return addresses[0]!;
-  if (addresses.length === 0) throw new Relay365Error('R365_NO_MAILBOX_CONFIGURED', 'No mailbox is configured: add one under mailboxes: in the config.');
-  throw new Relay365Error('R365_UNKNOWN_MAILBOX', `No configured mailbox is ${sender}: choose one with the mailbox option (${addresses.join(', ')}).`);
+  const bySender = mailboxes.find((m) => same(m.address, sender)) ?? mailboxes.find((m) => (m.aliases ?? []).some((a) => same(a, sender)));
+  if (bySender) return bySender.address;
+  if (mailboxes.length === 1) return mailboxes[0]!.address;
+  if (mailboxes.length === 0) throw new Relay365Error('R365_NO_MAILBOX_CONFIGURED', 'No mailbox is configured: add one under mailboxes: in the config.');
+  throw new Relay365Error(
+    'R365_UNKNOWN_MAILBOX',
+    `No configured mailbox has the address or alias ${sender}: add it to a mailbox's aliases, or choose one with the mailbox option (${mailboxes.map((m) => m.address).join(', ')}).`,
+  );
 }
