@@ -531,6 +531,13 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       await page.screenshot({ path: join(OUTPUT, 'dashboard-message.png'), fullPage: true });
       await page.locator('a[href="/"]').first().click();
       await page.waitForURL(`${base}/`);
+
+      // A Subject beyond ASCII travels as RFC 2047 encoded words; the page shows it decoded.
+      const accented = 'Réunion à 10:00 ✓ — 会議';
+      const encoded = await send({ from: MAILBOX, to: 'carol@example.net', subject: accented, text: 'x' });
+      assert.match((await relay.store.getRaw(encoded))!.toString('utf8'), /^Subject: =\?UTF-8\?/im, 'the composer encoded it');
+      await page.goto(`${base}/dashboard/messages/${encoded}`);
+      assert.equal(await page.locator('h2.subject').innerText(), accented);
       assert.deepEqual(problems, [], 'no script error or CSP violation');
     } finally {
       await context.close();
