@@ -73,7 +73,8 @@ describe('HTTP API: tags, metadata, search, scheduled send, validate-only and ba
     await http.close();
     relay = await startRelay(
       sandboxConfig(sandbox, dir.path, {
-        smtp: { enabled: false },
+        // The name both doors put in the Message-IDs they add.
+        smtp: { enabled: false, hostname: 'relay.contoso.example' },
         mailboxes: [{ address: MAILBOX }],
         queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 },
         http: { enabled: true, port: 0, webhooks: [{ url: receiver.url, secret: 'whsec-labels', events: ['message.sent'] }] },
@@ -230,6 +231,7 @@ describe('HTTP API: tags, metadata, search, scheduled send, validate-only and ba
       validateOnly: true,
     });
     assert.equal(mime.status, 200, JSON.stringify(mime.body));
+    assert.match(mime.body.messageId, /@relay\.contoso\.example>$/, 'the Message-ID added names smtp.hostname');
     const refused = await api('POST', '/v1/messages', text({ from: 'stranger@fabrikam.example', validateOnly: true }));
     assert.equal(refused.status, 422);
     assert.equal(refused.body.error.code, 'R365_NO_ROUTE_FOR_SENDER');

@@ -31,7 +31,7 @@ const mailboxParams = { type: 'object', properties: { mailbox: { type: 'string' 
 
 /** What the `/v1` routes need from the relay. */
 export interface ApiRouteDeps {
-  config: Pick<Config, 'mailboxes' | 'limits'> & { http?: Pick<Config['http'], 'bodyLimitBytes'> };
+  config: Pick<Config, 'mailboxes' | 'limits'> & { http?: Pick<Config['http'], 'bodyLimitBytes'>; smtp?: Pick<Config['smtp'], 'hostname'> };
   enqueue: (message: NewMessage) => Promise<StoredMessage>;
   store: OutboxStore;
   router: Pick<Router, 'routeMessage' | 'poolsOf'>;
@@ -55,7 +55,8 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     mailboxes: () => mailboxes,
     suppressions: deps.store,
     enqueue: deps.enqueue,
-    hostname: osHostname(),
+    // The name the SMTP door greets with, so both doors' Message-IDs name the same host.
+    hostname: deps.config.smtp?.hostname ?? osHostname(),
   });
 
   /** Runs the admission pipeline (limits, headers, senders, suppression, route) and commits the message; answers only after the commit. */
