@@ -50,6 +50,8 @@ const MAILBOX = DEFAULT_IDS.mailbox;
 /** An alias the relay routes but Exchange (the sandbox) refuses SendAs on, until the test grants it. */
 const CEO = `ceo@${DEFAULT_IDS.tenantDomain}`;
 const NOBODY = `nobody@${DEFAULT_IDS.tenantDomain}`;
+/** A mailbox this relay's config does not name (as after a config change). */
+const OLD_MAILBOX = `old-relay@${DEFAULT_IDS.tenantDomain}`;
 const PASSWORD = 'correct horse battery staple';
 
 async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
@@ -75,11 +77,12 @@ async function attributes(locator: Locator, name: string): Promise<string[]> {
 /** Messages straight into the relay's outbox, for what the HTTP door does not set here (tags, metadata, a scheduled time). */
 async function enqueue(
   relay: Relay,
-  m: { to: string; subject: string; tags?: string[]; metadata?: Record<string, string>; notBefore?: Date },
+  m: { to: string; subject: string; tags?: string[]; metadata?: Record<string, string>; notBefore?: Date; mailbox?: string },
 ): Promise<string> {
+  const mailbox = m.mailbox ?? MAILBOX;
   const raw = Buffer.from(
     [
-      `From: ${MAILBOX}`,
+      `From: ${mailbox}`,
       `To: ${m.to}`,
       `Subject: ${m.subject}`,
       `Message-ID: <${Date.now()}.${Math.random().toString(36).slice(2)}@dashboard.test>`,
@@ -90,15 +93,15 @@ async function enqueue(
     ].join('\r\n'),
   );
   const stored = await relay.store.enqueue({
-    mailbox: MAILBOX,
-    envelope: { from: MAILBOX, to: [m.to] },
+    mailbox,
+    envelope: { from: mailbox, to: [m.to] },
     raw,
     source: { kind: 'library' },
     ...(m.tags ? { tags: m.tags } : {}),
     ...(m.metadata ? { metadata: m.metadata } : {}),
     ...(m.notBefore ? { notBefore: m.notBefore } : {}),
   });
-  relay.worker.notify({ mailbox: MAILBOX });
+  relay.worker.notify({ mailbox });
   return stored.id;
 }
 
@@ -412,6 +415,16 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       await page.locator('[data-count="sent"] .n').filter({ hasText: '6' }).waitFor({ timeout: 10_000 });
       assert.deepEqual(await rowIds(page), [alice], 'a reload keeps the search');
 
+      // By mailbox: one the config no longer names still holds its queued message (no worker sends it).
+      const stranded = await enqueue(relay, { to: 'gina@example.net', subject: 'Stranded', mailbox: OLD_MAILBOX });
+      await page.goto(`${base}/?mailbox=${encodeURIComponent(OLD_MAILBOX.toUpperCase())}`);
+      assert.deepEqual(await rowIds(page), [stranded]);
+      assert.equal(await page.locator('form#search select[name="mailbox"]').inputValue(), OLD_MAILBOX, 'the form shows the mailbox searched');
+      await page.locator('form#search select[name="mailbox"]').selectOption(MAILBOX);
+      await page.locator('form#search button[type="submit"]').click();
+      await page.waitForURL((url) => url.searchParams.get('mailbox') === MAILBOX);
+      assert.ok(!(await rowIds(page)).includes(stranded) && (await rowIds(page)).includes(alice));
+
       // A bookmarked search: by tag, then tag and recipient together.
       await page.goto(`${base}/?tag=invoice`);
       assert.deepEqual(await rowIds(page), [invoice2, invoice1]);
@@ -434,7 +447,7 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
       await page.goto(`${base}/?until=${day(-1)}`);
       assert.deepEqual(await rowIds(page), []);
       await page.goto(`${base}/?since=${today}&until=${today}`);
-      assert.equal((await rowIds(page)).length, 7);
+      assert.equal((await rowIds(page)).length, 8);
 
       // A filter the outbox cannot take is said, not dropped.
       await page.goto(`${base}/?state=lost&since=yesterday`);

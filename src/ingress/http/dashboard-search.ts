@@ -106,8 +106,9 @@ export function searchForm(f: SearchFields, mailboxes: readonly string[]): strin
   const states = [option('', 'any state', f.state), ...MESSAGE_STATES.map((s) => option(s, s, f.state))].join('');
   // A mailbox in the URL that the config no longer names is kept, so the form shows what is searched.
   const known = mailboxes.map((m) => m.toLowerCase());
-  const listed = f.mailbox !== '' && !known.includes(f.mailbox.toLowerCase()) ? [...known, f.mailbox] : known;
-  const boxes = [option('', 'any mailbox', f.mailbox.toLowerCase()), ...listed.map((m) => option(m, m, f.mailbox.toLowerCase()))].join('');
+  const searched = f.mailbox.toLowerCase();
+  const listed = searched !== '' && !known.includes(searched) ? [...known, searched] : known;
+  const boxes = [option('', 'any mailbox', searched), ...listed.map((m) => option(m, m, searched))].join('');
   const text = (name: keyof SearchFields, label: string, type: string, placeholder: string): string =>
     `<label>${escapeHtml(label)} <input type="${type}" name="${name}" value="${escapeHtml(f[name])}" placeholder="${escapeHtml(placeholder)}"></label>`;
   return `<form id="search" class="search" method="get" action="/" role="search">
