@@ -10,6 +10,11 @@ export interface BounceInput {
   reply: string | undefined;
   explanation: Explanation | undefined;
   reportingHost?: string;
+  /**
+   * The recipients that failed, each with its own status, when not all of the envelope's did: a
+   * non-delivery report read back after Exchange took the message (src/bounces) names one.
+   */
+  failed?: Array<{ address: string; status: string; diagnostic?: string | undefined; remoteMta?: string | undefined }>;
 }
 
 export { headerBlock };
@@ -27,17 +32,22 @@ export function isAutomatic(headers: string): boolean {
 export async function composeBounce(input: BounceInput): Promise<{ raw: Buffer; envelope: Envelope }> {
   const reporting = input.reportingHost ?? hostname();
   const status = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(input.reply ?? '')?.[1] ?? '5.0.0';
-  const perRecipient = input.original.envelope.to
+  const oneLine = (text: string): string => text.replace(/[\r\n]+/g, ' ');
+  const failed = input.failed ?? input.original.envelope.to.map((address) => ({ address, status, diagnostic: input.reply, remoteMta: undefined }));
+  const perRecipient = failed
     .map(
-      (rcpt) =>
-        `Final-Recipient: rfc822;${rcpt}\r\nAction: failed\r\nStatus: ${status}\r\n` +
-        (input.reply ? `Diagnostic-Code: smtp;${input.reply.replace(/[\r\n]+/g, ' ')}\r\n` : ''),
+      (r) =>
+        `Final-Recipient: rfc822;${oneLine(r.address)}\r\nAction: failed\r\nStatus: ${oneLine(r.status)}\r\n` +
+        (r.remoteMta ? `Remote-MTA: dns;${oneLine(r.remoteMta)}\r\n` : '') +
+        (r.diagnostic ? `Diagnostic-Code: smtp;${oneLine(r.diagnostic)}\r\n` : ''),
     )
     .join('\r\n');
   const deliveryStatus = `Reporting-MTA: dns;${reporting}\r\nX-Relay365-Message-Id: ${input.original.id}\r\nArrival-Date: ${new Date().toUTCString()}\r\n\r\n${perRecipient}`;
   const text =
-    `relay365 could not deliver your message through ${input.mailbox}.\n\n` +
-    `Recipients: ${input.original.envelope.to.join(', ')}\n` +
+    (input.failed
+      ? `Microsoft 365 took your message from ${input.mailbox}, then reported that it could not be delivered.\n\n` +
+        input.failed.map((r) => `Recipient: ${r.address}\nStatus: ${r.status}\n${r.diagnostic ? `Reason: ${r.diagnostic}\n` : ''}`).join('\n')
+      : `relay365 could not deliver your message through ${input.mailbox}.\n\n` + `Recipients: ${input.original.envelope.to.join(', ')}\n`) +
     (input.reply ? `Microsoft 365 answered: ${input.reply}\n` : '') +
     (input.explanation ? `\nWhy: ${input.explanation.cause}\nWhat to do: ${input.explanation.fix}\n` : '') +
     `\nrelay365 message id: ${input.original.id}\n`;

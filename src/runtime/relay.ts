@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
@@ -11,6 +12,7 @@ import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
 import { startBounceReaders } from './bounces.js';
+import { followBounceNotices } from './bounce-notices.js';
 import { reloadRelay, type ReloadReport } from './reload.js';
 import { EventBus, RelayMetrics, WebhookDispatcher, logEvents, silentLogger, type Logger, type WebhookDispatcherOptions } from '../observe/index.js';
 import { Relay365Error } from '../errors.js';
@@ -182,6 +184,18 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   });
   credentials.start((err) => logger.warn({ err }, 'could not read the credentials\' end dates'));
   started.push(() => credentials.stop());
+  // The notice to the sender of a recipient an NDR bounced (queue.bounces), read at each event so a reload applies.
+  let bouncesOn = config.queue.bounces;
+  started.push(
+    followBounceNotices({
+      events,
+      store,
+      enqueue,
+      enabled: () => bouncesOn,
+      logger: logger.child({ component: 'bounces' }),
+      reportingHost: config.smtp.hostname ?? hostname(),
+    }),
+  );
   // After the webhooks follow the bus: a bounce read at once is delivered like any other event.
   const bounceReaders = await startBounceReaders(config, {
     store,
@@ -282,6 +296,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
           next,
         );
         relay.config = report.config;
+        bouncesOn = report.config.queue.bounces;
         return report;
       });
       reloading = run.catch(() => undefined);
