@@ -238,7 +238,10 @@ export const queueSchema = z
     maxAgeHours: z.number().positive().default(48),
     /** Pause of a mailbox after an auth failure before its token is tried again. */
     authPauseSeconds: z.number().positive().default(60),
-    /** Send a delivery status notification (RFC 3464) to the envelope sender of a message that failed. */
+    /**
+     * Send a delivery status notification (RFC 3464) to the envelope sender of a message that failed,
+     * and of a recipient a non-delivery report read back (`mailboxes[].bounces.read`) bounced.
+     */
     bounces: z.boolean().default(false),
     /** How long finished messages' content and records are kept (a sweep deletes them; src/outbox/retention.ts). */
     retention: retentionSchema.prefault({}),
