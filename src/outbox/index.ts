@@ -9,3 +9,4 @@ export { RetentionSweeper, type RetentionOptions, type SweepResult } from './ret
 export { bodyCipher, type BodyCipher } from './body-crypto.js';
 export { openPgStore, PgOutboxStore, type PgStoreOptions, type PgMigrationReport } from './pg-store.js';
 export { checkLabels, MAX_TAGS, TAG_PATTERN, MAX_METADATA_KEYS, METADATA_KEY_PATTERN, MAX_METADATA_VALUE } from './labels.js';
+export { messageView, messageDetailView, queuedView, recipientCounts, explanationView, type MessageView, type MessageDetailView } from './views.js';

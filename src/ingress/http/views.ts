@@ -1,20 +1,12 @@
-/** What the API, the dashboard and /metrics show of messages and mailboxes, built from the relay's parts. */
+/**
+ * What the dashboard and /metrics show of mailboxes, built from the relay's parts. Messages are shown
+ * by outbox/views.ts, which the CLI's `--json` prints too.
+ */
 import type { Explanation } from '../../catalogue/index.js';
 import type { Config } from '../../config/index.js';
 import type { TokenStatus } from '../../identity/index.js';
 import type { QueueSnapshot } from '../../observe/index.js';
-import {
-  MESSAGE_STATES,
-  RECIPIENT_STATES,
-  type Attempt,
-  type DeliveryWorker,
-  type MessageState,
-  type OutboxStore,
-  type RecipientRecord,
-  type RecipientState,
-  type Router,
-  type StoredMessage,
-} from '../../outbox/index.js';
+import { MESSAGE_STATES, explanationView, type DeliveryWorker, type MessageState, type OutboxStore, type Router } from '../../outbox/index.js';
 
 /** The relay parts the views read. */
 export interface ViewSources {
@@ -24,68 +16,6 @@ export interface ViewSources {
   worker: Pick<DeliveryWorker, 'status'>;
   /** The token provider's read-only view; absent when tokens are not this process's business. */
   tokens?: { status(mailbox: string): TokenStatus } | undefined;
-}
-
-/** Explanations as the API shows them (catalogue rows without undefined fields). */
-function explanationView(e: Explanation | undefined): Explanation | null {
-  return e === undefined ? null : { ...e };
-}
-
-/** How many recipients are in each state, every state present. */
-export function recipientCounts(recipients: readonly RecipientRecord[]): Record<RecipientState, number> {
-  const counts = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, 0])) as Record<RecipientState, number>;
-  for (const r of recipients) counts[r.state] += 1;
-  return counts;
-}
-
-/** A message as `GET /v1/messages` lists it, with how many of its recipients are in each state. */
-export function messageView(m: StoredMessage, recipients: readonly RecipientRecord[]) {
-  const waiting = m.state === 'queued' || m.state === 'deferred';
-  return {
-    id: m.id,
-    state: m.state,
-    mailbox: m.mailbox ?? null,
-    pool: m.pool ?? null,
-    envelope: m.envelope,
-    size: m.size,
-    messageId: m.messageId ?? null,
-    source: m.source,
-    attemptCount: m.attempts,
-    createdAt: m.createdAt.toISOString(),
-    updatedAt: m.updatedAt.toISOString(),
-    nextAttemptAt: waiting ? m.nextAttemptAt.toISOString() : null,
-    lastReply: m.lastReply ?? null,
-    lastClass: m.lastClass ?? null,
-    explanation: m.state === 'sent' ? null : explanationView(m.lastExplanation),
-    recipientCounts: recipientCounts(recipients),
-    tags: m.tags,
-    metadata: m.metadata,
-    sendAt: m.sendAt?.toISOString() ?? null,
-  };
-}
-
-/** A message with each recipient and each attempt, as `GET /v1/messages/{id}` shows it. */
-export function messageDetailView(m: StoredMessage, recipients: readonly RecipientRecord[], attempts: readonly Attempt[]) {
-  return {
-    ...messageView(m, recipients),
-    recipients: recipients.map((r) => ({
-      address: r.address,
-      state: r.state,
-      reply: r.reply ?? null,
-      explanation: explanationView(r.explanation),
-      dsnStatus: r.dsnStatus ?? null,
-      remoteMta: r.remoteMta ?? null,
-      updatedAt: r.updatedAt.toISOString(),
-    })),
-    attempts: attempts.map((a) => ({
-      at: a.at.toISOString(),
-      mailbox: a.mailbox,
-      reply: a.reply ?? null,
-      class: a.class,
-      explanation: explanationView(a.explanation),
-      durationMs: a.durationMs,
-    })),
-  };
 }
 
 /** One mailbox's health: token, quota used and left, pause, last error. */
