@@ -16,6 +16,15 @@ export {
   reviewTransportPermissions as reviewPermissions,
 } from './delivery/index.js';
 export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus } from './runtime/index.js';
+export {
+  relay365Transport,
+  Relay365TransportError,
+  type Relay365Transport,
+  type Relay365TransportOptions,
+  type Relay365SentMessageInfo,
+  type Relay365SendDetails,
+  type Relay365RecipientOutcome,
+} from './runtime/index.js';
 export { loadConfig, configSchema, type Config, type ConfigInput } from './config/index.js';
 export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';
