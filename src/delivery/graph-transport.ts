@@ -4,7 +4,7 @@ import { explainConnectionError, explainGraphError, type Explanation } from '../
 import { failureOf, tokenFailure, type CloudEndpoints, type HttpsNetworkClient, type TokenProvider } from '../identity/index.js';
 import { scrubSecrets, silentLogger, type Logger } from '../observe/index.js';
 import { parseHeaderBlock, splitHeaderBody, splitLargeAttachments } from './mime-split.js';
-import type { OutgoingMessage, SendResult, Transport } from './types.js';
+import type { DistributiveOmit, OutgoingMessage, SendFailure, SendResult, Transport } from './types.js';
 
 export interface GraphTransportOptions {
   cloud: CloudEndpoints;
@@ -39,7 +39,7 @@ interface GraphAnswer {
 
 /** A Graph request that did not get the answer wanted: the send stops with this result. */
 class GraphFailure extends Error {
-  constructor(readonly result: Omit<SendResult, 'mailbox' | 'messageId'>) {
+  constructor(readonly result: DistributiveOmit<SendFailure, 'mailbox' | 'messageId'>) {
     super(result.reply ?? 'graph failure');
   }
 }
@@ -143,7 +143,7 @@ export class GraphTransport implements Transport {
   }
 
   /** Draft from the MIME without its big attachments, one upload session per attachment, then send. */
-  private async sendLarge(mailbox: string, raw: Buffer, token: string): Promise<Omit<SendResult, 'mailbox' | 'messageId'>> {
+  private async sendLarge(mailbox: string, raw: Buffer, token: string): Promise<DistributiveOmit<SendResult, 'mailbox' | 'messageId'>> {
     const split = splitLargeAttachments(raw, this.sendMailMaxBytes);
     if (!split) {
       const explanation = explainGraphError(413, 'RequestBodyTooLarge', mailbox);
@@ -293,7 +293,7 @@ function stageOf(url: string, method: string): string {
   return method === 'DELETE' ? 'delete draft' : 'create draft';
 }
 
-function unexpected(answer: GraphAnswer, what: string): Omit<SendResult, 'mailbox' | 'messageId'> {
+function unexpected(answer: GraphAnswer, what: string): DistributiveOmit<SendFailure, 'mailbox' | 'messageId'> {
   const catalogued = explainGraphError(500, undefined);
   const explanation = { ...catalogued, class: 'transient' as const, cause: `Graph answered ${answer.status} but ${what}.` };
   return { ok: false, class: 'transient', reply: `${answer.status}: ${what}`, explanation, failure: failureOf('reply', explanation) };

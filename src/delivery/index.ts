@@ -2,7 +2,7 @@ export { createMailer, pickSendingMailbox, type Mailer, type MailerOptions } fro
 export { recipientResults, type MailerResult, type RecipientResult } from './recipients.js';
 export { composeMessage, messageIdOf, type MessageInput, type MessageFields, type RawMessage } from './compose.js';
 export { SmtpTransport, hveEndpoint, type SmtpTransportOptions } from './smtp-transport.js';
-export type { Envelope, OutgoingMessage, SendResult, Transport } from './types.js';
+export type { Envelope, OutgoingMessage, SendFailure, SendResult, SendSuccess, Transport } from './types.js';
 export { GraphTransport, retryAfterMs, type GraphTransportOptions } from './graph-transport.js';
 export {
   TRANSPORTS,

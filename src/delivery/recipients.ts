@@ -15,9 +15,9 @@ export interface RecipientResult {
 }
 
 /** A send's outcome, with each envelope recipient's. */
-export interface MailerResult extends SendResult {
+export type MailerResult = SendResult & {
   recipients: RecipientResult[];
-}
+};
 
 /** Each envelope recipient's outcome in `result`. */
 export function recipientResults(to: readonly string[], result: SendResult): RecipientResult[] {
@@ -31,7 +31,7 @@ export function recipientResults(to: readonly string[], result: SendResult): Rec
         address,
         state: 'refused',
         ...(result.reply !== undefined ? { reply: result.reply } : {}),
-        ...(result.explanation ? { explanation: result.explanation } : {}),
+        explanation: result.explanation,
       };
     return { address, state: 'pending' };
   });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUnknownReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
-import type { SendResult, Transport } from '../delivery/index.js';
+import type { SendFailure, SendResult, Transport } from '../delivery/index.js';
 import { recipientResults, type RecipientResult } from '../delivery/recipients.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
 import { backoffDelay } from './backoff.js';
@@ -67,8 +67,8 @@ function recipientAnswers(message: StoredMessage, result: SendResult): NonNullab
   return recipientResults(message.envelope.to, result).filter((r): r is RecipientResult & { state: 'accepted' | 'refused' } => r.state !== 'pending');
 }
 
-function explanationUnknown(result: SendResult): boolean {
-  return !result.ok && result.reply !== undefined && result.explanation !== undefined && isUnknownReply(result.explanation);
+function explanationUnknown(result: SendFailure): boolean {
+  return result.reply !== undefined && isUnknownReply(result.explanation);
 }
 
 /**
@@ -391,7 +391,12 @@ export class DeliveryWorker {
         ok: false,
         class: 'permanent',
         reply: last?.reply ?? result.reply,
-        ...(last?.explanation ? { explanation: last.explanation } : {}),
+        explanation: last?.explanation ?? {
+          id: 'outbox-all-recipients-refused',
+          class: 'permanent',
+          cause: 'Exchange refused every recipient of the message.',
+          fix: "Check the recipients' addresses; the message was delivered to no one.",
+        },
       };
     }
     const durationMs = Date.now() - started;
@@ -400,7 +405,7 @@ export class DeliveryWorker {
       mailbox: m.address,
       reply: result.reply,
       class: result.class,
-      explanation: result.explanation,
+      explanation: result.ok ? undefined : result.explanation,
       durationMs,
       owner: this.owner,
     };
@@ -522,7 +527,7 @@ export class DeliveryWorker {
   }
 
   /** Tells the envelope sender that its message failed (RFC 3464), unless it was itself automatic. */
-  private async bounce(m: MailboxState, message: StoredMessage, raw: Buffer, result: SendResult): Promise<void> {
+  private async bounce(m: MailboxState, message: StoredMessage, raw: Buffer, result: SendFailure): Promise<void> {
     const headers = headerBlock(raw);
     if (!message.envelope.from || message.source.kind === 'bounce' || isAutomatic(headers)) return;
     try {
@@ -540,7 +545,7 @@ export class DeliveryWorker {
     }
   }
 
-  private pause(m: MailboxState, until: number, result: SendResult): void {
+  private pause(m: MailboxState, until: number, result: SendFailure): void {
     m.holdUntil = Math.max(m.holdUntil, until);
     // In the store, so a restart keeps the pause and every node holds the mailbox too; each probe that
     // meets the cause again records when (a restart then waits for the next probe, not a whole pause).
@@ -611,7 +616,7 @@ export class DeliveryWorker {
    * text): one connection fewer after 432 4.3.2; after the daily recipient limit, no claim until the
    * store's ledger says the rolling 24-hour window has room; otherwise a short cooldown.
    */
-  private async throttle(m: MailboxState, result: SendResult): Promise<void> {
+  private async throttle(m: MailboxState, result: SendFailure): Promise<void> {
     const now = Date.now();
     const handling = result.explanation?.handling;
     if (handling?.lowerConcurrency) {
