@@ -9,8 +9,12 @@ import { errorResponseSchema, installErrorHandling } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
+import { idempotencyKeyParameter, withIdempotencyKeyRefs, type OpenApiObject } from './route-options.js';
 import { suppressionRoutes } from './suppression-routes.js';
 import { queueSnapshot, type ViewSources } from './views.js';
+
+/** The JSON answer of `/healthz` and `/readyz`: `{ "status": ... }`. */
+const statusResponse = (statuses: string[]) => ({ type: 'object', properties: { status: { type: 'string', enum: statuses } }, required: ['status'] }) as const;
 
 /** What {@link buildHttpApp} is built from: the relay's parts, passed in (composition happens only in src/runtime). */
 export interface HttpAppDeps {
@@ -79,13 +83,25 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         title: 'relay365 HTTP API',
         description: 'Send mail through Microsoft 365 with OAuth2, and follow each message. See docs/http-api.md.',
         version: deps.version ?? '1',
+        license: { name: 'MIT', identifier: 'MIT' },
       },
+      // Relative: the document is served by the relay it describes, at whatever address the client reached it.
+      servers: [{ url: '/', description: 'This relay365 (the address /openapi.json was fetched from).' }],
       components: {
         securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key from `relay365 apikey create` (r365_...).' } },
-        schemas: { Error: errorResponseSchema as unknown as Record<string, unknown> },
+        parameters: { IdempotencyKey: idempotencyKeyParameter },
       },
     },
+    // A schema added with an $id is the component of that name (`Error`), not `def-0`.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transformObject: (document) => {
+      if (!('openapiObject' in document)) return document.swaggerObject;
+      withIdempotencyKeyRefs(document.openapiObject as OpenApiObject);
+      return document.openapiObject;
+    },
   });
+  // components/schemas/Error: @fastify/swagger makes a component of every schema added with an $id.
+  app.addSchema(errorResponseSchema);
   installErrorHandling(app, bodyLimitBytes);
   installHttpLimits(app, config.http);
   // Before any route is registered, so that every route (and a request that matched none) is counted.
@@ -116,11 +132,42 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     { prefix: '/v1' },
   );
 
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        operationId: 'getOpenApiDocument',
+        summary: 'This OpenAPI document',
+        tags: ['operations'],
+        security: [],
+        response: { 200: { type: 'object', additionalProperties: true } },
+      },
+    },
+    () => app.swagger(),
+  );
 
-  app.get('/healthz', { schema: { summary: 'The process is up', tags: ['operations'] } }, () => ({ status: 'ok' }));
+  app.get(
+    '/healthz',
+    { schema: { operationId: 'getHealth', summary: 'The process is up', tags: ['operations'], security: [], response: { 200: statusResponse(['ok']) } } },
+    () => ({ status: 'ok' }),
+  );
 
-  app.get('/readyz', { schema: { summary: 'The outbox can be read (200) or not (503)', tags: ['operations'] } }, async (request, reply) => {
+  const readyzSchema = {
+    operationId: 'getReadiness',
+    summary: 'The outbox can be read (200) or not (503)',
+    tags: ['operations'],
+    security: [],
+    response: {
+      200: statusResponse(['ready']),
+      503: {
+        ...statusResponse(['unavailable']),
+        description: 'The outbox or the HTTP store cannot be read; `code` says why, the log has the details.',
+        properties: { ...statusResponse(['unavailable']).properties, code: { type: 'string', example: 'R365_OUTBOX_UNAVAILABLE' } },
+        required: ['status', 'code'],
+      },
+    },
+  };
+  app.get('/readyz', { schema: readyzSchema }, async (request, reply) => {
     try {
       await Promise.all([relay.store.oldestWaiting(), deps.httpStore.ping()]);
       return { status: 'ready' };
@@ -131,7 +178,15 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     }
   });
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format 0.0.4)', tags: ['operations'] } }, async (_request, reply) => {
+  const metricsSchema = {
+    operationId: 'getMetrics',
+    summary: 'Prometheus metrics (text format 0.0.4)',
+    tags: ['operations'],
+    security: [],
+    produces: ['text/plain'],
+    response: { 200: { type: 'string', description: 'The metrics in the Prometheus text format 0.0.4.' } },
+  };
+  app.get('/metrics', { schema: metricsSchema }, async (_request, reply) => {
     const text = await deps.metrics.render(await queueSnapshot(sources));
     return reply.type(deps.metrics.contentType).send(text);
   });

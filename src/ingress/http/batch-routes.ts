@@ -38,6 +38,7 @@ export function batchRoutes(app: FastifyInstance, deps: { admission: Admission; 
     apiRouteOptions(
       'send',
       {
+        operationId: 'sendBatch',
         summary: 'Send up to 500 messages in one request',
         description:
           'Each item is a `POST /v1/messages` body, with an optional `idempotencyKey` of its own (the same as sending it alone with that `Idempotency-Key`). ' +

@@ -188,8 +188,12 @@ export function installErrorHandling(app: FastifyInstance, bodyLimitBytes: numbe
   );
 }
 
-/** The error body's JSON schema, for the routes' documented responses. */
+/**
+ * The error body's JSON schema, added once with `app.addSchema` (app.ts): /openapi.json shows it as
+ * `components/schemas/Error`, and every route's error replies refer to it ({@link ERROR_SCHEMA_REF}).
+ */
 export const errorResponseSchema = {
+  $id: 'Error',
   type: 'object',
   description: 'An error: a stable code (docs/errors.md), what to do, and the field at fault.',
   properties: {
@@ -205,3 +209,6 @@ export const errorResponseSchema = {
   },
   required: ['error'],
 } as const;
+
+/** A reference to {@link errorResponseSchema}, for a route's `4xx` and `5xx` replies. */
+export const ERROR_SCHEMA_REF = { $ref: 'Error#' } as const;

@@ -7,7 +7,7 @@ import { apiKeyAuth } from './auth.js';
 import { apiError } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
-import { apiRouteOptions } from './route-options.js';
+import { apiRouteOptions, idempotencyKeyHeader, locationHeader } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
 import { batchRoutes } from './batch-routes.js';
 import { listQueryOf, submit, type ListQuerystring, type SendOptions } from './submit.js';
@@ -68,14 +68,16 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     apiRouteOptions(
       'send',
       {
+        operationId: 'sendMessage',
         summary: 'Send a message',
         description:
           'Builds the MIME from the fields and stores it in the outbox; answers 202 once it is committed to disk. ' +
           'Send an `Idempotency-Key` header to make a retry safe: the same key within 24 hours answers as the first time and queues nothing.',
         tags: ['messages'],
         body: sendMessageBody,
+        headers: idempotencyKeyHeader,
       },
-      { 202: queuedResponse, 200: validatedResponse },
+      { 202: { ...queuedResponse, headers: locationHeader }, 200: validatedResponse },
     ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
@@ -88,13 +90,15 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     apiRouteOptions(
       'send',
       {
+        operationId: 'sendMime',
         summary: 'Send raw MIME',
         description:
           'Stores the message with the given envelope after the checks SMTP DATA gets (NUL bytes, 1000-octet lines, header and sender rules): byte for byte, line ends made CRLF, with Message-ID, Date and From (the envelope sender) added when missing; answers 202 once it is committed. Routed by its From header.',
         tags: ['messages'],
         body: sendMimeBody,
+        headers: idempotencyKeyHeader,
       },
-      { 202: queuedResponse, 200: validatedResponse },
+      { 202: { ...queuedResponse, headers: locationHeader }, 200: validatedResponse },
     ),
     (request, reply) =>
       idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
@@ -109,6 +113,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     apiRouteOptions(
       'read',
       {
+        operationId: 'listMessages',
         summary: 'List and search messages, newest first',
         description:
           'Filters combine (AND): `state`, `mailbox`, `recipient` (an envelope recipient, any case), `tag`, and the creation time (`since` inclusive, `until` exclusive). Page with `nextCursor`, keeping the same filters.',
@@ -132,7 +137,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get<{ Params: { id: string } }>(
     '/messages/:id',
-    apiRouteOptions('read', { summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams }, { 200: messageResponse }),
+    apiRouteOptions('read', { operationId: 'getMessage', summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams }, { 200: messageResponse }),
     async (request) => {
       const message = await found(request.params.id);
       const [recipients, attempts] = await Promise.all([deps.store.recipients(message.id), deps.store.attempts(message.id)]);
@@ -142,7 +147,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.post<{ Params: { id: string } }>(
     '/messages/:id/retry',
-    apiRouteOptions('admin', { summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams }, { 200: stateChangeResponse }),
+    apiRouteOptions('admin', { operationId: 'retryMessage', summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams }, { 200: stateChangeResponse }),
     async (request) => {
       const message = await found(request.params.id);
       if (!(await deps.store.retry(message.id))) {
@@ -159,6 +164,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     apiRouteOptions(
       'admin',
       {
+        operationId: 'cancelMessage',
         summary: 'Cancel a message not yet sent',
         description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
         tags: ['messages'],
@@ -178,7 +184,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get(
     '/mailboxes',
-    apiRouteOptions('read', { summary: 'The sending mailboxes: token, quota used and left, pause and last error', tags: ['mailboxes'] }, { 200: mailboxListResponse }),
+    apiRouteOptions('read', { operationId: 'listMailboxes', summary: 'The sending mailboxes: token, quota used and left, pause and last error', tags: ['mailboxes'] }, { 200: mailboxListResponse }),
     async () => ({ items: await mailboxStatuses(sources) }),
   );
 
@@ -194,6 +200,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     apiRouteOptions(
       'admin',
       {
+        operationId: 'resumeMailbox',
         summary: 'Resume a paused mailbox once its cause is fixed (relay365 queue resume)',
         description:
           "Marks a resume request in the outbox and makes the mailbox's deferred messages due now. This node resumes it at once and every other node within seconds; if the cause is still there, the next send pauses it again with the cause. `paused: false` when it was not paused.",
@@ -229,7 +236,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       // No scope named: running the doctor is an admin's (auth.ts).
       apiRouteOptions(
         undefined,
-        { summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix", tags: ['mailboxes'], params: mailboxParams },
+        { operationId: 'runDoctor', summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix", tags: ['mailboxes'], params: mailboxParams },
         { 200: { type: 'object', additionalProperties: true } },
       ),
       async (request) => {

@@ -162,6 +162,15 @@ export const sendMimeBody = {
   },
 } as const;
 
+/** The most a page of a listing holds (`limit`). */
+export const MAX_PAGE = 500;
+
+/**
+ * The `limit` query parameter of a listing. Query strings are text and ajv coerces nothing: the route
+ * reads it first (route-options.ts `pageLimit`, with its own error), so the integer is checked here.
+ */
+export const limitParameter = { type: 'integer', minimum: 1, maximum: MAX_PAGE, description: `Page size, 1 to ${MAX_PAGE} (default 50).` } as const;
+
 export const idParams = {
   type: 'object',
   required: ['id'],
@@ -178,7 +187,7 @@ export const listQuery = {
     tag: { type: 'string', maxLength: 64, description: 'Messages with this tag (exact).' },
     since: { type: 'string', format: 'date-time', description: 'Created at or after this time (RFC 3339).' },
     until: { type: 'string', format: 'date-time', description: 'Created before this time (RFC 3339).' },
-    limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 500 (default 50).' },
+    limit: limitParameter,
     cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page, with the same filters.' },
   },
 } as const;
@@ -189,9 +198,14 @@ const explanation = {
   type: 'object',
   description: "The reply catalogue's explanation: the cause and the fix, for a person.",
   properties: { id: { type: 'string' }, class: { type: 'string' }, cause: { type: 'string' }, fix: { type: 'string' }, doc: { type: 'string' } },
+  required: ['id', 'class', 'cause', 'fix'],
 } as const;
 
-const envelope = { type: 'object', properties: { from: { type: 'string' }, to: { type: 'array', items: { type: 'string' } } } } as const;
+const envelope = {
+  type: 'object',
+  properties: { from: { type: 'string' }, to: { type: 'array', items: { type: 'string' } } },
+  required: ['from', 'to'],
+} as const;
 
 /** 202 answer of both send routes. */
 export const queuedResponse = {
@@ -209,6 +223,7 @@ export const queuedResponse = {
     tags: { type: 'array', items: { type: 'string' } },
     metadata: { type: 'object', additionalProperties: { type: 'string' } },
   },
+  required: ['id', 'state', 'mailbox', 'pool', 'messageId', 'envelope', 'createdAt', 'sendAt', 'tags', 'metadata'],
 } as const;
 
 /** 200 answer of a send with `validateOnly`: every check passed, nothing was stored. */
@@ -224,6 +239,7 @@ export const validatedResponse = {
     size: { type: 'integer', description: 'The message in bytes, as it would be stored.' },
     sendAt: nullable({ type: 'string', format: 'date-time' }),
   },
+  required: ['valid', 'mailbox', 'pool', 'messageId', 'envelope', 'size', 'sendAt'],
 } as const;
 
 /** `POST /v1/messages/batch`. */
@@ -257,6 +273,7 @@ export const batchBody = {
 /** `POST /v1/messages/batch`'s 200: one result per item, in order. */
 export const batchResponse = {
   type: 'object',
+  required: ['queued', 'refused', 'items'],
   properties: {
     queued: { type: 'integer', description: 'Items queued (status 202).' },
     refused: { type: 'integer', description: 'Items refused (status 4xx or 5xx); the others are queued all the same.' },
@@ -265,6 +282,7 @@ export const batchResponse = {
       items: {
         type: 'object',
         description: "The item's index and the status and body a single send would have answered: the queued message (202), the check's result (200, validateOnly) or `error`.",
+        required: ['index', 'status'],
         properties: {
           index: { type: 'integer' },
           status: { type: 'integer' },
@@ -288,6 +306,7 @@ const attempt = {
     explanation: nullable(explanation),
     durationMs: { type: 'number' },
   },
+  required: ['at', 'mailbox', 'reply', 'class', 'explanation', 'durationMs'],
 } as const;
 
 /** One recipient and where it stands (see docs/http-api.md, "Recipient states"). */
@@ -306,6 +325,7 @@ const recipient = {
     remoteMta: nullable({ type: 'string' }),
     updatedAt: { type: 'string', format: 'date-time' },
   },
+  required: ['address', 'state', 'reply', 'explanation', 'dsnStatus', 'remoteMta', 'updatedAt'],
 } as const;
 
 /** How many recipients are in each state. */
@@ -313,6 +333,7 @@ const recipientCounts = {
   type: 'object',
   description: "How many of the message's recipients are in each state.",
   properties: Object.fromEntries(RECIPIENT_STATES.map((s) => [s, { type: 'integer' }])) as Record<RecipientState, { type: 'integer' }>,
+  required: [...RECIPIENT_STATES],
 } as const;
 
 const messageProperties = {
@@ -323,7 +344,7 @@ const messageProperties = {
   envelope,
   size: { type: 'integer' },
   messageId: nullable({ type: 'string' }),
-  source: { type: 'object', properties: { kind: { type: 'string' }, client: { type: 'string' }, user: { type: 'string' } } },
+  source: { type: 'object', properties: { kind: { type: 'string' }, client: { type: 'string' }, user: { type: 'string' } }, required: ['kind'] },
   attemptCount: { type: 'integer' },
   createdAt: { type: 'string', format: 'date-time' },
   updatedAt: { type: 'string', format: 'date-time' },
@@ -337,22 +358,28 @@ const messageProperties = {
   sendAt: nullable({ type: 'string', format: 'date-time', description: 'The time the message was scheduled for; null when sent at once.' }),
 } as const;
 
+/** Every field of a listed message is present (`null` when it has no value). */
+const messageRequired = Object.keys(messageProperties) as Array<keyof typeof messageProperties>;
+
 export const messageResponse = {
   type: 'object',
   properties: { ...messageProperties, recipients: { type: 'array', items: recipient }, attempts: { type: 'array', items: attempt } },
+  required: [...messageRequired, 'recipients', 'attempts'],
 } as const;
 
 export const messageListResponse = {
   type: 'object',
   properties: {
-    items: { type: 'array', items: { type: 'object', properties: messageProperties } },
+    items: { type: 'array', items: { type: 'object', properties: messageProperties, required: messageRequired } },
     nextCursor: nullable({ type: 'string' }),
   },
+  required: ['items', 'nextCursor'],
 } as const;
 
 export const stateChangeResponse = {
   type: 'object',
   properties: { id: { type: 'string' }, state: { type: 'string', enum: [...MESSAGE_STATES] } },
+  required: ['id', 'state'],
 } as const;
 
 /** `POST /v1/mailboxes/{mailbox}/resume`: whether the mailbox was paused, and the pause the request ends. */
@@ -366,9 +393,14 @@ export const mailboxResumeResponse = {
     reply: nullable({ type: 'string' }),
     explanation: nullable(explanation),
   },
+  required: ['mailbox', 'paused', 'resumeRequestedAt', 'pausedSince', 'reply', 'explanation'],
 } as const;
 
-const quota = { type: 'object', properties: { limit: { type: 'integer' }, used: { type: 'integer' }, left: { type: 'integer' } } } as const;
+const quota = {
+  type: 'object',
+  properties: { limit: { type: 'integer' }, used: { type: 'integer' }, left: { type: 'integer' } },
+  required: ['limit', 'used', 'left'],
+} as const;
 
 export const mailboxListResponse = {
   type: 'object',
@@ -392,16 +424,18 @@ export const mailboxListResponse = {
               expiresAt: nullable({ type: 'string', format: 'date-time' }),
               refreshing: { type: 'boolean' },
               failures: { type: 'integer' },
-              lastError: nullable({ type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } }),
+              lastError: nullable({ type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] }),
             },
+            required: ['cached', 'expiresAt', 'refreshing', 'failures', 'lastError'],
           },
           quota: {
             type: 'object',
             properties: {
               messagesPerMinute: quota,
               recipientsPerDay: quota,
-              connections: { type: 'object', properties: { limit: { type: 'integer' }, inUse: { type: 'integer' } } },
+              connections: { type: 'object', properties: { limit: { type: 'integer' }, inUse: { type: 'integer' } }, required: ['limit', 'inUse'] },
             },
+            required: ['messagesPerMinute', 'recipientsPerDay', 'connections'],
           },
           counts: { type: 'object', additionalProperties: { type: 'integer' } },
           lastError: nullable({
@@ -414,9 +448,12 @@ export const mailboxListResponse = {
               cause: { type: 'string' },
               fix: { type: 'string' },
             },
+            required: ['source', 'at', 'reply', 'code', 'cause', 'fix'],
           }),
         },
+        required: ['address', 'aliases', 'pools', 'paused', 'pausedSince', 'pausedUntil', 'pauseReason', 'token', 'quota', 'counts', 'lastError'],
       },
     },
   },
+  required: ['items'],
 } as const;

@@ -3,6 +3,7 @@ import type { OutboxStore } from '../../outbox/index.js';
 import { SUPPRESSION_ADDRESS_PATTERN, suppressionJson } from '../../bounces/suppression.js';
 import { apiError } from './errors.js';
 import { apiRouteOptions, pageLimit } from './route-options.js';
+import { limitParameter } from './schemas.js';
 
 const suppressionSchema = {
   type: 'object',
@@ -29,18 +30,19 @@ const addressParams = {
  * `read` scope; adding and removing change what may be sent, so they need `admin`.
  */
 export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<OutboxStore, 'suppress' | 'unsuppress' | 'suppressions' | 'suppressed'> }): void {
-  app.get<{ Querystring: { limit?: string; cursor?: string } }>(
+  app.get<{ Querystring: { limit?: number; cursor?: string } }>(
     '/suppressions',
     apiRouteOptions(
       'read',
       {
+        operationId: 'listSuppressions',
         summary: 'List suppressed addresses, newest first',
         tags: ['suppressions'],
         querystring: {
           type: 'object',
           additionalProperties: false,
           properties: {
-            limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 500 (default 50).' },
+            limit: limitParameter,
             cursor: { type: 'string', maxLength: 512, description: '`nextCursor` of the previous page.' },
           },
         },
@@ -65,6 +67,7 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
     apiRouteOptions(
       'admin',
       {
+        operationId: 'addSuppression',
         summary: 'Suppress an address',
         description: 'Adds the address (or replaces its entry); messages to it are refused from then on (HTTP 422 R365_SUPPRESSED, SMTP 550 5.1.1).',
         tags: ['suppressions'],
@@ -92,7 +95,7 @@ export function suppressionRoutes(app: FastifyInstance, deps: { store: Pick<Outb
     '/suppressions/:address',
     apiRouteOptions(
       'admin',
-      { summary: 'Remove an address from the suppression list', tags: ['suppressions'], params: addressParams },
+      { operationId: 'removeSuppression', summary: 'Remove an address from the suppression list', tags: ['suppressions'], params: addressParams },
       { 200: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string' }, removed: { type: 'boolean' } } } },
     ),
     async (request) => {
