@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
@@ -211,6 +211,11 @@ describe('OpenAPI document', () => {
       const ast = await openapiTS(JSON.parse(source) as Parameters<typeof openapiTS>[0], { silent: true });
       await writeFile(join(work.path, 'relay365-api.ts'), astToString(ast));
       await writeFile(join(work.path, 'client.ts'), CLIENT);
+      // The client docs/http-api.md shows ("Generating a client"), as a reader would copy it.
+      const page = await readFile(join(ROOT, 'docs/http-api.md'), 'utf8');
+      const docsClient = [...page.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!).find((code) => code.includes('createClient<paths>'));
+      assert.ok(docsClient, 'docs/http-api.md shows a generated client');
+      await writeFile(join(work.path, 'docs-client.ts'), docsClient);
       await writeFile(join(work.path, 'package.json'), JSON.stringify({ type: 'module' }));
       await writeFile(
         join(work.path, 'tsconfig.json'),
@@ -225,7 +230,7 @@ describe('OpenAPI document', () => {
             noUncheckedIndexedAccess: true,
             outDir: 'out',
           },
-          files: ['client.ts', 'relay365-api.ts'],
+          files: ['client.ts', 'docs-client.ts', 'relay365-api.ts'],
         }),
       );
       // The client resolves openapi-fetch and @types/node from this project, as an installed app would from its own.
@@ -250,6 +255,15 @@ describe('OpenAPI document', () => {
       assert.equal(result.read.id, result.id);
       assert.ok(['queued', 'sending', 'sent'].includes(result.read.state), result.read.state);
       assert.deepEqual([result.read.tags, result.read.metadata, result.read.recipients], [['generated-client'], { order: '42' }, ['someone@example.net']]);
+
+      const fromDocs = await run(process.execPath, ['out/docs-client.js'], {
+        cwd: work.path,
+        env: { RELAY365_URL: relay.httpAddress!, RELAY365_API_KEY: key },
+      });
+      assert.equal(fromDocs.code, 0, fromDocs.output);
+      const docsResult = JSON.parse(fromDocs.output.trim().split('\n').pop()!) as { status: number; location: string; id: string; state: string };
+      assert.deepEqual([docsResult.status, docsResult.location], [202, `/v1/messages/${docsResult.id}`]);
+      assert.ok(['queued', 'sending', 'sent'].includes(docsResult.state), docsResult.state);
 
       // And the sandbox (Microsoft) takes it.
       await until(
