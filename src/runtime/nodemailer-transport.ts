@@ -265,7 +265,7 @@ async function directBackend(options: Relay365TransportOptions): Promise<Backend
   };
 }
 
-/** relay365's version for nodemailer's `X-Mailer`-free log line (`Sending mail using relay365/<version>`), from package.json two folders up (src/runtime, dist/runtime). */
+/** relay365's version, which nodemailer logs beside the transport's name; from package.json two folders up (src/runtime, dist/runtime). */
 function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -285,16 +285,17 @@ export interface Relay365Transport extends Transport<Relay365SentMessageInfo> {
 /**
  * A nodemailer transport that sends through relay365: queued through the outbox in this process by
  * default (`createRelay`), or directly (`mode: 'direct'`, `createMailer`). The relay starts at the
- * first `sendMail` (or `verify`); `transporter.close()` closes it.
+ * first `sendMail` (or `verify`); `close()` closes it (nodemailer's `transporter.close()` returns its promise).
  * @example
  * ```ts
  * import nodemailer from 'nodemailer';
  * import { relay365Transport } from 'relay365';
  * // was: nodemailer.createTransport({ host: 'smtp.office365.com', port: 587, auth: { user, pass } })
- * const transporter = nodemailer.createTransport(relay365Transport({ config: './relay365.yaml' }));
+ * const transport = relay365Transport({ config: './relay365.yaml' });
+ * const transporter = nodemailer.createTransport(transport);
  * const info = await transporter.sendMail({ from: 'relay@contoso.com', to: 'you@example.net', subject: 'Hi', text: 'Hello' });
  * console.log(info.messageId, info.response); // 250 2.0.0 OK queued as <outbox id>
- * await transporter.close();
+ * await transport.close(); // or transporter.close(), which nodemailer types as void
  * ```
  */
 export function relay365Transport(options: Relay365TransportOptions): Relay365Transport {
