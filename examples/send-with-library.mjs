@@ -1,11 +1,10 @@
 // Send one message through Microsoft 365 from a Node app with relay365's library API.
 //   RELAY365_CONFIG=relay365.yaml node examples/send-with-library.mjs you@example.net
 // The config file is the same one `relay365 serve` reads (see docs/configuration.md).
-import { readFile } from 'node:fs/promises';
-import { parse } from 'yaml';
-import { createMailer } from 'relay365';
+import { createMailer, loadConfig } from 'relay365';
 
-const config = parse(await readFile(process.env.RELAY365_CONFIG ?? 'relay365.yaml', 'utf8'));
+// loadConfig reads the file as `serve` does: RELAY365_* overrides, paths relative to the file, every problem at once.
+const config = await loadConfig({ path: process.env.RELAY365_CONFIG ?? 'relay365.yaml' });
 const mailer = await createMailer(config);
 try {
   const from = config.mailboxes[0].address;
@@ -17,7 +16,7 @@ try {
     attachments: [{ filename: 'hello.txt', content: 'attached ✓' }],
   });
   if (result.ok) console.log(`sent: ${result.reply}`);
-  else console.log(`not sent (${result.class}): ${result.explanation?.cause}\nfix: ${result.explanation?.fix}`);
+  else console.log(`not sent (${result.class}): ${result.explanation.cause}\nfix: ${result.explanation.fix}`);
   process.exitCode = result.ok ? 0 : 1;
 } finally {
   await mailer.close();

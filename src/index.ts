@@ -11,6 +11,8 @@ export {
   type RecipientResult,
   type MessageInput,
   type SendResult,
+  type SendSuccess,
+  type SendFailure,
   type Envelope,
   // The least-privilege review against what the transport's descriptor says sending needs.
   reviewTransportPermissions as reviewPermissions,
