@@ -13,7 +13,9 @@ import {
   type Envelope,
   type SenderRewrite,
 } from '../message/index.js';
-import { checkLabels, type MessageSource, type NewMessage, type OutboxStore, type Route, type Router, type StoredMessage } from '../outbox/index.js';
+import type { MessageSource, NewMessage, OutboxStore, Route, Router, StoredMessage } from '../outbox/index.js';
+// By file: the outbox's index loads the SQLite store and the worker, which a CLI command must not pay for.
+import { checkLabels } from '../outbox/labels.js';
 import { isRelay365Error } from '../errors.js';
 import { ADMISSION_REPLIES as R, type Refusal, type RefusalReason } from './refusals.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';

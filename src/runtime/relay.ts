@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
 import { buildTransports } from '../delivery/index.js';
 import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
-import { PgTokenCacheStore } from '../identity/pg-cache-store.js';
+import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../store/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
@@ -22,7 +22,6 @@ import {
   Router,
   bodyCipher,
   type BodyCipher,
-  openPgStore,
   openSqliteStore,
   type NewMessage,
   type OutboxStore,
@@ -99,9 +98,10 @@ export async function startRelay(config: Config, deps: RelayDeps = {}): Promise<
 
 async function assemble(config: Config, deps: RelayDeps, logger: Logger, events: EventBus, started: Array<() => unknown>): Promise<Relay> {
   const bodies = deps.store === undefined ? await messageBodyCipher(config, deps.env ?? process.env) : undefined;
+  // pg is loaded only by a relay on PostgreSQL (it costs a single node on SQLite memory and start-up time).
   const pgStore =
     deps.store === undefined && config.queue.url !== undefined
-      ? await openPgStore(config.queue.url, { schema: config.queue.schema, ...(bodies ? { bodies } : {}) })
+      ? await (await import('../outbox/pg-store.js')).openPgStore(config.queue.url, { schema: config.queue.schema, ...(bodies ? { bodies } : {}) })
       : undefined;
   // The PostgreSQL store's pool also carries the shared token cache: it closes last.
   if (pgStore) started.push(() => pgStore.close());
@@ -336,6 +336,7 @@ async function sharedTokenCache(config: Config, store: PgOutboxStore, env: NodeJ
     );
   }
   const key = await loadSecretKey(join(resolve(config.dataDir), 'secret.key'), env);
+  const { PgTokenCacheStore } = await import('../identity/pg-cache-store.js');
   return PgTokenCacheStore.attach(store.pool, { schema: config.queue.schema, key });
 }
 

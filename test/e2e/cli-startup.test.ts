@@ -11,7 +11,13 @@ import { tempDir } from '../helpers/sandbox.js';
  * (every CommonJS package an ES module imports goes through it: fastify, pg, better-sqlite3, nodemailer,
  * prom-client, jsonwebtoken under MSAL, ...).
  */
-function loadedPackages(args: string[], cwd: string, input = ''): Promise<{ code: number | null; packages: string[]; stderr: string }> {
+function loadedPackages(
+  args: string[],
+  cwd: string,
+  input = '',
+  /** For a command that runs until stopped (serve): SIGTERM once stdout has printed this. */
+  stopWhen?: RegExp,
+): Promise<{ code: number | null; packages: string[]; stderr: string }> {
   const preload = `data:text/javascript,${encodeURIComponent(`
     import { createRequire } from 'node:module';
     const require = createRequire(${JSON.stringify(CLI)});
@@ -21,7 +27,12 @@ function loadedPackages(args: string[], cwd: string, input = ''): Promise<{ code
     });
   `)}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', preload, CLI, ...args], { cwd, stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', preload, CLI, ...args], { cwd, stdio: ['pipe', stopWhen ? 'pipe' : 'ignore', 'pipe'] });
+    let stdout = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stopWhen?.test(stdout)) child.kill('SIGTERM');
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
@@ -60,6 +71,17 @@ describe('CLI start-up', () => {
         queue.packages.filter((p) => RELAY_PACKAGES.includes(p)),
         [],
       );
+
+      // A single node on SQLite with a plain listener and no HTTP door: no pg, no fastify, no X.509 library.
+      await writeFile(
+        join(dir.path, 'relay365.yaml'),
+        'dataDir: ./data\nauth: { flow: client-secret, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, clientSecret: unused }\n' +
+          'mailboxes: [ { address: relay@contoso.example } ]\nsmtp: { listeners: [ { host: 127.0.0.1, port: 0, tls: none } ], allowlist: [ { cidr: 127.0.0.1/32 } ] }\nhttp: { enabled: false }\n',
+      );
+      const serve = await loadedPackages(['serve'], dir.path, '', /SMTP {2}127\.0\.0\.1:\d+/);
+      // (smtp-server ships ES modules, which the CommonJS cache does not list: the stop on its listener line says it ran.)
+      assert.ok(serve.packages.includes('better-sqlite3') && serve.packages.includes('prom-client'), `the relay ran: ${serve.packages.join(', ')}`);
+      for (const unused of ['pg', 'fastify', '@peculiar/x509']) assert.ok(!serve.packages.includes(unused), `${unused} was loaded: ${serve.packages.join(', ')}`);
     } finally {
       await dir.cleanup();
     }

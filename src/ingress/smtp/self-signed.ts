@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { Relay365Error } from '../../errors.js';
 
 /** PEM texts of a certificate and its private key (PKCS#8). */
@@ -79,9 +79,20 @@ export function listenerAddressNames(hosts: readonly string[], interfaces: NodeJ
   });
 }
 
-/** The names in a certificate's subjectAltName, canonical. */
-function sanNames(certPem: string): string[] {
+/**
+ * @peculiar/x509 (13 packages) loaded only by a listener with TLS, when its certificate is read or
+ * made: a relay on plain `tls: none` listeners never loads it.
+ */
+async function x509Library(): Promise<typeof X509> {
+  const x509 = await import('@peculiar/x509');
+  // A process-wide setting of @peculiar/x509; done here rather than at import (no side effects at import).
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  return x509;
+}
+
+/** The names in a certificate's subjectAltName, canonical. */
+async function sanNames(certPem: string): Promise<string[]> {
+  const x509 = await x509Library();
   const san = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension);
   return (san?.names.items ?? []).filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => canonicalName(n.value));
 }
@@ -103,8 +114,7 @@ function serial(): string {
  * `::1`, plus `extraNames` (host names or IP addresses).
  */
 export async function createSelfSignedCertificate(hostname: string, extraNames: readonly string[] = []): Promise<CertificatePair> {
-  // A process-wide setting of @peculiar/x509; done here rather than at import (no side effects at import).
-  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const x509 = await x509Library();
   const names = certificateNames(hostname, extraNames);
   const keys = await webcrypto.subtle.generateKey(ECDSA, true, ['sign', 'verify']);
   // RFC 5280 4.1.2.4 wants a non-empty subject; the CN is informative, clients match the SAN.
@@ -159,8 +169,8 @@ async function writeAtomically(path: string, text: string, mode: number): Promis
 }
 
 /** What a certificate is known by: its fingerprint and names. */
-function identify(certPem: string): Pick<TlsIdentity, 'fingerprint256' | 'names'> {
-  return { fingerprint256: new X509Certificate(certPem).fingerprint256, names: sanNames(certPem) };
+async function identify(certPem: string): Promise<Pick<TlsIdentity, 'fingerprint256' | 'names'>> {
+  return { fingerprint256: new X509Certificate(certPem).fingerprint256, names: await sanNames(certPem) };
 }
 
 /** `relay.crt` -> `relay.2026-12-02T12-50-00Z.crt`: a name that sorts by time and is valid everywhere. */
@@ -218,7 +228,7 @@ export async function loadTlsIdentity(options: {
         },
       );
     }
-    return { ...pair, origin: 'configured', certPath: certFile, ...identify(pair.certPem) };
+    return { ...pair, origin: 'configured', certPath: certFile, ...(await identify(pair.certPem)) };
   }
 
   const dir = resolve(options.dataDir, 'tls');
@@ -228,7 +238,7 @@ export async function loadTlsIdentity(options: {
   try {
     const existing = await readPair(certPath, keyPath);
     if (existing && !unusable(existing) && Date.parse(new X509Certificate(existing.certPem).validTo) - Date.now() > RENEW_BEFORE_MS) {
-      const known = identify(existing.certPem);
+      const known = await identify(existing.certPem);
       if (sameNames(known.names, wanted)) return { ...existing, origin: 'reused', certPath, ...known };
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -244,7 +254,7 @@ export async function loadTlsIdentity(options: {
     // The key first: a certificate without its key is replaced at the next start anyway.
     await writeAtomically(keyPath, pair.keyPem, 0o600);
     await writeAtomically(certPath, pair.certPem, 0o644);
-    return { ...pair, origin: 'generated', certPath, ...identify(pair.certPem), ...(replacedPath ? { replacedPath } : {}) };
+    return { ...pair, origin: 'generated', certPath, ...(await identify(pair.certPem)), ...(replacedPath ? { replacedPath } : {}) };
   } catch (cause) {
     throw new Relay365Error(
       'R365_TLS_CERTIFICATE_UNUSABLE',
