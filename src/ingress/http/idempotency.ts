@@ -129,6 +129,11 @@ export async function idempotent(
   }
   const key = (Array.isArray(header) ? header[0] : header) ?? '';
   const result = await onceForKey(store, scope, key, { route: `${request.method} ${request.routeOptions.url ?? request.url}`, body: request.body }, request.log, handle);
-  if (result.replayed) void reply.header('idempotent-replayed', 'true');
+  if (result.replayed) {
+    void reply.header('idempotent-replayed', 'true');
+    // Only the body was kept: a replayed 202 of a send says again where the message is, as the first did.
+    const id = result.status === 202 ? (JSON.parse(result.json) as { id?: unknown }).id : undefined;
+    if (typeof id === 'string') void reply.header('location', `/v1/messages/${id}`);
+  }
   return send(result.status, result.json, result.headers);
 }
