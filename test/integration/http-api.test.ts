@@ -715,6 +715,7 @@ describe('HTTP API', () => {
       assert.equal(second.status, 202);
       assert.equal(second.text, first.text, 'the same body, byte for byte');
       assert.equal(second.headers.get('idempotent-replayed'), 'true');
+      assert.match(first.headers.get('location') ?? '', /^\/v1\/messages\/[0-9a-f-]{36}$/);
       assert.equal(second.headers.get('location'), first.headers.get('location'), 'the replay says where the message is, as the first answer did');
       const mismatch = await run.api('POST', '/v1/messages', { body: { ...body, subject: 'twice?' }, headers });
       assert.deepEqual([mismatch.status, mismatch.body.error.code], [422, 'R365_IDEMPOTENCY_MISMATCH']);
