@@ -1,20 +1,31 @@
 import type { CloudName } from '../config/index.js';
 
 /** The setups `relay365 init` writes a config for. */
-export const SETUPS = ['app-secret', 'app-certificate', 'device-code'] as const;
+export const SETUPS = ['app-secret', 'app-certificate', 'federated', 'managed-identity', 'device-code'] as const;
 export type Setup = (typeof SETUPS)[number];
 
 /** The auth flow of each setup in the config. */
-export const SETUP_FLOWS = { 'app-secret': 'client-secret', 'app-certificate': 'client-certificate', 'device-code': 'device-code' } as const satisfies Record<
-  Setup,
-  string
->;
+export const SETUP_FLOWS = {
+  'app-secret': 'client-secret',
+  'app-certificate': 'client-certificate',
+  federated: 'federated',
+  'managed-identity': 'managed-identity',
+  'device-code': 'device-code',
+} as const satisfies Record<Setup, string>;
+
+/** The audience Entra expects in a federated (external) token: the default of every federated credential. */
+export const FEDERATED_AUDIENCE = 'api://AzureADTokenExchange';
+
+/** Stand for what only Azure knows once the managed identity exists (the steps say where to read them). */
+export const MI_CLIENT_ID = '<managed-identity-client-id>';
+export const MI_OBJECT_ID = '<managed-identity-object-id>';
 
 /** What the admin steps are written for; every value appears in the commands as given. */
 export interface AdminStepsInput {
   setup: Setup;
-  /** Tenant id or domain. */
+  /** Tenant id or domain (managed-identity: unused, Azure knows the host's tenant). */
   tenant: string;
+  /** The app registration's client id; managed-identity: the identity's client id ({@link MI_CLIENT_ID} for a system-assigned one). */
   clientId: string;
   mailboxes: readonly string[];
   cloud: CloudName;
@@ -25,6 +36,14 @@ export interface AdminStepsInput {
   /** app-certificate: the private key and certificate files. */
   keyFile?: string;
   certFile?: string;
+  /** federated: where relay365 reads the external token (neither: `$AZURE_FEDERATED_TOKEN_FILE`). */
+  assertionFile?: string;
+  assertionCommand?: string;
+  /** federated: the external identity provider's issuer URL and the workload's subject, as its tokens carry them. */
+  issuer?: string;
+  subject?: string;
+  /** managed-identity: user-assigned (its client id is `clientId`) or the host's system-assigned identity. */
+  userAssigned?: boolean;
 }
 
 /** A block of commands to type, in PowerShell (Exchange Online, Microsoft Graph) or a POSIX shell (relay365). */
@@ -57,6 +76,7 @@ export function placeholderInput(setup: Setup): AdminStepsInput {
     secretRef: 'env:RELAY365_CLIENT_SECRET',
     keyFile: './data/app.key',
     certFile: './data/app.crt',
+    ...(setup === 'managed-identity' ? { clientId: MI_CLIENT_ID, userAssigned: true } : {}),
   };
 }
 
@@ -66,6 +86,8 @@ export const SP_OBJECT_ID = '<enterprise-app-object-id>';
 const SETUP_NAMES: Record<Setup, string> = {
   'app-secret': 'app-only (client credentials) with a client secret',
   'app-certificate': 'app-only (client credentials) with a certificate',
+  federated: 'app-only with workload identity federation (a trusted external token, no secret)',
+  'managed-identity': 'app-only as the Azure managed identity of the host (no app registration, no secret)',
   'device-code': 'delegated (a user signs in once with a device code)',
 };
 
@@ -103,18 +125,23 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
   const here = 'this machine';
   const each = <T>(f: (mailbox: string) => T): T[] => mailboxes.map(f);
   const steps: AdminStep[] = [];
+  // A managed identity is a service principal of Azure's making: no app registration, and its object id is known from the start.
+  const managed = input.setup === 'managed-identity';
+  const spId = managed ? MI_OBJECT_ID : SP_OBJECT_ID;
 
-  steps.push({
-    title: 'Register the app',
-    where: entra,
-    text: [
-      'Identity > Applications > App registrations > New registration. Name: `relay365`; supported account types: accounts in this organizational directory only (single tenant); no redirect URI.',
-      `On its Overview page, the Application (client) ID goes into \`auth.clientId\` (now \`${clientId}\`) and the Directory (tenant) ID into \`auth.tenant\` (now \`${tenant}\`).`,
-    ],
-    check: {
-      text: `The Overview page shows Application (client) ID \`${clientId}\`; a wrong id makes the token request fail with AADSTS700016, a wrong tenant with AADSTS90002.`,
-    },
-  });
+  if (managed) steps.push(managedIdentityStep(input));
+  else
+    steps.push({
+      title: 'Register the app',
+      where: entra,
+      text: [
+        'Identity > Applications > App registrations > New registration. Name: `relay365`; supported account types: accounts in this organizational directory only (single tenant); no redirect URI.',
+        `On its Overview page, the Application (client) ID goes into \`auth.clientId\` (now \`${clientId}\`) and the Directory (tenant) ID into \`auth.tenant\` (now \`${tenant}\`).`,
+      ],
+      check: {
+        text: `The Overview page shows Application (client) ID \`${clientId}\`; a wrong id makes the token request fail with AADSTS700016, a wrong tenant with AADSTS90002.`,
+      },
+    });
 
   if (input.setup === 'app-secret') {
     const ref = input.secretRef ?? 'env:RELAY365_CLIENT_SECRET';
@@ -151,7 +178,9 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
         commands: { shell: 'sh', lines: [`openssl x509 -in ${certFile} -noout -fingerprint -sha1`] },
       },
     });
-  } else {
+  } else if (input.setup === 'federated') {
+    steps.push(federatedCredentialStep(input));
+  } else if (!managed) {
     steps.push({
       title: 'Allow the device code flow',
       where: entra,
@@ -162,39 +191,45 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
   }
 
   steps.push(
-    appOnly
-      ? {
-          title: 'Add the one permission sending needs: SMTP.SendAsApp',
-          where: entra,
-          text: [
-            'App registrations > relay365 > API permissions > Add a permission > APIs my organization uses > Office 365 Exchange Online > Application permissions > SMTP.SendAsApp.',
-            'Do not add full_access_as_app, EWS.AccessAsApp, IMAP.AccessAsApp, POP.AccessAsApp, Mail.ReadWrite or Mail.Read: they read or change every mailbox. Do not add Microsoft Graph Mail.Send (application) unless relay365 sends through Graph: it can send as any mailbox in the tenant. `relay365 permissions` flags each of them.',
-          ],
-        }
-      : {
-          title: 'Add the one permission sending needs: delegated SMTP.Send',
-          where: entra,
-          text: [
-            "App registrations > relay365 > API permissions > Add a permission > Microsoft Graph > Delegated permissions > SMTP.Send (Exchange Online's permission, which Entra lists under Microsoft Graph), and offline_access so that relay365 keeps a refresh token.",
-            'Do not add IMAP.AccessAsUser.All, POP.AccessAsUser.All, EWS.AccessAsUser.All, Mail.ReadWrite or Mail.Read: they read the mailbox. Do not add Microsoft Graph Mail.Send unless relay365 sends through Graph.',
-          ],
-        },
+    managed
+      ? managedIdentityPermissionStep()
+      : appOnly
+        ? {
+            title: 'Add the one permission sending needs: SMTP.SendAsApp',
+            where: entra,
+            text: [
+              'App registrations > relay365 > API permissions > Add a permission > APIs my organization uses > Office 365 Exchange Online > Application permissions > SMTP.SendAsApp.',
+              'Do not add full_access_as_app, EWS.AccessAsApp, IMAP.AccessAsApp, POP.AccessAsApp, Mail.ReadWrite or Mail.Read: they read or change every mailbox. Do not add Microsoft Graph Mail.Send (application) unless relay365 sends through Graph: it can send as any mailbox in the tenant. `relay365 permissions` flags each of them.',
+            ],
+          }
+        : {
+            title: 'Add the one permission sending needs: delegated SMTP.Send',
+            where: entra,
+            text: [
+              "App registrations > relay365 > API permissions > Add a permission > Microsoft Graph > Delegated permissions > SMTP.Send (Exchange Online's permission, which Entra lists under Microsoft Graph), and offline_access so that relay365 keeps a refresh token.",
+              'Do not add IMAP.AccessAsUser.All, POP.AccessAsUser.All, EWS.AccessAsUser.All, Mail.ReadWrite or Mail.Read: they read the mailbox. Do not add Microsoft Graph Mail.Send unless relay365 sends through Graph.',
+            ],
+          },
   );
 
-  steps.push({
-    title: 'Grant admin consent',
-    where: entra,
-    text: appOnly
-      ? [
-          `API permissions > Grant admin consent for the tenant (\`${tenant}\`). The Status column of SMTP.SendAsApp must read "Granted". Without consent the app still gets tokens, but without the role, and Exchange refuses them.`,
-        ]
-      : [
-          `API permissions > Grant admin consent for the tenant (\`${tenant}\`), or let the mailbox's user consent at the first sign-in if your tenant allows user consent.`,
-        ],
-    check: { text: `\`relay365 token --config ${configPath}\` shows ${appOnly ? 'roles SMTP.SendAsApp' : 'scopes ... SMTP.Send (after the sign-in below)'}.` },
-  });
+  // A managed identity's app role assignment is itself the grant: there is no consent to give.
+  if (!managed)
+    steps.push({
+      title: 'Grant admin consent',
+      where: entra,
+      text: appOnly
+        ? [
+            `API permissions > Grant admin consent for the tenant (\`${tenant}\`). The Status column of SMTP.SendAsApp must read "Granted". Without consent the app still gets tokens, but without the role, and Exchange refuses them.`,
+          ]
+        : [
+            `API permissions > Grant admin consent for the tenant (\`${tenant}\`), or let the mailbox's user consent at the first sign-in if your tenant allows user consent.`,
+          ],
+      check: {
+        text: `\`relay365 token --config ${configPath}\` shows ${appOnly ? 'roles SMTP.SendAsApp' : 'scopes ... SMTP.Send (after the sign-in below)'}.`,
+      },
+    });
 
-  if (appOnly) {
+  if (appOnly && !managed) {
     steps.push({
       title: "Find the enterprise application's object id",
       where: entra,
@@ -207,13 +242,15 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
         lines: ['Connect-MgGraph -Scopes Application.Read.All', `(Get-MgServicePrincipal -Filter "appId eq '${clientId}'").Id`],
       },
     });
+  }
+  if (appOnly) {
     steps.push({
       title: 'Register the service principal in Exchange Online',
       where: exo,
       text: [
         'Install the ExchangeOnlineManagement module once (`Install-Module ExchangeOnlineManagement`), connect as an Exchange administrator, and register the app:',
       ],
-      commands: { shell: 'powershell', lines: [connectExchange(cloud), `New-ServicePrincipal -AppId ${clientId} -ObjectId ${SP_OBJECT_ID}`] },
+      commands: { shell: 'powershell', lines: [connectExchange(cloud), `New-ServicePrincipal -AppId ${clientId} -ObjectId ${spId}`] },
       check: {
         text: 'Exchange lists it, with the same AppId and ObjectId:',
         commands: { shell: 'powershell', lines: [`Get-ServicePrincipal -Identity ${clientId} | Format-List DisplayName,AppId,ObjectId`] },
@@ -223,7 +260,7 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
       title: mailboxes.length > 1 ? 'Give the app permission on each mailbox' : 'Give the app permission on the mailbox',
       where: exo,
       text: ['SMTP.SendAsApp alone opens no mailbox: this permission is what lets the app send as the mailbox, and only as the mailboxes listed here.'],
-      commands: { shell: 'powershell', lines: each((m) => `Add-MailboxPermission -Identity ${m} -User ${SP_OBJECT_ID} -AccessRights FullAccess`) },
+      commands: { shell: 'powershell', lines: each((m) => `Add-MailboxPermission -Identity ${m} -User ${spId} -AccessRights FullAccess`) },
       check: {
         text: 'The app is listed with FullAccess:',
         commands: { shell: 'powershell', lines: each((m) => `Get-MailboxPermission -Identity ${m} | Format-Table User,AccessRights,IsInherited`) },
@@ -273,12 +310,12 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
         shell: 'powershell',
         lines: [
           `New-ManagementScope -Name "relay365 senders" -RecipientRestrictionFilter "${filter}"`,
-          `New-ManagementRoleAssignment -App ${SP_OBJECT_ID} -Role "Application Mail.Send" -CustomResourceScope "relay365 senders"`,
+          `New-ManagementRoleAssignment -App ${spId} -Role "Application Mail.Send" -CustomResourceScope "relay365 senders"`,
         ],
       },
       check: {
         text: 'InScope must be True for each sending mailbox, and False for any other:',
-        commands: { shell: 'powershell', lines: each((m) => `Test-ServicePrincipalAuthorization -Identity ${SP_OBJECT_ID} -Resource ${m} | Format-Table`) },
+        commands: { shell: 'powershell', lines: each((m) => `Test-ServicePrincipalAuthorization -Identity ${spId} -Resource ${m} | Format-Table`) },
       },
     });
   }
@@ -326,6 +363,100 @@ export function adminSteps(input: AdminStepsInput): AdminStep[] {
     },
   });
   return steps;
+}
+
+/**
+ * federated: the federated credential on the app registration, in place of a secret. The portal and
+ * `az ad app federated-credential create` (Microsoft Learn, "Configure an app to trust an external
+ * identity provider"); the three values are matched exactly, and each mismatch has its own AADSTS code.
+ */
+function federatedCredentialStep(input: AdminStepsInput): AdminStep {
+  const issuer = input.issuer ?? '<issuer>';
+  const subject = input.subject ?? '<subject>';
+  const source = input.assertionCommand
+    ? `relay365 runs \`${input.assertionCommand}\` before each token request and sends what it prints as the client assertion.`
+    : input.assertionFile
+      ? `relay365 reads the token from \`${input.assertionFile}\` before each token request (the issuer rotates the file; the newest token is always the one sent).`
+      : 'relay365 reads the token from the file `$AZURE_FEDERATED_TOKEN_FILE` names (AKS workload identity sets it and mounts the token), again before each token request.';
+  const credential = JSON.stringify({ name: 'relay365', issuer, subject, audiences: [FEDERATED_AUDIENCE] });
+  return {
+    title: 'Add a federated credential (instead of a secret)',
+    where: 'Microsoft Entra admin center (https://entra.microsoft.com)',
+    text: [
+      'App registrations > relay365 > Certificates & secrets > Federated credentials > Add credential. Pick the scenario (Kubernetes accessing Azure resources, GitHub Actions deploying Azure resources, or Other issuer) and give the three values the workload\'s token carries; Entra matches them exactly, case included (Microsoft Learn, "Configure an app to trust an external identity provider": https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust).',
+      `Issuer \`${issuer}\`; subject \`${subject}\` (a Kubernetes service account: \`system:serviceaccount:<namespace>:<service account>\`); audience \`${FEDERATED_AUDIENCE}\` (a Kubernetes token must be projected with this audience).`,
+      source,
+      "Or with the Azure CLI, which names the application by its object id (not its client id); Azure PowerShell's New-AzADAppFederatedCredential takes the same values (https://learn.microsoft.com/powershell/module/az.resources/new-azadappfederatedcredential):",
+    ],
+    commands: {
+      shell: 'sh',
+      lines: [
+        `APP_OBJECT_ID=$(az ad app show --id ${input.clientId} --query id -o tsv)`,
+        `az ad app federated-credential create --id "$APP_OBJECT_ID" --parameters '${credential}'`,
+      ],
+    },
+    check: {
+      text: 'Entra lists it with these three values. A mismatch fails the token request with AADSTS700211 (issuer), AADSTS700213 (subject) or AADSTS700212 (audience); AADSTS700024 means the token itself has expired (a stale file).',
+      commands: { shell: 'sh', lines: ['az ad app federated-credential list --id "$APP_OBJECT_ID" -o table'] },
+    },
+  };
+}
+
+/** managed-identity: turn the host's identity on (or attach a user-assigned one) and read its two ids. */
+function managedIdentityStep(input: AdminStepsInput): AdminStep {
+  const id = input.clientId;
+  return {
+    title: input.userAssigned ? 'Make the user-assigned managed identity and attach it' : "Turn on the host's system-assigned managed identity",
+    where: 'Azure CLI (or the Azure portal: the resource > Identity)',
+    text: [
+      input.userAssigned
+        ? 'Make a user-assigned identity and attach it to the host that runs relay365 (a VM below; App Service and Functions: `az webapp identity assign --identities <identity resource id>`).'
+        : "Turn on the system-assigned identity of the host that runs relay365 (a VM below; App Service and Functions: `az webapp identity assign`). It prints the identity's principal (object) id.",
+      id === MI_CLIENT_ID
+        ? `A managed identity is a service principal of its own: no app registration, no secret to rotate. Note its client id (appId) and its object id (principalId): below, \`${MI_CLIENT_ID}\` and \`${MI_OBJECT_ID}\` stand for them.`
+        : `A managed identity is a service principal of its own: no app registration, no secret to rotate. Its client id (appId) is \`${id}\`; note its object id (principalId): below, \`${MI_OBJECT_ID}\` stands for it.`,
+    ],
+    commands: {
+      shell: 'sh',
+      lines: input.userAssigned
+        ? [
+            'az identity create -g <resource-group> -n relay365',
+            'az vm identity assign -g <resource-group> -n <vm> --identities relay365',
+            'az identity show -g <resource-group> -n relay365 --query "{clientId:clientId, objectId:principalId}"',
+          ]
+        : ['az vm identity assign -g <resource-group> -n <vm>', `az ad sp show --id ${MI_OBJECT_ID} --query "{appId:appId, objectId:id}"`],
+    },
+  };
+}
+
+/**
+ * managed-identity: the app role assignment of SMTP.SendAsApp through Microsoft Graph, since the
+ * portal has no API permissions page for a managed identity (Microsoft Learn, "Assign a managed
+ * identity access to an application role").
+ */
+function managedIdentityPermissionStep(): AdminStep {
+  const exo = '00000002-0000-0ff1-ce00-000000000000';
+  const uri = `https://graph.microsoft.com/v1.0/servicePrincipals/${MI_OBJECT_ID}/appRoleAssignments`;
+  return {
+    title: 'Give the managed identity the one permission sending needs: SMTP.SendAsApp',
+    where: 'Azure CLI (Microsoft Graph)',
+    text: [
+      `There is no API permissions page for a managed identity: assign the SMTP.SendAsApp app role of Office 365 Exchange Online (appId ${exo}) to its service principal through Microsoft Graph (Microsoft Learn, "Assign a managed identity access to an application role": https://learn.microsoft.com/azure/active-directory/managed-identities-azure-resources/how-to-assign-app-role-managed-identity-powershell). The assignment is the grant: no admin consent follows.`,
+      'Do not assign full_access_as_app, EWS.AccessAsApp, Mail.ReadWrite or Mail.Read, nor Microsoft Graph Mail.Send unless relay365 sends through Graph: they read, change or send as every mailbox.',
+    ],
+    commands: {
+      shell: 'sh',
+      lines: [
+        `EXO=$(az ad sp show --id ${exo} --query id -o tsv)`,
+        `ROLE=$(az ad sp show --id ${exo} --query "appRoles[?value=='SMTP.SendAsApp'].id" -o tsv)`,
+        `az rest --method POST --uri ${uri} --body "{\\"principalId\\":\\"${MI_OBJECT_ID}\\",\\"resourceId\\":\\"$EXO\\",\\"appRoleId\\":\\"$ROLE\\"}"`,
+      ],
+    },
+    check: {
+      text: 'Office 365 Exchange Online is listed with the role id of SMTP.SendAsApp ($ROLE). Azure caches the tokens of a managed identity, so a new role can take a while to show in them (the page above).',
+      commands: { shell: 'sh', lines: [`az rest --method GET --uri ${uri} --query "value[].{resource:resourceDisplayName, role:appRoleId}"`] },
+    },
+  };
 }
 
 /** The steps for a terminal: numbered, commands indented. */

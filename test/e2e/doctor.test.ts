@@ -426,11 +426,11 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
       [/Sandbox URL .*: /, sandbox.baseUrl],
       [/Sandbox SMTP port .*: /, String(sandbox.smtpPort)],
       [/Sandbox CA file .*: /, sandbox.caPath],
+      [/Setup: .*\[app-secret\]: /, ''],
       [/Tenant: .*: /, 'not a tenant'],
       // A wrong answer is explained and asked again.
       [/is neither a tenant id[^]*Tenant: .*: /, DEFAULT_IDS.tenantDomain],
       [/Application \(client\) ID.*: /, DEFAULT_IDS.appClientId],
-      [/Setup: .*\[app-secret\]: /, ''],
       [/Client secret value \(not shown.*: /, DEFAULT_IDS.appSecret],
       [/Mailbox\(es\) to send as.*: /, DEFAULT_IDS.mailbox],
       [/Local SMTP user for devices.*: /, 'scanner'],

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { clientIdProblem, tenantProblem } from '../../config/entra-ids.js';
 import { toConfigIssues } from '../../config/issues.js';
 import { CLOUD_NAMES, configSchema, type CloudName } from '../../config/schema.js';
-import { SETUPS, SETUP_FLOWS, adminSteps, renderAdminStepsText, setupName, type AdminStepsInput, type Setup } from '../../doctor/admin-steps.js';
+import { MI_CLIENT_ID, SETUPS, SETUP_FLOWS, adminSteps, renderAdminStepsText, setupName, type AdminStepsInput, type Setup } from '../../doctor/admin-steps.js';
 import { Relay365Error } from '../../errors.js';
 import { hashPassword } from '../../ingress/smtp/password.js';
 import { SECRET_ENV } from './init.js';
@@ -27,6 +27,13 @@ interface Answers {
   secret?: string;
   keyFile?: string;
   certFile?: string;
+  /** federated: the token file or command (neither: `$AZURE_FEDERATED_TOKEN_FILE`), and the issuer and subject for the admin steps. */
+  assertionFile?: string;
+  assertionCommand?: string;
+  issuer?: string;
+  subject?: string;
+  /** managed-identity: a user-assigned identity's client id (none: the host's system-assigned identity). */
+  managedIdentityClientId?: string;
   users: Array<{ name: string; password: string }>;
 }
 
@@ -43,6 +50,11 @@ export interface InitFlags {
   storeSecret?: boolean;
   certKey?: string;
   certFile?: string;
+  assertionFile?: string;
+  assertionCommand?: string;
+  issuer?: string;
+  subject?: string;
+  managedIdentityClientId?: string;
   relayUser?: string[];
   sandboxUrl?: string;
   sandboxSmtpHost?: string;
@@ -72,6 +84,11 @@ const check = {
   port: (v: string): string | undefined => (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535 ? undefined : `${v} is not a port number`),
   nonEmpty: (v: string): string | undefined => (v === '' ? 'must not be empty' : undefined),
 };
+
+/** An issuer URL, or empty (the admin steps then keep a placeholder). */
+function optionalUrl(v: string): string | undefined {
+  return v === '' ? undefined : check.url(v);
+}
 
 function splitList(v: string): string[] {
   return v
@@ -155,13 +172,47 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
         caFile: flags.sandboxCa ?? (await p.ask('Sandbox CA file', { default: './data/sandbox/ca.pem' })),
       };
     }
-    const tenant = flags.tenant ?? (await p.ask('Tenant: the Directory (tenant) ID or a domain such as contoso.onmicrosoft.com', { validate: check.tenant }));
-    const clientId = flags.clientId ?? (await p.ask('Application (client) ID of the app registration', { validate: check.clientId }));
     const setup = (flags.setup ??
-      (await p.ask('Setup: app-secret (app-only, client secret), app-certificate (app-only, certificate) or device-code (delegated)', {
-        default: 'app-secret',
-        validate: check.setup,
-      }))) as Setup;
+      (await p.ask(
+        'Setup: app-secret (app-only, client secret), app-certificate (app-only, certificate), federated (app-only, workload identity federation), managed-identity (app-only, Azure host) or device-code (delegated)',
+        { default: 'app-secret', validate: check.setup },
+      ))) as Setup;
+    // A managed identity has no app registration of ours: Azure knows its tenant and its client id.
+    const managed = setup === 'managed-identity';
+    const tenant = managed
+      ? (flags.tenant ?? '')
+      : (flags.tenant ?? (await p.ask('Tenant: the Directory (tenant) ID or a domain such as contoso.onmicrosoft.com', { validate: check.tenant })));
+    const clientId = managed ? '' : (flags.clientId ?? (await p.ask('Application (client) ID of the app registration', { validate: check.clientId })));
+    const federated: Partial<Answers> = {};
+    if (setup === 'federated') {
+      const source =
+        flags.assertionFile !== undefined
+          ? 'file'
+          : flags.assertionCommand !== undefined
+            ? 'command'
+            : await p.ask('Where relay365 reads the federated token: env ($AZURE_FEDERATED_TOKEN_FILE, as AKS workload identity sets it), file, or command', {
+                default: 'env',
+                validate: (v) => (['env', 'file', 'command'].includes(v) ? undefined : `${v} is not one of env, file, command`),
+              });
+      if (source === 'file') federated.assertionFile = flags.assertionFile ?? (await p.ask('Token file (e.g. /var/run/secrets/tokens/azure-identity-token)'));
+      if (source === 'command') federated.assertionCommand = flags.assertionCommand ?? (await p.ask('Command that prints the token'));
+      const issuer =
+        flags.issuer ??
+        (await p.ask("Issuer URL of the workload's tokens (for the admin steps; empty: fill it in later)", { default: '', validate: optionalUrl }));
+      const subject =
+        flags.subject ??
+        (await p.ask('Subject of its tokens, e.g. system:serviceaccount:<namespace>:<service account> (empty: fill it in later)', { default: '', validate: () => undefined }));
+      if (issuer) federated.issuer = issuer;
+      if (subject) federated.subject = subject;
+    }
+    let managedIdentityClientId = flags.managedIdentityClientId;
+    if (managed && managedIdentityClientId === undefined) {
+      const kind = await p.ask("Managed identity: system (the host's own) or user (user-assigned)", {
+        default: 'system',
+        validate: (v) => (v === 'system' || v === 'user' ? undefined : `${v} is not system or user`),
+      });
+      if (kind === 'user') managedIdentityClientId = await p.ask('Client ID of the user-assigned managed identity', { validate: check.clientId });
+    }
     let secret: string | undefined;
     let keyFile: string | undefined;
     let certFile: string | undefined;
@@ -206,6 +257,8 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
       ...(secret !== undefined ? { secret } : {}),
       ...(keyFile !== undefined ? { keyFile } : {}),
       ...(certFile !== undefined ? { certFile } : {}),
+      ...federated,
+      ...(managedIdentityClientId !== undefined ? { managedIdentityClientId } : {}),
       users,
     };
   } finally {
@@ -244,9 +297,29 @@ async function flagAnswers(flags: InitFlags): Promise<Answers> {
     return value as T;
   };
   const cloud = flags.cloud ?? 'global';
-  const tenant = need(flags.tenant, '--tenant', check.tenant);
-  const clientId = need(flags.clientId, '--client-id', check.clientId);
   const setup = need(flags.setup, '--setup', check.setup);
+  // A managed identity has no app registration of ours: neither a tenant nor the app's client id is asked.
+  const managed = setup === 'managed-identity';
+  const tenant = managed ? (flags.tenant ?? '') : need(flags.tenant, '--tenant', check.tenant);
+  const clientId = managed ? '' : need(flags.clientId, '--client-id', check.clientId);
+  if (managed && flags.clientId !== undefined)
+    problems.push(
+      '--client-id names an app registration, which a managed identity has none of: give a user-assigned identity with --managed-identity-client-id',
+    );
+  if (flags.managedIdentityClientId !== undefined) {
+    if (setup !== 'managed-identity') problems.push('--managed-identity-client-id only goes with --setup managed-identity');
+    const problem = check.clientId(flags.managedIdentityClientId);
+    if (problem) problems.push(`--managed-identity-client-id: ${problem}`);
+  }
+  for (const [flag, given] of [
+    ['--assertion-file', flags.assertionFile],
+    ['--assertion-command', flags.assertionCommand],
+    ['--issuer', flags.issuer],
+    ['--subject', flags.subject],
+  ] as const)
+    if (given !== undefined && setup !== 'federated') problems.push(`${flag} only goes with --setup federated`);
+  if (flags.assertionFile !== undefined && flags.assertionCommand !== undefined) problems.push('give --assertion-file or --assertion-command, not both');
+  if (flags.issuer !== undefined && optionalUrl(flags.issuer)) problems.push(`--issuer: ${optionalUrl(flags.issuer)!}`);
   const mailboxes = flags.mailbox ?? [];
   if (mailboxes.length === 0) problems.push('--mailbox is required (repeat it for several mailboxes)');
   for (const m of mailboxes) {
@@ -295,6 +368,11 @@ async function flagAnswers(flags: InitFlags): Promise<Answers> {
     ...(setup === 'app-certificate'
       ? { keyFile: flags.certKey ?? `${dataPath(flags.dataDir)}/app.key`, certFile: flags.certFile ?? `${dataPath(flags.dataDir)}/app.crt` }
       : {}),
+    ...(flags.assertionFile !== undefined ? { assertionFile: flags.assertionFile } : {}),
+    ...(flags.assertionCommand !== undefined ? { assertionCommand: flags.assertionCommand } : {}),
+    ...(flags.issuer !== undefined ? { issuer: flags.issuer } : {}),
+    ...(flags.subject !== undefined ? { subject: flags.subject } : {}),
+    ...(flags.managedIdentityClientId !== undefined ? { managedIdentityClientId: flags.managedIdentityClientId } : {}),
     users,
   };
 }
@@ -331,9 +409,13 @@ async function writeNew(path: string, content: string, mode: number, force: bool
 
 /** The config as YAML, with the comments a person needs to read it. */
 async function configYaml(answers: Answers, flags: InitFlags, secretRef: string | undefined): Promise<string> {
-  const auth: Record<string, unknown> = { flow: SETUP_FLOWS[answers.setup], tenant: answers.tenant, clientId: answers.clientId };
+  const auth: Record<string, unknown> = { flow: SETUP_FLOWS[answers.setup] };
+  if (answers.setup !== 'managed-identity') Object.assign(auth, { tenant: answers.tenant, clientId: answers.clientId });
   if (secretRef) auth.clientSecret = secretRef;
   if (answers.setup === 'app-certificate') auth.certificate = { keyFile: answers.keyFile, certFile: answers.certFile };
+  if (answers.assertionFile !== undefined) auth.assertionFile = answers.assertionFile;
+  if (answers.assertionCommand !== undefined) auth.assertionCommand = answers.assertionCommand;
+  if (answers.managedIdentityClientId !== undefined) auth.managedIdentityClientId = answers.managedIdentityClientId;
   const config: Record<string, unknown> = {
     dataDir: flags.dataDir,
     cloud: answers.cloud,
@@ -347,7 +429,11 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
   // Never write a config relay365 would refuse.
   const parsed = configSchema.safeParse(config);
   if (!parsed.success)
-    throw invalid(`The answers do not make a valid config: ${toConfigIssues(parsed.error).map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    throw invalid(
+      `The answers do not make a valid config: ${toConfigIssues(parsed.error)
+        .map((i) => `${i.path}: ${i.message}`)
+        .join('; ')}`,
+    );
 
   const doc = new Document(config);
   doc.commentBefore =
@@ -359,6 +445,12 @@ async function configYaml(answers: Answers, flags: InitFlags, secretRef: string 
     secretNode.comment = secretRef?.startsWith('env:')
       ? ` the secret itself is set in the environment (${SECRET_ENV}), never here`
       : ' a file of mode 0600 holding only the secret';
+  const flow = doc.getIn(['auth', 'flow'], true) as { comment?: string } | undefined;
+  if (flow && answers.setup === 'federated' && answers.assertionFile === undefined && answers.assertionCommand === undefined)
+    flow.comment =
+      ' the token is read from the file $AZURE_FEDERATED_TOKEN_FILE names (AKS workload identity sets it); or set assertionFile / assertionCommand';
+  if (flow && answers.setup === 'managed-identity' && answers.managedIdentityClientId === undefined)
+    flow.comment = " the host's system-assigned identity; managedIdentityClientId: <client id> for a user-assigned one";
   const users = doc.getIn(['smtp', 'users'], true) as { commentBefore?: string } | undefined;
   if (users) users.commentBefore = ' devices log in to the relay with these names; scrypt hashes of their passwords (relay365 user add NAME makes more)';
   return doc.toString({ lineWidth: 0 });
@@ -387,10 +479,16 @@ export async function runInit(flags: InitFlags): Promise<void> {
   // 0600: the file holds password hashes of the relay's users.
   await writeNew(flags.output, await configYaml(answers, flags, secretRef), 0o600, flags.force === true);
 
+  const managed = answers.setup === 'managed-identity';
   const input: AdminStepsInput = {
     setup: answers.setup,
     tenant: answers.tenant,
-    clientId: answers.clientId,
+    clientId: managed ? (answers.managedIdentityClientId ?? MI_CLIENT_ID) : answers.clientId,
+    ...(managed ? { userAssigned: answers.managedIdentityClientId !== undefined } : {}),
+    ...(answers.assertionFile !== undefined ? { assertionFile: answers.assertionFile } : {}),
+    ...(answers.assertionCommand !== undefined ? { assertionCommand: answers.assertionCommand } : {}),
+    ...(answers.issuer !== undefined ? { issuer: answers.issuer } : {}),
+    ...(answers.subject !== undefined ? { subject: answers.subject } : {}),
     mailboxes: answers.mailboxes,
     cloud: answers.cloud,
     configPath: flags.output,
@@ -402,6 +500,10 @@ export async function runInit(flags: InitFlags): Promise<void> {
   if (secretRef?.startsWith('file:')) console.log(`The client secret is in ${secretRef.slice(5)} (mode 0600); the config refers to it as ${secretRef}.`);
   if (secretRef?.startsWith('env:')) console.log(`The config reads the client secret from $${SECRET_ENV}: set it where relay365 runs.`);
   if (answers.cloud === 'sandbox') console.log('Cloud: the local sandbox, which plays the tenant; a real tenant needs these steps:');
-  console.log(`\nAdmin steps for tenant ${answers.tenant}, app ${answers.clientId}:\n`);
+  console.log(
+    managed
+      ? `\nAdmin steps for the ${answers.managedIdentityClientId ? `user-assigned managed identity ${answers.managedIdentityClientId}` : "host's system-assigned managed identity"}:\n`
+      : `\nAdmin steps for tenant ${answers.tenant}, app ${answers.clientId}:\n`,
+  );
   console.log(renderAdminStepsText(adminSteps(input)));
 }

@@ -13,6 +13,10 @@ const HELP = `
 Setups:
   app-secret       app-only (client credentials) with a client secret: printers, scanners, servers
   app-certificate  app-only with a certificate (no secret that expires every two years)
+  federated        app-only with workload identity federation: a token from a trusted issuer (AKS workload
+                   identity's $AZURE_FEDERATED_TOKEN_FILE, --assertion-file, --assertion-command) stands in for a secret
+  managed-identity app-only as the managed identity of the Azure host relay365 runs on: no app registration,
+                   no secret (system-assigned, or user-assigned with --managed-identity-client-id)
   device-code      delegated: a user signs in once (relay365 login), relay365 keeps the refresh token
 
 The client secret is never written into the config: it is read from $${SECRET_ENV}
@@ -41,6 +45,11 @@ export function initCommand(): Command {
     .option('--store-secret', `app-secret: take the client secret now and store it in <dataDir>/client-secret (0600) instead of $${SECRET_ENV}`)
     .option('--cert-key <file>', 'app-certificate: private key file (PEM)')
     .option('--cert-file <file>', 'app-certificate: certificate file (PEM)')
+    .option('--assertion-file <file>', 'federated: the file holding the external token (default: $AZURE_FEDERATED_TOKEN_FILE)')
+    .option('--assertion-command <command>', 'federated: or a command that prints it')
+    .option('--issuer <url>', "federated: the issuer URL of the workload's tokens, for the admin steps")
+    .option('--subject <subject>', 'federated: the subject of its tokens, e.g. system:serviceaccount:<namespace>:<service account>')
+    .option('--managed-identity-client-id <guid>', 'managed-identity: client id of a user-assigned identity (default: the system-assigned one)')
     .option('--relay-user <name>', 'local SMTP user for devices (repeatable; its password is asked, or read from stdin)', collect)
     .option('--sandbox-url <url>', 'cloud sandbox: the sandbox identity platform URL')
     .option('--sandbox-smtp-host <host>', 'cloud sandbox: its SMTP host')
