@@ -17,4 +17,4 @@ export async function openPgStore(url: string, options: PgStoreOptions = {}): Pr
   return (await import('./pg-store.js')).openPgStore(url, options);
 }
 export { checkLabels, MAX_TAGS, TAG_PATTERN, MAX_METADATA_KEYS, METADATA_KEY_PATTERN, MAX_METADATA_VALUE } from './labels.js';
-export { messageView, messageDetailView, queuedView, recipientCounts, explanationView, type MessageView, type MessageDetailView } from './views.js';
+export { messageView, messageDetailView, recipientCounts, explanationView, type MessageView, type MessageDetailView } from './views.js';

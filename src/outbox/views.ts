@@ -73,16 +73,3 @@ export function messageDetailView(m: StoredMessage, recipients: readonly Recipie
 
 /** A message as {@link messageDetailView} shows it. */
 export type MessageDetailView = ReturnType<typeof messageDetailView>;
-
-/** A message just committed to the outbox, as the `202` of `POST /v1/messages` answers it. */
-export function queuedView(m: StoredMessage) {
-  return {
-    id: m.id,
-    state: 'queued' as const,
-    mailbox: m.mailbox ?? null,
-    pool: m.pool ?? null,
-    messageId: m.messageId ?? null,
-    envelope: m.envelope,
-    createdAt: m.createdAt.toISOString(),
-  };
-}
