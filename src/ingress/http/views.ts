@@ -8,13 +8,9 @@ import type { TokenStatus } from '../../identity/index.js';
 import type { QueueSnapshot } from '../../observe/index.js';
 import { MESSAGE_STATES, explanationView, type DeliveryWorker, type MessageState, type OutboxStore, type Router } from '../../outbox/index.js';
 
-// The routes' messages, built where the CLI builds its --json too.
-export { messageView, messageDetailView } from '../../outbox/index.js';
-
 /** The relay parts the views read. */
 export interface ViewSources {
-  /** The relay's current config, read at each request: a reload (SIGHUP) adds and removes mailboxes. */
-  config: () => Pick<Config, 'mailboxes'>;
+  config: Pick<Config, 'mailboxes'>;
   store: OutboxStore;
   router: Pick<Router, 'poolsOf'>;
   worker: Pick<DeliveryWorker, 'status'>;
@@ -47,7 +43,7 @@ export interface MailboxStatusView {
 export async function mailboxStatuses(sources: ViewSources, now: Date = new Date()): Promise<MailboxStatusView[]> {
   const workerStatus = new Map(sources.worker.status().map((s) => [s.mailbox, s]));
   return Promise.all(
-    sources.config().mailboxes.map(async (m): Promise<MailboxStatusView> => {
+    sources.config.mailboxes.map(async (m): Promise<MailboxStatusView> => {
       const address = m.address.toLowerCase();
       const status = workerStatus.get(address);
       const limits = status?.limits;
