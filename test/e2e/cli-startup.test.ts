@@ -27,9 +27,9 @@ function loadedPackages(
     });
   `)}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', preload, CLI, ...args], { cwd, stdio: ['pipe', stopWhen ? 'pipe' : 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', preload, CLI, ...args], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
-    child.stdout?.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
       if (stopWhen?.test(stdout)) child.kill('SIGTERM');
     });

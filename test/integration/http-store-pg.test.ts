@@ -1,7 +1,8 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRelay365Error } from '../../src/errors.js';
-import { PgHttpStore, generateApiKey } from '../../src/ingress/http/index.js';
+import { generateApiKey } from '../../src/ingress/http/index.js';
+import { PgHttpStore } from '../../src/store/pg-http-store.js';
 import { PG_HTTP_MIGRATIONS } from '../../src/store/pg-http-sql.js';
 import { openPgStore } from '../../src/outbox/index.js';
 import { httpStoreContract } from '../contract/http-store.js';

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { bearerApiKey, hashApiKey, type ApiKeyRecord, type ApiKeyScope, type HttpStore } from '../../store/index.js';
+import { bearerApiKey, hashApiKey, type ApiKeyScope } from '../../store/api-keys.js';
+import type { ApiKeyRecord, HttpStore } from '../../store/http-store.js';
 import { apiError } from './errors.js';
 
 declare module 'fastify' {
