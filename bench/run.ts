@@ -10,6 +10,7 @@ const scenarios: Record<string, () => Promise<{ run: () => Promise<ScenarioResul
   'http-api': () => import('./http-api.js'),
   'outbox-scale': () => import('./outbox-scale.js'),
   'limits-used': () => import('./limits-used.js'),
+  'idle-memory': () => import('./idle-memory.js'),
 };
 
 async function main(): Promise<number> {
