@@ -238,6 +238,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
         router,
         worker,
         tokens: identity.provider,
+        credentials: () => credentials.credentials,
         doctor: async (mailbox: string) => {
           const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
           return toDoctorJson(

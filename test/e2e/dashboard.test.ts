@@ -362,6 +362,51 @@ describe('dashboard', { skip: chromiumMissing() }, () => {
     }
   });
 
+  it('shows a banner on the mailbox whose client secret ends in 20 days (auth.secretExpires), with the steps to make a new one', async () => {
+    const dir = await tempDir();
+    const profile = await tempDir('relay365-chromium-');
+    // A date-only end date is the end of that UTC day: 20 whole days left, and some hours.
+    const ends = new Date(Date.now() + 20 * 86_400_000).toISOString().slice(0, 10);
+    const relay = await startRelay(
+      sandboxConfig(sandbox, dir.path, {
+        auth: {
+          flow: 'client-secret',
+          tenant: DEFAULT_IDS.tenantId,
+          clientId: DEFAULT_IDS.appClientId,
+          clientSecret: DEFAULT_IDS.appSecret,
+          secretExpires: ends,
+        },
+        mailboxes: [{ address: MAILBOX }],
+        http: { port: 0, adminPassword: PASSWORD },
+      }),
+    );
+    const context = await launchChromium(profile.path, PASSWORD);
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      assert.equal((await page.goto(`${relay.httpAddress!}/`))?.status(), 200);
+      const banner = page.locator(`section.mailbox[data-mailbox="${MAILBOX}"] .credential[data-credential="client-secret"]`);
+      await banner.waitFor({ timeout: 10_000 });
+      assert.equal(await banner.getAttribute('data-status'), 'expiring');
+      const text = await banner.innerText();
+      assert.ok(text.includes(`The app's client secret ends in 20 days, on ${ends}.`), text);
+      assert.match(text, /from auth\.secretExpires/);
+      assert.ok(
+        text.includes(`Fix: Make a new client secret: Entra admin center > App registrations > ${DEFAULT_IDS.appClientId} > Certificates & secrets`),
+        text,
+      );
+      assert.ok(text.includes(`az ad app credential reset --id ${DEFAULT_IDS.appClientId} --append`), text);
+      // The banner stays through the page's own refresh of the panel.
+      await page.waitForResponse((r) => r.url().includes('/dashboard/panel') && r.ok(), { timeout: 10_000 });
+      assert.equal(await banner.count(), 1);
+      assert.ok(!text.includes(DEFAULT_IDS.appSecret), 'the secret itself is never shown');
+    } finally {
+      await context.close();
+      await relay.close();
+      await profile.cleanup();
+      await dir.cleanup();
+    }
+  });
+
   it('searches by state, recipient, tag and day in Chromium, keeps the search in the URL and across reloads, and pages with Older', async () => {
     sandbox.state.setScenario(structuredClone(initial));
     const dir = await tempDir();

@@ -4,7 +4,7 @@ import type { Config } from '../../config/index.js';
 import { isRelay365Error } from '../../errors.js';
 import { silentLogger, type Logger, type RelayMetrics } from '../../observe/index.js';
 import type { DeliveryWorker, NewMessage, OutboxStore, Router, StoredMessage } from '../../outbox/index.js';
-import { dashboardRoutes } from './dashboard.js';
+import { dashboardRoutes, type DashboardDeps } from './dashboard.js';
 import { errorResponseSchema, installErrorHandling } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { installHttpLimits } from './limits.js';
@@ -29,6 +29,8 @@ export interface HttpAppDeps {
     tokens?: ViewSources['tokens'];
     /** Runs the setup checks for a mailbox (`GET /v1/mailboxes/:mailbox/doctor`). */
     doctor?: (mailbox: string) => Promise<unknown>;
+    /** The app credentials' end dates, for the dashboard's banner (the relay's CredentialExpiryMonitor). */
+    credentials?: DashboardDeps['credentials'];
   };
   httpStore: HttpStore;
   metrics: RelayMetrics;
@@ -191,6 +193,6 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     return reply.type(deps.metrics.contentType).send(text);
   });
 
-  dashboardRoutes(app, { ...sources, worker: relay.worker, adminPassword: deps.secrets?.adminPassword, bodyLimitBytes });
+  dashboardRoutes(app, { ...sources, worker: relay.worker, adminPassword: deps.secrets?.adminPassword, bodyLimitBytes, credentials: relay.credentials });
   return app;
 }

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isRelay365Error } from '../../errors.js';
+import { renewalSteps, type MailboxCredential } from '../../identity/index.js';
 import { MESSAGE_STATES, type MessageState, type RecipientRecord, type StoredMessage } from '../../outbox/index.js';
 import { adminPasswordMatches, challengeAdmin } from './auth.js';
 import { renderDetail, retryable, subjectHeading } from './dashboard-detail.js';
@@ -21,6 +22,8 @@ export interface DashboardDeps extends ViewSources {
   adminPassword: string | undefined;
   worker: ViewSources['worker'] & { notify(target: { mailbox?: string | undefined; pool?: string | undefined }): void; syncPauses(): Promise<void> };
   bodyLimitBytes: number;
+  /** The app credentials' end dates as the relay's CredentialExpiryMonitor last read them (issue 19). */
+  credentials?: (() => readonly MailboxCredential[]) | undefined;
 }
 
 /** Sent by the dashboard's own script: a cross-site form or image cannot add it, so it stops CSRF. */
@@ -40,7 +43,26 @@ function gauge(label: string, used: number, limit: number): string {
   return `<div class="gauge"><span>${escapeHtml(label)}</span><meter min="0" max="${limit}" low="${Math.floor(limit * 0.7)}" high="${Math.floor(limit * 0.9)}" optimum="0" value="${used}"></meter><span class="num">${used} / ${limit}</span></div>`;
 }
 
-function mailboxCard(m: MailboxStatusView, now: number): string {
+const CREDENTIAL_NAMES = { 'client-secret': 'client secret', certificate: 'certificate' } as const;
+
+/**
+ * A banner for a credential that ends within the warning days or has ended, with the steps to make a
+ * new one (the fix doctor and the credential.expiring webhook give); nothing while it is far off.
+ */
+function credentialBanner(c: MailboxCredential | undefined): string {
+  if (!c?.expiresAt || (c.status !== 'expiring' && c.status !== 'expired')) return '';
+  const name = CREDENTIAL_NAMES[c.kind];
+  const day = c.expiresAt.toISOString().slice(0, 10);
+  const from = c.source === 'config' ? 'auth.secretExpires' : `the certificate's notAfter${c.thumbprint ? `, thumbprint ${c.thumbprint}` : ''}`;
+  const days = Math.floor(c.daysLeft ?? 0);
+  const when =
+    c.status === 'expired'
+      ? `<strong>The app's ${name} has ended</strong> (${escapeHtml(day)}): Entra refuses it, and the mailbox cannot get a token.`
+      : `<strong>The app's ${name} ends in ${days} day${days === 1 ? '' : 's'}</strong>, on ${escapeHtml(day)}.`;
+  return `<div class="credential ${c.status}" data-credential="${c.kind}" data-status="${c.status}">${when} <span class="muted small">(from ${escapeHtml(from)})</span><p class="fix">Fix: ${escapeHtml(renewalSteps(c, c.auth))}</p></div>`;
+}
+
+function mailboxCard(m: MailboxStatusView, now: number, credential?: MailboxCredential): string {
   const token = m.token.lastError
     ? `<span class="bad">failing</span> <code>${escapeHtml(m.token.lastError.code)}</code> ${escapeHtml(m.token.lastError.message)}`
     : m.token.cached
@@ -61,6 +83,7 @@ function mailboxCard(m: MailboxStatusView, now: number): string {
   <h3>${escapeHtml(m.address)}</h3>
   ${m.aliases.length ? `<p class="muted small">also sends as ${m.aliases.map(escapeHtml).join(', ')}</p>` : ''}
   ${state}
+  ${credentialBanner(credential)}
   <p>Token: ${token}</p>
   ${gauge('messages this minute', m.quota.messagesPerMinute.used, m.quota.messagesPerMinute.limit)}
   ${gauge('recipients today', m.quota.recipientsPerDay.used, m.quota.recipientsPerDay.limit)}
@@ -107,7 +130,8 @@ async function renderOverview(deps: DashboardDeps, now: number): Promise<string>
   const tiles = MESSAGE_STATES.map(
     (s: MessageState) => `<div class="tile state-${s}" data-count="${s}"><span class="n">${counts[s]}</span><span>${s}</span></div>`,
   ).join('');
-  return `<section id="overview"><section class="row">${mailboxes.map((m) => mailboxCard(m, now)).join('') || '<p>No mailbox is configured.</p>'}</section>
+  const credentials = new Map((deps.credentials?.() ?? []).map((c) => [c.mailbox.toLowerCase(), c]));
+  return `<section id="overview"><section class="row">${mailboxes.map((m) => mailboxCard(m, now, credentials.get(m.address))).join('') || '<p>No mailbox is configured.</p>'}</section>
 <h2>Queue</h2>
 <div class="tiles">${tiles}<div class="tile"><span class="n">${oldest ? escapeHtml(ago(oldest, now).replace(' ago', '')) : '–'}</span><span>oldest waiting</span></div></div></section>`;
 }
@@ -171,6 +195,8 @@ h1 { font-size: 1.4rem; margin: .2rem 0; } h2 { font-size: 1.1rem; margin: 1.4re
 .gauge { display: grid; grid-template-columns: 11rem 1fr 6rem; align-items: center; gap: .5rem; font-size: .85rem; }
 .gauge meter { width: 100%; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 .paused { background: #fff4e5; border-left: 4px solid #d97706; padding: .4rem .6rem; margin: .4rem 0; }
+.credential { background: #fff4e5; border-left: 4px solid #d97706; padding: .4rem .6rem; margin: .4rem 0; font-size: .9rem; }
+.credential.expired { background: #fdecec; border-left-color: #b91c1c; }
 .active { color: #15803d; font-weight: 600; }
 .good { color: #15803d; } .bad { color: #b91c1c; font-weight: 600; } .muted { color: #6b7280; } .small { font-size: .8rem; }
 .fix { color: #374151; font-style: italic; } .explain p { margin: .2rem 0; font-size: .85rem; }
