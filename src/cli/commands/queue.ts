@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
 import { Relay365Error } from '../../errors.js';
-import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type MailboxPause, type StoredMessage } from '../../outbox/types.js';
+import { FINISHED_STATES, MESSAGE_STATES, RECIPIENT_STATES, type FinishedState, type ListQuery, type MailboxPause, type StoredMessage } from '../../outbox/types.js';
+// By file, not outbox/index: that loads the stores and the worker into every queue command.
+import { messageDetailView, messageView, recipientCounts } from '../../outbox/views.js';
 import { wholeNumber } from '../options.js';
 import { withOutboxStore as withStore } from '../outbox-store.js';
 import { configSubcommand, printList, type ConfigJsonFlags } from '../subcommand.js';
@@ -47,47 +49,120 @@ function line(m: StoredMessage): string {
   return `${m.id}  ${m.state.padEnd(9)} ${m.createdAt.toISOString()}  ${(m.mailbox ?? m.pool ?? '-').padEnd(28)} ${m.envelope.from} -> ${to}${m.lastReply ? `  [${m.lastReply.slice(0, 60)}]` : ''}`;
 }
 
+/** The flags of `queue list`, parsed. */
+interface ListFlags {
+  state?: (typeof MESSAGE_STATES)[number];
+  mailbox?: string;
+  recipient?: string;
+  tag?: string;
+  since?: Date;
+  until?: Date;
+  limit: number;
+  cursor?: string;
+}
+
+/** The store's query for `queue list`'s flags, as GET /v1/messages builds it from its query string. */
+function listQuery(flags: ListFlags): ListQuery {
+  if (flags.since && flags.until && flags.since.getTime() >= flags.until.getTime()) {
+    throw new Relay365Error(
+      'R365_CLI_OPTION_INVALID',
+      `--since (${flags.since.toISOString()}) is not before --until (${flags.until.toISOString()}), so no message can match: --since is inclusive, --until exclusive.`,
+      { details: { option: '--since', since: flags.since.toISOString(), until: flags.until.toISOString() } },
+    );
+  }
+  return {
+    ...(flags.state ? { state: flags.state } : {}),
+    // Mailboxes are stored lower-cased, as the API compares them.
+    ...(flags.mailbox ? { mailbox: flags.mailbox.toLowerCase() } : {}),
+    ...(flags.recipient ? { recipient: flags.recipient } : {}),
+    ...(flags.tag ? { tag: flags.tag } : {}),
+    ...(flags.since ? { since: flags.since } : {}),
+    ...(flags.until ? { until: flags.until } : {}),
+    limit: flags.limit,
+    ...(flags.cursor ? { cursor: flags.cursor } : {}),
+  };
+}
+
+/** An ISO 8601 date (midnight UTC) or an RFC 3339 time with its offset: what the API's `since`/`until` take, plus a bare date. */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|z|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * A commander `argParser` for `--since`/`--until`. A time without an offset is refused rather than
+ * read in this machine's zone, which the relay's may not share; a day that does not exist (02-30)
+ * is refused rather than rolled into the next month as `Date` would.
+ */
+function isoTime(option: string): (value: string) => Date {
+  return (value: string): Date => {
+    const m = ISO_TIME.exec(value.trim());
+    const at = m ? new Date(m[4] === undefined ? `${m[1]}-${m[2]}-${m[3]}T00:00:00Z` : value.trim()) : undefined;
+    const [month, day] = [Number(m?.[2]), Number(m?.[3])];
+    // Day 0 of the next month is the last day of this one.
+    const daysInMonth = m ? new Date(Date.UTC(Number(m[1]), month, 0)).getUTCDate() : 0;
+    if (!at || Number.isNaN(at.getTime()) || month < 1 || month > 12 || day < 1 || day > daysInMonth) {
+      throw new Relay365Error(
+        'R365_CLI_OPTION_INVALID',
+        `${option} takes an ISO date (2026-12-01, midnight UTC) or a time with its offset (2026-12-01T08:00:00Z, 2026-12-01T09:00:00+01:00); got "${value}".`,
+        { details: { option, value } },
+      );
+    }
+    return at;
+  };
+}
+
 export function queueCommand(): Command {
   const queue = new Command('queue').description('Look at and act on the outbox: messages waiting, sent, deferred or failed.');
-  configSubcommand(queue, 'list', 'List messages, newest first', (c) =>
+  configSubcommand(queue, 'list', 'List and search messages, newest first; the filters combine, as GET /v1/messages takes them', (c) =>
     c
       .addOption(new Option('--state <state>', 'only this state').choices([...MESSAGE_STATES]))
       .option('-m, --mailbox <address>', 'only this mailbox')
-      .option('--limit <n>', 'how many, 1 to 500 (the outbox pages at most 500)', wholeNumber('--limit', 1, 500), 50),
-  ).action(async (flags: ConfigJsonFlags & { state?: (typeof MESSAGE_STATES)[number]; mailbox?: string; limit: number }) => {
-    await withStore(flags, async (store) => {
-      const page = await store.list({
-        ...(flags.state ? { state: flags.state } : {}),
-        ...(flags.mailbox ? { mailbox: flags.mailbox } : {}),
-        limit: flags.limit,
-      });
-      if (flags.json) console.log(JSON.stringify(page, null, 2));
-      else {
+      .option('--recipient <address>', 'only messages to this envelope recipient (any case)')
+      .option('--tag <tag>', 'only messages with this tag (exact)')
+      .option('--since <time>', 'only messages created at or after this ISO date or time (2026-12-01, 2026-12-01T08:00:00Z)', isoTime('--since'))
+      .option('--until <time>', 'only messages created before this ISO date or time', isoTime('--until'))
+      .option('--limit <n>', 'how many, 1 to 500 (the outbox pages at most 500)', wholeNumber('--limit', 1, 500), 50)
+      .option('--cursor <cursor>', 'the next page: the nextCursor of the previous page, with the same filters'),
+  )
+    .addHelpText(
+      'after',
+      `
+With --json it prints what GET /v1/messages answers: { "items": [...], "nextCursor": ... }, each item
+as the API shows it. A next page is named by nextCursor (null on the last page); pass it to --cursor.`,
+    )
+    .action(async (flags: ConfigJsonFlags & ListFlags) => {
+      const query = listQuery(flags);
+      await withStore(flags, async (store) => {
+        const page = await store.list(query);
+        if (flags.json) {
+          const recipients = await Promise.all(page.items.map((m) => store.recipients(m.id)));
+          console.log(JSON.stringify({ items: page.items.map((m, i) => messageView(m, recipients[i]!)), nextCursor: page.nextCursor ?? null }, null, 2));
+          return;
+        }
         const counts = await store.counts();
         console.log(MESSAGE_STATES.map((s) => `${s} ${counts[s]}`).join('  '));
         for (const m of page.items) console.log(line(m));
-      }
+        if (page.nextCursor) console.log(`(more: the same command with --cursor ${page.nextCursor})`);
+      });
     });
-  });
   configSubcommand(queue, 'show <id>', 'Show one message with every attempt and the explanation of each reply').action(
     async (id: string, flags: ConfigJsonFlags) => {
       await withStore(flags, async (store) => {
         const m = await store.get(id);
         if (!m) throw notFound(id);
         const [attempts, recipients] = await Promise.all([store.attempts(id), store.recipients(id)]);
-        const recipientCounts = Object.fromEntries(RECIPIENT_STATES.map((s) => [s, recipients.filter((r) => r.state === s).length]));
         if (flags.json) {
-          console.log(JSON.stringify({ message: m, recipientCounts, recipients, attempts }, null, 2));
+          // What GET /v1/messages/{id} answers, field for field.
+          console.log(JSON.stringify(messageDetailView(m, recipients, attempts), null, 2));
           return;
         }
+        const counts = recipientCounts(recipients);
         console.log(line(m));
         console.log(
           `  size ${m.size} bytes, ${m.envelope.to.length} recipient(s), from ${m.source.kind}${m.source.client ? ` ${m.source.client}` : ''}${m.source.user ? ` (${m.source.user})` : ''}`,
         );
         // accepted is Exchange's 250, not delivery; bounced and delayed come from NDRs (mailboxes[].bounces.read).
         console.log(
-          `  recipients: ${RECIPIENT_STATES.filter((s) => recipientCounts[s]! > 0)
-            .map((s) => `${recipientCounts[s]} ${s}`)
+          `  recipients: ${RECIPIENT_STATES.filter((s) => counts[s] > 0)
+            .map((s) => `${counts[s]} ${s}`)
             .join(', ')}`,
         );
         for (const r of recipients) {
