@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseYaml } from 'yaml';
@@ -20,8 +20,11 @@ function sh(command: string, cwd: string, env: NodeJS.ProcessEnv = {}): Promise<
   return new Promise((resolve, reject) => {
     // Not npm's own variables (npm test sets npm_config_*, which would change what npm ci installs), nor NODE_ENV;
     // but the headers native addons build against (.ci/run sets npm_config_nodedir for the Node it installs).
+    // Nor node:test's NODE_TEST_CONTEXT, which would make a `node --test` run here report to this test's runner.
     const clean = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => (!k.startsWith('npm_') || k === 'npm_config_nodedir') && k !== 'NODE_ENV'),
+      Object.entries(process.env).filter(
+        ([k]) => (!k.startsWith('npm_') || k === 'npm_config_nodedir') && k !== 'NODE_ENV' && k !== 'NODE_TEST_CONTEXT',
+      ),
     );
     const child = spawn('sh', ['-c', command], { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -74,6 +77,51 @@ async function healthz(base: string): Promise<number> {
   return res.status;
 }
 
+/** The ```js block of docs/sandbox.md's "In your own app's tests": a user's test file. */
+async function docsUserTest(): Promise<string> {
+  const doc = await readFile(join(REPO, 'docs', 'sandbox.md'), 'utf8');
+  const section = doc.slice(doc.indexOf("## In your own app's tests"));
+  const m = /```js\n([\s\S]*?)```/.exec(section);
+  assert.ok(m, "docs/sandbox.md has a js example under \"In your own app's tests\"");
+  return m[1]!;
+}
+
+/** A CommonJS file of a user's project: both entries load with require() (Node's require(esm)). */
+const REQUIRE_CJS = `const assert = require('node:assert/strict');
+const relay365 = require('relay365');
+const sandbox = require('relay365/sandbox');
+for (const name of ['createRelay', 'createMailer', 'loadConfig', 'composeMessage', 'explainSmtpReply', 'Relay365Error'])
+  assert.equal(typeof relay365[name], 'function', name);
+assert.equal(typeof sandbox.startSandbox, 'function');
+assert.equal(sandbox.DEFAULT_IDS.mailbox, 'relay@contoso.example');
+console.log('required', Object.keys(relay365).length, Object.keys(sandbox).length);
+`;
+
+/** A TypeScript file of a user's project, type-checked against the installed declarations. */
+const APP_TS = `import { createRelay, type SendResult } from 'relay365';
+import { startSandbox, type SandboxMessage, type TestSandbox } from 'relay365/sandbox';
+
+/** SendResult narrows on ok: a failure always has its explanation. */
+export function explain(result: SendResult): string {
+  return result.ok ? \`sent: \${result.reply ?? ''}\` : \`\${result.class}: \${result.explanation.cause} Fix: \${result.explanation.fix}\`;
+}
+
+export async function welcome(): Promise<SandboxMessage | undefined> {
+  const sandbox: TestSandbox = await startSandbox({ scenario: (s) => void s.mailFlow.unknownRecipients.push('nobody@contoso.example') });
+  const relay = await createRelay({ ...sandbox.config, dataDir: './data' });
+  try {
+    const queued = await relay.send({ from: sandbox.mailbox, to: 'ann@example.net', subject: 'Hi', text: 'Hello' });
+    if (!queued.ok) throw new Error(\`\${queued.code}: \${queued.message}\`);
+    const done = await relay.outcome(queued.id, { timeoutMs: 30_000 });
+    if (done.state !== 'sent') throw new Error(done.lastReply);
+    return sandbox.messages({ to: 'ann@example.net' })[0];
+  } finally {
+    await relay.close();
+    await sandbox.close();
+  }
+}
+`;
+
 describe('installing relay365 the way users do', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   before(async () => {
@@ -83,7 +131,10 @@ describe('installing relay365 the way users do', () => {
     await dir?.cleanup();
   });
 
-  it('installs the packed tarball globally into a prefix, whose relay365 prints its version and serves the sandbox', SLOW, async () => {
+  /** The packed tarball, installed globally into a prefix; once, for the tests that use it. */
+  let installed: Promise<{ prefix: string; bin: string; files: string[] }> | undefined;
+  const installGlobally = (): Promise<{ prefix: string; bin: string; files: string[] }> => (installed ??= packAndInstall());
+  async function packAndInstall(): Promise<{ prefix: string; bin: string; files: string[] }> {
     // dist/ is what `npm test` built first (pretest); `npm pack` would run prepare and build it again.
     const packed = await sh(`npm pack --ignore-scripts --json --pack-destination ${JSON.stringify(dir.path)}`, REPO);
     const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
@@ -98,7 +149,13 @@ describe('installing relay365 the way users do', () => {
     const prefix = join(dir.path, 'prefix');
     // From npm's cache where it has the packages (the registry otherwise); better-sqlite3 builds from source here.
     await sh(`npm install -g --prefix ${JSON.stringify(prefix)} --prefer-offline --no-audit --no-fund ${JSON.stringify(join(dir.path, info!.filename))}`, dir.path);
-    const bin = join(prefix, 'bin', 'relay365');
+    return { prefix, bin: join(prefix, 'bin', 'relay365'), files };
+  }
+
+  it('installs the packed tarball globally into a prefix, whose relay365 prints its version and serves the sandbox', SLOW, async () => {
+    const { prefix, bin, files } = await installGlobally();
+    for (const needed of ['dist/index.d.ts', 'dist/sandbox/public.js', 'dist/sandbox/public.d.ts'])
+      assert.ok(files.includes(needed), `${needed} is in the package`);
     assert.equal((await sh(`${JSON.stringify(bin)} --version`, dir.path)).stdout.trim(), VERSION);
     // The unit it prints runs this install's relay365.
     const unit = (await sh(`${JSON.stringify(bin)} service print systemd --config /etc/relay365/relay365.yaml`, dir.path)).stdout;
@@ -114,6 +171,50 @@ describe('installing relay365 the way users do', () => {
     } finally {
       assert.equal(await stop(demo.child), 0);
     }
+  });
+
+  it("a user's project with the installed package: docs/sandbox.md's node --test file sends through createRelay to relay365/sandbox (sent, and a refused recipient), require() loads both entries, and a .ts file type-checks under --strict", SLOW, async () => {
+    const { prefix } = await installGlobally();
+    const app = join(dir.path, 'app');
+    await mkdir(join(app, 'node_modules'), { recursive: true });
+    await mkdir(join(app, 'test'));
+    // The installed package in the project's node_modules, as `npm link relay365` puts it: the same
+    // files and dependencies a project's own install has, without building better-sqlite3 a second time.
+    await symlink(join(prefix, 'lib', 'node_modules', 'relay365'), join(app, 'node_modules', 'relay365'), 'dir');
+    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'my-app', private: true, type: 'module' }, null, 2));
+    await writeFile(join(app, 'test', 'mail.test.js'), await docsUserTest());
+    await writeFile(join(app, 'require.cjs'), REQUIRE_CJS);
+    await writeFile(join(app, 'app.ts'), APP_TS);
+    await writeFile(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          noEmit: true,
+          types: ['node'],
+          // The project's @types/node.
+          typeRoots: [join(REPO, 'node_modules', '@types')],
+          // As `tsc --init` writes it: relay365's declarations name pg's and better-sqlite3's types,
+          // whose @types packages are relay365's devDependencies, not a user's.
+          skipLibCheck: true,
+        },
+        files: ['app.ts'],
+      }),
+    );
+
+    const run = await sh(`${JSON.stringify(process.execPath)} --test --test-reporter=tap test/`, app);
+    assert.match(run.stdout, /^# pass 2$/m, run.stdout);
+    assert.match(run.stdout, /^# fail 0$/m, run.stdout);
+    assert.match(run.stdout, /^ok \d+ - a recipient Exchange refuses is reported refused, the others sent$/m);
+
+    const required = await sh(`${JSON.stringify(process.execPath)} require.cjs`, app);
+    assert.match(required.stdout, /^required \d+ 2$/m, required.stdout + required.stderr);
+
+    // This repository's TypeScript (a devDependency) with the project's tsconfig; it fails with every error it prints.
+    await sh(`${JSON.stringify(process.execPath)} ${JSON.stringify(join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'))} -p tsconfig.json`, app);
   });
 
   it("runs every command of the Dockerfile's build and production stages in a clean folder, and the result serves and passes its HEALTHCHECK", SLOW, async () => {
