@@ -31,3 +31,4 @@ export { loadConfig, configSchema, type Config, type ConfigInput } from './confi
 export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';
 export { Relay365Error, isRelay365Error, ERROR_CODES, type Relay365ErrorCode } from './errors.js';
+export type { RelayEvent } from './observe/index.js';

@@ -3,7 +3,7 @@ import { createAdmission, type Refusal } from '../admission/index.js';
 import { loadConfig, parseConfig, type Config, type ConfigInput } from '../config/index.js';
 import { composeMessage, type MessageInput } from '../delivery/index.js';
 import { Relay365Error } from '../errors.js';
-import type { Logger } from '../observe/index.js';
+import type { Logger, RelayEvent } from '../observe/index.js';
 import type { MessageState, RecipientRecord, StoredMessage } from '../outbox/index.js';
 import { startRelay, type Relay, type RelayDeps } from './relay.js';
 
@@ -85,6 +85,12 @@ export interface QueuedRelay {
   status(id: string): Promise<MessageStatus | undefined>;
   /** Cancels a message not yet sent (queued, scheduled, deferred or failed): true when it was; false when it is sent, being sent or unknown. */
   cancel(id: string): Promise<boolean>;
+  /**
+   * Calls `listener` with every event of this relay (`message.sent`, `message.failed`,
+   * `message.recipient.refused`, `message.bounced`, `mailbox.paused`, ...: docs/webhooks.md lists them,
+   * with the same fields as a webhook's `data`); returns the unsubscribe.
+   */
+  subscribe(listener: (event: RelayEvent) => void): () => void;
   /**
    * Resolves when the message reaches a state it does not leave by itself (`sent`, `failed`,
    * `cancelled`): `sent` means Exchange answered 250 for its recipients; an NDR read back later
@@ -178,6 +184,7 @@ export async function createRelay(config: string | Config | ConfigInput, options
     },
     status,
     cancel: (id) => relay.store.cancel(id),
+    subscribe: (listener) => relay.events.subscribe((event) => listener(event)),
     async outcome(id, outcomeOptions = {}) {
       const timeoutMs = outcomeOptions.timeoutMs ?? 600_000;
       return new Promise<MessageStatus>((resolve, reject) => {

@@ -95,6 +95,8 @@ describe('createRelay: the library queues through the outbox', () => {
 
   it('keeps tags, metadata and a scheduled time, holds the message until then, and cancel() stops it', async () => {
     const sendAt = new Date(Date.now() + 3_600_000);
+    const seen: string[] = [];
+    const unsubscribe = relay.subscribe((event) => void ('id' in event && seen.push(`${event.type} ${event.id}`)));
     const queued = await relay.send(
       { from: MAILBOX, to: 'later@example.net', subject: 'Later', text: 'x' },
       { sendAt, tags: ['digest'], metadata: { user: 'u-7' } },
@@ -106,6 +108,12 @@ describe('createRelay: the library queues through the outbox', () => {
     assert.equal((await relay.outcome(queued.id, { timeoutMs: 5_000 })).state, 'cancelled');
     assert.ok(!sandbox.state.messages.some((m) => m.envelope.rcptTo.includes('later@example.net')), 'it never left');
     assert.equal(await relay.cancel(queued.id), false, 'a cancelled message is not cancelled twice');
+    unsubscribe();
+    assert.deepEqual(
+      seen.filter((e) => e.endsWith(queued.id)),
+      [`message.queued ${queued.id}`],
+      'subscribe() saw the message queued (a cancel by the store raises no event)',
+    );
 
     const refused = await relay.send({ from: MAILBOX, to: 'a@example.net', subject: 'x', text: 'x' }, { tags: ['has space'] });
     assert.equal(refused.ok, false);
