@@ -185,11 +185,7 @@ export class RelayMetrics {
     this.smtpLockouts.inc(0);
     this.smtpSendersRefused.inc(0);
     this.smtpMessagesAccepted.inc(0);
-    for (const mailbox of options.mailboxes ?? []) {
-      for (const event of MAILBOX_EVENTS) this.mailboxEvents.inc({ mailbox, event }, 0);
-      for (const outcome of TOKEN_OUTCOMES) this.tokenRequests.inc({ mailbox, outcome }, 0);
-      for (const cls of BOUNCE_METRIC_CLASSES) this.bounces.inc({ mailbox, class: cls }, 0);
-    }
+    this.addMailboxes(options.mailboxes ?? []);
     this.messages = new Gauge({
       name: 'relay365_messages',
       help: 'Messages in the outbox by sending mailbox and state.',
@@ -268,6 +264,18 @@ export class RelayMetrics {
       case 'message.delayed':
         if (!event.replay) this.bounces.inc({ mailbox: event.mailbox, class: 'delayed' });
         break;
+    }
+  }
+
+  /**
+   * Starts the per-mailbox counters of these mailboxes at 0 (a mailbox a reload adds; one already
+   * counted keeps its values), so `increase()` sees their first event.
+   */
+  addMailboxes(mailboxes: readonly string[]): void {
+    for (const mailbox of mailboxes) {
+      for (const event of MAILBOX_EVENTS) this.mailboxEvents.inc({ mailbox, event }, 0);
+      for (const outcome of TOKEN_OUTCOMES) this.tokenRequests.inc({ mailbox, outcome }, 0);
+      for (const cls of BOUNCE_METRIC_CLASSES) this.bounces.inc({ mailbox, class: cls }, 0);
     }
   }
 

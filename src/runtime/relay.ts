@@ -40,7 +40,8 @@ export interface RelayDeps {
 
 /** A running relay: its parts, and how to stop it. */
 export interface Relay {
-  config: Config;
+  /** The config the relay runs with (after a reload, the one it applied). */
+  readonly config: Config;
   identity: Identity;
   store: OutboxStore;
   router: Router;
@@ -55,13 +56,14 @@ export interface Relay {
   httpAddress: string | undefined;
   /** The Prometheus metrics: recorded whichever front doors are on, served at `/metrics` when `http.enabled`. */
   metrics: RelayMetrics;
-  /** The NDR readers of the mailboxes with `bounces.read` (src/bounces). */
+  /** The NDR readers of the mailboxes with `bounces.read` (src/bounces); a reload changes this array in place. */
   bounces: BounceReader[];
   /** The one way in for every front door: commit to the outbox, announce, wake the sender. */
   enqueue(message: NewMessage): Promise<StoredMessage>;
   /**
-   * Applies a reloaded config (SIGHUP): mailboxes, auth, users, allowlist, limits, certificate, webhooks,
-   * retention and log level, in full or not at all; what needs a restart is kept and reported.
+   * Applies a reloaded config (SIGHUP): mailboxes (with their NDR readers), auth, users, allowlist, limits,
+   * certificate, webhooks, retention and log level, in full or not at all; what needs a restart is kept
+   * and reported. The HTTP API reads `config` at each request.
    * @throws the refusal of the part that cannot take it (every check runs before anything changes).
    */
   reload(next: Config): Promise<ReloadReport>;
@@ -228,10 +230,13 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   const httpLog = logger.child({ component: 'http' });
+  // The config the relay runs with: the one it started with until a reload applies another.
+  let running = config;
   if (httpSide && config.http.enabled) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
-      config,
+      // The running config, read at each request: a reload's mailboxes and limits apply to the next one.
+      config: () => running,
       relay: {
         enqueue,
         store,
@@ -242,7 +247,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
         doctor: async (mailbox: string) => {
           const { runDoctor, toDoctorJson } = await import('../doctor/index.js');
           return toDoctorJson(
-            await runDoctor(config, { mailbox, pausedMailboxes: () => store.mailboxPauses(), logger: logger.child({ component: 'doctor' }) }),
+            await runDoctor(running, { mailbox, pausedMailboxes: () => store.mailboxPauses(), logger: logger.child({ component: 'doctor' }) }),
           );
         },
       },
@@ -265,7 +270,9 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   // One reload at a time: a second SIGHUP waits for the first, then compares with what it applied.
   let reloading: Promise<unknown> = Promise.resolve();
   const relay: Relay = {
-    config,
+    get config() {
+      return running;
+    },
     identity,
     store,
     router,
@@ -292,11 +299,13 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
             smtp,
             webhooks: httpSide?.webhooks,
             retention,
+            bounces: bounceReaders,
+            metrics,
           },
-          relay.config,
+          running,
           next,
         );
-        relay.config = report.config;
+        running = report.config;
         bouncesOn = report.config.queue.bounces;
         return report;
       });

@@ -5,6 +5,7 @@ import type { Identity } from '../identity/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import { setLogLevel, type Logger, type WebhookDispatcher } from '../observe/index.js';
 import type { DeliveryWorker, RetentionSweeper, Router } from '../outbox/index.js';
+import type { BounceReaders } from './bounces.js';
 
 /**
  * Reloading the config of a running relay (`SIGHUP`, `systemctl reload`): what may change without a
@@ -24,6 +25,7 @@ export const RELOADABLE_PATHS: readonly string[] = [
   'log.level',
   'auth',
   'mailboxes',
+  'mailboxes[].bounces',
   'limits',
   'smtp.users',
   'smtp.allowlist',
@@ -59,7 +61,7 @@ export interface ReloadReport {
 /**
  * The paths that differ between two configs: a top-level field (`mailboxes`, `auth`, `dataDir`), or a
  * field of a section (`smtp.users`, `queue.url`). Mailboxes whose NDR reading changed are named
- * `mailboxes[].bounces` as well: the readers start with the relay.
+ * `mailboxes[].bounces` as well: their readers start or stop.
  */
 export function configChanges(prev: Config, next: Config): string[] {
   const changes: string[] = [];
@@ -89,16 +91,6 @@ const reloadable = (path: string): boolean => RELOADABLE_PATHS.some((p) => path 
 function keepRestartOnly(prev: Config, next: Config, restartOnly: readonly string[]): Config {
   const out = structuredClone(next) as Record<string, unknown>;
   for (const path of restartOnly) {
-    if (path === 'mailboxes[].bounces') {
-      // The new mailboxes, each with the NDR settings it runs with (none for a mailbox added now).
-      const running = new Map(prev.mailboxes.map((m) => [m.address.toLowerCase(), m.bounces]));
-      out.mailboxes = next.mailboxes.map((m) => {
-        const { bounces: _ignored, ...rest } = m;
-        const kept = running.get(m.address.toLowerCase());
-        return kept === undefined ? rest : { ...rest, bounces: kept };
-      });
-      continue;
-    }
     const [section, field] = path.split('.') as [keyof Config, string | undefined];
     if (field === undefined) out[section] = structuredClone(prev[section]);
     else (out[section] as Record<string, unknown>)[field] = structuredClone((prev[section] as Record<string, unknown>)[field]);
@@ -119,6 +111,10 @@ export interface ReloadParts {
   smtp: SmtpIngress | undefined;
   webhooks: WebhookDispatcher | undefined;
   retention: RetentionSweeper;
+  /** The NDR readers (`mailboxes[].bounces.read`). */
+  bounces?: Pick<BounceReaders, 'prepareReload'>;
+  /** The metrics, whose per-mailbox series start at 0 for a mailbox added. */
+  metrics?: { addMailboxes(mailboxes: readonly string[]): void };
 }
 
 /**
@@ -138,7 +134,9 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
 
   // Prepare: every check and every file read happens here, before anything changes.
   const applySmtp = parts.smtp ? await parts.smtp.prepareReload({ config: config.smtp, limits: config.limits }) : undefined;
-  const applyIdentity = changed.some((p) => p === 'auth' || p === 'mailboxes') ? await parts.identity.prepareReload(config) : undefined;
+  const identityChanged = changed.some((p) => p === 'auth' || p === 'mailboxes');
+  const applyIdentity = identityChanged ? await parts.identity.prepareReload(config) : undefined;
+  const applyBounces = identityChanged ? await parts.bounces?.prepareReload(config) : undefined;
   const receivers =
     parts.webhooks && changed.includes('http.webhooks')
       ? await Promise.all(config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })))
@@ -151,10 +149,13 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
   for (const m of config.mailboxes) if (m.maxConnections) parts.connectionCaps.set(m.address.toLowerCase(), m.maxConnections);
   parts.transport.update(config.mailboxes);
   parts.worker.updateMailboxes(config);
+  parts.metrics?.addMailboxes(config.mailboxes.map((m) => m.address));
   applySmtp?.();
   if (receivers) parts.webhooks?.updateReceivers(receivers);
   parts.retention.update(config.queue.retention);
   if (changed.includes('log.level')) setLogLevel(parts.logger, config.log.level);
+  // Last: a removed or changed mailbox's reader finishes the report it is applying first.
+  await applyBounces?.();
   return { changed, restartRequired, config, credentialsReread };
 }
 

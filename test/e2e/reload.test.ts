@@ -3,16 +3,23 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { configSchema, type ConfigInput } from '../../src/config/index.js';
+import { generateApiKey } from '../../src/ingress/http/index.js';
 import { hashPassword } from '../../src/ingress/smtp/password.js';
+import { openHttpStore } from '../../src/runtime/stores.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { freePort, serveWithLogs, stop } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 import { SmtpWire } from '../helpers/smtp-wire.js';
+import { until as waitUntil } from '../helpers/wait.js';
 
 // Alice's mailbox, added by the reload: the sandbox's app may send as it once it holds FullAccess there
 // (Add-MailboxPermission, as docs/microsoft-365-setup.md says for every app-only mailbox).
 const NEW_MAILBOX = DEFAULT_IDS.user;
+
+/** An external recipient Exchange accepts, then bounces with an NDR in the sending mailbox's Inbox. */
+const BOUNCING = 'gone@fabrikam.example';
 
 const plain = (user: string, password: string): string => Buffer.from(`\0${user}\0${password}`).toString('base64');
 
@@ -49,6 +56,9 @@ describe('relay365 serve: SIGHUP reloads the config', () => {
       scenario: scenario((s) => {
         const alice = s.tenants[0]!.users.find((u) => u.upn === DEFAULT_IDS.user)!;
         alice.fullAccessApps = [DEFAULT_IDS.appClientId];
+        // Reading NDRs back through Graph (mailboxes[].bounces.read); the recipient below bounces.
+        s.tenants[0]!.apps[0]!.roles.graph = ['Mail.Send', 'Mail.ReadWrite'];
+        s.mailFlow.unknownRecipients = [BOUNCING];
       }),
     });
   });
@@ -172,6 +182,113 @@ describe('relay365 serve: SIGHUP reloads the config', () => {
       const failed = replies.filter((r) => !r.startsWith('250 '));
       assert.deepEqual(failed, [], 'no message was refused');
       assert.ok(reconnects > 0);
+    } finally {
+      await stop(relay.child);
+      await dir.cleanup();
+    }
+  });
+
+  it('after a reload the HTTP API sends from an added mailbox, lists it and applies the new limits; its NDR reader starts, and stops when the config drops it', async () => {
+    const dir = await tempDir();
+    const httpPort = await freePort();
+    const file = join(dir.path, 'relay365.yaml');
+    const input = (change: { mailboxes: ConfigInput['mailboxes']; maxMessageBytes?: number }): ConfigInput => ({
+      dataDir: dir.path,
+      log: { level: 'info' },
+      ...sandboxSettings(sandbox),
+      auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: DEFAULT_IDS.appSecret },
+      mailboxes: change.mailboxes,
+      limits: change.maxMessageBytes === undefined ? {} : { maxMessageBytes: change.maxMessageBytes },
+      smtp: { enabled: false },
+      http: { host: '127.0.0.1', port: httpPort },
+    });
+    const first = input({ mailboxes: [{ address: DEFAULT_IDS.mailbox }] });
+    await writeFile(file, stringify(first));
+    const httpStore = await openHttpStore(configSchema.parse(first));
+    const apiKey = generateApiKey();
+    try {
+      await httpStore.createApiKey({ name: 'reload', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
+    } finally {
+      await httpStore.close();
+    }
+    const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${apiKey.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    const listed = async (): Promise<string[]> => ((await api('GET', '/v1/mailboxes')).json.items as Array<{ address: string }>).map((m) => m.address);
+    const fromAlice = (subject: string, to = 'someone@example.net') => ({ mailbox: NEW_MAILBOX, from: NEW_MAILBOX, to: [to], subject, text: 'sent after a reload' });
+
+    const relay = await serveWithLogs(file);
+    // Each reload's own log line: the ones before it are left out.
+    const reload = async (change: Parameters<typeof input>[0]): Promise<Record<string, unknown>> => {
+      await writeFile(file, stringify(input(change)));
+      const from = relay.lines.length;
+      relay.child.kill('SIGHUP');
+      return relay.waitFor((l) => relay.lines.indexOf(l) >= from && (l.event === 'config.reloaded' || l.event === 'config.reload_refused'), 'the reload');
+    };
+    try {
+      assert.deepEqual(await listed(), [DEFAULT_IDS.mailbox]);
+      const before = await api('POST', '/v1/messages', fromAlice('before the reload'));
+      assert.equal(before.status, 422, JSON.stringify(before.json));
+      assert.equal((before.json.error as { code: string }).code, 'R365_UNKNOWN_MAILBOX');
+
+      const added = await reload({
+        mailboxes: [{ address: DEFAULT_IDS.mailbox }, { address: NEW_MAILBOX, bounces: { read: true, everySeconds: 0.2 } }],
+        maxMessageBytes: 4000,
+      });
+      assert.equal(added.event, 'config.reloaded', JSON.stringify(added));
+      assert.deepEqual(added.changed, ['mailboxes', 'limits.maxMessageBytes', 'mailboxes[].bounces']);
+      assert.deepEqual(added.restartRequired, []);
+      await relay.waitFor((l) => l.event === 'bounces.reader_started' && l.mailbox === NEW_MAILBOX, 'the added mailbox\'s NDR reader');
+
+      // The API lists the added mailbox, with its metrics series from 0.
+      assert.deepEqual(await listed(), [DEFAULT_IDS.mailbox, NEW_MAILBOX]);
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      assert.match(metrics, new RegExp(`relay365_bounces_total\\{mailbox="${NEW_MAILBOX.replace(/\./g, '\\.')}",class="hard"\\} 0`));
+      // The new limits.maxMessageBytes applies to the next request.
+      const tooBig = await api('POST', '/v1/messages', { from: DEFAULT_IDS.mailbox, to: ['someone@example.net'], subject: 'too big now', text: 'x'.repeat(5000) });
+      assert.equal(tooBig.status, 413, JSON.stringify(tooBig.json));
+      assert.equal((tooBig.json.error as { code: string }).code, 'R365_MESSAGE_TOO_LARGE');
+
+      // A send from the added mailbox, to a recipient that bounces: sent, then its NDR read back by the new reader.
+      const sent = await api('POST', '/v1/messages', fromAlice('from the added mailbox', BOUNCING));
+      assert.equal(sent.status, 202, JSON.stringify(sent.json));
+      const id = sent.json.id as string;
+      const bounced = await waitUntil(
+        async () => {
+          const m = (await api('GET', `/v1/messages/${id}`)).json as { mailbox: string; recipientCounts: Record<string, number> };
+          return m.recipientCounts.bounced === 1 && m;
+        },
+        30_000,
+        'the NDR of the added mailbox to be read',
+        100,
+      );
+      assert.equal(bounced.mailbox, NEW_MAILBOX);
+      assert.ok(sandbox.state.messages.some((m) => m.mailbox.toLowerCase() === NEW_MAILBOX && /Subject: from the added mailbox/.test(m.raw.toString())));
+
+      // The mailbox stays, its NDR reading goes: the reader stops.
+      const unread = await reload({ mailboxes: [{ address: DEFAULT_IDS.mailbox }, { address: NEW_MAILBOX }], maxMessageBytes: 4000 });
+      assert.deepEqual(unread.changed, ['mailboxes', 'mailboxes[].bounces']);
+      await relay.waitFor((l) => l.event === 'bounces.reader_stopped' && l.mailbox === NEW_MAILBOX, 'the NDR reader to stop');
+
+      // Removed: the API refuses it again and no longer lists it; the old limit is back.
+      const removed = await reload({ mailboxes: [{ address: DEFAULT_IDS.mailbox }] });
+      assert.deepEqual(removed.changed, ['mailboxes', 'limits.maxMessageBytes']);
+      assert.deepEqual(await listed(), [DEFAULT_IDS.mailbox]);
+      assert.equal(((await api('POST', '/v1/messages', fromAlice('after the removal'))).json.error as { code: string }).code, 'R365_UNKNOWN_MAILBOX');
+      // validateOnly: every check runs, nothing is queued (the first test has used this minute's sends of the mailbox at Exchange).
+      const large = await api('POST', '/v1/messages', {
+        from: DEFAULT_IDS.mailbox,
+        to: ['someone@example.net'],
+        subject: 'large again',
+        text: 'x'.repeat(5000),
+        validateOnly: true,
+      });
+      assert.equal(large.status, 200, JSON.stringify(large.json));
     } finally {
       await stop(relay.child);
       await dir.cleanup();

@@ -18,7 +18,11 @@ const statusResponse = (statuses: string[]) => ({ type: 'object', properties: { 
 
 /** What {@link buildHttpApp} is built from: the relay's parts, passed in (composition happens only in src/runtime). */
 export interface HttpAppDeps {
-  config: Pick<Config, 'http' | 'limits' | 'mailboxes'>;
+  /**
+   * The relay's current config (`() => relay.config`): mailboxes and limits are read at each request,
+   * so a reload applies to the next one; the `http` section needs a restart and is read once, here.
+   */
+  config: () => Pick<Config, 'http' | 'limits' | 'mailboxes'>;
   relay: {
     /** The relay's one way in: commit to the outbox, announce, wake the sender. */
     enqueue: (message: NewMessage) => Promise<StoredMessage>;
@@ -48,22 +52,23 @@ export interface HttpAppDeps {
  *
  * @example
  * ```ts
- * const app = await buildHttpApp({ config, relay, httpStore, metrics, secrets: { adminPassword } });
+ * const app = await buildHttpApp({ config: () => config, relay, httpStore, metrics, secrets: { adminPassword } });
  * await app.listen({ host: config.http.host, port: config.http.port });
  * ```
  */
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
   const { config, relay } = deps;
-  const bodyLimitBytes = config.http.bodyLimitBytes;
+  const http = config().http;
+  const bodyLimitBytes = http.bodyLimitBytes;
   const app = Fastify({
     loggerInstance: deps.logger ?? silentLogger(),
     // One line per request is the access log's job; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: bodyLimitBytes,
     // Fastify's default is no deadline at all: a body sent a byte at a time would hold its socket for ever.
-    requestTimeout: config.http.requestTimeoutSeconds * 1000,
+    requestTimeout: http.requestTimeoutSeconds * 1000,
     // An idle keep-alive connection is closed after this; a client reconnects for its next request.
-    connectionTimeout: config.http.requestTimeoutSeconds * 1000,
+    connectionTimeout: http.requestTimeoutSeconds * 1000,
     // A message id is a UUID; nothing legitimate needs a longer path segment.
     routerOptions: { maxParamLength: 200 },
     ajv: {
@@ -105,7 +110,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   // components/schemas/Error: @fastify/swagger makes a component of every schema added with an $id.
   app.addSchema(errorResponseSchema);
   installErrorHandling(app, bodyLimitBytes);
-  installHttpLimits(app, config.http);
+  installHttpLimits(app, http);
   // Before any route is registered, so that every route (and a request that matched none) is counted.
   // The label is the route's pattern (`/v1/messages/:id`), never the path, which would grow without bound.
   app.addHook('onResponse', (request, reply, done) => {

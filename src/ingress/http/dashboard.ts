@@ -340,7 +340,7 @@ function secure(reply: FastifyReply, nonce?: string): void {
 export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void {
   const hidden = { schema: { hide: true } };
   const logins = new AdminLoginLimit();
-  const configured = (): string[] => deps.config.mailboxes.map((m) => m.address.toLowerCase());
+  const configured = (): string[] => deps.config().mailboxes.map((m) => m.address.toLowerCase());
 
   /** Whether the request may go on; answers it (404 or 401) when not. */
   function admitted(request: FastifyRequest, reply: FastifyReply, html: boolean): boolean {

@@ -31,7 +31,8 @@ const mailboxParams = { type: 'object', properties: { mailbox: { type: 'string' 
 
 /** What the `/v1` routes need from the relay. */
 export interface ApiRouteDeps {
-  config: Pick<Config, 'mailboxes' | 'limits'> & { http?: Pick<Config['http'], 'bodyLimitBytes'>; smtp?: Pick<Config['smtp'], 'hostname'> };
+  /** The relay's current config, read at each request: a reload (SIGHUP) changes mailboxes and limits. */
+  config: () => Pick<Config, 'mailboxes' | 'limits'> & { http?: Pick<Config['http'], 'bodyLimitBytes'>; smtp?: Pick<Config['smtp'], 'hostname'> };
   enqueue: (message: NewMessage) => Promise<StoredMessage>;
   store: OutboxStore;
   router: Pick<Router, 'routeMessage' | 'poolsOf'>;
@@ -44,19 +45,19 @@ export interface ApiRouteDeps {
 
 /** The JSON API under `/v1`: send, status, list, retry, cancel, mailboxes; every route needs an API key. */
 export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
-  const mailboxes = deps.config.mailboxes.map((m) => m.address.toLowerCase());
+  const mailboxes = (): string[] => deps.config().mailboxes.map((m) => m.address.toLowerCase());
   const sources: ViewSources = { config: deps.config, store: deps.store, router: deps.router, worker: deps.worker, tokens: deps.tokens };
   app.addHook('onRequest', apiKeyAuth(deps.httpStore));
 
   // The checks every door runs (src/admission), with this API's limits and its outbox.
   const admission = createAdmission({
-    limits: () => deps.config.limits,
+    limits: () => deps.config().limits,
     router: deps.router,
-    mailboxes: () => mailboxes,
+    mailboxes,
     suppressions: deps.store,
     enqueue: deps.enqueue,
-    // The name the SMTP door greets with, so both doors' Message-IDs name the same host.
-    hostname: deps.config.smtp?.hostname ?? osHostname(),
+    // The name the SMTP door greets with, so both doors' Message-IDs name the same host (a restart changes it).
+    hostname: deps.config().smtp?.hostname ?? osHostname(),
   });
 
   /** Runs the admission pipeline (limits, headers, senders, suppression, route) and commits the message; answers only after the commit. */
@@ -106,7 +107,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       ),
   );
 
-  batchRoutes(app, { admission, httpStore: deps.httpStore, bodyLimitBytes: deps.config.http?.bodyLimitBytes ?? 0 });
+  batchRoutes(app, { admission, httpStore: deps.httpStore, bodyLimitBytes: deps.config().http?.bodyLimitBytes ?? 0 });
 
   app.get<{ Querystring: ListQuerystring }>(
     '/messages',
@@ -191,7 +192,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   /** The configured mailbox a path names, lower-cased, or 404. */
   function configured(address: string): string {
     const mailbox = address.toLowerCase();
-    if (!mailboxes.includes(mailbox)) throw apiError('R365_UNKNOWN_MAILBOX', `${address} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
+    if (!mailboxes().includes(mailbox)) throw apiError('R365_UNKNOWN_MAILBOX', `${address} is not a configured mailbox.`, { field: 'mailbox', status: 404 });
     return mailbox;
   }
 

@@ -10,7 +10,8 @@ import { MESSAGE_STATES, explanationView, type DeliveryWorker, type MessageState
 
 /** The relay parts the views read. */
 export interface ViewSources {
-  config: Pick<Config, 'mailboxes'>;
+  /** The relay's current config, read at each request: a reload (SIGHUP) adds and removes mailboxes. */
+  config: () => Pick<Config, 'mailboxes'>;
   store: OutboxStore;
   router: Pick<Router, 'poolsOf'>;
   worker: Pick<DeliveryWorker, 'status'>;
@@ -43,7 +44,7 @@ export interface MailboxStatusView {
 export async function mailboxStatuses(sources: ViewSources, now: Date = new Date()): Promise<MailboxStatusView[]> {
   const workerStatus = new Map(sources.worker.status().map((s) => [s.mailbox, s]));
   return Promise.all(
-    sources.config.mailboxes.map(async (m): Promise<MailboxStatusView> => {
+    sources.config().mailboxes.map(async (m): Promise<MailboxStatusView> => {
       const address = m.address.toLowerCase();
       const status = workerStatus.get(address);
       const limits = status?.limits;
