@@ -103,7 +103,7 @@ export interface TestSandbox {
    * it does for an address of the tenant's domain that does not exist. The address must be at
    * {@link TestSandbox.tenantDomain}: Exchange takes a message for an unknown external address and
    * bounces it later by an NDR instead (docs/sandbox.md, "After the 250").
-   * @throws Relay365Error `R365_CONFIG_INVALID` when the address is at another domain.
+   * @throws Relay365Error `R365_SCENARIO_INVALID` when the address is at another domain.
    */
   refuseRecipient(address: string): void;
   /**
@@ -159,7 +159,7 @@ function toSandboxMessage(m: ReceivedMessage): SandboxMessage {
  * Starts the sandbox on free loopback ports, with the built-in scenario (changed by
  * `options.scenario`). Each call is a sandbox of its own: tests can run several side by side.
  * @throws Relay365Error `R365_SANDBOX_START_FAILED` when it cannot listen or write its CA;
- *   `R365_CONFIG_INVALID` when the changed scenario is not valid.
+ *   `R365_SCENARIO_INVALID` when the changed scenario is not valid.
  */
 export async function startSandbox(options: StartSandboxOptions = {}): Promise<TestSandbox> {
   const initial = defaultScenario();
@@ -211,7 +211,7 @@ export async function startSandbox(options: StartSandboxOptions = {}): Promise<T
       const own = [tenantDomain, ...(tenant?.acceptedDomains ?? [])].map((d) => d.toLowerCase());
       if (!own.includes(domain))
         throw new Relay365Error(
-          'R365_CONFIG_INVALID',
+          'R365_SCENARIO_INVALID',
           `refuseRecipient(${JSON.stringify(address)}): Exchange refuses at RCPT TO only unknown addresses of the tenant's own domains (${own.join(', ')}); it accepts an unknown external address and bounces it later by an NDR. Use an address such as nobody@${tenantDomain}.`,
         );
       change((s) => s.mailFlow.unknownRecipients.push(address), `refuseRecipient(${JSON.stringify(address)})`);
