@@ -63,7 +63,11 @@ function parseEndDate(value: string): Date {
 }
 
 /** Days left (fractional, negative once past) and the status at `now`. */
-export function expiryStatus(expiresAt: Date | undefined, now = new Date(), warnDays = CREDENTIAL_WARN_DAYS): { status: ExpiryStatus; daysLeft: number | undefined } {
+export function expiryStatus(
+  expiresAt: Date | undefined,
+  now = new Date(),
+  warnDays = CREDENTIAL_WARN_DAYS,
+): { status: ExpiryStatus; daysLeft: number | undefined } {
   if (expiresAt === undefined) return { status: 'unknown', daysLeft: undefined };
   const daysLeft = (expiresAt.getTime() - now.getTime()) / 86_400_000;
   return { status: daysLeft <= 0 ? 'expired' : daysLeft < warnDays ? 'expiring' : 'ok', daysLeft };
@@ -125,8 +129,9 @@ export interface CredentialMonitorOptions {
 /**
  * Reads every mailbox's credential end date now and then, sets the metric, and tells `onExpiring`
  * once a day per mailbox while the credential is expiring or expired. The day is remembered per
- * mailbox and kind in memory: a restart may tell again the same day, which a receiver dedupes on the
- * event's mailbox and date.
+ * mailbox and kind in memory, so the hourly checks of one process tell once; across restarts and
+ * nodes the once a day is the webhook outbox's: {@link publishCredentialExpiring} gives the event an
+ * id of its mailbox, kind, end date and day, and the store keeps one delivery per id and receiver.
  */
 export class CredentialExpiryMonitor {
   private timer: NodeJS.Timeout | undefined;
@@ -178,8 +183,18 @@ export class CredentialExpiryMonitor {
   }
 }
 
+/**
+ * The id of a `credential.expiring` event: the same for a mailbox's credential all of a UTC day, on
+ * every node and after a restart (the webhook deliveries are unique per event id and receiver, in
+ * SQLite and PostgreSQL alike), and a new one the next day or once the end date changes.
+ */
+export function credentialEventId(c: Pick<MailboxCredential, 'mailbox' | 'kind' | 'expiresAt'>, at: Date): string {
+  const key = [c.mailbox.toLowerCase(), c.kind, c.expiresAt?.toISOString() ?? '', at.toISOString().slice(0, 10)].join('|');
+  return `evt_credential_${createHash('sha256').update(key).digest('hex').slice(0, 32)}`;
+}
+
 /** Publishes a `credential.expiring` event for an expiring or expired credential (with its end date). */
-export function publishCredentialExpiring(events: EventBus, c: MailboxCredential, auth?: AuthSettings): void {
+export function publishCredentialExpiring(events: EventBus, c: MailboxCredential, auth?: AuthSettings, at = new Date()): void {
   if (!c.expiresAt) return;
   const daysLeft = Math.floor(c.daysLeft ?? 0);
   events.publish({
@@ -190,6 +205,7 @@ export function publishCredentialExpiring(events: EventBus, c: MailboxCredential
     daysLeft,
     expired: c.status === 'expired',
     fix: renewalSteps(c, auth ?? c.auth),
-    at: new Date(),
+    eventId: credentialEventId(c, at),
+    at,
   });
 }

@@ -91,6 +91,11 @@ export type RelayEvent =
       expired: boolean;
       /** The steps to make a new credential and switch relay365 to it. */
       fix: string;
+      /**
+       * The webhook event id, derived from (mailbox, kind, end date, UTC day): every node and every
+       * restart on that day raise the same one, so the webhook outbox stores it once a day.
+       */
+      eventId: string;
       at: Date;
     }
   /** A delay notification for one recipient (Exchange keeps trying; a later report may bounce it). */
