@@ -1,9 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { runCli } from '../helpers/cli.js';
+import { CLI, runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/sandbox.js';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
@@ -87,7 +88,16 @@ describe('relay365 init for federated and managed-identity (built CLI)', { concu
   });
 
   it('federated with a command: writes assertionCommand', async () => {
-    const { auth, stdout } = await init('federated-command', ['--setup', 'federated', '--tenant', TENANT, '--client-id', APP, '--assertion-command', '/usr/local/bin/oidc-token']);
+    const { auth, stdout } = await init('federated-command', [
+      '--setup',
+      'federated',
+      '--tenant',
+      TENANT,
+      '--client-id',
+      APP,
+      '--assertion-command',
+      '/usr/local/bin/oidc-token',
+    ]);
     assert.equal(auth.assertionCommand, '/usr/local/bin/oidc-token');
     assert.match(stdout, /relay365 runs `\/usr\/local\/bin\/oidc-token` before each token request/);
   });
@@ -122,6 +132,72 @@ describe('relay365 init for federated and managed-identity (built CLI)', { concu
     assert.ok(stdout.includes('New-ServicePrincipal -AppId <managed-identity-client-id> -ObjectId <managed-identity-object-id>'), stdout);
   });
 
+  it('asks on a terminal for the new setups: the token source of federated, system or user of managed-identity (driven through a pseudo-terminal)', async () => {
+    const quote = (v: string): string => `'${v.replaceAll("'", "'\\''")}'`;
+    /** Answers each prompt as it appears, like the interactive test in doctor.test.ts; resolves with the output. */
+    const drive = async (out: string, answers: Array<[RegExp, string]>): Promise<string> => {
+      const command = [process.execPath, CLI, 'init', '--output', out, '--data-dir', join(dir.path, 'tty-data'), '--cloud', 'global'].map(quote).join(' ');
+      const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      let from = 0;
+      let next = 0;
+      const done = new Promise<number | null>((r) => child.on('close', r));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString('utf8');
+        for (;;) {
+          const step = answers[next];
+          const m = step ? step[0].exec(output.slice(from)) : null;
+          if (!step || !m) break;
+          from += m.index + m[0].length;
+          next += 1;
+          child.stdin.write(`${step[1]}\r`);
+        }
+      });
+      const code = await done;
+      clearTimeout(timer);
+      child.stdin.end();
+      assert.equal(next, answers.length, `answered ${next} of ${answers.length} prompts; output:\n${output}`);
+      assert.equal(code, 0, output);
+      const checked = await runCli(['config', 'check', '--config', out]);
+      assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+      return output;
+    };
+    const noUsers: [RegExp, string] = [/Local SMTP user for devices.*: /, ''];
+
+    const mi = join(dir.path, 'tty-mi.yaml');
+    const miOutput = await drive(mi, [
+      [/Setup: .*\[app-secret\]: /, 'managed-identity'],
+      [/Managed identity: system .* or user .*\[system\]: /, 'user'],
+      [/Client ID of the user-assigned managed identity: /, IDENTITY],
+      [/Mailbox\(es\) to send as.*: /, MAILBOX],
+      noUsers,
+    ]);
+    assert.doesNotMatch(miOutput, /Tenant: |Application \(client\) ID of the app registration/, 'a managed identity has no app registration to ask for');
+    assert.deepEqual((parse(await readFile(mi, 'utf8')) as { auth: WrittenAuth }).auth, { flow: 'managed-identity', managedIdentityClientId: IDENTITY });
+    assert.ok(miOutput.includes(`New-ServicePrincipal -AppId ${IDENTITY} -ObjectId <managed-identity-object-id>`));
+
+    const fed = join(dir.path, 'tty-federated.yaml');
+    const fedOutput = await drive(fed, [
+      [/Setup: .*\[app-secret\]: /, 'federated'],
+      [/Tenant: .*: /, TENANT],
+      [/Application \(client\) ID.*: /, APP],
+      [/Where relay365 reads the federated token: .*\[env\]: /, 'command'],
+      [/Command that prints the token: /, '/usr/local/bin/oidc-token'],
+      [/Issuer URL .*: /, ISSUER],
+      [/Subject of its tokens.*: /, SUBJECT],
+      [/Mailbox\(es\) to send as.*: /, MAILBOX],
+      noUsers,
+    ]);
+    assert.deepEqual((parse(await readFile(fed, 'utf8')) as { auth: WrittenAuth }).auth, {
+      flow: 'federated',
+      tenant: TENANT,
+      clientId: APP,
+      assertionCommand: '/usr/local/bin/oidc-token',
+    });
+    assert.ok(fedOutput.includes(`"issuer":"${ISSUER}","subject":"${SUBJECT}"`), fedOutput);
+  });
+
   it('refuses flags that do not go with the setup, listing them all, and writes nothing', async () => {
     const out = join(dir.path, 'never.yaml');
     const res = await runCli([
@@ -141,7 +217,11 @@ describe('relay365 init for federated and managed-identity (built CLI)', { concu
       ISSUER,
     ]);
     assert.equal(res.code, 1);
-    for (const problem of [/--client-id names an app registration/, /--managed-identity-client-id: not-a-guid is not/, /--issuer only goes with --setup federated/])
+    for (const problem of [
+      /--client-id names an app registration/,
+      /--managed-identity-client-id: not-a-guid is not/,
+      /--issuer only goes with --setup federated/,
+    ])
       assert.match(res.stderr, problem);
     assert.match(res.stderr, /R365_INIT_INPUT_INVALID/);
     await assert.rejects(stat(out));
