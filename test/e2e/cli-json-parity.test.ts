@@ -192,12 +192,21 @@ describe('the CLI --json and the HTTP API show messages and suppressions alike (
     assert.match(words.stdout, new RegExp(`\\(more: the same command with --cursor ${first.nextCursor.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)\\n$`));
   });
 
-  it('suppression list --json is GET /v1/suppressions', async () => {
+  it('suppression list --json is GET /v1/suppressions, page by page with --cursor', async () => {
     const listed = (await cliJson('suppression', 'list')) as { items: Array<{ address: string }> };
     assert.deepEqual(listed, (await api('GET', '/suppressions')).json);
     assert.deepEqual(
       listed.items.map((s) => s.address),
       ['old@example.org', 'gone@example.org'],
+    );
+    const first = (await cliJson('suppression', 'list', '--limit', '1')) as { items: Array<{ address: string }>; nextCursor: string | null };
+    assert.deepEqual(first, (await api('GET', '/suppressions?limit=1')).json);
+    assert.ok(first.nextCursor, 'a next page is named');
+    const second = await cliJson('suppression', 'list', '--limit', '1', '--cursor', first.nextCursor);
+    assert.deepEqual(second, (await api('GET', `/suppressions?limit=1&cursor=${encodeURIComponent(first.nextCursor)}`)).json);
+    assert.deepEqual(
+      (second as { items: Array<{ address: string }> }).items.map((s) => s.address),
+      ['gone@example.org'],
     );
   });
 

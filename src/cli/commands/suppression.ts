@@ -17,19 +17,21 @@ export function suppressionCommand(): Command {
     'The suppression list: addresses that hard-bounced (or that you added), refused at SMTP RCPT TO and by the HTTP API.',
   );
   configSubcommand(suppression, 'list', 'List suppressed addresses, newest first', (c) =>
-    c.option('--limit <n>', 'at most this many (1 to 500)', '100'),
-  ).action(async (flags: ConfigJsonFlags & { limit: string }) => {
+    c
+      .option('--limit <n>', 'at most this many (1 to 500)', '100')
+      .option('--cursor <cursor>', 'the next page: the nextCursor of the previous page (GET /v1/suppressions takes the same)'),
+  ).action(async (flags: ConfigJsonFlags & { limit: string; cursor?: string }) => {
     const limit = Number(flags.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 500)
       throw new Relay365Error('R365_CLI_OPTION_INVALID', `--limit takes a whole number from 1 to 500; got ${flags.limit}.`);
     await withStore(flags, async (store) => {
-      const page = await store.suppressions({ limit });
+      const page = await store.suppressions({ limit, ...(flags.cursor ? { cursor: flags.cursor } : {}) });
       printList(flags.json, page.items, {
         json: () => ({ items: page.items.map(suppressionJson), nextCursor: page.nextCursor ?? null }),
         empty: 'No suppressed address.',
         line: (s) => `${s.address}  since ${s.createdAt.toISOString()}  ${s.source}  ${s.reason}`,
       });
-      if (!flags.json && page.nextCursor) console.log(`(more: relay365 suppression list --json --limit 500, or GET /v1/suppressions?cursor=...)`);
+      if (!flags.json && page.nextCursor) console.log(`(more: the same command with --cursor ${page.nextCursor})`);
     });
   });
   configSubcommand(suppression, 'add <address>', 'Suppress an address: messages to it are refused until it is removed', (c) =>
