@@ -17,7 +17,7 @@ export {
   // The least-privilege review against what the transport's descriptor says sending needs.
   reviewTransportPermissions as reviewPermissions,
 } from './delivery/index.js';
-export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus } from './runtime/index.js';
+export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus, type RelayEvent } from './runtime/index.js';
 export {
   relay365Transport,
   Relay365TransportError,
@@ -31,4 +31,3 @@ export { loadConfig, configSchema, type Config, type ConfigInput } from './confi
 export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';
 export { Relay365Error, isRelay365Error, ERROR_CODES, type Relay365ErrorCode } from './errors.js';
-export type { RelayEvent } from './observe/index.js';

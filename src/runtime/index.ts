@@ -1,7 +1,7 @@
 export { startRelay, type Relay, type RelayDeps } from './relay.js';
 export { openOutboxStore, openHttpStore, openSharedTokenCache } from './stores.js';
 export { reloadRelay, configChanges, RELOADABLE_PATHS, type ReloadReport } from './reload.js';
-export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus } from './library.js';
+export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus, type RelayEvent } from './library.js';
 export {
   relay365Transport,
   Relay365TransportError,

@@ -4,6 +4,9 @@ import { loadConfig, parseConfig, type Config, type ConfigInput } from '../confi
 import { composeMessage, type MessageInput } from '../delivery/index.js';
 import { Relay365Error } from '../errors.js';
 import type { Logger, RelayEvent } from '../observe/index.js';
+
+/** The events `subscribe` gives (and webhooks carry). */
+export type { RelayEvent };
 import type { MessageState, RecipientRecord, StoredMessage } from '../outbox/index.js';
 import { startRelay, type Relay, type RelayDeps } from './relay.js';
 
