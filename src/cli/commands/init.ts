@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CLOUD_NAMES } from '../../config/cloud-names.js';
 import { SETUPS } from '../../doctor/admin-steps.js';
+import type { InitAddFlags } from './init-add.js';
 import type { InitFlags } from './init-run.js';
 
 // The command's definition only: what it does is in init-run.ts, loaded when it runs, so that the
@@ -26,7 +27,14 @@ With --non-interactive every answer is a flag, and stdin gives, one per line: th
 (with --store-secret), then the password of each --relay-user in order.
 
 Afterwards init prints the admin steps for your values (docs/microsoft-365-setup.md has them with
-placeholders), ending with relay365 doctor.`;
+placeholders), ending with relay365 doctor.
+
+Adding to an existing config (the file --output names): --add-mailbox ADDRESS (repeatable) and
+--add-user NAME (its password asked twice, or the first line of stdin with --password-stdin) edit it
+in place, keeping its comments and order; a mailbox or user it has already is refused, and a config
+that would not pass relay365 config check is not written. Then: systemctl reload relay365 (or
+kill -HUP <pid>) applies it without a restart.
+  relay365 init --add-mailbox scanner@contoso.com -o /etc/relay365/relay365.yaml`;
 
 /** `relay365 init`: asks for the tenant, app, setup and mailboxes, writes the config, prints the admin steps. */
 export function initCommand(): Command {
@@ -55,8 +63,12 @@ export function initCommand(): Command {
     .option('--sandbox-smtp-host <host>', 'cloud sandbox: its SMTP host')
     .option('--sandbox-smtp-port <port>', 'cloud sandbox: its SMTP port')
     .option('--sandbox-ca <file>', "cloud sandbox: the sandbox's ca.pem")
+    .option('--add-mailbox <address>', 'add this mailbox to the existing config at --output (repeatable)', collect)
+    .option('--add-user <name>', 'add this SMTP user to the existing config at --output (its password is asked)', collect)
+    .option('--password-stdin', '--add-user: read the password from the first line of stdin')
     .addHelpText('after', HELP)
-    .action(async (flags: InitFlags) => {
+    .action(async (flags: InitFlags & InitAddFlags) => {
+      if (flags.addMailbox !== undefined || flags.addUser !== undefined) return (await import('./init-add.js')).runInitAdd(flags);
       const { runInit } = await import('./init-run.js');
       await runInit(flags);
     });

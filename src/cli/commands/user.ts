@@ -47,7 +47,8 @@ function askHidden(prompt: string): Promise<string> {
   });
 }
 
-async function readPassword(fromStdin: boolean): Promise<string> {
+/** The password of a new user: the first line of stdin, or asked twice on the terminal without echo. */
+export async function readPassword(fromStdin: boolean): Promise<string> {
   if (fromStdin) {
     const password = await firstLineOfStdin();
     if (password === '') throw invalid('--password-stdin read an empty password: pipe the password in, followed by a newline.');
