@@ -64,6 +64,12 @@ export const authSchema = z
         message: 'must be an ISO date such as 2027-03-31 or 2027-03-31T12:00:00Z',
       })
       .optional(),
+    /**
+     * client-secret flow: read the secret's end date from the app registration through Microsoft Graph
+     * (`passwordCredentials`, matched by the secret's first three characters), which needs the
+     * application permission Application.Read.All; `secretExpires` is used when Graph refuses.
+     */
+    secretExpiresFromGraph: z.boolean().optional(),
     /** client-certificate flow: the PEM private key and the certificate (for its thumbprint). */
     certificate: z
       .object({

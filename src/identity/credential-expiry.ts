@@ -14,8 +14,8 @@ export interface CredentialExpiry {
   kind: CredentialKind;
   /** Undefined when nothing tells: a secret without `auth.secretExpires`, a certificate given by thumbprint only. */
   expiresAt: Date | undefined;
-  /** `certificate`: the certificate file's notAfter; `config`: `auth.secretExpires`. */
-  source: 'certificate' | 'config' | undefined;
+  /** `certificate`: the certificate file's notAfter; `config`: `auth.secretExpires`; `graph`: the app registration's passwordCredentials. */
+  source: 'certificate' | 'config' | 'graph' | undefined;
   /** The certificate's subject and SHA-1 thumbprint (what the Entra portal lists), for the fix text. */
   subject?: string;
   thumbprint?: string;
@@ -120,6 +120,13 @@ export interface CredentialMonitorOptions {
   setExpiry(mailbox: string, kind: CredentialKind, expiresAtSeconds: number): void;
   /** Told once a day per mailbox while its credential is under the threshold or expired. */
   onExpiring(credential: MailboxCredential): void;
+  /**
+   * With `auth.secretExpiresFromGraph`: the secret's end date as the app registration lists it
+   * ({@link readSecretEndDate}); undefined or a throw keeps `auth.secretExpires`.
+   */
+  graphEndDate?: (mailbox: string, auth: AuthSettings) => Promise<Date | undefined>;
+  /** Told why Graph could not give the end date (a 403 without Application.Read.All, say). */
+  onGraphError?: (mailbox: string, err: unknown) => void;
   /** How often to read the files again (default hourly: a rotated certificate shows within the hour). */
   intervalMs?: number;
   warnDays?: number;
@@ -152,6 +159,13 @@ export class CredentialExpiryMonitor {
     for (const [mailbox, auth] of this.options.auth) {
       const expiry = await credentialExpiry(auth);
       if (!expiry) continue;
+      if (expiry.kind === 'client-secret' && auth.secretExpiresFromGraph === true && this.options.graphEndDate) {
+        const fromGraph = await this.options.graphEndDate(mailbox, auth).catch((err: unknown) => {
+          this.options.onGraphError?.(mailbox, err);
+          return undefined;
+        });
+        if (fromGraph) Object.assign(expiry, { expiresAt: fromGraph, source: 'graph' });
+      }
       const { status, daysLeft } = expiryStatus(expiry.expiresAt, now, this.options.warnDays);
       const credential: MailboxCredential = { ...expiry, mailbox, auth, status, daysLeft };
       out.push(credential);
@@ -181,6 +195,48 @@ export class CredentialExpiryMonitor {
     clearInterval(this.timer);
     this.timer = undefined;
   }
+}
+
+/** One client secret of an app registration as Graph lists it (its value is never listed). */
+export interface PasswordCredentialView {
+  endDateTime?: string | null;
+  hint?: string | null;
+  keyId?: string;
+}
+
+/**
+ * The end date of `secret` as the app registration lists it: Graph's
+ * `GET /v1.0/applications(appId='{clientId}')?$select=passwordCredentials` (needs Application.Read.All),
+ * the `endDateTime` of the passwordCredential whose `hint`, the secret's first three characters, is the
+ * secret's (Microsoft Learn, "passwordCredential resource type",
+ * https://learn.microsoft.com/en-us/graph/api/resources/passwordcredential). Two secrets with the same
+ * hint cannot be told apart: the earlier end date is taken, so a warning comes early rather than late.
+ * Undefined when no secret of the app has that hint.
+ * @throws Graph's refusal (403 without the permission), with its status and code.
+ */
+export async function readSecretEndDate(options: {
+  graphHost: string;
+  clientId: string;
+  secret: string;
+  token: () => Promise<string>;
+  get: (url: string, headers: Record<string, string>) => Promise<{ status: number; body: unknown }>;
+}): Promise<Date | undefined> {
+  const url = `${options.graphHost.replace(/\/+$/, '')}/v1.0/applications(appId='${encodeURIComponent(options.clientId)}')?$select=passwordCredentials`;
+  const res = await options.get(url, { authorization: `Bearer ${await options.token()}` });
+  if (res.status !== 200) {
+    const error = (res.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new Error(
+      `Graph answered ${res.status}${error?.code ? ` ${error.code}` : ''}${error?.message ? `: ${error.message}` : ''} to GET /v1.0/applications(appId=...)`,
+    );
+  }
+  const credentials = (res.body as { passwordCredentials?: PasswordCredentialView[] } | undefined)?.passwordCredentials ?? [];
+  const hint = options.secret.slice(0, 3);
+  const ends = credentials
+    .filter((c) => c.hint === hint && typeof c.endDateTime === 'string')
+    .map((c) => new Date(c.endDateTime!))
+    .filter((d) => !Number.isNaN(d.getTime()))
+    .sort((a, b) => a.getTime() - b.getTime());
+  return ends[0];
 }
 
 /**

@@ -23,6 +23,7 @@ export {
   credentialExpiry,
   expiryStatus,
   publishCredentialExpiring,
+  readSecretEndDate,
   renewalSteps,
   type CredentialExpiry,
   type CredentialKind,

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
 import { buildTransports } from '../delivery/index.js';
+import { secretEndDateReader } from './secret-end-dates.js';
 import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../store/index.js';
@@ -179,10 +180,20 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   retention.start();
   started.push(() => retention.stop());
   // After the webhooks follow the bus: an expiring secret or certificate is told at start, then daily.
+  // With auth.secretExpiresFromGraph, the secret's end date as the app registration lists it.
+  const endDates = await secretEndDateReader(config, { logger: logger.child({ component: 'credentials' }), ...(deps.env ? { env: deps.env } : {}) });
+  if (endDates) started.push(() => endDates.close());
   const credentials = new CredentialExpiryMonitor({
     auth: identity.auth,
     setExpiry: (mailbox, kind, at) => metrics.credentialExpires(mailbox, kind, at),
     onExpiring: (c) => publishCredentialExpiring(events, c),
+    ...(endDates
+      ? {
+          graphEndDate: endDates.read,
+          onGraphError: (mailbox: string, err: unknown) =>
+            logger.warn({ err, mailbox }, "could not read the client secret's end date through Graph (Application.Read.All?); auth.secretExpires is used"),
+        }
+      : {}),
   });
   credentials.start((err) => logger.warn({ err }, 'could not read the credentials\' end dates'));
   started.push(() => credentials.stop());

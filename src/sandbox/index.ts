@@ -12,6 +12,7 @@ import { TokenIssuer } from './tokens.js';
 import { identityRoutes } from './identity-routes.js';
 import { managedIdentityRoutes } from './managed-identity.js';
 import { graphRoutes } from './graph-routes.js';
+import { graphApplicationRoutes } from './graph-applications.js';
 import { graphMailRoutes } from './graph-mail-routes.js';
 import { adminRoutes } from './admin-routes.js';
 import { createExchangeSmtp } from './exchange-smtp.js';
@@ -123,6 +124,7 @@ function buildHttpsApp(tls: SandboxTls, state: SandboxState, issuer: TokenIssuer
   void app.register(identityRoutes, { state, issuer, baseUrl });
   void app.register(graphRoutes, { state, issuer, baseUrl });
   void app.register(graphMailRoutes, { state, issuer, baseUrl });
+  void app.register(graphApplicationRoutes, { state, issuer });
   void app.register(adminRoutes, { state });
   void app.register(managedIdentityRoutes, { state, issuer });
   return app;
