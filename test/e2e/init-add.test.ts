@@ -36,7 +36,7 @@ describe('relay365 init --add-mailbox / --add-user on an existing config', () =>
     try {
       const file = join(dir.path, 'relay365.yaml');
       await writeFile(file, CONFIG);
-      await chmod(file, 0o640);
+      await chmod(file, 0o644);
 
       const added = await runCli(['init', '--add-mailbox', 'reception@contoso.com', '-o', file]);
       assert.equal(added.code, 0, added.stderr);
@@ -45,7 +45,7 @@ describe('relay365 init --add-mailbox / --add-user on an existing config', () =>
       const afterMailbox = await readFile(file, 'utf8');
       // The original text is all there, in its order; the new mailbox follows the one before it.
       assert.equal(afterMailbox, CONFIG.replace('    aliases: [scan@contoso.com]\n', '    aliases: [scan@contoso.com]\n  - address: reception@contoso.com\n'));
-      assert.equal(await mode(file), 0o640, 'a mailbox holds no secret: the mode is kept');
+      assert.equal(await mode(file), 0o644, 'a mailbox holds no secret: the mode is kept');
 
       const user = await runCli(['init', '--add-user', 'scanner', '--password-stdin', '-o', file], { input: 'correct horse battery\n' });
       assert.equal(user.code, 0, user.stderr);
@@ -57,7 +57,7 @@ describe('relay365 init --add-mailbox / --add-user on an existing config', () =>
       assert.equal(users.length, 1);
       assert.equal(users[0]!.name, 'scanner');
       assert.equal(await verifyPassword('correct horse battery', users[0]!.passwordHash), true);
-      assert.equal(await mode(file), 0o600, 'with a password hash in it: no access for group and others');
+      assert.equal(await mode(file), 0o640, 'with a password hash in it: none for others; the group (the service reads through it) keeps its access');
 
       // Duplicates: an address (in any case), an alias, a user name; each refused, the file unchanged.
       for (const args of [

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { z } from 'zod';
@@ -65,11 +65,11 @@ function sendersOf(seq: YAMLSeq): Set<string> {
  * The config file's text read as a YAML document, with its comments. A parse error names its line and
  * column only: the line itself may hold a secret (as loadConfig reports it).
  */
-async function readDocument(path: string): Promise<{ doc: Document; mode: number }> {
+async function readDocument(path: string): Promise<{ doc: Document; file: FileOwnership }> {
   let text: string;
-  let mode: number;
+  let file: FileOwnership;
   try {
-    [text, mode] = await Promise.all([readFile(path, 'utf8'), stat(path).then((s) => s.mode & 0o777)]);
+    [text, file] = await Promise.all([readFile(path, 'utf8'), stat(path).then((s) => ({ mode: s.mode & 0o777, uid: s.uid, gid: s.gid }))]);
   } catch (cause) {
     throw new Relay365Error(
       'R365_CONFIG_NOT_FOUND',
@@ -85,7 +85,14 @@ async function readDocument(path: string): Promise<{ doc: Document; mode: number
     throw new Relay365Error('R365_CONFIG_INVALID', `${path} is not valid YAML${where}: fix it by hand, then run init again (relay365 config check shows it).`);
   }
   if (!isMap(doc.contents)) throw new Relay365Error('R365_CONFIG_INVALID', `${path} must hold a YAML mapping at its top level.`);
-  return { doc, mode };
+  return { doc, file };
+}
+
+/** What the replaced file keeps of the old one: its mode, owner and group. */
+interface FileOwnership {
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -93,7 +100,8 @@ async function readDocument(path: string): Promise<{ doc: Document; mode: number
  * the new one, never half of one), checked with the loader serve uses, flushed to disk, then renamed.
  * Nothing is replaced when the new config would not pass `relay365 config check`.
  */
-async function replaceChecked(path: string, text: string, mode: number): Promise<void> {
+async function replaceChecked(path: string, text: string, owner: FileOwnership): Promise<void> {
+  const { mode } = owner;
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     // 'wx': never follows a file someone placed at that name. The mode is set again below: the umask
@@ -106,6 +114,16 @@ async function replaceChecked(path: string, text: string, mode: number): Promise
       await file.close();
     }
     await chmod(temp, mode);
+    // The group too: a service reads its config through it (root:relay365 0640, docs/operations.md).
+    if (process.platform !== 'win32') {
+      await chown(temp, owner.uid, owner.gid).catch((cause: unknown) => {
+        throw new Relay365Error(
+          'R365_INIT_INPUT_INVALID',
+          `Cannot give the new ${path} the owner and group of the old one (uid ${owner.uid}, gid ${owner.gid}): ${(cause as NodeJS.ErrnoException).code ?? String(cause)}. Run init as the file's owner or as root (sudo).`,
+          { cause },
+        );
+      });
+    }
     try {
       // In the same folder, so paths relative to the config resolve as they will for serve.
       await loadConfig({ path: temp });
@@ -132,8 +150,8 @@ async function replaceChecked(path: string, text: string, mode: number): Promise
 /**
  * `relay365 init --add-mailbox ADDRESS` / `--add-user NAME`: adds mailboxes and SMTP users to an
  * existing config, keeping its comments, order and layout; refuses one already there; replaces the
- * file atomically with its mode kept (without access for group and others once it holds a password
- * hash); then says how to make the running relay read it.
+ * file atomically with its owner, group and mode kept (without access for others once it holds a
+ * password hash); then says how to make the running relay read it.
  */
 export async function runInitAdd(flags: InitAddFlags): Promise<void> {
   const path = flags.output;
@@ -143,7 +161,7 @@ export async function runInitAdd(flags: InitAddFlags): Promise<void> {
   for (const m of mailboxes) if (!z.string().email().safeParse(m).success) problems.push(`--add-mailbox ${m}: not an e-mail address`);
   for (const u of users) if (!USER_NAME.test(u)) problems.push(`--add-user ${u}: use letters, digits and . _ @ + - (starting with a letter or digit)`);
   if (users.length > 1) problems.push('--add-user: one user at a time (each asks for its password); run init again for the next');
-  const { doc, mode } = await readDocument(path);
+  const { doc, file } = await readDocument(path);
 
   const mailboxSeq = mailboxes.length > 0 ? sequenceAt(doc, ['mailboxes']) : undefined;
   if (mailboxSeq) {
@@ -166,9 +184,11 @@ export async function runInitAdd(flags: InitAddFlags): Promise<void> {
     const password = await readPassword(flags.passwordStdin === true || flags.nonInteractive === true);
     userSeq!.add(doc.createNode({ name: user, passwordHash: await hashPassword(password) }));
   }
-  // A password hash is a secret to guess passwords from: no access for group and others (0600 at most).
+  // A password hash is a secret to guess passwords from: none for others. The group keeps its access,
+  // through which the service reads the config.
+  const mode = user !== undefined ? file.mode & 0o770 : file.mode;
   // As the file was written: flow lists without inner spaces, no long line folded.
-  await replaceChecked(path, doc.toString({ flowCollectionPadding: false, lineWidth: 0 }), user !== undefined ? mode & 0o700 : mode);
+  await replaceChecked(path, doc.toString({ flowCollectionPadding: false, lineWidth: 0 }), { ...file, mode });
 
   for (const m of mailboxes) console.log(`Added mailbox ${m} to ${path}.`);
   if (user !== undefined) console.log(`Added SMTP user ${user} to ${path}.`);
