@@ -197,9 +197,9 @@ describe('installing relay365 the way users do', () => {
           types: ['node'],
           // The project's @types/node.
           typeRoots: [join(REPO, 'node_modules', '@types')],
-          // As `tsc --init` writes it: relay365's declarations name pg's and better-sqlite3's types,
-          // whose @types packages are relay365's devDependencies, not a user's.
-          skipLibCheck: true,
+          // Every declaration checked, relay365's and those it names (pg's and better-sqlite3's types
+          // come with it: their @types packages are its dependencies).
+          skipLibCheck: false,
         },
         files: ['app.ts'],
       }),
