@@ -408,8 +408,8 @@ async function prepareHttpSide(
     webhooks?: RelayDeps['webhooks'];
   },
 ): Promise<HttpSide> {
-  // From the store, not the HTTP door: with the door off, webhooks run without loading it.
-  const { PgHttpStore, openSqliteHttpStore } = await import('../store/index.js');
+  // From the store, not the HTTP door: with the door off, webhooks run without loading it. By file:
+  // the store's index loads pg, which a node on SQLite never needs.
   const adminPassword = config.http.adminPassword === undefined ? undefined : await resolveSecret(config.http.adminPassword, parts.env);
   const receivers = await Promise.all(
     config.http.webhooks.map(async (w) => ({ url: w.url, secret: await resolveSecret(w.secret, parts.env), events: w.events })),
@@ -418,7 +418,9 @@ async function prepareHttpSide(
   // with PostgreSQL on its pool, shared by every node (one key, one idempotent answer, one delivery
   // of each webhook for the whole cluster); else in the SQLite file.
   const httpStore =
-    parts.pgStore !== undefined ? await PgHttpStore.attach(parts.pgStore) : await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+    parts.pgStore !== undefined
+      ? await (await import('../store/pg-http-store.js')).PgHttpStore.attach(parts.pgStore)
+      : await (await import('../store/http-store.js')).openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
   const { metrics } = parts;
   const webhooks = new WebhookDispatcher({
     outbox: httpStore,

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI } from '../helpers/cli.js';
 import { tempDir } from '../helpers/sandbox.js';
@@ -81,7 +81,17 @@ describe('CLI start-up', () => {
       const serve = await loadedPackages(['serve'], dir.path, '', /SMTP {2}127\.0\.0\.1:\d+/);
       // (smtp-server ships ES modules, which the CommonJS cache does not list: the stop on its listener line says it ran.)
       assert.ok(serve.packages.includes('better-sqlite3') && serve.packages.includes('prom-client'), `the relay ran: ${serve.packages.join(', ')}`);
-      for (const unused of ['pg', 'fastify', '@peculiar/x509']) assert.ok(!serve.packages.includes(unused), `${unused} was loaded: ${serve.packages.join(', ')}`);
+      for (const unused of ['pg', 'fastify', '@peculiar/x509'])
+        assert.ok(!serve.packages.includes(unused), `${unused} was loaded: ${serve.packages.join(', ')}`);
+
+      // With the HTTP door too: fastify, and still no pg.
+      await writeFile(
+        join(dir.path, 'relay365.yaml'),
+        (await readFile(join(dir.path, 'relay365.yaml'), 'utf8')).replace('http: { enabled: false }', 'http: { enabled: true, port: 0 }'),
+      );
+      const withHttp = await loadedPackages(['serve'], dir.path, '', /SMTP {2}127\.0\.0\.1:\d+/);
+      assert.ok(withHttp.packages.includes('fastify'), `the HTTP door ran: ${withHttp.packages.join(', ')}`);
+      assert.ok(!withHttp.packages.includes('pg'), `pg was loaded: ${withHttp.packages.join(', ')}`);
     } finally {
       await dir.cleanup();
     }
