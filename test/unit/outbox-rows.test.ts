@@ -45,9 +45,14 @@ describe('outbox rows (one description of the rows both stores read)', () => {
         last_reply: null,
         last_class: null,
         last_explanation: null,
+        send_at: null,
+        labels: null,
       },
     );
-    assert.equal(newMessageRow({ ...message, notBefore: new Date(now + 60_000) }, now).next_attempt_at, now + 60_000);
+    const scheduled = newMessageRow({ ...message, notBefore: new Date(now + 60_000), tags: ['invoice'], metadata: { order: '42' } }, now);
+    assert.equal(scheduled.next_attempt_at, now + 60_000);
+    assert.equal(scheduled.send_at, now + 60_000);
+    assert.deepEqual(JSON.parse(String(scheduled.labels)), { tags: ['invoice'], metadata: { order: '42' } });
   });
 
   it('refuses a message with both a mailbox and a pool, with neither, or without a recipient', () => {
