@@ -31,7 +31,10 @@ export interface TokenStatus {
 }
 
 /** The outcome of one token request, reported to {@link TokenProvider.onRefresh} listeners. */
-export type TokenRefreshOutcome = { mailbox: string; ok: true; expiresOn: Date } | { mailbox: string; ok: false; code: string };
+export type TokenRefreshOutcome =
+  | { mailbox: string; ok: true; expiresOn: Date }
+  /** `message` is the error's own (relay365's words, no secret), `background` a refresh no send waited for. */
+  | { mailbox: string; ok: false; code: string; message: string; background: boolean };
 
 export interface TokenProviderOptions {
   /** Fraction of a token's lifetime after which it is refreshed ahead, in the background (default 0.7). */
@@ -208,12 +211,12 @@ export class TokenProvider {
   }
 
   private refreshInBackground(key: string, source: TokenSource, mailbox: string): void {
-    this.refresh(key, source, mailbox).catch((err: unknown) => {
+    this.refresh(key, source, mailbox, true).catch((err: unknown) => {
       this.logger.warn({ mailbox, err }, 'background token refresh failed; the current token is still valid');
     });
   }
 
-  private refresh(key: string, source: TokenSource, mailbox: string): Promise<AcquiredToken> {
+  private refresh(key: string, source: TokenSource, mailbox: string, background = false): Promise<AcquiredToken> {
     const slot = this.slot(key);
     if (slot.inflight) return slot.inflight;
     const force = slot.current !== undefined || slot.stale;
@@ -239,7 +242,7 @@ export class TokenProvider {
         slot.retryAt = this.now() + ceiling / 2 + Math.random() * (ceiling / 2);
         slot.lastError = error;
         this.logger.warn({ event: 'token.failed', mailbox, code: error.code, failures: slot.failures, err: error }, 'token request failed');
-        this.report({ mailbox, ok: false, code: error.code });
+        this.report({ mailbox, ok: false, code: error.code, message: error.message, background });
         throw error;
       })
       .finally(() => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUnknownReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
+import type { TokenRefreshOutcome } from '../identity/index.js';
 import type { SendFailure, SendResult, Transport } from '../delivery/index.js';
 import { recipientResults, type RecipientResult } from '../delivery/recipients.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
@@ -54,6 +55,8 @@ interface MailboxState {
   /** The store writes of this mailbox's pause and resume, one after another, so the last word wins. */
   pauseWrites: Promise<void>;
   wake: (() => void) | undefined;
+  /** mailbox.needs_login was said since the mailbox last had a token: it is said once, not at each probe. */
+  loginAsked: boolean;
   /** No longer configured (a reload removed it): its loop ends once its sends in flight are done. */
   retired?: boolean;
 }
@@ -119,6 +122,7 @@ export class DeliveryWorker {
       pauseStored: false,
       pauseWrites: Promise.resolve(),
       wake: undefined,
+      loginAsked: false,
     });
   }
 
@@ -585,14 +589,30 @@ export class DeliveryWorker {
     });
     this.logger.warn({ mailbox: m.address, reply: result.reply, cause: result.explanation?.cause, fix: result.explanation?.fix }, 'mailbox paused');
     // A delegated sign-in that ended (identity's R365_LOGIN_REQUIRED): only a person can fix it, so say so apart.
-    if (result.explanation?.id === 'r365_login_required')
-      this.options.events.publish({
-        type: 'mailbox.needs_login',
-        mailbox: m.address,
-        cause: result.explanation.cause,
-        fix: result.explanation.fix,
-        at: new Date(),
-      });
+    if (result.explanation?.id === 'r365_login_required') this.askForLogin(m, result.explanation.cause, result.explanation.fix);
+  }
+
+  private askForLogin(m: MailboxState, cause: string, fix: string): void {
+    if (m.loginAsked) return;
+    m.loginAsked = true;
+    this.options.events.publish({ type: 'mailbox.needs_login', mailbox: m.address, cause, fix, at: new Date() });
+  }
+
+  /**
+   * What the token provider learnt of a mailbox's sign-in (its onRefresh outcomes). A delegated sign-in
+   * that ended at a refresh no send waited for (AADSTS70043 after a sign-in frequency, 700082, a
+   * revoke) is told at once as mailbox.needs_login: a pooled session Exchange authenticated earlier may
+   * still send for a while, and the mailbox pauses only when a send meets the refusal (without telling
+   * it twice). A token had again (after relay365 login) lets the next end be told.
+   */
+  tokenOutcome(outcome: TokenRefreshOutcome): void {
+    const m = this.mailboxes.get(outcome.mailbox.toLowerCase());
+    if (!m) return;
+    if (outcome.ok) m.loginAsked = false;
+    else if (outcome.code === 'R365_LOGIN_REQUIRED' && outcome.background) {
+      this.logger.warn({ mailbox: m.address, cause: outcome.message }, 'the delegated sign-in ended; run relay365 login');
+      this.askForLogin(m, outcome.message, `relay365 login --mailbox ${m.address}`);
+    }
   }
 
   private resume(m: MailboxState): void {

@@ -154,7 +154,12 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     mailboxes: config.mailboxes.map((m) => m.address),
     processMetrics: config.http.enabled,
   });
-  const unfollowMetrics = [metrics.follow(events), identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok))];
+  const unfollowMetrics = [
+    metrics.follow(events),
+    identity.provider.onRefresh((o) => metrics.tokenRequest(o.mailbox, o.ok)),
+    // A delegated sign-in that ends at a background refresh is told at once (mailbox.needs_login).
+    identity.provider.onRefresh((o) => worker.tokenOutcome(o)),
+  ];
   started.push(() => unfollowMetrics.forEach((u) => u()));
   // Metrics and webhooks follow the bus before the worker starts, so no event of this run is missed.
   // The webhooks' deliveries live in the store, not in the HTTP door: they run with the door off too.

@@ -360,6 +360,71 @@ describe('a delegated mailbox whose sign-in ended (relay365 serve, its outbox, l
   });
 });
 
+describe('a delegated sign-in that ends between sends (relay365 serve, a background refresh)', () => {
+  it('tells mailbox.needs_login at the refresh, before any send meets it and without pausing the mailbox, and once only', async () => {
+    await withSandbox(
+      (s) => {
+        // Tokens of 8 s (refreshed ahead at 70%, in the background), a sign-in frequency of 4 s.
+        s.token.lifetimeSeconds = 8;
+        s.tenants[0]!.conditionalAccess = { block: false, requireMfa: false, signInFrequencySeconds: 4 };
+      },
+      async (sandbox) => {
+        const dir = await tempDir();
+        const env = { ...process.env, RELAY365_SECRET_KEY: randomBytes(32).toString('base64') };
+        const config = sandboxConfig(sandbox, dir.path, {
+          smtp: { enabled: false },
+          mailboxes: [{ address: ALICE, auth: { flow: 'auth-code', clientId: ids.publicClientId } }],
+          queue: { authPauseSeconds: 3600 },
+        });
+        const login = await createIdentity(config, { env });
+        try {
+          await login.delegated(ALICE)!.loginWithBrowser(ALICE, (url) => followAuthorize(sandbox, url));
+        } finally {
+          login.close();
+        }
+        const relay = await startRelay(config, { env });
+        const events: RelayEvent[] = [];
+        relay.events.subscribe((e) => events.push(e));
+        const needsLogin = () => events.filter((e) => e.type === 'mailbox.needs_login' && e.mailbox === ALICE);
+        const enqueue = async (subject: string) => {
+          const m = await composeMessage({ from: ALICE, to: 'bob@example.net', subject, text: 'x' });
+          return relay.enqueue({ mailbox: ALICE, envelope: m.envelope, raw: m.raw, source: { kind: 'library' } });
+        };
+        try {
+          const first = await enqueue('within the sign-in');
+          await until(async () => (await relay.store.get(first.id))?.state === 'sent', 10_000, 'the first message to send');
+          assert.deepEqual(needsLogin(), [], 'nothing to tell while the sign-in holds');
+          // No send asks now: the provider's own refresh meets AADSTS70043.
+          await until(() => needsLogin().length > 0, 15_000, 'mailbox.needs_login from the background refresh');
+          assert.ok((sandbox.state.counters.tokenErrors.AADSTS70043 ?? 0) >= 1, JSON.stringify(sandbox.state.counters.tokenErrors));
+          const told = needsLogin()[0]!;
+          assert.ok(told.type === 'mailbox.needs_login');
+          assert.equal(told.fix, `relay365 login --mailbox ${ALICE}`);
+          assert.match(told.cause, /sign-in|signed in|login/i);
+          assert.deepEqual(await relay.store.mailboxPauses(), [], 'told, not paused: no send has met the refusal');
+          assert.ok(!events.some((e) => e.type === 'mailbox.paused'));
+
+          // A send now goes on a session Exchange already authenticated, or meets the refusal and pauses the
+          // mailbox; either way the sign-in's end is not told a second time.
+          const second = await enqueue('after the sign-in ended');
+          await until(
+            async () => {
+              const state = (await relay.store.get(second.id))?.state;
+              return state === 'sent' || (state === 'deferred' && (await relay.store.mailboxPauses()).length === 1);
+            },
+            15_000,
+            'the second message to be sent or held',
+          );
+          assert.equal(needsLogin().length, 1, JSON.stringify(needsLogin()));
+        } finally {
+          await relay.close();
+          await dir.cleanup();
+        }
+      },
+    );
+  });
+});
+
 async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
