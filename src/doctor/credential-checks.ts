@@ -1,12 +1,14 @@
-import { CREDENTIAL_WARN_DAYS, credentialExpiry, expiryStatus, renewalSteps } from '../identity/index.js';
-import type { Check } from './types.js';
+import { CREDENTIAL_WARN_DAYS, expiryStatus, readCredentialExpiry, renewalSteps, secretEndDates } from '../identity/index.js';
+import { scrubSecrets } from '../observe/index.js';
+import type { Check, CheckResult } from './types.js';
 
 /** Microsoft Learn's page on adding and renewing an app's secrets and certificates. */
 const CREDENTIALS_DOC = 'https://learn.microsoft.com/entra/identity-platform/how-to-add-credentials';
 
 /**
  * The app credential's end date: a certificate's notAfter (read from `certFile`), a client secret's
- * `auth.secretExpires`. Warns under {@link CREDENTIAL_WARN_DAYS} days, fails once expired (Entra then
+ * `auth.secretExpires`, or with `auth.secretExpiresFromGraph` the date its app registration lists
+ * (through Graph, as serve reads it; a Graph refusal warns, with `auth.secretExpires` standing). Warns under {@link CREDENTIAL_WARN_DAYS} days, fails once expired (Entra then
  * answers AADSTS7000222 for a secret, AADSTS700027 for an expired certificate), each with the steps to
  * make a new one. Skips for flows without an app credential.
  */
@@ -17,11 +19,19 @@ export const credentialExpiryCheck: Check = {
   async run(ctx) {
     const auth = ctx.auth;
     if (!auth) return { status: 'skip', detail: 'no auth settings' };
-    const expiry = await credentialExpiry(auth);
-    if (!expiry) return { status: 'skip', detail: `the ${auth.flow ?? 'configured'} flow has no client secret or certificate of its own` };
+    const mailbox = ctx.mailbox;
+    const graph =
+      mailbox !== undefined && auth.flow === 'client-secret' && auth.secretExpiresFromGraph === true
+        ? secretEndDates(() => ctx.config, { logger: ctx.logger, env: ctx.env })
+        : undefined;
+    const read = await readCredentialExpiry(mailbox ?? '', auth, graph?.read).finally(() => graph?.close());
+    if (!read) return { status: 'skip', detail: `the ${auth.flow ?? 'configured'} flow has no client secret or certificate of its own` };
+    const { graphError, ...expiry } = read;
     const { status, daysLeft } = expiryStatus(expiry.expiresAt);
     const what = expiry.kind === 'client-secret' ? 'client secret' : `certificate${expiry.thumbprint ? ` ${expiry.thumbprint}` : ''}`;
     const data = { kind: expiry.kind, expiresAt: expiry.expiresAt?.toISOString(), daysLeft, source: expiry.source };
+    if (status === 'unknown' && graphError !== undefined)
+      return graphRefused(graphError, "the client secret's end date is unknown (no auth.secretExpires)", data);
     if (status === 'unknown') {
       // Not a warning: most setups do not note the date yet, and nothing is wrong today. The detail says how.
       return expiry.kind === 'client-secret'
@@ -58,6 +68,26 @@ export const credentialExpiryCheck: Check = {
         data,
       };
     }
-    return { status: 'pass', detail: `the ${what} expires on ${date}, in ${days} days`, data };
+    if (graphError !== undefined) return graphRefused(graphError, `the ${what} expires on ${date}, in ${days} days (auth.secretExpires)`, data);
+    return {
+      status: 'pass',
+      detail: `the ${what} expires on ${date}, in ${days} days${expiry.source === 'graph' ? ' (as the app registration lists it)' : ''}`,
+      data,
+    };
   },
 };
+
+/** `auth.secretExpiresFromGraph` asked for the app registration's date and Graph did not give it. */
+function graphRefused(err: Error, detail: string, data: Record<string, unknown>): CheckResult {
+  return {
+    status: 'warn',
+    detail: `${detail}; Graph did not give the end date: ${scrubSecrets(err.message)}`,
+    cause:
+      "auth.secretExpiresFromGraph reads the secret's end date from the app registration (Microsoft Graph, GET /applications); without it the date is only as right as auth.secretExpires.",
+    fix:
+      'Grant the app the Microsoft Graph application permission Application.Read.All with admin consent (Entra admin center > App registrations > the app > API permissions), ' +
+      'or remove auth.secretExpiresFromGraph and keep auth.secretExpires up to date.',
+    doc: 'https://learn.microsoft.com/en-us/graph/api/application-get',
+    data,
+  };
+}

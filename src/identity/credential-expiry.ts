@@ -55,6 +55,28 @@ export async function credentialExpiry(auth: AuthSettings): Promise<CredentialEx
 }
 
 /**
+ * A mailbox's credential end date as {@link credentialExpiry} reads it, and, for a client secret with
+ * `auth.secretExpiresFromGraph`, the date its app registration lists (source `graph`). When Graph
+ * cannot tell (a 403 without Application.Read.All, no secret with that hint), `auth.secretExpires`
+ * stands and `graphError` says why. One reading for serve's monitor, doctor and `relay365 token`.
+ */
+export async function readCredentialExpiry(
+  mailbox: string,
+  auth: AuthSettings,
+  fromGraph: ((mailbox: string, auth: AuthSettings) => Promise<Date | undefined>) | undefined,
+): Promise<(CredentialExpiry & { graphError?: Error }) | undefined> {
+  const expiry = await credentialExpiry(auth);
+  if (!expiry || expiry.kind !== 'client-secret' || auth.secretExpiresFromGraph !== true || !fromGraph) return expiry;
+  try {
+    const listed = await fromGraph(mailbox, auth);
+    if (listed) return { ...expiry, expiresAt: listed, source: 'graph' };
+    return { ...expiry, graphError: new Error(`the app registration lists no client secret starting with the configured one's first three characters`) };
+  } catch (err) {
+    return { ...expiry, graphError: err instanceof Error ? err : new Error(String(err)) };
+  }
+}
+
+/**
  * A date-only `secretExpires` (the portal shows the day) is taken as the end of that day in UTC, so
  * that the secret is not called expired while Entra still takes it.
  */
@@ -122,7 +144,7 @@ export interface CredentialMonitorOptions {
   onExpiring(credential: MailboxCredential): void;
   /**
    * With `auth.secretExpiresFromGraph`: the secret's end date as the app registration lists it
-   * ({@link readSecretEndDate}); undefined or a throw keeps `auth.secretExpires`.
+   * (identity's `secretEndDates`); undefined or a throw keeps `auth.secretExpires`.
    */
   graphEndDate?: (mailbox: string, auth: AuthSettings) => Promise<Date | undefined>;
   /** Told why Graph could not give the end date (a 403 without Application.Read.All, say). */
@@ -157,15 +179,10 @@ export class CredentialExpiryMonitor {
     const now = this.options.now?.() ?? new Date();
     const out: MailboxCredential[] = [];
     for (const [mailbox, auth] of this.options.auth) {
-      const expiry = await credentialExpiry(auth);
-      if (!expiry) continue;
-      if (expiry.kind === 'client-secret' && auth.secretExpiresFromGraph === true && this.options.graphEndDate) {
-        const fromGraph = await this.options.graphEndDate(mailbox, auth).catch((err: unknown) => {
-          this.options.onGraphError?.(mailbox, err);
-          return undefined;
-        });
-        if (fromGraph) Object.assign(expiry, { expiresAt: fromGraph, source: 'graph' });
-      }
+      const read = await readCredentialExpiry(mailbox, auth, this.options.graphEndDate);
+      if (!read) continue;
+      const { graphError, ...expiry } = read;
+      if (graphError !== undefined) this.options.onGraphError?.(mailbox, graphError);
       const { status, daysLeft } = expiryStatus(expiry.expiresAt, now, this.options.warnDays);
       const credential: MailboxCredential = { ...expiry, mailbox, auth, status, daysLeft };
       out.push(credential);

@@ -23,6 +23,7 @@ export {
   credentialExpiry,
   expiryStatus,
   publishCredentialExpiring,
+  readCredentialExpiry,
   readSecretEndDate,
   renewalSteps,
   type CredentialExpiry,
@@ -31,3 +32,4 @@ export {
   type ExpiryStatus,
   type MailboxCredential,
 } from './credential-expiry.js';
+export { secretEndDates, type SecretEndDates } from './secret-end-dates.js';

@@ -5,8 +5,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
 import { buildTransports } from '../delivery/index.js';
-import { secretEndDateReader } from './secret-end-dates.js';
-import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, type Identity } from '../identity/index.js';
+import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, secretEndDates, type Identity } from '../identity/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../store/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
@@ -185,20 +184,19 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   retention.start();
   started.push(() => retention.stop());
   // After the webhooks follow the bus: an expiring secret or certificate is told at start, then daily.
-  // With auth.secretExpiresFromGraph, the secret's end date as the app registration lists it.
-  const endDates = await secretEndDateReader(config, { logger: logger.child({ component: 'credentials' }), ...(deps.env ? { env: deps.env } : {}) });
-  if (endDates) started.push(() => endDates.close());
+  // With auth.secretExpiresFromGraph, the secret's end date as the app registration lists it; read with
+  // the running config, so a reload that turns it on (or adds such a mailbox) applies at the next check.
+  // The config the relay runs with: the one it started with until a reload applies another.
+  let running = config;
+  const endDates = secretEndDates(() => running, { logger: logger.child({ component: 'credentials' }), ...(deps.env ? { env: deps.env } : {}) });
+  started.push(() => endDates.close());
   const credentials = new CredentialExpiryMonitor({
     auth: identity.auth,
     setExpiry: (mailbox, kind, at) => metrics.credentialExpires(mailbox, kind, at),
     onExpiring: (c) => publishCredentialExpiring(events, c),
-    ...(endDates
-      ? {
-          graphEndDate: endDates.read,
-          onGraphError: (mailbox: string, err: unknown) =>
-            logger.warn({ err, mailbox }, "could not read the client secret's end date through Graph (Application.Read.All?); auth.secretExpires is used"),
-        }
-      : {}),
+    graphEndDate: endDates.read,
+    onGraphError: (mailbox: string, err: unknown) =>
+      logger.warn({ err, mailbox }, "could not read the client secret's end date through Graph (Application.Read.All?); auth.secretExpires is used"),
   });
   credentials.start((err) => logger.warn({ err }, 'could not read the credentials\' end dates'));
   started.push(() => credentials.stop());
@@ -246,8 +244,6 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   const httpLog = logger.child({ component: 'http' });
-  // The config the relay runs with: the one it started with until a reload applies another.
-  let running = config;
   if (httpSide && config.http.enabled) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
@@ -323,6 +319,9 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
         );
         running = report.config;
         bouncesOn = report.config.queue.bounces;
+        // End dates read again at once (a renewed certificate file, auth.secretExpires or its Graph
+        // reading turned on), not at the next hourly check; told once a day as before.
+        void credentials.check().catch((err: unknown) => logger.warn({ err }, "could not read the credentials' end dates"));
         return report;
       });
       reloading = run.catch(() => undefined);

@@ -6,14 +6,29 @@ import { stringify } from 'yaml';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { runCli } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
-import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+
+const DAY = 86_400_000;
+/** The end date Entra (the sandbox) lists for the app's secret; the config says otherwise. */
+const LISTED = new Date(Math.floor((Date.now() + 10 * DAY) / 1000) * 1000).toISOString();
+/** An app registration without Application.Read.All. */
+const UNREADABLE_APP = 'c0c0c0c0-1111-4222-8333-444455556699';
+const UNREADABLE_SECRET = 'unreadable-app-secret-value';
 
 describe('relay365 token --json tells the app credential\'s end date (built CLI against the sandbox)', () => {
   let sandbox: Sandbox & { dir: string };
   let dir: Awaited<ReturnType<typeof tempDir>>;
 
   before(async () => {
-    sandbox = await startTestSandbox();
+    sandbox = await startTestSandbox({
+      scenario: scenario((s) => {
+        const app = s.tenants[0]!.apps[0]!;
+        const unreadable = structuredClone(app);
+        app.roles.graph = [...app.roles.graph, 'Application.Read.All'];
+        app.secrets = [{ value: DEFAULT_IDS.appSecret, expiresAt: LISTED }];
+        s.tenants[0]!.apps.push({ ...unreadable, clientId: UNREADABLE_APP, name: 'cannot read apps', secrets: [{ value: UNREADABLE_SECRET }] });
+      }),
+    });
     dir = await tempDir();
   });
   after(async () => {
@@ -45,5 +60,60 @@ describe('relay365 token --json tells the app credential\'s end date (built CLI 
     const plain = await runCli(['token', '--config', config], { env });
     assert.match(plain.stdout, new RegExp(`credential  client-secret expires ${expires}T23:59:59\\.000Z \\(expiring, (19|20) days\\)`));
     assert.ok(!(json.stdout + json.stderr + plain.stdout + plain.stderr).includes(DEFAULT_IDS.appSecret));
+  });
+
+  /** A config of one mailbox whose secret's end date is read from the app registration (auth.secretExpiresFromGraph). */
+  async function fromGraphConfig(name: string, clientId: string): Promise<string> {
+    const config = join(dir.path, `${name}.yaml`);
+    await writeFile(
+      config,
+      stringify({
+        dataDir: join(dir.path, name),
+        ...sandboxSettings(sandbox),
+        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId, clientSecret: 'env:APP_SECRET', secretExpires: '2030-01-31', secretExpiresFromGraph: true },
+        mailboxes: [{ address: DEFAULT_IDS.mailbox }],
+      }),
+    );
+    return config;
+  }
+
+  interface DoctorJson {
+    checks: Array<{ id: string; status: string; detail: string; cause?: string; fix?: string }>;
+  }
+
+  it('with auth.secretExpiresFromGraph, token --json and doctor give the date the app registration lists, as serve does', async () => {
+    const config = await fromGraphConfig('graph', DEFAULT_IDS.appClientId);
+    const env = { APP_SECRET: DEFAULT_IDS.appSecret };
+    const json = await runCli(['token', '--config', config, '--json'], { env });
+    assert.equal(json.code, 0, json.stderr);
+    const { credential } = JSON.parse(json.stdout) as { credential: { expiresAt: string; status: string; source: string; daysLeft: number; graphError?: string } };
+    assert.deepEqual({ expiresAt: credential.expiresAt, status: credential.status, source: credential.source, graphError: credential.graphError }, {
+      expiresAt: LISTED,
+      status: 'expiring',
+      source: 'graph',
+      graphError: undefined,
+    });
+    const doctor = await runCli(['doctor', '--config', config, '--json'], { env });
+    const check = (JSON.parse(doctor.stdout) as DoctorJson).checks.find((c) => c.id === 'credential-expiry')!;
+    assert.equal(check.status, 'warn', JSON.stringify(check));
+    assert.ok(check.detail.startsWith(`the client secret expires on ${LISTED}, in 9 days`) || check.detail.startsWith(`the client secret expires on ${LISTED}, in 10 days`), check.detail);
+    assert.ok(!(json.stdout + json.stderr + doctor.stdout + doctor.stderr).includes(DEFAULT_IDS.appSecret));
+  });
+
+  it('with auth.secretExpiresFromGraph and no Application.Read.All, doctor warns with the fix and token --json says why, auth.secretExpires standing', async () => {
+    const config = await fromGraphConfig('unreadable', UNREADABLE_APP);
+    const env = { APP_SECRET: UNREADABLE_SECRET };
+    const json = await runCli(['token', '--config', config, '--json'], { env });
+    assert.equal(json.code, 0, json.stderr);
+    const { credential } = JSON.parse(json.stdout) as { credential: { expiresAt: string; source: string; graphError?: string } };
+    assert.equal(credential.expiresAt, '2030-01-31T23:59:59.000Z');
+    assert.equal(credential.source, 'config');
+    assert.match(credential.graphError ?? '', /403 Authorization_RequestDenied/);
+    const doctor = await runCli(['doctor', '--config', config, '--json'], { env });
+    const check = (JSON.parse(doctor.stdout) as DoctorJson).checks.find((c) => c.id === 'credential-expiry')!;
+    assert.equal(check.status, 'warn', JSON.stringify(check));
+    assert.match(check.detail, /2030-01-31T23:59:59\.000Z.*Graph did not give the end date: .*403/);
+    assert.match(check.fix ?? '', /Application\.Read\.All/);
+    assert.ok(!(json.stdout + json.stderr + doctor.stdout + doctor.stderr).includes(UNREADABLE_SECRET));
   });
 });

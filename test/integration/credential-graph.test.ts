@@ -77,6 +77,29 @@ describe("the client secret's end date read from the app registration through Gr
     }
   });
 
+  it('a reload that turns secretExpiresFromGraph on applies at once: the gauge moves from auth.secretExpires to the date Graph lists', async () => {
+    const dir = await tempDir();
+    const auth = {
+      flow: 'client-secret' as const,
+      tenant: DEFAULT_IDS.tenantId,
+      clientId: DEFAULT_IDS.appClientId,
+      clientSecret: DEFAULT_IDS.appSecret,
+      secretExpires: '2030-01-31',
+    };
+    const relay = await startRelay(sandboxConfig(sandbox, dir.path, { auth }));
+    try {
+      assert.equal(await gauge(relay), Date.parse('2030-01-31T23:59:59Z') / 1000);
+      const report = await relay.reload(sandboxConfig(sandbox, dir.path, { auth: { ...auth, secretExpiresFromGraph: true } }));
+      assert.deepEqual(report.restartRequired, []);
+      assert.ok(report.changed.includes('auth'), report.changed.join());
+      // Well before the hourly check.
+      await until(async () => (await gauge(relay)) === Date.parse(LISTED) / 1000, 10_000, 'the gauge to show the listed date');
+    } finally {
+      await relay.close();
+      await dir.cleanup();
+    }
+  });
+
   it('falls back to auth.secretExpires when Graph refuses (no Application.Read.All), and says why in the log', async () => {
     const dir = await tempDir();
     const lines: string[] = [];

@@ -10,21 +10,29 @@ export function tokenCommand(): Command {
     .option('--json', 'print the claims as JSON')
     .option('--raw', 'also print the access token itself (it is a secret: keep it out of logs and tickets)')
     .action(async (flags: { config?: string; mailbox?: string; json?: boolean; raw?: boolean }) => {
-      await withMailboxIdentity(flags, async ({ config, mailbox, identity }) => {
+      await withMailboxIdentity(flags, async ({ config, logger, mailbox, identity }) => {
         const token = await identity.provider.getToken(mailbox);
-        const { summarizeToken, credentialExpiry, expiryStatus } = await import('../../identity/index.js');
+        const [{ summarizeToken, readCredentialExpiry, expiryStatus, secretEndDates }, { scrubSecrets }] = await Promise.all([
+          import('../../identity/index.js'),
+          import('../../observe/index.js'),
+        ]);
         const s = summarizeToken(token.accessToken);
-        // The app credential behind the token: when the client secret or certificate itself ends.
-        const expiry = await credentialExpiry(identity.auth.get(mailbox.toLowerCase()) ?? config.auth);
-        const status = expiry ? expiryStatus(expiry.expiresAt) : undefined;
-        const credential = expiry
+        // The app credential behind the token: when the client secret or certificate itself ends (with
+        // auth.secretExpiresFromGraph, as the app registration lists it).
+        const auth = identity.auth.get(mailbox.toLowerCase()) ?? config.auth;
+        const graph = auth.secretExpiresFromGraph === true ? secretEndDates(() => config, { logger }) : undefined;
+        const read = await readCredentialExpiry(mailbox, auth, graph?.read).finally(() => graph?.close());
+        const graphError = read?.graphError;
+        const status = read ? expiryStatus(read.expiresAt) : undefined;
+        const credential = read
           ? {
-              kind: expiry.kind,
-              expiresAt: expiry.expiresAt?.toISOString() ?? null,
+              kind: read.kind,
+              expiresAt: read.expiresAt?.toISOString() ?? null,
               daysLeft: status?.daysLeft !== undefined ? Math.floor(status.daysLeft) : null,
               status: status?.status ?? 'unknown',
-              source: expiry.source ?? null,
-              ...(expiry.thumbprint ? { thumbprint: expiry.thumbprint } : {}),
+              source: read.source ?? null,
+              ...(read.thumbprint ? { thumbprint: read.thumbprint } : {}),
+              ...(graphError !== undefined ? { graphError: scrubSecrets(graphError.message) } : {}),
             }
           : null;
         if (flags.json) {
@@ -57,8 +65,9 @@ export function tokenCommand(): Command {
         console.log(`expires     ${token.expiresOn.toISOString()} (in ${Math.round((token.expiresOn.getTime() - Date.now()) / 1000)} s)`);
         if (credential)
           console.log(
-            `credential  ${credential.kind} ${credential.expiresAt ? `expires ${credential.expiresAt} (${credential.status}, ${credential.daysLeft} days)` : 'end date unknown (set auth.secretExpires)'}`,
+            `credential  ${credential.kind} ${credential.expiresAt ? `expires ${credential.expiresAt} (${credential.status}, ${credential.daysLeft} days${credential.source === 'graph' ? ', as the app registration lists it' : ''})` : 'end date unknown (set auth.secretExpires)'}`,
           );
+        if (credential?.graphError) console.log(`            Graph did not give the end date: ${credential.graphError}`);
         if (flags.raw) console.log(`token       ${token.accessToken}`);
       });
     });
