@@ -71,7 +71,8 @@ export const AADSTS_CATALOGUE: Record<string, Explanation> = {
   AADSTS65001: {
     id: 'aadsts-65001',
     class: 'auth',
-    cause: 'Consent was not granted for the permission asked (SMTP.Send or SMTP.SendAsApp), or the app does not request it.',
+    cause:
+      'Consent was not granted for the permission asked (SMTP.Send or SMTP.SendAsApp to send; Graph Mail.Send; Graph Mail.ReadWrite delegated to read NDRs back), or the app does not request it.',
     fix: 'In API permissions, add the permission (Office 365 Exchange Online > SMTP.SendAsApp for app-only; SMTP.Send delegated) and click "Grant admin consent".',
     doc: DOC_OAUTH,
   },

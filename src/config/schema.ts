@@ -116,7 +116,8 @@ export type MailboxTransport = (typeof MAILBOX_TRANSPORTS)[number];
 /**
  * Reading a mailbox's non-delivery reports (NDRs) back: Exchange accepts a message with `250` and later
  * bounces it by an NDR in the sender's Inbox. Needs the `Mail.Read` application permission, scoped to the
- * mailbox by RBAC for Applications (docs/bounces.md).
+ * mailbox by RBAC for Applications, or for a delegated mailbox Graph's delegated `Mail.ReadWrite`
+ * (docs/bounces.md).
  */
 export const mailboxBouncesSchema = z
   .object({
@@ -197,9 +198,7 @@ export const limitsSchema = z
  * A length of time as people write it: a number and a unit (`30s`, `15m`, `12h`, `7d`), or `off` for
  * never. Kept as written (so a parsed config parses again unchanged); `parseDuration` reads it.
  */
-export const durationSchema = z
-  .string()
-  .regex(/^(off|\d+(\.\d+)?(s|m|h|d))$/, 'must be a number with s, m, h or d (e.g. 7d, 12h), or off');
+export const durationSchema = z.string().regex(/^(off|\d+(\.\d+)?(s|m|h|d))$/, 'must be a number with s, m, h or d (e.g. 7d, 12h), or off');
 
 /** `7d` in milliseconds; undefined for `off`. */
 export function parseDuration(text: string): number | undefined {
@@ -499,9 +498,7 @@ export const httpIngressSchema = z
             /** Signing secret (an `env:` or `file:` reference). */
             secret: secretRefSchema,
             /** Only these event types (default: all). */
-            events: z
-              .array(z.enum(WEBHOOK_EVENT_TYPES))
-              .optional(),
+            events: z.array(z.enum(WEBHOOK_EVENT_TYPES)).optional(),
           })
           .strict(),
       )
@@ -588,13 +585,16 @@ export const configSchema = z
                 : undefined;
         if (why) ctx.addIssue({ code: 'custom', path: ['mailboxes', i, 'hve'], message: `${mailbox.address}: ${why}` });
       }
-      // The delegated flows ask for Graph's Mail.Send only (identity/clouds.ts): reading needs Mail.Read.
-      if (mailbox.bounces?.read === true && (auth.flow === 'device-code' || auth.flow === 'auth-code'))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['mailboxes', i, 'bounces', 'read'],
-          message: `${mailbox.address}: reading NDRs needs an app-only flow (client-secret or client-certificate) with the Mail.Read application permission (docs/bounces.md)`,
-        });
+      // The reader asks Graph for its own token: app-only (Mail.Read / Mail.ReadWrite), or delegated with
+      // the user's sign-in (Mail.ReadWrite on their own mailbox; identity/clouds.ts graphBounceScopes).
+      const noReading =
+        auth.flow === 'token-command'
+          ? "the token command's token is the one it prints, for SMTP; reading NDRs needs a Microsoft Graph token: use an app-only flow or device-code/auth-code"
+          : mailbox.signInAs !== undefined
+            ? `reading NDRs with a delegate's sign-in (signInAs ${mailbox.signInAs}) is not supported: read them with an app-only flow (Mail.Read scoped to the mailbox)`
+            : undefined;
+      if (mailbox.bounces?.read === true && noReading)
+        ctx.addIssue({ code: 'custom', path: ['mailboxes', i, 'bounces', 'read'], message: `${mailbox.address}: ${noReading} (docs/bounces.md)` });
       if (mailbox.signInAs !== undefined && auth.flow !== 'device-code' && auth.flow !== 'auth-code')
         ctx.addIssue({
           code: 'custom',

@@ -1,6 +1,7 @@
 import { GraphMailClient, GraphMailError } from '../bounces/index.js';
 import { explainGraphError } from '../catalogue/index.js';
-import { createIdentity, type TokenCacheStore } from '../identity/index.js';
+import { isRelay365Error } from '../errors.js';
+import { createIdentity, graphBounceScopes, type TokenCacheStore } from '../identity/index.js';
 import { scrubSecrets } from '../observe/index.js';
 import type { Check } from './types.js';
 
@@ -13,14 +14,20 @@ const RBAC =
   'New-ManagementRoleAssignment -App <appId> -Role "Application Mail.Read" -CustomResourceScope "relay365 mailboxes" ' +
   '(and -Role "Application Mail.ReadWrite" to move or categorize the processed reports).';
 
+/** A delegated reader: the app registration's delegated Graph permission, and a new sign-in. */
+const DELEGATED = (mailbox: string): string =>
+  'Add Microsoft Graph > Delegated permissions > Mail.ReadWrite to the app registration (Entra admin center > App registrations > the app > API permissions) and grant admin consent, ' +
+  `then run relay365 login --mailbox ${mailbox} again.`;
+
 /**
  * `mailboxes[].bounces.read`: the app can read the mailbox's Inbox through Graph (one `GET
  * /users/{mailbox}/mailFolders/inbox`, 200 expected); a 401 or 403 is explained with the RBAC for
- * Applications commands that grant Mail.Read on this mailbox only.
+ * Applications commands that grant Mail.Read on this mailbox only, or for a delegated mailbox with the
+ * delegated Mail.ReadWrite it reads with (the reader's own scopes, identity/clouds.ts).
  */
 export const bouncesCheck: Check = {
   id: 'bounces',
-  title: 'NDR reading: the app can read the Inbox through Graph (Mail.Read)',
+  title: 'NDR reading: the app can read the Inbox through Graph (Mail.Read, or delegated Mail.ReadWrite)',
   dependsOn: ['token'],
   async run(ctx) {
     const mailbox = ctx.mailbox!;
@@ -30,9 +37,9 @@ export const bouncesCheck: Check = {
     const cacheStore = appOnly ? EMPTY_CACHE : ctx.cacheStore;
     const identity = await createIdentity(
       { ...ctx.config, mailboxes: [{ ...m, transport: 'graph' }] },
-      { logger: ctx.logger, env: ctx.env, ...(cacheStore ? { cacheStore } : {}) },
+      { logger: ctx.logger, env: ctx.env, delegatedScopes: graphBounceScopes, ...(cacheStore ? { cacheStore } : {}) },
     );
-    const rbac = RBAC.replaceAll('<mailbox>', mailbox);
+    const rbac = appOnly ? RBAC.replaceAll('<mailbox>', mailbox) : DELEGATED(mailbox);
     try {
       const graph = new GraphMailClient({
         graphHost: identity.cloud.graphHost,
@@ -55,11 +62,24 @@ export const bouncesCheck: Check = {
           cause:
             err.status === 401
               ? `Graph refused the token (${err.graphCode ?? '401'}): it carries no permission Graph accepts for reading mail. ${explained.cause}`
-              : `Graph refused to let the app read ${mailbox} (${err.graphCode ?? '403'}): the app has no Mail.Read on this mailbox, or an application access policy / RBAC scope leaves it out. ${explained.cause}`,
+              : appOnly
+                ? `Graph refused to let the app read ${mailbox} (${err.graphCode ?? '403'}): the app has no Mail.Read on this mailbox, or an application access policy / RBAC scope leaves it out. ${explained.cause}`
+                : `Graph refused the signed-in user's token for reading ${mailbox} (${err.graphCode ?? '403'}): it lacks the delegated Mail.ReadWrite. ${explained.cause}`,
           fix: rbac,
-          doc: 'https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac',
+          doc: appOnly
+            ? 'https://learn.microsoft.com/en-us/exchange/permissions-exo/application-rbac'
+            : 'https://learn.microsoft.com/en-us/graph/permissions-reference',
         };
       }
+      // No Graph token: for a sign-in, most often the app has no consented delegated Mail.ReadWrite (AADSTS65001).
+      if (isRelay365Error(err) && !appOnly)
+        return {
+          status: 'fail',
+          detail: `no Graph token for reading ${mailbox}'s NDRs with the sign-in: ${scrubSecrets(err.message)}`,
+          cause: 'The reader asks the identity platform for a Graph token with Mail.ReadWrite, with the same sign-in relay365 sends with.',
+          fix: DELEGATED(mailbox),
+          doc: 'https://learn.microsoft.com/en-us/graph/permissions-reference',
+        };
       return {
         status: 'fail',
         detail: `the Inbox of ${mailbox} could not be read: ${scrubSecrets(err instanceof Error ? err.message : String(err))}`,

@@ -96,6 +96,15 @@ export function graphScopes(cloud: CloudEndpoints, appOnly: boolean): string[] {
 }
 
 /**
+ * The delegated scopes of the NDR reader (`mailboxes[].bounces.read` on a device-code or auth-code
+ * mailbox): Graph's Mail.ReadWrite, since it reads the Inbox and moves or categorizes each report it
+ * processed (Microsoft Learn, "message: move" and "Update message": Mail.ReadWrite, delegated).
+ */
+export function graphBounceScopes(cloud: CloudEndpoints): string[] {
+  return [`${graphResource(cloud)}/Mail.ReadWrite`, 'offline_access'];
+}
+
+/**
  * The scopes each transport's tokens are asked with, by its config name (`mailboxes[].transport`). The
  * transport descriptors (src/delivery/transports) point here; the record's type makes a new name in
  * the config's list fail to compile until its scopes are given.

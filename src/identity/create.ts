@@ -19,6 +19,11 @@ export interface IdentityDeps {
   /** Where MSAL caches live; default: encrypted files under `<dataDir>/tokens`. */
   cacheStore?: TokenCacheStore;
   providerOptions?: TokenProviderOptions;
+  /**
+   * The scopes of delegated tokens, instead of the transport's sending scopes: the NDR reader asks for
+   * Graph's Mail.ReadWrite with the same sign-in (a refresh token is not tied to one resource).
+   */
+  delegatedScopes?: (cloud: CloudEndpoints) => string[];
 }
 
 /** Everything identity built from a config: the token provider and the sources behind it (for `login`). */
@@ -124,7 +129,7 @@ export async function createIdentity(config: Config, deps: IdentityDeps = {}): P
       source =
         settings.flow === 'client-secret' || settings.flow === 'client-certificate' || settings.flow === 'federated'
           ? new ClientCredentialsSource(settings, msalDeps, transport)
-          : new DelegatedSource(settings, msalDeps, transport);
+          : new DelegatedSource(settings, msalDeps, transport, deps.delegatedScopes?.(cloud));
       appSources.set(appKey, source);
     }
     if (source instanceof DelegatedSource) {

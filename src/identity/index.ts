@@ -8,7 +8,7 @@ export {
   type TokenRefreshOutcome,
 } from './token-provider.js';
 export type { TokenSource, AcquiredToken } from './token-source.js';
-export { cloudEndpoints, smtpScopes, graphScopes, scopesFor, TRANSPORT_SCOPES, type CloudEndpoints } from './clouds.js';
+export { cloudEndpoints, smtpScopes, graphScopes, graphBounceScopes, scopesFor, TRANSPORT_SCOPES, type CloudEndpoints } from './clouds.js';
 export { RETRYABLE, failureOf, tokenFailure, type Failure, type FailureKind } from './failure.js';
 export { HttpsNetworkClient, trustingContext, type NetworkClientOptions } from './network-client.js';
 export { EncryptedFileCacheStore, type TokenCacheStore } from './cache-store.js';

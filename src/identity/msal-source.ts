@@ -275,10 +275,12 @@ export class DelegatedSource implements TokenSource {
     deps: MsalSourceDeps,
     /** Which resource the tokens (and the sign-in) are for: Exchange (SMTP) or Graph. */
     transport: MailboxTransport = 'smtp',
+    /** Other scopes than the transport's sending ones (the NDR reader's Graph Mail.ReadWrite). */
+    scopes?: string[],
   ) {
     this.app = new PublicClientApplication(msalConfig(auth, deps));
     this.network = deps.networkClient;
-    this.scopes = scopesFor(deps.cloud, false, transport);
+    this.scopes = scopes ?? scopesFor(deps.cloud, false, transport);
     this.cacheStore = deps.cacheStore;
     this.cacheName = cacheKey(deps.cloud, auth);
   }

@@ -129,12 +129,26 @@ export function reviewBounceReading(summary: TokenSummary, mailbox: string): Per
     });
   }
   if (summary.kind !== 'app-only') {
-    findings.push({
-      level: 'fail',
-      permission: 'Mail.Read',
-      message: 'reading NDRs needs an app-only token (client secret or certificate) with the Mail.Read application permission.',
-      fix: 'Use auth.flow client-secret or client-certificate for this mailbox, or turn bounces.read off.',
-    });
+    // A delegated reader acts as the signed-in user on their own mailbox: reading and moving (or
+    // categorizing) the processed reports needs Mail.ReadWrite in the token's scopes.
+    const user = summary.user ?? 'the signed-in user';
+    if (summary.scopes.includes('Mail.ReadWrite')) {
+      findings.push({
+        level: 'ok',
+        permission: 'Mail.ReadWrite',
+        message: `delegated Mail.ReadWrite: the reader acts as ${user}, on the mailboxes ${user} may read, never the whole tenant.`,
+        fix: 'Nothing to do.',
+      });
+    } else {
+      findings.push({
+        level: 'fail',
+        permission: 'Mail.ReadWrite',
+        message: `reading NDRs with a sign-in needs the delegated Microsoft Graph permission Mail.ReadWrite (to read the Inbox and move or categorize each report it processed); the token's scopes are ${summary.scopes.join(' ') || '(none)'}.`,
+        fix:
+          "Add Microsoft Graph > Delegated > Mail.ReadWrite to the app registration's API permissions and grant admin consent (Entra admin center > App registrations > the app > API permissions), " +
+          `then run relay365 login --mailbox ${mailbox} again.`,
+      });
+    }
     return findings;
   }
   const scope =

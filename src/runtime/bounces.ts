@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/index.js';
 import { BounceReader, GraphMailClient } from '../bounces/index.js';
-import { createIdentity, type Identity, type TokenCacheStore } from '../identity/index.js';
+import { createIdentity, graphBounceScopes, type Identity, type TokenCacheStore } from '../identity/index.js';
 import type { EventBus, Logger } from '../observe/index.js';
 import type { OutboxStore } from '../outbox/index.js';
 
@@ -34,6 +34,8 @@ export async function bounceIdentity(config: Config, deps: { logger: Logger; env
   if (reading.length === 0) return undefined;
   return createIdentity(graphConfig(config, reading), {
     logger: deps.logger,
+    // A delegated mailbox reads with its user's sign-in (relay365 login), asking Graph for Mail.ReadWrite.
+    delegatedScopes: graphBounceScopes,
     ...(deps.env ? { env: deps.env } : {}),
     ...(deps.cacheStore ? { cacheStore: deps.cacheStore } : {}),
   });

@@ -33,8 +33,21 @@ describe('reviewBounceReading (relay365 permissions with bounces.read)', () => {
     assert.match(finding.message, /relay365 doctor reads relay@contoso\.com's Inbox/);
   });
 
-  it('fails for a token of another resource or a delegated token', () => {
+  it('fails for a token of another resource, and for a delegated token without Mail.ReadWrite (saying what to add and to sign in again)', () => {
     assert.ok(reviewBounceReading({ ...base, audience: 'https://outlook.office365.com' }, 'm@x').some((f) => f.level === 'fail' && f.permission === 'audience'));
-    assert.ok(reviewBounceReading({ ...base, kind: 'delegated', scopes: ['Mail.Send'] }, 'm@x').some((f) => f.level === 'fail' && f.permission === 'Mail.Read'));
+    const [missing, ...more] = reviewBounceReading({ ...base, kind: 'delegated', roles: [], scopes: ['Mail.Send'], user: 'alice@x' }, 'alice@x');
+    assert.deepEqual(more, []);
+    assert.deepEqual([missing!.level, missing!.permission], ['fail', 'Mail.ReadWrite']);
+    assert.match(missing!.message, /the token's scopes are Mail\.Send\.$/);
+    assert.match(missing!.fix!, /Microsoft Graph > Delegated > Mail\.ReadWrite.*relay365 login --mailbox alice@x/);
+  });
+
+  it('is ok for a delegated token with Mail.ReadWrite: the reader acts as the signed-in user, not on the whole tenant', () => {
+    const findings = reviewBounceReading({ ...base, kind: 'delegated', roles: [], scopes: ['Mail.ReadWrite'], user: 'alice@x' }, 'alice@x');
+    assert.deepEqual(
+      findings.map((f) => [f.level, f.permission]),
+      [['ok', 'Mail.ReadWrite']],
+    );
+    assert.match(findings[0]!.message, /acts as alice@x/);
   });
 });

@@ -100,6 +100,26 @@ describe('config rules, checked once at load time', () => {
     );
   });
 
+  it('lets a delegated mailbox read its NDRs (delegated Mail.ReadWrite), and refuses reading with a token command or a delegate sign-in', async () => {
+    const delegated = { flow: 'device-code', tenant: TENANT, clientId: CLIENT };
+    const read = { read: true };
+    assert.deepEqual(await issuesOf({ auth: delegated, mailboxes: [{ address: 'alice@contoso.com', bounces: read }] }), []);
+    const issues = await issuesOf({
+      auth: delegated,
+      mailboxes: [
+        { address: 'shared@contoso.com', signInAs: 'alice@contoso.com', bounces: read },
+        { address: 'cmd@contoso.com', auth: { flow: 'token-command', command: 'print-token' }, bounces: read },
+      ],
+    });
+    assert.deepEqual(
+      issues.map((i) => `${i.path}: ${i.message}`),
+      [
+        "mailboxes[0].bounces.read: shared@contoso.com: reading NDRs with a delegate's sign-in (signInAs alice@contoso.com) is not supported: read them with an app-only flow (Mail.Read scoped to the mailbox) (docs/bounces.md)",
+        "mailboxes[1].bounces.read: cmd@contoso.com: the token command's token is the one it prints, for SMTP; reading NDRs needs a Microsoft Graph token: use an app-only flow or device-code/auth-code (docs/bounces.md)",
+      ],
+    );
+  });
+
   it('accepts the ranges the relay can match: IPv4, IPv6, a bare address and an IPv4-mapped network', async () => {
     const issues = await issuesOf({ ...GOOD, smtp: { allowlist: [{ cidr: '10.0.0.0/8' }, { cidr: 'fd00::/8' }, { cidr: '192.0.2.7' }, { cidr: '::ffff:10.0.0.0/104' }] } });
     assert.deepEqual(issues, []);
