@@ -5,7 +5,16 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { environmentIssues, formatConfigIssues, resolveSecret, type Config } from '../config/index.js';
 import { buildTransports } from '../delivery/index.js';
-import { CredentialExpiryMonitor, SECRET_KEY_ENV, createIdentity, extraCas, loadSecretKey, publishCredentialExpiring, secretEndDates, type Identity } from '../identity/index.js';
+import {
+  CredentialExpiryMonitor,
+  SECRET_KEY_ENV,
+  createIdentity,
+  extraCas,
+  loadSecretKey,
+  publishCredentialExpiring,
+  secretEndDates,
+  type Identity,
+} from '../identity/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
 import type { HttpStore } from '../store/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
@@ -62,7 +71,8 @@ export interface Relay {
   enqueue(message: NewMessage): Promise<StoredMessage>;
   /**
    * Applies a reloaded config (SIGHUP): mailboxes (with their NDR readers), auth, users, allowlist, limits,
-   * certificate, webhooks, retention and log level, in full or not at all; what needs a restart is kept
+   * certificate, the dashboard's password (read again, a rotated file too), the HTTP request deadline and
+   * large-body cap, webhooks, retention and log level, in full or not at all; what needs a restart is kept
    * and reported. The HTTP API reads `config` at each request.
    * @throws the refusal of the part that cannot take it (every check runs before anything changes).
    */
@@ -198,7 +208,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
     onGraphError: (mailbox: string, err: unknown) =>
       logger.warn({ err, mailbox }, "could not read the client secret's end date through Graph (Application.Read.All?); auth.secretExpires is used"),
   });
-  credentials.start((err) => logger.warn({ err }, 'could not read the credentials\' end dates'));
+  credentials.start((err) => logger.warn({ err }, "could not read the credentials' end dates"));
   started.push(() => credentials.stop());
   // The notice to the sender of a recipient an NDR bounced (queue.bounces), read at each event so a reload applies.
   let bouncesOn = config.queue.bounces;
@@ -244,10 +254,12 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
   const httpLog = logger.child({ component: 'http' });
+  // The dashboard's password, read at each request: a reload sets it (src/runtime/reload.ts).
+  let adminPassword = httpSide?.adminPassword;
   if (httpSide && config.http.enabled) {
     const { buildHttpApp } = await import('../ingress/http/index.js');
     const app = await buildHttpApp({
-      // The running config, read at each request: a reload's mailboxes and limits apply to the next one.
+      // The running config, read at each request: a reload's mailboxes, limits and HTTP deadline apply to the next one.
       config: () => running,
       relay: {
         enqueue,
@@ -266,7 +278,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
       httpStore: httpSide.httpStore,
       metrics: httpSide.metrics,
       logger: httpLog,
-      secrets: { adminPassword: httpSide.adminPassword },
+      secrets: { adminPassword: () => adminPassword },
     });
     started.push(() => app.close());
     await app.listen({ host: config.http.host, port: config.http.port }).catch((err: unknown) => {
@@ -313,6 +325,15 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
             retention,
             bounces: bounceReaders,
             metrics,
+            ...(http
+              ? {
+                  adminPassword: {
+                    set(password: string | undefined) {
+                      adminPassword = password;
+                    },
+                  },
+                }
+              : {}),
           },
           running,
           next,

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { resolveSecret, type Config } from '../config/index.js';
+import { Relay365Error } from '../errors.js';
 import type { MailboxTransports } from '../delivery/index.js';
 import type { Identity } from '../identity/index.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
@@ -44,6 +45,9 @@ export const RELOADABLE_PATHS: readonly string[] = [
   'smtp.lockoutFailures',
   'smtp.lockoutWindowSeconds',
   'smtp.lockoutSeconds',
+  'http.adminPassword',
+  'http.requestTimeoutSeconds',
+  'http.maxConcurrentLargeBodies',
   'http.webhooks',
   'queue.retention',
 ];
@@ -115,6 +119,28 @@ export interface ReloadParts {
   bounces?: Pick<BounceReaders, 'prepareReload'>;
   /** The metrics, whose per-mailbox series start at 0 for a mailbox added. */
   metrics?: { addMailboxes(mailboxes: readonly string[]): void };
+  /** The dashboard's password (`http.adminPassword`, resolved), when the HTTP door listens; read at each request. */
+  adminPassword?: { set(password: string | undefined): void };
+}
+
+/**
+ * Resolves `http.adminPassword` again, its reference changed or not: a rotated file (or the file a
+ * new reference names) is read now, and a reference that cannot be resolved refuses the reload.
+ * Returns what sets it, `undefined` (the dashboard off) when the config has none.
+ */
+async function prepareAdminPassword(target: NonNullable<ReloadParts['adminPassword']>, ref: string | undefined, env: NodeJS.ProcessEnv): Promise<() => void> {
+  let password: string | undefined;
+  try {
+    password = ref === undefined ? undefined : await resolveSecret(ref, env);
+  } catch (err) {
+    // Its message names the variable or the file, never a secret's value.
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Relay365Error('R365_SECRET_UNRESOLVED', `http.adminPassword: ${message}`, {
+      cause: err,
+      details: { issues: [{ path: 'http.adminPassword', message }] },
+    });
+  }
+  return () => target.set(password);
 }
 
 /**
@@ -127,10 +153,15 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
   const restartRequired = changes.filter((p) => !reloadable(p));
   const config = keepRestartOnly(prev, next, restartRequired);
   const changed = changes.filter((p) => reloadable(p));
+  // Before anything changes: a dashboard password that cannot be read refuses the reload whole.
+  const applyAdminPassword = parts.adminPassword ? await prepareAdminPassword(parts.adminPassword, config.http.adminPassword, parts.env) : undefined;
   // A rotated secret or certificate file is the commonest reason to reload, with the config unchanged:
   // read every app credential again before its next token request (held tokens stay in use).
   const credentialsReread = parts.identity.reloadCredentials();
-  if (changed.length === 0) return { changed, restartRequired, config, credentialsReread };
+  if (changed.length === 0) {
+    applyAdminPassword?.();
+    return { changed, restartRequired, config, credentialsReread };
+  }
 
   // Prepare: every check and every file read happens here, before anything changes.
   const applySmtp = parts.smtp ? await parts.smtp.prepareReload({ config: config.smtp, limits: config.limits }) : undefined;
@@ -153,6 +184,7 @@ export async function reloadRelay(parts: ReloadParts, prev: Config, next: Config
   applySmtp?.();
   if (receivers) parts.webhooks?.updateReceivers(receivers);
   parts.retention.update(config.queue.retention);
+  applyAdminPassword?.();
   if (changed.includes('log.level')) setLogLevel(parts.logger, config.log.level);
   // Last: a removed or changed mailbox's reader finishes the report it is applying first.
   await applyBounces?.();

@@ -19,8 +19,10 @@ const statusResponse = (statuses: string[]) => ({ type: 'object', properties: { 
 /** What {@link buildHttpApp} is built from: the relay's parts, passed in (composition happens only in src/runtime). */
 export interface HttpAppDeps {
   /**
-   * The relay's current config (`() => relay.config`): mailboxes and limits are read at each request,
-   * so a reload applies to the next one; the `http` section needs a restart and is read once, here.
+   * The relay's current config (`() => relay.config`): mailboxes, limits and, of the `http` section,
+   * `requestTimeoutSeconds` and `maxConcurrentLargeBodies` are read at each request, so a reload applies
+   * to the next one; the listener's settings (`host`, `port`, `bodyLimitBytes`, `maxConnections`) need
+   * a restart and are read once, here.
    */
   config: () => Pick<Config, 'http' | 'limits' | 'mailboxes'>;
   relay: {
@@ -39,8 +41,11 @@ export interface HttpAppDeps {
   httpStore: HttpStore;
   metrics: RelayMetrics;
   logger?: Logger;
-  /** Secrets of the `http` section, already resolved (`resolveSecret`). */
-  secrets?: { adminPassword?: string | undefined };
+  /**
+   * Secrets of the `http` section, already resolved (`resolveSecret`): the admin password is read at
+   * each dashboard request, so a reload's (a rotated file, or none: the dashboard off) applies to the next one.
+   */
+  secrets?: { adminPassword?: () => string | undefined };
   /** Version reported in the OpenAPI document. */
   version?: string;
 }
@@ -52,7 +57,7 @@ export interface HttpAppDeps {
  *
  * @example
  * ```ts
- * const app = await buildHttpApp({ config: () => config, relay, httpStore, metrics, secrets: { adminPassword } });
+ * const app = await buildHttpApp({ config: () => config, relay, httpStore, metrics, secrets: { adminPassword: () => adminPassword } });
  * await app.listen({ host: config.http.host, port: config.http.port });
  * ```
  */
@@ -66,6 +71,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: bodyLimitBytes,
     // Fastify's default is no deadline at all: a body sent a byte at a time would hold its socket for ever.
+    // The values at start: installHttpLimits keeps them in step with a reload's.
     requestTimeout: http.requestTimeoutSeconds * 1000,
     // An idle keep-alive connection is closed after this; a client reconnects for its next request.
     connectionTimeout: http.requestTimeoutSeconds * 1000,
@@ -110,7 +116,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   // components/schemas/Error: @fastify/swagger makes a component of every schema added with an $id.
   app.addSchema(errorResponseSchema);
   installErrorHandling(app, bodyLimitBytes);
-  installHttpLimits(app, http);
+  installHttpLimits(app, () => config().http);
   // Before any route is registered, so that every route (and a request that matched none) is counted.
   // The label is the route's pattern (`/v1/messages/:id`), never the path, which would grow without bound.
   app.addHook('onResponse', (request, reply, done) => {
@@ -198,6 +204,12 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     return reply.type(deps.metrics.contentType).send(text);
   });
 
-  dashboardRoutes(app, { ...sources, worker: relay.worker, adminPassword: deps.secrets?.adminPassword, bodyLimitBytes, credentials: relay.credentials });
+  dashboardRoutes(app, {
+    ...sources,
+    worker: relay.worker,
+    adminPassword: deps.secrets?.adminPassword ?? (() => undefined),
+    bodyLimitBytes,
+    credentials: relay.credentials,
+  });
   return app;
 }

@@ -18,8 +18,8 @@ import { apiError, sendApiError } from './errors.js';
 import { mailboxStatuses, type MailboxStatusView, type ViewSources } from './views.js';
 
 export interface DashboardDeps extends ViewSources {
-  /** The admin password; undefined turns the dashboard off. */
-  adminPassword: string | undefined;
+  /** The admin password, read at each request (a reload may change it); undefined turns the dashboard off. */
+  adminPassword: () => string | undefined;
   worker: ViewSources['worker'] & { notify(target: { mailbox?: string | undefined; pool?: string | undefined }): void; syncPauses(): Promise<void> };
   bodyLimitBytes: number;
   /** The app credentials' end dates as the relay's CredentialExpiryMonitor last read them (issue 19). */
@@ -30,7 +30,8 @@ export interface DashboardDeps extends ViewSources {
 const DASHBOARD_HEADER = 'x-relay365-dashboard';
 const REFRESH_MS = 2000;
 
-const HOW_TO_ENABLE = 'The dashboard is off: set http.adminPassword in the config (e.g. adminPassword: env:RELAY365_ADMIN_PASSWORD) and restart relay365.';
+const HOW_TO_ENABLE =
+  'The dashboard is off: set http.adminPassword in the config (e.g. adminPassword: env:RELAY365_ADMIN_PASSWORD) and reload relay365 (systemctl reload relay365, or SIGHUP).';
 
 function until(iso: string | null, now: number): string {
   if (iso === null) return '';
@@ -345,12 +346,12 @@ export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void
   /** Whether the request may go on; answers it (404 or 401) when not. */
   function admitted(request: FastifyRequest, reply: FastifyReply, html: boolean): boolean {
     secure(reply);
-    if (deps.adminPassword === undefined) {
+    const password = deps.adminPassword();
+    if (password === undefined) {
       if (html) void reply.code(404).type('text/html; charset=utf-8').send(disabledPage());
       else sendApiError(request, reply, apiError('R365_DASHBOARD_DISABLED', HOW_TO_ENABLE), deps.bodyLimitBytes);
       return false;
     }
-    const password = deps.adminPassword;
     // A request without credentials is the browser asking for the prompt, not a guess.
     const verdict =
       request.headers.authorization === undefined ? false : logins.check(request.ip, () => adminPasswordMatches(request.headers.authorization, password));

@@ -13,14 +13,23 @@ export const LARGE_BODY_BYTES = 1024 * 1024;
  * hold a socket (Fastify's `requestTimeout` defaults to none), and a cap on large bodies being read
  * at once, so that a few clients sending 45 MB each cannot take the relay's memory: the rest get
  * `503` with `Retry-After` before their body is read.
+ *
+ * `config` is read at each request: a reload's deadline and large-body cap apply from the next one
+ * (a request under way keeps the deadline it started with); the connection cap is read once.
  */
-export function installHttpLimits(app: FastifyInstance, config: HttpIngressConfig): void {
-  app.server.maxConnections = config.maxConnections;
+export function installHttpLimits(app: FastifyInstance, config: () => HttpIngressConfig): void {
+  app.server.maxConnections = config().maxConnections;
   // Node's own header deadline (RFC 9110 leaves it to the server).
   app.server.headersTimeout = 20_000;
-  const deadlineMs = config.requestTimeoutSeconds * 1000;
   let large = 0;
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const http = config();
+    const deadlineMs = http.requestTimeoutSeconds * 1000;
+    // Node's checks follow a reload too. Its request deadline (408) is only a backstop here, raised
+    // and never lowered, so it never ends a request before the deadline that request began with; the
+    // idle timeout is given to each connection as it is accepted, so it reaches the connections to come.
+    if (deadlineMs > app.server.requestTimeout) app.server.requestTimeout = deadlineMs;
+    if (app.server.timeout !== deadlineMs) app.server.timeout = deadlineMs;
     // The body must be in by the deadline. Node's own requestTimeout is checked only every 30 s
     // (connectionsCheckingInterval), and a byte now and then keeps the idle timeout from firing.
     const raw = request.raw;
@@ -35,7 +44,7 @@ export function installHttpLimits(app: FastifyInstance, config: HttpIngressConfi
     const length = request.headers['content-length'];
     const hasBody = length !== undefined || request.headers['transfer-encoding'] !== undefined;
     if (!hasBody || (length !== undefined && Number(length) < LARGE_BODY_BYTES)) return;
-    if (large >= config.maxConcurrentLargeBodies) {
+    if (large >= http.maxConcurrentLargeBodies) {
       // The error handler adds Retry-After to every 503.
       void reply.header('connection', 'close');
       throw apiError(
