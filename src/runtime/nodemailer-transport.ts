@@ -4,6 +4,10 @@
  * transport takes nodemailer's compiled message (`mail.message.createReadStream()` and
  * `getEnvelope()`, the public transport API: nodemailer's docs, "Transports") and hands the bytes to
  * the queued library (`createRelay`, the default) or to the direct mailer (`createMailer`).
+ *
+ * Per-message options ride in sendMail's own options under one `relay365` key, read back from
+ * `mail.data` (the object given to `sendMail`): the way nodemailer's own SES transport takes its
+ * per-message `ses` object, so they never collide with nodemailer's fields or another plugin's.
  */
 import { readFileSync } from 'node:fs';
 import { buffer } from 'node:stream/consumers';
@@ -13,7 +17,41 @@ import { createMailer, type Mailer, type MailerResult } from '../delivery/index.
 import { Relay365Error } from '../errors.js';
 import type { Logger } from '../observe/index.js';
 import type { MessageState, RecipientRecord, RecipientState } from '../outbox/index.js';
-import { createRelay, type MessageStatus, type QueuedRelay } from './library.js';
+import { createRelay, type MessageStatus, type QueueOptions, type QueuedRelay } from './library.js';
+
+/**
+ * relay365's options for one message, given in sendMail's options as `relay365` (queued mode): they
+ * reach the outbox as `createRelay(...).send()`'s options do, and are checked there (tags and metadata
+ * against outbox/labels.ts's limits), so a value the library refuses is refused here with the same
+ * code and message.
+ * @example
+ * ```ts
+ * await transporter.sendMail({
+ *   from: 'relay@contoso.com', to: 'you@example.net', subject: 'Reminder', text: 'Tomorrow at 9',
+ *   relay365: { sendAt: new Date('2026-12-24T08:00:00Z'), tags: ['reminder'], metadata: { orderId: '42' } },
+ * });
+ * ```
+ */
+export interface Relay365MessageOptions {
+  /**
+   * Do not send before this time (a scheduled send); a `Date`, or a string `new Date()` reads (as
+   * nodemailer's own `date` option). A time past sends at once. Queued mode only.
+   */
+  sendAt?: Date | string;
+  /** Up to 10 labels to find the message by (`relay365 queue list --tag`, `GET /v1/messages?tag=`), echoed in its webhooks. Queued mode only. */
+  tags?: string[];
+  /** Your own data (up to 20 keys to strings of at most 500 characters), stored and echoed in its webhooks. Queued mode only. */
+  metadata?: Record<string, string>;
+  /** Send to suppressed recipients too (docs/bounces.md). Direct mode keeps no suppression list, so there it changes nothing. */
+  ignoreSuppression?: boolean;
+}
+
+declare module 'nodemailer/lib/mailer' {
+  interface Options {
+    /** relay365's options for this message (relay365Transport): `sendAt`, `tags`, `metadata`, `ignoreSuppression`. */
+    relay365?: Relay365MessageOptions | undefined;
+  }
+}
 
 /** Options of {@link relay365Transport}. */
 export interface Relay365TransportOptions {
@@ -173,9 +211,58 @@ function split(recipients: Relay365RecipientOutcome[]): Pick<Relay365SentMessage
 
 type Envelope = Relay365SentMessageInfo['envelope'];
 
+/** A message's `relay365` options as `createRelay`'s send takes them (without `mailbox`, the transport's own). */
+type PerMessage = Omit<QueueOptions, 'mailbox'>;
+
+const MESSAGE_OPTIONS: ReadonlySet<string> = new Set(['sendAt', 'tags', 'metadata', 'ignoreSuppression']);
+/** What only the outbox can do: a direct send has no row to schedule or label. */
+const NEEDS_OUTBOX = ['sendAt', 'tags', 'metadata'] as const;
+
+/**
+ * sendMail's `relay365` object as createRelay's send options. Only its shape is checked here, since
+ * nodemailer passes whatever the caller wrote (a string where an array belongs would be read letter
+ * by letter); the limits on tags and metadata are the outbox's own, checked at admission.
+ */
+function perMessageOptions(value: unknown, to: string[]): PerMessage {
+  if (value === undefined) return {};
+  const refuse = (problem: string): Relay365TransportError =>
+    new Relay365TransportError(`sendMail's relay365 option ${problem}; nothing was sent (docs/nodemailer.md, "Per-message options").`, {
+      code: 'R365_MESSAGE_INVALID',
+      rejected: [...to],
+    });
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw refuse('is not an object of sendAt, tags, metadata and ignoreSuppression');
+  const given = value as Record<string, unknown>;
+  // A misspelt key (sendat) would otherwise send at once with no word said.
+  const unknown = Object.keys(given).filter((k) => !MESSAGE_OPTIONS.has(k));
+  if (unknown.length > 0)
+    throw refuse(
+      `has ${unknown.map((k) => JSON.stringify(k)).join(', ')}, which relay365 does not know: it takes sendAt, tags, metadata and ignoreSuppression`,
+    );
+  const options: PerMessage = {};
+  if (given.sendAt !== undefined) {
+    const at = given.sendAt instanceof Date ? given.sendAt : typeof given.sendAt === 'string' ? new Date(given.sendAt) : undefined;
+    if (!at || Number.isNaN(at.getTime()))
+      throw refuse(`sendAt ${JSON.stringify(given.sendAt)} is not a time: give a Date or a string such as 2026-12-24T08:00:00Z`);
+    options.sendAt = at;
+  }
+  if (given.tags !== undefined) {
+    if (!Array.isArray(given.tags)) throw refuse('tags is not an array of strings');
+    options.tags = given.tags as string[];
+  }
+  if (given.metadata !== undefined) {
+    if (given.metadata === null || typeof given.metadata !== 'object' || Array.isArray(given.metadata)) throw refuse('metadata is not an object of strings');
+    options.metadata = given.metadata as Record<string, string>;
+  }
+  if (given.ignoreSuppression !== undefined) {
+    if (typeof given.ignoreSuppression !== 'boolean') throw refuse('ignoreSuppression is not true or false');
+    options.ignoreSuppression = given.ignoreSuppression;
+  }
+  return options;
+}
+
 /** One way out: the queued relay or the direct mailer, behind the same two calls. */
 interface Backend {
-  send(raw: Buffer, envelope: Envelope, messageId: string): Promise<Relay365SentMessageInfo>;
+  send(raw: Buffer, envelope: Envelope, messageId: string, perMessage: PerMessage): Promise<Relay365SentMessageInfo>;
   close(): Promise<void>;
 }
 
@@ -206,8 +293,11 @@ async function queuedBackend(options: Relay365TransportOptions): Promise<Backend
     ...(options.env ? { env: options.env } : {}),
   });
   return {
-    async send(raw, envelope, messageId) {
-      const queued = await relay.send({ raw, envelope: { from: envelope.from || '', to: envelope.to } }, options.mailbox ? { mailbox: options.mailbox } : {});
+    async send(raw, envelope, messageId, perMessage) {
+      const queued = await relay.send(
+        { raw, envelope: { from: envelope.from || '', to: envelope.to } },
+        { ...perMessage, ...(options.mailbox ? { mailbox: options.mailbox } : {}) },
+      );
       if (!queued.ok) {
         // Refused before anything was queued: no recipient was taken.
         throw new Relay365TransportError(queued.message, { code: queued.code, response: queued.reply, rejected: [...envelope.to] });
@@ -257,7 +347,17 @@ async function directBackend(options: Relay365TransportOptions): Promise<Backend
   const config = typeof options.config === 'string' ? await loadConfig({ path: options.config, ...env }) : options.config;
   const mailer: Mailer = await createMailer(config, { ...(options.logger ? { logger: options.logger } : {}), ...env });
   return {
-    async send(raw, envelope, messageId) {
+    async send(raw, envelope, messageId, perMessage) {
+      // No outbox: a scheduled time or a label would have nowhere to be kept, so it is refused rather than dropped.
+      const needsOutbox = NEEDS_OUTBOX.filter((k) => perMessage[k] !== undefined);
+      if (needsOutbox.length > 0) {
+        const named = needsOutbox.map((k) => `relay365.${k}`);
+        const names = named.length === 1 ? named[0] : `${named.slice(0, -1).join(', ')} and ${named.at(-1)}`;
+        throw new Relay365TransportError(
+          `${names} need${needsOutbox.length === 1 ? 's' : ''} the outbox, and this transport is in direct mode (mode: 'direct'), which sends at once and keeps nothing; nothing was sent. Use the default queued mode, or leave ${needsOutbox.length === 1 ? 'it' : 'them'} out.`,
+          { code: 'R365_MESSAGE_INVALID', rejected: [...envelope.to] },
+        );
+      }
       const result = await mailer.send({ raw, envelope: { from: envelope.from || '', to: envelope.to } }, options.mailbox ? { mailbox: options.mailbox } : {});
       return fromMailer(result, envelope, messageId);
     },
@@ -314,14 +414,16 @@ export function relay365Transport(options: Relay365TransportOptions): Relay365Tr
   };
 
   const send = async (mail: MailMessage<Relay365SentMessageInfo>): Promise<Relay365SentMessageInfo> => {
-    const relay = await started();
     const { from, to } = mail.message.getEnvelope();
     const envelope: Envelope = { from, to: [...to] };
+    // Read as the caller wrote it (untyped in JavaScript), before the relay starts.
+    const perMessage = perMessageOptions((mail.data as { relay365?: unknown }).relay365, envelope.to);
+    const relay = await started();
     // Read before the stream is built, so the header written is the id reported (nodemailer's own transports do the same).
     const messageId = mail.message.messageId();
     // The Bcc header is left out of the bytes (nodemailer's default) and its addresses kept in the envelope.
     const raw = await buffer(mail.message.createReadStream());
-    return relay.send(raw, envelope, messageId);
+    return relay.send(raw, envelope, messageId, perMessage);
   };
 
   return {

@@ -2,7 +2,8 @@
  * relay365 as a nodemailer transport: `nodemailer.createTransport(relay365Transport(...)).sendMail()`
  * queues nodemailer's own bytes through the outbox (or sends them at once in direct mode) to the
  * sandbox's Exchange, and answers as nodemailer's SMTP transport does: `info.accepted`, `rejected`,
- * `response`, and errors with `code`, `response`, `responseCode` and `rejected`.
+ * `response`, and errors with `code`, `response`, `responseCode` and `rejected`. sendMail's `relay365`
+ * option carries createRelay's per-message options (sendAt, tags, metadata, ignoreSuppression).
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -11,6 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { createRelay, relay365Transport, Relay365TransportError, type Relay365Transport, type Relay365TransportOptions } from '../../src/index.js';
+import { checkLabels } from '../../src/outbox/index.js';
+import { openOutboxStore } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type ReceivedMessage, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig, sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
@@ -150,6 +153,92 @@ describe('relay365Transport: nodemailer sends through relay365', () => {
       await reopened.close();
     }
     assert.equal(sandbox.state.messages.length, before);
+    // relay365.ignoreSuppression reaches createRelay's send: the suppressed recipient is queued after all.
+    const info = await t.sendMail({ from: MAILBOX, to: 'gone@example.net', subject: 'x', text: 'y', relay365: { ignoreSuppression: true } });
+    assert.equal(info.relay365.state, 'queued');
+    assert.deepEqual(info.accepted, ['gone@example.net']);
+  });
+
+  it("sendMail's relay365 option schedules and labels the message in the outbox as createRelay's send does: not sent before sendAt, sent after", async () => {
+    const config = sandboxConfig(sandbox, join(dir.path, 'scheduled'));
+    const t = nodemailer.createTransport(opened({ config }));
+    const sendAt = new Date(Date.now() + 2_000);
+    const info = await t.sendMail({
+      from: MAILBOX,
+      to: 'gil@example.net',
+      subject: 'scheduled',
+      text: 'later',
+      relay365: { sendAt, tags: ['invoice', 'eu:west'], metadata: { orderId: '42', customer: 'c-7' } },
+    });
+    assert.equal(info.relay365.state, 'queued');
+    assert.equal(info.response, `250 2.0.0 OK queued as ${info.relay365.id}`);
+    assert.deepEqual(info.accepted, ['gil@example.net']);
+
+    // Read back from the SQLite outbox itself, beside the transport's relay.
+    const store = await openOutboxStore(config);
+    try {
+      const stored = await store.get(info.relay365.id!);
+      assert.ok(stored, 'the outbox holds the message');
+      assert.equal(stored.sendAt?.getTime(), sendAt.getTime());
+      assert.deepEqual(stored.tags, ['invoice', 'eu:west']);
+      assert.deepEqual(stored.metadata, { orderId: '42', customer: 'c-7' });
+      assert.equal(stored.state, 'queued');
+    } finally {
+      await store.close();
+    }
+
+    // Not sent before sendAt: still absent at the sandbox shortly before it.
+    await new Promise((r) => setTimeout(r, Math.max(0, sendAt.getTime() - Date.now() - 500)));
+    assert.equal(received(info.messageId), undefined, 'not sent before sendAt');
+    const got = await until(() => received(info.messageId), 15_000, 'the scheduled message at the sandbox');
+    assert.ok(new Date(got.receivedAt).getTime() >= sendAt.getTime(), `received at ${got.receivedAt}, scheduled for ${sendAt.toISOString()}`);
+    assert.deepEqual(got.envelope.rcptTo, ['gil@example.net']);
+  });
+
+  it("refuses a tag over the outbox's limits with createRelay's code and message, and a relay365 option it does not know; nothing is queued", async () => {
+    const config = sandboxConfig(sandbox, join(dir.path, 'bad-labels'));
+    const t = nodemailer.createTransport(opened({ config }));
+    // The limits' own words (outbox/labels.ts), which createRelay's admission gives.
+    const expected = ((): Error => {
+      try {
+        checkLabels(['has space'], undefined);
+      } catch (err) {
+        return err as Error;
+      }
+      throw new Error('checkLabels took a tag with a space');
+    })();
+    const sent = sandbox.state.messages.length;
+
+    await assert.rejects(
+      t.sendMail({ from: MAILBOX, to: 'hal@example.net', subject: 'x', text: 'y', relay365: { tags: ['ok', 'has space'] } }),
+      (e: unknown) => {
+        assert.ok(e instanceof Relay365TransportError, String(e));
+        assert.equal(e.code, 'R365_MESSAGE_INVALID');
+        assert.equal(e.message, expected.message);
+        assert.equal(e.response, `550 5.6.0 Message labels refused: ${expected.message}`);
+        assert.deepEqual(e.rejected, ['hal@example.net']);
+        return true;
+      },
+    );
+    // A misspelt key is not dropped: it would send at once, unscheduled.
+    const misspelt = { sendat: new Date(Date.now() + 60_000) } as unknown as { sendAt: Date };
+    await assert.rejects(
+      t.sendMail({ from: MAILBOX, to: 'hal@example.net', subject: 'x', text: 'y', relay365: misspelt }),
+      (e: unknown) => e instanceof Relay365TransportError && e.code === 'R365_MESSAGE_INVALID' && /"sendat", which relay365 does not know/.test(e.message),
+    );
+    // A string where the array belongs would be read letter by letter.
+    await assert.rejects(
+      t.sendMail({ from: MAILBOX, to: 'hal@example.net', subject: 'x', text: 'y', relay365: { tags: 'invoice' as unknown as string[] } }),
+      (e: unknown) => e instanceof Relay365TransportError && e.code === 'R365_MESSAGE_INVALID' && /tags is not an array of strings/.test(e.message),
+    );
+
+    const store = await openOutboxStore(config);
+    try {
+      assert.equal((await store.counts()).queued, 0, 'nothing was queued');
+    } finally {
+      await store.close();
+    }
+    assert.equal(sandbox.state.messages.length, sent);
   });
 
   it("direct mode sends at once through createMailer and answers with Exchange's reply", async () => {
@@ -177,6 +266,30 @@ describe('relay365Transport: nodemailer sends through relay365', () => {
       assert.match(e.message, /^Sending as .+ failed at RCPT: 550 5\.1\.10 .+ Fix: /);
       return true;
     });
+  });
+
+  it('direct mode refuses sendAt, tags and metadata, which need the outbox, and sends nothing', async () => {
+    const t = transporter('direct-options', { mode: 'direct' });
+    const sent = sandbox.state.messages.length;
+    await assert.rejects(
+      t.sendMail({ from: MAILBOX, to: 'ivy@example.net', subject: 'x', text: 'y', relay365: { sendAt: new Date(Date.now() + 60_000) } }),
+      (e: unknown) => {
+        assert.ok(e instanceof Relay365TransportError, String(e));
+        assert.equal(e.code, 'R365_MESSAGE_INVALID');
+        assert.match(
+          e.message,
+          /^relay365\.sendAt needs the outbox, and this transport is in direct mode \(mode: 'direct'\).+nothing was sent\. Use the default queued mode/,
+        );
+        assert.deepEqual(e.rejected, ['ivy@example.net']);
+        return true;
+      },
+    );
+    await assert.rejects(
+      t.sendMail({ from: MAILBOX, to: 'ivy@example.net', subject: 'x', text: 'y', relay365: { tags: ['a'], metadata: { k: 'v' } } }),
+      (e: unknown) =>
+        e instanceof Relay365TransportError && e.code === 'R365_MESSAGE_INVALID' && /^relay365\.tags and relay365\.metadata need the outbox/.test(e.message),
+    );
+    assert.equal(sandbox.state.messages.length, sent, 'nothing reached the sandbox');
   });
 
   it('reads a relay365.yaml path; verify() starts the relay; close() closes it and later sends reject with R365_RELAY_CLOSED', async () => {
