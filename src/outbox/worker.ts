@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isUnknownReply, type Explanation } from '../catalogue/index.js';
 import type { Config } from '../config/index.js';
-import type { TokenRefreshOutcome } from '../identity/index.js';
 import type { SendFailure, SendResult, Transport } from '../delivery/index.js';
 import { recipientResults, type RecipientResult } from '../delivery/recipients.js';
 import { silentLogger, type EventBus, type Logger } from '../observe/index.js';
@@ -29,6 +28,12 @@ export interface WorkerOptions {
 }
 
 /** Per-mailbox scheduling state, kept in memory (the quota itself lives in the store). */
+/**
+ * What the worker reads of one token request (identity's TokenRefreshOutcome, which the runtime hands
+ * over: the outbox does not import identity, docs/architecture.md).
+ */
+export type TokenOutcome = { mailbox: string; ok: true } | { mailbox: string; ok: false; code: string; message: string; background: boolean };
+
 interface MailboxState {
   address: string;
   pools: string[];
@@ -605,7 +610,7 @@ export class DeliveryWorker {
    * still send for a while, and the mailbox pauses only when a send meets the refusal (without telling
    * it twice). A token had again (after relay365 login) lets the next end be told.
    */
-  tokenOutcome(outcome: TokenRefreshOutcome): void {
+  tokenOutcome(outcome: TokenOutcome): void {
     const m = this.mailboxes.get(outcome.mailbox.toLowerCase());
     if (!m) return;
     if (outcome.ok) m.loginAsked = false;
