@@ -16,6 +16,12 @@ import { DEFAULT_IDS, defaultScenario, parseScenario, startSandbox, type Sandbox
 
 /** The built CLI (`npm run bench` builds it first). */
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+
+/** The CLI `startServe` runs: this tree's, or a base build's (`BENCH_BASE`, run.ts). */
+let serveCli = CLI;
+export function useCli(path: string): void {
+  serveCli = path;
+}
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 export const MAILBOX = DEFAULT_IDS.mailbox;
 
@@ -199,7 +205,7 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
   await writeFile(file, stringify(config));
   const profDir = process.env.BENCH_CPU_PROF;
   if (profDir) await mkdir(profDir, { recursive: true });
-  const args = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), CLI, 'serve', '--config', file];
+  const args = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), serveCli, 'serve', '--config', file];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let exited = false;
