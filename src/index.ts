@@ -17,16 +17,8 @@ export {
   // The least-privilege review against what the transport's descriptor says sending needs.
   reviewTransportPermissions as reviewPermissions,
 } from './delivery/index.js';
-export { createRelay, type CreateRelayOptions, type QueuedRelay, type QueueResult, type QueueOptions, type MessageStatus, type RelayEvent } from './runtime/index.js';
-export {
-  relay365Transport,
-  Relay365TransportError,
-  type Relay365Transport,
-  type Relay365TransportOptions,
-  type Relay365SentMessageInfo,
-  type Relay365SendDetails,
-  type Relay365RecipientOutcome,
-} from './runtime/index.js';
+// createRelay and the nodemailer transport, with their types: the list is runtime/library-api.ts.
+export * from './runtime/library-api.js';
 export { loadConfig, configSchema, type Config, type ConfigInput } from './config/index.js';
 export { createIdentity, summarizeToken, type Failure, type FailureKind, type Identity, type TokenSummary, type PermissionFinding } from './identity/index.js';
 export { explainSmtpReply, explainAadsts, type Explanation, type ReplyClass } from './catalogue/index.js';
