@@ -20,6 +20,18 @@ import { isRelay365Error } from '../errors.js';
 import { ADMISSION_REPLIES as R, type Refusal, type RefusalReason } from './refusals.js';
 import { SenderPolicy, asciiAddress } from './sender-policy.js';
 
+/** How far ahead a message may be scheduled (`sendAt`), whichever door takes it. */
+export const MAX_SCHEDULE_DAYS = 30;
+
+/** Why `sendAt` cannot be kept, or undefined: not a time, or more than {@link MAX_SCHEDULE_DAYS} days ahead. */
+export function scheduleProblem(sendAt: Date, now: number): string | undefined {
+  const at = sendAt.getTime();
+  if (Number.isNaN(at)) return 'sendAt is not a valid time.';
+  if (at > now + MAX_SCHEDULE_DAYS * 86_400_000)
+    return `sendAt is ${Math.ceil((at - now) / 86_400_000)} days ahead; a message can be scheduled at most ${MAX_SCHEDULE_DAYS} days ahead.`;
+  return undefined;
+}
+
 /** Who submits a message: an SMTP user or allowlist entry, an API key, the CLI, the library. */
 export interface Submitter {
   /** `NewMessage.source`: the door, the client address, the user or key name. */
@@ -293,6 +305,11 @@ export function createAdmission(deps: AdmissionDeps): Admission {
         const field = err.details?.field === 'metadata' ? 'metadata' : 'tags';
         return refusal('labels-invalid', R.labelsInvalid(err.message), 'R365_MESSAGE_INVALID', 400, err.message, { field });
       }
+    }
+    // -- scheduled time ---------------------------------------------------------------------
+    if (submission.sendAt !== undefined) {
+      const problem = scheduleProblem(submission.sendAt, Date.now());
+      if (problem) return refusal('schedule-invalid', R.scheduleInvalid(problem), 'R365_MESSAGE_INVALID', 400, problem, { field: 'sendAt' });
     }
     // -- trace and identification fields ----------------------------------------------------
     const date = new Date();

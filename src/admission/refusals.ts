@@ -15,6 +15,7 @@ export type RefusalReason =
   | 'unknown-mailbox'
   | 'suppressed'
   | 'labels-invalid'
+  | 'schedule-invalid'
   | 'store-unavailable';
 
 /**
@@ -66,6 +67,8 @@ export const ADMISSION_REPLIES = {
   nulBytes: '554 5.6.0 Message contains NUL bytes, which SMTP cannot carry; encode binary content (base64)',
   /** Tags or metadata over their limits (only the HTTP API and the library take them). */
   labelsInvalid: (problem: string) => `550 5.6.0 Message labels refused: ${problem}`,
+  /** A scheduled time that is no time, or too far ahead (only the HTTP API and the library schedule). */
+  scheduleInvalid: (problem: string) => `550 5.6.0 Scheduled time refused: ${problem}`,
   /** The outbox could not commit the message: the client keeps it and tries again. */
   storeUnavailable: '451 4.3.0 Cannot queue the message right now; try again later',
 } as const;

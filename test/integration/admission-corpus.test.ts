@@ -48,6 +48,8 @@ const RENDERED: Record<RefusalReason, { smtp: RegExp; status: number; code: stri
   'store-unavailable': { smtp: /^451 /, status: 503, code: 'R365_OUTBOX_UNAVAILABLE' },
   // Only the HTTP API and the library take labels; the corpus has no case for it.
   'labels-invalid': { smtp: /^550 5\.6\.0 Message labels refused/, status: 400, code: 'R365_MESSAGE_INVALID' },
+  // Only the HTTP API and the library schedule; the library's test (library-queued) has the case.
+  'schedule-invalid': { smtp: /^550 5\.6\.0 Scheduled time refused/, status: 400, code: 'R365_MESSAGE_INVALID' },
 };
 
 interface Case {

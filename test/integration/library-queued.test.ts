@@ -118,6 +118,14 @@ describe('createRelay: the library queues through the outbox', () => {
     const refused = await relay.send({ from: MAILBOX, to: 'a@example.net', subject: 'x', text: 'x' }, { tags: ['has space'] });
     assert.equal(refused.ok, false);
     assert.ok(!refused.ok && refused.code === 'R365_MESSAGE_INVALID' && /tag/.test(refused.message), JSON.stringify(refused));
+    // The HTTP API's 30-day limit holds for the library too (admission's), and a time that is none is refused.
+    const before = (await relay.relay.store.counts()).queued ?? 0;
+    const tooFar = await relay.send({ from: MAILBOX, to: 'a@example.net', subject: 'x', text: 'x' }, { sendAt: new Date(Date.now() + 31 * 86_400_000) });
+    assert.ok(!tooFar.ok && tooFar.code === 'R365_MESSAGE_INVALID', JSON.stringify(tooFar));
+    assert.match(tooFar.ok ? '' : tooFar.message, /^sendAt is 31 days ahead; a message can be scheduled at most 30 days ahead\.$/);
+    const notATime = await relay.send({ from: MAILBOX, to: 'a@example.net', subject: 'x', text: 'x' }, { sendAt: new Date('soon') });
+    assert.ok(!notATime.ok && notATime.message === 'sendAt is not a valid time.', JSON.stringify(notATime));
+    assert.equal((await relay.relay.store.counts()).queued ?? 0, before, 'nothing queued');
   });
 
   it('outcome() of an unknown id rejects with R365_MESSAGE_NOT_FOUND', async () => {

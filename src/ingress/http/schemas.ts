@@ -2,6 +2,7 @@
  * JSON schemas of the API: fastify validates requests with them and @fastify/swagger turns them into
  * `/openapi.json`, so the documentation is the validation.
  */
+import { MAX_SCHEDULE_DAYS } from '../../admission/index.js';
 import {
   MAX_METADATA_KEYS,
   MAX_METADATA_VALUE,
@@ -63,7 +64,8 @@ const ignoreSuppressionField = {
 } as const;
 
 /** How far ahead a message may be scheduled (`sendAt`). */
-export const MAX_SCHEDULE_DAYS = 30;
+/** How far ahead `sendAt` may be: admission's, one limit for every door. */
+export { MAX_SCHEDULE_DAYS };
 
 /** What both send routes (and each batch item) take besides the message: labels, a time, validate-only. */
 const sendOptions = {
@@ -88,7 +90,8 @@ const sendOptions = {
   validateOnly: {
     type: 'boolean',
     default: false,
-    description: 'Run every check a send runs (fields, MIME, sender, suppression, route) and store nothing: 200 with where the message would go, or the error the send would get.',
+    description:
+      'Run every check a send runs (fields, MIME, sender, suppression, route) and store nothing: 200 with where the message would go, or the error the send would get.',
   },
 } as const;
 
@@ -281,7 +284,8 @@ export const batchResponse = {
       type: 'array',
       items: {
         type: 'object',
-        description: "The item's index and the status and body a single send would have answered: the queued message (202), the check's result (200, validateOnly) or `error`.",
+        description:
+          "The item's index and the status and body a single send would have answered: the queued message (202), the check's result (200, validateOnly) or `error`.",
         required: ['index', 'status'],
         properties: {
           index: { type: 'integer' },
