@@ -233,18 +233,23 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
     state.saveSentItem(caller.user.upn, mime.length);
   }
 
+  /** Runs a route's work as its authorized caller, and gives back the caller's concurrency slot however the work ends. */
+  async function asCaller<T>(request: FastifyRequest, userRef: string, work: (caller: Caller) => Promise<T>): Promise<T> {
+    const caller = await authorize(request, userRef);
+    try {
+      return await work(caller);
+    } finally {
+      caller.release();
+    }
+  }
+
   type UserParams = { Params: { user: string } };
   type MessageParams = { Params: { user: string; id: string } };
 
   app.post<UserParams>(
     '/v1.0/users/:user/sendMail',
     route(async (request, reply) => {
-      const caller = await authorize(request, (request.params as UserParams['Params']).user);
-      try {
-        await store(caller, readMime(request));
-      } finally {
-        caller.release();
-      }
+      await asCaller(request, (request.params as UserParams['Params']).user, (caller) => store(caller, readMime(request)));
       return reply.code(202).header('request-id', randomUUID()).send();
     }),
   );
@@ -252,15 +257,12 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
   app.post<UserParams>(
     '/v1.0/users/:user/messages',
     route(async (request, reply) => {
-      const caller = await authorize(request, (request.params as UserParams['Params']).user);
-      try {
+      return asCaller(request, (request.params as UserParams['Params']).user, async (caller) => {
         const mime = readMime(request);
         const id = randomBytes(24).toString('base64url');
         drafts.set(id, { id, mailbox: caller.user.upn.toLowerCase(), tenantId: caller.tenant.id, appId: caller.claims.appid, mime, attachments: [] });
         return await reply.code(201).send({ id, isDraft: true, hasAttachments: false });
-      } finally {
-        caller.release();
-      }
+      });
     }),
   );
 
@@ -271,27 +273,26 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
     return draft;
   }
 
+  /** Runs a route's work on the draft a `/messages/{id}` path names, as its caller (404 for an unknown draft or another mailbox's). */
+  function onDraft<T>(request: FastifyRequest, work: (caller: Caller, draft: Draft) => Promise<T>): Promise<T> {
+    const params = request.params as MessageParams['Params'];
+    return asCaller(request, params.user, (caller) => work(caller, draftOf(caller, params.id)));
+  }
+
   app.delete<MessageParams>(
     '/v1.0/users/:user/messages/:id',
     route(async (request, reply) => {
-      const params = request.params as MessageParams['Params'];
-      const caller = await authorize(request, params.user);
-      try {
-        drafts.delete(draftOf(caller, params.id).id);
+      return onDraft(request, async (_caller, draft) => {
+        drafts.delete(draft.id);
         return await reply.code(204).send();
-      } finally {
-        caller.release();
-      }
+      });
     }),
   );
 
   app.post<MessageParams>(
     '/v1.0/users/:user/messages/:id/attachments/createUploadSession',
     route(async (request, reply) => {
-      const params = request.params as MessageParams['Params'];
-      const caller = await authorize(request, params.user);
-      try {
-        const draft = draftOf(caller, params.id);
+      return onDraft(request, async (_caller, draft) => {
         let item: { attachmentType?: unknown; name?: unknown; size?: unknown; contentType?: unknown } | undefined;
         try {
           item = (JSON.parse(Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '{}') as { AttachmentItem?: typeof item }).AttachmentItem;
@@ -316,9 +317,7 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
         // Like Graph's, the URL carries its own credential: the PUTs go without the bearer token.
         const uploadUrl = `${baseUrl()}/graph-upload/${id}?authtoken=${randomBytes(32).toString('base64url')}`;
         return await reply.code(201).send({ uploadUrl, expirationDateTime: expires.toISOString(), nextExpectedRanges: ['0-'] });
-      } finally {
-        caller.release();
-      }
+      });
     }),
   );
 
@@ -353,15 +352,10 @@ export const graphRoutes: FastifyPluginCallback<GraphRoutesOptions> = (app, opts
   app.post<MessageParams>(
     '/v1.0/users/:user/messages/:id/send',
     route(async (request, reply) => {
-      const params = request.params as MessageParams['Params'];
-      const caller = await authorize(request, params.user);
-      try {
-        const draft = draftOf(caller, params.id);
+      await onDraft(request, async (caller, draft) => {
         await store(caller, addAttachmentsToMime(draft.mime, draft.attachments));
         drafts.delete(draft.id);
-      } finally {
-        caller.release();
-      }
+      });
       return reply.code(202).header('request-id', randomUUID()).send();
     }),
   );
