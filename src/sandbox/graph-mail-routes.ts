@@ -165,7 +165,6 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
     };
   }
 
-  /** The token's checks (signature, expiry, audience), then graph-access.ts for the mailbox; returns the mailbox's UPN. */
   /** Graph's token and mailbox checks (graph-http.ts); returns the mailbox's UPN. */
   async function authorize(request: FastifyRequest, userRef: string, need: MailboxNeed): Promise<string> {
     return (await authorizeGraph(issuer, state.scenario, request, userRef, need)).user.upn;
@@ -175,6 +174,20 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
     const folder = state.mail.folder(mailbox, ref);
     if (!folder) throw new GraphError(404, NOT_FOUND.code, NOT_FOUND.message);
     return folder;
+  }
+
+  /** The folder a `/mailFolders/{id}` path names, once the token may read the mailbox (`Mail.Read`); with the path's and the query's values. */
+  async function folderToRead(request: FastifyRequest): Promise<{ params: P; query: Q; mailbox: string; folder: MailFolder }> {
+    const params = request.params as P;
+    const mailbox = await authorize(request, params.user!, 'Mail.Read');
+    return { params, query: request.query as Q, mailbox, folder: folderOf(mailbox, params.folder!) };
+  }
+
+  /** The message a `/messages/{id}` path names (404 when the mailbox has none), once the token has `need` on the mailbox. */
+  async function messageOf(request: FastifyRequest, need: MailboxNeed): Promise<{ params: P; mailbox: string; item: MailItem }> {
+    const params = request.params as P;
+    const mailbox = await authorize(request, params.user!, need);
+    return { params, mailbox, item: itemOf(mailbox, params.id!) };
   }
 
   function itemOf(mailbox: string, id: string): MailItem {
@@ -238,9 +251,8 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.get(
     '/v1.0/users/:user/mailFolders/:folder',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const mailbox = await authorize(request, params.user!, 'Mail.Read');
-      return reply.send(folderResource(state, mailbox, folderOf(mailbox, params.folder!)));
+      const { mailbox, folder } = await folderToRead(request);
+      return reply.send(folderResource(state, mailbox, folder));
     }),
   );
 
@@ -248,10 +260,7 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.get(
     '/v1.0/users/:user/mailFolders/:folder/messages',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const query = request.query as Q;
-      const mailbox = await authorize(request, params.user!, 'Mail.Read');
-      const folder = folderOf(mailbox, params.folder!);
+      const { params, query, mailbox, folder } = await folderToRead(request);
       const top = Math.max(1, Math.min(Number(query.$top ?? DEFAULT_PAGE) || DEFAULT_PAGE, MAX_PAGE));
       const skip = Math.max(0, Number(query.$skip ?? 0) || 0);
       const items = state.mail.items(mailbox, folder.id);
@@ -279,10 +288,7 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.get(
     '/v1.0/users/:user/mailFolders/:folder/messages/delta',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const query = request.query as Q;
-      const mailbox = await authorize(request, params.user!, 'Mail.Read');
-      const folder = folderOf(mailbox, params.folder!);
+      const { params, query, mailbox, folder } = await folderToRead(request);
       const token = query.$skiptoken ?? query.$deltatoken;
       let round: DeltaState;
       const preferred = preferredPageSize(request);
@@ -342,9 +348,8 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.get(
     '/v1.0/users/:user/messages/:id',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const mailbox = await authorize(request, params.user!, 'Mail.Read');
-      return reply.send(pick(messageResource(itemOf(mailbox, params.id!)), (request.query as Q).$select));
+      const { item } = await messageOf(request, 'Mail.Read');
+      return reply.send(pick(messageResource(item), (request.query as Q).$select));
     }),
   );
 
@@ -352,9 +357,8 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.get(
     '/v1.0/users/:user/messages/:id/$value',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const mailbox = await authorize(request, params.user!, 'Mail.Read');
-      return reply.code(200).type('text/plain').send(itemOf(mailbox, params.id!).raw);
+      const { item } = await messageOf(request, 'Mail.Read');
+      return reply.code(200).type('text/plain').send(item.raw);
     }),
   );
 
@@ -362,9 +366,7 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.patch(
     '/v1.0/users/:user/messages/:id',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const mailbox = await authorize(request, params.user!, 'Mail.ReadWrite');
-      itemOf(mailbox, params.id!);
+      const { params, mailbox } = await messageOf(request, 'Mail.ReadWrite');
       const body = jsonBody(request);
       const change: { isRead?: boolean; categories?: string[] } = {};
       if (body.isRead !== undefined) {
@@ -385,9 +387,7 @@ export const graphMailRoutes: FastifyPluginCallback<GraphMailRoutesOptions> = (a
   app.post(
     '/v1.0/users/:user/messages/:id/move',
     route(async (request, reply) => {
-      const params = request.params as P;
-      const mailbox = await authorize(request, params.user!, 'Mail.ReadWrite');
-      itemOf(mailbox, params.id!);
+      const { params, mailbox } = await messageOf(request, 'Mail.ReadWrite');
       const body = jsonBody(request);
       if (typeof body.destinationId !== 'string') throw new GraphError(400, 'ErrorInvalidRequest', 'destinationId is required.');
       const destination = folderOf(mailbox, body.destinationId);
