@@ -4,7 +4,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import { AadstsError, aadstsErrorBody, aadstsMessage, aadTimestamp, type AadstsParams } from './aadsts-errors.js';
 import { isFederatedAssertion, verifyFederatedAssertion } from './federated.js';
 import { verifyClientAssertion } from './client-assertion.js';
-import { IdentityGrants } from './identity-grants.js';
+import { IdentityGrants, type AuthCodeGrant, type RefreshTokenGrant } from './identity-grants.js';
 import { deviceLoginDonePage, deviceLoginPage, errorPage, formPostPage, signInPage } from './identity-pages.js';
 import { checkDelegatedToken, checkInteractiveSignIn, checkNotRevoked, mfaDone, signInPolicy } from './identity-policy.js';
 import { OIDC_SCOPES, grantablePermissions, grantedScopeString, parseAppOnlyScope, parseDelegatedScope, type ResourceRef } from './identity-scopes.js';
@@ -382,6 +382,20 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
     requireEnabled(app);
     const ctx = { segment, tenant, app, form, ...(basic ? { basicSecret: basic.secret } : {}) };
     const now = Date.now();
+    /**
+     * The tokens an authorization code or a refresh token grants: to its user, for the scope the request
+     * names (none: the grant's), with the grant's sign-in (whether it did MFA).
+     */
+    const redeem = (grant: AuthCodeGrant | RefreshTokenGrant, clientAuth: ClientAuth, sign: { authTime: number; refresh: boolean }, nonce?: string) =>
+      issueDelegated({
+        tenant,
+        app,
+        userId: grant.userId,
+        scope: field(form, 'scope') ?? grant.scope,
+        clientAuth,
+        ...(nonce ? { nonce } : {}),
+        sign: { mfa: grant.mfa, ...sign },
+      });
 
     switch (grantType) {
       case 'client_credentials': {
@@ -434,15 +448,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
         // An authorization code is redeemed once (RFC 6749 section 4.1.2); mark it before signing so a
         // concurrent second redemption fails.
         grant.redeemed = true;
-        return issueDelegated({
-          tenant,
-          app,
-          userId: grant.userId,
-          scope: field(form, 'scope') ?? grant.scope,
-          clientAuth,
-          ...(grant.nonce ? { nonce: grant.nonce } : {}),
-          sign: { mfa: grant.mfa, authTime: grant.issuedAt, refresh: false },
-        });
+        return redeem(grant, clientAuth, { authTime: grant.issuedAt, refresh: false }, grant.nonce);
       }
 
       case 'refresh_token': {
@@ -458,14 +464,7 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
         const owner = tenant.users.find((u) => sameId(u.id, grant.userId));
         if (owner) checkNotRevoked(owner, grant.issuedAt);
         if (now >= grant.expiresAt) throw new AadstsError('AADSTS700082', { issuedAt });
-        return issueDelegated({
-          tenant,
-          app,
-          userId: grant.userId,
-          scope: field(form, 'scope') ?? grant.scope,
-          clientAuth,
-          sign: { mfa: grant.mfa, authTime: grant.authTime, refresh: true },
-        });
+        return redeem(grant, clientAuth, { authTime: grant.authTime, refresh: true });
       }
 
       default:
@@ -719,7 +718,10 @@ export const identityRoutes: FastifyPluginCallback<IdentityRoutesOptions> = (app
 
   app.post('/:tenant/oauth2/v2.0/authorize', { bodyLimit: FORM_BODY_LIMIT }, async (request: FastifyRequest<{ Params: { tenant: string } }>, reply) => {
     const form = readForm(request);
-    return sendAuthorize(reply, authorize(request.params.tenant, form, { username: field(form, 'username'), password: field(form, 'password'), otp: field(form, 'otp') }));
+    return sendAuthorize(
+      reply,
+      authorize(request.params.tenant, form, { username: field(form, 'username'), password: field(form, 'password'), otp: field(form, 'otp') }),
+    );
   });
 
   // ---- discovery and keys ----
