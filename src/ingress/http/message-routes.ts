@@ -7,7 +7,7 @@ import { apiKeyAuth } from './auth.js';
 import { apiError } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
-import { apiRouteOptions, idempotencyKeyHeader, locationHeader } from './route-options.js';
+import { apiRouteOptions, idempotencyKeyHeader, locationHeader, type ApiRouteDoc } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
 import { batchRoutes } from './batch-routes.js';
 import { listQueryOf, submit, type ListQuerystring, type SendOptions } from './submit.js';
@@ -64,47 +64,53 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   const queue = (request: FastifyRequest, composed: ComposedRequest, options: SendOptions): Promise<HandlerResult> =>
     submit(admission, request.apiKey, request.ip, composed, options);
 
-  app.post<{ Body: SendMessageBody }>(
-    '/messages',
-    apiRouteOptions(
-      'send',
-      {
-        operationId: 'sendMessage',
-        summary: 'Send a message',
-        description:
-          'Builds the MIME from the fields and stores it in the outbox; answers 202 once it is committed to disk. ' +
-          'Send an `Idempotency-Key` header to make a retry safe: the same key within 24 hours answers as the first time and queues nothing.',
-        tags: ['messages'],
-        body: sendMessageBody,
-        headers: idempotencyKeyHeader,
-      },
-      { 202: { ...queuedResponse, headers: locationHeader }, 200: validatedResponse },
-    ),
-    (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
-        queue(request, await composeFromFields(request.body), request.body),
+  /**
+   * A send route: the `send` scope, an optional `Idempotency-Key`, 202 with the message's `Location` once
+   * it is committed (200 when the request only validates). `compose` reads the body into MIME and envelope.
+   */
+  function sendRoute<Body extends SendOptions>(
+    path: string,
+    doc: Pick<ApiRouteDoc, 'operationId' | 'summary' | 'description' | 'body'>,
+    compose: (body: Body) => ComposedRequest | Promise<ComposedRequest>,
+  ): void {
+    app.post<{ Body: Body }>(
+      path,
+      apiRouteOptions(
+        'send',
+        { ...doc, tags: ['messages'], headers: idempotencyKeyHeader },
+        { 202: { ...queuedResponse, headers: locationHeader }, 200: validatedResponse },
       ),
+      (request, reply) => {
+        // Fastify has checked it against doc.body; its types do not narrow a generic Body themselves.
+        const body = request.body as Body;
+        return idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await compose(body), body));
+      },
+    );
+  }
+
+  sendRoute<SendMessageBody>(
+    '/messages',
+    {
+      operationId: 'sendMessage',
+      summary: 'Send a message',
+      description:
+        'Builds the MIME from the fields and stores it in the outbox; answers 202 once it is committed to disk. ' +
+        'Send an `Idempotency-Key` header to make a retry safe: the same key within 24 hours answers as the first time and queues nothing.',
+      body: sendMessageBody,
+    },
+    composeFromFields,
   );
 
-  app.post<{ Body: SendMimeBody }>(
+  sendRoute<SendMimeBody>(
     '/messages/mime',
-    apiRouteOptions(
-      'send',
-      {
-        operationId: 'sendMime',
-        summary: 'Send raw MIME',
-        description:
-          'Stores the message with the given envelope after the checks SMTP DATA gets (NUL bytes, 1000-octet lines, header and sender rules): byte for byte, line ends made CRLF, with Message-ID, Date and From (the envelope sender) added when missing; answers 202 once it is committed. Routed by its From header.',
-        tags: ['messages'],
-        body: sendMimeBody,
-        headers: idempotencyKeyHeader,
-      },
-      { 202: { ...queuedResponse, headers: locationHeader }, 200: validatedResponse },
-    ),
-    (request, reply) =>
-      idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () =>
-        queue(request, composeFromMime(request.body), request.body),
-      ),
+    {
+      operationId: 'sendMime',
+      summary: 'Send raw MIME',
+      description:
+        'Stores the message with the given envelope after the checks SMTP DATA gets (NUL bytes, 1000-octet lines, header and sender rules): byte for byte, line ends made CRLF, with Message-ID, Date and From (the envelope sender) added when missing; answers 202 once it is committed. Routed by its From header.',
+      body: sendMimeBody,
+    },
+    composeFromMime,
   );
 
   batchRoutes(app, { admission, httpStore: deps.httpStore, bodyLimitBytes: deps.config().http?.bodyLimitBytes ?? 0 });
@@ -130,6 +136,16 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     },
   );
 
+  /** Why the outbox did not retry or cancel a message: the state it is in now (it may have moved since it was read); 409. */
+  async function unchanged(
+    message: StoredMessage,
+    code: 'R365_MESSAGE_NOT_RETRYABLE' | 'R365_MESSAGE_NOT_CANCELLABLE',
+    done: 'retried' | 'cancelled',
+  ): Promise<Error> {
+    const now = (await deps.store.get(message.id))?.state ?? message.state;
+    return apiError(code, `Message ${message.id} is ${now}: only a queued, deferred or failed message can be ${done}.`);
+  }
+
   async function found(id: string): Promise<StoredMessage> {
     const message = await deps.store.get(id);
     if (!message) throw apiError('R365_HTTP_NOT_FOUND', `No message ${id} in the outbox. Use the id the send answered with.`, { field: 'id' });
@@ -138,7 +154,11 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.get<{ Params: { id: string } }>(
     '/messages/:id',
-    apiRouteOptions('read', { operationId: 'getMessage', summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams }, { 200: messageResponse }),
+    apiRouteOptions(
+      'read',
+      { operationId: 'getMessage', summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams },
+      { 200: messageResponse },
+    ),
     async (request) => {
       const message = await found(request.params.id);
       const [recipients, attempts] = await Promise.all([deps.store.recipients(message.id), deps.store.attempts(message.id)]);
@@ -148,13 +168,14 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
 
   app.post<{ Params: { id: string } }>(
     '/messages/:id/retry',
-    apiRouteOptions('admin', { operationId: 'retryMessage', summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams }, { 200: stateChangeResponse }),
+    apiRouteOptions(
+      'admin',
+      { operationId: 'retryMessage', summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams },
+      { 200: stateChangeResponse },
+    ),
     async (request) => {
       const message = await found(request.params.id);
-      if (!(await deps.store.retry(message.id))) {
-        const now = (await deps.store.get(message.id))?.state ?? message.state;
-        throw apiError('R365_MESSAGE_NOT_RETRYABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be retried.`);
-      }
+      if (!(await deps.store.retry(message.id))) throw await unchanged(message, 'R365_MESSAGE_NOT_RETRYABLE', 'retried');
       deps.worker.notify({ mailbox: message.pool === undefined ? message.mailbox : undefined, pool: message.pool });
       return { id: message.id, state: 'queued' };
     },
@@ -175,17 +196,18 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     ),
     async (request) => {
       const message = await found(request.params.id);
-      if (!(await deps.store.cancel(message.id))) {
-        const now = (await deps.store.get(message.id))?.state ?? message.state;
-        throw apiError('R365_MESSAGE_NOT_CANCELLABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be cancelled.`);
-      }
+      if (!(await deps.store.cancel(message.id))) throw await unchanged(message, 'R365_MESSAGE_NOT_CANCELLABLE', 'cancelled');
       return { id: message.id, state: 'cancelled' };
     },
   );
 
   app.get(
     '/mailboxes',
-    apiRouteOptions('read', { operationId: 'listMailboxes', summary: 'The sending mailboxes: token, quota used and left, pause and last error', tags: ['mailboxes'] }, { 200: mailboxListResponse }),
+    apiRouteOptions(
+      'read',
+      { operationId: 'listMailboxes', summary: 'The sending mailboxes: token, quota used and left, pause and last error', tags: ['mailboxes'] },
+      { 200: mailboxListResponse },
+    ),
     async () => ({ items: await mailboxStatuses(sources) }),
   );
 
@@ -237,7 +259,12 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       // No scope named: running the doctor is an admin's (auth.ts).
       apiRouteOptions(
         undefined,
-        { operationId: 'runDoctor', summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix", tags: ['mailboxes'], params: mailboxParams },
+        {
+          operationId: 'runDoctor',
+          summary: "Run the setup checks (relay365 doctor) for a mailbox: each check's status, cause and fix",
+          tags: ['mailboxes'],
+          params: mailboxParams,
+        },
         { 200: { type: 'object', additionalProperties: true } },
       ),
       async (request) => {
