@@ -15,8 +15,19 @@ import { SECRET_ENV } from './init.js';
 /** A user name YAML reads back unquoted, as `relay365 user add` accepts it. */
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]*$/;
 
+/**
+ * What init passes on to the admin steps as the user gave it: the certificate files and the federated
+ * token source, issuer and subject (their meaning: {@link AdminStepsInput}).
+ */
+type SetupFiles = Pick<AdminStepsInput, 'keyFile' | 'certFile' | 'assertionFile' | 'assertionCommand' | 'issuer' | 'subject'>;
+
+/** managed-identity: a user-assigned identity's client id (none: the host's system-assigned identity). */
+interface ManagedIdentityChoice {
+  managedIdentityClientId?: string;
+}
+
 /** What init asks for; flags fill in what they can, prompts the rest. */
-interface Answers {
+interface Answers extends SetupFiles, ManagedIdentityChoice {
   cloud: CloudName;
   sandbox?: { url: string; smtpHost: string; smtpPort: number; caFile: string };
   tenant: string;
@@ -25,19 +36,11 @@ interface Answers {
   mailboxes: string[];
   /** app-secret with --store-secret: the secret typed (or piped), written to a 0600 file, never to the config. */
   secret?: string;
-  keyFile?: string;
-  certFile?: string;
-  /** federated: the token file or command (neither: `$AZURE_FEDERATED_TOKEN_FILE`), and the issuer and subject for the admin steps. */
-  assertionFile?: string;
-  assertionCommand?: string;
-  issuer?: string;
-  subject?: string;
-  /** managed-identity: a user-assigned identity's client id (none: the host's system-assigned identity). */
-  managedIdentityClientId?: string;
   users: Array<{ name: string; password: string }>;
 }
 
-export interface InitFlags {
+/** The flags of `relay365 init` (commander's names): the private key file comes as `certKey` (`--cert-key`). */
+export interface InitFlags extends Omit<SetupFiles, 'keyFile'>, ManagedIdentityChoice {
   nonInteractive?: boolean;
   output: string;
   force?: boolean;
@@ -49,12 +52,6 @@ export interface InitFlags {
   dataDir: string;
   storeSecret?: boolean;
   certKey?: string;
-  certFile?: string;
-  assertionFile?: string;
-  assertionCommand?: string;
-  issuer?: string;
-  subject?: string;
-  managedIdentityClientId?: string;
   relayUser?: string[];
   sandboxUrl?: string;
   sandboxSmtpHost?: string;
@@ -201,7 +198,10 @@ async function askAnswers(flags: InitFlags): Promise<Answers> {
         (await p.ask("Issuer URL of the workload's tokens (for the admin steps; empty: fill it in later)", { default: '', validate: optionalUrl }));
       const subject =
         flags.subject ??
-        (await p.ask('Subject of its tokens, e.g. system:serviceaccount:<namespace>:<service account> (empty: fill it in later)', { default: '', validate: () => undefined }));
+        (await p.ask('Subject of its tokens, e.g. system:serviceaccount:<namespace>:<service account> (empty: fill it in later)', {
+          default: '',
+          validate: () => undefined,
+        }));
       if (issuer) federated.issuer = issuer;
       if (subject) federated.subject = subject;
     }
