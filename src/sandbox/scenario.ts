@@ -13,6 +13,8 @@ export { DEFAULT_IDS };
  * test can stage any setup, right or wrong. `docs/sandbox.md` documents the format.
  */
 
+/** A whole number above zero, `fallback` when the scenario leaves it out: the sandbox's limits and lifetimes. */
+const positiveInt = (fallback: number) => z.number().int().positive().default(fallback);
 const guid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a GUID');
 
 /** Which API a permission belongs to: Office 365 Exchange Online or Microsoft Graph. */
@@ -242,30 +244,26 @@ export const mailFlowSchema = z
 /** Per-mailbox Exchange Online limits; defaults from shared/M365.md. */
 export const limitsSchema = z
   .object({
-    messagesPerMinute: z.number().int().positive().default(30),
-    recipientsPerDay: z.number().int().positive().default(10_000),
-    recipientsPerMessage: z.number().int().positive().default(500),
-    connectionsPerMailbox: z.number().int().positive().default(3),
+    messagesPerMinute: positiveInt(30),
+    recipientsPerDay: positiveInt(10_000),
+    recipientsPerMessage: positiveInt(500),
+    connectionsPerMailbox: positiveInt(3),
     /** 35 MB: Exchange Online's default maximum send size. */
-    maxMessageBytes: z
-      .number()
-      .int()
-      .positive()
-      .default(35 * 1024 * 1024),
+    maxMessageBytes: positiveInt(35 * 1024 * 1024),
     /** Speeds up every rate window: 30 makes a "minute" last 2 s and a "day" 48 min. */
     timeScale: z.number().positive().default(1),
     /** Turns every limit off (benchmarks measure the relay, not the quota). */
     unlimited: z.boolean().default(false),
     /** Graph requests per mailbox per 10 minutes (scaled by `timeScale`); more draw `429` with `Retry-After`. */
-    graphRequestsPer10Minutes: z.number().int().positive().default(10_000),
+    graphRequestsPer10Minutes: positiveInt(10_000),
     /** Concurrent Graph requests per mailbox; more draw `429` (MailboxConcurrency). */
-    graphConcurrentRequests: z.number().int().positive().default(4),
+    graphConcurrentRequests: positiveInt(4),
     /**
      * Continuous-error throttling (MS Learn "Continuous error throttling for SMTP AUTH submissions",
      * via shared/M365.md): this many refusals of one kind in a row block the mailbox's submissions
      * with 550 5.2.25x. Microsoft publishes neither the count nor the block's length: both are settable.
      */
-    continuousErrorThreshold: z.number().int().positive().default(10),
+    continuousErrorThreshold: positiveInt(10),
     /** How long that block lasts (scaled by `timeScale`). */
     continuousErrorBlockSeconds: z.number().positive().default(3600),
   })
@@ -274,13 +272,9 @@ export const limitsSchema = z
 export const tokenSettingsSchema = z
   .object({
     /** Access token lifetime; Microsoft's are 60 to 90 minutes. */
-    lifetimeSeconds: z.number().int().positive().default(3600),
-    refreshTokenLifetimeSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(90 * 24 * 3600),
-    deviceCodeLifetimeSeconds: z.number().int().positive().default(900),
+    lifetimeSeconds: positiveInt(3600),
+    refreshTokenLifetimeSeconds: positiveInt(90 * 24 * 3600),
+    deviceCodeLifetimeSeconds: positiveInt(900),
     deviceCodeIntervalSeconds: z.number().int().nonnegative().default(5),
   })
   .strict();
