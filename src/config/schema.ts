@@ -26,6 +26,19 @@ function checkedString(problem: (value: string) => string | undefined) {
     });
 }
 
+/** A string field a parser reads (cidr.ts, password-hash.ts): refused with the `problem` the parser finds. */
+function parsedString(parse: (value: string) => object | { problem: string }) {
+  return checkedString((value) => {
+    const parsed = parse(value);
+    return 'problem' in parsed ? parsed.problem : undefined;
+  });
+}
+
+/** A whole number above zero, `fallback` when the config leaves it out: the counts, sizes and timeouts below. */
+function positiveInt(fallback: number) {
+  return z.number().int().positive().default(fallback);
+}
+
 /** pino's levels, and `silent`. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -102,7 +115,7 @@ export const authSchema = z
     /** token-command flow: a shell command that prints an access token on stdout. */
     command: z.string().min(1).optional(),
     /** token-command flow: how long to wait for the command. */
-    commandTimeoutMs: z.number().int().positive().default(30_000),
+    commandTimeoutMs: positiveInt(30_000),
     /** auth-code flow: loopback port for the redirect (0: any free port). */
     redirectPort: z.number().int().min(0).max(65535).default(0),
   })
@@ -172,20 +185,16 @@ export const mailboxSchema = z
 /** Exchange Online's per-mailbox limits (Microsoft Learn, "Exchange Online limits"): the scheduler keeps every mailbox within them. */
 export const limitsSchema = z
   .object({
-    messagesPerMinute: z.number().int().positive().default(30),
-    recipientsPerDay: z.number().int().positive().default(10_000),
+    messagesPerMinute: positiveInt(30),
+    recipientsPerDay: positiveInt(10_000),
     /** 500 by default; a tenant may raise it to 1,000. */
     recipientsPerMessage: z.number().int().positive().max(1000).default(500),
     /** 35 MB: Exchange Online's default maximum send size. */
-    maxMessageBytes: z
-      .number()
-      .int()
-      .positive()
-      .default(35 * 1024 * 1024),
+    maxMessageBytes: positiveInt(35 * 1024 * 1024),
     /** Length of the rate window ("a minute") in ms; only tests and the scaled sandbox change it. */
-    minuteMs: z.number().int().positive().default(60_000),
+    minuteMs: positiveInt(60_000),
     /** Length of the recipient window ("24 hours") in ms. */
-    dayMs: z.number().int().positive().default(86_400_000),
+    dayMs: positiveInt(86_400_000),
     /**
      * Added to each window: relay365 counts a message when it starts sending it, Exchange when it has
      * received it, so two sends a window apart can land closer together at Exchange. The margin absorbs that.
@@ -235,7 +244,7 @@ export const queueSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be lower-case letters, digits and _, not starting with a digit, at most 63')
       .default('relay365'),
     /** How long a worker holds a message it is sending before another may take it (crash recovery). */
-    leaseSeconds: z.number().int().positive().default(120),
+    leaseSeconds: positiveInt(120),
     /** First retry delay after a transient failure; doubles each attempt, with jitter. */
     retryBaseSeconds: z.number().positive().default(30),
     retryMaxSeconds: z.number().positive().default(3600),
@@ -270,12 +279,12 @@ export const deliverySchema = z
   .object({
     /** Concurrent connections per mailbox: Exchange Online allows 3 (more draw `432 4.3.2`). */
     maxConnections: z.number().int().min(1).max(3, 'Exchange Online allows at most 3 concurrent connections per mailbox').default(3),
-    connectionTimeoutMs: z.number().int().positive().default(30_000),
-    greetingTimeoutMs: z.number().int().positive().default(30_000),
+    connectionTimeoutMs: positiveInt(30_000),
+    greetingTimeoutMs: positiveInt(30_000),
     /** Inactivity timeout of each command and of the DATA transfer. */
-    socketTimeoutMs: z.number().int().positive().default(120_000),
+    socketTimeoutMs: positiveInt(120_000),
     /** Messages sent over one connection before it is replaced. */
-    maxMessagesPerConnection: z.number().int().positive().default(100),
+    maxMessagesPerConnection: positiveInt(100),
     /**
      * Keep connections open between messages. Default: yes on one node; no with `queue.url`, because
      * Exchange counts open connections per mailbox and the nodes' idle connections would add up past 3.
@@ -377,10 +386,7 @@ export const smtpIngressSchema = z
           .object({
             name: z.string().min(1),
             /** `scrypt$N$r$p$salt$hash` (base64); never the password itself. */
-            passwordHash: checkedString((hash) => {
-              const parsed = parsePasswordHash(hash);
-              return 'problem' in parsed ? parsed.problem : undefined;
-            }),
+            passwordHash: parsedString(parsePasswordHash),
             /** Senders this user may use (From and MAIL FROM); default: every configured mailbox and alias. */
             allowedSenders: z.array(senderRule).optional(),
             /** Rewrite this user's sender to a mailbox (fixed-sender devices); default off. */
@@ -402,10 +408,7 @@ export const smtpIngressSchema = z
       .array(
         z
           .object({
-            cidr: checkedString((cidr) => {
-              const parsed = parseCidr(cidr);
-              return 'problem' in parsed ? parsed.problem : undefined;
-            }),
+            cidr: parsedString(parseCidr),
             allowedSenders: z.array(senderRule).optional(),
             /** Rewrite these clients' sender to a mailbox (fixed-sender devices); default off. */
             rewriteSender: rewriteSender.optional(),
@@ -417,27 +420,27 @@ export const smtpIngressSchema = z
     maxMessageBytes: z.number().int().positive().optional(),
     /** Default: Microsoft's 500 (`limits.recipientsPerMessage`). */
     maxRecipients: z.number().int().positive().optional(),
-    maxConnectionsPerClient: z.number().int().positive().default(20),
-    maxConnections: z.number().int().positive().default(500),
+    maxConnectionsPerClient: positiveInt(20),
+    maxConnections: positiveInt(500),
     /** Commands allowed on one connection before it is closed (defence against endless sessions). */
-    maxCommandsPerConnection: z.number().int().positive().default(10_000),
-    idleTimeoutSeconds: z.number().int().positive().default(120),
+    maxCommandsPerConnection: positiveInt(10_000),
+    idleTimeoutSeconds: positiveInt(120),
     /** A client neither allowlisted nor logged in is closed after this long (a NOOP now and then does not keep it). */
-    preAuthTimeoutSeconds: z.number().int().positive().default(30),
+    preAuthTimeoutSeconds: positiveInt(30),
     /** Connections of one client address (IPv6: its /64) not yet logged in, at most. */
-    maxPreAuthConnectionsPerClient: z.number().int().positive().default(10),
+    maxPreAuthConnectionsPerClient: positiveInt(10),
     /** Of `maxConnections`, slots only allowlisted and logged-in clients may use (default a fifth): strangers cannot fill the relay. */
     reservedConnections: z.number().int().nonnegative().optional(),
     /** DATA must end this long after it began, however slowly the bytes come. */
-    dataTimeoutSeconds: z.number().int().positive().default(600),
+    dataTimeoutSeconds: positiveInt(600),
     /**
      * After `lockoutFailures` wrong passwords for one user from one address (IPv6: its /64) within
      * `lockoutWindowSeconds`, refuse that user's AUTH from there for `lockoutSeconds`; an address failing
      * five times as often across names is refused for every user (ingress/smtp/login-lockout.ts).
      */
-    lockoutFailures: z.number().int().positive().default(10),
-    lockoutWindowSeconds: z.number().int().positive().default(600),
-    lockoutSeconds: z.number().int().positive().default(900),
+    lockoutFailures: positiveInt(10),
+    lockoutWindowSeconds: positiveInt(600),
+    lockoutSeconds: positiveInt(900),
   })
   .strict()
   .superRefine((smtp, ctx) => {
@@ -476,17 +479,13 @@ export const httpIngressSchema = z
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8025),
     /** Largest request body (JSON with base64 attachments grows by a third over the message). */
-    bodyLimitBytes: z
-      .number()
-      .int()
-      .positive()
-      .default(50 * 1024 * 1024),
+    bodyLimitBytes: positiveInt(50 * 1024 * 1024),
     /** Open HTTP connections at most; more are dropped as they are accepted. */
-    maxConnections: z.number().int().positive().default(1024),
+    maxConnections: positiveInt(1024),
     /** Deadline for a whole request, body included: a client trickling its body cannot hold a socket longer. */
-    requestTimeoutSeconds: z.number().int().positive().default(120),
+    requestTimeoutSeconds: positiveInt(120),
     /** Request bodies over 1 MiB (or of unknown length) read at once; more get 503 with Retry-After before their body is read. */
-    maxConcurrentLargeBodies: z.number().int().positive().default(4),
+    maxConcurrentLargeBodies: positiveInt(4),
     /** Admin password for the dashboard (an `env:` or `file:` reference); without it the dashboard is off. */
     adminPassword: secretRefSchema.optional(),
     /** Webhook receivers of message and mailbox events, signed with HMAC-SHA256. */
@@ -534,7 +533,7 @@ export const configSchema = z
         /** HTTPS proxy for the identity platform and Graph; default from HTTPS_PROXY. */
         httpsProxy: z.string().url().optional(),
         /** Timeout of each identity platform request. */
-        timeoutMs: z.number().int().positive().default(15_000),
+        timeoutMs: positiveInt(15_000),
       })
       .strict()
       .prefault({}),
