@@ -14,7 +14,7 @@ import { renderDetail, retryable, subjectHeading } from './dashboard-detail.js';
 import { ago, escapeHtml, explanationBlock, recipientBadge, stateBadge, tagList } from './dashboard-html.js';
 import { filtered, searchFields, searchForm, searchListQuery, searchQueryString, type SearchFields } from './dashboard-search.js';
 import { AdminLoginLimit } from './limits.js';
-import { apiError, sendApiError } from './errors.js';
+import { apiError, sendApiError, stateChangeRefused } from './errors.js';
 import { mailboxStatuses, type MailboxStatusView, type ViewSources } from './views.js';
 
 export interface DashboardDeps extends ViewSources {
@@ -461,35 +461,29 @@ export function dashboardRoutes(app: FastifyInstance, deps: DashboardDeps): void
     return reply.send({ mailbox, paused: asked !== undefined });
   });
 
-  app.post<{ Params: { id: string } }>('/dashboard/messages/:id/retry', hidden, async (request, reply) => {
-    if (!ownPagePost(request, reply, 'Retries')) return reply;
+  /** The message a button's POST names, once it came from the page; undefined when the refusal (403, 404) is already sent. */
+  async function postedMessage(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply, what: string): Promise<StoredMessage | undefined> {
+    if (!ownPagePost(request, reply, what)) return undefined;
     const message = await deps.store.get(request.params.id);
-    if (!message) return sendApiError(request, reply, notFound(request.params.id), deps.bodyLimitBytes);
+    if (!message) void sendApiError(request, reply, notFound(request.params.id), deps.bodyLimitBytes);
+    return message;
+  }
+
+  app.post<{ Params: { id: string } }>('/dashboard/messages/:id/retry', hidden, async (request, reply) => {
+    const message = await postedMessage(request, reply, 'Retries');
+    if (!message) return reply;
     if (!(await deps.store.retry(message.id))) {
-      const now = (await deps.store.get(message.id))?.state ?? message.state;
-      return sendApiError(
-        request,
-        reply,
-        apiError('R365_MESSAGE_NOT_RETRYABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be retried.`),
-        deps.bodyLimitBytes,
-      );
+      return sendApiError(request, reply, await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_RETRYABLE', 'retried'), deps.bodyLimitBytes);
     }
     deps.worker.notify({ mailbox: message.pool === undefined ? message.mailbox : undefined, pool: message.pool });
     return reply.send({ id: message.id, state: 'queued' });
   });
 
   app.post<{ Params: { id: string } }>('/dashboard/messages/:id/cancel', hidden, async (request, reply) => {
-    if (!ownPagePost(request, reply, 'Cancels')) return reply;
-    const message = await deps.store.get(request.params.id);
-    if (!message) return sendApiError(request, reply, notFound(request.params.id), deps.bodyLimitBytes);
+    const message = await postedMessage(request, reply, 'Cancels');
+    if (!message) return reply;
     if (!(await deps.store.cancel(message.id))) {
-      const now = (await deps.store.get(message.id))?.state ?? message.state;
-      return sendApiError(
-        request,
-        reply,
-        apiError('R365_MESSAGE_NOT_CANCELLABLE', `Message ${message.id} is ${now}: only a queued, deferred or failed message can be cancelled.`),
-        deps.bodyLimitBytes,
-      );
+      return sendApiError(request, reply, await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_CANCELLABLE', 'cancelled'), deps.bodyLimitBytes);
     }
     return reply.send({ id: message.id, state: 'cancelled' });
   });

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isRelay365Error, Relay365Error, type Relay365ErrorCode } from '../../errors.js';
+import type { OutboxStore, StoredMessage } from '../../outbox/index.js';
 import { NO_CONTROL_PATTERN } from './schemas.js';
 
 /** Every error answer of the API: a stable code to branch on, a message that says how to fix it, the field at fault. */
@@ -41,6 +42,20 @@ export function apiError(code: Relay365ErrorCode, message: string, options: { fi
   return new Relay365Error(code, message, {
     details: { ...(options.field !== undefined ? { field: options.field } : {}), ...(options.status !== undefined ? { status: options.status } : {}) },
   });
+}
+
+/**
+ * Why the outbox did not retry or cancel a message (409), for the API and the dashboard alike: the state
+ * the message is in now, read again, since it may have moved after the caller read it.
+ */
+export async function stateChangeRefused(
+  store: Pick<OutboxStore, 'get'>,
+  message: StoredMessage,
+  code: 'R365_MESSAGE_NOT_RETRYABLE' | 'R365_MESSAGE_NOT_CANCELLABLE',
+  done: 'retried' | 'cancelled',
+): Promise<Relay365Error> {
+  const now = (await store.get(message.id))?.state ?? message.state;
+  return apiError(code, `Message ${message.id} is ${now}: only a queued, deferred or failed message can be ${done}.`);
 }
 
 /** Ajv's `/attachments/0/filename` as `attachments[0].filename`. */

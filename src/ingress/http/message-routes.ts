@@ -4,7 +4,7 @@ import type { NewMessage, OutboxStore, Router, StoredMessage, DeliveryWorker } f
 import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
-import { apiError } from './errors.js';
+import { apiError, stateChangeRefused } from './errors.js';
 import type { HttpStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
 import { apiRouteOptions, idempotencyKeyHeader, locationHeader, type ApiRouteDoc } from './route-options.js';
@@ -136,16 +136,6 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     },
   );
 
-  /** Why the outbox did not retry or cancel a message: the state it is in now (it may have moved since it was read); 409. */
-  async function unchanged(
-    message: StoredMessage,
-    code: 'R365_MESSAGE_NOT_RETRYABLE' | 'R365_MESSAGE_NOT_CANCELLABLE',
-    done: 'retried' | 'cancelled',
-  ): Promise<Error> {
-    const now = (await deps.store.get(message.id))?.state ?? message.state;
-    return apiError(code, `Message ${message.id} is ${now}: only a queued, deferred or failed message can be ${done}.`);
-  }
-
   async function found(id: string): Promise<StoredMessage> {
     const message = await deps.store.get(id);
     if (!message) throw apiError('R365_HTTP_NOT_FOUND', `No message ${id} in the outbox. Use the id the send answered with.`, { field: 'id' });
@@ -175,7 +165,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     ),
     async (request) => {
       const message = await found(request.params.id);
-      if (!(await deps.store.retry(message.id))) throw await unchanged(message, 'R365_MESSAGE_NOT_RETRYABLE', 'retried');
+      if (!(await deps.store.retry(message.id))) throw await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_RETRYABLE', 'retried');
       deps.worker.notify({ mailbox: message.pool === undefined ? message.mailbox : undefined, pool: message.pool });
       return { id: message.id, state: 'queued' };
     },
@@ -196,7 +186,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     ),
     async (request) => {
       const message = await found(request.params.id);
-      if (!(await deps.store.cancel(message.id))) throw await unchanged(message, 'R365_MESSAGE_NOT_CANCELLABLE', 'cancelled');
+      if (!(await deps.store.cancel(message.id))) throw await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_CANCELLABLE', 'cancelled');
       return { id: message.id, state: 'cancelled' };
     },
   );
