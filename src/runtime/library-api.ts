@@ -9,6 +9,7 @@ export {
   Relay365TransportError,
   type Relay365Transport,
   type Relay365TransportOptions,
+  type Relay365MessageOptions,
   type Relay365SentMessageInfo,
   type Relay365SendDetails,
   type Relay365RecipientOutcome,
