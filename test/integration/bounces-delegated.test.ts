@@ -85,7 +85,8 @@ describe('reading NDRs back for a delegated mailbox (device code sign-in, delega
         assert.equal(bounced.state, 'bounced');
         assert.equal(bounced.dsnStatus, '5.1.1');
         assert.equal(recipients.find((r) => r.address === GOOD)!.state, 'accepted');
-        assert.ok(events.some((e) => e.type === 'message.bounced'));
+        // The event follows the ledger's commit (the reader publishes it before it moves the report).
+        await until(() => events.some((e) => e.type === 'message.bounced'), 10_000, 'message.bounced');
         assert.equal((await relay.store.suppressed([UNKNOWN])).length, 1, 'a hard bounce suppresses');
         // The report was read and moved with the user's delegated token, to the reports folder.
         await until(
