@@ -1,13 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { openSqliteStore } from '../../src/outbox/index.js';
 import { createSandboxTls, DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
-import { CLI, runCli } from '../helpers/cli.js';
+import { runCli, runCliOnTerminal } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 
@@ -18,7 +17,23 @@ interface DoctorJson {
   checks: Array<{ id: string; title: string; status: 'pass' | 'warn' | 'fail' | 'skip'; detail: string; cause?: string; fix?: string; doc?: string }>;
 }
 
-const CHECK_IDS = ['config', 'dns-authority', 'dns-smtp', 'tcp', 'tls', 'ehlo', 'token', 'claims', 'auth', 'mail-from', 'send-test', 'send-as', 'paused', 'bounces', 'credential-expiry'];
+const CHECK_IDS = [
+  'config',
+  'dns-authority',
+  'dns-smtp',
+  'tcp',
+  'tls',
+  'ehlo',
+  'token',
+  'claims',
+  'auth',
+  'mail-from',
+  'send-test',
+  'send-as',
+  'paused',
+  'bounces',
+  'credential-expiry',
+];
 
 // The misconfigurations the sandbox stages, each by its own app, mailbox or tenant.
 const NO_CONSENT_APP = 'c0c0c0c0-1111-4222-8333-444455556601';
@@ -256,7 +271,7 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     assert.equal(report.checks.find((c) => c.id === 'send-test')!.status, 'pass');
   });
 
-  it("a mailbox relay365 has paused: the paused check names the cause, the fix, since when and relay365 queue resume, from the outbox", async () => {
+  it('a mailbox relay365 has paused: the paused check names the cause, the fix, since when and relay365 queue resume, from the outbox', async () => {
     const config = await writeConfig();
     const dataDir = (parse(await readFile(config, 'utf8')) as { dataDir: string }).dataDir;
     const store = await openSqliteStore(join(dataDir, 'relay365.db'));
@@ -417,10 +432,6 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
   it('init asks on a terminal (driven through a pseudo-terminal), never echoes the secret or passwords, and doctor passes the result', async () => {
     const out = join(dir.path, 'interactive.yaml');
     const data = join(dir.path, 'interactive-data');
-    const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
-    const command = [process.execPath, CLI, 'init', '--output', out, '--data-dir', data, '--store-secret'].map(quote).join(' ');
-    // util-linux `script` runs the command on a pseudo-terminal and relays our stdin to it.
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const answers: Array<[RegExp, string]> = [
       [/Microsoft cloud .*\[global\]: /, 'sandbox'],
       [/Sandbox URL .*: /, sandbox.baseUrl],
@@ -438,26 +449,8 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
       [/Again: /, 'scanner-password-1'],
       [/Another local SMTP user.*: /, ''],
     ];
-    let output = '';
-    let from = 0;
-    let next = 0;
-    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      for (;;) {
-        const step = answers[next];
-        const m = step ? step[0].exec(output.slice(from)) : null;
-        if (!step || !m) break;
-        from += m.index + m[0].length;
-        next += 1;
-        child.stdin.write(`${step[1]}\r`);
-      }
-    });
-    const code = await done;
-    clearTimeout(timer);
-    child.stdin.end();
-    assert.equal(next, answers.length, `answered ${next} of ${answers.length} prompts; output:\n${output}`);
+    const { code, output, answered } = await runCliOnTerminal(['init', '--output', out, '--data-dir', data, '--store-secret'], answers);
+    assert.equal(answered, answers.length, `answered ${answered} of ${answers.length} prompts; output:\n${output}`);
     assert.equal(code, 0, output);
     assert.match(output, /Wrote .*interactive\.yaml/);
     assert.ok(!output.includes(DEFAULT_IDS.appSecret), 'the secret is not echoed');

@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { CLI, runCli } from '../helpers/cli.js';
+import { runCli, runCliOnTerminal } from '../helpers/cli.js';
 import { tempDir } from '../helpers/sandbox.js';
 
 const TENANT = '11111111-2222-4333-8444-555555555555';
@@ -133,31 +132,13 @@ describe('relay365 init for federated and managed-identity (built CLI)', { concu
   });
 
   it('asks on a terminal for the new setups: the token source of federated, system or user of managed-identity (driven through a pseudo-terminal)', async () => {
-    const quote = (v: string): string => `'${v.replaceAll("'", "'\\''")}'`;
-    /** Answers each prompt as it appears, like the interactive test in doctor.test.ts; resolves with the output. */
+    /** Answers each prompt as it appears; resolves with the output once init wrote a config that passes config check. */
     const drive = async (out: string, answers: Array<[RegExp, string]>): Promise<string> => {
-      const command = [process.execPath, CLI, 'init', '--output', out, '--data-dir', join(dir.path, 'tty-data'), '--cloud', 'global'].map(quote).join(' ');
-      const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let output = '';
-      let from = 0;
-      let next = 0;
-      const done = new Promise<number | null>((r) => child.on('close', r));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString('utf8');
-        for (;;) {
-          const step = answers[next];
-          const m = step ? step[0].exec(output.slice(from)) : null;
-          if (!step || !m) break;
-          from += m.index + m[0].length;
-          next += 1;
-          child.stdin.write(`${step[1]}\r`);
-        }
-      });
-      const code = await done;
-      clearTimeout(timer);
-      child.stdin.end();
-      assert.equal(next, answers.length, `answered ${next} of ${answers.length} prompts; output:\n${output}`);
+      const { code, output, answered } = await runCliOnTerminal(
+        ['init', '--output', out, '--data-dir', join(dir.path, 'tty-data'), '--cloud', 'global'],
+        answers,
+      );
+      assert.equal(answered, answers.length, `answered ${answered} of ${answers.length} prompts; output:\n${output}`);
       assert.equal(code, 0, output);
       const checked = await runCli(['config', 'check', '--config', out]);
       assert.equal(checked.code, 0, checked.stdout + checked.stderr);

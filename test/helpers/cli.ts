@@ -31,6 +31,42 @@ export function runCli(
   });
 }
 
+/**
+ * Runs the built CLI on a pseudo-terminal (util-linux `script`, which relays stdin to it) and answers
+ * each prompt as it appears: `answers` in order, each a pattern the output must show (after the last
+ * answer's) and the line typed in reply. Resolves with the exit code, the output and how many prompts
+ * were answered; the process is killed after `timeoutMs`.
+ */
+export async function runCliOnTerminal(
+  args: string[],
+  answers: ReadonlyArray<readonly [RegExp, string]>,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; output: string; answered: number }> {
+  const quote = (v: string): string => `'${v.replaceAll("'", "'\\''")}'`;
+  const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  let from = 0;
+  let answered = 0;
+  const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    for (;;) {
+      const step = answers[answered];
+      const m = step ? step[0].exec(output.slice(from)) : null;
+      if (!step || !m) break;
+      from += m.index + m[0].length;
+      answered += 1;
+      child.stdin.write(`${step[1]}\r`);
+    }
+  });
+  const code = await done;
+  clearTimeout(timer);
+  child.stdin.end();
+  return { code, output, answered };
+}
+
 /** Starts a long-running CLI command and resolves with the process and its first stdout line. */
 export function startCli(
   args: string[],
