@@ -5,6 +5,7 @@ import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { until } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 /** The end date Entra (the sandbox) lists for the app's secret: what Graph knows and the config does not. */
@@ -12,16 +13,6 @@ const LISTED = new Date(Math.floor((Date.now() + 20 * DAY) / 1000) * 1000).toISO
 /** An app registration without Application.Read.All, whose secret's end date only the config gives. */
 const UNREADABLE_APP = 'c0c0c0c0-1111-4222-8333-444455556699';
 const UNREADABLE_SECRET = 'unreadable-app-secret-value';
-
-async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The relay's expiry gauge of the mailbox's client secret, in seconds, once its first check has set it. */
 function gauge(relay: Relay): Promise<number> {

@@ -10,20 +10,11 @@ import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';
 import { startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { until } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 const ENDS = new Date(Date.now() + 20 * DAY).toISOString().slice(0, 10);
 const MAILBOX = DEFAULT_IDS.mailbox;
-
-async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A webhook receiver that keeps the bodies it was posted. */
 async function receiver(): Promise<{ url: string; bodies: string[]; close: () => Promise<void> }> {

@@ -14,6 +14,7 @@ import { sandboxConfig } from '../helpers/config.js';
 import { httpsRequest } from '../helpers/https.js';
 import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
 import { smtpAuthWorks } from '../helpers/smtp.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * Conditional Access, Security Defaults and shared-mailbox delegation as relay365 meets them: through
@@ -424,11 +425,3 @@ describe('a delegated sign-in that ends between sends (relay365 serve, a backgro
     );
   });
 });
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
