@@ -6,28 +6,21 @@ import { stringify } from 'yaml';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { runCli } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
-import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { secretEndDateScenario, startTestSandbox, tempDir, UNREADABLE_APP as UNREADABLE } from '../helpers/sandbox.js';
 
 const DAY = 86_400_000;
 /** The end date Entra (the sandbox) lists for the app's secret; the config says otherwise. */
 const LISTED = new Date(Math.floor((Date.now() + 10 * DAY) / 1000) * 1000).toISOString();
-/** An app registration without Application.Read.All. */
-const UNREADABLE_APP = 'c0c0c0c0-1111-4222-8333-444455556699';
-const UNREADABLE_SECRET = 'unreadable-app-secret-value';
+const UNREADABLE_APP = UNREADABLE.clientId;
+const UNREADABLE_SECRET = UNREADABLE.secret;
 
-describe('relay365 token --json tells the app credential\'s end date (built CLI against the sandbox)', () => {
+describe("relay365 token --json tells the app credential's end date (built CLI against the sandbox)", () => {
   let sandbox: Sandbox & { dir: string };
   let dir: Awaited<ReturnType<typeof tempDir>>;
 
   before(async () => {
     sandbox = await startTestSandbox({
-      scenario: scenario((s) => {
-        const app = s.tenants[0]!.apps[0]!;
-        const unreadable = structuredClone(app);
-        app.roles.graph = [...app.roles.graph, 'Application.Read.All'];
-        app.secrets = [{ value: DEFAULT_IDS.appSecret, expiresAt: LISTED }];
-        s.tenants[0]!.apps.push({ ...unreadable, clientId: UNREADABLE_APP, name: 'cannot read apps', secrets: [{ value: UNREADABLE_SECRET }] });
-      }),
+      scenario: secretEndDateScenario([{ value: DEFAULT_IDS.appSecret, expiresAt: LISTED }]),
     });
     dir = await tempDir();
   });
@@ -44,7 +37,13 @@ describe('relay365 token --json tells the app credential\'s end date (built CLI 
       stringify({
         dataDir: join(dir.path, 'data'),
         ...sandboxSettings(sandbox),
-        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId: DEFAULT_IDS.appClientId, clientSecret: 'env:APP_SECRET', secretExpires: expires },
+        auth: {
+          flow: 'client-secret',
+          tenant: DEFAULT_IDS.tenantId,
+          clientId: DEFAULT_IDS.appClientId,
+          clientSecret: 'env:APP_SECRET',
+          secretExpires: expires,
+        },
         mailboxes: [{ address: DEFAULT_IDS.mailbox }],
       }),
     );
@@ -70,7 +69,14 @@ describe('relay365 token --json tells the app credential\'s end date (built CLI 
       stringify({
         dataDir: join(dir.path, name),
         ...sandboxSettings(sandbox),
-        auth: { flow: 'client-secret', tenant: DEFAULT_IDS.tenantId, clientId, clientSecret: 'env:APP_SECRET', secretExpires: '2030-01-31', secretExpiresFromGraph: true },
+        auth: {
+          flow: 'client-secret',
+          tenant: DEFAULT_IDS.tenantId,
+          clientId,
+          clientSecret: 'env:APP_SECRET',
+          secretExpires: '2030-01-31',
+          secretExpiresFromGraph: true,
+        },
         mailboxes: [{ address: DEFAULT_IDS.mailbox }],
       }),
     );
@@ -86,17 +92,26 @@ describe('relay365 token --json tells the app credential\'s end date (built CLI 
     const env = { APP_SECRET: DEFAULT_IDS.appSecret };
     const json = await runCli(['token', '--config', config, '--json'], { env });
     assert.equal(json.code, 0, json.stderr);
-    const { credential } = JSON.parse(json.stdout) as { credential: { expiresAt: string; status: string; source: string; daysLeft: number; graphError?: string } };
-    assert.deepEqual({ expiresAt: credential.expiresAt, status: credential.status, source: credential.source, graphError: credential.graphError }, {
-      expiresAt: LISTED,
-      status: 'expiring',
-      source: 'graph',
-      graphError: undefined,
-    });
+    const { credential } = JSON.parse(json.stdout) as {
+      credential: { expiresAt: string; status: string; source: string; daysLeft: number; graphError?: string };
+    };
+    assert.deepEqual(
+      { expiresAt: credential.expiresAt, status: credential.status, source: credential.source, graphError: credential.graphError },
+      {
+        expiresAt: LISTED,
+        status: 'expiring',
+        source: 'graph',
+        graphError: undefined,
+      },
+    );
     const doctor = await runCli(['doctor', '--config', config, '--json'], { env });
     const check = (JSON.parse(doctor.stdout) as DoctorJson).checks.find((c) => c.id === 'credential-expiry')!;
     assert.equal(check.status, 'warn', JSON.stringify(check));
-    assert.ok(check.detail.startsWith(`the client secret expires on ${LISTED}, in 9 days`) || check.detail.startsWith(`the client secret expires on ${LISTED}, in 10 days`), check.detail);
+    assert.ok(
+      check.detail.startsWith(`the client secret expires on ${LISTED}, in 9 days`) ||
+        check.detail.startsWith(`the client secret expires on ${LISTED}, in 10 days`),
+      check.detail,
+    );
     assert.ok(!(json.stdout + json.stderr + doctor.stdout + doctor.stderr).includes(DEFAULT_IDS.appSecret));
   });
 

@@ -4,15 +4,14 @@ import { createLogger } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
-import { scenario, startTestSandbox, tempDir } from '../helpers/sandbox.js';
+import { secretEndDateScenario, startTestSandbox, tempDir, UNREADABLE_APP as UNREADABLE } from '../helpers/sandbox.js';
 import { until } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 /** The end date Entra (the sandbox) lists for the app's secret: what Graph knows and the config does not. */
 const LISTED = new Date(Math.floor((Date.now() + 20 * DAY) / 1000) * 1000).toISOString();
-/** An app registration without Application.Read.All, whose secret's end date only the config gives. */
-const UNREADABLE_APP = 'c0c0c0c0-1111-4222-8333-444455556699';
-const UNREADABLE_SECRET = 'unreadable-app-secret-value';
+const UNREADABLE_APP = UNREADABLE.clientId;
+const UNREADABLE_SECRET = UNREADABLE.secret;
 
 /** The relay's expiry gauge of the mailbox's client secret, in seconds, once its first check has set it. */
 function gauge(relay: Relay): Promise<number> {
@@ -31,16 +30,10 @@ describe("the client secret's end date read from the app registration through Gr
   let sandbox: Sandbox & { dir: string };
   before(async () => {
     sandbox = await startTestSandbox({
-      scenario: scenario((s) => {
-        const app = s.tenants[0]!.apps[0]!;
-        const unreadable = structuredClone(app);
-        app.roles.graph = [...app.roles.graph, 'Application.Read.All'];
-        app.secrets = [
-          { value: DEFAULT_IDS.appSecret, expiresAt: LISTED },
-          { value: 'zzz-another-secret-of-the-app', expiresAt: new Date(Date.now() + 2 * DAY).toISOString() },
-        ];
-        s.tenants[0]!.apps.push({ ...unreadable, clientId: UNREADABLE_APP, name: 'cannot read apps', secrets: [{ value: UNREADABLE_SECRET }] });
-      }),
+      scenario: secretEndDateScenario([
+        { value: DEFAULT_IDS.appSecret, expiresAt: LISTED },
+        { value: 'zzz-another-secret-of-the-app', expiresAt: new Date(Date.now() + 2 * DAY).toISOString() },
+      ]),
     });
   });
   after(async () => {
