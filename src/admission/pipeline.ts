@@ -23,12 +23,15 @@ import { SenderPolicy, asciiAddress } from './sender-policy.js';
 /** How far ahead a message may be scheduled (`sendAt`), whichever door takes it. */
 export const MAX_SCHEDULE_DAYS = 30;
 
-/** Why `sendAt` cannot be kept, or undefined: not a time, or more than {@link MAX_SCHEDULE_DAYS} days ahead. */
-export function scheduleProblem(sendAt: Date, now: number): string | undefined {
+/**
+ * Why `sendAt` cannot be kept, or undefined: not a time, or more than {@link MAX_SCHEDULE_DAYS} days
+ * ahead. `field` names it in the problem (the HTTP API's batch says `messages[3].sendAt`).
+ */
+export function scheduleProblem(sendAt: Date, now: number, field = 'sendAt'): string | undefined {
   const at = sendAt.getTime();
-  if (Number.isNaN(at)) return 'sendAt is not a valid time.';
+  if (Number.isNaN(at)) return `${field} is not a valid time.`;
   if (at > now + MAX_SCHEDULE_DAYS * 86_400_000)
-    return `sendAt is ${Math.ceil((at - now) / 86_400_000)} days ahead; a message can be scheduled at most ${MAX_SCHEDULE_DAYS} days ahead.`;
+    return `${field} is ${Math.ceil((at - now) / 86_400_000)} days ahead; a message can be scheduled at most ${MAX_SCHEDULE_DAYS} days ahead.`;
   return undefined;
 }
 

@@ -3,14 +3,13 @@
  * runs, with the API's own options (labels, a scheduled time, validate-only), and the answer it gives.
  * The single sends and each item of a batch go through {@link submit}.
  */
-import type { Admission } from '../../admission/index.js';
+import { scheduleProblem, type Admission } from '../../admission/index.js';
 import type { ApiKeyRecord } from '../../store/index.js';
 import type { ListQuery, MessageState } from '../../outbox/index.js';
 import { apiError } from './errors.js';
 import type { HandlerResult } from './idempotency.js';
 import type { ComposedRequest } from './message-input.js';
 import { pageLimit } from './route-options.js';
-import { MAX_SCHEDULE_DAYS } from './schemas.js';
 
 /** The fields of a send body beside the message itself. */
 export interface SendOptions {
@@ -33,14 +32,11 @@ export interface SendOptions {
 export function scheduledTime(sendAt: string | undefined, field = 'sendAt', now = Date.now()): Date | undefined {
   if (sendAt === undefined) return undefined;
   const at = new Date(sendAt);
-  if (Number.isNaN(at.getTime())) throw apiError('R365_HTTP_INVALID_REQUEST', `${field} is not a date-time: use RFC 3339, e.g. 2026-12-24T08:00:00Z.`, { field });
-  if (at.getTime() > now + MAX_SCHEDULE_DAYS * 86_400_000) {
-    throw apiError(
-      'R365_HTTP_INVALID_REQUEST',
-      `${field} is ${Math.ceil((at.getTime() - now) / 86_400_000)} days ahead; a message can be scheduled at most ${MAX_SCHEDULE_DAYS} days ahead.`,
-      { field },
-    );
-  }
+  if (Number.isNaN(at.getTime()))
+    throw apiError('R365_HTTP_INVALID_REQUEST', `${field} is not a date-time: use RFC 3339, e.g. 2026-12-24T08:00:00Z.`, { field });
+  // Admission's limit and words: the HTTP API answers it before the message is read, as a bad request.
+  const problem = scheduleProblem(at, now, field);
+  if (problem) throw apiError('R365_HTTP_INVALID_REQUEST', problem, { field });
   return at.getTime() > now ? at : undefined;
 }
 
@@ -138,7 +134,8 @@ export function listQueryOf(query: ListQuerystring): ListQuery {
   const time = (value: string | undefined, field: string): Date | undefined => {
     if (value === undefined) return undefined;
     const at = new Date(value);
-    if (Number.isNaN(at.getTime())) throw apiError('R365_HTTP_INVALID_REQUEST', `${field} is not a date-time: use RFC 3339, e.g. 2026-12-01T00:00:00Z.`, { field });
+    if (Number.isNaN(at.getTime()))
+      throw apiError('R365_HTTP_INVALID_REQUEST', `${field} is not a date-time: use RFC 3339, e.g. 2026-12-01T00:00:00Z.`, { field });
     return at;
   };
   const since = time(query.since, 'since');
