@@ -6,14 +6,14 @@
  */
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
-import { generateApiKey, openSqliteHttpStore } from '../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../src/ingress/http/index.js';
 import { MAILBOX, benchSandbox, envInt, freePort, percentile, relayConfig, round, runPool, startServe, tempDir, type Row, type ScenarioResult } from './lib.js';
 
 const PHASE_CAP_MS = envInt('BENCH_PHASE_SECONDS', 60) * 1000;
 
 /** Creates an API key in the relay's database before it starts, as `relay365 apikey create` does. */
 export async function createApiKey(dbPath: string): Promise<string> {
-  const store = await openSqliteHttpStore(dbPath);
+  const store = await openSqliteIntegrationStore(dbPath);
   try {
     const key = generateApiKey();
     await store.createApiKey({ name: 'bench', hash: key.hash, prefix: key.prefix });

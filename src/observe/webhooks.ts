@@ -44,7 +44,7 @@ export type WebhookDeliveryOutcome =
   { state: 'delivered'; at: Date } | { state: 'retry'; nextAttemptAt: Date; error: string } | { state: 'abandoned'; error: string };
 
 /**
- * The durable store behind webhook delivery (implemented by the HTTP store, SQLite or PostgreSQL).
+ * The durable store behind webhook delivery (implemented by the integration store, SQLite or PostgreSQL).
  * A delivery row is written before the first POST, so an event survives a receiver that is down and
  * a restart of relay365.
  */
@@ -123,7 +123,7 @@ function isWebhookEvent(event: RelayEvent): event is Extract<RelayEvent, { type:
  *
  * @example
  * ```ts
- * const webhooks = new WebhookDispatcher({ outbox: httpStore, receivers: [{ url, secret }] });
+ * const webhooks = new WebhookDispatcher({ outbox: integrationStore, receivers: [{ url, secret }] });
  * webhooks.follow(relay.events);
  * webhooks.start();
  * ```

@@ -84,7 +84,7 @@ export class PgOutboxStore implements OutboxStore {
   private constructor(
     /**
      * The connection pool. Other tables of relay365 in the same database (the shared token cache, the
-     * HTTP store) may use it, so a node keeps one set of connections; it is ended by {@link close}.
+     * integration store) may use it, so a node keeps one set of connections; it is ended by {@link close}.
      */
     readonly pool: pg.Pool,
     /** The schema holding the tables. */

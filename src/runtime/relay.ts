@@ -16,7 +16,7 @@ import {
   type Identity,
 } from '../identity/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
-import type { HttpStore } from '../store/index.js';
+import type { IntegrationStore } from '../store/index.js';
 import { httpListenFailed } from '../ingress/http/errors.js';
 import type { SmtpIngress } from '../ingress/smtp/index.js';
 import type { BounceReader } from '../bounces/index.js';
@@ -275,7 +275,7 @@ async function assemble(config: Config, deps: RelayDeps, logger: Logger, events:
           );
         },
       },
-      httpStore: httpSide.httpStore,
+      integrationStore: httpSide.integrationStore,
       metrics: httpSide.metrics,
       logger: httpLog,
       secrets: { adminPassword: () => adminPassword },
@@ -410,11 +410,11 @@ function relayVersion(): string {
 
 /** The HTTP front door's own parts: its store, the metrics and the webhook dispatcher, following the bus. */
 interface HttpSide {
-  httpStore: HttpStore;
+  integrationStore: IntegrationStore;
   metrics: RelayMetrics;
   webhooks: WebhookDispatcher;
   adminPassword: string | undefined;
-  /** Stops the webhooks (POSTs in flight finish), unsubscribes, closes the HTTP store. */
+  /** Stops the webhooks (POSTs in flight finish), unsubscribes, closes the integration store. */
   close(): Promise<void>;
 }
 
@@ -426,7 +426,7 @@ async function prepareHttpSide(
     metrics: RelayMetrics;
     logger: Logger;
     env: NodeJS.ProcessEnv;
-    /** The PostgreSQL outbox (`queue.url`), whose pool and schema the HTTP store then shares. */
+    /** The PostgreSQL outbox (`queue.url`), whose pool and schema the integration store then shares. */
     pgStore?: PgOutboxStore;
     /** The outbox, whose messages' tags and metadata their webhooks echo. */
     outbox: Pick<OutboxStore, 'get'>;
@@ -442,13 +442,13 @@ async function prepareHttpSide(
   // API keys, idempotency keys and webhook deliveries live beside the outbox, in tables of their own:
   // with PostgreSQL on its pool, shared by every node (one key, one idempotent answer, one delivery
   // of each webhook for the whole cluster); else in the SQLite file.
-  const httpStore =
+  const integrationStore =
     parts.pgStore !== undefined
-      ? await (await import('../store/pg-http-store.js')).PgHttpStore.attach(parts.pgStore)
-      : await (await import('../store/http-store.js')).openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+      ? await (await import('../store/pg-integration-store.js')).PgIntegrationStore.attach(parts.pgStore)
+      : await (await import('../store/integration-store.js')).openSqliteIntegrationStore(resolve(config.dataDir, config.queue.path));
   const { metrics } = parts;
   const webhooks = new WebhookDispatcher({
-    outbox: httpStore,
+    outbox: integrationStore,
     receivers,
     logger: parts.logger.child({ component: 'webhooks' }),
     onAttempt: (a) => metrics.webhookAttempt(a.eventType, a.outcome),
@@ -460,14 +460,14 @@ async function prepareHttpSide(
   });
   const unsubscribe = [webhooks.follow(parts.events)];
   return {
-    httpStore,
+    integrationStore,
     metrics,
     webhooks,
     adminPassword,
     async close() {
       await webhooks.stop();
       for (const u of unsubscribe) u();
-      await httpStore.close();
+      await integrationStore.close();
     },
   };
 }

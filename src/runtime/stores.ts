@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { PgTokenCacheStore } from '../identity/pg-cache-store.js';
-import type { HttpStore } from '../store/http-store.js';
+import type { IntegrationStore } from '../store/integration-store.js';
 import type { OutboxStore } from '../outbox/types.js';
 
 // The stores alone, for the CLI commands that need nothing else. Each loads only its own driver when it
@@ -37,11 +37,11 @@ export async function openSharedTokenCache(config: Config, env: NodeJS.ProcessEn
  * tables in PostgreSQL that every node reads, so a key created here works on all of them; else the
  * outbox's SQLite file. Migrated; the caller closes it.
  */
-export async function openHttpStore(config: Config): Promise<HttpStore> {
+export async function openIntegrationStore(config: Config): Promise<IntegrationStore> {
   if (config.queue.url !== undefined) {
-    const { PgHttpStore } = await import('../store/pg-http-store.js');
-    return PgHttpStore.open(config.queue.url, { schema: config.queue.schema });
+    const { PgIntegrationStore } = await import('../store/pg-integration-store.js');
+    return PgIntegrationStore.open(config.queue.url, { schema: config.queue.schema });
   }
-  const { openSqliteHttpStore } = await import('../store/http-store.js');
-  return openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+  const { openSqliteIntegrationStore } = await import('../store/integration-store.js');
+  return openSqliteIntegrationStore(resolve(config.dataDir, config.queue.path));
 }

@@ -28,20 +28,20 @@ export {
   type SqliteMigration,
 } from './sqlite-ledger.js';
 export { createPrivateFile } from './sqlite-file.js';
-// API keys, idempotency keys and webhook deliveries: the relay's records beside the outbox, used by the
-// HTTP front door (keys, idempotency) and by the webhook dispatcher, which runs with that door off too.
+// The integration store: API keys, idempotency keys and webhook deliveries, the relay's records beside the
+// outbox, used by the HTTP front door (keys, idempotency) and by the webhook dispatcher, which runs with that door off too.
 export { generateApiKey, hashApiKey, bearerApiKey, API_KEY_PREFIX, API_KEY_SCOPES, type NewApiKey, type ApiKeyScope } from './api-keys.js';
 export {
-  openSqliteHttpStore,
-  SqliteHttpStore,
-  SQLITE_HTTP_MIGRATIONS,
+  openSqliteIntegrationStore,
+  SqliteIntegrationStore,
+  SQLITE_INTEGRATION_MIGRATIONS,
   FINISHED_RETENTION_MS,
-  type HttpStore,
+  type IntegrationStore,
   type ApiKeyRecord,
   type NewApiKeyRecord,
   type IdempotencyReservation,
   type IdempotencyRequest,
-} from './http-store.js';
-export { PgHttpStore, type PgHttpStoreOptions } from './pg-http-store.js';
-export { PG_HTTP_MIGRATIONS } from './pg-http-sql.js';
+} from './integration-store.js';
+export { PgIntegrationStore, type PgIntegrationStoreOptions } from './pg-integration-store.js';
+export { PG_INTEGRATION_MIGRATIONS } from './pg-integration-sql.js';
 export { openSqliteFile, explainSqliteError } from './sqlite-database.js';

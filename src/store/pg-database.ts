@@ -2,7 +2,7 @@
  * What every relay365 store in PostgreSQL shares: how a pool is opened, how a transaction runs, the
  * one migration ledger of a schema and how each part's numbered steps are applied to it, and how
  * PostgreSQL's failures become a `Relay365Error` with the database named but never its password. The
- * outbox (`outbox/pg-store.ts`), the HTTP and webhook tables (`store/pg-http-store.ts`) and the shared token
+ * outbox (`outbox/pg-store.ts`), the HTTP and webhook tables (`store/pg-integration-store.ts`) and the shared token
  * cache (`identity/pg-cache-store.ts`) use it; each keeps its own SQL and its own numbered steps.
  */
 import pg from 'pg';

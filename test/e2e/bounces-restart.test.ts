@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { configSchema, type ConfigInput } from '../../src/config/index.js';
 import { generateApiKey } from '../../src/ingress/http/index.js';
-import { openHttpStore } from '../../src/runtime/stores.js';
+import { openIntegrationStore } from '../../src/runtime/stores.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { freePort, stop } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
@@ -150,7 +150,7 @@ describe('reading NDRs across a SIGKILL, and with two nodes on PostgreSQL (relay
   }
 
   async function apiKey(input: ConfigInput): Promise<string> {
-    const store = await openHttpStore(configSchema.parse(input));
+    const store = await openIntegrationStore(configSchema.parse(input));
     try {
       const k = generateApiKey();
       await store.createApiKey({ name: 'test', hash: k.hash, prefix: k.prefix, scopes: ['send', 'read', 'admin'] });

@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { freePort, runCli, startSandboxDemo, stop } from '../helpers/cli.js';
@@ -110,7 +110,7 @@ async function startDashboardRelay(
   dataDir: string,
   adminPassword: string | undefined,
 ): Promise<{ relay: Relay; send: (body: object) => Promise<string> }> {
-  const store = await openSqliteHttpStore(resolve(dataDir, 'relay365.db'));
+  const store = await openSqliteIntegrationStore(resolve(dataDir, 'relay365.db'));
   const key = generateApiKey();
   await store.createApiKey({ name: 'dashboard-test', hash: key.hash, prefix: key.prefix });
   await store.close();

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { configSchema, type ConfigInput } from '../../src/config/index.js';
 import { generateApiKey } from '../../src/ingress/http/index.js';
 import { hashPassword } from '../../src/ingress/smtp/password.js';
-import { openHttpStore } from '../../src/runtime/stores.js';
+import { openIntegrationStore } from '../../src/runtime/stores.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { freePort, serveWithLogs, stop } from '../helpers/cli.js';
 import { sandboxSettings } from '../helpers/config.js';
@@ -204,12 +204,12 @@ describe('relay365 serve: SIGHUP reloads the config', () => {
     });
     const first = input({ mailboxes: [{ address: DEFAULT_IDS.mailbox }] });
     await writeFile(file, stringify(first));
-    const httpStore = await openHttpStore(configSchema.parse(first));
+    const integrationStore = await openIntegrationStore(configSchema.parse(first));
     const apiKey = generateApiKey();
     try {
-      await httpStore.createApiKey({ name: 'reload', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
+      await integrationStore.createApiKey({ name: 'reload', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
     } finally {
-      await httpStore.close();
+      await integrationStore.close();
     }
     const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
       const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {

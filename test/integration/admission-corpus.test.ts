@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { RefusalReason } from '../../src/admission/index.js';
 import { admitForSend } from '../../src/cli/commands/send.js';
 import { hashPassword } from '../../src/ingress/smtp/password.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -120,7 +120,7 @@ describe('the admission corpus: the same verdict from every front door', () => {
       http: { enabled: true, port: 0 },
     });
     config = cfg;
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const k = generateApiKey();
     await store.createApiKey({ name: USER, hash: k.hash, prefix: k.prefix, scopes: ['send'], senders: SENDERS });
     await store.close();

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { runDoctor } from '../../src/doctor/index.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { composeBounce } from '../../src/outbox/bounce.js';
@@ -123,10 +123,10 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
       queue: { retryBaseSeconds: 0.1, retryMaxSeconds: 0.5 },
     });
     // The API key is made before the relay opens the file, as `relay365 apikey create` would.
-    const httpStore = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const integrationStore = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const k = generateApiKey();
-    await httpStore.createApiKey({ name: 'test', hash: k.hash, prefix: k.prefix, scopes: ['send', 'read', 'admin'] });
-    await httpStore.close();
+    await integrationStore.createApiKey({ name: 'test', hash: k.hash, prefix: k.prefix, scopes: ['send', 'read', 'admin'] });
+    await integrationStore.close();
     key = k.key;
     relay = await startRelay(config, { logger: log.logger, webhooks: { backoffBaseMs: 100, backoffMaxMs: 400, pollMs: 100 } });
   });
@@ -320,7 +320,7 @@ describe('reading NDRs back over the sandbox (HTTPS Graph, SMTP)', () => {
     for (const path of ['/v1/messages', '/v1/messages/mime'])
       assert.ok(doc.paths[path]!.post!.requestBody!.content['application/json']!.schema.properties.ignoreSuppression, path);
     // A key with only the read scope lists, but may not add.
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const reader = generateApiKey();
     await store.createApiKey({ name: 'reader', hash: reader.hash, prefix: reader.prefix, scopes: ['read'] });
     await store.close();
@@ -539,7 +539,7 @@ describe('the NDR reader across a failure between a report applied and its webho
     const { EventBus, WebhookDispatcher } = await import('../../src/observe/index.js');
     const path = resolve(dir.path, 'relay365.db');
     const store = await openSqliteStore(path);
-    const webhookStore = await openSqliteHttpStore(path);
+    const webhookStore = await openSqliteIntegrationStore(path);
     const config = sandboxConfig(sandbox, dir.path, { mailboxes: [{ address: MAILBOX, bounces: { read: true } }] });
     const identity = (await bounceIdentity(config, { logger: createLogger({ level: 'silent' }) }))!;
     const graph = graphMailClient(identity);
@@ -571,7 +571,7 @@ describe('the NDR reader across a failure between a report applied and its webho
 
       // 1. The webhook outbox fails (its database closed) once the entry is applied: the read fails,
       // the report is applied and its address suppressed (one transaction), the cursor stays put.
-      const broken = await openSqliteHttpStore(path);
+      const broken = await openSqliteIntegrationStore(path);
       await broken.close();
       const first = node(broken);
       await assert.rejects(first.reader.runOnce());

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -67,7 +67,7 @@ describe('HTTP API: tags, metadata, search, scheduled send, validate-only and ba
     sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
     dir = await tempDir();
     receiver = await startReceiver();
-    const http = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const http = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const key = generateApiKey();
     await http.createApiKey({ name: 'app', hash: key.hash, prefix: key.prefix, scopes: ['send', 'read', 'admin'] });
     await http.close();

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ConfigInput } from '../../src/config/index.js';
 import { composeMessage } from '../../src/delivery/index.js';
 import type { Explanation } from '../../src/catalogue/index.js';
-import { generateApiKey, openSqliteHttpStore, type MailboxStatusView } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore, type MailboxStatusView } from '../../src/ingress/http/index.js';
 import { createLogger, type RelayEvent } from '../../src/observe/index.js';
 import { startRelay, type Relay, type RelayDeps } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
@@ -48,7 +48,7 @@ function apiConfig(sandbox: Sandbox, dataDir: string, overrides: Partial<ConfigI
 
 /** Makes an API key the way `relay365 apikey create --scope send,read,admin` does, straight in the store. */
 async function createKey(dataDir: string, name = 'test'): Promise<string> {
-  const store = await openSqliteHttpStore(resolve(dataDir, 'relay365.db'));
+  const store = await openSqliteIntegrationStore(resolve(dataDir, 'relay365.db'));
   try {
     const key = generateApiKey();
     await store.createApiKey({ name, hash: key.hash, prefix: key.prefix, scopes: ['send', 'read', 'admin'] });
@@ -189,7 +189,7 @@ describe('HTTP API', () => {
       }
       for (const path of ['/v1/messages', '/v1/mailboxes', '/v1/messages/x']) assert.equal((await run.api('GET', path, { key: null })).status, 401, path);
       assert.equal((await run.api('GET', '/v1/mailboxes')).status, 200);
-      const store = await openSqliteHttpStore(resolve(run.dataDir, 'relay365.db'));
+      const store = await openSqliteIntegrationStore(resolve(run.dataDir, 'relay365.db'));
       await store.revokeApiKey('test');
       await store.close();
       assert.equal((await run.api('GET', '/v1/mailboxes')).status, 401, 'a revoked key is refused at once');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import type { ConfigInput } from '../../src/config/index.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -80,7 +80,7 @@ describe('HTTP front door limits against slow, large and guessing clients', () =
     };
     relay = await startRelay(sandboxConfig(sandbox, dir.path, { http, mailboxes: [{ address: DEFAULT_IDS.mailbox }] }));
     port = Number(new URL(relay.httpAddress!).port);
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const k = generateApiKey();
     await store.createApiKey({ name: 'limits', hash: k.hash, prefix: k.prefix });
     await store.close();

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -19,7 +19,7 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
     sandbox = await startTestSandbox();
     dir = await tempDir();
     relay = await startRelay(sandboxConfig(sandbox, dir.path, { http: { port: 0 }, mailboxes: [{ address: MAILBOX }] }));
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const k = generateApiKey();
     await store.createApiKey({ name: 'mime', hash: k.hash, prefix: k.prefix });
     await store.close();
@@ -99,7 +99,7 @@ describe('HTTP sends: the same header, line and address rules as the SMTP door',
   });
 
   it('holds a key allowed one sender to it in Sender and Resent-From too, as the SMTP door does', async () => {
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const k = generateApiKey();
     await store.createApiKey({ name: 'one-sender', hash: k.hash, prefix: k.prefix, scopes: ['send'], senders: [MAILBOX] });
     await store.close();

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { dbCommand } from '../../src/cli/commands/db.js';
 import { TOKEN_CACHE_MIGRATIONS } from '../../src/identity/pg-cache-store.js';
-import { PG_HTTP_MIGRATIONS } from '../../src/store/pg-http-sql.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
-import { SQLITE_HTTP_MIGRATIONS } from '../../src/store/http-store.js';
+import { PG_INTEGRATION_MIGRATIONS } from '../../src/store/pg-integration-sql.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
+import { SQLITE_INTEGRATION_MIGRATIONS } from '../../src/store/integration-store.js';
 import { openPgStore, openSqliteStore } from '../../src/outbox/index.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
 import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
@@ -50,13 +50,13 @@ describe('SQLite: one migration ledger', () => {
         old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, 1000 + m.version);
       }
       old.exec('CREATE TABLE IF NOT EXISTS http_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-      for (const m of SQLITE_HTTP_MIGRATIONS) {
+      for (const m of SQLITE_INTEGRATION_MIGRATIONS) {
         old.exec(m.sql);
         old.prepare('INSERT INTO http_schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, 2000 + m.version);
       }
       old.close();
       const key = generateApiKey();
-      const before = await openSqliteHttpStore(path, { migrate: false });
+      const before = await openSqliteIntegrationStore(path, { migrate: false });
       await before.createApiKey({ name: 'from-before', hash: key.hash, prefix: key.prefix });
       await before.close();
 
@@ -73,19 +73,19 @@ describe('SQLite: one migration ledger', () => {
       try {
         const rows = look.prepare<[], { part: string; version: number; applied_at: number }>('SELECT part, version, applied_at FROM schema_migrations ORDER BY part, version').all();
         assert.deepEqual(rows, [
-          ...SQLITE_HTTP_MIGRATIONS.map((m) => ({ part: 'http', version: m.version, applied_at: 2000 + m.version })),
+          ...SQLITE_INTEGRATION_MIGRATIONS.map((m) => ({ part: 'http', version: m.version, applied_at: 2000 + m.version })),
           ...MIGRATIONS.map((m) => ({ part: 'outbox', version: m.version, applied_at: 1000 + m.version })),
         ]);
         // Left as it was: a node of the previous release still reads it.
-        assert.deepEqual(look.prepare('SELECT version FROM http_schema_migrations ORDER BY version').pluck().all(), versions(SQLITE_HTTP_MIGRATIONS));
+        assert.deepEqual(look.prepare('SELECT version FROM http_schema_migrations ORDER BY version').pluck().all(), versions(SQLITE_INTEGRATION_MIGRATIONS));
       } finally {
         look.close();
       }
       const outbox = await openSqliteStore(path);
-      const http = await openSqliteHttpStore(path);
+      const http = await openSqliteIntegrationStore(path);
       try {
         assert.equal((await http.findApiKey(key.hash))?.name, 'from-before');
-        assert.deepEqual(await http.applyMigrations(), { applied: [], version: Math.max(...versions(SQLITE_HTTP_MIGRATIONS)) });
+        assert.deepEqual(await http.applyMigrations(), { applied: [], version: Math.max(...versions(SQLITE_INTEGRATION_MIGRATIONS)) });
       } finally {
         await http.close();
         await outbox.close();
@@ -115,7 +115,7 @@ if (unavailable !== undefined) {
         // The schema as the release before left it, from its SQL: a ledger per part, every step applied.
         const parts = [
           { ledger: 'schema_migrations', part: 'outbox', steps: PG_MIGRATIONS },
-          { ledger: 'http_schema_migrations', part: 'http', steps: PG_HTTP_MIGRATIONS },
+          { ledger: 'http_schema_migrations', part: 'http', steps: PG_INTEGRATION_MIGRATIONS },
           { ledger: 'token_cache_migrations', part: 'token-cache', steps: TOKEN_CACHE_MIGRATIONS },
         ];
         await pgQuery(legacyLedgerStatements(schema, 'schema_migrations').createSchema);

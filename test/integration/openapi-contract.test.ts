@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
 import openapiTS, { astToString } from 'openapi-typescript';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
@@ -110,7 +110,7 @@ describe('OpenAPI document', () => {
   before(async () => {
     sandbox = await startTestSandbox({ scenario: scenario((s) => void (s.limits.unlimited = true)) });
     dir = await tempDir();
-    const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+    const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
     const made = generateApiKey();
     await store.createApiKey({ name: 'generated-client', hash: made.hash, prefix: made.prefix, scopes: ['send', 'read', 'admin'] });
     await store.close();

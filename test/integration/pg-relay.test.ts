@@ -9,15 +9,15 @@ import { apikeyCommand } from '../../src/cli/commands/apikey.js';
 import { dbCommand } from '../../src/cli/commands/db.js';
 import { configSchema } from '../../src/config/index.js';
 import { composeMessage } from '../../src/delivery/index.js';
-import { SqliteHttpStore } from '../../src/ingress/http/index.js';
-import { PgHttpStore } from '../../src/store/pg-http-store.js';
-import { PG_HTTP_MIGRATIONS } from '../../src/store/pg-http-sql.js';
+import { SqliteIntegrationStore } from '../../src/ingress/http/index.js';
+import { PgIntegrationStore } from '../../src/store/pg-integration-store.js';
+import { PG_INTEGRATION_MIGRATIONS } from '../../src/store/pg-integration-sql.js';
 import { SqliteOutboxStore } from '../../src/outbox/index.js';
 import { PgOutboxStore } from '../../src/outbox/pg-store.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { startRelay, type Relay } from '../../src/runtime/index.js';
-import { openHttpStore, openOutboxStore, openSharedTokenCache } from '../../src/runtime/stores.js';
+import { openIntegrationStore, openOutboxStore, openSharedTokenCache } from '../../src/runtime/stores.js';
 import { DEFAULT_IDS, type Sandbox } from '../../src/sandbox/index.js';
 import { sandboxConfig } from '../helpers/config.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';
@@ -73,7 +73,7 @@ if (unavailable !== undefined) {
         const file = join(dir.path, 'relay365.yaml');
         await writeFile(file, `dataDir: ${dir.path}\nlog: { level: silent }\nqueue:\n  url: ${PG_URL}\n  schema: ${schema}\n`);
         const latest = PG_MIGRATIONS.map((m) => m.version);
-        const http = PG_HTTP_MIGRATIONS.map((m) => m.version);
+        const http = PG_INTEGRATION_MIGRATIONS.map((m) => m.version);
         const first = await dbMigrate(file);
         assert.equal(first.store, 'postgresql');
         assert.deepEqual(first.outbox, { applied: latest, version: Math.max(...latest) });
@@ -140,7 +140,7 @@ if (unavailable !== undefined) {
     const schema = testSchema();
     after(() => dropSchema(schema));
 
-    it('opens the PostgreSQL outbox, HTTP store and shared token cache with queue.url, the SQLite file and no shared cache without', async () => {
+    it('opens the PostgreSQL outbox, integration store and shared token cache with queue.url, the SQLite file and no shared cache without', async () => {
       const dir = await tempDir();
       try {
         const env = { RELAY365_SECRET_KEY: randomBytes(32).toString('hex') };
@@ -148,9 +148,9 @@ if (unavailable !== undefined) {
         const store = await openOutboxStore(shared);
         assert.ok(store instanceof PgOutboxStore);
         await store.close();
-        const httpStore = await openHttpStore(shared);
-        assert.ok(httpStore instanceof PgHttpStore);
-        await httpStore.close();
+        const integrationStore = await openIntegrationStore(shared);
+        assert.ok(integrationStore instanceof PgIntegrationStore);
+        await integrationStore.close();
         const cache = await openSharedTokenCache(shared, env);
         assert.ok(cache !== undefined);
         await cache.write('msal-test', 'value');
@@ -161,8 +161,8 @@ if (unavailable !== undefined) {
         const file = await openOutboxStore(embedded);
         assert.ok(file instanceof SqliteOutboxStore);
         await file.close();
-        const httpFile = await openHttpStore(embedded);
-        assert.ok(httpFile instanceof SqliteHttpStore);
+        const httpFile = await openIntegrationStore(embedded);
+        assert.ok(httpFile instanceof SqliteIntegrationStore);
         await httpFile.close();
         assert.equal(await openSharedTokenCache(embedded, env), undefined);
       } finally {

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { configSchema, type Config, type ConfigInput } from '../../src/config/index.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { createLogger } from '../../src/observe/index.js';
 import { startRelay } from '../../src/runtime/index.js';
 import { configChanges } from '../../src/runtime/reload.js';
@@ -194,7 +194,7 @@ describe('relay.reload', () => {
     const uploads: Array<Awaited<ReturnType<typeof openUpload>>> = [];
     try {
       const port = Number(new URL(relay.httpAddress!).port);
-      const store = await openSqliteHttpStore(resolve(dir.path, 'relay365.db'));
+      const store = await openSqliteIntegrationStore(resolve(dir.path, 'relay365.db'));
       const k = generateApiKey();
       await store.createApiKey({ name: 'reload', hash: k.hash, prefix: k.prefix });
       await store.close();

@@ -6,8 +6,8 @@ import Database from 'better-sqlite3';
 import { dbCommand } from '../../src/cli/commands/db.js';
 import { isRelay365Error } from '../../src/errors.js';
 import { migrateTokenCache } from '../../src/identity/pg-cache-store.js';
-import { openSqliteHttpStore } from '../../src/ingress/http/index.js';
-import { PgHttpStore } from '../../src/store/pg-http-store.js';
+import { openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
+import { PgIntegrationStore } from '../../src/store/pg-integration-store.js';
 import { openPgStore, openSqliteStore } from '../../src/outbox/index.js';
 import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { PG_MIGRATIONS } from '../../src/outbox/pg-sql.js';
@@ -69,12 +69,12 @@ describe('SQLite: a schema from a newer relay365', () => {
       await assert.rejects(db(['migrate', '--config', file, '--print']), tooNew(LATEST + 1, LATEST));
 
       const httpPath = join(dir.path, 'http.db');
-      await (await openSqliteHttpStore(httpPath)).close();
+      await (await openSqliteIntegrationStore(httpPath)).close();
       const http = new Database(httpPath);
       const httpLatest = http.prepare<[], number>("SELECT max(version) FROM schema_migrations WHERE part = 'http'").pluck().get()!;
       http.prepare("INSERT INTO schema_migrations (part, version, applied_at) VALUES ('http', ?, 0)").run(httpLatest + 5);
       http.close();
-      await assert.rejects(openSqliteHttpStore(httpPath), tooNew(httpLatest + 5, httpLatest));
+      await assert.rejects(openSqliteIntegrationStore(httpPath), tooNew(httpLatest + 5, httpLatest));
     } finally {
       await dir.cleanup();
     }
@@ -122,7 +122,7 @@ if (unavailable !== undefined) {
         try {
           const httpKnown = (await pgQuery<{ v: number }>(`SELECT max(version)::int AS v FROM ${schema}.schema_migrations WHERE part = 'http'`))[0]!.v;
           await pgQuery(`INSERT INTO ${schema}.schema_migrations (part, version, description, applied_at) VALUES ('http', $1, 'from the future', 0)`, [httpKnown + 1]);
-          await assert.rejects(PgHttpStore.attach(outbox), tooNew(httpKnown + 1, httpKnown));
+          await assert.rejects(PgIntegrationStore.attach(outbox), tooNew(httpKnown + 1, httpKnown));
           await pgQuery(`INSERT INTO ${schema}.schema_migrations (part, version, description, applied_at) VALUES ('token-cache', 2, 'from the future', 0)`);
           await assert.rejects(migrateTokenCache(outbox.pool, schema), tooNew(2, 1));
         } finally {

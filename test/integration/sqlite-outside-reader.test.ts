@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { openSqliteStore, type NewMessage } from '../../src/outbox/index.js';
 import { tempDir } from '../helpers/sandbox.js';
 
@@ -36,12 +36,12 @@ function message(n: number): NewMessage {
 }
 
 describe('SQLite outbox beside outside readers (sqlite3 shell, backups, monitoring)', () => {
-  it('keeps its locks when the HTTP store opens the same file: an outside reader neither deletes the live log nor misses a committed message', async () => {
+  it('keeps its locks when the integration store opens the same file: an outside reader neither deletes the live log nor misses a committed message', async () => {
     const dir = await tempDir('relay365-outside-reader-');
     const path = join(dir.path, 'relay365.db');
     // As `serve` opens them: the outbox first, then the HTTP tables in the same file.
     const outbox = await openSqliteStore(path);
-    const http = await openSqliteHttpStore(path);
+    const http = await openSqliteIntegrationStore(path);
     try {
       const first = await Promise.all([1, 2, 3].map((n) => outbox.enqueue(message(n))));
       await http.createApiKey({ name: 'app', hash: 'h'.repeat(64), prefix: 'r365_abcd' });

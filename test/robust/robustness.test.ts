@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { defaultGreetingDelayMs } from '../../src/config/index.js';
-import { generateApiKey, openSqliteHttpStore } from '../../src/ingress/http/index.js';
+import { generateApiKey, openSqliteIntegrationStore } from '../../src/ingress/http/index.js';
 import { openSqliteStore } from '../../src/outbox/index.js';
 import { DEFAULT_IDS } from '../../src/sandbox/index.js';
 import { freePort, startServe } from '../helpers/cli.js';
@@ -367,13 +367,13 @@ describe('robustness (built CLI, hostile clients beside real traffic)', () => {
       const dir = await tempDir();
       const dataDir = join(dir.path, 'data');
       const dbPath = join(dataDir, 'relay365.db');
-      const httpStore = await openSqliteHttpStore(dbPath);
+      const integrationStore = await openSqliteIntegrationStore(dbPath);
       const apiKey = generateApiKey();
-      await httpStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
+      await integrationStore.createApiKey({ name: 'robust', hash: apiKey.hash, prefix: apiKey.prefix, scopes: ['send', 'read', 'admin'] });
       // An application's key: send only, as the one mailbox.
       const senderKey = generateApiKey();
-      await httpStore.createApiKey({ name: 'robust-app', hash: senderKey.hash, prefix: senderKey.prefix, scopes: ['send'], senders: [MAILBOX] });
-      await httpStore.close();
+      await integrationStore.createApiKey({ name: 'robust-app', hash: senderKey.hash, prefix: senderKey.prefix, scopes: ['send'], senders: [MAILBOX] });
+      await integrationStore.close();
       const [smtpPort, lanPort, httpPort] = [await freePort(), await freePort(), await freePort()];
       const config = join(dir.path, 'relay365.yaml');
       await writeFile(

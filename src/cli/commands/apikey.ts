@@ -1,16 +1,16 @@
 import { Command } from 'commander';
 import { Relay365Error } from '../../errors.js';
 import { API_KEY_SCOPES, generateApiKey, type ApiKeyScope } from '../../store/api-keys.js';
-import type { ApiKeyRecord, HttpStore } from '../../store/http-store.js';
-import { openHttpStore } from '../../runtime/stores.js';
+import type { ApiKeyRecord, IntegrationStore } from '../../store/integration-store.js';
+import { openIntegrationStore } from '../../runtime/stores.js';
 import { cliContext } from '../context.js';
 import { configSubcommand, printList, type ConfigJsonFlags } from '../subcommand.js';
 
-async function withHttpStore<T>(flags: { config?: string }, fn: (store: HttpStore) => Promise<T>): Promise<T> {
+async function withIntegrationStore<T>(flags: { config?: string }, fn: (store: IntegrationStore) => Promise<T>): Promise<T> {
   const { config } = await cliContext(flags);
   // Where the running relays look: PostgreSQL with queue.url (every node sees the key at once), else
   // the outbox's SQLite file (WAL lets this command and a running relay both write).
-  const store = await openHttpStore(config);
+  const store = await openIntegrationStore(config);
   try {
     return await fn(store);
   } finally {
@@ -64,7 +64,7 @@ export function apikeyCommand(): Command {
       .option('--sender <rule...>', 'addresses (noreply@contoso.com) or domains (@contoso.com) the key may send as; default any the relay routes'),
   ).action(async (flags: ConfigJsonFlags & { name: string; scope: string; sender?: string[] }) => {
     const scopes = parseScopes(flags.scope);
-    await withHttpStore(flags, async (store) => {
+    await withIntegrationStore(flags, async (store) => {
       const key = generateApiKey();
       const record = await store.createApiKey({
         name: flags.name,
@@ -83,14 +83,14 @@ export function apikeyCommand(): Command {
     });
   });
   configSubcommand(apikey, 'list', 'List the API keys (never the keys themselves)').action(async (flags: ConfigJsonFlags) => {
-    await withHttpStore(flags, async (store) => {
+    await withIntegrationStore(flags, async (store) => {
       const keys = await store.listApiKeys();
       printList(flags.json, keys, { json: () => keys.map(keyJson), empty: 'No API key yet: relay365 apikey create --name <app>', line: keyLine });
     });
   });
   configSubcommand(apikey, 'revoke <key>', 'Revoke an API key by its id, name or prefix; requests with it get 401 at once').action(
     async (ref: string, flags: ConfigJsonFlags) => {
-      await withHttpStore(flags, async (store) => {
+      await withIntegrationStore(flags, async (store) => {
         const revoked = await store.revokeApiKey(ref);
         if (!revoked) throw new Relay365Error('R365_API_KEY_UNKNOWN', `No active API key has the id, name or prefix ${ref}; relay365 apikey list shows them.`);
         if (flags.json) console.log(JSON.stringify(keyJson(revoked)));

@@ -26,15 +26,15 @@ interface MigrateReport {
 
 /** Applies the pending migrations of the outbox, the HTTP tables and the shared token cache in PostgreSQL. */
 async function migratePg(config: Config, url: string): Promise<MigrateReport> {
-  const [{ openPgStore }, { PgHttpStore }, { migrateTokenCache }] = await Promise.all([
+  const [{ openPgStore }, { PgIntegrationStore }, { migrateTokenCache }] = await Promise.all([
     import('../../outbox/pg-store.js'),
-    import('../../store/pg-http-store.js'),
+    import('../../store/pg-integration-store.js'),
     import('../../identity/pg-cache-store.js'),
   ]);
   const store = await openPgStore(url, { schema: config.queue.schema, migrate: false, poolSize: 1 });
   try {
     const outbox = await store.applyMigrations();
-    const http = await (await PgHttpStore.attach(store, { migrate: false })).applyMigrations();
+    const http = await (await PgIntegrationStore.attach(store, { migrate: false })).applyMigrations();
     const tokenCache = await migrateTokenCache(store.pool, config.queue.schema);
     return { ok: true, store: 'postgresql', database: store.where, outbox, http, tokenCache };
   } finally {
@@ -60,19 +60,19 @@ async function sqliteVersions(path: string): Promise<number[]> {
  */
 async function migrateSqlite(config: Config): Promise<MigrateReport> {
   const path = resolve(config.dataDir, config.queue.path);
-  const [{ openSqliteStore }, { openSqliteHttpStore }] = await Promise.all([
+  const [{ openSqliteStore }, { openSqliteIntegrationStore }] = await Promise.all([
     import('../../outbox/sqlite-store.js'),
-    import('../../store/http-store.js'),
+    import('../../store/integration-store.js'),
   ]);
   const before = new Set(await sqliteVersions(path));
   await (await openSqliteStore(path)).close();
   const after = await sqliteVersions(path);
-  const httpStore = await openSqliteHttpStore(path, { migrate: false });
+  const integrationStore = await openSqliteIntegrationStore(path, { migrate: false });
   try {
-    const http = await httpStore.applyMigrations();
+    const http = await integrationStore.applyMigrations();
     return { ok: true, store: 'sqlite', database: path, outbox: { applied: after.filter((v) => !before.has(v)), version: Math.max(0, ...after) }, http };
   } finally {
-    await httpStore.close();
+    await integrationStore.close();
   }
 }
 
@@ -91,9 +91,9 @@ const quote = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 /** The SQLite file's one ledger, part by part (the outbox, the HTTP tables), and what would create or upgrade it. */
 async function sqliteLedgers(config: Config): Promise<{ database: string; prologue: string[]; ledgers: Ledger[] }> {
   const path = resolve(config.dataDir, config.queue.path);
-  const [{ MIGRATIONS }, { SQLITE_HTTP_MIGRATIONS }, { sqliteLedgerState }, { default: Database }] = await Promise.all([
+  const [{ MIGRATIONS }, { SQLITE_INTEGRATION_MIGRATIONS }, { sqliteLedgerState }, { default: Database }] = await Promise.all([
     import('../../outbox/sqlite-sql.js'),
-    import('../../store/http-store.js'),
+    import('../../store/integration-store.js'),
     import('../../store/index.js'),
     import('better-sqlite3'),
   ]);
@@ -110,7 +110,7 @@ async function sqliteLedgers(config: Config): Promise<{ database: string; prolog
     return {
       database: path,
       prologue: state.prologue,
-      ledgers: [ledger('outbox', 'outbox', MIGRATIONS), ledger('HTTP tables', 'http', SQLITE_HTTP_MIGRATIONS)],
+      ledgers: [ledger('outbox', 'outbox', MIGRATIONS), ledger('HTTP tables', 'http', SQLITE_INTEGRATION_MIGRATIONS)],
     };
   } finally {
     db?.close();
@@ -123,11 +123,11 @@ async function sqliteLedgers(config: Config): Promise<{ database: string; prolog
  * the ledger and carries their steps over, as `migrate` would (store/pg-database.ts).
  */
 async function pgLedgers(config: Config, url: string): Promise<{ database: string; prologue: string[]; ledgers: Ledger[] }> {
-  const [{ default: pg }, { PG_MIGRATIONS }, { PG_HTTP_MIGRATIONS }, { TOKEN_CACHE_MIGRATIONS }, { createPgPool, describeDatabase, ledgerStatements, LEGACY_PG_LEDGERS }] =
+  const [{ default: pg }, { PG_MIGRATIONS }, { PG_INTEGRATION_MIGRATIONS }, { TOKEN_CACHE_MIGRATIONS }, { createPgPool, describeDatabase, ledgerStatements, LEGACY_PG_LEDGERS }] =
     await Promise.all([
       import('pg'),
       import('../../outbox/pg-sql.js'),
-      import('../../store/pg-http-sql.js'),
+      import('../../store/pg-integration-sql.js'),
       import('../../identity/pg-cache-store.js'),
       import('../../store/index.js'),
     ]);
@@ -171,7 +171,7 @@ async function pgLedgers(config: Config, url: string): Promise<{ database: strin
       prologue,
       ledgers: [
         await ledger('outbox', 'outbox', PG_MIGRATIONS),
-        await ledger('HTTP tables', 'http', PG_HTTP_MIGRATIONS),
+        await ledger('HTTP tables', 'http', PG_INTEGRATION_MIGRATIONS),
         await ledger('token cache', 'token-cache', TOKEN_CACHE_MIGRATIONS),
       ],
     };

@@ -6,7 +6,7 @@ import { silentLogger, type Logger, type RelayMetrics } from '../../observe/inde
 import type { DeliveryWorker, NewMessage, OutboxStore, Router, StoredMessage } from '../../outbox/index.js';
 import { dashboardRoutes, type DashboardDeps } from './dashboard.js';
 import { errorResponseSchema, installErrorHandling } from './errors.js';
-import type { HttpStore } from '../../store/index.js';
+import type { IntegrationStore } from '../../store/index.js';
 import { installHttpLimits } from './limits.js';
 import { apiRoutes } from './message-routes.js';
 import { idempotencyKeyParameter, withIdempotencyKeyRefs, type OpenApiObject } from './route-options.js';
@@ -38,7 +38,7 @@ export interface HttpAppDeps {
     /** The app credentials' end dates, for the dashboard's banner (the relay's CredentialExpiryMonitor). */
     credentials?: DashboardDeps['credentials'];
   };
-  httpStore: HttpStore;
+  integrationStore: IntegrationStore;
   metrics: RelayMetrics;
   logger?: Logger;
   /**
@@ -57,7 +57,7 @@ export interface HttpAppDeps {
  *
  * @example
  * ```ts
- * const app = await buildHttpApp({ config: () => config, relay, httpStore, metrics, secrets: { adminPassword: () => adminPassword } });
+ * const app = await buildHttpApp({ config: () => config, relay, integrationStore, metrics, secrets: { adminPassword: () => adminPassword } });
  * await app.listen({ host: config.http.host, port: config.http.port });
  * ```
  */
@@ -135,7 +135,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         router: relay.router,
         worker: relay.worker,
         tokens: relay.tokens,
-        httpStore: deps.httpStore,
+        integrationStore: deps.integrationStore,
         doctor: relay.doctor,
       });
       // After apiRoutes, whose API key hook then covers these routes too.
@@ -174,7 +174,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       200: statusResponse(['ready']),
       503: {
         ...statusResponse(['unavailable']),
-        description: 'The outbox or the HTTP store cannot be read; `code` says why, the log has the details.',
+        description: 'The outbox or the integration store cannot be read; `code` says why, the log has the details.',
         properties: { ...statusResponse(['unavailable']).properties, code: { type: 'string', example: 'R365_OUTBOX_UNAVAILABLE' } },
         required: ['status', 'code'],
       },
@@ -182,7 +182,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   };
   app.get('/readyz', { schema: readyzSchema }, async (request, reply) => {
     try {
-      await Promise.all([relay.store.oldestWaiting(), deps.httpStore.ping()]);
+      await Promise.all([relay.store.oldestWaiting(), deps.integrationStore.ping()]);
       return { status: 'ready' };
     } catch (err) {
       request.log.warn({ err }, 'readiness check failed');

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { bearerApiKey, hashApiKey, type ApiKeyScope } from '../../store/api-keys.js';
-import type { ApiKeyRecord, HttpStore } from '../../store/http-store.js';
+import type { ApiKeyRecord, IntegrationStore } from '../../store/integration-store.js';
 import { apiError } from './errors.js';
 
 declare module 'fastify' {
@@ -19,7 +19,7 @@ declare module 'fastify' {
  * `onRequest` hook: a valid `Authorization: Bearer r365_...` or 401. It runs before the body is read,
  * so an unauthenticated client cannot make the relay parse a large body.
  */
-export function apiKeyAuth(store: HttpStore): onRequestAsyncHookHandler {
+export function apiKeyAuth(store: IntegrationStore): onRequestAsyncHookHandler {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const key = bearerApiKey(request.headers.authorization);
     const record = key === undefined ? undefined : await store.findApiKey(hashApiKey(key));

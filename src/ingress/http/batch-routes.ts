@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Admission } from '../../admission/index.js';
-import type { HttpStore } from '../../store/index.js';
+import type { IntegrationStore } from '../../store/index.js';
 import { toApiError } from './errors.js';
 import { onceForKey, type HandlerResult } from './idempotency.js';
 import { composeFromFields, type SendMessageBody } from './message-input.js';
@@ -32,7 +32,7 @@ interface ItemResult {
 /** How many items are composed and checked at once: the outbox commits those that arrive together in one transaction. */
 const CONCURRENCY = 32;
 
-export function batchRoutes(app: FastifyInstance, deps: { admission: Admission; httpStore: HttpStore; bodyLimitBytes: number }): void {
+export function batchRoutes(app: FastifyInstance, deps: { admission: Admission; integrationStore: IntegrationStore; bodyLimitBytes: number }): void {
   app.post<{ Body: { messages: BatchItem[] } }>(
     '/messages/batch',
     apiRouteOptions(
@@ -64,7 +64,7 @@ export function batchRoutes(app: FastifyInstance, deps: { admission: Admission; 
           }
           // The same request as POST /v1/messages with this key in its header.
           const keyed = await onceForKey(
-            deps.httpStore,
+            deps.integrationStore,
             key.id,
             idempotencyKey,
             { route: 'POST /v1/messages', body },

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { apiError } from './errors.js';
-import type { HttpStore } from '../../store/index.js';
+import type { IntegrationStore } from '../../store/index.js';
 
 /** A repeated key is answered from the first response for 24 hours, as Stripe does. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -51,7 +51,7 @@ export interface KeyedResult {
  * answer is saved: after an error the key is released, so the client may retry with it.
  */
 export async function onceForKey(
-  store: HttpStore,
+  store: IntegrationStore,
   scope: string,
   key: string,
   request: { route: string; body: unknown },
@@ -112,7 +112,7 @@ export async function onceForKey(
  * replayed answer carries `Idempotent-Replayed: true`. Without the header, `handle` just runs.
  */
 export async function idempotent(
-  store: HttpStore,
+  store: IntegrationStore,
   request: FastifyRequest,
   reply: FastifyReply,
   scope: string,

@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, stateChangeRefused } from './errors.js';
-import type { HttpStore } from '../../store/index.js';
+import type { IntegrationStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
 import { apiRouteOptions, idempotencyKeyHeader, locationHeader, type ApiRouteDoc } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
@@ -38,7 +38,7 @@ export interface ApiRouteDeps {
   router: Pick<Router, 'routeMessage' | 'poolsOf'>;
   worker: Pick<DeliveryWorker, 'status' | 'notify' | 'syncPauses'>;
   tokens: ViewSources['tokens'];
-  httpStore: HttpStore;
+  integrationStore: IntegrationStore;
   /** Runs `relay365 doctor` for a mailbox (injected by the runtime, which owns the doctor). */
   doctor?: ((mailbox: string) => Promise<unknown>) | undefined;
 }
@@ -47,7 +47,7 @@ export interface ApiRouteDeps {
 export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
   const mailboxes = (): string[] => deps.config().mailboxes.map((m) => m.address.toLowerCase());
   const sources: ViewSources = { config: deps.config, store: deps.store, router: deps.router, worker: deps.worker, tokens: deps.tokens };
-  app.addHook('onRequest', apiKeyAuth(deps.httpStore));
+  app.addHook('onRequest', apiKeyAuth(deps.integrationStore));
 
   // The checks every door runs (src/admission), with this API's limits and its outbox.
   const admission = createAdmission({
@@ -83,7 +83,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
       (request, reply) => {
         // Fastify has checked it against doc.body; its types do not narrow a generic Body themselves.
         const body = request.body as Body;
-        return idempotent(deps.httpStore, request, reply, request.apiKey!.id, async () => queue(request, await compose(body), body));
+        return idempotent(deps.integrationStore, request, reply, request.apiKey!.id, async () => queue(request, await compose(body), body));
       },
     );
   }
@@ -113,7 +113,7 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     composeFromMime,
   );
 
-  batchRoutes(app, { admission, httpStore: deps.httpStore, bodyLimitBytes: deps.config().http?.bodyLimitBytes ?? 0 });
+  batchRoutes(app, { admission, integrationStore: deps.integrationStore, bodyLimitBytes: deps.config().http?.bodyLimitBytes ?? 0 });
 
   app.get<{ Querystring: ListQuerystring }>(
     '/messages',

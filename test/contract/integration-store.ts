@@ -1,24 +1,24 @@
 /**
- * The HTTP store contract: what every `HttpStore` (SQLite, PostgreSQL) must do with API keys,
+ * The integration store contract: what every `IntegrationStore` (SQLite, PostgreSQL) must do with API keys,
  * idempotency keys and webhook deliveries, tested only through the interface. A store's test file
- * calls {@link httpStoreContract} with a factory that opens a fresh, empty, migrated store.
+ * calls {@link integrationStoreContract} with a factory that opens a fresh, empty, migrated store.
  *
  * Every time is explicit (`now`, `createdAt`, `at`), so no test sleeps and expiry is exact.
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRelay365Error } from '../../src/errors.js';
-import { generateApiKey, type HttpStore, type IdempotencyRequest, type IdempotencyReservation } from '../../src/ingress/http/index.js';
+import { generateApiKey, type IntegrationStore, type IdempotencyRequest, type IdempotencyReservation } from '../../src/ingress/http/index.js';
 import type { NewWebhookDelivery, WebhookDelivery } from '../../src/observe/index.js';
 
 /** What the factory hands the suite. */
-export interface OpenedHttpStore {
+export interface OpenedIntegrationStore {
   /** A fresh, empty, migrated store. */
-  store: HttpStore;
+  store: IntegrationStore;
   /** Removes what the factory made (files, schemas); the suite closes every store before calling it. */
   cleanup: () => Promise<void>;
   /** Another, independent connection to the same database, as a second node would open it. Tests of two nodes at once are skipped without it. */
-  connect?: () => Promise<HttpStore>;
+  connect?: () => Promise<IntegrationStore>;
 }
 
 const MINUTE = 60_000;
@@ -42,7 +42,7 @@ function delivery(eventId: string, createdAt: number, change: Partial<NewWebhook
   };
 }
 
-const claimAt = (store: HttpStore, now: number, owner = 'node-a', limit = 100, leaseMs = 30_000): Promise<WebhookDelivery[]> =>
+const claimAt = (store: IntegrationStore, now: number, owner = 'node-a', limit = 100, leaseMs = 30_000): Promise<WebhookDelivery[]> =>
   store.claimWebhookDeliveries({ owner, now: new Date(now), leaseMs, limit });
 
 const eventIds = (deliveries: readonly WebhookDelivery[]): string[] => deliveries.map((d) => `${d.eventId}>${d.receiver}`);
@@ -50,7 +50,7 @@ const eventIds = (deliveries: readonly WebhookDelivery[]): string[] => deliverie
 /** What a test gets besides its store. */
 interface Helpers {
   /** Opens another connection to the same database (the suite closes it); the test is skipped when the factory has none. */
-  second: (t: TestContext) => Promise<HttpStore | undefined>;
+  second: (t: TestContext) => Promise<IntegrationStore | undefined>;
 }
 
 /**
@@ -59,13 +59,13 @@ interface Helpers {
  * @param name - shown in every test name, e.g. `'SQLite'`.
  * @param open - opens a fresh, empty, migrated store for one test.
  */
-export function httpStoreContract(name: string, open: () => Promise<OpenedHttpStore>): void {
+export function integrationStoreContract(name: string, open: () => Promise<OpenedIntegrationStore>): void {
   /** Runs one test against a fresh store, then closes it (and any second connection) and cleans up. */
   const withStore =
-    (test: (store: HttpStore, helpers: Helpers, t: TestContext) => Promise<void>) =>
+    (test: (store: IntegrationStore, helpers: Helpers, t: TestContext) => Promise<void>) =>
     async (t: TestContext): Promise<void> => {
       const opened = await open();
-      const others: HttpStore[] = [];
+      const others: IntegrationStore[] = [];
       const helpers: Helpers = {
         second: async (context) => {
           if (opened.connect === undefined) {
@@ -86,7 +86,7 @@ export function httpStoreContract(name: string, open: () => Promise<OpenedHttpSt
       }
     };
 
-  describe(`${name} HTTP store: API keys`, () => {
+  describe(`${name} integration store: API keys`, () => {
     it(
       'creates keys, finds an active one by its hash only, and lists them oldest first without the key',
       withStore(async (store) => {
@@ -181,7 +181,7 @@ export function httpStoreContract(name: string, open: () => Promise<OpenedHttpSt
     );
   });
 
-  describe(`${name} HTTP store: idempotency keys`, () => {
+  describe(`${name} integration store: idempotency keys`, () => {
     it(
       'reserves a new key once; the same request meanwhile is in progress, another request a mismatch',
       withStore(async (store) => {
@@ -243,7 +243,7 @@ export function httpStoreContract(name: string, open: () => Promise<OpenedHttpSt
     );
   });
 
-  describe(`${name} HTTP store: webhook deliveries`, () => {
+  describe(`${name} integration store: webhook deliveries`, () => {
     it(
       'stores each event once per receiver and ignores a repeat; a claim returns them oldest first as stored',
       withStore(async (store) => {
@@ -344,7 +344,7 @@ export function httpStoreContract(name: string, open: () => Promise<OpenedHttpSt
     );
   });
 
-  describe(`${name} HTTP store: two nodes on one database`, () => {
+  describe(`${name} integration store: two nodes on one database`, () => {
     it(
       'sees an API key created on one node on the other, and its revocation at once',
       withStore(async (store, { second }, t) => {

@@ -33,7 +33,7 @@ export interface ApiKeyRecord {
   revokedAt: Date | undefined;
 }
 
-/** The answer to {@link HttpStore.reserveIdempotencyKey}. */
+/** The answer to {@link IntegrationStore.reserveIdempotencyKey}. */
 export type IdempotencyReservation =
   /** The key is new (or its earlier attempt was abandoned): process the request, then save or release. */
   | { outcome: 'reserved' }
@@ -59,12 +59,15 @@ export interface IdempotencyRequest {
 }
 
 /**
- * What the HTTP front door keeps besides the outbox: API keys, idempotency keys, and the webhook
- * outbox. It lives where the outbox does: {@link SqliteHttpStore} in the outbox's SQLite file,
- * `PgHttpStore` (pg-http-store.ts) in its PostgreSQL schema, shared by every node. Both pass the
- * contract suite in test/contract/http-store.ts.
+ * What relay365 keeps about the programs it works with, besides the outbox: the API keys they call
+ * with and the idempotency keys of their requests (the HTTP front door), and the webhook deliveries
+ * made to them (the webhook dispatcher, which runs with the HTTP door off too). It lives where the
+ * outbox does: {@link SqliteIntegrationStore} in the outbox's SQLite file, `PgIntegrationStore`
+ * (pg-integration-store.ts) in its PostgreSQL schema, shared by every node. Both pass the contract
+ * suite in test/contract/integration-store.ts. Its tables keep their first names (`http_*`, ledger
+ * part `http`): renaming them would take a migration and buys nothing.
  */
-export interface HttpStore extends WebhookOutbox {
+export interface IntegrationStore extends WebhookOutbox {
   /** Creates or upgrades this store's tables (its own numbered migrations). */
   migrate(): Promise<void>;
   createApiKey(input: NewApiKeyRecord): Promise<ApiKeyRecord>;
@@ -93,7 +96,7 @@ interface Migration {
 }
 
 /** The HTTP tables' steps (also for `relay365 db migrate --print`). */
-export const SQLITE_HTTP_MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: string }> = [
+export const SQLITE_INTEGRATION_MIGRATIONS: ReadonlyArray<{ version: number; description: string; sql: string }> = [
   {
     version: 1,
     description: 'API keys, idempotency keys and webhook deliveries',
@@ -151,12 +154,12 @@ export const SQLITE_HTTP_MIGRATIONS: ReadonlyArray<{ version: number; descriptio
     `,
   },
 ];
-const MIGRATIONS: readonly Migration[] = SQLITE_HTTP_MIGRATIONS;
+const MIGRATIONS: readonly Migration[] = SQLITE_INTEGRATION_MIGRATIONS;
 
 /** Finished webhook deliveries are kept this long (to look into a receiver's complaint), then pruned. */
 export const FINISHED_RETENTION_MS = 7 * 86_400_000;
 
-/** Every SQL statement of the SQLite HTTP store. Times are integer milliseconds since the epoch. */
+/** Every SQL statement of the SQLite integration store. Times are integer milliseconds since the epoch. */
 const SQL = {
   pragmas: {
     /** FULL: an API key, an idempotent response or a webhook delivery survives a power cut once written. */
@@ -228,25 +231,25 @@ export interface WebhookRow {
 }
 
 /**
- * Opens the HTTP store in the SQLite file of the outbox (`resolve(config.dataDir, config.queue.path)`):
+ * Opens the integration store in the SQLite file of the outbox (`resolve(config.dataDir, config.queue.path)`):
  * WAL lets this connection and the outbox's share the file. Its tables are prefixed `http_` and its
  * migrations, numbered apart from the outbox's (part `http` of the file's ledger, store/sqlite-ledger.ts).
  *
  * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the file cannot be opened or migrated.
  * @example
  * ```ts
- * const store = await openSqliteHttpStore(resolve(config.dataDir, config.queue.path));
+ * const store = await openSqliteIntegrationStore(resolve(config.dataDir, config.queue.path));
  * const key = await store.findApiKey(hashApiKey(bearer));
  * ```
  */
-export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs?: number; migrate?: boolean } = {}): Promise<SqliteHttpStore> {
+export async function openSqliteIntegrationStore(path: string, options: { busyTimeoutMs?: number; migrate?: boolean } = {}): Promise<SqliteIntegrationStore> {
   let db: Database.Database | undefined;
   try {
     // Same care as the outbox: the file holds API key hashes and webhook bodies. The outbox's
     // connection is usually open already: the file is never opened outside SQLite then.
     db = await openSqliteFile(path, { busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
     db.pragma(SQL.pragmas.synchronous);
-    const store = new SqliteHttpStore(db, path);
+    const store = new SqliteIntegrationStore(db, path);
     if (options.migrate !== false) await store.migrate();
     return store;
   } catch (err) {
@@ -263,8 +266,8 @@ export async function openSqliteHttpStore(path: string, options: { busyTimeoutMs
   }
 }
 
-/** {@link HttpStore} in SQLite. better-sqlite3 is synchronous: each method is one short transaction. */
-export class SqliteHttpStore implements HttpStore {
+/** {@link IntegrationStore} in SQLite. better-sqlite3 is synchronous: each method is one short transaction. */
+export class SqliteIntegrationStore implements IntegrationStore {
   private statements: ReturnType<typeof prepare> | undefined;
 
   constructor(
@@ -282,7 +285,7 @@ export class SqliteHttpStore implements HttpStore {
 
   /** Applies the steps not yet in the file's ledger (part `http` of `schema_migrations`), in one transaction; reports which (`relay365 db migrate`). */
   applyMigrations(): Promise<{ applied: number[]; version: number }> {
-    return this.run('apply the HTTP store migrations', () =>
+    return this.run('apply the integration store migrations', () =>
       this.db.transaction(() => applySqliteMigrations(this.db, { part: 'http', what: 'the HTTP tables', path: this.path, migrations: MIGRATIONS })).immediate(),
     );
   }

@@ -2,40 +2,40 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isRelay365Error } from '../../src/errors.js';
 import { generateApiKey } from '../../src/ingress/http/index.js';
-import { PgHttpStore } from '../../src/store/pg-http-store.js';
-import { PG_HTTP_MIGRATIONS } from '../../src/store/pg-http-sql.js';
+import { PgIntegrationStore } from '../../src/store/pg-integration-store.js';
+import { PG_INTEGRATION_MIGRATIONS } from '../../src/store/pg-integration-sql.js';
 import { openPgStore } from '../../src/outbox/index.js';
-import { httpStoreContract } from '../contract/http-store.js';
+import { integrationStoreContract } from '../contract/integration-store.js';
 import { freePort } from '../helpers/cli.js';
 import { PG_URL, dropSchema, pgQuery, pgUnavailable, testSchema } from '../helpers/pg.js';
 
 const unavailable = await pgUnavailable();
 
 if (unavailable !== undefined) {
-  describe('PostgreSQL HTTP store', () => {
+  describe('PostgreSQL integration store', () => {
     it('needs a PostgreSQL server', (t) => t.skip(unavailable));
   });
 } else {
   // A fresh schema per test; `connect` opens a second pool on it, as a second node would.
-  httpStoreContract('PostgreSQL', async () => {
+  integrationStoreContract('PostgreSQL', async () => {
     const schema = testSchema();
     return {
-      store: await PgHttpStore.open(PG_URL, { schema, poolSize: 4 }),
+      store: await PgIntegrationStore.open(PG_URL, { schema, poolSize: 4 }),
       cleanup: () => dropSchema(schema),
-      connect: () => PgHttpStore.open(PG_URL, { schema, poolSize: 4 }),
+      connect: () => PgIntegrationStore.open(PG_URL, { schema, poolSize: 4 }),
     };
   });
 
-  describe('PostgreSQL HTTP store: schema, migrations and the shared pool', () => {
+  describe('PostgreSQL integration store: schema, migrations and the shared pool', () => {
     const schema = testSchema();
     after(() => dropSchema(schema));
 
     it("migrates its tables once when three nodes start at the same moment, its steps recorded as part http of the schema's one ledger", async () => {
       const outboxes = await Promise.all([1, 2, 3].map(() => openPgStore(PG_URL, { schema, poolSize: 2 })));
       try {
-        const stores = await Promise.all(outboxes.map((o) => PgHttpStore.attach(o, { migrate: false })));
+        const stores = await Promise.all(outboxes.map((o) => PgIntegrationStore.attach(o, { migrate: false })));
         const reports = await Promise.all(stores.map((s) => s.applyMigrations()));
-        const versions = PG_HTTP_MIGRATIONS.map((m) => m.version);
+        const versions = PG_INTEGRATION_MIGRATIONS.map((m) => m.version);
         assert.deepEqual(
           reports.map((r) => r.applied).sort((a, b) => b.length - a.length),
           [versions, [], []],
@@ -62,7 +62,7 @@ if (unavailable !== undefined) {
     it("works on the outbox's pool and leaves it open when closed", async () => {
       const outbox = await openPgStore(PG_URL, { schema, poolSize: 2 });
       try {
-        const store = await PgHttpStore.attach(outbox);
+        const store = await PgIntegrationStore.attach(outbox);
         const key = generateApiKey();
         await store.createApiKey({ name: 'on-the-outbox-pool', hash: key.hash, prefix: key.prefix });
         assert.ok(outbox.pool.totalCount <= 2, 'no connection beyond the outbox pool');
@@ -79,10 +79,10 @@ if (unavailable !== undefined) {
     it('refuses tables a newer relay365 migrated, naming the fix', async () => {
       const newer = testSchema();
       try {
-        await (await PgHttpStore.open(PG_URL, { schema: newer })).close();
+        await (await PgIntegrationStore.open(PG_URL, { schema: newer })).close();
         await pgQuery(`INSERT INTO ${newer}.schema_migrations (part, version, description, applied_at) VALUES ('http', 999, 'from the future', 0)`);
         await assert.rejects(
-          PgHttpStore.open(PG_URL, { schema: newer }),
+          PgIntegrationStore.open(PG_URL, { schema: newer }),
           (err) => isRelay365Error(err, 'R365_SCHEMA_TOO_NEW') && /999/.test(err.message) && /newer relay365/.test(err.message) && !err.retryable,
         );
       } finally {
@@ -91,18 +91,18 @@ if (unavailable !== undefined) {
     });
 
     it('refuses a schema name that would need quoting', async () => {
-      await assert.rejects(PgHttpStore.open(PG_URL, { schema: 'Relay365; DROP' }), (err) => isRelay365Error(err, 'R365_CONFIG_INVALID'));
+      await assert.rejects(PgIntegrationStore.open(PG_URL, { schema: 'Relay365; DROP' }), (err) => isRelay365Error(err, 'R365_CONFIG_INVALID'));
     });
   });
 
-  describe('PostgreSQL HTTP store: when the server is away', () => {
+  describe('PostgreSQL integration store: when the server is away', () => {
     it('reports a server that does not answer as R365_OUTBOX_UNAVAILABLE, retryable, naming the database without its password', async () => {
       const port = await freePort();
       const url = `postgresql://relay:hunter2-secret@127.0.0.1:${port}/relay365`;
-      await assert.rejects(PgHttpStore.open(url, { connectTimeoutMs: 2000 }), (err) => {
+      await assert.rejects(PgIntegrationStore.open(url, { connectTimeoutMs: 2000 }), (err) => {
         assert.ok(isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE'), String(err));
         assert.equal(err.retryable, true);
-        assert.match(err.message, /HTTP store migrations: PostgreSQL cannot be reached/);
+        assert.match(err.message, /integration store migrations: PostgreSQL cannot be reached/);
         assert.ok(err.message.includes(`127.0.0.1:${port}/relay365`), err.message);
         assert.ok(!err.message.includes('hunter2-secret'), err.message);
         assert.ok(!JSON.stringify(err.details).includes('hunter2-secret'));

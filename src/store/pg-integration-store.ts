@@ -10,15 +10,15 @@ import {
   type ApiKeyRecord,
   type ApiKeyRow,
   type NewApiKeyRecord,
-  type HttpStore,
+  type IntegrationStore,
   type IdempotencyRequest,
   type IdempotencyReservation,
   type WebhookRow,
-} from './http-store.js';
-import { PG_HTTP_MIGRATIONS, PRUNE_BATCH, pgHttpStatements, type PgHttpStatements, type PgIdempotencyRow } from './pg-http-sql.js';
+} from './integration-store.js';
+import { PG_INTEGRATION_MIGRATIONS, PRUNE_BATCH, pgIntegrationStatements, type PgIntegrationStatements, type PgIdempotencyRow } from './pg-integration-sql.js';
 
-/** Options of {@link PgHttpStore.open}. */
-export interface PgHttpStoreOptions {
+/** Options of {@link PgIntegrationStore.open}. */
+export interface PgIntegrationStoreOptions {
   /** Schema holding relay365's tables (`queue.schema`); default `relay365`. */
   schema?: string;
   /** Connections in the store's own pool (default 2: the CLI makes one query at a time). */
@@ -37,7 +37,7 @@ export interface PgHttpStoreOptions {
 const RESERVE_ROUNDS = 3;
 
 /**
- * {@link HttpStore} in PostgreSQL, shared by every node: API keys, idempotency keys and the webhook
+ * {@link IntegrationStore} in PostgreSQL, shared by every node: API keys, idempotency keys and the webhook
  * outbox in the outbox's schema (`queue.schema`), tables prefixed `http_`. An API key created on one
  * node is known to all; an `Idempotency-Key` sent to two nodes queues one message; a webhook delivery
  * is leased by one node at a time (`FOR UPDATE SKIP LOCKED`).
@@ -45,12 +45,12 @@ const RESERVE_ROUNDS = 3;
  * @example
  * ```ts
  * const outbox = await openPgStore(config.queue.url, { schema: config.queue.schema });
- * const httpStore = await PgHttpStore.attach(outbox);
- * const key = await httpStore.findApiKey(hashApiKey(bearer));
+ * const integrationStore = await PgIntegrationStore.attach(outbox);
+ * const key = await integrationStore.findApiKey(hashApiKey(bearer));
  * ```
  */
-export class PgHttpStore implements HttpStore {
-  private readonly sql: PgHttpStatements;
+export class PgIntegrationStore implements IntegrationStore {
+  private readonly sql: PgIntegrationStatements;
   private closed = false;
 
   private constructor(
@@ -61,7 +61,7 @@ export class PgHttpStore implements HttpStore {
     /** The database, for messages: the URL without its password, and the schema. */
     readonly where: string,
   ) {
-    this.sql = pgHttpStatements(schema);
+    this.sql = pgIntegrationStatements(schema);
   }
 
   /**
@@ -70,8 +70,8 @@ export class PgHttpStore implements HttpStore {
    *
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the tables cannot be migrated (see {@link applyMigrations}).
    */
-  static async attach(outbox: { pool: pg.Pool; schema: string; where: string }, options: { migrate?: boolean } = {}): Promise<PgHttpStore> {
-    const store = new PgHttpStore(outbox.pool, false, checkSchemaName(outbox.schema), outbox.where);
+  static async attach(outbox: { pool: pg.Pool; schema: string; where: string }, options: { migrate?: boolean } = {}): Promise<PgIntegrationStore> {
+    const store = new PgIntegrationStore(outbox.pool, false, checkSchemaName(outbox.schema), outbox.where);
     if (options.migrate !== false) await store.migrate();
     return store;
   }
@@ -83,11 +83,11 @@ export class PgHttpStore implements HttpStore {
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when the server cannot be reached or refuses the
    *   login, or the tables cannot be migrated.
    */
-  static open(url: string, options: PgHttpStoreOptions = {}): Promise<PgHttpStore> {
+  static open(url: string, options: PgIntegrationStoreOptions = {}): Promise<PgIntegrationStore> {
     return openPgSchemaStore(
       url,
       { schema: options.schema, poolSize: options.poolSize ?? 2, connectTimeoutMs: options.connectTimeoutMs },
-      (pool, schema, where) => new PgHttpStore(pool, true, schema, where),
+      (pool, schema, where) => new PgIntegrationStore(pool, true, schema, where),
       (store) => (options.migrate !== false ? store.migrate() : store.ping()),
     );
   }
@@ -97,15 +97,15 @@ export class PgHttpStore implements HttpStore {
   }
 
   /**
-   * Creates the schema when missing and applies the steps of {@link PG_HTTP_MIGRATIONS} not yet in
+   * Creates the schema when missing and applies the steps of {@link PG_INTEGRATION_MIGRATIONS} not yet in
    * the schema's one ledger (`schema_migrations`, part `http`), in one transaction under the schema's migration lock (the outbox's too).
    *
    * @throws Relay365Error `R365_OUTBOX_UNAVAILABLE` when PostgreSQL cannot be used or a newer relay365 migrated the tables.
    */
   applyMigrations(): Promise<PgMigrationReport> {
-    return this.run('apply the HTTP store migrations', () =>
+    return this.run('apply the integration store migrations', () =>
       pgTransaction(this.pool, (client) =>
-        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The HTTP tables', part: 'http', migrations: PG_HTTP_MIGRATIONS }),
+        applyPgMigrations(client, { schema: this.schema, where: this.where, what: 'The HTTP tables', part: 'http', migrations: PG_INTEGRATION_MIGRATIONS }),
       ),
     );
   }

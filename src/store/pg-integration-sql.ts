@@ -5,14 +5,15 @@
  *
  * The tables sit in the outbox's schema (`queue.schema`), prefixed `http_`, as in the SQLite file,
  * and number their steps on their own (part `http` of the schema's one ledger, store/pg-database.ts),
- * so the HTTP store never depends on the outbox's steps. Times are `bigint` milliseconds since the epoch, as in the SQLite store.
+ * so the integration store never depends on the outbox's steps. Times are `bigint` milliseconds since
+ * the epoch, as in the SQLite store.
  * Parameters are positional (`$1`): each statement's TSDoc lists them in order.
  */
 import { escapeIdentifier } from 'pg';
 import type { PgMigration } from './pg-database.js';
 
 /** The schema, oldest first; a released step is never edited, a new one is added. */
-export const PG_HTTP_MIGRATIONS: readonly PgMigration[] = [
+export const PG_INTEGRATION_MIGRATIONS: readonly PgMigration[] = [
   {
     version: 1,
     description: 'API keys, idempotency keys and webhook deliveries',
@@ -73,7 +74,7 @@ export const PG_HTTP_MIGRATIONS: readonly PgMigration[] = [
   },
 ];
 
-/** API key columns, as `ApiKeyRow` (http-store.ts) has them. */
+/** API key columns, as `ApiKeyRow` (integration-store.ts) has them. */
 const API_KEY_COLUMNS = 'id, name, prefix, scopes, senders, created_at, last_used_at, revoked_at';
 
 /** A row of `http_idempotency_keys` as the reservation reads it. */
@@ -93,7 +94,7 @@ export interface PgIdempotencyRow {
 export const PRUNE_BATCH = 500;
 
 /** The statements for the HTTP tables in `schema`, as text. */
-export function pgHttpStatements(schema: string) {
+export function pgIntegrationStatements(schema: string) {
   const s = escapeIdentifier(schema);
   return {
     ping: 'SELECT 1',
@@ -185,5 +186,5 @@ export function pgHttpStatements(schema: string) {
   } as const;
 }
 
-/** The statements of one schema, as {@link pgHttpStatements} makes them. */
-export type PgHttpStatements = ReturnType<typeof pgHttpStatements>;
+/** The statements of one schema, as {@link pgIntegrationStatements} makes them. */
+export type PgIntegrationStatements = ReturnType<typeof pgIntegrationStatements>;
