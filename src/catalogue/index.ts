@@ -4,3 +4,4 @@ export { SMTP_REPLY_CATALOGUE, explainSmtpReply, isUnknownReply, parseReply, typ
 export { explainConnectionError } from './connection-errors.js';
 export { SETUP_FINDINGS, explainSetupFinding, type SetupFinding } from './setup-findings.js';
 export { GRAPH_ERROR_CATALOGUE, explainGraphError, type GraphErrorRow } from './graph-errors.js';
+export { SOURCES } from './sources.js';

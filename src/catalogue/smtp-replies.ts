@@ -1,15 +1,5 @@
 import type { Explanation, ReplyClass } from './types.js';
-
-const DOC_OAUTH = 'https://learn.microsoft.com/exchange/client-developers/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth';
-const DOC_SMTP_AUTH = 'https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission';
-const DOC_LIMITS = 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits';
-const DOC_NDR = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/non-delivery-reports-in-exchange-online';
-const DOC_SUBMISSION = 'https://learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements';
-const DOC_CONTINUOUS = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions';
-// The Learn page's feedback thread, where Microsoft's NDR text is quoted.
-const DOC_RESTRICTED = 'https://github.com/MicrosoftDocs/OfficeDocs-o365seccomp/issues/643';
-const M365 = 'shared/M365.md reply catalogue (as reported by admins)';
-const DOC_7XX = 'https://learn.microsoft.com/exchange/mail-flow-best-practices/non-delivery-reports-in-exchange-online/fix-error-code-5-7-700-through-5-7-750';
+import { SOURCES } from './sources.js';
 
 /** One row: which replies it matches (basic code, enhanced code, text pattern) and what they mean. */
 export interface SmtpReplyRow extends Explanation {
@@ -32,7 +22,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'SMTP AUTH is disabled for the whole tenant.',
     fix: 'In Exchange Online PowerShell: Set-TransportConfig -SmtpClientAuthenticationDisabled $false (or enable it for this mailbox only: Set-CASMailbox -Identity {mailbox} -SmtpClientAuthenticationDisabled $false).',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-535-5.7.139-basic',
@@ -42,7 +32,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'A password (Basic AUTH) was sent; Exchange Online only takes OAuth2 for SMTP AUTH now.',
     fix: 'Use AUTH XOAUTH2 with an access token (relay365 does this for every mailbox in its config).',
-    doc: DOC_OAUTH,
+    doc: SOURCES.smtpOAuth,
   },
   {
     id: 'smtp-535-5.7.139-security-defaults',
@@ -53,7 +43,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause:
       "The tenant's Security Defaults block a password (Basic AUTH) sign-in for this user; relay365 never sends one, so another client is using {mailbox} with a password.",
     fix: 'Use AUTH XOAUTH2 with a token (relay365 does). With OAuth, Security Defaults and Conditional Access act when the token is requested (AADSTS50076, AADSTS53003, AADSTS530035), not here: turning Security Defaults off is not the fix.',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-535-5.7.139-criteria',
@@ -63,7 +53,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'SMTP AUTH is disabled for this mailbox, or Security Defaults or a Conditional Access policy blocks it.',
     fix: 'In Exchange Online PowerShell: Set-CASMailbox -Identity {mailbox} -SmtpClientAuthenticationDisabled $false; then check Security Defaults and Conditional Access sign-in logs.',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-535-5.7.139-credentials',
@@ -73,7 +63,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'Exchange refused the user name and password (Basic AUTH); relay365 itself never sends a password, so another client is using {mailbox} this way.',
     fix: 'Use AUTH XOAUTH2 with an access token (relay365 does this for every mailbox in its config); a password or app password will stop working when Basic AUTH for SMTP is retired.',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-504-5.7.4',
@@ -82,7 +72,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'Exchange does not offer this authentication mechanism here (AUTH before STARTTLS, or a mechanism other than LOGIN and XOAUTH2).',
     fix: 'Connect with STARTTLS on port 587 before AUTH, and use XOAUTH2 (relay365 does both; check for a proxy that strips STARTTLS).',
-    doc: DOC_OAUTH,
+    doc: SOURCES.smtpOAuth,
   },
   {
     id: 'smtp-535-5.7.3',
@@ -92,7 +82,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause:
       'Exchange refused the token: wrong audience or scope (a Graph token?), expired, the app lacks SMTP.SendAsApp (app-only) or SMTP.Send (delegated), the service principal is not registered in Exchange or has no permission on the mailbox, or the XOAUTH2 user is not the mailbox.',
     fix: 'Run `relay365 doctor --mailbox {mailbox}`. For app-only: New-ServicePrincipal -AppId <appId> -ObjectId <enterprise app object id>; Add-MailboxPermission -Identity {mailbox} -User <service principal id> -AccessRights FullAccess; and grant admin consent for SMTP.SendAsApp.',
-    doc: DOC_OAUTH,
+    doc: SOURCES.smtpOAuth,
   },
   {
     id: 'smtp-530-5.7.57',
@@ -101,7 +91,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'auth',
     cause: 'The message was submitted without authenticating first.',
     fix: 'Authenticate (AUTH XOAUTH2) before MAIL FROM; relay365 does this itself, so check for a proxy that strips AUTH.',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-554-5.2.252-sendas',
@@ -111,7 +101,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The From address is not the mailbox and the mailbox has no SendAs right on it (Exchange names both: "<mailbox> not allowed to send as <From>").',
     fix: "Send from the mailbox's own address, or grant the right: Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs.",
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-554-5.2.0-sendas',
@@ -121,7 +111,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The From address is not the mailbox and the mailbox has no SendAs right on it.',
     fix: "Send from the mailbox's own address, or grant the right: Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs.",
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-550-5.7.60',
@@ -130,7 +120,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The mailbox has no permission to send as this sender.',
     fix: "Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs, or send from the mailbox's own address.",
-    doc: M365,
+    doc: SOURCES.adminReports,
   },
   {
     id: 'smtp-432-4.3.2-concurrent',
@@ -141,7 +131,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     handling: { lowerConcurrency: true },
     cause: 'More than 3 simultaneous SMTP connections for this mailbox (Exchange Online limit since 2021).',
     fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as {mailbox} at the same time.",
-    doc: DOC_SUBMISSION,
+    doc: SOURCES.smtpSubmission,
   },
   {
     id: 'smtp-432-4.3.2-threads',
@@ -152,7 +142,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     handling: { lowerConcurrency: true },
     cause: 'More than 3 simultaneous SMTP connections for this mailbox (the 2018 wording of the limit).',
     fix: "relay365 lowers the mailbox's concurrency and retries; keep delivery.maxConnections at 3 or less, and make sure no other client sends as {mailbox} at the same time.",
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-554-5.2.0-quota',
@@ -163,7 +153,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     handling: { holdUntilRecipientWindowFrees: true },
     cause: 'The mailbox has used its 10,000 recipients per rolling 24 hours (going over 30 messages a minute only delays mail; it does not give this reply).',
     fix: 'relay365 holds {mailbox} until its oldest recipients leave the 24-hour window, then carries on; spread the load over a pool of mailboxes if this recurs.',
-    doc: DOC_SUBMISSION,
+    doc: SOURCES.smtpSubmission,
   },
   {
     id: 'smtp-554-5.2.2-recipient-full',
@@ -173,7 +163,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: "A recipient's mailbox is full, so Exchange could not deliver the message to it (STOREDRV.Deliver: the recipient, not the sending mailbox).",
     fix: 'Nothing to fix in relay365 or {mailbox}: the recipient must free space in their mailbox; send the message again later.',
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-554-5.2.2-mailbox-full',
@@ -183,7 +173,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'The sending mailbox is full: every message sent by SMTP AUTH is kept in its Sent Items, and a full mailbox cannot send.',
     fix: 'Free space in {mailbox} (a retention policy that deletes Sent Items after some days: New-RetentionPolicyTag "Sent 7d" -Type SentItems -AgeLimitForRetention 7 -RetentionAction DeletePermanently; New-RetentionPolicy "Relay" -RetentionPolicyTagLinks "Sent 7d"; Set-Mailbox {mailbox} -RetentionPolicy "Relay"), or give it a bigger quota; relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-550-5.2.251-throttled',
@@ -193,7 +183,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "mailbox full" errors.',
     fix: 'Free space in {mailbox} (retention policy on Sent Items, or a bigger quota); the block lifts after a while, and relay365 probes and resumes. Its queue is kept.',
-    doc: DOC_CONTINUOUS,
+    doc: SOURCES.continuousErrorThrottling,
   },
   {
     id: 'smtp-550-5.2.252-throttled',
@@ -203,7 +193,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "send as denied" errors.',
     fix: 'Grant the right (Add-RecipientPermission -Identity <From address> -Trustee {mailbox} -AccessRights SendAs) or fix the From addresses of the devices using {mailbox}; relay365 probes and resumes. Its queue is kept.',
-    doc: DOC_CONTINUOUS,
+    doc: SOURCES.continuousErrorThrottling,
   },
   {
     id: 'smtp-550-5.2.253-throttled',
@@ -213,7 +203,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "invalid licence" errors.',
     fix: 'Assign {mailbox} a licence with Exchange Online (Microsoft 365 admin center > Users > Licenses and apps); relay365 probes and resumes. Its queue is kept.',
-    doc: DOC_CONTINUOUS,
+    doc: SOURCES.continuousErrorThrottling,
   },
   {
     id: 'smtp-550-5.2.254-throttled',
@@ -223,7 +213,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "too many recipients" errors.',
     fix: 'Split messages so each has at most 500 recipients (or the tenant maximum); relay365 probes and resumes. Its queue is kept.',
-    doc: DOC_CONTINUOUS,
+    doc: SOURCES.continuousErrorThrottling,
   },
   {
     id: 'smtp-550-5.2.255-throttled',
@@ -233,7 +223,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange blocked SMTP AUTH for this mailbox for a while after continuous "invalid recipients" errors.',
     fix: 'Find the device or application using {mailbox} that sends to addresses that do not exist (`relay365 queue list --state failed`), and fix its recipients; relay365 probes and resumes. Its queue is kept.',
-    doc: DOC_CONTINUOUS,
+    doc: SOURCES.continuousErrorThrottling,
   },
   {
     id: 'smtp-554-5.2.0-outbound-spam',
@@ -243,7 +233,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: "Exchange Online's outbound spam filter blocked the mailbox from sending (OutboundSpamException): it sent mail that looked like spam, or too much of it.",
     fix: 'Find out why (a stolen password? a device sending a flood?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) if it is listed there; relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_RESTRICTED,
+    doc: SOURCES.restrictedSender,
   },
   {
     id: 'smtp-550-5.7.501',
@@ -252,7 +242,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'The sending account is banned for spam abuse ("Access denied, spam abuse detected"); every message it sends is refused until Microsoft lifts the block.',
     fix: 'Check {mailbox} for compromise (sign-in logs, inbox rules, a changed password), then release it in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities) or ask Microsoft support; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-550-5.7.708',
@@ -261,7 +251,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: "Exchange Online does not accept outbound mail from the tenant's traffic ('traffic not accepted from this IP'): usually a trial tenant, sent from a low-reputation IP pool until licences are bought.",
     fix: 'Buy (or activate) paid Exchange Online licences, or ask Microsoft support for an exception until then; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_7XX,
+    doc: SOURCES.ndr7xx,
   },
   {
     id: 'smtp-550-5.1.90-daily-recipients',
@@ -272,7 +262,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     handling: { holdUntilRecipientWindowFrees: true },
     cause: "The mailbox has reached its daily recipient limit (10,000 recipients per rolling 24 hours): Exchange's NDR wording of the limit that 554 5.2.0 SubmissionQuotaExceeded gives in the session.",
     fix: 'relay365 holds {mailbox} until its oldest recipients leave the 24-hour window, then carries on; spread the load over a pool of mailboxes if this recurs.',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-550-5.7.520',
@@ -291,7 +281,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: "Exchange Online banned the whole tenant from sending ('tenant has exceeded threshold'): most of its recent mail looked suspicious (a compromised account or server, an open relay, or bulk mail).",
     fix: 'Find and stop the source (compromised accounts, connectors that relay for anyone, bulk senders), then contact Microsoft support to lift the ban; relay365 probes {mailbox} every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_7XX,
+    doc: SOURCES.ndr7xx,
   },
   {
     id: 'smtp-550-5.7.750',
@@ -300,7 +290,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'Exchange Online blocked the tenant from sending from domains it has not registered: a suspicious number of messages came from unprovisioned domains (a From or envelope sender in a domain that is not an accepted domain).',
     fix: 'Add and verify every domain you send from (Microsoft 365 admin center > Settings > Domains), or send only from verified domains (relay365: the mailbox address and its aliases); then contact support if the block stays; relay365 probes {mailbox} and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_7XX,
+    doc: SOURCES.ndr7xx,
   },
   {
     id: 'smtp-550-5.4.1',
@@ -309,7 +299,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: "The recipient's organization rejected the address (Directory Based Edge Blocking: no such recipient in its directory), or its mail server does not accept mail for that domain.",
     fix: 'Correct the recipient address; if it is your own domain, check that the recipient exists and the domain is an accepted domain of the right type (Get-AcceptedDomain).',
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-550-5.1.10',
@@ -318,7 +308,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'A recipient address does not exist (RecipientNotFound: no mailbox or contact has it in the recipient\'s directory).',
     fix: "Correct the recipient address; if it is in your own tenant, check that the mailbox, group or mail contact exists with that address (Get-Recipient -Identity <address>).",
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-550-5.1.8',
@@ -328,7 +318,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     cause:
       'The mailbox is blocked from sending: Microsoft restricted it for sending spam ("bad outbound sender"). Every message it sends is refused until an admin releases it.',
     fix: 'Find out why it was restricted (a stolen password?), then release {mailbox} in the Microsoft Defender portal (Email & collaboration > Review > Restricted entities); relay365 tries {mailbox} again every queue.authPauseSeconds and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_RESTRICTED,
+    doc: SOURCES.restrictedSender,
   },
   {
     id: 'smtp-421-4.7.66',
@@ -337,7 +327,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The connection used TLS 1.0 or 1.1; Exchange Online requires TLS 1.2 or newer.',
     fix: 'Use TLS 1.2 or newer (relay365 always does; check for a TLS-intercepting proxy).',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-451-5.7.3-starttls',
@@ -347,7 +337,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'blocked',
     cause: 'The session reached MAIL FROM without STARTTLS; Exchange Online takes mail on port 587 only after STARTTLS. relay365 always starts TLS, so something between it and Exchange stripped STARTTLS, or the smtp host in the config is not Exchange Online.',
     fix: 'Check the smtp host and port in the config (smtp.office365.com:587) and look for a proxy or firewall that removes STARTTLS from the EHLO answer (`relay365 doctor --mailbox {mailbox}` checks the EHLO answer and STARTTLS); relay365 probes {mailbox} and resumes it when a message goes through. Its queue is kept.',
-    doc: DOC_SMTP_AUTH,
+    doc: SOURCES.clientSubmission,
   },
   {
     id: 'smtp-451-4.7.500',
@@ -356,7 +346,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'transient',
     cause: 'Exchange Online is busy.',
     fix: 'Nothing to do: relay365 retries with backoff.',
-    doc: M365,
+    doc: SOURCES.adminReports,
   },
   {
     id: 'smtp-451-4.7.0-temporary',
@@ -366,7 +356,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'transient',
     cause: 'Exchange Online had a temporary server error.',
     fix: 'Nothing to do: relay365 retries with backoff.',
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-451-4.3.111-temporary',
@@ -375,7 +365,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'transient',
     cause: 'Exchange Online had a temporary server error.',
     fix: 'Nothing to do: relay365 retries with backoff.',
-    doc: DOC_NDR,
+    doc: SOURCES.ndr,
   },
   {
     id: 'smtp-421-4.3.2',
@@ -384,7 +374,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'transient',
     cause: 'The service is not available right now.',
     fix: 'Nothing to do: relay365 retries with backoff.',
-    doc: M365,
+    doc: SOURCES.adminReports,
   },
   {
     id: 'smtp-552-5.3.4-header',
@@ -394,7 +384,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The message header is larger than Exchange Online accepts (256 KB).',
     fix: 'Send the message with a smaller header (fewer or shorter header fields, e.g. long To/Cc lists or large custom headers).',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-552-5.3.4',
@@ -403,7 +393,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The message is larger than the mailbox may send (35 MB by default; base64 attachments grow by a third).',
     fix: 'Send smaller attachments, or raise the limit: Set-Mailbox -Identity {mailbox} -MaxSendSize 150MB.',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-452-4.5.3',
@@ -412,7 +402,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The message has more recipients than Exchange Online allows in one message (500 by default).',
     fix: 'Split the recipients over several messages.',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
   {
     id: 'smtp-550-5.5.4',
@@ -422,7 +412,7 @@ export const SMTP_REPLY_CATALOGUE: readonly SmtpReplyRow[] = [
     class: 'permanent',
     cause: 'The message has more recipients than Exchange Online allows in one message.',
     fix: 'Split the recipients over several messages.',
-    doc: DOC_LIMITS,
+    doc: SOURCES.exchangeLimits,
   },
 ];
 

@@ -1,12 +1,10 @@
-import { GRAPH_ERROR_CATALOGUE } from '../../catalogue/index.js';
+import { GRAPH_ERROR_CATALOGUE, SOURCES } from '../../catalogue/index.js';
 import { SCOPE_FIX, TRANSPORT_SCOPES } from '../../identity/index.js';
 import { GraphTransport } from '../graph-transport.js';
 import type { TransportDescriptor } from './descriptor.js';
 
 /** Checks of an SMTP session, which a Graph mailbox never opens. */
 const SMTP_SESSION_CHECKS = ['dns-smtp', 'tcp', 'tls', 'ehlo', 'auth', 'mail-from'];
-
-const THROTTLING_DOC = 'https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits';
 
 /** Microsoft Graph `sendMail` with the MIME (HTTPS on 443): docs/graph.md. */
 export const graphTransport: TransportDescriptor = {
@@ -35,26 +33,26 @@ export const graphTransport: TransportDescriptor = {
       limit: 'requests per 10 minutes, per app and mailbox',
       value: '10,000',
       overIt: '429 with Retry-After: the message waits at least that long and the mailbox slows down.',
-      source: THROTTLING_DOC,
+      source: SOURCES.graphThrottling,
     },
-    { limit: 'concurrent requests, per mailbox', value: '4', overIt: '429 with Retry-After, as above.', source: THROTTLING_DOC },
+    { limit: 'concurrent requests, per mailbox', value: '4', overIt: '429 with Retry-After, as above.', source: SOURCES.graphThrottling },
     {
       limit: 'upload per 5 minutes, per mailbox',
       value: '150 MB',
       overIt: '429 with Retry-After, as above.',
-      source: THROTTLING_DOC,
+      source: SOURCES.graphThrottling,
     },
     {
       limit: 'sendMail request body',
       value: '4 MB',
       overIt: 'Larger messages go as a draft with upload sessions for their big attachments (docs/graph.md).',
-      source: 'https://learn.microsoft.com/graph/outlook-large-attachments',
+      source: SOURCES.graphLargeAttachments,
     },
     {
       limit: 'recipients per rolling 24 hours, per mailbox',
       value: '10,000',
       overIt: 'The same Exchange Online limit as SMTP submission: the scheduler keeps within limits.recipientsPerDay.',
-      source: 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits',
+      source: SOURCES.exchangeLimits,
     },
   ],
   endpoint: (_config, cloud) => ({ where: cloud.graphHost, how: 'Microsoft Graph sendMail (MIME) over HTTPS' }),

@@ -1,4 +1,4 @@
-import { SMTP_REPLY_CATALOGUE } from '../../catalogue/index.js';
+import { SMTP_REPLY_CATALOGUE, SOURCES } from '../../catalogue/index.js';
 import { SCOPE_FIX, TRANSPORT_SCOPES } from '../../identity/index.js';
 import { SmtpTransport, hveEndpoint } from '../smtp-transport.js';
 import type { TransportDescriptor } from './descriptor.js';
@@ -13,8 +13,6 @@ const EXCHANGE_AUDIENCES = [
   'https://outlook-dod.office365.us',
   'https://partner.outlook.cn',
 ];
-
-const LIMITS_DOC = 'https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits';
 
 /**
  * Exchange Online SMTP AUTH client submission with XOAUTH2 (smtp.office365.com:587, STARTTLS), pooled
@@ -51,19 +49,19 @@ export const smtpTransport: TransportDescriptor = {
       limit: 'recipients per rolling 24 hours, per mailbox',
       value: '10,000',
       overIt: '554 5.2.0 SubmissionQuotaExceededException: the mailbox is held until its window frees (limits.recipientsPerDay).',
-      source: LIMITS_DOC,
+      source: SOURCES.exchangeLimits,
     },
     {
       limit: 'concurrent connections, per mailbox',
       value: '3',
       overIt: '432 4.3.2 Concurrent connections limit exceeded: the mailbox opens one connection fewer for a while (delivery.maxConnections).',
-      source: LIMITS_DOC,
+      source: SOURCES.exchangeLimits,
     },
     {
       limit: 'tenant external recipients per rolling 24 hours (TERRL; HVE traffic does not count)',
       value: '500 x licences^0.7 + 9,500',
       overIt: 'Accepted with 250, then bounced by an NDR in the mailbox: read by the NDR reader (docs/bounces.md).',
-      source: LIMITS_DOC,
+      source: SOURCES.exchangeLimits,
     },
   ],
   endpoint(config, cloud, mailbox) {
