@@ -347,9 +347,16 @@ export class DeliveryWorker {
       }
       for (const message of claimed.messages) {
         m.inflight += 1;
+        let released = false;
+        const release = (): void => {
+          if (released) return;
+          released = true;
+          m.inflight -= 1;
+          m.wake?.();
+        };
         // A failure here is the store's or a bug's, never the send's (deliver classifies those): the
         // message keeps its lease, which expires and makes it due again (at least once, never lost).
-        const p = this.deliver(m, message)
+        const p = this.deliver(m, message, release)
           .catch((err: unknown) => {
             this.logger.error(
               { err, id: message.id, mailbox: m.address },
@@ -357,8 +364,10 @@ export class DeliveryWorker {
             );
           })
           .finally(() => {
-            m.inflight -= 1;
+            release();
             this.inflight.delete(p);
+            // Again once the outcome is stored: a store that does not run the claim after it (PostgreSQL
+            // runs them side by side) may have counted this message's lease still live.
             m.wake?.();
           });
         this.inflight.add(p);
@@ -369,7 +378,14 @@ export class DeliveryWorker {
     }
   }
 
-  private async deliver(m: MailboxState, message: StoredMessage): Promise<void> {
+  /**
+   * Sends one claimed message and records the outcome. `release` frees its connection slot; a send that
+   * worked calls it as soon as its outcome is handed to the store, so the loop's next claim joins that
+   * outcome's transaction (the store's group commit) instead of waiting for it. The store runs them in
+   * that order, so the claim sees this message's lease gone. A failure frees the slot only at the end,
+   * after the pause or throttling it causes is in place.
+   */
+  private async deliver(m: MailboxState, message: StoredMessage, release: () => void): Promise<void> {
     const { store, transport, events, config } = this.options;
     const started = Date.now();
     let result: SendResult;
@@ -425,7 +441,9 @@ export class DeliveryWorker {
 
     if (result.ok) {
       if (m.paused) this.resume(m);
-      if (await this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients: answered })) {
+      const recorded = this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients: answered });
+      release();
+      if (await recorded) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
         this.publishRefused(message, m.address, recipients, 'sent');
       }
