@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os';
 import { createAdmission } from '../../admission/index.js';
 import { apiKeyAuth } from './auth.js';
 import { apiError, stateChangeRefused } from './errors.js';
-import type { IntegrationStore } from '../../store/index.js';
+import type { ApiKeyScope, IntegrationStore } from '../../store/index.js';
 import { idempotent, type HandlerResult } from './idempotency.js';
 import { apiRouteOptions, idempotencyKeyHeader, locationHeader, type ApiRouteDoc } from './route-options.js';
 import { composeFromFields, composeFromMime, type ComposedRequest, type SendMessageBody, type SendMimeBody } from './message-input.js';
@@ -136,56 +136,67 @@ export function apiRoutes(app: FastifyInstance, deps: ApiRouteDeps): void {
     },
   );
 
-  async function found(id: string): Promise<StoredMessage> {
-    const message = await deps.store.get(id);
-    if (!message) throw apiError('R365_HTTP_NOT_FOUND', `No message ${id} in the outbox. Use the id the send answered with.`, { field: 'id' });
-    return message;
+  /**
+   * A route on one message (`:id`): the message is read first, answering 404 `R365_HTTP_NOT_FOUND`
+   * when the outbox has none, and `answer` replies with it.
+   */
+  function messageRoute(
+    method: 'GET' | 'POST' | 'DELETE',
+    url: string,
+    scope: ApiKeyScope,
+    doc: Omit<ApiRouteDoc, 'tags' | 'params'>,
+    success: Record<number, object>,
+    answer: (message: StoredMessage) => Promise<unknown>,
+  ): void {
+    app.route<{ Params: { id: string } }>({
+      method,
+      url,
+      ...apiRouteOptions(scope, { ...doc, tags: ['messages'], params: idParams }, success),
+      handler: async (request) => {
+        const { id } = request.params;
+        const message = await deps.store.get(id);
+        if (!message) throw apiError('R365_HTTP_NOT_FOUND', `No message ${id} in the outbox. Use the id the send answered with.`, { field: 'id' });
+        return answer(message);
+      },
+    });
   }
 
-  app.get<{ Params: { id: string } }>(
+  messageRoute(
+    'GET',
     '/messages/:id',
-    apiRouteOptions(
-      'read',
-      { operationId: 'getMessage', summary: 'A message, its state and every attempt with its explanation', tags: ['messages'], params: idParams },
-      { 200: messageResponse },
-    ),
-    async (request) => {
-      const message = await found(request.params.id);
+    'read',
+    { operationId: 'getMessage', summary: 'A message, its state and every attempt with its explanation' },
+    { 200: messageResponse },
+    async (message) => {
       const [recipients, attempts] = await Promise.all([deps.store.recipients(message.id), deps.store.attempts(message.id)]);
       return messageDetailView(message, recipients, attempts);
     },
   );
 
-  app.post<{ Params: { id: string } }>(
+  messageRoute(
+    'POST',
     '/messages/:id/retry',
-    apiRouteOptions(
-      'admin',
-      { operationId: 'retryMessage', summary: 'Send a failed or deferred message again now', tags: ['messages'], params: idParams },
-      { 200: stateChangeResponse },
-    ),
-    async (request) => {
-      const message = await found(request.params.id);
+    'admin',
+    { operationId: 'retryMessage', summary: 'Send a failed or deferred message again now' },
+    { 200: stateChangeResponse },
+    async (message) => {
       if (!(await deps.store.retry(message.id))) throw await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_RETRYABLE', 'retried');
       deps.worker.notify({ mailbox: message.pool === undefined ? message.mailbox : undefined, pool: message.pool });
       return { id: message.id, state: 'queued' };
     },
   );
 
-  app.delete<{ Params: { id: string } }>(
+  messageRoute(
+    'DELETE',
     '/messages/:id',
-    apiRouteOptions(
-      'admin',
-      {
-        operationId: 'cancelMessage',
-        summary: 'Cancel a message not yet sent',
-        description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
-        tags: ['messages'],
-        params: idParams,
-      },
-      { 200: stateChangeResponse },
-    ),
-    async (request) => {
-      const message = await found(request.params.id);
+    'admin',
+    {
+      operationId: 'cancelMessage',
+      summary: 'Cancel a message not yet sent',
+      description: 'A queued, deferred or failed message is cancelled; one that is sent or being sent answers 409.',
+    },
+    { 200: stateChangeResponse },
+    async (message) => {
       if (!(await deps.store.cancel(message.id))) throw await stateChangeRefused(deps.store, message, 'R365_MESSAGE_NOT_CANCELLABLE', 'cancelled');
       return { id: message.id, state: 'cancelled' };
     },
