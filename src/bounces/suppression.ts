@@ -27,13 +27,6 @@ export function suppressionReply(entry: Pick<Suppression, 'address' | 'reason' |
 export const SUPPRESSION_ADDRESS_PATTERN = '^[^\\s@<>\\x00-\\x1f\\x7f]{1,64}@[^\\s@<>\\x00-\\x1f\\x7f]{1,255}$';
 
 /** A suppression as `/v1/suppressions` and `relay365 suppression list --json` show it. */
-export function suppressionJson(s: Suppression): Record<string, unknown> {
-  return {
-    address: s.address,
-    reason: s.reason,
-    dsnStatus: s.dsnStatus ?? null,
-    messageId: s.messageId ?? null,
-    source: s.source,
-    createdAt: s.createdAt.toISOString(),
-  };
+export function suppressionJson({ address, reason, dsnStatus, messageId, source, createdAt }: Suppression) {
+  return { address, reason, dsnStatus: dsnStatus ?? null, messageId: messageId ?? null, source, createdAt: createdAt.toISOString() };
 }
