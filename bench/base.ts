@@ -70,6 +70,12 @@ export function comparison(base: ScenarioResult, now: ScenarioResult, baseLabel:
     return out;
   });
   const targets = now.targets.map((t, i) => ({ ...t, what: `${t.what}: ${baseLabel} ${base.targets[i]?.value ?? '-'}, ${nowLabel}`, value: t.value }));
+  for (const r of now.relativeTargets ?? []) {
+    const a = base.rows.find((row) => row[key!] === r.row)?.[r.column];
+    const b = now.rows.find((row) => row[key!] === r.row)?.[r.column];
+    if (typeof a !== 'number' || typeof b !== 'number' || a === 0) continue;
+    targets.push({ what: `${r.what} (${r.column}, ${r.row}): ${baseLabel} ${a}, ${nowLabel}`, value: `${b} (×${round(b / a, 2)})`, met: b / a <= r.maxRatio });
+  }
   return {
     name: `${now.name}-compare`,
     title: `${now.title}: ${baseLabel} → ${nowLabel}, same run`,

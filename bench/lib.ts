@@ -36,6 +36,11 @@ export interface ScenarioResult {
   rows: Row[];
   /** Targets from the issue, each with whether this run met it. */
   targets: Array<{ what: string; value: string; met: boolean }>;
+  /**
+   * Targets against the base build (`BENCH_BASE`): this tree's value of `column` in the row whose first
+   * column is `row`, divided by the base's, must be at most `maxRatio` ("at most half of today's": 0.5).
+   */
+  relativeTargets?: Array<{ what: string; row: string; column: string; maxRatio: number }>;
   notes: string[];
 }
 
