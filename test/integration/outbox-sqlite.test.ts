@@ -175,6 +175,72 @@ function parseTrace(trace: string): Syscall[] {
   return calls;
 }
 
+describe('SQLite outbox store: the writes of one event-loop turn', () => {
+  const sent = (id: string, explanation?: unknown) => ({
+    id,
+    owner: 'w',
+    state: 'sent' as const,
+    attempt: { at: new Date(), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent' as const, explanation: explanation as undefined, durationMs: 1, owner: 'w' },
+  });
+
+  it('run in the order asked: an outcome recorded and a claim asked for in the same turn, the claim takes the connection the outcome freed', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const store = await openSqliteStore(path);
+      const one: MailboxLimits = { ...WIDE, maxConnections: 1 };
+      const [a, b] = [await store.enqueue(small(1)), await store.enqueue(small(2))];
+      const first = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: one, max: 1 });
+      assert.deepEqual(first.messages.map((m) => m.id), [a.id]);
+      // With a's lease live, the only connection is taken: a claim alone gets nothing.
+      const blocked = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: one, max: 1 });
+      assert.deepEqual(blocked.messages, []);
+      // Asked for in one turn, outcome first: one transaction, in that order.
+      const [done, next] = await Promise.all([store.complete(sent(a.id)), store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: one, max: 1 })]);
+      assert.equal(done, true);
+      assert.deepEqual(next.messages.map((m) => m.id), [b.id]);
+      assert.equal((await store.get(a.id))?.state, 'sent');
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('fail one at a time: a write that throws is rolled back alone, and the enqueue, outcome and claim asked for with it are kept', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const store = await openSqliteStore(path);
+      const [a, b] = [await store.enqueue(small(1)), await store.enqueue(small(2))];
+      const claimed = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: WIDE, max: 2 });
+      assert.equal(claimed.messages.length, 2);
+      // An explanation that cannot be written as JSON makes b's outcome throw inside the transaction.
+      const circular: Record<string, unknown> = { id: 'x' };
+      circular.self = circular;
+      const results = await Promise.allSettled([
+        store.enqueue(small(3)),
+        store.complete(sent(a.id)),
+        store.complete(sent(b.id, circular)),
+        store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: WIDE, max: 5 }),
+      ]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+      const c = (results[0] as PromiseFulfilledResult<{ id: string }>).value;
+      assert.deepEqual((results[3] as PromiseFulfilledResult<{ messages: Array<{ id: string }> }>).value.messages.map((m) => m.id), [c.id]);
+      // What the rest did is in the file, read by another connection; b is untouched, still leased.
+      const look = new Database(path, { readonly: true });
+      const states = Object.fromEntries(
+        (look.prepare('SELECT id, state FROM messages').all() as Array<{ id: string; state: string }>).map((r) => [r.id, r.state]),
+      );
+      look.close();
+      assert.deepEqual(states, { [a.id]: 'sent', [b.id]: 'sending', [c.id]: 'sending' });
+      assert.equal((await store.attempts(b.id)).length, 0);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: running quota totals', () => {
   /** What `send_totals` should say, counted row by row from `sends`. */
   function counted(db: Database.Database, mailbox: string, minuteEdge: number): { day: number; minute: number } {
