@@ -177,8 +177,8 @@ const GAUGES = {
 type Counters = { readonly [K in keyof typeof COUNTERS]: Counter<LabelsOf<(typeof COUNTERS)[K]>> };
 type Gauges = { readonly [K in keyof typeof GAUGES]: Gauge<LabelsOf<(typeof GAUGES)[K]>> };
 
-/** One metric per declaration, under the declaration's key. */
-function made<D extends Record<string, MetricDeclaration>, M>(declarations: D, make: (declaration: MetricDeclaration) => M): { [K in keyof D]: M } {
+/** The object with each of `declarations` made into a metric by `make`, under the same key. */
+function mapValues<D extends Record<string, MetricDeclaration>, M>(declarations: D, make: (declaration: MetricDeclaration) => M): { [K in keyof D]: M } {
   return Object.fromEntries(Object.entries(declarations).map(([key, declaration]) => [key, make(declaration)])) as { [K in keyof D]: M };
 }
 
@@ -204,7 +204,7 @@ export class RelayMetrics {
     this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-    this.counters = made(COUNTERS, (declaration) => new Counter({ ...declaration, registers }));
+    this.counters = mapValues(COUNTERS, (declaration) => new Counter({ ...declaration, registers }));
     this.sendDuration = new Histogram({
       name: 'relay365_send_duration_seconds',
       help: 'Duration of successful sends to Microsoft 365, by sending mailbox.',
@@ -212,7 +212,7 @@ export class RelayMetrics {
       buckets: SEND_BUCKETS,
       registers,
     });
-    this.gauges = made(GAUGES, (declaration) => new Gauge({ ...declaration, registers }));
+    this.gauges = mapValues(GAUGES, (declaration) => new Gauge({ ...declaration, registers }));
     this.gauges.buildInfo.set({ version: options.version ?? 'unknown', node: process.versions.node }, 1);
     for (const event of MESSAGE_EVENTS) this.counters.events.inc({ event }, 0);
     for (const outcome of SMTP_CONNECTION_OUTCOMES) this.counters.smtpConnections.inc({ outcome }, 0);
