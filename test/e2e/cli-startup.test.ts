@@ -84,6 +84,16 @@ describe('CLI start-up', () => {
       for (const unused of ['pg', 'fastify', '@peculiar/x509'])
         assert.ok(!serve.packages.includes(unused), `${unused} was loaded: ${serve.packages.join(', ')}`);
 
+      // A STARTTLS listener without smtp.certFile: the first start makes the self-signed pair with
+      // @peculiar/x509; every later start reads the pair with node:crypto and does not load it.
+      const plain = await readFile(join(dir.path, 'relay365.yaml'), 'utf8');
+      await writeFile(join(dir.path, 'relay365.yaml'), plain.replace('tls: none', 'tls: starttls'));
+      const first = await loadedPackages(['serve'], dir.path, '', /TLS {3}certificate .*self-signed, generated/);
+      assert.ok(first.packages.includes('@peculiar/x509'), `the certificate was made: ${first.packages.join(', ')}`);
+      const again = await loadedPackages(['serve'], dir.path, '', /TLS {3}certificate .*self-signed, reused/);
+      assert.ok(!again.packages.includes('@peculiar/x509'), `@peculiar/x509 was loaded to read the certificate: ${again.packages.join(', ')}`);
+      await writeFile(join(dir.path, 'relay365.yaml'), plain);
+
       // With the HTTP door too: fastify, and still no pg.
       await writeFile(
         join(dir.path, 'relay365.yaml'),

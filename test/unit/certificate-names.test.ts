@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { certificateNames, listenerAddressNames } from '../../src/ingress/smtp/index.js';
+import { X509Certificate } from 'node:crypto';
+import { certificateNames, createSelfSignedCertificate, listenerAddressNames, subjectAltNameEntries } from '../../src/ingress/smtp/index.js';
 
 const nic = (address: string, family: 'IPv4' | 'IPv6', internal = false): NetworkInterfaceInfo =>
   ({ address, family, internal, netmask: '', mac: '00:00:00:00:00:00', cidr: null, ...(family === 'IPv6' ? { scopeid: 0 } : {}) }) as NetworkInterfaceInfo;
@@ -27,6 +28,38 @@ describe('the names of the generated certificate', () => {
       '192.0.2.9',
       'fd00::25',
     ]);
+  });
+});
+
+describe("reading a certificate's names with node:crypto (no X.509 library at start)", () => {
+  it('reads back the names a generated certificate was made with', async () => {
+    const pair = await createSelfSignedCertificate('Relay.LAN.test', ['fd00::25', '192.0.2.9', 'scanner.lan.test']);
+    const text = new X509Certificate(pair.certPem).subjectAltName;
+    // node:crypto writes IPv6 addresses in full, upper case; certificateNames' canonical form is compressed.
+    assert.deepEqual(
+      subjectAltNameEntries(text).map((e) => `${e.kind}:${e.value}`),
+      [
+        'DNS:relay.lan.test',
+        'DNS:localhost',
+        'IP Address:127.0.0.1',
+        'IP Address:0:0:0:0:0:0:0:1',
+        'IP Address:FD00:0:0:0:0:0:0:25',
+        'IP Address:192.0.2.9',
+        'DNS:scanner.lan.test',
+      ],
+    );
+  });
+
+  it('takes a value node:crypto wrote as a JSON string (a separator or a quote inside) as one entry, and other kinds as they are', () => {
+    // As node:crypto prints a certificate whose DNS names are `evil.example, DNS:x.example` and `q"uote.example`.
+    const text = 'DNS:"evil.example\\u002c DNS:x.example", DNS:"q\\"uote.example", email:a@b.example, IP Address:0:0:0:0:0:0:0:1';
+    assert.deepEqual(subjectAltNameEntries(text), [
+      { kind: 'DNS', value: 'evil.example, DNS:x.example' },
+      { kind: 'DNS', value: 'q"uote.example' },
+      { kind: 'email', value: 'a@b.example' },
+      { kind: 'IP Address', value: '0:0:0:0:0:0:0:1' },
+    ]);
+    assert.deepEqual(subjectAltNameEntries(undefined), []);
   });
 });
 

@@ -5,6 +5,7 @@ export {
   createSelfSignedCertificate,
   certificateNames,
   listenerAddressNames,
+  subjectAltNameEntries,
   type TlsIdentity,
   type CertificatePair,
 } from './self-signed.js';

@@ -80,8 +80,9 @@ export function listenerAddressNames(hosts: readonly string[], interfaces: NodeJ
 }
 
 /**
- * @peculiar/x509 (13 packages) loaded only by a listener with TLS, when its certificate is read or
- * made: a relay on plain `tls: none` listeners never loads it.
+ * @peculiar/x509 (13 packages, about 3 MB of heap once loaded) only when a self-signed certificate is
+ * made: on the first start with a TLS listener and no smtp.certFile, or when the pair is replaced.
+ * Reading a certificate (a configured one, or the pair made on an earlier start) uses node:crypto.
  */
 async function x509Library(): Promise<typeof X509> {
   const x509 = await import('@peculiar/x509');
@@ -90,11 +91,42 @@ async function x509Library(): Promise<typeof X509> {
   return x509;
 }
 
-/** The names in a certificate's subjectAltName, canonical. */
-async function sanNames(certPem: string): Promise<string[]> {
-  const x509 = await x509Library();
-  const san = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension);
-  return (san?.names.items ?? []).filter((n) => n.type === 'dns' || n.type === 'ip').map((n) => canonicalName(n.value));
+/**
+ * The entries of node:crypto's `subjectAltName` text (`DNS:a.example, IP Address:127.0.0.1`), each as
+ * its kind and value. Node writes a value that holds a separator or a quote as a JSON string literal
+ * (Node.js docs, `x509.subjectAltName`: splitting at `, ` is not safe), which is read back here.
+ */
+export function subjectAltNameEntries(text: string | undefined): Array<{ kind: string; value: string }> {
+  const entries: Array<{ kind: string; value: string }> = [];
+  let at = 0;
+  while (text !== undefined && at < text.length) {
+    const colon = text.indexOf(':', at);
+    if (colon < 0) break;
+    const kind = text.slice(at, colon);
+    let end: number;
+    let value: string;
+    if (text[colon + 1] === '"') {
+      end = colon + 2;
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      end += 1;
+      value = JSON.parse(text.slice(colon + 1, end)) as string;
+    } else {
+      const comma = text.indexOf(', ', colon + 1);
+      end = comma < 0 ? text.length : comma;
+      value = text.slice(colon + 1, end);
+    }
+    entries.push({ kind, value });
+    if (!text.startsWith(', ', end)) break;
+    at = end + 2;
+  }
+  return entries;
+}
+
+/** The names (DNS names and IP addresses) in a certificate's subjectAltName, canonical. */
+function sanNames(certPem: string): string[] {
+  return subjectAltNameEntries(new X509Certificate(certPem).subjectAltName)
+    .filter((e) => e.kind === 'DNS' || e.kind === 'IP Address')
+    .map((e) => canonicalName(e.value));
 }
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
@@ -169,8 +201,8 @@ async function writeAtomically(path: string, text: string, mode: number): Promis
 }
 
 /** What a certificate is known by: its fingerprint and names. */
-async function identify(certPem: string): Promise<Pick<TlsIdentity, 'fingerprint256' | 'names'>> {
-  return { fingerprint256: new X509Certificate(certPem).fingerprint256, names: await sanNames(certPem) };
+function identify(certPem: string): Pick<TlsIdentity, 'fingerprint256' | 'names'> {
+  return { fingerprint256: new X509Certificate(certPem).fingerprint256, names: sanNames(certPem) };
 }
 
 /** `relay.crt` -> `relay.2026-12-02T12-50-00Z.crt`: a name that sorts by time and is valid everywhere. */
@@ -228,7 +260,7 @@ export async function loadTlsIdentity(options: {
         },
       );
     }
-    return { ...pair, origin: 'configured', certPath: certFile, ...(await identify(pair.certPem)) };
+    return { ...pair, origin: 'configured', certPath: certFile, ...identify(pair.certPem) };
   }
 
   const dir = resolve(options.dataDir, 'tls');
@@ -238,7 +270,7 @@ export async function loadTlsIdentity(options: {
   try {
     const existing = await readPair(certPath, keyPath);
     if (existing && !unusable(existing) && Date.parse(new X509Certificate(existing.certPem).validTo) - Date.now() > RENEW_BEFORE_MS) {
-      const known = await identify(existing.certPem);
+      const known = identify(existing.certPem);
       if (sameNames(known.names, wanted)) return { ...existing, origin: 'reused', certPath, ...known };
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -254,7 +286,7 @@ export async function loadTlsIdentity(options: {
     // The key first: a certificate without its key is replaced at the next start anyway.
     await writeAtomically(keyPath, pair.keyPem, 0o600);
     await writeAtomically(certPath, pair.certPem, 0o644);
-    return { ...pair, origin: 'generated', certPath, ...(await identify(pair.certPem)), ...(replacedPath ? { replacedPath } : {}) };
+    return { ...pair, origin: 'generated', certPath, ...identify(pair.certPem), ...(replacedPath ? { replacedPath } : {}) };
   } catch (cause) {
     throw new Relay365Error(
       'R365_TLS_CERTIFICATE_UNUSABLE',
