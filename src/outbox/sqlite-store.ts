@@ -80,6 +80,8 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
  * never lost); the next synced commit or checkpoint makes them durable too.
  */
 export class SqliteOutboxStore implements OutboxStore {
+  /** See {@link flushWrites}. */
+  readonly claimsFollowOutcomes = true;
   private statements: Statements | undefined;
   private transactions: Transactions | undefined;
   /**

@@ -259,6 +259,12 @@ export interface OutboxStore {
   claim(request: ClaimRequest): Promise<ClaimResult>;
   /** Records an attempt and the new state; false when the lease was lost (another worker has it). */
   complete(request: CompleteRequest): Promise<boolean>;
+  /**
+   * True when a `claim` asked for after a `complete` (before that one resolved) always runs after it,
+   * seeing its lease gone: the SQLite store runs one turn's writes in one transaction, in order. The
+   * worker then frees a sent message's connection slot as soon as it hands over the outcome.
+   */
+  readonly claimsFollowOutcomes?: boolean;
   /** Makes a failed, deferred or queued message due now; false if it is sent, sending or cancelled. */
   retry(id: string): Promise<boolean>;
   /** Cancels a message not yet sent and not being sent; false otherwise. */

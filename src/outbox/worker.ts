@@ -366,9 +366,6 @@ export class DeliveryWorker {
           .finally(() => {
             release();
             this.inflight.delete(p);
-            // Again once the outcome is stored: a store that does not run the claim after it (PostgreSQL
-            // runs them side by side) may have counted this message's lease still live.
-            m.wake?.();
           });
         this.inflight.add(p);
       }
@@ -379,11 +376,12 @@ export class DeliveryWorker {
   }
 
   /**
-   * Sends one claimed message and records the outcome. `release` frees its connection slot; a send that
-   * worked calls it as soon as its outcome is handed to the store, so the loop's next claim joins that
-   * outcome's transaction (the store's group commit) instead of waiting for it. The store runs them in
-   * that order, so the claim sees this message's lease gone. A failure frees the slot only at the end,
-   * after the pause or throttling it causes is in place.
+   * Sends one claimed message and records the outcome. `release` frees its connection slot. With a store
+   * whose claims follow the outcomes asked for before them (`claimsFollowOutcomes`: SQLite), a send that
+   * worked frees it as soon as its outcome is handed over, so the loop's next claim joins that outcome's
+   * transaction instead of waiting for it; elsewhere (PostgreSQL runs the two side by side, and the claim
+   * could count this lease still live) the slot is freed once the outcome is stored. A failure frees it
+   * only at the end, after the pause or throttling it causes is in place.
    */
   private async deliver(m: MailboxState, message: StoredMessage, release: () => void): Promise<void> {
     const { store, transport, events, config } = this.options;
@@ -442,7 +440,7 @@ export class DeliveryWorker {
     if (result.ok) {
       if (m.paused) this.resume(m);
       const recorded = this.record({ id: message.id, owner: this.owner, state: 'sent', attempt, recipients: answered });
-      release();
+      if (store.claimsFollowOutcomes === true) release();
       if (await recorded) {
         events.publish({ type: 'message.sent', id: message.id, mailbox: m.address, reply: result.reply, attempts, durationMs, at: new Date() });
         this.publishRefused(message, m.address, recipients, 'sent');
