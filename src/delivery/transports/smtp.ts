@@ -43,7 +43,7 @@ export const smtpTransport: TransportDescriptor = {
       limit: 'messages per minute, per mailbox',
       value: '30',
       overIt: 'Exchange delays the excess (it does not refuse); the scheduler keeps each mailbox at limits.messagesPerMinute.',
-      source: 'https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/smtp-submission-improvements',
+      source: SOURCES.smtpSubmission,
     },
     {
       limit: 'recipients per rolling 24 hours, per mailbox',
