@@ -382,7 +382,7 @@ describe('relay365 doctor and relay365 init (built CLI against the sandbox)', { 
     assert.match(first.stdout, /Office 365 Exchange Online > Application permissions > SMTP\.SendAsApp/);
     assert.match(first.stdout.trimEnd(), new RegExp(`relay365 doctor --config ${out} --send-test <your address>$`));
     const passes = await runCli(['doctor', '--config', out, '--json'], { env: { RELAY365_CLIENT_SECRET: DEFAULT_IDS.appSecret } });
-    assert.equal(passes.code, 0, passes.stdout);
+    assert.equal(passes.code, 0, `${passes.stdout}\n${passes.stderr}`);
 
     const again = await runCli(args);
     assert.equal(again.code, 1);
