@@ -22,6 +22,10 @@ let serveCli = CLI;
 export function useCli(path: string): void {
   serveCli = path;
 }
+/** The CLI `startServe` runs now (for a scenario that also uses that build's modules, such as its outbox). */
+export function currentCli(): string {
+  return serveCli;
+}
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 export const MAILBOX = DEFAULT_IDS.mailbox;
 
