@@ -71,10 +71,12 @@ export function comparison(base: ScenarioResult, now: ScenarioResult, baseLabel:
   });
   const targets = now.targets.map((t, i) => ({ ...t, what: `${t.what}: ${baseLabel} ${base.targets[i]?.value ?? '-'}, ${nowLabel}`, value: t.value }));
   for (const r of now.relativeTargets ?? []) {
-    const a = base.rows.find((row) => row[key!] === r.row)?.[r.column];
-    const b = now.rows.find((row) => row[key!] === r.row)?.[r.column];
+    const a = base.rows.find((row) => String(row[key!]) === r.row)?.[r.column];
+    const b = now.rows.find((row) => String(row[key!]) === r.row)?.[r.column];
     if (typeof a !== 'number' || typeof b !== 'number' || a === 0) continue;
-    targets.push({ what: `${r.what} (${r.column}, ${r.row}): ${baseLabel} ${a}, ${nowLabel}`, value: `${b} (×${round(b / a, 2)})`, met: b / a <= r.maxRatio });
+    const ratio = b / a;
+    const met = (r.maxRatio === undefined || ratio <= r.maxRatio) && (r.minRatio === undefined || ratio >= r.minRatio);
+    targets.push({ what: `${r.what} (${r.column}, ${key} ${r.row}): ${baseLabel} ${a}, ${nowLabel}`, value: `${b} (×${round(ratio, 2)})`, met });
   }
   return {
     name: `${now.name}-compare`,

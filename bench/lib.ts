@@ -42,9 +42,10 @@ export interface ScenarioResult {
   targets: Array<{ what: string; value: string; met: boolean }>;
   /**
    * Targets against the base build (`BENCH_BASE`): this tree's value of `column` in the row whose first
-   * column is `row`, divided by the base's, must be at most `maxRatio` ("at most half of today's": 0.5).
+   * column is `row`, divided by the base's, must be at most `maxRatio` ("at most half of today's": 0.5)
+   * and at least `minRatio` ("8× today's": 8).
    */
-  relativeTargets?: Array<{ what: string; row: string; column: string; maxRatio: number }>;
+  relativeTargets?: Array<{ what: string; row: string; column: string; maxRatio?: number; minRatio?: number }>;
   notes: string[];
 }
 
