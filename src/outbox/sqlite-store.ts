@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { pageOf, pageRead } from './cursor.js';
 import { Relay365Error } from '../errors.js';
 import { applySqliteMigrations } from '../store/sqlite-ledger.js';
-import { explainSqliteError, openSqliteFile } from '../store/sqlite-database.js';
+import { explainSqliteError, isSqliteEnvironmentError, openSqliteFile } from '../store/sqlite-database.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { candidatesToRead, planClaim, type MailboxTotals } from './claim-policy.js';
@@ -86,7 +86,7 @@ export class SqliteOutboxStore implements OutboxStore {
   private transactions: Transactions | undefined;
   /**
    * Writes asked for in this event-loop turn, in the order asked: enqueues, outcomes and claims run in
-   * one transaction at the turn's end (group commit), each in a savepoint of its own.
+   * one transaction at the turn's end (group commit; see {@link flushWrites}).
    */
   private readonly pendingWrites: PendingWrite[] = [];
   /** The log, open for fdatasync (see {@link datasyncLog}). */
@@ -166,7 +166,8 @@ export class SqliteOutboxStore implements OutboxStore {
 
   /**
    * Runs the turn's writes in one `BEGIN IMMEDIATE` transaction, in the order they were asked for; when
-   * one fails, each runs again in a transaction of its own, so only it fails. Outcomes and claims are
+   * one fails, each runs again in a transaction of its own, so only it fails (when the database itself
+   * fails, every write fails at once). Outcomes and claims are
    * answered at the commit (they need no sync: see `SQL.pragmas.synchronous`); enqueues after the
    * fdatasync of the log. One transaction instead of one for each kind: at 8 submitters a message cost
    * 1.6 write transactions (an enqueue batch, a claim, an outcome), each writing its own copy of the pages
@@ -177,7 +178,13 @@ export class SqliteOutboxStore implements OutboxStore {
     let results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
     try {
       results = this.tx.writes.immediate(batch).map((value) => ({ ok: true, value }));
-    } catch {
+    } catch (err) {
+      // The database itself failed (locked past the busy timeout, disk full): every write would meet it
+      // again, each after its own busy timeout on the event loop. All fail now, as one transaction.
+      if (isSqliteEnvironmentError(err)) {
+        for (const b of batch) b.reject(explainSqliteError(err, DOING[b.kind], this.path));
+        return;
+      }
       // One write failed and took the others' transaction with it: each on its own, so only it fails.
       results = batch.map((b) => {
         try {

@@ -37,6 +37,14 @@ export async function openSqliteFile(path: string, options: { busyTimeoutMs: num
  * SQLite failures that come from the environment (lock held too long, disk full, file damaged) as
  * `R365_OUTBOX_UNAVAILABLE`, with the fix; anything else (a bug) is passed on untouched.
  */
+/**
+ * A failure of the database itself (locked past the busy timeout, a full or failing disk, a file that
+ * cannot be used), not of one statement's data: trying again at once, or another write, meets it too.
+ */
+export function isSqliteEnvironmentError(err: unknown): boolean {
+  return err instanceof Database.SqliteError && /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|PERM|NOTADB|CORRUPT)/.test(err.code);
+}
+
 export function explainSqliteError(err: unknown, doing: string, path: string): Error {
   if (!(err instanceof Database.SqliteError)) return err instanceof Error ? err : new Error(String(err));
   const details = { path, sqlite: err.code };

@@ -239,6 +239,41 @@ describe('SQLite outbox store: the writes of one event-loop turn', () => {
       await dir.cleanup();
     }
   });
+
+  it('fail together, within one busy timeout, when the database is locked: no write is tried again against the same lock', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const busyTimeoutMs = 200;
+      const store = await openSqliteStore(path, { busyTimeoutMs });
+      await store.enqueue(small(0));
+      // Another process holds the write lock (a SQLite shell left in a transaction).
+      const holder = new Database(path);
+      holder.exec('BEGIN IMMEDIATE');
+      const started = performance.now();
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 9 }, (_, i) => store.enqueue(small(i + 1))),
+        store.claim({ mailbox: MAILBOX, pools: [], owner: 'w', leaseMs: 60_000, limits: WIDE, max: 5 }),
+      ]);
+      const seconds = (performance.now() - started) / 1000;
+      holder.exec('ROLLBACK');
+      holder.close();
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        assert.ok(isRelay365Error(r.reason) && r.reason.code === 'R365_OUTBOX_UNAVAILABLE', String(r.reason));
+        assert.match((r.reason as Error).message, /locked by another connection/);
+      }
+      // One busy timeout for the turn; trying each of the ten again would wait eleven (2.2 s).
+      assert.ok(seconds < 1.2, `the turn took ${seconds.toFixed(2)} s`);
+      // Nothing of the turn is in the file, and the store works once the lock is gone.
+      assert.equal((await store.counts()).queued, 1);
+      await store.enqueue(small(10));
+      assert.equal((await store.counts()).queued, 2);
+      await store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
 });
 
 describe('SQLite outbox store: running quota totals', () => {
