@@ -216,7 +216,9 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
   const profDir = process.env.BENCH_CPU_PROF;
   if (profDir) await mkdir(profDir, { recursive: true });
   const args = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), serveCli, 'serve', '--config', file];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeOptions = process.env.BENCH_SERVE_NODE_OPTIONS;
+  const env = nodeOptions === undefined ? process.env : { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   let exited = false;
   child.stderr.on('data', (d: Buffer) => {

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // The relay365 CLI entry: the only place that calls process.exit.
-import { buildProgram } from './program.js';
-import { reportError } from './output.js';
+import { reexecWithServeFlags } from './node-flags.js';
+
+// First, before the rest of the CLI is even loaded: `serve` replaces itself with a process whose young
+// generation is sized for a long-running service (node-flags.ts), and does not come back here.
+reexecWithServeFlags();
+const { buildProgram } = await import('./program.js');
+const { reportError } = await import('./output.js');
 
 // A second SIGINT/SIGTERM while a graceful stop runs exits at once; the outbox keeps what was accepted.
 // Without a graceful stop registered (every command but serve and sandbox), the first signal exits.

@@ -106,4 +106,46 @@ describe('CLI start-up', () => {
       await dir.cleanup();
     }
   });
+
+  it('runs serve as the same process with a young generation sized for a service, unless the operator sized it', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(
+        join(dir.path, 'relay365.yaml'),
+        'dataDir: ./data\nauth: { flow: client-secret, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, clientSecret: unused }\n' +
+          'mailboxes: [ { address: relay@contoso.example } ]\nsmtp: { listeners: [ { host: 127.0.0.1, port: 0, tls: none } ], allowlist: [ { cidr: 127.0.0.1/32 } ] }\nhttp: { enabled: false }\n',
+      );
+      /** The command line of the process the CLI was started as, once it serves, and how it ended. */
+      const serveCommandLine = (env: NodeJS.ProcessEnv): Promise<{ cmdline: string[]; code: number | null; stderr: string }> =>
+        new Promise((resolve, reject) => {
+          const child = spawn(process.execPath, [CLI, 'serve'], { cwd: dir.path, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          let cmdline: string[] = [];
+          child.stdout.on('data', (d: Buffer) => {
+            stdout += d.toString();
+            if (cmdline.length === 0 && /SMTP {2}127\.0\.0\.1:\d+/.test(stdout)) {
+              // The pid the CLI was started as: a re-exec keeps it, a child process would not.
+              void readFile(`/proc/${child.pid}/cmdline`, 'utf8').then((text) => {
+                cmdline = text.split('\0').filter(Boolean);
+                child.kill('SIGTERM');
+              }, reject);
+            }
+          });
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          child.on('error', reject);
+          child.on('close', (code) => resolve({ cmdline, code, stderr }));
+        });
+
+      const tuned = await serveCommandLine({ NODE_OPTIONS: '' });
+      assert.equal(tuned.code, 0, tuned.stderr);
+      assert.deepEqual(tuned.cmdline.slice(1), ['--max-semi-space-size=2', CLI, 'serve'], tuned.cmdline.join(' '));
+
+      const sized = await serveCommandLine({ NODE_OPTIONS: '--max-semi-space-size=8' });
+      assert.equal(sized.code, 0, sized.stderr);
+      assert.deepEqual(sized.cmdline.slice(1), [CLI, 'serve'], sized.cmdline.join(' '));
+    } finally {
+      await dir.cleanup();
+    }
+  });
 });

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SERVE_SEMI_SPACE_MB } from '../../src/cli/node-flags.js';
 import { loadConfig } from '../../src/config/load.js';
 import { CommandSource, parseCommandLine, tokenCommandSpawn } from '../../src/identity/command-source.js';
 import { ownerOnlyAclArgs, restrictToOwner, sidFromWhoami } from '../../src/identity/owner-only.js';
@@ -166,9 +167,10 @@ describe('the Windows service sample', () => {
     assert.equal(element('executable'), 'C:\\Program Files\\nodejs\\node.exe');
     // npm install -g --prefix "C:\Program Files\relay365" puts packages in <prefix>\node_modules on Windows.
     assert.match(doc, /npm install -g --prefix "C:\\Program Files\\relay365" relay365-/);
+    // Node's flag first: Windows has no process.execve, so serve cannot size its young generation itself (src/cli/node-flags.ts).
     assert.equal(
       element('arguments'),
-      '"C:\\Program Files\\relay365\\node_modules\\relay365\\dist\\cli\\main.js" serve --config "C:\\ProgramData\\relay365\\relay365.yaml"',
+      `--max-semi-space-size=${SERVE_SEMI_SPACE_MB} "C:\\Program Files\\relay365\\node_modules\\relay365\\dist\\cli\\main.js" serve --config "C:\\ProgramData\\relay365\\relay365.yaml"`,
     );
     // WinSW sends Ctrl+C and waits stoptimeout: at least the graceful stop's 90 s, as the systemd unit allows.
     assert.equal(element('stoptimeout'), '90 sec');
