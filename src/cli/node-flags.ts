@@ -5,16 +5,17 @@
  *
  * Why: V8 sizes its young generation for throughput, not for a service that runs for months on a small
  * VM. Under load, Node 24 lets the two semi-spaces grow to 32 MB each, and the buffers that die young
- * (every SMTP chunk) wait for the next scavenge with them: measured on `relay-throughput` (2 KB, 8
- * clients), the relay peaked at about 200 MB with Node's default and about 150 MB with 2 MB
- * semi-spaces (docs/operations.md, "Memory"). V8 reads the size once, when the process starts, so it
+ * (every SMTP chunk) wait for the next scavenge with them. Measured on 2 cores (docs/operations.md,
+ * "Memory"): 8 MB semi-spaces took the relay's peak under 8 SMTP clients from about 192 to 174 MB at the
+ * same CPU per message, and kept the HTTP API's rate; 2 and 4 MB saved 20 MB more under SMTP load but
+ * cost the HTTP API 12 to 18 % of its rate. V8 reads the size once, when the process starts, so it
  * cannot be set from inside (`v8.setFlagsFromString` comes too late): the process replaces itself, with
  * the same pid, arguments and environment, through `process.execve` (Node 22.15 and later, not on
  * Windows), before it has opened a file or a socket.
  */
 
 /** The young generation's semi-space of `relay365 serve`, MB. */
-export const SERVE_SEMI_SPACE_MB = 2;
+export const SERVE_SEMI_SPACE_MB = 8;
 
 /** Flags that size the young generation: one of them given by the operator wins over ours. */
 const YOUNG_GENERATION_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--semi-space-growth-factor'];

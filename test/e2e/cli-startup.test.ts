@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SERVE_SEMI_SPACE_MB } from '../../src/cli/node-flags.js';
 import { CLI } from '../helpers/cli.js';
 import { tempDir } from '../helpers/sandbox.js';
 
@@ -139,9 +140,9 @@ describe('CLI start-up', () => {
 
       const tuned = await serveCommandLine({ NODE_OPTIONS: '' });
       assert.equal(tuned.code, 0, tuned.stderr);
-      assert.deepEqual(tuned.cmdline.slice(1), ['--max-semi-space-size=2', CLI, 'serve'], tuned.cmdline.join(' '));
+      assert.deepEqual(tuned.cmdline.slice(1), [`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`, CLI, 'serve'], tuned.cmdline.join(' '));
 
-      const sized = await serveCommandLine({ NODE_OPTIONS: '--max-semi-space-size=8' });
+      const sized = await serveCommandLine({ NODE_OPTIONS: '--max-semi-space-size=16' });
       assert.equal(sized.code, 0, sized.stderr);
       assert.deepEqual(sized.cmdline.slice(1), [CLI, 'serve'], sized.cmdline.join(' '));
     } finally {
