@@ -123,9 +123,12 @@ describe('CLI start-up', () => {
           let stdout = '';
           let stderr = '';
           let cmdline: string[] = [];
+          let read = false;
           child.stdout.on('data', (d: Buffer) => {
             stdout += d.toString();
-            if (cmdline.length === 0 && /SMTP {2}127\.0\.0\.1:\d+/.test(stdout)) {
+            // Once: a second SIGTERM would end the graceful stop at once (exit 130).
+            if (!read && /SMTP {2}127\.0\.0\.1:\d+/.test(stdout)) {
+              read = true;
               // The pid the CLI was started as: a re-exec keeps it, a child process would not.
               void readFile(`/proc/${child.pid}/cmdline`, 'utf8').then((text) => {
                 cmdline = text.split('\0').filter(Boolean);
