@@ -6,7 +6,7 @@
  * Why: V8 sizes its young generation for throughput, not for a service that runs for months on a small
  * VM. Under load, Node 24 lets the two semi-spaces grow to 32 MB each, and the buffers that die young
  * (every SMTP chunk) wait for the next scavenge with them. Measured on 2 cores (docs/operations.md,
- * "Memory"): 8 MB semi-spaces took the relay's peak under 8 SMTP clients from about 192 to 174 MB at the
+ * "Memory"): 8 MB semi-spaces took the relay's peak under 8 SMTP clients from about 192 to 172 MB at the
  * same CPU per message, and kept the HTTP API's rate; 2 and 4 MB saved 20 MB more under SMTP load but
  * cost the HTTP API 12 to 18 % of its rate. V8 reads the size once, when the process starts, so it
  * cannot be set from inside (`v8.setFlagsFromString` comes too late): the process replaces itself, with

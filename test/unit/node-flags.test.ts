@@ -6,9 +6,12 @@ const node = ['/usr/bin/node', '/opt/relay365/dist/cli/main.js'];
 
 describe('serve node flags', () => {
   it('sizes the young generation of serve, and of no other command', () => {
-    assert.deepEqual(serveNodeFlags([...node, 'serve', '--config', '/etc/relay365/relay365.yaml'], [], undefined), [`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`]);
+    assert.deepEqual(serveNodeFlags([...node, 'serve', '--config', '/etc/relay365/relay365.yaml'], [], undefined), [
+      `--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`,
+    ]);
     assert.deepEqual(serveNodeFlags([...node, 'serve', '--sandbox'], ['--import', 'tsx'], ''), [`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`]);
-    for (const command of [['queue', 'list'], ['doctor'], ['sandbox'], ['--help'], []]) assert.deepEqual(serveNodeFlags([...node, ...command], [], undefined), [], command.join(' '));
+    for (const command of [['queue', 'list'], ['doctor'], ['sandbox'], ['--help'], []])
+      assert.deepEqual(serveNodeFlags([...node, ...command], [], undefined), [], command.join(' '));
     // `serve` as an option's value is not the command.
     assert.deepEqual(serveNodeFlags([...node, 'send', '--subject', 'serve'], [], undefined), []);
   });
@@ -19,6 +22,8 @@ describe('serve node flags', () => {
     assert.deepEqual(serveNodeFlags([...node, 'serve'], [], '--enable-source-maps --max-semi-space-size=16'), []);
     assert.deepEqual(serveNodeFlags([...node, 'serve'], [], '--semi-space-growth-factor=4'), []);
     // Other flags do not count.
-    assert.deepEqual(serveNodeFlags([...node, 'serve'], ['--max-old-space-size=256'], '--enable-source-maps'), [`--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`]);
+    assert.deepEqual(serveNodeFlags([...node, 'serve'], ['--max-old-space-size=256'], '--enable-source-maps'), [
+      `--max-semi-space-size=${SERVE_SEMI_SPACE_MB}`,
+    ]);
   });
 });
