@@ -46,6 +46,11 @@ function loadedPackages(
   });
 }
 
+/** A single node on SQLite with a plain listener on a free port and no HTTP door. */
+const PLAIN_SERVE_CONFIG =
+  'dataDir: ./data\nauth: { flow: client-secret, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, clientSecret: unused }\n' +
+  'mailboxes: [ { address: relay@contoso.example } ]\nsmtp: { listeners: [ { host: 127.0.0.1, port: 0, tls: none } ], allowlist: [ { cidr: 127.0.0.1/32 } ] }\nhttp: { enabled: false }\n';
+
 /** Packages of the relay itself (HTTP, PostgreSQL, SMTP delivery, metrics, MSAL's JWT library). */
 const RELAY_PACKAGES = ['fastify', 'pg', 'nodemailer', 'prom-client', 'jsonwebtoken'];
 
@@ -74,11 +79,7 @@ describe('CLI start-up', () => {
       );
 
       // A single node on SQLite with a plain listener and no HTTP door: no pg, no fastify, no X.509 library.
-      await writeFile(
-        join(dir.path, 'relay365.yaml'),
-        'dataDir: ./data\nauth: { flow: client-secret, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, clientSecret: unused }\n' +
-          'mailboxes: [ { address: relay@contoso.example } ]\nsmtp: { listeners: [ { host: 127.0.0.1, port: 0, tls: none } ], allowlist: [ { cidr: 127.0.0.1/32 } ] }\nhttp: { enabled: false }\n',
-      );
+      await writeFile(join(dir.path, 'relay365.yaml'), PLAIN_SERVE_CONFIG);
       const serve = await loadedPackages(['serve'], dir.path, '', /SMTP {2}127\.0\.0\.1:\d+/);
       // (smtp-server ships ES modules, which the CommonJS cache does not list: the stop on its listener line says it ran.)
       assert.ok(serve.packages.includes('better-sqlite3') && serve.packages.includes('prom-client'), `the relay ran: ${serve.packages.join(', ')}`);
@@ -111,11 +112,7 @@ describe('CLI start-up', () => {
   it('runs serve as the same process with a young generation sized for a service, unless the operator sized it', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
     const dir = await tempDir();
     try {
-      await writeFile(
-        join(dir.path, 'relay365.yaml'),
-        'dataDir: ./data\nauth: { flow: client-secret, tenant: contoso.example, clientId: 00000000-0000-0000-0000-000000000001, clientSecret: unused }\n' +
-          'mailboxes: [ { address: relay@contoso.example } ]\nsmtp: { listeners: [ { host: 127.0.0.1, port: 0, tls: none } ], allowlist: [ { cidr: 127.0.0.1/32 } ] }\nhttp: { enabled: false }\n',
-      );
+      await writeFile(join(dir.path, 'relay365.yaml'), PLAIN_SERVE_CONFIG);
       /** The command line of the process the CLI was started as, once it serves, and how it ended. */
       const serveCommandLine = (env: NodeJS.ProcessEnv): Promise<{ cmdline: string[]; code: number | null; stderr: string }> =>
         new Promise((resolve, reject) => {
