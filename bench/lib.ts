@@ -161,6 +161,20 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/**
+ * Bytes a process has caused to be written to storage so far, from `write_bytes` of /proc/<pid>/io
+ * (for the relay: its outbox's write-ahead log and the checkpoints that copy it into the database file;
+ * a page dirtied again before it reaches the disk counts once); NaN where /proc is missing.
+ */
+export function diskWriteBytes(pid: number): number {
+  try {
+    const m = /^write_bytes:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** A sandbox in this process, files in a temporary folder, with the scenario changed by `change`. */
 export async function benchSandbox(change?: (s: Scenario) => void): Promise<Sandbox> {
   const dir = await tempDir('relay365-bench-sandbox-');
@@ -200,6 +214,8 @@ export interface ServeProcess {
   rssMb(): number;
   /** CPU time used so far (user + system), ms. */
   cpuMs(): number;
+  /** Bytes written to storage so far (see {@link diskWriteBytes}). */
+  diskWriteBytes(): number;
   alive(): boolean;
   stderr(): string;
   /** SIGTERM (graceful), SIGKILL after 15 s. */
@@ -246,6 +262,7 @@ export async function startServe(dir: string, config: Record<string, unknown>): 
     peakRssMb: () => rssMb(pid, 'VmHWM'),
     rssMb: () => rssMb(pid, 'VmRSS'),
     cpuMs: () => cpuMs(pid),
+    diskWriteBytes: () => diskWriteBytes(pid),
     alive: () => !exited,
     stderr: () => stderr,
     stop: async () => {

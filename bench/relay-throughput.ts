@@ -121,7 +121,7 @@ async function sandboxToken(sandbox: Sandbox): Promise<string> {
 
 const envelope = { from: MAILBOX, to: ['bench@example.net'] };
 
-async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult & { rssMb: number; relayCpuPerMsg: number }> {
+async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult & { rssMb: number; relayCpuPerMsg: number; relayDiskKbPerMsg: number }> {
   const dir = await tempDir('relay365-bench-relay-');
   const port = await freePort();
   const relay = await startServe(
@@ -157,8 +157,15 @@ async function throughRelay(sandbox: Sandbox, load: Load): Promise<PhaseResult &
     // code is compiled by V8's optimizing tier before the clock starts (a relay runs for days).
     await warmUp(sandbox, load, `warm-${load.label}`, send);
     const cpuBefore = relay.cpuMs();
+    const diskBefore = relay.diskWriteBytes();
     const result = await phase(sandbox, load, `relay-${load.label}`, send);
-    return { ...result, rssMb: relay.peakRssMb(), relayCpuPerMsg: (relay.cpuMs() - cpuBefore) / Math.max(1, result.sent) };
+    const sent = Math.max(1, result.sent);
+    return {
+      ...result,
+      rssMb: relay.peakRssMb(),
+      relayCpuPerMsg: (relay.cpuMs() - cpuBefore) / sent,
+      relayDiskKbPerMsg: (relay.diskWriteBytes() - diskBefore) / 1024 / sent,
+    };
   } finally {
     for (const c of clients) c.close();
     await relay.stop();
@@ -244,6 +251,7 @@ export async function run(): Promise<ScenarioResult> {
         'submit p99 ms': round(relay.p99),
         'relay peak RSS MB': relay.rssMb,
         'relay CPU ms/msg': round(relay.relayCpuPerMsg, 2),
+        'relay disk KB/msg': round(relay.relayDiskKbPerMsg),
         'clients+sandbox CPU ms/msg': round(relay.benchCpuPerMsg, 2),
         'ceiling clients+sandbox CPU ms/msg': round(direct.benchCpuPerMsg, 2),
         'ceiling msg/s': round(direct.sent / direct.seconds),
@@ -278,6 +286,7 @@ export async function run(): Promise<ScenarioResult> {
       'submit p99 ms',
       'relay peak RSS MB',
       'relay CPU ms/msg',
+      'relay disk KB/msg',
       'clients+sandbox CPU ms/msg',
       'ceiling msg/s',
       'ceiling clients+sandbox CPU ms/msg',
@@ -296,6 +305,7 @@ export async function run(): Promise<ScenarioResult> {
       'mixed: 1 in 10 messages 1 MB, 3 in 10 50 KB, the rest 2 KB. 1MB: every message 1 MB (a twentieth of BENCH_N).',
       'pipelined: the bench\'s own client (bench/pipelining-client.ts) on 8 connections, each with two messages in flight: MAIL, RCPT and DATA in one write, the next message\'s commands right after the previous content (RFC 2920). Its ceiling is the same nodemailer pool straight to the sandbox, fed by 16 senders.',
       'CPU ms/msg: user + system time of the relay process, and of the bench process (clients and sandbox), over the phase divided by the messages sent.',
+      "relay disk KB/msg: what the relay process wrote to storage over the phase (write_bytes of /proc/<pid>/io: the outbox's write-ahead log, and the checkpoints that copy it into the database file), divided by the messages sent. It does not move with the machine's load as CPU time does, so a change to what each message writes shows in it at once.",
       `cores for 0.5 of the ceiling: (relay + clients+sandbox CPU ms/msg) × half the ceiling's msg/s, the CPU the relayed path would need to reach 0.5 at today's cost per message; this machine has ${availableParallelism()}.`,
     ],
   };
