@@ -621,17 +621,17 @@ export class SqliteOutboxStore implements OutboxStore {
       const explanation = attempt.explanation === undefined ? null : JSON.stringify(attempt.explanation);
       const reply = attempt.reply ?? null;
       const outcome = { id: request.id, owner: request.owner, reply, class: attempt.class, explanation, updatedAt: attempt.at.getTime() };
+      // Read before the outcome rewrites updated_at: it finds the send the claim counted.
+      const claim = sql.claimOf.get({ id: request.id, owner: request.owner });
       const changed = (
         request.state === 'deferred'
           ? sql.deferMessage.run({ ...outcome, nextAttemptAt: (request.nextAttemptAt ?? attempt.at).getTime() })
           : sql.finishMessage.run({ ...outcome, state: request.state, nextAttemptAt: attempt.at.getTime() })
       ).changes;
       if (changed !== 1) return false;
-      const send = sql.lastSendOf.get(request.id);
       const at = attempt.at.getTime();
-      if (send && send.at < at) {
-        sql.touchSend.run({ id: send.id, at });
-        sql.recountTouchedSend.run({ mailbox: send.mailbox, from: send.at, to: at });
+      if (claim?.mailbox != null && claim.at < at && sql.touchSend.run({ mailbox: claim.mailbox, from: claim.at, to: at, messageId: request.id }).changes === 1) {
+        sql.recountTouchedSend.run({ mailbox: claim.mailbox, from: claim.at, to: at });
       }
       sql.insertAttempt.run({
         messageId: request.id,
@@ -881,8 +881,8 @@ function prepareStatements(db: Database.Database) {
     insertSend: db.prepare<{ mailbox: string; at: number; recipients: number; messageId: string }>(SQL.insertSend),
     sendTotals: db.prepare<[string], { day_recipients: number; minute_edge: number; minute_sends: number }>(SQL.sendTotals),
     saveSendTotals: db.prepare<{ mailbox: string; dayRecipients: number; minuteEdge: number; minuteSends: number }>(SQL.saveSendTotals),
-    lastSendOf: db.prepare<[string], { id: number; mailbox: string; at: number }>(SQL.lastSendOf),
-    touchSend: db.prepare<{ id: number; at: number }>(SQL.touchSend),
+    claimOf: db.prepare<{ id: string; owner: string }, { mailbox: string | null; at: number }>(SQL.claimOf),
+    touchSend: db.prepare<{ mailbox: string; from: number; to: number; messageId: string }>(SQL.touchSend),
     recountTouchedSend: db.prepare<{ mailbox: string; from: number; to: number }>(SQL.recountTouchedSend),
     dueForMailbox: db.prepare<{ mailbox: string; now: number }, MessageRow>(SQL.dueForMailbox),
     dueForPool: db.prepare<{ pool: string; now: number }, MessageRow>(SQL.dueForPool),

@@ -419,6 +419,71 @@ describe('SQLite outbox store: running quota totals', () => {
   });
 });
 
+describe('SQLite outbox store: sends keyed by mailbox and time (schema 9)', () => {
+  it('keeps the sends of a schema-8 file (those without a message as well), and a message leased before the upgrade moves its own send when it completes', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const old = new Database(path);
+      old.pragma('journal_mode = WAL');
+      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      for (const m of MIGRATIONS.filter((x) => x.version <= 8)) {
+        old.exec(m.sql);
+        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
+      }
+      const claimedAt = Date.now() - 20_000;
+      // Leased by node 'o' at claimedAt, as schema 8's claim left it: the message row and its send.
+      old
+        .prepare(
+          `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
+             created_at, updated_at, next_attempt_at, lease_owner, lease_until)
+           VALUES ('01leased', ?, NULL, 'app@contoso.example', '["a@example.net","b@example.net"]', 2, 10, NULL, '{"kind":"smtp"}', 'sending', 0, ?, ?, ?, 'o', ?)`,
+        )
+        .run(MAILBOX, claimedAt - 1_000, claimedAt, claimedAt - 1_000, claimedAt + 600_000);
+      old.prepare("INSERT INTO message_bodies (id, raw) VALUES ('01leased', ?)").run(Buffer.from('Subject: x\r\n\r\nx\r\n'));
+      old.prepare("INSERT INTO message_recipients (message_id, position, address, state, updated_at) VALUES ('01leased', 0, 'a@example.net', 'pending', 0), ('01leased', 1, 'b@example.net', 'pending', 0)").run();
+      const send = old.prepare('INSERT INTO sends (mailbox, at, recipients, message_id) VALUES (?, ?, ?, ?)');
+      send.run(MAILBOX, claimedAt, 2, '01leased');
+      // Two sends from before schema 2 at the same time, without a message: both still count.
+      send.run(MAILBOX, claimedAt - 5_000, 3, null);
+      send.run(MAILBOX, claimedAt - 5_000, 4, null);
+      send.run(MAILBOX, Date.now() - 3_600_000, 5, 'older'); // in the day window only
+      old.prepare('INSERT INTO send_totals (mailbox, day_recipients, minute_edge, minute_sends) VALUES (?, 14, 0, 4)').run(MAILBOX);
+      old.close();
+
+      const store = await openSqliteStore(path);
+      try {
+        const limits: MailboxLimits = { ...WIDE, minuteMs: 60_000, dayMs: 86_400_000 };
+        const before = await store.quotaUsage(MAILBOX, limits);
+        assert.deepEqual([before.messagesLastMinute, before.recipientsLastDay, before.sending], [3, 14, 1]);
+        const doneAt = claimedAt + 15_000;
+        assert.ok(
+          await store.complete({
+            id: '01leased',
+            owner: 'o',
+            state: 'sent',
+            attempt: { at: new Date(doneAt), mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'o' },
+          }),
+        );
+        const look = new Database(path, { readonly: true });
+        try {
+          assert.deepEqual(look.prepare("SELECT at FROM sends WHERE message_id = '01leased'").pluck().all(), [doneAt], 'its send moved to when Exchange took it');
+          assert.equal(look.prepare('SELECT count(*) FROM sends').pluck().get(), 4);
+          assert.deepEqual(look.prepare("SELECT name FROM pragma_index_list('sends') WHERE origin = 'c'").pluck().all(), [], 'the rows are the index');
+        } finally {
+          look.close();
+        }
+        const after = await store.quotaUsage(MAILBOX, limits);
+        assert.deepEqual([after.messagesLastMinute, after.recipientsLastDay, after.sending], [3, 14, 0]);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: upgrading to per-recipient state (schema 5)', () => {
   it('gives the messages of a schema-4 file recipient rows from their envelopes: accepted if sent, refused with the last reply if failed, pending otherwise', async () => {
     const dir = await tempDir();

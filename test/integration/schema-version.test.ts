@@ -98,7 +98,7 @@ if (unavailable !== undefined) {
         await writeFile(file, `dataDir: ${dir.path}\nlog: { level: silent }\nqueue:\n  url: ${PG_URL}\n  schema: ${schema}\n`);
         const fresh = await db(['migrate', '--config', file, '--print']);
         assert.match(fresh, new RegExp(`CREATE SCHEMA IF NOT EXISTS "?${schema}"?;`));
-        assert.match(fresh, new RegExp(`-- outbox: schema version 0 -> ${LATEST}`));
+        assert.match(fresh, new RegExp(`-- outbox: schema version 0 -> ${PG_LATEST}`));
         assert.match(fresh, /ADD COLUMN body_deleted_at bigint/);
         assert.match(fresh, /-- token cache: schema version 0 -> 1/);
         assert.deepEqual(await pgQuery(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema]), [], '--print created nothing');
