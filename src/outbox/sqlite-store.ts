@@ -630,7 +630,11 @@ export class SqliteOutboxStore implements OutboxStore {
       ).changes;
       if (changed !== 1) return false;
       const at = attempt.at.getTime();
-      if (claim?.mailbox != null && claim.at < at && sql.touchSend.run({ mailbox: claim.mailbox, from: claim.at, to: at, messageId: request.id }).changes === 1) {
+      if (
+        claim?.mailbox != null &&
+        claim.at < at &&
+        sql.touchSend.run({ mailbox: claim.mailbox, from: claim.at, to: at, messageId: request.id }).changes === 1
+      ) {
         sql.recountTouchedSend.run({ mailbox: claim.mailbox, from: claim.at, to: at });
       }
       sql.insertAttempt.run({
