@@ -278,6 +278,51 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE sends_by_time RENAME TO sends;
     `,
   },
+  {
+    version: 10,
+    description: "recipients and attempts stored in their message's order, one tree each",
+    sql: `
+      -- Both were rowid tables with an index by message beside them, so every recipient and every
+      -- attempt wrote a page of each into the log. WITHOUT ROWID, the key is the table: the rows of a
+      -- message sit together, in envelope order and attempt order. n numbers a message's attempts from 1.
+      CREATE TABLE message_recipients_by_message (
+        message_id  TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        position    INTEGER NOT NULL,
+        address     TEXT    NOT NULL,
+        state       TEXT    NOT NULL CHECK (state IN ('pending', 'accepted', 'refused', 'bounced', 'delayed')),
+        reply       TEXT,
+        explanation TEXT,                   -- JSON Explanation
+        dsn_status  TEXT,
+        remote_mta  TEXT,
+        report_id   TEXT,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (message_id, position)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO message_recipients_by_message
+        SELECT message_id, position, address, state, reply, explanation, dsn_status, remote_mta, report_id, updated_at FROM message_recipients;
+      DROP TABLE message_recipients;
+      ALTER TABLE message_recipients_by_message RENAME TO message_recipients;
+      CREATE INDEX message_recipients_address ON message_recipients (address COLLATE NOCASE);
+
+      CREATE TABLE attempts_by_message (
+        message_id  TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        n           INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        mailbox     TEXT    NOT NULL,
+        reply       TEXT,
+        class       TEXT    NOT NULL,
+        explanation TEXT,                   -- JSON Explanation
+        duration_ms INTEGER NOT NULL,
+        owner       TEXT    NOT NULL,
+        PRIMARY KEY (message_id, n)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO attempts_by_message (message_id, n, at, mailbox, reply, class, explanation, duration_ms, owner)
+        SELECT message_id, row_number() OVER (PARTITION BY message_id ORDER BY id), at, mailbox, reply, class, explanation, duration_ms, owner
+        FROM attempts;
+      DROP TABLE attempts;
+      ALTER TABLE attempts_by_message RENAME TO attempts;
+    `,
+  },
 ];
 
 /**
@@ -350,7 +395,7 @@ export const SQL = {
   markBodyDeleted: `UPDATE messages SET body_deleted_at = @now WHERE id = @id`,
   /** The message with its content, attempts and recipients (ON DELETE CASCADE). */
   deleteFinished: `DELETE FROM messages WHERE id = ? AND state IN ('sent', 'failed', 'cancelled')`,
-  attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY id`,
+  attempts: `SELECT at, mailbox, reply, class, explanation, duration_ms, owner FROM attempts WHERE message_id = ? ORDER BY n`,
 
   /** Live leases of a mailbox: its open connections. */
   liveLeases: `SELECT count(*) AS n, min(lease_until) AS soonest FROM messages
@@ -433,8 +478,10 @@ export const SQL = {
       lease_owner = NULL, lease_until = NULL, last_reply = @reply, last_class = @class, last_explanation = @explanation,
       updated_at = @updatedAt
     WHERE id = @id AND lease_owner = @owner AND state = 'sending'`,
-  insertAttempt: `INSERT INTO attempts (message_id, at, mailbox, reply, class, explanation, duration_ms, owner)
-    VALUES (@messageId, @at, @mailbox, @reply, @class, @explanation, @durationMs, @owner)`,
+  /** The message's next attempt, numbered after its last (a seek in the leaf the row goes into). */
+  insertAttempt: `INSERT INTO attempts (message_id, n, at, mailbox, reply, class, explanation, duration_ms, owner)
+    VALUES (@messageId, coalesce((SELECT max(n) FROM attempts WHERE message_id = @messageId), 0) + 1, @at, @mailbox, @reply, @class, @explanation,
+      @durationMs, @owner)`,
 
   /** An operator's retry: due now; a pool message goes back to its pool. */
   retryMessage: `UPDATE messages SET state = 'queued', next_attempt_at = @now, updated_at = @now,

@@ -484,6 +484,100 @@ describe('SQLite outbox store: sends keyed by mailbox and time (schema 9)', () =
   });
 });
 
+describe('SQLite outbox store: recipients and attempts in their message\'s order (schema 10)', () => {
+  it("keeps a schema-9 file's recipients and attempts, each message's in its order, numbers the next attempt after them, and a purge still takes both", async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const old = new Database(path);
+      old.pragma('journal_mode = WAL');
+      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      for (const m of MIGRATIONS.filter((x) => x.version <= 9)) {
+        old.exec(m.sql);
+        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
+      }
+      const message = old.prepare(
+        `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
+           created_at, updated_at, next_attempt_at)
+         VALUES (?, '${MAILBOX}', NULL, 'app@contoso.example', ?, ?, 10, NULL, '{"kind":"smtp"}', ?, ?, 1000, 2000, 1000)`,
+      );
+      message.run('01deferred', '["a@example.net","b@example.net"]', 2, 'deferred', 2);
+      message.run('02other', '["c@example.net"]', 1, 'sent', 1);
+      old.prepare("INSERT INTO message_bodies (id, raw) VALUES ('01deferred', ?), ('02other', ?)").run(Buffer.from('Subject: x\r\n\r\nx\r\n'), Buffer.from('x'));
+      const recipient = old.prepare('INSERT INTO message_recipients (message_id, position, address, state, reply, updated_at) VALUES (?, ?, ?, ?, ?, 0)');
+      // Busy at one recipient (Microsoft Learn, "Exchange Online limits": 4.7.500 is Exchange's throttling reply).
+      const busy = '451 4.7.500 Server busy. Please try again later.';
+      recipient.run('01deferred', 1, 'b@example.net', 'refused', busy);
+      recipient.run('02other', 0, 'c@example.net', 'accepted', null);
+      recipient.run('01deferred', 0, 'a@example.net', 'pending', null);
+      const attempt = old.prepare("INSERT INTO attempts (message_id, at, mailbox, reply, class, duration_ms, owner) VALUES (?, ?, ?, ?, ?, 1, 'o')");
+      // Interleaved with another message's, as the rowids of a busy outbox are.
+      attempt.run('01deferred', 1100, MAILBOX, busy, 'transient');
+      attempt.run('02other', 1150, MAILBOX, '250 2.0.0 OK', 'sent');
+      attempt.run('01deferred', 1200, MAILBOX, busy, 'transient');
+      old.close();
+
+      const store = await openSqliteStore(path);
+      try {
+        assert.deepEqual(
+          (await store.recipients('01deferred')).map((r) => [r.address, r.state, r.reply]),
+          [
+            ['a@example.net', 'pending', undefined],
+            ['b@example.net', 'refused', busy],
+          ],
+        );
+        assert.deepEqual(
+          (await store.attempts('01deferred')).map((a) => [a.at.getTime(), a.class]),
+          [
+            [1100, 'transient'],
+            [1200, 'transient'],
+          ],
+        );
+        assert.deepEqual(
+          (await store.attempts('02other')).map((a) => a.at.getTime()),
+          [1150],
+        );
+        await store.retry('01deferred');
+        const { messages } = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'n', leaseMs: 60_000, limits: WIDE, max: 1 });
+        assert.equal(messages[0]?.id, '01deferred');
+        const at = new Date();
+        assert.ok(
+          await store.complete({
+            id: '01deferred',
+            owner: 'n',
+            state: 'sent',
+            attempt: { at, mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'n' },
+          }),
+        );
+        assert.deepEqual(
+          (await store.attempts('01deferred')).map((a) => [a.at.getTime(), a.class]),
+          [
+            [1100, 'transient'],
+            [1200, 'transient'],
+            [at.getTime(), 'sent'],
+          ],
+          'the third attempt comes after the two from before the upgrade',
+        );
+        assert.equal((await store.purge({ before: new Date(Date.now() + 60_000), bodiesOnly: false })).count, 2);
+        const look = new Database(path, { readonly: true });
+        try {
+          assert.deepEqual(
+            ['attempts', 'message_recipients'].map((t) => look.prepare(`SELECT count(*) FROM ${t}`).pluck().get()),
+            [0, 0],
+            "a purged message's attempts and recipients go with it",
+          );
+        } finally {
+          look.close();
+        }
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: upgrading to per-recipient state (schema 5)', () => {
   it('gives the messages of a schema-4 file recipient rows from their envelopes: accepted if sent, refused with the last reply if failed, pending otherwise', async () => {
     const dir = await tempDir();
