@@ -323,6 +323,18 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE attempts_by_message RENAME TO attempts;
     `,
   },
+  {
+    version: 11,
+    description: 'one index of finished messages for both retention sweeps',
+    sql: `
+      -- A message that finished was written into two indexes of finished messages (the sweep of
+      -- contents and the sweep of records), a page of each in the log. One index serves both: those
+      -- whose content is still there come first, oldest first; the records sweep merges the two halves.
+      DROP INDEX messages_finished_bodies;
+      DROP INDEX messages_finished;
+      CREATE INDEX messages_finished ON messages ((body_deleted_at IS NULL), updated_at, id) WHERE state IN ('sent', 'failed', 'cancelled');
+    `,
+  },
 ];
 
 /**
@@ -379,12 +391,19 @@ export const SQL = {
    * Retention and purge: finished messages last changed before @before, in the states of @states (a
    * JSON array), oldest first. The literal state list matches the partial indexes of migration 7.
    */
+  /** Along messages_finished (its expression `(body_deleted_at IS NULL)` written as it is, so SQLite uses it). */
   finishedWithBody: `SELECT id FROM messages
-    WHERE state IN ('sent', 'failed', 'cancelled') AND body_deleted_at IS NULL AND updated_at < @before
+    WHERE state IN ('sent', 'failed', 'cancelled') AND (body_deleted_at IS NULL) = 1 AND updated_at < @before
       AND state IN (SELECT value FROM json_each(@states))
     ORDER BY updated_at, id LIMIT @limit`,
-  finished: `SELECT id FROM messages
-    WHERE state IN ('sent', 'failed', 'cancelled') AND updated_at < @before AND state IN (SELECT value FROM json_each(@states))
+  /** Both halves of messages_finished, merged oldest first. */
+  finished: `SELECT id, updated_at FROM messages
+      WHERE state IN ('sent', 'failed', 'cancelled') AND (body_deleted_at IS NULL) = 1 AND updated_at < @before
+        AND state IN (SELECT value FROM json_each(@states))
+    UNION ALL
+    SELECT id, updated_at FROM messages
+      WHERE state IN ('sent', 'failed', 'cancelled') AND (body_deleted_at IS NULL) = 0 AND updated_at < @before
+        AND state IN (SELECT value FROM json_each(@states))
     ORDER BY updated_at, id LIMIT @limit`,
   /** What purge would delete (@bodiesOnly 1: only messages whose content is still there). */
   countFinished: `SELECT count(*) FROM messages

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { isRelay365Error } from '../../src/errors.js';
-import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
+import { MIGRATIONS, SQL } from '../../src/outbox/sqlite-sql.js';
 import { openSqliteStore, type MailboxLimits, type NewMessage } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
 import { tempDir } from '../helpers/sandbox.js';
@@ -571,6 +571,62 @@ describe('SQLite outbox store: recipients and attempts in their message\'s order
         }
       } finally {
         await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
+describe('SQLite outbox store: one index of finished messages (schema 11)', () => {
+  it('sweeps contents and records oldest first along messages_finished, across messages that lost their content and those that did not', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const store = await openSqliteStore(path);
+      try {
+        // Six finished messages, oldest first, each finished (its attempt's time) 1 s after the one before.
+        const t0 = Date.now() - 600_000;
+        const ids: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const m = await store.enqueue(small(i));
+          const { messages } = await store.claim({ mailbox: MAILBOX, pools: [], owner: 'o', leaseMs: 60_000, limits: WIDE, max: 1 });
+          assert.equal(messages[0]?.id, m.id);
+          const at = new Date(t0 + i * 1_000 + 10);
+          await store.complete({ id: m.id, owner: 'o', state: 'sent', attempt: { at, mailbox: MAILBOX, reply: '250 2.0.0 OK', class: 'sent', explanation: undefined, durationMs: 1, owner: 'o' } });
+          ids.push(m.id);
+        }
+        // Contents of the three oldest go, two per batch: oldest first.
+        assert.equal((await store.purge({ before: new Date(t0 + 2_500), bodiesOnly: true, limit: 2 })).count, 2);
+        assert.deepEqual(await Promise.all(ids.map(async (id) => (await store.getRaw(id)) !== undefined)), [false, false, true, true, true, true]);
+        assert.equal((await store.purge({ before: new Date(t0 + 2_500), bodiesOnly: true, limit: 2 })).count, 1);
+        assert.equal((await store.purge({ before: new Date(t0 + 2_500), bodiesOnly: true, limit: 2 })).count, 0, 'none is swept twice');
+        // Records: messages 0-2 have no content, 3 and 4 have; four oldest, in batches of 3, oldest first across both.
+        assert.equal((await store.purge({ before: new Date(t0 + 4_000), bodiesOnly: false, limit: 3 })).count, 3);
+        assert.deepEqual(await Promise.all(ids.map(async (id) => (await store.get(id)) !== undefined)), [false, false, false, true, true, true]);
+        assert.equal((await store.purge({ before: new Date(t0 + 4_000), bodiesOnly: false, limit: 3 })).count, 1);
+        assert.deepEqual(await Promise.all(ids.map(async (id) => (await store.get(id)) !== undefined)), [false, false, false, false, true, true]);
+      } finally {
+        await store.close();
+      }
+      const look = new Database(path, { readonly: true });
+      try {
+        const plan = (sql: string, params: Record<string, unknown>): string =>
+          look
+            .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+            .all(params)
+            .map((r) => (r as { detail: string }).detail)
+            .join('; ');
+        const params = { before: 0, states: '["sent"]', limit: 1 };
+        // Were a sweep's WHERE to stop matching the index's expression, it would scan every message.
+        assert.match(plan(SQL.finishedWithBody, params), /SEARCH messages USING INDEX messages_finished \(<expr>=\? AND updated_at<\?\)/);
+        assert.match(plan(SQL.finished, params), /MERGE \(UNION ALL\).*USING INDEX messages_finished.*USING INDEX messages_finished/);
+        assert.deepEqual(
+          look.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'messages_finished%'").pluck().all(),
+          ['messages_finished'],
+        );
+      } finally {
+        look.close();
       }
     } finally {
       await dir.cleanup();
