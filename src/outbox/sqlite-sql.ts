@@ -14,6 +14,12 @@ export interface Migration {
   version: number;
   description: string;
   sql: string;
+  /**
+   * The step rebuilds tables whose statements a running process of the previous release has prepared
+   * (it would fail on them, mid-delivery): it is applied to an existing outbox only while no other
+   * connection has the file open (`SqliteOutboxStore.migrate`). A new file needs no such care.
+   */
+  exclusive?: true;
 }
 
 /**
@@ -257,6 +263,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 9,
     description: 'sends keyed by mailbox and time, so a claim and an outcome each change one tree of them',
+    exclusive: true,
     sql: `
       -- Each commit writes every page it changed into the log, and the writes of a turn are few, so a
       -- send cost a page in each of three trees (the rows, sends_mailbox_at, sends_message) at its
@@ -281,6 +288,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 10,
     description: "recipients and attempts stored in their message's order, one tree each",
+    exclusive: true,
     sql: `
       -- Both were rowid tables with an index by message beside them, so every recipient and every
       -- attempt wrote a page of each into the log. WITHOUT ROWID, the key is the table: the rows of a

@@ -3,7 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type Database from 'better-sqlite3';
 import { pageOf, pageRead } from './cursor.js';
 import { Relay365Error } from '../errors.js';
-import { applySqliteMigrations } from '../store/sqlite-ledger.js';
+import { applySqliteMigrations, sqliteLedgerState } from '../store/sqlite-ledger.js';
 import { explainSqliteError, isSqliteEnvironmentError, openSqliteFile } from '../store/sqlite-database.js';
 import { openBody, sealBody, type BodyCipher } from './body-crypto.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
@@ -135,10 +135,41 @@ export class SqliteOutboxStore implements OutboxStore {
   /** Applies every outbox step not yet in the file's ledger (part `outbox` of `schema_migrations`), all in one transaction. */
   migrate(): Promise<void> {
     return this.run('apply the outbox migrations', () => {
-      this.db
-        .transaction(() => applySqliteMigrations(this.db, { part: 'outbox', what: 'the outbox tables', path: this.path, migrations: MIGRATIONS }))
-        .immediate();
+      const apply = this.db.transaction(() =>
+        applySqliteMigrations(this.db, { part: 'outbox', what: 'the outbox tables', path: this.path, migrations: MIGRATIONS }),
+      );
+      const rebuilds = this.pendingRebuilds();
+      if (rebuilds.length === 0) {
+        apply.immediate();
+        return;
+      }
+      // Alone or not at all: in exclusive locking mode the transaction takes the file's exclusive lock,
+      // which SQLite grants only once no other connection holds it open (it waits the busy timeout).
+      this.db.pragma('locking_mode = EXCLUSIVE');
+      try {
+        apply.exclusive();
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+        throw new Relay365Error(
+          'R365_OUTBOX_UNAVAILABLE',
+          `Cannot upgrade the outbox database ${this.path} to schema ${Math.max(...rebuilds)}: another process has it open, such as relay365 serve of the previous release still running. ` +
+            'This upgrade rebuilds tables that release reads and writes, so it is applied only while nothing else has the file open. ' +
+            'Stop every relay365 process that uses the file (systemctl stop relay365), then start this release (docs/operations.md, "Upgrades").',
+          { cause: err, retryable: true, details: { path: this.path, schema: Math.max(...rebuilds) } },
+        );
+      } finally {
+        this.db.pragma('locking_mode = NORMAL');
+        // The exclusive lock is released at the next access after the mode changes back.
+        this.db.prepare('SELECT count(*) FROM sqlite_master').get();
+      }
     });
+  }
+
+  /** The pending steps that rebuild tables an older release uses (see `Migration.exclusive`); none for a new file. */
+  private pendingRebuilds(): number[] {
+    const applied = sqliteLedgerState(this.db).applied('outbox');
+    if (applied.length === 0) return [];
+    return MIGRATIONS.filter((m) => m.exclusive === true && !applied.includes(m.version)).map((m) => m.version);
   }
 
   /**

@@ -484,6 +484,79 @@ describe('SQLite outbox store: sends keyed by mailbox and time (schema 9)', () =
   });
 });
 
+describe('SQLite outbox store: an upgrade that rebuilds tables runs alone', () => {
+  /** A schema-8 outbox, as relay365 0.1.0 leaves it. */
+  function schema8(path: string): void {
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+    for (const m of MIGRATIONS.filter((x) => x.version <= 8)) {
+      old.exec(m.sql);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
+    }
+    old.close();
+  }
+
+  it('refuses, naming the cause and the fix, while another process has a schema-8 file open, and upgrades once it is gone', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      schema8(path);
+      // A relay of the previous release, idle between sends: its connection holds the file open.
+      const running = new Database(path);
+      running.prepare('SELECT count(*) FROM messages').get();
+      await assert.rejects(
+        openSqliteStore(path, { busyTimeoutMs: 200 }),
+        (err) =>
+          isRelay365Error(err, 'R365_OUTBOX_UNAVAILABLE') &&
+          err.message.includes(`Cannot upgrade the outbox database ${path} to schema 10: another process has it open`) &&
+          err.message.includes('Stop every relay365 process that uses the file'),
+      );
+      // Nothing was applied, and the other process goes on as before.
+      assert.deepEqual(running.prepare('SELECT max(version) FROM schema_migrations').pluck().get(), 8);
+      running.prepare("INSERT INTO sends (mailbox, at, recipients, message_id) VALUES ('m', 1, 1, 'x')").run();
+      running.close();
+      const store = await openSqliteStore(path, { busyTimeoutMs: 200 });
+      try {
+        // Upgraded, and back in normal locking: another connection reads and writes beside the store.
+        const other = new Database(path);
+        try {
+          assert.equal(other.prepare("SELECT max(version) FROM schema_migrations WHERE part = 'outbox'").pluck().get(), Math.max(...MIGRATIONS.map((m) => m.version)));
+          assert.equal(other.prepare('SELECT count(*) FROM sends').pluck().get(), 1);
+          other.prepare("INSERT INTO suppressions (address_key, address, reason, source, created_at) VALUES ('a@example.net', 'a@example.net', 'test', 'manual', 0)").run();
+        } finally {
+          other.close();
+        }
+        await store.enqueue(small(1));
+        assert.equal((await store.counts()).queued, 1);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('creates a new file beside another open connection (nothing of an older release to protect)', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir.path, 'relay365.db');
+      const first = new Database(path);
+      first.pragma('journal_mode = WAL');
+      first.exec('CREATE TABLE other_part (x)');
+      try {
+        const store = await openSqliteStore(path, { busyTimeoutMs: 200 });
+        await store.enqueue(small(1));
+        await store.close();
+      } finally {
+        first.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('SQLite outbox store: recipients and attempts in their message\'s order (schema 10)', () => {
   it("keeps a schema-9 file's recipients and attempts, each message's in its order, numbers the next attempt after them, and a purge still takes both", async () => {
     const dir = await tempDir();
