@@ -397,9 +397,10 @@ export const SQL = {
   getRaw: `SELECT raw, encrypted FROM message_bodies WHERE id = ?`,
   /**
    * Retention and purge: finished messages last changed before @before, in the states of @states (a
-   * JSON array), oldest first. The literal state list matches the partial indexes of migration 7.
+   * JSON array), oldest first, along messages_finished (migration 11): the literal state list matches its
+   * partial WHERE, and `(body_deleted_at IS NULL) = 1 / 0` its first column's expression as written, so
+   * SQLite uses it (outbox-sqlite.test.ts checks the plans).
    */
-  /** Along messages_finished (its expression `(body_deleted_at IS NULL)` written as it is, so SQLite uses it). */
   finishedWithBody: `SELECT id FROM messages
     WHERE state IN ('sent', 'failed', 'cancelled') AND (body_deleted_at IS NULL) = 1 AND updated_at < @before
       AND state IN (SELECT value FROM json_each(@states))
