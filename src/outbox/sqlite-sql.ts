@@ -271,6 +271,8 @@ export const MIGRATIONS: readonly Migration[] = [
       -- wrote. Keyed by (mailbox, at, message_id) and WITHOUT ROWID, the rows are the index: a claim
       -- adds one entry, an outcome moves it (the message's claim time, updated_at while it is
       -- leased, finds it). Rows from before schema 2 had no message_id; each keeps one of its own.
+      -- Run alone: a relay of an earlier release still running on the file would fail on the rebuilt
+      -- table after its sends (relay365 applies this step only when nothing else has the file open).
       CREATE TABLE sends_by_time (
         mailbox    TEXT    NOT NULL,
         at         INTEGER NOT NULL,
@@ -293,6 +295,7 @@ export const MIGRATIONS: readonly Migration[] = [
       -- Both were rowid tables with an index by message beside them, so every recipient and every
       -- attempt wrote a page of each into the log. WITHOUT ROWID, the key is the table: the rows of a
       -- message sit together, in envelope order and attempt order. n numbers a message's attempts from 1.
+      -- Run alone, as step 9.
       CREATE TABLE message_recipients_by_message (
         message_id  TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
         position    INTEGER NOT NULL,
