@@ -578,7 +578,7 @@ describe('SQLite outbox store: recipients and attempts in their message\'s order
       message.run('02other', '["c@example.net"]', 1, 'sent', 1);
       old.prepare("INSERT INTO message_bodies (id, raw) VALUES ('01deferred', ?), ('02other', ?)").run(Buffer.from('Subject: x\r\n\r\nx\r\n'), Buffer.from('x'));
       const recipient = old.prepare('INSERT INTO message_recipients (message_id, position, address, state, reply, updated_at) VALUES (?, ?, ?, ?, ?, 0)');
-      // Busy at one recipient (Microsoft Learn, "Exchange Online limits": 4.7.500 is Exchange's throttling reply).
+      // Exchange busy at one recipient (the reply as ../shared/M365.md lists it; the catalogue's smtp-451-4.7.500).
       const busy = '451 4.7.500 Server busy. Please try again later.';
       recipient.run('01deferred', 1, 'b@example.net', 'refused', busy);
       recipient.run('02other', 0, 'c@example.net', 'accepted', null);
