@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../../src/outbox/sqlite-sql.js';
 import { runCli, startServe, stop } from '../helpers/cli.js';
+import { outboxAtSchema } from '../helpers/outbox-schema.js';
 import { tempDir } from '../helpers/sandbox.js';
 
 const CONFIG =
@@ -21,13 +22,7 @@ const CONFIG =
 
 /** The outbox as 0.1.0 leaves it: schema 8, one message queued for later (so serve does not send it). */
 function schema8(path: string): void {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-  for (const m of MIGRATIONS.filter((x) => x.version <= 8)) {
-    db.exec(m.sql);
-    db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-  }
+  const db = outboxAtSchema(path, 8);
   const later = Date.now() + 3_600_000;
   db.prepare(
     `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,

@@ -10,6 +10,7 @@ import { isRelay365Error } from '../../src/errors.js';
 import { MIGRATIONS, SQL } from '../../src/outbox/sqlite-sql.js';
 import { openSqliteStore, type MailboxLimits, type NewMessage } from '../../src/outbox/index.js';
 import { outboxStoreContract } from '../contract/outbox-store.js';
+import { outboxAtSchema } from '../helpers/outbox-schema.js';
 import { tempDir } from '../helpers/sandbox.js';
 import { seededInts } from '../helpers/random.js';
 
@@ -375,13 +376,7 @@ describe('SQLite outbox store: running quota totals', () => {
     try {
       const path = join(dir.path, 'relay365.db');
       // A database as the release before the totals left it: schema 2, with sends in its windows.
-      const old = new Database(path);
-      old.pragma('journal_mode = WAL');
-      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-      for (const m of MIGRATIONS.filter((x) => x.version <= 2)) {
-        old.exec(m.sql);
-        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-      }
+      const old = outboxAtSchema(path, 2);
       const now = Date.now() + 10_000; // the claim's time, after the enqueues below
       const send = old.prepare('INSERT INTO sends (mailbox, at, recipients, message_id) VALUES (?, ?, ?, NULL)');
       send.run(MAILBOX, now - 5_000, 3); // in both windows
@@ -424,13 +419,7 @@ describe('SQLite outbox store: sends keyed by mailbox and time (schema 9)', () =
     const dir = await tempDir();
     try {
       const path = join(dir.path, 'relay365.db');
-      const old = new Database(path);
-      old.pragma('journal_mode = WAL');
-      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-      for (const m of MIGRATIONS.filter((x) => x.version <= 8)) {
-        old.exec(m.sql);
-        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-      }
+      const old = outboxAtSchema(path, 8);
       const claimedAt = Date.now() - 20_000;
       // Leased by node 'o' at claimedAt, as schema 8's claim left it: the message row and its send.
       old
@@ -485,23 +474,12 @@ describe('SQLite outbox store: sends keyed by mailbox and time (schema 9)', () =
 });
 
 describe('SQLite outbox store: an upgrade that rebuilds tables runs alone', () => {
-  /** A schema-8 outbox, as relay365 0.1.0 leaves it. */
-  function schema8(path: string): void {
-    const old = new Database(path);
-    old.pragma('journal_mode = WAL');
-    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-    for (const m of MIGRATIONS.filter((x) => x.version <= 8)) {
-      old.exec(m.sql);
-      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-    }
-    old.close();
-  }
 
   it('refuses, naming the cause and the fix, while another process has a schema-8 file open, and upgrades once it is gone', async () => {
     const dir = await tempDir();
     try {
       const path = join(dir.path, 'relay365.db');
-      schema8(path);
+      outboxAtSchema(path, 8).close(); // as relay365 0.1.0 leaves it
       // A relay of the previous release, idle between sends: its connection holds the file open.
       const running = new Database(path);
       running.prepare('SELECT count(*) FROM messages').get();
@@ -562,13 +540,7 @@ describe('SQLite outbox store: recipients and attempts in their message\'s order
     const dir = await tempDir();
     try {
       const path = join(dir.path, 'relay365.db');
-      const old = new Database(path);
-      old.pragma('journal_mode = WAL');
-      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-      for (const m of MIGRATIONS.filter((x) => x.version <= 9)) {
-        old.exec(m.sql);
-        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-      }
+      const old = outboxAtSchema(path, 9);
       const message = old.prepare(
         `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
            created_at, updated_at, next_attempt_at)
@@ -713,13 +685,7 @@ describe('SQLite outbox store: upgrading to per-recipient state (schema 5)', () 
     try {
       const path = join(dir.path, 'relay365.db');
       // A file as the release before left it: schema 4, with messages in every state that matters.
-      const old = new Database(path);
-      old.pragma('journal_mode = WAL');
-      old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
-      for (const m of MIGRATIONS.filter((x) => x.version <= 4)) {
-        old.exec(m.sql);
-        old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(m.version);
-      }
+      const old = outboxAtSchema(path, 4);
       const insert = old.prepare(
         `INSERT INTO messages (id, mailbox, pool, envelope_from, envelope_to, recipients, size, message_id, source, state, attempts,
            created_at, updated_at, next_attempt_at, last_reply, last_class, last_explanation)
